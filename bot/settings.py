@@ -1,0 +1,33 @@
+"""Environment settings (12-factor), read once at start-up by the composition root.
+
+Secrets are ``SecretStr`` so that a settings object printed to a log shows ``**********``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+DEFAULT_DATABASE_URL = "sqlite:///incident-bot.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    ingest_token: SecretStr | None = None
+    ingest_max_bytes: int = Field(default=1024 * 1024, gt=0)
+    port: int = Field(default=3000, ge=0, le=65535)
+    bot_config_dir: Path | None = None
+    evaluation_interval: str | None = None  # a duration such as "30s"; overrides the config file
+    log_level: str = "INFO"
