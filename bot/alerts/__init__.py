@@ -1,0 +1,1 @@
+"""Alert state: the pure lifecycle (``lifecycle``) and its storage (``store``)."""

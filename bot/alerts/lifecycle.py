@@ -1,0 +1,207 @@
+"""The alert lifecycle as a pure transition table: no I/O, the clock passed in.
+
+    (none) ──true──▶ PENDING ──true for `for:`──▶ FIRING ──ack──▶ ACKNOWLEDGED
+       │                │                            │                 │
+       └─true, for: 0───┼───────────────────────────▶│                 │
+                        └─false──▶ RESOLVED ◀──false (auto) / resolve──┘
+
+* one open alert per dedup key ``rule:model`` — a condition that stays true is one alert, not
+  one per tick;
+* *no data* (a metric that did not arrive, went stale, or cannot be computed) changes nothing:
+  it never fires and never resolves, because a dead exporter is not a recovery;
+* after a fired alert resolves, the same key cannot fire again until its cooldown has passed;
+* RESOLVED is final. A click on a resolved alert is refused, it never reopens it.
+
+Every change is an :class:`Event` with an actor and a time; the service stores them as the
+alert's history and turns the notifiable ones into outbox entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bot.config.conditions import Outcome
+from bot.errors import ActionRefused
+from bot.severity import Severity
+
+SYSTEM_ACTOR = "incident-bot"
+
+Value = float | str
+
+
+class AlertState(StrEnum):
+    PENDING = "pending"
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+    @property
+    def is_open(self) -> bool:
+        return self is not AlertState.RESOLVED
+
+
+class EventKind(StrEnum):
+    PENDING = "pending"
+    FIRED = "fired"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    AUTO_RESOLVED = "auto_resolved"
+    PENDING_CLEARED = "pending_cleared"
+
+    @property
+    def notifies(self) -> bool:
+        """Whether people hear about it: pending alerts are not news yet."""
+        return self not in (EventKind.PENDING, EventKind.PENDING_CLEARED)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    actor: str
+    at: datetime
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One occurrence of a problem, identified while open by its ``key`` (``rule:model``)."""
+
+    rule: str
+    model: str
+    severity: Severity
+    state: AlertState
+    started_at: datetime
+    title: str = ""
+    description: str = ""
+    values: Mapping[str, Value] = field(default_factory=dict)
+    fired_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    id: int | None = None
+    version: int = 0
+
+    @property
+    def key(self) -> str:
+        return dedup_key(self.rule, self.model)
+
+
+def dedup_key(rule: str, model: str) -> str:
+    return f"{rule}:{model}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The part of a rule the lifecycle needs."""
+
+    for_: timedelta = timedelta(0)
+    cooldown: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one evaluation found for one ``rule:model``."""
+
+    rule: str
+    model: str
+    severity: Severity
+    outcome: Outcome
+    values: Mapping[str, Value] = field(default_factory=dict)
+    title: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Transition:
+    alert: Alert
+    event: Event
+
+
+def observe(
+    alert: Alert | None,
+    seen: Observation,
+    timing: Timing,
+    *,
+    last_fired_resolved_at: datetime | None,
+    now: datetime,
+) -> Transition | None:
+    """Advance ``alert`` (the open alert for this key, if any) by one evaluation.
+
+    Returns the transition, or ``None`` when nothing changed worth recording.
+    """
+    if alert is not None and not alert.state.is_open:
+        raise ValueError("observe() takes the open alert for a key, never a resolved one")
+    if seen.outcome is Outcome.NO_DATA:
+        return None
+    actor = f"rule:{seen.rule}"
+    if alert is None:
+        if seen.outcome is Outcome.FALSE or _cooling_down(last_fired_resolved_at, timing, now):
+            return None
+        base = Alert(
+            rule=seen.rule,
+            model=seen.model,
+            severity=seen.severity,
+            state=AlertState.PENDING,
+            started_at=now,
+            title=seen.title,
+            description=seen.description,
+            values=dict(seen.values),
+        )
+        if timing.for_ > timedelta(0):
+            return Transition(base, Event(EventKind.PENDING, actor, now, f"must hold for {timing.for_}"))
+        return _fire(base, actor, now)
+    if seen.outcome is Outcome.TRUE:
+        if alert.state is AlertState.PENDING and now - alert.started_at >= timing.for_:
+            refreshed = replace(alert, title=seen.title, description=seen.description, values=dict(seen.values))
+            return _fire(refreshed, actor, now)
+        return None
+    # the condition is false: the problem went away
+    if alert.state is AlertState.PENDING:
+        cleared = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=SYSTEM_ACTOR)
+        return Transition(cleared, Event(EventKind.PENDING_CLEARED, actor, now, "cleared before firing"))
+    resolved = replace(
+        alert,
+        state=AlertState.RESOLVED,
+        resolved_at=now,
+        resolved_by=SYSTEM_ACTOR,
+        values={**alert.values, **seen.values},
+    )
+    return Transition(resolved, Event(EventKind.AUTO_RESOLVED, actor, now, "condition cleared"))
+
+
+def acknowledge(alert: Alert, *, actor: str, now: datetime) -> Transition:
+    """A person takes the alert. Refused unless it is firing, with a reason they can read."""
+    if alert.state is AlertState.FIRING:
+        acked = replace(alert, state=AlertState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor)
+        return Transition(acked, Event(EventKind.ACKNOWLEDGED, actor, now))
+    raise ActionRefused(_refusal(alert, "acknowledge"))
+
+
+def resolve(alert: Alert, *, actor: str, now: datetime) -> Transition:
+    """A person declares the problem over; the cooldown then keeps the rule from re-firing at once."""
+    if alert.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED):
+        done = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=actor)
+        return Transition(done, Event(EventKind.RESOLVED, actor, now))
+    raise ActionRefused(_refusal(alert, "resolve"))
+
+
+def _fire(alert: Alert, actor: str, now: datetime) -> Transition:
+    fired = replace(alert, state=AlertState.FIRING, fired_at=now)
+    return Transition(fired, Event(EventKind.FIRED, actor, now))
+
+
+def _cooling_down(last: datetime | None, timing: Timing, now: datetime) -> bool:
+    return last is not None and now - last < timing.cooldown
+
+
+def _refusal(alert: Alert, verb: str) -> str:
+    if alert.state is AlertState.ACKNOWLEDGED:
+        return f"Already acknowledged by {alert.acknowledged_by} at {alert.acknowledged_at:%H:%M} UTC."
+    if alert.state is AlertState.RESOLVED:
+        who = alert.resolved_by if alert.resolved_by != SYSTEM_ACTOR else "auto-resolve"
+        return f"Already resolved by {who} at {alert.resolved_at:%H:%M} UTC; it cannot be changed."
+    return f"Cannot {verb} an alert that is {alert.state.value}."

@@ -1,0 +1,140 @@
+"""Alert storage: the only module that speaks SQL about alerts and their history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind, Transition
+from bot.clock import ensure_utc
+from bot.severity import Severity
+from bot.storage.tables import AlertEventRow, AlertRow
+
+
+class ConcurrentChange(Exception):
+    """Someone else changed the alert between our read and our write; re-read and decide again."""
+
+
+def open_alerts(session: Session) -> dict[str, Alert]:
+    rows = session.exec(select(AlertRow).where(AlertRow.state != AlertState.RESOLVED.value)).all()
+    return {row.dedup_key: to_alert(row) for row in rows}
+
+
+def last_fired_resolutions(session: Session, *, since: datetime) -> dict[str, datetime]:
+    """When each key's last alert that actually fired was resolved (for cooldowns)."""
+    query = (
+        select(AlertRow.dedup_key, func.max(AlertRow.resolved_at))
+        .where(AlertRow.state == AlertState.RESOLVED.value)
+        .where(col(AlertRow.fired_at).is_not(None))
+        .where(col(AlertRow.resolved_at) >= since)
+        .group_by(AlertRow.dedup_key)
+    )
+    return {key: ensure_utc(at) for key, at in session.exec(query).all() if at is not None}
+
+
+def get(session: Session, alert_id: int) -> Alert | None:
+    row = session.get(AlertRow, alert_id)
+    return to_alert(row) if row else None
+
+
+def history(session: Session, alert_id: int) -> list[Event]:
+    rows = session.exec(
+        select(AlertEventRow).where(AlertEventRow.alert_id == alert_id).order_by(col(AlertEventRow.id))
+    ).all()
+    return [Event(EventKind(r.kind), r.actor, ensure_utc(r.at), r.detail) for r in rows]
+
+
+def active(session: Session) -> list[Alert]:
+    """Open alerts that people should see (pending ones are not news yet), most severe first."""
+    rows = session.exec(
+        select(AlertRow).where(col(AlertRow.state).in_([AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value]))
+    ).all()
+    alerts = [to_alert(r) for r in rows]
+    return sorted(alerts, key=lambda a: (a.severity.rank, a.fired_at or a.started_at))
+
+
+def save(session: Session, change: Transition) -> Alert:
+    """Write the transition's alert and event. Raises :class:`ConcurrentChange` when another
+    writer got there first (a second open alert for the key, or a newer version)."""
+    alert = change.alert
+    fields = _fields(alert)
+    if alert.id is None:
+        row = AlertRow(**fields, version=1)
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise ConcurrentChange(f"an open alert for {alert.key} already exists") from exc
+        assert row.id is not None
+        saved = to_alert(row)
+    else:
+        result = session.execute(
+            update(AlertRow)
+            .where(col(AlertRow.id) == alert.id, col(AlertRow.version) == alert.version)
+            .values(**fields, version=alert.version + 1)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConcurrentChange(f"alert {alert.id} changed since it was read")
+        saved = replace(alert, version=alert.version + 1)
+    session.add(
+        AlertEventRow(
+            alert_id=saved.id,
+            kind=change.event.kind.value,
+            actor=change.event.actor,
+            at=change.event.at,
+            detail=change.event.detail,
+        )
+    )
+    return saved
+
+
+def save_all(session: Session, changes: Iterable[Transition]) -> list[tuple[Transition, Alert]]:
+    return [(change, save(session, change)) for change in changes]
+
+
+def to_alert(row: AlertRow) -> Alert:
+    def aware(value: datetime | None) -> datetime | None:
+        return ensure_utc(value) if value is not None else None
+
+    return Alert(
+        id=row.id,
+        rule=row.rule,
+        model=row.model,
+        severity=Severity(row.severity),
+        state=AlertState(row.state),
+        started_at=ensure_utc(row.started_at),
+        title=row.title,
+        description=row.description,
+        values=dict(row.values or {}),
+        fired_at=aware(row.fired_at),
+        acknowledged_at=aware(row.acknowledged_at),
+        acknowledged_by=row.acknowledged_by,
+        resolved_at=aware(row.resolved_at),
+        resolved_by=row.resolved_by,
+        version=row.version,
+    )
+
+
+def _fields(alert: Alert) -> dict[str, Any]:
+    return {
+        "dedup_key": alert.key,
+        "rule": alert.rule,
+        "model": alert.model,
+        "severity": alert.severity.value,
+        "state": alert.state.value,
+        "title": alert.title,
+        "description": alert.description,
+        "values": dict(alert.values),
+        "started_at": alert.started_at,
+        "fired_at": alert.fired_at,
+        "acknowledged_at": alert.acknowledged_at,
+        "acknowledged_by": alert.acknowledged_by,
+        "resolved_at": alert.resolved_at,
+        "resolved_by": alert.resolved_by,
+    }

@@ -1,0 +1,1 @@
+"""Rule evaluation: latest samples + rules + open alerts → transitions (pure)."""

@@ -1,0 +1,1 @@
+"""Metric samples and the sources that bring them in (push ingest; pull sources later)."""

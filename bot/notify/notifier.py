@@ -1,0 +1,79 @@
+"""The notifier interface and the two notifiers that need no outside service.
+
+A notifier delivers one :class:`Notification` or raises :class:`~bot.errors.DeliveryError`
+saying whether a retry can help. Retrying, backoff and bookkeeping live in the outbox, once,
+so every notifier stays a thin translation to one remote API.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    channel: str
+    kind: str
+    alert_id: int | None
+    payload: Mapping[str, Any]
+    attempts: int = 0
+
+
+class Notifier(Protocol):
+    channel: str
+
+    def send(self, notification: Notification) -> None: ...
+
+
+class LogNotifier:
+    """Writes each notification to the log: the bot's voice when no Slack workspace is set up."""
+
+    channel = "log"
+
+    def send(self, notification: Notification) -> None:
+        p = notification.payload
+        log.warning(
+            "[%s] %s %s — %s (%s) %s",
+            p.get("severity"),
+            p.get("event"),
+            p.get("key"),
+            p.get("title"),
+            p.get("state"),
+            p.get("description"),
+        )
+
+
+@dataclass
+class RecordingNotifier:
+    """Keeps what it was given; can be told to fail, to exercise the outbox's retries."""
+
+    channel: str = "recording"
+    sent: list[Notification] = field(default_factory=list)
+    failures: list[DeliveryError] = field(default_factory=list)
+    attempts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail_next(self, error: DeliveryError, times: int = 1) -> None:
+        with self._lock:
+            self.failures.extend([error] * times)
+
+    def send(self, notification: Notification) -> None:
+        with self._lock:
+            self.attempts += 1
+            if self.failures:
+                raise self.failures.pop(0)
+            self.sent.append(notification)
+
+    def events(self) -> list[tuple[str, str]]:
+        """``(event, dedup key)`` of each delivered notification, in order."""
+        with self._lock:
+            return [(str(n.payload["event"]), str(n.payload["key"])) for n in self.sent]

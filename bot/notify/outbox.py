@@ -1,0 +1,201 @@
+"""The notification outbox: enqueue inside the alert's transaction, deliver with retries.
+
+Delivery claims rows before sending (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
+writer on SQLite), so two replicas never send the same row; a claim left by a process that
+died expires after ``claim_timeout`` and the row is taken over. A notification for an alert
+waits until the earlier ones for that alert on the same channel went out, so Slack never sees
+an update before the post it updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from bot.clock import Clock
+from bot.errors import DeliveryError
+from bot.notify.notifier import Notification, Notifier
+from bot.storage.database import session as open_session
+from bot.storage.tables import OutboxRow
+
+log = logging.getLogger(__name__)
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+
+def enqueue(
+    session: Session,
+    *,
+    channel: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    idempotency_key: str,
+    now: datetime,
+    alert_id: int | None = None,
+    not_before: datetime | None = None,
+) -> None:
+    session.add(
+        OutboxRow(
+            idempotency_key=idempotency_key,
+            channel=channel,
+            kind=kind,
+            alert_id=alert_id,
+            payload=dict(payload),
+            status=PENDING,
+            not_before=not_before or now,
+            created_at=now,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter, capped; a server's ``Retry-After`` wins."""
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return max(retry_after, 0.0)
+        ceiling = min(self.cap, self.base * 2 ** max(attempts - 1, 0))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class Outbox:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        notifiers: Mapping[str, Notifier],
+        *,
+        backoff: Backoff | None = None,
+        claim_timeout: timedelta = timedelta(minutes=2),
+        worker: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._notifiers = dict(notifiers)
+        self._backoff = backoff or Backoff()
+        self._claim_timeout = claim_timeout
+        self._worker = worker or uuid.uuid4().hex[:12]
+        self._rng = rng or random.Random()
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self._notifiers)
+
+    def deliver_due(self, limit: int = 100) -> int:
+        """Deliver what is due now; return how many were sent. Never raises for a failed send."""
+        sent = 0
+        for note in self._claim(limit):
+            if self._deliver(note):
+                sent += 1
+        return sent
+
+    def depth(self) -> int:
+        with open_session(self._engine) as s:
+            return len(s.exec(select(OutboxRow.id).where(OutboxRow.status == PENDING)).all())
+
+    def _claim(self, limit: int) -> list[Notification]:
+        now = self._clock.now()
+        earlier = aliased(OutboxRow)
+        blocked = exists().where(
+            and_(
+                earlier.alert_id == OutboxRow.alert_id,
+                earlier.channel == OutboxRow.channel,
+                earlier.status == PENDING,
+                col(earlier.id) < OutboxRow.id,
+            )
+        )
+        due = (
+            select(OutboxRow.id)
+            .where(OutboxRow.status == PENDING, col(OutboxRow.not_before) <= now)
+            .where(col(OutboxRow.channel).in_(list(self._notifiers)))
+            .where(or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now))
+            .where(or_(col(OutboxRow.alert_id).is_(None), ~blocked))
+            .order_by(col(OutboxRow.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        token = f"{self._worker}:{uuid.uuid4().hex[:8]}"
+        with open_session(self._engine) as s, s.begin():
+            ids = list(s.exec(due).all())
+            if not ids:
+                return []
+            s.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id).in_(ids))
+                .values(claimed_by=token, claimed_until=now + self._claim_timeout)
+            )
+        with open_session(self._engine) as s:
+            rows = s.exec(select(OutboxRow).where(OutboxRow.claimed_by == token).order_by(col(OutboxRow.id))).all()
+            return [Notification(r.id or 0, r.channel, r.kind, r.alert_id, r.payload, r.attempts) for r in rows]
+
+    def _deliver(self, note: Notification) -> bool:
+        notifier = self._notifiers[note.channel]
+        try:
+            notifier.send(note)
+        except DeliveryError as exc:
+            self._record_failure(note, exc)
+            return False
+        except Exception as exc:  # a bug in a notifier must not stop the queue
+            log.exception("notifier %s crashed on outbox row %s", note.channel, note.id)
+            self._record_failure(note, DeliveryError(f"notifier crashed: {exc!r}", retryable=True))
+            return False
+        self._finish(note, status=SENT, error=None, sent=True)
+        return True
+
+    def _record_failure(self, note: Notification, error: DeliveryError) -> None:
+        attempts = note.attempts + 1
+        if not error.retryable:
+            log.error("outbox row %s (%s) failed for good: %s", note.id, note.channel, error)
+            self._finish(note, status=FAILED, error=str(error), sent=False)
+            return
+        wait = self._backoff.delay(attempts, error.retry_after, self._rng)
+        log.warning(
+            "outbox row %s (%s) attempt %d failed, retry in %.1fs: %s", note.id, note.channel, attempts, wait, error
+        )
+        with open_session(self._engine) as s, s.begin():
+            s.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id) == note.id)
+                .values(
+                    attempts=attempts,
+                    last_error=str(error)[:2000],
+                    claimed_until=None,
+                    claimed_by=None,
+                    not_before=self._clock.now() + timedelta(seconds=wait),
+                )
+            )
+
+    def _finish(self, note: Notification, *, status: str, error: str | None, sent: bool) -> None:
+        now = self._clock.now()
+        with open_session(self._engine) as s, s.begin():
+            s.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id) == note.id)
+                .values(
+                    status=status,
+                    attempts=note.attempts + 1,
+                    last_error=error,
+                    claimed_until=None,
+                    sent_at=now if sent else None,
+                )
+            )
+
+
+def pending(engine: Engine) -> list[OutboxRow]:
+    with open_session(engine) as s:
+        return list(s.exec(select(OutboxRow).where(OutboxRow.status == PENDING).order_by(col(OutboxRow.id))).all())

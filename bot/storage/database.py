@@ -1,0 +1,76 @@
+"""Engine creation and schema setup for SQLite (default) and PostgreSQL.
+
+The schema is created on start. Each later change to it is a numbered step in
+:data:`MIGRATIONS`, applied in order inside one transaction and recorded in
+``schema_version``, so a database written by an older release is brought forward on start
+instead of failing on a missing column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from bot.storage.tables import SchemaVersionRow
+
+Migration = Callable[[Connection], None]
+
+
+def _baseline(connection: Connection) -> None:
+    SQLModel.metadata.create_all(connection)
+
+
+MIGRATIONS: list[Migration] = [_baseline]
+"""Step N brings a database from version N to N+1. Append; never edit a released step."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` as users write them; use psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the single writer
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`; return the version found before."""
+    version_table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        version_table.create(connection, checkfirst=True)
+        row = connection.execute(select(SchemaVersionRow.version).where(SchemaVersionRow.id == 1)).scalar()
+        found = int(row or 0)
+        for step in MIGRATIONS[found:]:
+            step(connection)
+        values = {"version": SCHEMA_VERSION, "applied_at": datetime.now(UTC)}
+        if row is None:
+            connection.execute(version_table.insert().values(id=1, **values))
+        elif found < SCHEMA_VERSION:
+            connection.execute(version_table.update().where(version_table.c.id == 1).values(**values))
+    return found
+
+
+def session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)

@@ -1,0 +1,121 @@
+"""Table definitions (SQLModel). Times are stored as aware UTC where the backend can
+(PostgreSQL ``timestamptz``); SQLite returns naive values, which readers pass through
+:func:`bot.clock.ensure_utc`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index))
+
+
+class AlertRow(SQLModel, table=True):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # the database itself guarantees one open alert per rule:model, whatever the replicas do
+        Index(
+            "uq_alerts_open_key",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text("state != 'resolved'"),
+            postgresql_where=text("state != 'resolved'"),
+        ),
+        Index("ix_alerts_key_resolved", "dedup_key", "resolved_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str = Field(max_length=300)
+    rule: str = Field(max_length=100)
+    model: str = Field(max_length=100, index=True)
+    severity: str = Field(max_length=2)
+    state: str = Field(max_length=20, index=True)
+    title: str = ""
+    description: str = ""
+    values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    started_at: datetime = _ts()
+    fired_at: datetime | None = _ts(nullable=True)
+    acknowledged_at: datetime | None = _ts(nullable=True)
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = _ts(nullable=True)
+    resolved_by: str | None = None
+    version: int = 0
+    """Bumped on every update; an update names the version it read (optimistic locking),
+    so of two people clicking at once exactly one wins."""
+
+
+class AlertEventRow(SQLModel, table=True):
+    __tablename__ = "alert_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alerts.id", index=True)
+    kind: str = Field(max_length=40)
+    actor: str = Field(max_length=200)
+    at: datetime = _ts()
+    detail: str = ""
+
+
+class MetricSampleRow(SQLModel, table=True):
+    """Every pushed sample, kept so windows (last hour, 7 days) can be computed."""
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (Index("ix_samples_model_name_at", "model", "name", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(max_length=100)
+    name: str = Field(max_length=100)
+    at: datetime = _ts()
+    value: float | None = None
+    text: str | None = None
+
+
+class MetricLatestRow(SQLModel, table=True):
+    """The newest sample per model and metric: what one evaluation pass reads, in one query."""
+
+    __tablename__ = "metric_latest"
+
+    model: str = Field(primary_key=True, max_length=100)
+    name: str = Field(primary_key=True, max_length=100)
+    at: datetime = _ts()
+    value: float | None = None
+    text: str | None = None
+
+
+class OutboxRow(SQLModel, table=True):
+    """A notification to deliver. Written in the same transaction as the alert change that
+    caused it, so a crash can delay a notification but never lose it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_outbox_idempotency_key"),
+        Index("ix_outbox_due", "status", "not_before"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300)
+    channel: str = Field(max_length=40)
+    """Which notifier delivers it (``slack``, ``pagerduty``, ``log`` …)."""
+    kind: str = Field(max_length=40)
+    alert_id: int | None = Field(default=None, foreign_key="alerts.id", index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    not_before: datetime = _ts()
+    claimed_until: datetime | None = _ts(nullable=True)
+    claimed_by: str | None = None
+    last_error: str | None = None
+    created_at: datetime = _ts()
+    sent_at: datetime | None = _ts(nullable=True)
+
+
+class SchemaVersionRow(SQLModel, table=True):
+    __tablename__ = "schema_version"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int
+    applied_at: datetime = _ts()
