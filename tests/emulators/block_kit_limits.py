@@ -124,14 +124,53 @@ def check_blocks(blocks: Any, *, max_blocks: int = MAX_MESSAGE_BLOCKS, pointer: 
     return errors
 
 
-def check_view(view: Any) -> list[str]:
-    """Return error strings for a ``views.*`` payload (type, title, up to 100 blocks)."""
+Problem = tuple[str, list[str]] | None  # (Slack error code, detail strings), None when valid
+
+
+def check_message(fields: dict[str, Any], *, required: bool = True) -> Problem:
+    """Check a message's ``text`` / ``blocks`` / ``metadata`` as ``chat.postMessage`` does.
+
+    ``fields`` holds the decoded fields that were sent; ``required`` is False for
+    ``chat.update``, which may change just one of them.
+    """
+    if required and not (fields.get("text") or fields.get("blocks") or fields.get("attachments")):
+        return "no_text", []
+    if len(str(fields.get("text", ""))) > MAX_MESSAGE_TEXT:
+        return "msg_too_long", [_too_long(MAX_MESSAGE_TEXT, "/text")]
+    if "blocks" in fields:
+        if not isinstance(fields["blocks"], list):
+            return "invalid_blocks_format", ["must be an array [json-pointer:/blocks]"]
+        errors = check_blocks(fields["blocks"])
+        if errors:
+            return "invalid_blocks", errors
+    meta = fields.get("metadata")
+    # Slack message metadata is {"event_type": str, "event_payload": object}; bots
+    # rely on it to find their own messages again, so a malformed one must fail loudly.
+    if meta is not None and not (
+        isinstance(meta, dict)
+        and isinstance(meta.get("event_type"), str)
+        and isinstance(meta.get("event_payload"), dict)
+    ):
+        return "invalid_metadata_format", [
+            "must have event_type (string) and event_payload (object) [json-pointer:/metadata]"
+        ]
+    return None
+
+
+def check_view(view: Any) -> Problem:
+    """Check a ``views.*`` payload: type, title lengths and up to 100 blocks.
+
+    Block problems answer ``invalid_blocks`` (as for messages); anything else
+    about the view answers ``invalid_arguments``.
+    """
     if not isinstance(view, dict):
-        return ["must be an object [json-pointer:/view]"]
+        return "invalid_arguments", ["must be an object [json-pointer:/view]"]
     errors: list[str] = []
     if view.get("type") not in VIEW_TYPES:
         errors.append(f"must be one of {sorted(VIEW_TYPES)} [json-pointer:/view/type]")
     for key in ("title", "submit", "close"):
         _check_len(_text_of(view.get(key)), MAX_VIEW_TITLE, f"/view/{key}/text", errors)
-    errors.extend(check_blocks(view.get("blocks", []), max_blocks=MAX_VIEW_BLOCKS, pointer="/view/blocks"))
-    return errors
+    block_errors = check_blocks(view.get("blocks", []), max_blocks=MAX_VIEW_BLOCKS, pointer="/view/blocks")
+    if errors:
+        return "invalid_arguments", errors + block_errors
+    return ("invalid_blocks", block_errors) if block_errors else None
