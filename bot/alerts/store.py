@@ -138,3 +138,23 @@ def _fields(alert: Alert) -> dict[str, Any]:
         "resolved_at": alert.resolved_at,
         "resolved_by": alert.resolved_by,
     }
+
+
+def slack_message(session: Session, alert_id: int) -> tuple[str, str] | None:
+    """``(channel id, ts)`` of the alert's root Slack message, if it was posted."""
+    row = session.get(AlertRow, alert_id)
+    if row is None or row.slack_channel is None or row.slack_ts is None:
+        return None
+    return row.slack_channel, row.slack_ts
+
+
+def record_slack_message(session: Session, alert_id: int, *, channel: str, ts: str) -> bool:
+    """Remember where the root message went. Only the first writer wins (``slack_ts IS NULL``),
+    so a root message is recorded once even if two deliveries raced; returns whether we won.
+    Does not bump ``version``: where a message lives is not an alert state change."""
+    result = session.execute(
+        update(AlertRow)
+        .where(col(AlertRow.id) == alert_id, col(AlertRow.slack_ts).is_(None))
+        .values(slack_channel=channel, slack_ts=ts)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

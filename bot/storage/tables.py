@@ -44,6 +44,9 @@ class AlertRow(SQLModel, table=True):
     acknowledged_by: str | None = None
     resolved_at: datetime | None = _ts(nullable=True)
     resolved_by: str | None = None
+    slack_channel: str | None = Field(default=None, max_length=40)
+    slack_ts: str | None = Field(default=None, max_length=40)
+    """Where the alert's root Slack message lives, once posted; updates and thread replies go there."""
     version: int = 0
     """Bumped on every update; an update names the version it read (optimistic locking),
     so of two people clicking at once exactly one wins."""

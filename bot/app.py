@@ -1,0 +1,103 @@
+"""Composition root: settings → database → configuration → service → notifiers → web app → scheduler.
+
+No logic lives here; it only builds the parts and hands each one what it needs, so tests can
+build the same bot with an injected clock, database and notifiers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot.clock import Clock, SystemClock
+from bot.config.durations import parse_duration
+from bot.config.holder import ConfigHolder
+from bot.jobs import build_scheduler
+from bot.metrics.api import metric_routes
+from bot.notify.notifier import LogNotifier, Notifier
+from bot.notify.outbox import Outbox
+from bot.service import AlertService, every_channel
+from bot.settings import Settings
+from bot.storage.database import make_engine, migrate
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_config_dir(settings: Settings) -> Path:
+    """``BOT_CONFIG_DIR``, else the working directory if it holds rules/, else the shipped defaults."""
+    if settings.bot_config_dir is not None:
+        return settings.bot_config_dir
+    if (Path.cwd() / "rules").is_dir():
+        return Path.cwd()
+    return REPO_ROOT
+
+
+@dataclass
+class Bot:
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    config: ConfigHolder
+    service: AlertService
+    outbox: Outbox
+    scheduler: BackgroundScheduler
+    app: Starlette
+
+
+def build_bot(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    notifiers: Mapping[str, Notifier] | None = None,
+    config_dir: Path | None = None,
+) -> Bot:
+    clock = clock or SystemClock()
+    holder = ConfigHolder(config_dir or default_config_dir(settings))
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    chosen: Mapping[str, Notifier] = notifiers if notifiers is not None else {"log": LogNotifier()}
+    service = AlertService(engine, clock, holder, every_channel(list(chosen)))
+    outbox = Outbox(engine, clock, chosen)
+    interval = (
+        parse_duration(settings.evaluation_interval)
+        if settings.evaluation_interval
+        else holder().settings.evaluation_interval
+    )
+    scheduler = build_scheduler(
+        evaluate=service.evaluate_once, deliver=outbox.deliver_due, evaluation_interval=interval
+    )
+    app = build_web_app(settings=settings, service=service, holder=holder, clock=clock, scheduler=scheduler)
+    return Bot(settings, engine, clock, holder, service, outbox, scheduler, app)
+
+
+def build_web_app(
+    *, settings: Settings, service: AlertService, holder: ConfigHolder, clock: Clock, scheduler: BackgroundScheduler
+) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.shutdown(wait=True)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "scheduler": scheduler.running})
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *metric_routes(service=service, settings=settings, config=holder, clock=clock),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,86 @@
+"""The ``incident-bot`` command: serve, check, test-rules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="incident-bot", description="Slack incident response for ML services.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the bot: HTTP app, ingest API and scheduler")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
+    check = sub.add_parser("check", help="validate a configuration directory (rules/ and runbooks/)")
+    check.add_argument("directory", nargs="?", type=Path, default=None)
+    tests = sub.add_parser("test-rules", help="run rule unit tests from a YAML file")
+    tests.add_argument("file", type=Path)
+    tests.add_argument("--config-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args.host, args.port)
+    if args.command == "check":
+        return _check(args.directory)
+    return _test_rules(args.file, args.config_dir)
+
+
+def _check(directory: Path | None) -> int:
+    from bot.app import default_config_dir
+    from bot.config.loader import load_config
+    from bot.settings import Settings
+
+    target = directory or default_config_dir(Settings())
+    try:
+        config = load_config(target)
+    except ConfigError as exc:
+        print(f"{target}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(
+        f"{target}: OK — {len(config.rules)} rules, {len(config.models)} models, {len(config.slos)} SLOs, "
+        f"{len(config.runbooks)} runbooks"
+    )
+    return 0
+
+
+def _test_rules(file: Path, config_dir: Path | None) -> int:
+    from bot.rule_tests import run_rule_tests
+
+    try:
+        report = run_rule_tests(file, config_dir=config_dir)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _serve(host: str, port: int | None) -> int:
+    import uvicorn
+
+    from bot.app import build_bot
+    from bot.settings import Settings
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        bot = build_bot(settings)
+    except ConfigError as exc:
+        print(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
+    uvicorn.run(bot.app, host=host, port=port if port is not None else settings.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
