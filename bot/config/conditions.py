@@ -76,7 +76,7 @@ class Condition:
             tree = ast.parse(self.source, mode="eval")
         except SyntaxError as exc:
             raise ConditionSyntaxError(
-                f"cannot parse condition {self.source!r} at column {exc.offset}: {exc.msg}; "
+                f"cannot parse condition {self.source!r} at column {exc.offset or len(self.source) + 1}: {exc.msg}; "
                 "write a comparison such as p99_latency_ms > 5000"
             ) from None
         _check_whitelist(tree, self.source)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from bot.config.runbooks import Runbook
 from bot.config.schema import (
+    Access,
     BusinessHours,
     EngineSettings,
     EscalationStep,
@@ -55,6 +56,7 @@ class Config:
     escalation: Mapping[str, tuple[EscalationStep, ...]] = field(default_factory=dict)
     routing: Routing = field(default_factory=Routing)
     business_hours: BusinessHours | None = None
+    access: Access = field(default_factory=Access)
     metrics: Mapping[str, MetricInfo] = field(default_factory=dict)
     runbooks: Mapping[str, Runbook] = field(default_factory=dict)
 
@@ -193,7 +195,7 @@ def _assemble(
     metrics: dict[str, MetricInfo] = {}
     escalation: dict[str, tuple[EscalationStep, ...]] = {}
     for shown, content, doc in parsed:
-        for section in ("settings", "routing", "business_hours"):
+        for section in ("settings", "routing", "business_hours", "access"):
             value = getattr(content, section)
             if value is None:
                 continue
@@ -250,6 +252,7 @@ def _assemble(
         escalation=escalation,
         routing=singles.get("routing", ("", Routing()))[1],
         business_hours=singles.get("business_hours", ("", None))[1],
+        access=singles.get("access", ("", Access()))[1],
         metrics=metrics,
         runbooks=runbooks,
     )

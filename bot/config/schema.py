@@ -192,6 +192,20 @@ class BusinessHours(Strict):
         return value
 
 
+class Access(Strict):
+    """Who may acknowledge, resolve or silence from Slack."""
+
+    allow: Literal["anyone", "channel_members", "usergroup"] = "anyone"
+    usergroup: str | None = None
+    """A Slack user group ID (``S0123ABC``) when ``allow: usergroup``."""
+
+    @model_validator(mode="after")
+    def _usergroup_named(self) -> Access:
+        if self.allow == "usergroup" and not self.usergroup:
+            raise ValueError("allow: usergroup needs usergroup: <Slack user group ID, e.g. S0123ABC>")
+        return self
+
+
 class MetricInfo(Strict):
     name: Identifier
     description: str = ""
@@ -209,6 +223,7 @@ class RulesFile(Strict):
     escalation: dict[Identifier, list[EscalationStep]] = Field(default_factory=dict)
     routing: Routing | None = None
     business_hours: BusinessHours | None = None
+    access: Access | None = None
 
     @field_validator("escalation")
     @classmethod

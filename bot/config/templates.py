@@ -35,7 +35,7 @@ class Template:
         except ValueError as exc:
             raise TemplateError(
                 f"cannot parse template {source!r}: {exc}; write fields as {{metric}} and a "
-                "literal brace as {{{{ or }}}}"
+                "literal brace as {{ or }}"
             ) from None
         parts: list[tuple[str, str | None, str]] = []
         for literal, field, spec, conversion in parsed:
@@ -78,7 +78,7 @@ def _check_field(source: str, field: str, spec: str, conversion: str | None) -> 
         )
     if "{" in spec:
         raise TemplateError(f"template {source!r}: nested fields in {{{field}:{spec}}} are not allowed")
-    if spec and not (_spec_works(spec, 1.5) or _spec_works(spec, "text")):
+    if spec and not any(_spec_works(spec, sample) for sample in (1.5, 1, "text")):
         raise TemplateError(
             f"template {source!r}: format spec {spec!r} of {{{field}}} is invalid; use one such as .3f, .1%, >8 or ,d"
         )
