@@ -19,7 +19,8 @@ Point = tuple[str, str, datetime, float | str]
 def record(session: Session, points: Iterable[Point]) -> int:
     """Store samples and move each metric's "latest" forward (never backward: a late,
     out-of-order sample is kept for windows but does not overwrite a newer value)."""
-    batch = list(points)
+    # SQLite keeps no offset: store the UTC instant, or a +01:00 time would come back shifted
+    batch = [(m, n, ensure_utc(at), v) for m, n, at, v in points]
     if not batch:
         return 0
     session.add_all(MetricSampleRow(model=m, name=n, at=at, value=_number(v), text=_text(v)) for m, n, at, v in batch)

@@ -1,0 +1,58 @@
+"""The ``incident-bot`` command as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_check_accepts_the_shipped_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(REPO)]) == 0
+    assert "OK — 5 rules, 2 models" in capsys.readouterr().out
+
+
+def test_check_names_file_line_and_fix_and_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(REPO / "runbooks", tmp_path / "runbooks")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "bad.yaml").write_text(
+        "models:\n  - name: m1\nrules:\n  - name: r1\n    condition: x > 1\n    severity: P7\n    title: t\n"
+    )
+    assert main(["check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "rules/bad.yaml:6:" in err
+    assert "unknown severity 'P7'; use one of P0, P1, P2, P3" in err
+
+
+def test_test_rules_runs_the_shipped_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test-rules", str(REPO / "rule-tests" / "default-rules.yaml")]) == 0
+    assert " 0 failed" in capsys.readouterr().out
+
+
+def test_python_dash_m_bot_is_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "check", str(REPO)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_serve_refuses_a_bad_configuration(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "bad.yaml").write_text("rules:\n  - name: r1\n    condition: x >\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "BOT_CONFIG_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"},
+    )
+    assert result.returncode == 2
+    assert "rules/bad.yaml:3" in result.stderr
