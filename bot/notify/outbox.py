@@ -97,11 +97,23 @@ class Outbox:
         return list(self._notifiers)
 
     def deliver_due(self, limit: int = 100) -> int:
-        """Deliver what is due now; return how many were sent. Never raises for a failed send."""
-        sent = 0
-        for note in self._claim(limit):
-            if self._deliver(note):
-                sent += 1
+        """Deliver what is due now; return how many were sent. Never raises for a failed send.
+
+        A claim takes at most the first pending entry of each alert (order per alert), so a
+        burst such as fired → acknowledged → resolved needs several claims: keep claiming until
+        nothing more is due or ``limit`` deliveries were attempted, instead of waiting a tick each.
+        """
+        sent = attempted = 0
+        while attempted < limit:
+            batch = self._claim(limit - attempted)
+            if not batch:
+                break
+            for note in batch:
+                attempted += 1
+                if self._deliver(note):
+                    sent += 1
+            if sent < attempted:
+                break  # something failed: let its backoff run before claiming its successors
         return sent
 
     def depth(self) -> int:
@@ -134,9 +146,12 @@ class Outbox:
             ids = list(s.exec(due).all())
             if not ids:
                 return []
+            # SQLite has no row locks: another worker may have claimed these since our SELECT,
+            # so the claim re-checks that each row is still free (PostgreSQL's lock ensures it)
             s.execute(
                 update(OutboxRow)
-                .where(col(OutboxRow.id).in_(ids))
+                .where(col(OutboxRow.id).in_(ids), col(OutboxRow.status) == PENDING)
+                .where(or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now))
                 .values(claimed_by=token, claimed_until=now + self._claim_timeout)
             )
         with open_session(self._engine) as s:

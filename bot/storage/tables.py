@@ -1,18 +1,36 @@
-"""Table definitions (SQLModel). Times are stored as aware UTC where the backend can
-(PostgreSQL ``timestamptz``); SQLite returns naive values, which readers pass through
-:func:`bot.clock.ensure_utc`."""
+"""Table definitions (SQLModel). Every time column is :class:`UTCDateTime`: aware UTC in, aware
+UTC out, on SQLite (which keeps no offset) as on PostgreSQL (``timestamptz``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index, UniqueConstraint, text
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from bot.clock import ensure_utc
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Converts to UTC before storing and marks values read back as UTC.
+
+    SQLite drops the offset of an aware datetime, so 10:00+01:00 would come back as 10:00.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return ensure_utc(value) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return ensure_utc(value) if value is not None else None
 
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index))
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
 class AlertRow(SQLModel, table=True):

@@ -1,0 +1,118 @@
+"""Metric sample storage on SQLite and PostgreSQL: every sample for windows, the newest for rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from sqlalchemy.engine import Engine
+
+from bot.metrics import store
+from bot.metrics.samples import Sample
+from bot.metrics.store import Point
+from bot.storage.database import session
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+FRAUD, SUPPORT = "fraud-detector-v2", "support-bot"
+
+
+def record(engine: Engine, *points: Point) -> int:
+    with session(engine) as s, s.begin():
+        return store.record(s, points)
+
+
+def latest(engine: Engine) -> dict[str, dict[str, Sample]]:
+    with session(engine) as s:
+        return store.latest(s)
+
+
+def series(engine: Engine, model: str, name: str, since: datetime, until: datetime) -> list[Sample]:
+    with session(engine) as s:
+        return store.series(s, model, name, since=since, until=until)
+
+
+def test_recorded_samples_become_the_latest_per_model_and_metric(engine: Engine) -> None:
+    assert record(engine, (FRAUD, "p99_latency_ms", T0, 6100), (SUPPORT, "daily_cost_usd", T0, 12.5)) == 2
+    assert record(engine, (FRAUD, "p99_latency_ms", T0 + MINUTE, 4200.0)) == 1
+
+    assert latest(engine) == {
+        FRAUD: {"p99_latency_ms": Sample(4200.0, T0 + MINUTE)},
+        SUPPORT: {"daily_cost_usd": Sample(12.5, T0)},
+    }
+
+
+def test_recording_nothing_stores_nothing(engine: Engine) -> None:
+    assert record(engine) == 0
+    assert latest(engine) == {}
+
+
+def test_a_late_older_sample_is_kept_for_windows_but_does_not_move_latest_back(engine: Engine) -> None:
+    record(engine, (FRAUD, "p99_latency_ms", T0 + 5 * MINUTE, 6100.0))
+    record(engine, (FRAUD, "p99_latency_ms", T0, 900.0))  # arrives late
+
+    assert latest(engine)[FRAUD]["p99_latency_ms"] == Sample(6100.0, T0 + 5 * MINUTE)
+    assert series(engine, FRAUD, "p99_latency_ms", T0 - MINUTE, T0 + 10 * MINUTE) == [
+        Sample(900.0, T0),
+        Sample(6100.0, T0 + 5 * MINUTE),
+    ]
+
+
+def test_the_newest_of_one_batch_wins_whatever_its_order(engine: Engine) -> None:
+    record(
+        engine,
+        (FRAUD, "p99_latency_ms", T0 + 2 * MINUTE, 7000.0),
+        (FRAUD, "p99_latency_ms", T0, 100.0),
+        (FRAUD, "p99_latency_ms", T0 + MINUTE, 200.0),
+    )
+    assert latest(engine)[FRAUD]["p99_latency_ms"] == Sample(7000.0, T0 + 2 * MINUTE)
+
+
+def test_labels_are_stored_as_text(engine: Engine) -> None:
+    record(engine, (FRAUD, "top_drifted_features", T0, "amount, merchant_country"))
+    record(engine, (FRAUD, "top_drifted_features", T0 + MINUTE, "device_id"))
+
+    assert latest(engine)[FRAUD]["top_drifted_features"] == Sample("device_id", T0 + MINUTE)
+    assert [s.value for s in series(engine, FRAUD, "top_drifted_features", T0, T0 + MINUTE)] == [
+        "amount, merchant_country",
+        "device_id",
+    ]
+
+
+def test_a_metric_can_change_from_a_number_to_a_label_and_back(engine: Engine) -> None:
+    record(engine, (FRAUD, "status", T0, 1.0))
+    record(engine, (FRAUD, "status", T0 + MINUTE, "degraded"))
+    assert latest(engine)[FRAUD]["status"].value == "degraded"
+    record(engine, (FRAUD, "status", T0 + 2 * MINUTE, 0.0))
+    assert latest(engine)[FRAUD]["status"].value == 0.0
+
+
+def test_a_series_window_includes_both_bounds_and_nothing_else(engine: Engine) -> None:
+    record(engine, *[(FRAUD, "p99_latency_ms", T0 + i * MINUTE, float(i)) for i in range(10)])
+    record(engine, (FRAUD, "current_accuracy", T0 + 3 * MINUTE, 0.9), (SUPPORT, "p99_latency_ms", T0, 1.0))
+
+    window = series(engine, FRAUD, "p99_latency_ms", T0 + 3 * MINUTE, T0 + 6 * MINUTE)
+    assert [s.value for s in window] == [3.0, 4.0, 5.0, 6.0]
+    assert [s.at for s in window] == [T0 + i * MINUTE for i in range(3, 7)]
+    assert series(engine, FRAUD, "p99_latency_ms", T0 + 20 * MINUTE, T0 + 30 * MINUTE) == []
+
+
+def test_prune_drops_samples_older_than_the_cut_but_keeps_latest(engine: Engine) -> None:
+    record(engine, *[(FRAUD, "p99_latency_ms", T0 + i * MINUTE, float(i)) for i in range(5)])
+
+    with session(engine) as s, s.begin():
+        assert store.prune(s, before=T0 + 3 * MINUTE) == 3
+
+    assert [s.value for s in series(engine, FRAUD, "p99_latency_ms", T0 - MINUTE, T0 + 10 * MINUTE)] == [3.0, 4.0]
+    assert latest(engine)[FRAUD]["p99_latency_ms"] == Sample(4.0, T0 + 4 * MINUTE)
+    with session(engine) as s, s.begin():
+        store.prune(s, before=T0 + 60 * MINUTE)
+    assert latest(engine)[FRAUD]["p99_latency_ms"] == Sample(4.0, T0 + 4 * MINUTE)
+
+
+def test_a_sample_time_with_another_offset_is_stored_as_the_same_instant(engine: Engine) -> None:
+    berlin = timezone(timedelta(hours=1))
+    record(engine, (FRAUD, "p99_latency_ms", datetime(2026, 1, 5, 10, 0, tzinfo=berlin), 6100.0))
+
+    sample = latest(engine)[FRAUD]["p99_latency_ms"]
+    assert sample.at == T0 and sample.at.utcoffset() == timedelta(0)
+    assert series(engine, FRAUD, "p99_latency_ms", T0, T0) == [sample]

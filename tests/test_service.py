@@ -1,0 +1,385 @@
+"""The alert service end to end on SQLite and PostgreSQL: metrics in, alerts and notifications out.
+
+Uses the shipped rules: ``latency_spike`` fires when ``p99_latency_ms > 5000`` has held for 2m,
+then cools down for 15m after it resolves; a sample older than 15m is no data.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import func, select
+
+from bot.alerts import store
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
+from bot.clock import Clock, FrozenClock
+from bot.errors import ActionRefused
+from bot.notify.notifier import RecordingNotifier
+from bot.notify.outbox import Outbox
+from bot.service import AlertService
+from bot.storage.database import session
+from bot.storage.tables import AlertRow
+
+FRAUD = "fraud-detector-v2"
+KEY = f"latency_spike:{FRAUD}"
+MINUTE = timedelta(minutes=1)
+
+
+def push(service: AlertService, clock: FrozenClock, p99_latency_ms: float, model: str = FRAUD) -> None:
+    service.ingest([(model, "p99_latency_ms", clock.now(), p99_latency_ms)])
+
+
+def open_alert(engine: Engine, key: str = KEY) -> Alert | None:
+    with session(engine) as s:
+        return store.open_alerts(s).get(key)
+
+
+def alerts_for(engine: Engine, key: str = KEY) -> int:
+    with session(engine) as s:
+        return s.exec(select(func.count()).select_from(AlertRow).where(AlertRow.dedup_key == key)).one()
+
+
+def history(engine: Engine, alert_id: int | None) -> list[EventKind]:
+    with session(engine) as s:
+        return [e.kind for e in store.history(s, alert_id or 0)]
+
+
+@pytest.fixture
+def notifications(engine: Engine, clock: FrozenClock) -> Callable[[], list[tuple[str, str]]]:
+    """Deliver everything due; return ``(event, dedup key)`` of all delivered so far."""
+    recorder = RecordingNotifier()
+    outbox = Outbox(engine, clock, {"recording": recorder})
+
+    def delivered() -> list[tuple[str, str]]:
+        while outbox.deliver_due():
+            pass
+        return recorder.events()
+
+    return delivered
+
+
+@pytest.fixture
+def firing(service: AlertService, clock: FrozenClock, engine: Engine) -> Alert:
+    """A latency_spike alert on fraud-detector-v2 that has just fired."""
+    push(service, clock, 6100)
+    service.evaluate_once()
+    clock.advance(2 * MINUTE)
+    push(service, clock, 6200)
+    service.evaluate_once()
+    alert = open_alert(engine)
+    assert alert is not None and alert.state is AlertState.FIRING
+    return alert
+
+
+def test_an_alert_fires_only_after_its_condition_held_for_the_for_duration(
+    service: AlertService, clock: FrozenClock, engine: Engine, notifications: Callable[[], list[tuple[str, str]]]
+) -> None:
+    push(service, clock, 6100)
+    service.evaluate_once()
+    started = clock.now()
+    assert open_alert(engine).state is AlertState.PENDING  # type: ignore[union-attr]
+
+    clock.advance(MINUTE + timedelta(seconds=59))
+    push(service, clock, 6150)
+    service.evaluate_once()
+    assert open_alert(engine).state is AlertState.PENDING  # type: ignore[union-attr]
+    assert notifications() == []  # a pending alert is not news yet
+
+    clock.advance(timedelta(seconds=1))
+    push(service, clock, 6200)
+    service.evaluate_once()
+
+    alert = open_alert(engine)
+    assert alert is not None and alert.state is AlertState.FIRING
+    assert alert.started_at == started and alert.fired_at == clock.now()
+    assert alert.values == {"p99_latency_ms": 6200.0}
+    assert alert.title == f"P99 latency >5s for {FRAUD}"
+    assert notifications() == [("fired", KEY)]
+
+
+def test_a_condition_that_stays_true_is_one_alert_and_one_notification(
+    service: AlertService,
+    clock: FrozenClock,
+    engine: Engine,
+    firing: Alert,
+    notifications: Callable[[], list[tuple[str, str]]],
+) -> None:
+    for _ in range(10):
+        clock.advance(timedelta(seconds=30))
+        push(service, clock, 7000)
+        assert service.evaluate_once().transitions == []
+
+    assert alerts_for(engine) == 1
+    assert open_alert(engine) == firing
+    assert notifications() == [("fired", KEY)]
+
+
+def test_a_firing_alert_resolves_itself_when_the_condition_clears(
+    service: AlertService,
+    clock: FrozenClock,
+    engine: Engine,
+    firing: Alert,
+    notifications: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock.advance(MINUTE)
+    push(service, clock, 800)
+    service.evaluate_once()
+
+    assert open_alert(engine) is None
+    with session(engine) as s:
+        resolved = store.get(s, firing.id or 0)
+    assert resolved is not None and resolved.state is AlertState.RESOLVED
+    assert resolved.resolved_by == SYSTEM_ACTOR and resolved.resolved_at == clock.now()
+    assert history(engine, firing.id) == [EventKind.PENDING, EventKind.FIRED, EventKind.AUTO_RESOLVED]
+    assert notifications() == [("fired", KEY), ("auto_resolved", KEY)]
+
+
+def test_a_pending_alert_that_clears_before_firing_is_dropped_quietly(
+    service: AlertService, clock: FrozenClock, engine: Engine, notifications: Callable[[], list[tuple[str, str]]]
+) -> None:
+    push(service, clock, 6100)
+    service.evaluate_once()
+    clock.advance(MINUTE)
+    push(service, clock, 900)
+    service.evaluate_once()
+
+    assert open_alert(engine) is None
+    assert notifications() == []
+
+
+def test_the_cooldown_blocks_a_refire_until_it_has_passed(
+    service: AlertService,
+    clock: FrozenClock,
+    engine: Engine,
+    firing: Alert,
+    notifications: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock.advance(MINUTE)
+    push(service, clock, 800)
+    service.evaluate_once()
+    resolved_at = clock.now()
+    assert notifications() == [("fired", KEY), ("auto_resolved", KEY)]
+
+    for at in (MINUTE, 10 * MINUTE, 15 * MINUTE - timedelta(seconds=1)):
+        clock.set(resolved_at + at)
+        push(service, clock, 9000)
+        service.evaluate_once()
+        assert open_alert(engine) is None, f"re-fired {at} after resolving, inside the 15m cooldown"
+
+    clock.set(resolved_at + 15 * MINUTE)
+    push(service, clock, 9000)
+    service.evaluate_once()
+    clock.advance(2 * MINUTE)
+    push(service, clock, 9000)
+    service.evaluate_once()
+
+    again = open_alert(engine)
+    assert again is not None and again.state is AlertState.FIRING and again.id != firing.id
+    assert notifications() == [("fired", KEY), ("auto_resolved", KEY), ("fired", KEY)]
+
+
+def test_the_cooldown_also_follows_a_manual_resolve(
+    service: AlertService, clock: FrozenClock, engine: Engine, firing: Alert
+) -> None:
+    service.resolve(firing.id or 0, actor="U_BEN")
+    clock.advance(5 * MINUTE)
+    push(service, clock, 9000)
+    service.evaluate_once()
+    assert open_alert(engine) is None
+
+
+def test_a_stale_sample_is_no_data_and_never_resolves_a_firing_alert(
+    service: AlertService,
+    clock: FrozenClock,
+    engine: Engine,
+    firing: Alert,
+    notifications: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock.advance(15 * MINUTE + timedelta(seconds=1))  # the exporter died: the last sample is stale
+    service.ingest([(FRAUD, "current_accuracy", clock.now(), 0.97)])  # other metrics still arrive
+    service.evaluate_once()
+    clock.advance(60 * MINUTE)
+    service.evaluate_once()
+
+    assert open_alert(engine) == firing
+    assert notifications() == [("fired", KEY)]
+
+
+def test_a_stale_sample_neither_fires_nor_clears_a_pending_alert(
+    service: AlertService, clock: FrozenClock, engine: Engine
+) -> None:
+    push(service, clock, 6100)
+    service.evaluate_once()
+    clock.advance(16 * MINUTE)
+    service.evaluate_once()
+
+    alert = open_alert(engine)
+    assert alert is not None and alert.state is AlertState.PENDING
+
+
+def test_a_model_without_samples_raises_nothing(service: AlertService, engine: Engine) -> None:
+    assert service.evaluate_once().transitions == []
+    assert open_alert(engine, "latency_spike:support-bot") is None
+
+
+def test_acknowledge_records_who_and_when_and_notifies(
+    service: AlertService,
+    clock: FrozenClock,
+    engine: Engine,
+    firing: Alert,
+    notifications: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock.advance(3 * MINUTE)
+    acked = service.acknowledge(firing.id or 0, actor="U_ANA")
+
+    assert acked.state is AlertState.ACKNOWLEDGED
+    assert (acked.acknowledged_by, acked.acknowledged_at) == ("U_ANA", clock.now())
+    assert open_alert(engine) == acked
+    assert history(engine, firing.id)[-1] is EventKind.ACKNOWLEDGED
+    assert notifications() == [("fired", KEY), ("acknowledged", KEY)]
+
+
+def test_an_acknowledged_alert_stays_open_until_the_condition_clears(
+    service: AlertService, clock: FrozenClock, engine: Engine, firing: Alert
+) -> None:
+    service.acknowledge(firing.id or 0, actor="U_ANA")
+    clock.advance(MINUTE)
+    push(service, clock, 7000)
+    service.evaluate_once()
+    assert open_alert(engine).state is AlertState.ACKNOWLEDGED  # type: ignore[union-attr]
+
+    push(service, clock, 700)
+    service.evaluate_once()
+    assert open_alert(engine) is None
+
+
+def test_a_person_resolves_an_alert(
+    service: AlertService,
+    clock: FrozenClock,
+    firing: Alert,
+    notifications: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock.advance(23 * MINUTE)
+    done = service.resolve(firing.id or 0, actor="U_BEN")
+
+    assert done.state is AlertState.RESOLVED
+    assert (done.resolved_by, done.resolved_at) == ("U_BEN", clock.now())
+    assert notifications() == [("fired", KEY), ("resolved", KEY)]
+
+
+def test_a_resolved_alert_cannot_be_acknowledged_or_resolved_again(
+    service: AlertService, engine: Engine, firing: Alert, notifications: Callable[[], list[tuple[str, str]]]
+) -> None:
+    service.resolve(firing.id or 0, actor="U_BEN")
+
+    with pytest.raises(ActionRefused, match="Already resolved by U_BEN at 09:02 UTC"):
+        service.acknowledge(firing.id or 0, actor="U_ANA")
+    with pytest.raises(ActionRefused, match="Already resolved by U_BEN"):
+        service.resolve(firing.id or 0, actor="U_ANA")
+
+    assert history(engine, firing.id)[-1] is EventKind.RESOLVED
+    assert notifications() == [("fired", KEY), ("resolved", KEY)]
+
+
+def test_an_auto_resolved_alert_refuses_clicks_naming_auto_resolve(
+    service: AlertService, clock: FrozenClock, firing: Alert
+) -> None:
+    push(service, clock, 100)
+    service.evaluate_once()
+    with pytest.raises(ActionRefused, match="Already resolved by auto-resolve"):
+        service.acknowledge(firing.id or 0, actor="U_ANA")
+
+
+def test_an_acknowledged_alert_cannot_be_acknowledged_again(service: AlertService, firing: Alert) -> None:
+    service.acknowledge(firing.id or 0, actor="U_ANA")
+    with pytest.raises(ActionRefused, match="Already acknowledged by U_ANA at 09:02 UTC"):
+        service.acknowledge(firing.id or 0, actor="U_BEN")
+
+
+def test_acting_on_an_unknown_alert_is_a_lookup_error(service: AlertService) -> None:
+    with pytest.raises(LookupError):
+        service.acknowledge(424242, actor="U_ANA")
+
+
+class Rendezvous:
+    """A clock whose first reading in each thread waits for the other threads' first reading.
+
+    The service reads the alert, then the clock, then writes: so every thread has read the
+    alert before any of them writes, and the optimistic version check must settle the race.
+    """
+
+    def __init__(self, clock: Clock, parties: int) -> None:
+        self._clock = clock
+        self._barrier = threading.Barrier(parties, timeout=10)
+        self._local = threading.local()
+
+    def now(self) -> datetime:
+        if not getattr(self._local, "met", False):
+            self._local.met = True
+            self._barrier.wait()
+        return self._clock.now()
+
+
+def run_together(*calls: Callable[[], object]) -> list[object]:
+    """Run each call in its own thread; return each one's result or the exception it raised."""
+    results: list[object] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except Exception as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_two_people_acknowledging_at_once_one_wins_and_the_other_is_told_who(
+    make_service: Callable[..., AlertService],
+    clock: FrozenClock,
+    engine: Engine,
+    firing: Alert,
+    notifications: Callable[[], list[tuple[str, str]]],
+) -> None:
+    racing = make_service(clock=Rendezvous(clock, parties=2))
+    results = run_together(
+        lambda: racing.acknowledge(firing.id or 0, actor="U_ANA"),
+        lambda: racing.acknowledge(firing.id or 0, actor="U_BEN"),
+    )
+
+    winners = [r for r in results if isinstance(r, Alert)]
+    losers = [r for r in results if isinstance(r, ActionRefused)]
+    assert len(winners) == 1 and len(losers) == 1, results
+    winner = winners[0].acknowledged_by
+    assert str(losers[0]).startswith(f"Already acknowledged by {winner} at ")
+    assert open_alert(engine) == winners[0]
+    assert history(engine, firing.id).count(EventKind.ACKNOWLEDGED) == 1
+    assert notifications() == [("fired", KEY), ("acknowledged", KEY)]
+
+
+def test_two_replicas_evaluating_at_once_raise_one_alert_and_one_notification(
+    make_service: Callable[..., AlertService],
+    service: AlertService,
+    clock: FrozenClock,
+    engine: Engine,
+    notifications: Callable[[], list[tuple[str, str]]],
+) -> None:
+    replicas = [make_service(), make_service()]
+    push(service, clock, 6100)
+    first = run_together(*(r.evaluate_once for r in replicas))
+    clock.advance(2 * MINUTE)
+    push(service, clock, 6200)
+    second = run_together(*(r.evaluate_once for r in replicas))
+
+    assert not [r for r in first + second if isinstance(r, Exception)], first + second
+    assert alerts_for(engine) == 1
+    assert open_alert(engine).state is AlertState.FIRING  # type: ignore[union-attr]
+    assert notifications() == [("fired", KEY)]
