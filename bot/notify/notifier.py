@@ -26,6 +26,7 @@ class Notification:
     alert_id: int | None
     payload: Mapping[str, Any]
     attempts: int = 0
+    """Earlier attempts: when above 0, an earlier send may have gone out before its outcome was recorded."""
 
 
 class Notifier(Protocol):
@@ -60,6 +61,7 @@ class RecordingNotifier:
     sent: list[Notification] = field(default_factory=list)
     failures: list[DeliveryError] = field(default_factory=list)
     attempts: int = 0
+    """Earlier attempts: when above 0, an earlier send may have gone out before its outcome was recorded."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fail_next(self, error: DeliveryError, times: int = 1) -> None:

@@ -152,11 +152,13 @@ class Outbox:
                 update(OutboxRow)
                 .where(col(OutboxRow.id).in_(ids), col(OutboxRow.status) == PENDING)
                 .where(or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now))
-                .values(claimed_by=token, claimed_until=now + self._claim_timeout)
+                # counted at claim time, so a process that dies mid-send still leaves the attempt on
+                # record and the next worker knows the first attempt's fate is unknown
+                .values(claimed_by=token, claimed_until=now + self._claim_timeout, attempts=OutboxRow.attempts + 1)
             )
         with open_session(self._engine) as s:
             rows = s.exec(select(OutboxRow).where(OutboxRow.claimed_by == token).order_by(col(OutboxRow.id))).all()
-            return [Notification(r.id or 0, r.channel, r.kind, r.alert_id, r.payload, r.attempts) for r in rows]
+            return [Notification(r.id or 0, r.channel, r.kind, r.alert_id, r.payload, r.attempts - 1) for r in rows]
 
     def _deliver(self, note: Notification) -> bool:
         notifier = self._notifiers[note.channel]
@@ -187,7 +189,6 @@ class Outbox:
                 update(OutboxRow)
                 .where(col(OutboxRow.id) == note.id)
                 .values(
-                    attempts=attempts,
                     last_error=str(error)[:2000],
                     claimed_until=None,
                     claimed_by=None,
@@ -203,7 +204,6 @@ class Outbox:
                 .where(col(OutboxRow.id) == note.id)
                 .values(
                     status=status,
-                    attempts=note.attempts + 1,
                     last_error=error,
                     claimed_until=None,
                     sent_at=now if sent else None,

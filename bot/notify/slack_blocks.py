@@ -1,0 +1,382 @@
+"""Block Kit builders for every surface the bot draws in Slack: pure functions, no I/O.
+
+Everything here turns values into ``dict`` payloads through ``slack_sdk.models``, so the
+structure is checked by the SDK and the output is testable without Slack. Two rules hold
+throughout:
+
+* anything that came from outside (metric values and labels, model names, titles rendered
+  from templates, actor names) goes through :func:`escape_mrkdwn` and ``verbatim`` text, so a
+  label such as ``<!channel>`` shows as text instead of paging a whole channel;
+* Block Kit limits (3000 characters per section, 150 per header, 10 fields per section,
+  50 blocks per message, 100 per view) are respected by clipping with "…", because Slack
+  rejects the *whole* message with ``invalid_blocks`` in the middle of an incident otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
+from bot.config.durations import format_duration
+
+ACKNOWLEDGE_ACTION = "alert_acknowledge"
+RESOLVE_ACTION = "alert_resolve"
+RUNBOOK_ACTION = "alert_runbook"
+
+SECTION_LIMIT = 3000
+FIELD_LIMIT = 2000
+HEADER_LIMIT = 150
+TITLE_LIMIT = 24
+MESSAGE_BLOCKS = 50
+VIEW_BLOCKS = 100
+FIELDS_PER_SECTION = 10
+MAX_VALUE_FIELDS = 40
+MAX_LISTED_ALERTS = 40
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
+_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+
+
+def escape_mrkdwn(text: object) -> str:
+    """Escape the three characters Slack treats as control characters (``& < >``).
+
+    That is all Slack asks for: with them escaped, ``<!channel>``, ``<@U1>`` and ``<url|x>``
+    become visible text instead of mentions or links.
+    """
+    out = str(text)
+    for raw, escaped in _ESCAPES:
+        out = out.replace(raw, escaped)
+    return out
+
+
+def mention(actor: str | None) -> str:
+    """A Slack user id as a mention, the bot itself as "auto-resolve", anything else as text."""
+    if not actor:
+        return "someone"
+    if actor == SYSTEM_ACTOR:
+        return "auto-resolve"
+    if _USER_ID.match(actor):
+        return f"<@{actor}>"
+    return escape_mrkdwn(actor)
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten already-escaped mrkdwn to ``limit`` characters, ending in "…".
+
+    The cut never leaves half an entity (``&am``) or half a ``<…>`` token behind, which Slack
+    would render as garbage or refuse.
+    """
+    if len(text) <= limit:
+        return text
+    budget = limit - 1
+    if text[:budget].count("```") % 2:
+        budget -= 4  # room to close a code block we cut open, or the rest renders as code
+    cut = text[:budget]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    if cut.count("```") % 2:
+        cut += "\n```"
+    return cut + "…"
+
+
+def format_value(value: object) -> str:
+    """Numbers as a person reads them (``12,000``, ``450.25``, ``0.8734``); labels unchanged."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if value != value:  # NaN is refused at ingest; never crash on one anyway
+        return "NaN"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    if abs(value) >= 1:
+        return f"{value:,.2f}"
+    return f"{value:.4g}"
+
+
+def slack_date(moment: datetime) -> str:
+    """A ``<!date>`` token (shown in each reader's time zone) with a plain UTC fallback."""
+    fallback = f"{moment:%Y-%m-%d %H:%M} UTC"
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def human_duration(delta: timedelta) -> str:
+    """``23 min`` under an hour (how people say it), ``1h 5m`` beyond."""
+    seconds = int(delta.total_seconds())
+    if 60 <= seconds < 3600:
+        return f"{seconds // 60} min"
+    return format_duration(delta)
+
+
+# --------------------------------------------------------------------------- alert message
+
+
+def alert_message(alert: Alert, *, now: datetime, runbook: bool = True) -> tuple[str, list[dict[str, Any]]]:
+    """The root message of an alert: fallback text and blocks, rendered from its current state."""
+    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=_header(alert), emoji=True))]
+    if alert.description.strip():
+        blocks.append(_section(escape_mrkdwn(alert.description)))
+    blocks.extend(_value_sections(alert.values))
+    blocks.append(_section(f"{state_line(alert, now=now)}\n{_fired_line(alert)}"))
+    buttons = _buttons(alert, runbook=runbook)
+    if buttons:
+        blocks.append(ActionsBlock(block_id="alert_actions", elements=buttons))
+    key = escape_mrkdwn(alert.key)
+    blocks.append(_context(f"Rule `{escape_mrkdwn(alert.rule)}` · Dedup key `{key}`"))
+    fallback = f"{alert.severity.emoji} {alert.severity.value} · {escape_mrkdwn(_title(alert))} — {_short_state(alert)}"
+    return clip(fallback, SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
+
+
+def state_line(alert: Alert, *, now: datetime) -> str:
+    """Where the alert stands, in words: who acknowledged or resolved it, when, after how long."""
+    if alert.state is AlertState.ACKNOWLEDGED:
+        at = alert.acknowledged_at or now
+        return f"✅ Acknowledged by {mention(alert.acknowledged_by)} at {at:%H:%M} UTC"
+    if alert.state is AlertState.RESOLVED:
+        took = human_duration((alert.resolved_at or now) - (alert.fired_at or alert.started_at))
+        if alert.resolved_by in (None, SYSTEM_ACTOR):
+            return f"🟢 Auto-resolved: condition cleared after {took}"
+        return f"🟢 Resolved by {mention(alert.resolved_by)} after {took}"
+    # no "for 12m" here: the root message is not re-rendered as time passes, so an age would go stale
+    if alert.state is AlertState.PENDING:
+        return "⏳ Pending: waiting for the condition to hold"
+    return "🔥 Firing: not acknowledged yet"
+
+
+def state_reply(alert: Alert, event_kind: EventKind | str, actor: str, now: datetime) -> str:
+    """The one-line thread reply that records a state change where the team discusses it."""
+    kind = str(event_kind)
+    since = alert.fired_at or alert.started_at
+    if kind == EventKind.ACKNOWLEDGED:
+        return f"✅ Acknowledged by {mention(actor)} at {(alert.acknowledged_at or now):%H:%M} UTC"
+    if kind == EventKind.RESOLVED:
+        return f"🟢 Resolved by {mention(actor)} after {human_duration((alert.resolved_at or now) - since)}"
+    if kind == EventKind.AUTO_RESOLVED:
+        return f"🟢 Auto-resolved: condition cleared after {human_duration((alert.resolved_at or now) - since)}"
+    if kind == EventKind.FIRED:
+        return f"🔥 Fired at {since:%H:%M} UTC"
+    return f"ℹ️ {escape_mrkdwn(kind.replace('_', ' ').capitalize())} ({mention(actor)})"
+
+
+def _title(alert: Alert) -> str:
+    title = alert.title.strip() or alert.rule
+    return title if alert.model in title else f"{title} · {alert.model}"
+
+
+def _header(alert: Alert) -> str:
+    text = f"{alert.severity.emoji} {alert.severity.value} · {_title(alert)}"
+    return text if len(text) <= HEADER_LIMIT else text[: HEADER_LIMIT - 1] + "…"
+
+
+def _short_state(alert: Alert) -> str:
+    if alert.state is AlertState.ACKNOWLEDGED:
+        return f"acknowledged by {mention(alert.acknowledged_by)}"
+    if alert.state is AlertState.RESOLVED:
+        return (
+            "auto-resolved"
+            if alert.resolved_by in (None, SYSTEM_ACTOR)
+            else f"resolved by {mention(alert.resolved_by)}"
+        )
+    return alert.state.value
+
+
+def _fired_line(alert: Alert) -> str:
+    fired = alert.fired_at or alert.started_at
+    return f"Fired {slack_date(fired)} · {alert.severity.label} severity · model `{escape_mrkdwn(alert.model)}`"
+
+
+def _value_sections(values: Mapping[str, object]) -> list[Block]:
+    fields = [
+        MarkdownTextObject(
+            text=clip(f"*{escape_mrkdwn(k)}*\n{escape_mrkdwn(format_value(v))}", FIELD_LIMIT), verbatim=True
+        )
+        for k, v in list(values.items())[:MAX_VALUE_FIELDS]
+    ]
+    blocks: list[Block] = [
+        SectionBlock(fields=fields[i : i + FIELDS_PER_SECTION]) for i in range(0, len(fields), FIELDS_PER_SECTION)
+    ]
+    if len(values) > MAX_VALUE_FIELDS:
+        blocks.append(_context(f"…and {len(values) - MAX_VALUE_FIELDS} more values"))
+    return blocks
+
+
+def _buttons(alert: Alert, *, runbook: bool) -> list[ButtonElement]:
+    value = str(alert.id)
+    ack = ButtonElement(text="Acknowledge", action_id=ACKNOWLEDGE_ACTION, value=value, style="primary")
+    resolve_style = "primary" if alert.state is AlertState.ACKNOWLEDGED else None
+    resolve = ButtonElement(text="Resolve", action_id=RESOLVE_ACTION, value=value, style=resolve_style)
+    buttons: list[ButtonElement] = []
+    if alert.state is AlertState.FIRING:
+        buttons += [ack, resolve]
+    elif alert.state is AlertState.ACKNOWLEDGED:
+        buttons.append(resolve)
+    if runbook:
+        buttons.append(ButtonElement(text="Runbook", action_id=RUNBOOK_ACTION, value=value))
+    return buttons
+
+
+def _section(mrkdwn: str, *, verbatim: bool = True) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=clip(mrkdwn, SECTION_LIMIT), verbatim=verbatim))
+
+
+def _context(mrkdwn: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=clip(mrkdwn, FIELD_LIMIT), verbatim=True)])
+
+
+# --------------------------------------------------------------------------- runbook modal
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+")
+_BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
+_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+
+
+def markdown_to_mrkdwn(markdown: str) -> str:
+    """Minimal Markdown → Slack mrkdwn: headings become bold lines, ``**x**`` becomes ``*x*``,
+    bullets become "•", links become ``<url|text>``; fenced code is kept as is (escaped only)."""
+    out: list[str] = []
+    in_code = False
+    for raw in markdown.splitlines():
+        if raw.strip().startswith("```"):
+            in_code = not in_code
+            out.append("```")  # Slack ignores a language tag but would show it as text
+            continue
+        line = escape_mrkdwn(raw)
+        if in_code:
+            out.append(line)
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            out.append(f"*{heading.group(1)}*" if heading.group(1) else "")
+            continue
+        line = _BULLET.sub(lambda m: f"{m.group(1)}• ", line)
+        line = _BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", line)
+        out.append(_LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", line))
+    return "\n".join(out)
+
+
+def split_sections(mrkdwn: str, limit: int = SECTION_LIMIT) -> list[str]:
+    """Cut mrkdwn at line boundaries into chunks of at most ``limit`` characters; a code block
+    that spans a cut is closed and reopened, so each section renders on its own."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    in_code = False
+    room = limit - 8  # space to close and reopen a code fence
+
+    def flush() -> None:
+        nonlocal current, size
+        text = "\n".join(current)
+        if in_code:
+            text += "\n```"
+        if text.strip("`\n "):
+            chunks.append(text)
+        current, size = (["```"], 3) if in_code else ([], 0)
+
+    for line in mrkdwn.splitlines():
+        pieces = [line[i : i + room] for i in range(0, len(line), room)] or [""]
+        for piece in pieces:
+            if size + len(piece) + 1 > room:
+                flush()
+            current.append(piece)
+            size += len(piece) + 1
+        if line == "```":
+            in_code = not in_code
+    in_code = False
+    flush()
+    return chunks
+
+
+def runbook_modal(model: str, markdown: str) -> dict[str, Any]:
+    """The Runbook button's modal: the model's runbook, readable without leaving Slack."""
+    title = f"Runbook: {model}"
+    title = title if len(title) <= TITLE_LIMIT else title[: TITLE_LIMIT - 1] + "…"
+    chunks = split_sections(markdown_to_mrkdwn(markdown)) or ["_This runbook is empty._"]
+    blocks: list[Block] = [_section(chunk, verbatim=False) for chunk in chunks[:VIEW_BLOCKS]]
+    if len(chunks) > VIEW_BLOCKS:
+        blocks[-1] = _context("…the runbook is too long to show in full; read it in the runbooks/ folder.")
+    view = View(
+        type="modal",
+        callback_id="runbook_modal",
+        title=PlainTextObject(text=title, emoji=True),
+        close=PlainTextObject(text="Close", emoji=True),
+        blocks=blocks,
+    )
+    return view.to_dict()
+
+
+# --------------------------------------------------------------------------- lists and home
+
+
+def alerts_list(alerts: Sequence[Alert], *, now: datetime) -> tuple[str, list[dict[str, Any]]]:
+    """The ``/alerts`` reply: active alerts, most severe first, each with its state and age."""
+    shown = _sorted_active(alerts)
+    if not shown:
+        return "No active alerts 🎉", [_section("No active alerts 🎉").to_dict()]
+    counts = ", ".join(
+        f"{n} {sev}" for sev in sorted({a.severity for a in shown}) if (n := sum(a.severity is sev for a in shown))
+    )
+    text = f"{len(shown)} active alert{'s' if len(shown) != 1 else ''} ({counts})"
+    blocks = [_section(f"*{text}*"), *_alert_lines(shown, now=now, limit=MAX_LISTED_ALERTS)]
+    return text, [b.to_dict() for b in blocks]
+
+
+def home_view(alerts: Sequence[Alert], *, now: datetime, slo_lines: list[str] | None = None) -> dict[str, Any]:
+    """The App Home tab: active alerts, then the SLO summary (``None``: section left out).
+
+    SLO lines may use mrkdwn emphasis; ``& < >`` in them are escaped like any other text.
+    """
+    shown = _sorted_active(alerts)
+    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=f"🚨 Active alerts ({len(shown)})", emoji=True))]
+    if shown:
+        blocks.extend(_alert_lines(shown, now=now, limit=MAX_LISTED_ALERTS))
+    else:
+        blocks.append(_section("No active alerts 🎉"))
+    if slo_lines is not None:
+        blocks += [DividerBlock(), HeaderBlock(text=PlainTextObject(text="📈 SLOs", emoji=True))]
+        text = "\n".join(escape_mrkdwn(line) for line in slo_lines) or "_No SLOs configured._"
+        blocks.extend(_section(chunk) for chunk in split_sections(text)[:20])
+    blocks.append(_context(f"Updated {slack_date(now)}"))
+    return View(type="home", blocks=blocks[:VIEW_BLOCKS]).to_dict()
+
+
+def _sorted_active(alerts: Iterable[Alert]) -> list[Alert]:
+    active = [a for a in alerts if a.state is not AlertState.RESOLVED]
+    return sorted(active, key=lambda a: (a.severity.rank, a.fired_at or a.started_at, a.id or 0))
+
+
+def _alert_lines(alerts: Sequence[Alert], *, now: datetime, limit: int) -> list[Block]:
+    blocks: list[Block] = []
+    for alert in alerts[:limit]:
+        age = format_duration(now - (alert.fired_at or alert.started_at))
+        if alert.state is AlertState.ACKNOWLEDGED:
+            state = f"✅ acknowledged by {mention(alert.acknowledged_by)}"
+        else:
+            state = f"🔥 {alert.state.value}"
+        title = escape_mrkdwn(_title(alert))
+        model = escape_mrkdwn(alert.model)
+        blocks.append(
+            _section(
+                f"{alert.severity.emoji} *{alert.severity.value}* · {title}\n`{model}` · {state} · firing for {age}"
+            )
+        )
+    if len(alerts) > limit:
+        blocks.append(_context(f"…and {len(alerts) - limit} more"))
+    return blocks

@@ -1,0 +1,356 @@
+"""SlackNotifier against the Slack emulator over real HTTP, with a SQLite file database and the
+real outbox: alerts are created by ingesting metrics, as in production."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from bot.alerts import store
+from bot.clock import FrozenClock
+from bot.config.loader import Config
+from bot.errors import DeliveryError
+from bot.notify.outbox import FAILED, SENT, Outbox
+from bot.notify.slack import ChannelPacer, SlackNotifier, api_error, make_client
+from bot.service import AlertService, every_channel
+from bot.storage.database import make_engine, migrate
+from bot.storage.database import session as open_session
+from bot.storage.tables import AlertRow, OutboxRow
+from tests.emulators.slack_api import SlackEmulator
+
+CHANNEL = "#llm-alerts"
+COST_KEY = "llm_cost_runaway:support-bot"
+ACCURACY_KEY = "accuracy_degradation:support-bot"
+
+
+@dataclass
+class FakeTime:
+    """Monotonic time that only moves when the pacer sleeps: pacing is checked without waiting."""
+
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def slack(clock: FrozenClock, fake_time: FakeTime) -> Iterator[SlackEmulator]:
+    # message ts follow the bot's clock (so history's ``oldest`` matches) plus the pacer's sleeps
+    with SlackEmulator(clock=lambda: clock.now().timestamp() + fake_time.now) as emulator:
+        yield emulator
+
+
+@dataclass
+class Harness:
+    engine: Engine
+    clock: FrozenClock
+    slack: SlackEmulator
+    service: AlertService
+    outbox: Outbox
+    notifier: SlackNotifier
+
+    def metrics(self, model: str = "support-bot", **values: float) -> None:
+        self.service.ingest([(model, name, self.clock.now(), value) for name, value in values.items()])
+        self.service.evaluate_once()
+
+    def deliver(self) -> int:
+        return self.outbox.deliver_due()
+
+    def alert_id(self, key: str = COST_KEY) -> int:
+        """The newest alert for ``key``, open or not."""
+        with open_session(self.engine) as s:
+            row = s.exec(select(AlertRow).where(AlertRow.dedup_key == key).order_by(col(AlertRow.id).desc())).first()
+        assert row is not None and row.id is not None, f"no alert {key}"
+        return row.id
+
+    def root(self, key: str = COST_KEY) -> tuple[str, str]:
+        with open_session(self.engine) as s:
+            where = store.slack_message(s, self.alert_id(key))
+        assert where is not None
+        return where
+
+    def root_message(self, key: str = COST_KEY) -> dict[str, Any]:
+        channel, ts = self.root(key)
+        return next(m for m in self.slack.messages(channel) if m["ts"] == ts)
+
+    def rows(self) -> list[OutboxRow]:
+        with open_session(self.engine) as s:
+            return list(s.exec(select(OutboxRow).order_by(col(OutboxRow.id))).all())
+
+
+@pytest.fixture
+def make_harness(
+    db: Engine, clock: FrozenClock, config: Config, slack: SlackEmulator, fake_time: FakeTime
+) -> Callable[..., Harness]:
+    def build(*, timeout: float = 5.0, token: str = "xoxb-test", **options: Any) -> Harness:
+        client = make_client(token, base_url=options.pop("base_url", slack.base_url), timeout=timeout)
+        pacer = ChannelPacer(monotonic=fake_time.monotonic, sleep=fake_time.sleep)
+        notifier = SlackNotifier(client, engine=db, config=lambda: config, clock=clock, pacer=pacer, **options)
+        service = AlertService(db, clock, lambda: config, every_channel(["slack"]))
+        outbox = Outbox(db, clock, {"slack": notifier}, rng=random.Random(7))
+        return Harness(db, clock, slack, service, outbox, notifier)
+
+    return build
+
+
+@pytest.fixture
+def bot(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
+
+
+def action_ids(message: dict[str, Any]) -> list[str]:
+    return [e["action_id"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+
+
+def mrkdwn(message: dict[str, Any]) -> str:
+    return str(message["blocks"])
+
+
+def test_fired_posts_one_root_message_with_buttons_and_metadata(bot: Harness, slack: SlackEmulator) -> None:
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 1
+    [message] = slack.messages(CHANNEL)
+    assert action_ids(message) == ["alert_acknowledge", "alert_resolve", "alert_runbook"]
+    assert message["blocks"][0]["text"]["text"] == "🟠 P1 · LLM cost approaching budget for support-bot"
+    [row] = bot.rows()
+    alert_id = bot.alert_id()
+    assert message["metadata"] == {
+        "event_type": "incident_bot_alert",
+        "event_payload": {"alert_id": alert_id, "outbox_id": row.id},
+    }
+    assert bot.root() == (slack.channel_id(CHANNEL), message["ts"])
+    assert row.status == SENT
+    assert slack.calls_to("chat.update") == [] and slack.calls_to("conversations.history") == []
+
+
+def test_acknowledge_updates_the_root_and_replies_in_its_thread(bot: Harness, slack: SlackEmulator) -> None:
+    bot.metrics(daily_cost_usd=450)
+    bot.deliver()
+    bot.clock.advance(timedelta(minutes=2))
+    bot.service.acknowledge(bot.alert_id(), actor="U1")
+    assert bot.deliver() == 1
+    [update] = slack.calls_to("chat.update")
+    assert update.params["channel"] == slack.channel_id(CHANNEL)
+    message = bot.root_message()
+    assert "Acknowledged by <@U1> at 09:02 UTC" in mrkdwn(message)
+    assert action_ids(message) == ["alert_resolve", "alert_runbook"]
+    _root, reply = slack.thread(CHANNEL, message["ts"])
+    assert reply["text"] == "✅ Acknowledged by <@U1> at 09:02 UTC"
+    assert len(slack.messages(CHANNEL)) == 1
+
+
+def test_auto_resolve_shows_resolved(bot: Harness, slack: SlackEmulator) -> None:
+    bot.metrics(daily_cost_usd=450)
+    bot.deliver()
+    bot.clock.advance(timedelta(minutes=23))
+    bot.metrics(daily_cost_usd=120)
+    assert bot.deliver() == 1
+    message = bot.root_message()
+    assert "Auto-resolved: condition cleared after 23 min" in mrkdwn(message)
+    assert action_ids(message) == ["alert_runbook"]
+    assert slack.thread(CHANNEL, message["ts"])[1]["text"] == "🟢 Auto-resolved: condition cleared after 23 min"
+
+
+def test_the_message_ends_consistent_with_the_database_whatever_the_click_order(
+    bot: Harness, slack: SlackEmulator
+) -> None:
+    bot.metrics(daily_cost_usd=450)
+    bot.deliver()
+    bot.service.acknowledge(bot.alert_id(), actor="U1")
+    bot.clock.advance(timedelta(minutes=5))
+    bot.service.resolve(bot.alert_id(), actor="U2")
+    assert bot.deliver() == 2
+    updates = slack.calls_to("chat.update")
+    assert len(updates) == 2
+    assert all("Resolved by <@U2> after 5 min" in str(u.params["blocks"]) for u in updates)
+    message = bot.root_message()
+    assert action_ids(message) == ["alert_runbook"]
+    replies = [m["text"] for m in slack.thread(CHANNEL, message["ts"])[1:]]
+    assert replies == ["✅ Acknowledged by <@U1> at 09:00 UTC", "🟢 Resolved by <@U2> after 5 min"]
+
+
+def test_429_reschedules_by_retry_after_then_posts_once(bot: Harness, slack: SlackEmulator) -> None:
+    slack.fail_next("chat.postMessage", status=429, retry_after=2)
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 0
+    [row] = bot.rows()
+    assert row.attempts == 1 and "rate limited" in (row.last_error or "")
+    assert row.not_before.replace(tzinfo=None) == (bot.clock.now() + timedelta(seconds=2)).replace(tzinfo=None)
+    bot.clock.advance(timedelta(seconds=1))
+    assert bot.deliver() == 0
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    bot.clock.advance(timedelta(seconds=1))
+    assert bot.deliver() == 1
+    assert len(slack.calls_to("chat.postMessage")) == 2
+    assert len(slack.messages(CHANNEL)) == 1
+
+
+def test_5xx_is_retried_and_posts_once(bot: Harness, slack: SlackEmulator) -> None:
+    slack.fail_next("chat.postMessage", status=500)
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 0
+    bot.clock.advance(timedelta(seconds=5))
+    assert bot.deliver() == 1
+    assert len(slack.messages(CHANNEL)) == 1
+    assert [r.status for r in bot.rows()] == [SENT]
+
+
+@pytest.mark.parametrize("how", ["learned-from-an-earlier-post", "configured"])
+def test_timeout_after_slack_stored_the_post_is_found_again_not_reposted(
+    make_harness: Callable[..., Harness], slack: SlackEmulator, how: str
+) -> None:
+    if how == "configured":
+        bot = make_harness(timeout=0.3, channel_ids={CHANNEL: slack.channel_id(CHANNEL)})
+    else:
+        bot = make_harness(timeout=0.3)
+        bot.metrics(current_accuracy=0.5)  # another alert to the same channel teaches the notifier its ID
+        assert bot.deliver() == 1
+    before = len(slack.messages(CHANNEL))
+    slack.delay_next("chat.postMessage", 1.5)
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 0  # timed out, but the emulator stored the message
+    assert len(slack.messages(CHANNEL)) == before + 1
+    bot.clock.advance(timedelta(seconds=5))
+    assert bot.deliver() == 1
+    assert len(slack.calls_to("conversations.history")) == 1
+    assert len(slack.messages(CHANNEL)) == before + 1
+    assert len(slack.calls_to("chat.postMessage")) == before + 1
+    assert bot.root() == (slack.channel_id(CHANNEL), slack.messages(CHANNEL)[-1]["ts"])
+
+
+def test_crash_between_post_and_record_does_not_post_twice(
+    bot: Harness, slack: SlackEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store.record_slack_message
+    failures = iter([RuntimeError("database went away")])
+
+    def flaky(*args: Any, **kwargs: Any) -> bool:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record_slack_message", flaky)
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 0
+    bot.clock.advance(timedelta(seconds=5))
+    assert bot.deliver() == 1
+    assert len(slack.messages(CHANNEL)) == 1
+    assert bot.root()[1] == slack.messages(CHANNEL)[0]["ts"]
+
+
+def test_a_lost_thread_reply_is_not_posted_twice(make_harness: Callable[..., Harness], slack: SlackEmulator) -> None:
+    bot = make_harness(timeout=0.3)
+    bot.metrics(daily_cost_usd=450)
+    bot.deliver()
+    bot.service.acknowledge(bot.alert_id(), actor="U1")
+    slack.delay_next("chat.postMessage", 1.5)
+    assert bot.deliver() == 0
+    bot.clock.advance(timedelta(seconds=5))
+    assert bot.deliver() == 1
+    assert len(slack.calls_to("conversations.replies")) == 1
+    assert len(slack.thread(CHANNEL, bot.root()[1])) == 2  # root + one reply
+
+
+def test_channel_not_found_fails_for_good_and_a_later_ack_posts_the_root(bot: Harness, slack: SlackEmulator) -> None:
+    slack.error_next("chat.postMessage", "channel_not_found")
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 0
+    [row] = bot.rows()
+    assert row.status == FAILED and "channel_not_found" in (row.last_error or "")
+    bot.clock.advance(timedelta(minutes=10))
+    assert bot.deliver() == 0
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    bot.service.acknowledge(bot.alert_id(), actor="U1")
+    assert bot.deliver() == 1
+    message = bot.root_message()
+    assert "Acknowledged by <@U1>" in mrkdwn(message) and action_ids(message) == ["alert_resolve", "alert_runbook"]
+    assert slack.calls_to("chat.update") == []
+    assert len(slack.thread(CHANNEL, message["ts"])) == 2
+
+
+def test_posts_to_one_channel_are_a_second_apart(bot: Harness, slack: SlackEmulator, fake_time: FakeTime) -> None:
+    bot.metrics(daily_cost_usd=450, current_accuracy=0.5)  # two alerts, same channel
+    assert bot.deliver() == 2
+    first, second = slack.calls_to("chat.postMessage")
+    assert second.at - first.at >= 1.0
+    assert fake_time.sleeps == [1.0]
+
+
+def test_pacer_spaces_one_channel_and_leaves_others_alone(fake_time: FakeTime) -> None:
+    pacer = ChannelPacer(monotonic=fake_time.monotonic, sleep=fake_time.sleep)
+    assert [pacer.wait("#a"), pacer.wait("#b"), pacer.wait("#a"), pacer.wait("#a")] == [0, 0, 1.0, 1.0]
+    pacer.alias("#a", "C0A0000000")
+    assert pacer.wait("C0A0000000") == 1.0
+
+
+def test_bad_token_fails_for_good_without_logging_it(
+    make_harness: Callable[..., Harness], slack: SlackEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bot = make_harness(token="xoxb-secret-wrong")
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 0
+    [row] = bot.rows()
+    assert row.status == FAILED and "invalid_auth" in (row.last_error or "")
+    assert "xoxb-secret-wrong" not in caplog.text and "xoxb-secret-wrong" not in (row.last_error or "")
+
+
+def test_unreachable_slack_is_retried(make_harness: Callable[..., Harness]) -> None:
+    bot = make_harness(base_url="http://127.0.0.1:9/api/", timeout=1.0)
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 0
+    [row] = bot.rows()
+    assert row.status == "pending" and row.attempts == 1 and "no answer" in (row.last_error or "")
+
+
+@dataclass
+class _Response:
+    status_code: int
+    data: dict[str, Any]
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+def _error(status: int, error: str, headers: dict[str, Any] | None = None) -> DeliveryError:
+    response = _Response(status, {"ok": False, "error": error}, headers or {})
+    return api_error("chat.postMessage", SlackApiError("x", response))  # type: ignore[no-untyped-call]
+
+
+def test_error_classification() -> None:
+    limited = _error(429, "ratelimited", {"retry-after": "7"})
+    assert limited.retryable and limited.retry_after == 7.0
+    assert _error(503, "service_unavailable").retryable
+    assert _error(200, "ratelimited").retryable
+    assert _error(200, "internal_error").retryable
+    for error in ("channel_not_found", "not_in_channel", "invalid_auth", "invalid_blocks", "msg_too_long"):
+        refused = _error(200, error)
+        assert not refused.retryable and error in str(refused)
+    assert "invite the bot" in str(_error(200, "not_in_channel"))
