@@ -46,10 +46,14 @@ def record(session: Session, points: Iterable[Point]) -> int:
 
 
 def latest(session: Session) -> dict[str, dict[str, Sample]]:
+    """Plain columns, not ORM objects: this runs every evaluation pass over every metric of
+    every model, and building 15,000 model instances cost more than the evaluation itself."""
+    columns = select(
+        MetricLatestRow.model, MetricLatestRow.name, MetricLatestRow.at, MetricLatestRow.value, MetricLatestRow.text
+    )
     out: dict[str, dict[str, Sample]] = {}
-    for row in session.exec(select(MetricLatestRow)).all():
-        value: float | str = row.value if row.value is not None else (row.text or "")
-        out.setdefault(row.model, {})[row.name] = Sample(value, ensure_utc(row.at))
+    for model, name, at, value, text in session.execute(columns):
+        out.setdefault(model, {})[name] = Sample(value if value is not None else (text or ""), at)
     return out
 
 
