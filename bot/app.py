@@ -26,6 +26,7 @@ from bot.jobs import build_scheduler
 from bot.metrics.api import metric_routes
 from bot.notify.notifier import LogNotifier, Notifier
 from bot.notify.outbox import Outbox
+from bot.notify.slack import SlackNotifier
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
 from bot.storage.database import make_engine, migrate
@@ -67,7 +68,7 @@ def build_bot(
     holder = ConfigHolder(config_dir or default_config_dir(settings))
     engine = make_engine(settings.database_url)
     migrate(engine)
-    chosen: Mapping[str, Notifier] = notifiers if notifiers is not None else {"log": LogNotifier()}
+    chosen = notifiers if notifiers is not None else default_notifiers(settings, engine, holder, clock)
     service = AlertService(engine, clock, holder, every_channel(list(chosen)))
     outbox = Outbox(engine, clock, chosen)
     interval = (
@@ -80,6 +81,14 @@ def build_bot(
     )
     app = build_web_app(settings=settings, service=service, holder=holder, clock=clock, scheduler=scheduler)
     return Bot(settings, engine, clock, holder, service, outbox, scheduler, app)
+
+
+def default_notifiers(settings: Settings, engine: Engine, holder: ConfigHolder, clock: Clock) -> dict[str, Notifier]:
+    """Slack when a bot token is set; otherwise the log, so the bot runs without a workspace."""
+    if settings.slack_bot_token is not None and settings.slack_bot_token.get_secret_value():
+        return {"slack": SlackNotifier.from_settings(settings, engine=engine, config=holder, clock=clock)}
+    log.warning("SLACK_BOT_TOKEN is not set: alerts are written to the log instead of Slack")
+    return {"log": LogNotifier()}
 
 
 def build_web_app(

@@ -35,7 +35,8 @@ def evaluate(data: PassInput, *, now: datetime, evaluator: ConditionEvaluator | 
     transitions: list[Transition] = []
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
         values = current_values(config, model, data.samples.get(model, {}), now)
-        numbers = {k: v for k, v in values.items() if not isinstance(v, str)}
+        # a NaN compares false with everything, which would auto-resolve an alert: it is no data
+        numbers = {k: v for k, v in values.items() if not isinstance(v, str) and v == v}
         for rule in config.rules_for(model):
             seen = _observe_rule(rule, model, values, numbers, engine)
             key = dedup_key(rule.name, model)

@@ -1,0 +1,539 @@
+"""Loading a configuration directory: all or nothing, every error names file, line and the fix."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.config.loader import load_config
+from bot.config.runbooks import Runbook
+from bot.errors import ConfigError, ConfigProblem
+from bot.severity import Severity
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+RULE = """\
+rules:
+  - name: latency_spike
+    models: ["*"]
+    condition: p99_latency_ms > 5000
+    for: 2m
+    severity: P1
+    title: "P99 latency >5s for {model}"
+    description: "P99 latency: {p99_latency_ms}ms (threshold: 5000ms)."
+    cooldown: 15m
+    runbook: latency-spike
+"""
+
+MODEL = """\
+models:
+  - name: fraud-detector-v2
+    channel: "#ml-alerts"
+    baseline_accuracy: 0.95
+"""
+
+MakeDir = Callable[..., Path]
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> MakeDir:
+    """A config dir with the shipped runbooks and the rules files given, by file name."""
+
+    def make(**files: str) -> Path:
+        root = tmp_path / "config"
+        shutil.copytree(REPO_ROOT / "runbooks", root / "runbooks")
+        (root / "rules").mkdir()
+        for name, text in files.items():
+            (root / "rules" / f"{name}.yaml").write_text(text, encoding="utf-8")
+        return root
+
+    return make
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    """The 1-based line where ``needle`` appears (the n-th time) in ``text``."""
+    hits = [number for number, line in enumerate(text.splitlines(), start=1) if needle in line]
+    return hits[occurrence - 1]
+
+
+def problems_of(root: Path) -> list[ConfigProblem]:
+    with pytest.raises(ConfigError) as failed:
+        load_config(root)
+    assert failed.value.problems, "a ConfigError always says what is wrong"
+    return failed.value.problems
+
+
+def the_problem(root: Path) -> ConfigProblem:
+    problems = problems_of(root)
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    return problems[0]
+
+
+# --- the shipped configuration ----------------------------------------------------------------
+
+
+def test_the_shipped_configuration_loads() -> None:
+    config = load_config(REPO_ROOT)
+
+    assert [r.name for r in config.rules] == [
+        "prediction_volume_drop",
+        "significant_data_drift",
+        "accuracy_degradation",
+        "latency_spike",
+        "llm_cost_runaway",
+    ]
+    assert sorted(config.models) == ["fraud-detector-v2", "support-bot"]
+    assert {(s.model, s.metric) for s in config.slos} == {
+        ("support-bot", "current_accuracy"),
+        ("support-bot", "helpfulness"),
+        ("support-bot", "response_time_p95_ms"),
+        ("fraud-detector-v2", "p99_latency_ms"),
+    }
+    assert [(step.after, step.severity) for step in config.escalation["default"]] == [
+        (timedelta(minutes=15), Severity.P3),
+        (timedelta(minutes=30), Severity.P2),
+        (timedelta(minutes=60), Severity.P1),
+    ]
+    assert config.routing.page == [Severity.P0, Severity.P1]
+    assert config.settings.evaluation_interval == timedelta(seconds=30)
+    assert config.settings.stale_after == timedelta(minutes=15)
+
+
+def test_the_shipped_rules_match_seed_001() -> None:
+    config = load_config(REPO_ROOT)
+    rules = {r.name: r for r in config.rules}
+
+    assert rules["latency_spike"].condition.source == "p99_latency_ms > 5000"
+    assert rules["latency_spike"].for_ == timedelta(minutes=2)
+    assert rules["latency_spike"].cooldown == timedelta(minutes=15)
+    assert rules["prediction_volume_drop"].for_ == timedelta(minutes=5)
+    assert rules["significant_data_drift"].severity is Severity.P2
+    assert rules["llm_cost_runaway"].models == ["support-bot"]
+    assert {r.severity for n, r in rules.items() if n != "significant_data_drift"} == {Severity.P1}
+
+
+def test_every_runbook_the_shipped_rules_name_exists_and_default_serves_the_rest() -> None:
+    config = load_config(REPO_ROOT)
+
+    assert {r.runbook for r in config.rules} <= set(config.runbooks)
+    assert "default" in config.runbooks
+    runbook = config.runbook_for_model("fraud-detector-v2")
+    assert runbook is not None and runbook.name == "default"
+
+
+def test_a_runbook_fills_model_settings_and_leaves_unknown_fields_and_code_braces_alone() -> None:
+    config = load_config(REPO_ROOT)
+    runbook = config.runbook_for_model("fraud-detector-v2")
+    assert runbook is not None
+
+    text = runbook.render({**config.models["fraud-detector-v2"].settings, "model": "fraud-detector-v2"})
+
+    assert text.startswith("# ML Incident Runbook: fraud-detector-v2")
+    assert "curl -s https://ml.internal/fraud/v2/health | jq .status" in text
+    assert {"model", "endpoint", "dashboard"} <= runbook.fields
+    assert runbook.render({}) == runbook.text, "an unset field stays as written"
+
+
+def test_runbook_fields_are_plain_names_so_json_and_shell_braces_stay_text() -> None:
+    runbook = Runbook("x", Path("x.md"), """curl -d '{"model": "{model}"}' {endpoint}/{unset} && echo ${HOME} {a.b}""")
+
+    assert {"model", "endpoint", "unset"} <= runbook.fields
+    assert "a.b" not in runbook.fields
+    assert runbook.render({"model": "fraud", "endpoint": "https://ml"}) == (
+        """curl -d '{"model": "fraud"}' https://ml/{unset} && echo ${HOME} {a.b}"""
+    )
+
+
+def test_a_given_directory_replaces_the_defaults(config_dir: MakeDir) -> None:
+    config = load_config(config_dir(only=RULE))
+
+    assert [r.name for r in config.rules] == ["latency_spike"]
+    assert dict(config.models) == {}
+    assert config.slos == ()
+    assert [s.after for s in config.escalation["default"]] == [timedelta(minutes=m) for m in (15, 30, 60)]
+
+
+def test_model_settings_and_rule_labels_may_appear_in_templates(config_dir: MakeDir) -> None:
+    text = RULE.replace("(threshold: 5000ms).", "baseline {baseline_accuracy}, service {service}.")
+    text += "    labels: {service: payments}\n"
+
+    config = load_config(config_dir(rules=text, models=MODEL))
+
+    assert config.rules[0].description.fields == {"p99_latency_ms", "baseline_accuracy", "service"}
+
+
+# --- one problem, located, with the fix -------------------------------------------------------
+
+
+def test_unknown_key_suggests_the_known_one(config_dir: MakeDir) -> None:
+    text = RULE + '    chanel: "#ml-alerts"\n'
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "chanel:"))
+    assert problem.message == "rules[0] (latency_spike).chanel: unknown key 'chanel'; did you mean 'channel'?"
+
+
+def test_a_misspelt_required_key_is_reported_as_unknown_with_the_suggestion(config_dir: MakeDir) -> None:
+    text = RULE.replace("    severity:", "    sevrity:")
+
+    problems = problems_of(config_dir(bad=text))
+
+    assert (
+        ConfigProblem(
+            "rules/bad.yaml",
+            line_of(text, "sevrity:"),
+            "rules[0] (latency_spike).sevrity: unknown key 'sevrity'; did you mean 'severity'?",
+        )
+        in problems
+    )
+
+
+def test_unknown_key_without_a_close_match_says_remove_it(config_dir: MakeDir) -> None:
+    text = RULE + "    colour: red\n"
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert problem.line == line_of(text, "colour:")
+    assert problem.message.endswith("unknown key 'colour'; remove it")
+
+
+def test_unknown_top_level_section(config_dir: MakeDir) -> None:
+    text = RULE + "modles: []\n"
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert problem.line == line_of(text, "modles:")
+    assert problem.message == "modles: unknown key 'modles'; did you mean 'models'?"
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "key", "says"),
+    [
+        ('    models: ["*"]', "    models: fraud-detector-v2", "models:", "Input should be a valid list"),
+        ("    severity: P1", "    severity: [P1]", "severity:", "(got ['P1'])"),
+        ('    title: "P99 latency >5s for {model}"', "    title: {model: 1}", "title:", "a template must be text"),
+    ],
+)
+def test_wrong_type(config_dir: MakeDir, replace: str, by: str, key: str, says: str) -> None:
+    text = RULE.replace(replace, by)
+    assert text != RULE
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, key))
+    assert problem.message.startswith(f"rules[0] (latency_spike).{key.rstrip(':')}: ")
+    assert says in problem.message
+
+
+def test_wrong_type_in_settings(config_dir: MakeDir) -> None:
+    text = "settings:\n  evaluation_interval: 30s\n  accept_unknown_models: maybe\n"
+
+    problem = the_problem(config_dir(settings=text))
+
+    assert (problem.file, problem.line) == ("rules/settings.yaml", 3)
+    assert problem.message.startswith("settings.accept_unknown_models: Input should be a valid boolean")
+    assert "(got 'maybe')" in problem.message
+
+
+def test_unparsable_condition(config_dir: MakeDir) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "p99_latency_ms > > 5000")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "condition:"))
+    assert "cannot parse condition 'p99_latency_ms > > 5000' at column 18" in problem.message
+    assert "write a comparison such as p99_latency_ms > 5000" in problem.message
+
+
+def test_unsafe_condition(config_dir: MakeDir) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "p99_latency_ms.__class__ > 5000")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert problem.line == line_of(text, "condition:")
+    assert "uses Attribute, which is not allowed" in problem.message
+
+
+def test_unsafe_template(config_dir: MakeDir) -> None:
+    text = RULE.replace("for {model}", "for {model.__class__}")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert problem.line == line_of(text, "title:")
+    assert "field {model.__class__} is not allowed" in problem.message
+
+
+def test_template_field_naming_no_metric_suggests_the_closest(config_dir: MakeDir) -> None:
+    text = RULE.replace("{p99_latency_ms}ms", "{p99_latncy_ms}ms")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "description:"))
+    assert problem.message == (
+        "rules[0] (latency_spike).description: field {p99_latncy_ms} names no metric; did you mean {p99_latency_ms}?"
+    )
+
+
+def test_template_field_naming_nothing_close_says_how_to_declare_it(config_dir: MakeDir) -> None:
+    text = RULE.replace("for {model}", "for {zzz}")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert problem.line == line_of(text, "title:")
+    assert problem.message.endswith("field {zzz} names no metric; declare it under metrics: or use it in a condition")
+
+
+def test_a_declared_metric_may_be_used_in_templates(config_dir: MakeDir) -> None:
+    text = RULE.replace("for {model}", "for {model} ({gpu_memory_mb} MB)") + "metrics:\n  - name: gpu_memory_mb\n"
+
+    assert load_config(config_dir(rules=text)).rules[0].title.fields == {"model", "gpu_memory_mb"}
+
+
+@pytest.mark.parametrize("severity", ["P5", "critical", "1"])
+def test_unknown_severity(config_dir: MakeDir, severity: str) -> None:
+    text = RULE.replace("severity: P1", f"severity: {severity}")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "severity:"))
+    assert "unknown severity" in problem.message
+    assert "use one of P0, P1, P2, P3 (P0 is the most severe)" in problem.message
+
+
+def test_lower_case_severity_is_accepted(config_dir: MakeDir) -> None:
+    config = load_config(config_dir(rules=RULE.replace("severity: P1", "severity: p2")))
+
+    assert config.rules[0].severity is Severity.P2
+
+
+@pytest.mark.parametrize(("key", "value"), [("for", "5"), ("for", "5 minutes"), ("cooldown", "soon")])
+def test_bad_duration(config_dir: MakeDir, key: str, value: str) -> None:
+    text = RULE.replace(f"    {key}: ", f"    {key}: {value}  # was: ")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, f"{key}:"))
+    assert problem.message.startswith(f"rules[0] (latency_spike).{key}: ")
+    assert "is not a duration; write a number and a unit, e.g. 30s, 5m, 1h30m, 7d" in problem.message
+
+
+def test_runbook_that_does_not_exist_suggests_the_closest(config_dir: MakeDir) -> None:
+    text = RULE.replace("runbook: latency-spike", "runbook: latency-spik")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "runbook:"))
+    assert problem.message == (
+        "rules[0]: runbook 'latency-spik' does not exist (no runbooks/latency-spik.md); did you mean 'latency-spike'?"
+    )
+
+
+def test_runbook_that_does_not_exist_lists_the_available_ones(config_dir: MakeDir) -> None:
+    text = MODEL + "    runbook: zzz\n"
+
+    problem = the_problem(config_dir(models=text))
+
+    assert problem.line == line_of(text, "runbook:")
+    assert "models[0]: runbook 'zzz' does not exist (no runbooks/zzz.md); available: accuracy-drop, " in problem.message
+
+
+def test_duplicate_rule_names_across_two_files(config_dir: MakeDir) -> None:
+    second = "# the same rule again\n" + RULE
+
+    problem = the_problem(config_dir(a=RULE, b=second))
+
+    assert (problem.file, problem.line) == ("rules/b.yaml", line_of(second, "- name: latency_spike"))
+    assert problem.message == "rule 'latency_spike' is already defined in rules/a.yaml; rename one"
+
+
+def test_duplicate_key_in_one_mapping(config_dir: MakeDir) -> None:
+    text = RULE.replace("    cooldown: 15m\n", "    cooldown: 15m\n    severity: P3\n")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "severity:", occurrence=2))
+    assert problem.message == "key 'severity' appears twice in the same mapping; keep one"
+
+
+def test_invalid_yaml(config_dir: MakeDir) -> None:
+    text = RULE.replace('    title: "P99 latency >5s for {model}"', '    title: "P99 latency >5s" for {model}')
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "title:"))
+    assert problem.message.startswith("not valid YAML: ")
+
+
+def test_a_file_that_is_not_a_mapping(config_dir: MakeDir) -> None:
+    problem = the_problem(config_dir(bad="- just\n- a list\n"))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", 1)
+    assert "the top level must be a mapping" in problem.message
+
+
+def test_slo_for_an_undefined_model(config_dir: MakeDir) -> None:
+    text = "slos:\n  - model: ghost-model\n    metric: p99_latency_ms\n    objective: below 2000\n"
+    text += "    warning: 3000\n    critical: 5000\n"
+
+    problem = the_problem(config_dir(models=MODEL, slos=text))
+
+    assert (problem.file, problem.line) == ("rules/slos.yaml", line_of(text, "model: ghost-model"))
+    assert problem.message == "slos[0]: model 'ghost-model' is not defined under models:; add it or fix the name"
+
+
+def test_slo_may_name_a_model_of_another_file(config_dir: MakeDir) -> None:
+    text = "slos:\n  - model: fraud-detector-v2\n    metric: p99_latency_ms\n    objective: below 2000\n"
+    text += "    warning: 3000\n    critical: 5000\n"
+
+    config = load_config(config_dir(a_slos=text, z_models=MODEL))
+
+    assert [s.model for s in config.slos] == ["fraud-detector-v2"]
+
+
+def test_slo_levels_out_of_order(config_dir: MakeDir) -> None:
+    text = "slos:\n  - model: fraud-detector-v2\n    metric: p99_latency_ms\n    objective: below 2000\n"
+    text += "    warning: 5000\n    critical: 3000\n"
+
+    problem = the_problem(config_dir(models=MODEL, slos=text))
+
+    assert problem.file == "rules/slos.yaml"
+    assert problem.line == line_of(text, "- model:")
+    assert "warning and critical must lie above the target, critical furthest" in problem.message
+
+
+def test_a_model_naming_an_undefined_escalation_policy(config_dir: MakeDir) -> None:
+    text = MODEL + "    escalation: nightly\n"
+
+    problem = the_problem(config_dir(models=text))
+
+    assert (problem.file, problem.line) == ("rules/models.yaml", line_of(text, "escalation:"))
+    assert problem.message == (
+        "models[0] (fraud-detector-v2): escalation policy 'nightly' is not defined; known: default"
+    )
+
+
+def test_a_model_may_name_a_policy_of_another_file(config_dir: MakeDir) -> None:
+    policy = "escalation:\n  nightly:\n    - after: 5m\n      severity: P1\n"
+
+    config = load_config(config_dir(models=MODEL + "    escalation: nightly\n", policy=policy))
+
+    assert config.models["fraud-detector-v2"].escalation == "nightly"
+    assert [s.severity for s in config.escalation["nightly"]] == [Severity.P1]
+
+
+def test_escalation_steps_out_of_order(config_dir: MakeDir) -> None:
+    text = (
+        "# escalation timeline\n"
+        "escalation:\n"
+        "  default:\n"
+        "    - after: 30m\n"
+        "      severity: P2\n"
+        "    - after: 15m\n"
+        "      severity: P3\n"
+    )
+
+    problem = the_problem(config_dir(settings=text))
+
+    assert (problem.file, problem.line) == ("rules/settings.yaml", line_of(text, "escalation:"))
+    assert problem.message == "escalation: escalation policy 'default': steps must be in order of 'after'"
+
+
+def test_a_single_section_set_in_two_files(config_dir: MakeDir) -> None:
+    settings = "settings:\n  evaluation_interval: 30s\n"
+    again = "# also here\nsettings:\n  evaluation_interval: 10s\n"
+
+    problem = the_problem(config_dir(a=settings, b=again))
+
+    assert (problem.file, problem.line) == ("rules/b.yaml", 2)
+    assert problem.message == "settings: already set in rules/a.yaml; keep one"
+
+
+def test_evaluation_interval_below_a_second(config_dir: MakeDir) -> None:
+    problem = the_problem(config_dir(settings="settings:\n  evaluation_interval: 500ms\n"))
+
+    assert problem.line == 2
+    assert "evaluation_interval must be at least 1s" in problem.message
+
+
+def test_no_rules_directory(tmp_path: Path) -> None:
+    problem = the_problem(tmp_path)
+
+    assert problem.line is None
+    assert "no rules/ directory here" in problem.message
+    assert "BOT_CONFIG_DIR" in problem.message
+
+
+def test_an_empty_rules_directory(config_dir: MakeDir) -> None:
+    problem = the_problem(config_dir())
+
+    assert problem.message == "no *.yaml files; add at least one rules file"
+
+
+# --- all or nothing; every problem at once ----------------------------------------------------
+
+
+def test_a_bad_file_never_half_loads(config_dir: MakeDir) -> None:
+    broken = RULE.replace("latency_spike", "other_rule").replace("severity: P1", "severity: P9")
+    root = config_dir(good=RULE + MODEL, bad=broken)
+    loaded = None
+
+    with pytest.raises(ConfigError) as failed:
+        loaded = load_config(root)
+
+    assert loaded is None, "nothing comes back, not even the good file's rules"
+    assert [p.file for p in failed.value.problems] == ["rules/bad.yaml"]
+    (root / "rules" / "bad.yaml").unlink()
+    assert [r.name for r in load_config(root).rules] == ["latency_spike"], "the good file alone is fine"
+
+
+def test_several_problems_in_one_file_are_all_reported(config_dir: MakeDir) -> None:
+    text = (
+        RULE.replace("severity: P1", "severity: P9")
+        .replace("for: 2m", "for: soon")
+        .replace("    models:", "    modles:")
+        + "  - name: Bad Name\n"
+        + "    condition: x >\n"
+        + "    severity: P2\n"
+        + '    title: "t"\n'
+    )
+
+    problems = problems_of(config_dir(bad=text))
+
+    located = {(p.line, p.message.split(": ", 1)[0]) for p in problems}
+    assert located >= {
+        (line_of(text, "severity: P9"), "rules[0] (latency_spike).severity"),
+        (line_of(text, "for: soon"), "rules[0] (latency_spike).for"),
+        (line_of(text, "modles:"), "rules[0] (latency_spike).modles"),
+        (line_of(text, "name: Bad Name"), "rules[1] (Bad Name).name"),
+        (line_of(text, "condition: x >"), "rules[1] (Bad Name).condition"),
+    }
+    assert {p.file for p in problems} == {"rules/bad.yaml"}
+
+
+def test_problems_in_several_files_are_reported_together(config_dir: MakeDir) -> None:
+    first = RULE.replace("severity: P1", "severity: P9")
+    second = MODEL + "    escalation: nightly\n"
+
+    problems = problems_of(config_dir(a=first, b=second))
+
+    assert [(p.file, p.line) for p in problems] == [
+        ("rules/a.yaml", line_of(first, "severity:")),
+        ("rules/b.yaml", line_of(second, "escalation:")),
+    ]
+
+
+def test_the_error_text_is_one_line_per_problem_with_file_and_line(config_dir: MakeDir) -> None:
+    text = RULE.replace("severity: P1", "severity: P9") + "    colour: red\n"
+
+    with pytest.raises(ConfigError) as failed:
+        load_config(config_dir(bad=text))
+
+    lines = str(failed.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"rules/bad.yaml:{line_of(text, 'severity:')}: rules[0] (latency_spike).severity: ")
+    assert lines[1].startswith(f"rules/bad.yaml:{line_of(text, 'colour:')}: rules[0] (latency_spike).colour: ")
