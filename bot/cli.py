@@ -39,9 +39,7 @@ def _check(directory: Path | None) -> int:
     try:
         config = load_config(target)
     except ConfigError as exc:
-        print(f"{target}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _report(f"{target}: {len(exc.problems)} problem(s)", exc)
         return 1
     print(
         f"{target}: OK — {len(config.rules)} rules, {len(config.models)} models, {len(config.slos)} SLOs, "
@@ -73,13 +71,17 @@ def _serve(host: str, port: int | None) -> int:
     try:
         bot = build_bot(settings)
     except ConfigError as exc:
-        print(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _report(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", exc)
         return 2
     signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
     uvicorn.run(bot.app, host=host, port=port if port is not None else settings.port, log_level="info")
     return 0
+
+
+def _report(headline: str, error: ConfigError) -> None:
+    print(headline, file=sys.stderr)
+    for problem in error.problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":
