@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,6 +30,7 @@ from bot.notify.outbox import Outbox
 from bot.notify.slack import SlackNotifier
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
+from bot.slack import build_slack_app, slack_routes
 from bot.storage.database import make_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -79,20 +81,28 @@ def build_bot(
     scheduler = build_scheduler(
         evaluate=service.evaluate_once, deliver=outbox.deliver_due, evaluation_interval=interval
     )
-    app = build_web_app(settings=settings, service=service, holder=holder, clock=clock, scheduler=scheduler)
+    app = build_web_app(
+        settings=settings, service=service, holder=holder, clock=clock, scheduler=scheduler, engine=engine
+    )
     return Bot(settings, engine, clock, holder, service, outbox, scheduler, app)
 
 
 def default_notifiers(settings: Settings, engine: Engine, holder: ConfigHolder, clock: Clock) -> dict[str, Notifier]:
     """Slack when a bot token is set; otherwise the log, so the bot runs without a workspace."""
-    if settings.slack_bot_token is not None and settings.slack_bot_token.get_secret_value():
+    if _secret(settings.slack_bot_token):
         return {"slack": SlackNotifier.from_settings(settings, engine=engine, config=holder, clock=clock)}
     log.warning("SLACK_BOT_TOKEN is not set: alerts are written to the log instead of Slack")
     return {"log": LogNotifier()}
 
 
 def build_web_app(
-    *, settings: Settings, service: AlertService, holder: ConfigHolder, clock: Clock, scheduler: BackgroundScheduler
+    *,
+    settings: Settings,
+    service: AlertService,
+    holder: ConfigHolder,
+    clock: Clock,
+    scheduler: BackgroundScheduler,
+    engine: Engine,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -109,4 +119,13 @@ def build_web_app(
         Route("/healthz", healthz, methods=["GET"]),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
     ]
+    if _secret(settings.slack_signing_secret) and _secret(settings.slack_bot_token):
+        slack_app = build_slack_app(settings=settings, service=service, engine=engine, config=holder, clock=clock)
+        routes += slack_routes(slack_app)
+    else:
+        log.info("SLACK_SIGNING_SECRET / SLACK_BOT_TOKEN not set: POST /slack/events is not served")
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _secret(value: SecretStr | None) -> bool:
+    return value is not None and bool(value.get_secret_value())

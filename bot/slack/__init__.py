@@ -1,0 +1,12 @@
+"""The inbound Slack surface: a Bolt ``AsyncApp`` with one module per surface.
+
+``app`` builds the app and its ``POST /slack/events`` route; ``actions`` (the alert buttons),
+``commands`` (``/runbook``, ``/alerts``, ``/slo``) and ``home`` (the App Home tab) each expose
+``register(app, ...)``; ``messages`` holds every sentence said to a person.
+"""
+
+from __future__ import annotations
+
+from bot.slack.app import SlackApp, build_slack_app, slack_routes
+
+__all__ = ["SlackApp", "build_slack_app", "slack_routes"]

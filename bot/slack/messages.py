@@ -1,0 +1,114 @@
+"""Every sentence the Slack surface says to a person, in one place.
+
+Gathered here so wording stays consistent (and reviewable) across buttons, commands and the
+App Home, and so no handler forgets to escape what a user typed: each function that puts
+user-supplied text into a reply escapes it with :func:`escape_mrkdwn` first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from bot.notify.slack_blocks import escape_mrkdwn
+
+RUNBOOK_USAGE = "Usage: `/runbook <model>` shows the model's runbook, e.g. `/runbook fraud-detector-v2`."
+ALERTS_USAGE = "Usage: `/alerts` lists the active alerts, most severe first."
+ALERTS_REVIEW_NOT_YET = "The weekly review (`/alerts review`) is not available yet; `/alerts` lists the active alerts."
+SLO_USAGE = (
+    "Usage: `/slo status [model] [window]` shows every SLO (worst first), or one model's, "
+    "with the latest value against its objective."
+)
+SLO_NONE_CONFIGURED = "No SLOs are configured. Add them under `slos:` in a `rules/*.yaml` file."
+SLO_LATEST_ONLY = "Windowed compliance is not computed yet: these are the latest values."
+TRY_AGAIN = "Something went wrong on my side and nothing was changed. Please try again in a moment."
+KEEPS_CHANGING = "This alert kept changing while I tried; nothing was changed. Please try again."
+
+_SLACK_USER_ID = re.compile(r"(?<![<@\w])\b[UW](?=[A-Z0-9]*\d)[A-Z0-9]+\b")
+"""A raw Slack user id (``U0123ABC``) in a sentence; requires a digit so ``UTC`` is left alone."""
+
+
+def mention_users(text: str) -> str:
+    """Turn raw user ids from the alert history into ``<@U…>`` mentions Slack renders as names.
+
+    The alert core records actors as bare ids (it knows nothing of Slack markup); the text is
+    escaped first, so only the mentions we add here are markup.
+    """
+    return _SLACK_USER_ID.sub(lambda m: f"<@{m.group(0)}>", escape_mrkdwn(text))
+
+
+def refused(reason: str) -> str:
+    """Why a button did nothing, e.g. "Already acknowledged by <@U1> at 14:02 UTC."."""
+    return f":no_entry_sign: {mention_users(reason)}"
+
+
+def not_allowed_channel(verb: str, channel: str) -> str:
+    return f":no_entry_sign: You are not allowed to {verb} this alert: only members of <#{channel}> may act on alerts."
+
+
+def not_allowed_usergroup(verb: str, usergroup: str) -> str:
+    return (
+        f":no_entry_sign: You are not allowed to {verb} this alert: "
+        f"only members of the <!subteam^{usergroup}> group may act on alerts."
+    )
+
+
+def no_channel_to_check(verb: str) -> str:
+    return (
+        f":no_entry_sign: You are not allowed to {verb} this alert from here: only members of the alert's "
+        "channel may act on alerts, and I cannot tell which channel that is. Use the buttons on the alert message."
+    )
+
+
+def access_check_failed(verb: str, detail: str) -> str:
+    return (
+        f":warning: I could not check whether you may {verb} this alert (Slack said: `{escape_mrkdwn(detail)}`), "
+        "so nothing was changed. Ask an admin to check the `access:` section of the configuration "
+        "and that the bot can read the channel or user group."
+    )
+
+
+def bad_button(value: object) -> str:
+    return f":warning: This button refers to an alert I cannot read (`{escape_mrkdwn(str(value)[:100])}`)."
+
+
+def alert_not_found(alert_id: int) -> str:
+    return f":warning: Alert #{alert_id} does not exist (any more); nothing was changed."
+
+
+def no_runbook(model: str) -> str:
+    return (
+        f":warning: No runbook is configured for `{escape_mrkdwn(model)}`. "
+        "Add `runbooks/default.md`, or name one with `runbook:` on the model."
+    )
+
+
+def unknown_model(name: str, *, close: Iterable[str], known: Iterable[str]) -> str:
+    """A helpful error: what was typed, the likely intended names, and every valid one."""
+    text = f"Unknown model `{escape_mrkdwn(name)}`."
+    suggestions = [f"`{escape_mrkdwn(m)}`" for m in close]
+    if suggestions:
+        text += f" Did you mean: {', '.join(suggestions)}?"
+    names = sorted(known)
+    text += (
+        f" Known models: {', '.join(f'`{escape_mrkdwn(m)}`' for m in names)}."
+        if names
+        else " No models are configured."
+    )
+    return text
+
+
+def no_slos_for(model: str) -> str:
+    return f"No SLOs are configured for `{escape_mrkdwn(model)}`."
+
+
+def bad_window(text: str) -> str:
+    return f"`{escape_mrkdwn(text)}` is not a window; write it like `7d`, `24h` or `30m`.\n{SLO_USAGE}"
+
+
+def slo_header(model: str | None) -> str:
+    return f"*SLO status — {escape_mrkdwn(model)}*" if model else "*SLO status — all models, worst first*"
+
+
+def runbook_truncated(model: str) -> str:
+    return f"_The runbook of `{escape_mrkdwn(model)}` is longer than one Slack message; the rest was cut._"
