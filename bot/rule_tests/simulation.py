@@ -1,0 +1,200 @@
+"""One test case run in memory: the service's evaluation loop on a frozen clock, and the comparison
+of open alerts with the expected ones."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from datetime import datetime, timedelta
+
+from bot.alerts import lifecycle
+from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind, Transition, dedup_key
+from bot.clock import FrozenClock
+from bot.config.conditions import ConditionEvaluator, Outcome
+from bot.config.loader import Config
+from bot.errors import ActionRefused
+from bot.evaluation.evaluate import PassInput, current_values, evaluate
+from bot.metrics.samples import Sample
+from bot.rule_tests.notation import MAX_VALUES
+from bot.rule_tests.results import CaseResult
+from bot.rule_tests.spec import ActionSpec, AlertCheck, CaseSpec, ExpectedAlert
+
+# --- simulation --------------------------------------------------------------------------------
+
+
+class _Simulation:
+    """One test case: the service's evaluation loop, in memory, on a frozen clock."""
+
+    def __init__(self, case: CaseSpec, config: Config, evaluation_interval: timedelta) -> None:
+        self.case = case
+        self.config = config
+        self.every = evaluation_interval
+        self.start = FrozenClock().now()
+        spacing = case.interval or evaluation_interval
+        self.series: dict[tuple[str, str], tuple[list[datetime], list[float | str]]] = {}
+        for spec in case.input_series:
+            points = spec.values if spec.values is not None else spec.labels
+            assert points is not None
+            kept = [(self.start + spacing * i, v) for i, v in enumerate(points) if v is not None]
+            self.series[(spec.model, spec.metric)] = ([t for t, _ in kept], [v for _, v in kept])
+        self.open: dict[str, Alert] = {}
+        self.last_resolved: dict[str, datetime] = {}
+        self.last_seen: dict[str, Transition] = {}
+        self.evaluator = ConditionEvaluator()
+        self.messages: list[str] = []
+
+    def run(self) -> CaseResult:
+        end = max([c.eval_time for c in self.case.alert_rule_test] + [a.at for a in self.case.actions])
+        steps = end // self.every
+        if steps > MAX_VALUES:
+            message = f"{steps:,} evaluations to reach {_offset(end)}; use a longer evaluation_interval"
+            return CaseResult(self.case.name, False, [message])
+        # actions first, then the evaluation, then checks: a check sees the pass at its own time
+        timeline: list[tuple[timedelta, int, int]] = [(self.every * k, 1, k) for k in range(steps + 1)]
+        timeline += [(a.at, 0, i) for i, a in enumerate(self.case.actions)]
+        timeline += [(c.eval_time, 2, i) for i, c in enumerate(self.case.alert_rule_test)]
+        for at, phase, index in sorted(timeline):
+            now = self.start + at
+            if phase == 0:
+                self._act(self.case.actions[index], now)
+            elif phase == 1:
+                self._evaluate(now)
+            else:
+                self._check(self.case.alert_rule_test[index], now)
+        return CaseResult(self.case.name, not self.messages, self.messages)
+
+    def samples_at(self, now: datetime) -> dict[str, dict[str, Sample]]:
+        latest: dict[str, dict[str, Sample]] = {}
+        for (model, metric), (times, values) in self.series.items():
+            i = bisect.bisect_right(times, now) - 1
+            if i >= 0:
+                latest.setdefault(model, {})[metric] = Sample(values[i], times[i])
+        return latest
+
+    def _evaluate(self, now: datetime) -> None:
+        """What ``AlertService.evaluate_once`` does, with dictionaries in place of tables."""
+        data = PassInput(self.config, self.samples_at(now), self.open, self.last_resolved)
+        for change in evaluate(data, now=now, evaluator=self.evaluator):  # a list: applied after the pass
+            self._apply(change)
+
+    def _apply(self, change: Transition) -> None:
+        alert = change.alert
+        self.last_seen[alert.key] = change
+        if alert.state.is_open:
+            self.open[alert.key] = alert
+            return
+        self.open.pop(alert.key, None)
+        if alert.fired_at is not None and alert.resolved_at is not None:
+            self.last_resolved[alert.key] = max(alert.resolved_at, self.last_resolved.get(alert.key, alert.resolved_at))
+
+    def _act(self, action: ActionSpec, now: datetime) -> None:
+        key = dedup_key(action.rule, action.model)
+        alert = self.open.get(key)
+        if alert is None:
+            self.messages.append(f"at {_offset(now - self.start)}: cannot {action.action} {key}: no open alert")
+            return
+        verb = lifecycle.acknowledge if action.action == "acknowledge" else lifecycle.resolve
+        try:
+            self._apply(verb(alert, actor=action.by, now=now))
+        except ActionRefused as exc:
+            self.messages.append(f"at {_offset(now - self.start)}: cannot {action.action} {key}: {exc}")
+
+    def _check(self, check: AlertCheck, now: datetime) -> None:
+        shown = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
+        got = {k: a for k, a in self.open.items() if a.state in shown}
+        expected = {dedup_key(e.rule, e.model): e for e in check.alerts}
+        problems: list[str] = []
+        for key, exp in expected.items():
+            alert = got.get(key)
+            if alert is None:
+                problems.append(f"missing {key}: {self._why_not(exp.rule, exp.model, now)}")
+            else:
+                problems.extend(f"{key}: {d}" for d in _differences(exp, alert))
+        for key in sorted(got.keys() - expected.keys()):
+            problems.append(f"unexpected {key}")
+        if not problems:
+            return
+        lines = [f"at {_offset(now - self.start)}: open alerts differ from the expected ones", "  expected:"]
+        lines += [f"    {_describe_expected(e)}" for e in check.alerts] or ["    (none)"]
+        lines.append("  got:")
+        lines += [f"    {self._describe(a)}" for _, a in sorted(got.items())] or ["    (none)"]
+        lines += [f"  - {p}" for p in problems]
+        self.messages.append("\n".join(lines))
+
+    def _describe(self, alert: Alert) -> str:
+        since = _offset((alert.fired_at or alert.started_at) - self.start)
+        return f'{alert.key} {alert.severity.value} {alert.state.value} since {since}: "{alert.title}"'
+
+    def _why_not(self, rule_name: str, model: str, now: datetime) -> str:
+        """Tell the test author what the engine saw, so a failure points at the cause."""
+        key = dedup_key(rule_name, model)
+        pending = self.open.get(key)
+        rule = self.config.rule(rule_name)
+        if pending is not None and rule is not None:
+            due = pending.started_at + rule.for_
+            return f"pending since {_offset(pending.started_at - self.start)}, fires at {_offset(due - self.start)}"
+        if rule is None or not rule.applies_to(model):
+            return f"rule {rule_name} does not apply to {model} (models: {', '.join(rule.models) if rule else '-'})"
+        last = self.last_seen.get(key)
+        said = ""
+        if last is not None and last.event.kind in (EventKind.AUTO_RESOLVED, EventKind.RESOLVED):
+            said = f"{_event(last.event)} at {_offset(last.event.at - self.start)}; "
+        resolved = self.last_resolved.get(key)
+        if resolved is not None and now - resolved < rule.cooldown:
+            return f"{said}in cooldown until {_offset(resolved + rule.cooldown - self.start)}"
+        values = current_values(self.config, model, self.samples_at(now).get(model, {}), now)
+        numbers = {k: v for k, v in values.items() if not isinstance(v, str)}
+        outcome = self.evaluator.run(rule.condition, numbers)
+        shown = ", ".join(f"{n}={values[n]!r}" for n in sorted(rule.condition.names) if n in values)
+        if outcome is Outcome.NO_DATA:
+            absent = sorted(n for n in rule.condition.names if n not in numbers)
+            gap = f"no data for {', '.join(absent)}" if absent else "no data (the values cannot answer it)"
+            return f"{said}{gap}; condition {rule.condition.source!r}"
+        return f"{said}condition {rule.condition.source!r} is {outcome.value} ({shown or 'no values'})"
+
+
+def _differences(exp: ExpectedAlert, alert: Alert) -> list[str]:
+    out: list[str] = []
+    if exp.severity is not alert.severity:
+        out.append(f"severity expected {exp.severity.value}, got {alert.severity.value}")
+    if exp.state is not None and exp.state != alert.state.value:
+        out.append(f"state expected {exp.state}, got {alert.state.value}")
+    for part in ("title", "description"):
+        want, have = getattr(exp, part), getattr(alert, part)
+        if want is not None and want != have:
+            out.append(f"{part} expected {want!r}, got {have!r}")
+    for name, want in (exp.values or {}).items():
+        have = alert.values.get(name)
+        if not _same(want, have):
+            out.append(f"value {name} expected {want!r}, got {'(none)' if have is None else repr(have)}")
+    return out
+
+
+def _same(want: float | str, have: object) -> bool:
+    if isinstance(want, str) or isinstance(have, str) or have is None:
+        return want == have
+    return math.isclose(float(want), float(have), rel_tol=1e-9, abs_tol=1e-12)  # type: ignore[arg-type]
+
+
+def _describe_expected(exp: ExpectedAlert) -> str:
+    text = f"{dedup_key(exp.rule, exp.model)} {exp.severity.value}" + (f" {exp.state}" if exp.state else "")
+    return f'{text}: "{exp.title}"' if exp.title is not None else text
+
+
+def _event(event: Event) -> str:
+    return "auto-resolved" if event.kind is EventKind.AUTO_RESOLVED else f"resolved by {event.actor}"
+
+
+def _offset(delta: timedelta) -> str:
+    """``4m``, ``2m30s``, ``1h5m``: the way durations are written in the test file."""
+    total = delta.total_seconds()
+    if total == 0:
+        return "0s"
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    hours, rest = divmod(int(total), 3600)
+    minutes, seconds = divmod(rest, 60)
+    fraction = total - int(total)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    if seconds or fraction:
+        parts.append(f"{seconds + fraction:g}s")
+    return sign + "".join(parts)
