@@ -30,7 +30,7 @@ class Severity(StrEnum):
         """P0 and P1 page PagerDuty (seed 001's routing table)."""
         return self in (Severity.P0, Severity.P1)
 
-    def __lt__(self, other: object) -> bool:  # type: ignore[override]
+    def __lt__(self, other: object) -> bool:
         if not isinstance(other, Severity):
             return NotImplemented
         return self.rank < other.rank

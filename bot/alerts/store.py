@@ -82,6 +82,7 @@ def save(session: Session, change: Transition) -> Alert:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise ConcurrentChange(f"alert {alert.id} changed since it was read")
         saved = replace(alert, version=alert.version + 1)
+    assert saved.id is not None
     session.add(
         AlertEventRow(
             alert_id=saved.id,

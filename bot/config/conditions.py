@@ -102,7 +102,7 @@ class ConditionEvaluator:
     def __init__(self) -> None:
         self._engine = SimpleEval(operators=dict(_OPERATORS), functions=dict(_FUNCTIONS), names={})
 
-    def run(self, condition: Condition, values: Mapping[str, float]) -> Outcome:
+    def run(self, condition: Condition, values: Mapping[str, float | str]) -> Outcome:
         engine = self._engine
         engine.names = values
         engine.expr = condition.source

@@ -48,7 +48,7 @@ def record(session: Session, points: Iterable[Point]) -> int:
 def latest(session: Session) -> dict[str, dict[str, Sample]]:
     """Plain columns, not ORM objects: this runs every evaluation pass over every metric of
     every model, and building 15,000 model instances cost more than the evaluation itself."""
-    columns = select(
+    columns = select(  # type: ignore[call-overload]  # sqlmodel's select() has no 5-column overload
         MetricLatestRow.model, MetricLatestRow.name, MetricLatestRow.at, MetricLatestRow.value, MetricLatestRow.text
     )
     out: dict[str, dict[str, Sample]] = {}

@@ -68,7 +68,7 @@ class Backoff:
     def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
         if retry_after is not None:
             return max(retry_after, 0.0)
-        ceiling = min(self.cap, self.base * 2 ** max(attempts - 1, 0))
+        ceiling = min(self.cap, self.base * 2.0 ** max(attempts - 1, 0))
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
@@ -125,9 +125,9 @@ class Outbox:
         earlier = aliased(OutboxRow)
         blocked = exists().where(
             and_(
-                earlier.alert_id == OutboxRow.alert_id,
-                earlier.channel == OutboxRow.channel,
-                earlier.status == PENDING,
+                col(earlier.alert_id) == OutboxRow.alert_id,
+                col(earlier.channel) == OutboxRow.channel,
+                col(earlier.status) == PENDING,
                 col(earlier.id) < OutboxRow.id,
             )
         )
