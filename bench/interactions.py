@@ -1,0 +1,469 @@
+"""Benchmark: Slack acknowledgement latency of ``incident-bot serve`` against a bare Bolt app.
+
+Slack waits 3 s for the HTTP answer to a button click or a slash command (the *ack*); the target
+here is p99 under 100 ms with 100 concurrent clients, and at most 2× what a bare Bolt app that
+only calls ``ack()`` needs for the same requests on the same machine in the same run.
+
+Processes (all on 127.0.0.1, all sharing the machine's cores with this load generator):
+
+- the Slack Web API emulator (``tests/emulators/slack_api.py``) in a child process, so its
+  threads do not take the GIL from the load generator's timers;
+- ``python -m bot serve`` pointed at it (``SLACK_API_URL``), with a SQLite file and the repo's
+  configuration, evaluating every second; metrics are pushed until a few alerts fire and are
+  posted, and the alert ids are read from the posted buttons;
+- the baseline: a minimal ``slack_bolt`` ``AsyncApp`` (same signing secret, a fixed ``authorize``
+  so nothing calls ``auth.test``) mounted in Starlette with ``AsyncSlackRequestHandler`` under
+  uvicorn with the same uvicorn settings as ``serve``, whose listeners only ``await ack()``.
+
+Load: ``--clients`` asyncio tasks (aiohttp, one keep-alive connection each), closed loop with no
+think time, each sending signed block_actions clicks (Acknowledge / Resolve / Runbook on the open
+alerts; refused repeats are still acknowledged) and slash commands (``/alerts``, ``/runbook
+support-bot``, ``/slo status``), round-robin. The two targets are measured in alternating slices
+(``--rounds``), ``--seconds`` in total per target, with a pause between slices so that the bot's
+after-ack work does not spill into the baseline's slice. Latency is from sending the request to
+having read the whole HTTP response (that response is Slack's ack).
+
+    python bench/interactions.py [--clients 100] [--seconds 10] [--rounds 2]
+
+Figures go to ``bench/RESULTS.md``; this is not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TOKEN = "xoxb-test"
+INGEST_TOKEN = "bench-ingest-token"
+TEAM = "T0EMULATOR"
+USER = "U0ANA0001"
+ACTIONS = ("alert_acknowledge", "alert_resolve", "alert_runbook")
+COMMANDS = (("/alerts", ""), ("/runbook", "support-bot"), ("/slo", "status"))
+KINDS = ("click:acknowledge", "click:resolve", "click:runbook", "cmd:/alerts", "cmd:/runbook", "cmd:/slo status")
+TARGET_P99_MS = 100.0
+TARGET_RATIO = 2.0
+ALERT_METRICS = [  # each fires an alert at once (no ``for:``) with the repo's rules/
+    {"model": "support-bot", "metrics": {"daily_cost_usd": 455}},
+    {"model": "support-bot", "metrics": {"current_accuracy": 0.70}},
+    {"model": "fraud-detector-v2", "metrics": {"current_accuracy": 0.70}},
+    {"model": "fraud-detector-v2", "metrics": {"drifted_feature_count": 12, "total_features": 20}},
+]
+
+
+# ------------------------------------------------------------------ child roles
+def run_emulator() -> None:
+    """Child: the Slack Web API emulator, driven over stdin/stdout one JSON line at a time."""
+    sys.path.insert(0, str(REPO))
+    from tests.emulators.slack_api import SlackEmulator
+
+    slack = SlackEmulator(token=TOKEN).start()
+    print(json.dumps({"base_url": slack.base_url}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd:
+            continue
+        if cmd[0] == "posted":
+            out: Any = [c.params for c in slack.calls_to("chat.postMessage")]
+        elif cmd[0] == "response_url":
+            out = slack.response_url(channel=cmd[1] if len(cmd) > 1 else None)
+        elif cmd[0] == "channel":
+            out = slack.channel_id(cmd[1])
+        elif cmd[0] == "counts":
+            counts: dict[str, int] = defaultdict(int)
+            for c in slack.calls:
+                counts[f"{c.method} {c.status}"] += 1
+            out = dict(counts)
+        else:
+            out = None
+        print(json.dumps(out), flush=True)
+    slack.stop()
+
+
+def run_bare(port: int) -> None:
+    """Child: a bare Bolt app that only acknowledges, under uvicorn as ``serve`` runs it."""
+    import uvicorn
+    from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+    from slack_bolt.async_app import AsyncApp
+    from slack_bolt.authorization import AuthorizeResult
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def authorize(enterprise_id: str | None, team_id: str | None, user_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, user_id=user_id, bot_token=TOKEN)
+
+    app = AsyncApp(signing_secret=SECRET, authorize=authorize, process_before_response=False)
+
+    async def only_ack(ack: Any) -> None:
+        await ack()
+
+    for action_id in ACTIONS:
+        app.action(action_id)(only_ack)
+    for command, _ in COMMANDS:
+        app.command(command)(only_ack)
+    handler = AsyncSlackRequestHandler(app)
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    web = Starlette(routes=[Route("/slack/events", events, methods=["POST"]), Route("/healthz", healthz)])
+    uvicorn.run(web, host="127.0.0.1", port=port, log_level="info")  # the same settings as bot/cli.py
+
+
+# ------------------------------------------------------------------ orchestration
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Emulator:
+    def __init__(self, log: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--role", "emulator"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log.open("wb"),
+            text=True,
+            cwd=REPO,
+        )
+        self.base_url = self._read()["base_url"]
+
+    def _read(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the emulator exited")
+        return json.loads(line)
+
+    def ask(self, *words: str) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(" ".join(words) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url}/healthz did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def open_alerts(bot_url: str, emulator: Emulator, timeout: float = 60.0) -> tuple[list[str], str]:
+    """Push metrics until alerts fire and are posted; the button values and the channel they went to."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {INGEST_TOKEN}"}
+    for batch in ALERT_METRICS:
+        r = httpx.post(f"{bot_url}/api/v1/metrics", json=batch, headers=headers, timeout=10)
+        if r.status_code >= 300:
+            raise RuntimeError(f"metrics push refused: {r.status_code} {r.text}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        values: set[str] = set()
+        channel = ""
+        for params in emulator.ask("posted"):
+            blocks = params.get("blocks") or []
+            for block in blocks if isinstance(blocks, list) else []:
+                for element in block.get("elements", []) if isinstance(block, dict) else []:
+                    if isinstance(element, dict) and element.get("action_id") in ACTIONS and element.get("value"):
+                        values.add(str(element["value"]))
+                        channel = str(params.get("channel") or channel)
+        if len(values) >= len(ALERT_METRICS):
+            return sorted(values, key=lambda v: (len(v), v)), channel
+        time.sleep(0.5)
+    raise RuntimeError(f"only {len(values)} alert(s) were posted within {timeout}s")
+
+
+# ------------------------------------------------------------------ requests
+def sign(body: bytes) -> dict[str, str]:
+    ts = str(int(time.time()))
+    digest = hmac.new(SECRET.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+@dataclass
+class Workload:
+    alert_ids: list[str]
+    channel: str
+    response_urls: list[str]
+    seq: int = 0
+
+    def body(self, n: int) -> tuple[str, bytes]:
+        """The n-th request of the mix: its kind and its form-encoded body."""
+        self.seq += 1
+        kind = KINDS[n % len(KINDS)]
+        response_url = self.response_urls[self.seq % len(self.response_urls)]
+        if kind.startswith("click:"):
+            action_id = ACTIONS[n % len(KINDS)]
+            payload = {
+                "type": "block_actions",
+                "user": {"id": USER, "username": "ana", "team_id": TEAM},
+                "api_app_id": "A0INCIDENT",
+                "token": "legacy-verification-token",
+                "container": {"type": "message", "message_ts": "1767603600.000100", "channel_id": self.channel},
+                "trigger_id": f"1337.{self.seq}.abcdef",
+                "team": {"id": TEAM, "domain": "emulated"},
+                "channel": {"id": self.channel, "name": "llm-alerts"},
+                "message": {"type": "message", "ts": "1767603600.000100", "text": "alert"},
+                "response_url": response_url,
+                "actions": [
+                    {
+                        "action_id": action_id,
+                        "block_id": "alert_actions",
+                        "value": self.alert_ids[self.seq % len(self.alert_ids)],
+                        "type": "button",
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+            return kind, urlencode({"payload": json.dumps(payload)}).encode()
+        command, text = COMMANDS[n % len(KINDS) - len(ACTIONS)]
+        form = {
+            "token": "legacy-verification-token",
+            "team_id": TEAM,
+            "team_domain": "emulated",
+            "channel_id": self.channel,
+            "channel_name": "llm-alerts",
+            "user_id": USER,
+            "user_name": "ana",
+            "command": command,
+            "text": text,
+            "api_app_id": "A0INCIDENT",
+            "response_url": response_url,
+            "trigger_id": f"1337.{self.seq}.commandtrigger",
+        }
+        return kind, urlencode(form).encode()
+
+
+@dataclass
+class Sample:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    elapsed: float = 0.0
+    server_cpu: float = 0.0
+    loadgen_cpu: float = 0.0
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def hammer(url: str, workload: Workload, clients: int, seconds: float, sample: Sample) -> None:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        # one warm-up request per client opens its keep-alive connection outside the measured window
+        await asyncio.gather(*(_send(session, url, workload, i, None) for i in range(clients)))
+        stop = time.perf_counter() + seconds
+
+        async def client(index: int) -> None:
+            n = index
+            while time.perf_counter() < stop:
+                await _send(session, url, workload, n, sample)
+                n += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        sample.elapsed += time.perf_counter() - started
+
+
+async def _send(session: Any, url: str, workload: Workload, n: int, sample: Sample | None) -> None:
+    kind, body = workload.body(n)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
+    t0 = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            status = resp.status
+    except Exception:  # any failure is an error to count, not to crash on
+        status = -1
+    latency = time.perf_counter() - t0
+    if sample is None:
+        return
+    if status != 200:
+        sample.errors[kind] += 1
+    sample.latencies[kind].append(latency)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k] * 1000
+
+
+def row(label: str, values: list[float], errors: int) -> str:
+    return (
+        f"  {label:<18} {len(values):>7} {pct(values, 50):>8.1f} {pct(values, 90):>8.1f} "
+        f"{pct(values, 99):>8.1f} {max(values) * 1000 if values else float('nan'):>8.1f} {errors:>6}"
+    )
+
+
+def report(name: str, s: Sample) -> list[float]:
+    every = [v for vs in s.latencies.values() for v in vs]
+    errors = sum(s.errors.values())
+    print(f"\n{name}: {len(every)} requests in {s.elapsed:.1f} s = {len(every) / s.elapsed:.0f} req/s")
+    print(
+        f"  server CPU {s.server_cpu:.1f} s = {s.server_cpu / max(1, len(every)) * 1000:.2f} ms per request; "
+        f"load generator CPU {s.loadgen_cpu:.1f} s"
+    )
+    print(f"  {'kind':<18} {'n':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}")
+    for kind in KINDS:
+        print(row(kind, s.latencies.get(kind, []), s.errors.get(kind, 0)))
+    print(row("all", every, errors))
+    return every
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per target (in total)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating slices per target")
+    parser.add_argument("--pause", type=float, default=2.0, help="seconds between slices")
+    parser.add_argument("--role", choices=["bench", "emulator", "bare"], default="bench", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "emulator":
+        run_emulator()
+        return 0
+    if args.role == "bare":
+        run_bare(args.port)
+        return 0
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-interactions-"))
+    emulator = Emulator(tmp / "emulator.log")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        bot_port, bare_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": emulator.base_url,
+            "INGEST_TOKEN": INGEST_TOKEN,
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "BOT_CONFIG_DIR": str(REPO),
+            "EVALUATION_INTERVAL": "1s",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(REPO),
+        }
+        bot_log, bare_log = tmp / "bot.log", tmp / "bare.log"
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(bot_port)],
+            env=env,
+            cwd=REPO,
+            stdout=bot_log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(bot)
+        bare = subprocess.Popen(
+            [sys.executable, __file__, "--role", "bare", "--port", str(bare_port)],
+            env=env,
+            cwd=REPO,
+            stdout=bare_log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(bare)
+        bot_url, bare_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{bare_port}"
+        wait_healthy(bot_url, bot, bot_log)
+        wait_healthy(bare_url, bare, bare_log)
+        print("waiting for the alerts to fire and be posted (group_wait applies) …", flush=True)
+        alert_ids, channel = open_alerts(bot_url, emulator)
+        urls = [emulator.ask("response_url") for _ in range(8)]
+        workload = Workload(alert_ids=alert_ids, channel=channel, response_urls=urls)
+
+        targets = {"incident-bot serve": (bot_url, bot.pid), "bare Bolt (ack only)": (bare_url, bare.pid)}
+        samples = {name: Sample() for name in targets}
+        slice_s = args.seconds / args.rounds
+        for _ in range(args.rounds):
+            for name, (url, pid) in targets.items():
+                cpu0, own0 = proc_cpu(pid), sum(os.times()[:2])
+                asyncio.run(hammer(f"{url}/slack/events", workload, args.clients, slice_s, samples[name]))
+                samples[name].server_cpu += proc_cpu(pid) - cpu0
+                samples[name].loadgen_cpu += sum(os.times()[:2]) - own0
+                time.sleep(args.pause)  # let the bot's after-ack work finish before the next slice
+
+        print(f"\nincident-bot interactions benchmark — {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        print(
+            f"Python {platform.python_version()}, {os.cpu_count()} CPUs; load average "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
+        print(
+            f"{args.clients} concurrent clients (closed loop, no think time), {args.seconds:g} s per target in "
+            f"{args.rounds} alternating slices; {len(alert_ids)} open alerts {alert_ids}"
+        )
+        print(
+            "NOTE: the load generator, the Slack emulator and both servers share this machine's cores; "
+            "latency includes client-side queueing."
+        )
+        bot_all = report("incident-bot serve", samples["incident-bot serve"])
+        bare_all = report("bare Bolt (ack only)", samples["bare Bolt (ack only)"])
+        errors = sum(sum(s.errors.values()) for s in samples.values())
+        p99_bot, p99_bare = pct(bot_all, 99), pct(bare_all, 99)
+        p50_bot, p50_bare = pct(bot_all, 50), pct(bare_all, 50)
+        print(f"\nratio bot/bare: p50 {p50_bot / p50_bare:.2f}×, p99 {p99_bot / p99_bare:.2f}×")
+        print(f"Slack Web API calls the bot made (emulator): {emulator.ask('counts')}")
+        ok_p99, ok_ratio = p99_bot < TARGET_P99_MS, p99_bot / p99_bare < TARGET_RATIO
+        print(
+            f"verdict: p99 {p99_bot:.1f} ms {'<' if ok_p99 else '>='} {TARGET_P99_MS:.0f} ms: "
+            f"{'PASS' if ok_p99 else 'FAIL'}; ratio {p99_bot / p99_bare:.2f} {'<' if ok_ratio else '>='} "
+            f"{TARGET_RATIO:g}: {'PASS' if ok_ratio else 'FAIL'}; errors {errors}: {'PASS' if not errors else 'FAIL'}"
+        )
+        return 0 if ok_p99 and ok_ratio and not errors else 1
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        emulator.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
