@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -118,29 +118,17 @@ class AlertService:
 
 
 def notification_payload(alert: Alert, event: lifecycle.Event) -> dict[str, Any]:
-    """A self-contained snapshot: the notifier needs nothing else to say what happened."""
-
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
+    """A self-contained, JSON-ready snapshot: the notifier needs nothing else to say what happened."""
+    snapshot = {
+        name: value.isoformat() if isinstance(value, datetime) else value for name, value in store.fields(alert).items()
+    }
     return {
         "event": event.kind.value,
         "actor": event.actor,
         "at": event.at.isoformat(),
         "alert_id": alert.id,
         "key": alert.key,
-        "rule": alert.rule,
-        "model": alert.model,
-        "severity": alert.severity.value,
-        "state": alert.state.value,
-        "title": alert.title,
-        "description": alert.description,
-        "values": dict(alert.values),
-        "fired_at": iso(alert.fired_at),
-        "acknowledged_at": iso(alert.acknowledged_at),
-        "acknowledged_by": alert.acknowledged_by,
-        "resolved_at": iso(alert.resolved_at),
-        "resolved_by": alert.resolved_by,
+        **snapshot,
     }
 
 

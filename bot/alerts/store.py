@@ -63,9 +63,9 @@ def save(session: Session, change: Transition) -> Alert:
     """Write the transition's alert and event. Raises :class:`ConcurrentChange` when another
     writer got there first (a second open alert for the key, or a newer version)."""
     alert = change.alert
-    fields = _fields(alert)
+    columns = fields(alert)
     if alert.id is None:
-        row = AlertRow(**fields, version=1)
+        row = AlertRow(**columns, version=1)
         session.add(row)
         try:
             session.flush()
@@ -77,7 +77,7 @@ def save(session: Session, change: Transition) -> Alert:
         result = session.execute(
             update(AlertRow)
             .where(col(AlertRow.id) == alert.id, col(AlertRow.version) == alert.version)
-            .values(**fields, version=alert.version + 1)
+            .values(**columns, version=alert.version + 1)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise ConcurrentChange(f"alert {alert.id} changed since it was read")
@@ -122,7 +122,8 @@ def to_alert(row: AlertRow) -> Alert:
     )
 
 
-def _fields(alert: Alert) -> dict[str, Any]:
+def fields(alert: Alert) -> dict[str, Any]:
+    """The alert as column values; also the body of notification payloads."""
     return {
         "dedup_key": alert.key,
         "rule": alert.rule,
