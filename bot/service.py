@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 Router = Callable[[Alert, lifecycle.Event], list[str]]
 """Decides which notifier channels hear about an event (Slack, PagerDuty …)."""
 
+Hold = Callable[[str, Alert, lifecycle.Event], timedelta]
+"""How long a notification waits before it may be delivered, per channel: Slack holds a fired
+alert for ``group_wait`` so alerts of one model that fire together share one message."""
+
+
+def no_hold(_channel: str, _alert: Alert, _event: lifecycle.Event) -> timedelta:
+    return timedelta(0)
+
 
 @dataclass(frozen=True)
 class PassResult:
@@ -38,11 +46,14 @@ class PassResult:
 
 
 class AlertService:
-    def __init__(self, engine: Engine, clock: Clock, config: Callable[[], Config], router: Router) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, config: Callable[[], Config], router: Router, *, hold: Hold = no_hold
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._config = config
         self._router = router
+        self._hold = hold
         self._evaluator = ConditionEvaluator()
 
     def ingest(self, points: Iterable[Point]) -> int:
@@ -114,6 +125,7 @@ class AlertService:
                 payload=notification_payload(alert, event),
                 idempotency_key=f"{channel}:{alert.id}:{event.kind.value}:{alert.version}",
                 now=event.at,
+                not_before=event.at + self._hold(channel, alert, event),
             )
 
 
