@@ -10,7 +10,10 @@
 * *no data* (a metric that did not arrive, went stale, or cannot be computed) changes nothing:
   it never fires and never resolves, because a dead exporter is not a recovery;
 * after a fired alert resolves, the same key cannot fire again until its cooldown has passed;
-* RESOLVED is final. A click on a resolved alert is refused, it never reopens it.
+* RESOLVED is final. A click on a resolved alert is refused, it never reopens it;
+* a firing alert nobody acknowledges climbs its escalation policy, snapshotted when it opened
+  (so a configuration reload does not change a climb in progress): each step, counted from
+  when the alert fired, may raise its severity; Acknowledge stops the climb, Resolve ends it.
 
 Every change is an :class:`Event` with an actor and a time; the service stores them as the
 alert's history and turns the notifiable ones into outbox entries.
@@ -50,6 +53,7 @@ class EventKind(StrEnum):
     RESOLVED = "resolved"
     AUTO_RESOLVED = "auto_resolved"
     PENDING_CLEARED = "pending_cleared"
+    ESCALATED = "escalated"
 
     @property
     def notifies(self) -> bool:
@@ -63,6 +67,19 @@ class Event:
     actor: str
     at: datetime
     detail: str = ""
+    data: Mapping[str, object] = field(default_factory=dict)
+    """Structured facts for notifiers (an escalation's step, old and new severity …)."""
+
+
+@dataclass(frozen=True)
+class PolicyStep:
+    """One step of an escalation policy, as snapshotted onto an alert."""
+
+    after: timedelta
+    severity: Severity
+    mention: str | None = None
+    routing_key: str | None = None
+    """A PagerDuty routing key this step pages (an L2 service), beyond the default."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +99,24 @@ class Alert:
     acknowledged_by: str | None = None
     resolved_at: datetime | None = None
     resolved_by: str | None = None
+    policy: tuple[PolicyStep, ...] = ()
+    escalation_step: int = 0
+    """Index of the next policy step to run."""
+    next_escalation_at: datetime | None = None
+    paged_keys: tuple[str, ...] = ()
+    """PagerDuty routing keys this alert paged ("" = the default key): they hear ack and resolve."""
     id: int | None = None
     version: int = 0
 
     @property
     def key(self) -> str:
         return dedup_key(self.rule, self.model)
+
+    @property
+    def occurrence(self) -> str:
+        """Names this occurrence, unlike ``key``: a re-fire after a resolve is a new incident."""
+        stamp = (self.fired_at or self.started_at).strftime("%Y%m%dT%H%M%SZ")
+        return f"{self.key}:{stamp}"
 
 
 def dedup_key(rule: str, model: str) -> str:
@@ -113,6 +142,7 @@ class Observation:
     values: Mapping[str, Value] = field(default_factory=dict)
     title: str = ""
     description: str = ""
+    policy: tuple[PolicyStep, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,6 +180,7 @@ def observe(
             title=seen.title,
             description=seen.description,
             values=dict(seen.values),
+            policy=seen.policy,
         )
         if timing.for_ > timedelta(0):
             return Transition(base, Event(EventKind.PENDING, actor, now, f"must hold for {timing.for_}"))
@@ -165,6 +196,7 @@ def observe(
         return Transition(cleared, Event(EventKind.PENDING_CLEARED, actor, now, "cleared before firing"))
     resolved = replace(
         alert,
+        next_escalation_at=None,
         state=AlertState.RESOLVED,
         resolved_at=now,
         resolved_by=SYSTEM_ACTOR,
@@ -176,7 +208,9 @@ def observe(
 def acknowledge(alert: Alert, *, actor: str, now: datetime) -> Transition:
     """A person takes the alert. Refused unless it is firing, with a reason they can read."""
     if alert.state is AlertState.FIRING:
-        acked = replace(alert, state=AlertState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor)
+        acked = replace(
+            alert, state=AlertState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor, next_escalation_at=None
+        )
         return Transition(acked, Event(EventKind.ACKNOWLEDGED, actor, now))
     raise ActionRefused(_refusal(alert, "acknowledge"))
 
@@ -184,14 +218,60 @@ def acknowledge(alert: Alert, *, actor: str, now: datetime) -> Transition:
 def resolve(alert: Alert, *, actor: str, now: datetime) -> Transition:
     """A person declares the problem over; the cooldown then keeps the rule from re-firing at once."""
     if alert.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED):
-        done = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=actor)
+        done = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=actor, next_escalation_at=None)
         return Transition(done, Event(EventKind.RESOLVED, actor, now))
     raise ActionRefused(_refusal(alert, "resolve"))
 
 
+def escalate(alert: Alert, *, now: datetime) -> Transition | None:
+    """Run the next policy step if its time has come; ``None`` when nothing is due.
+
+    One step per call: after downtime the caller loops, so each overdue step still happens,
+    once, in order. The new severity is the more severe of the current one and the step's.
+    """
+    if alert.state is not AlertState.FIRING or alert.fired_at is None:
+        return None
+    if alert.escalation_step >= len(alert.policy):
+        return None
+    step = alert.policy[alert.escalation_step]
+    if alert.fired_at + step.after > now:
+        return None
+    number = alert.escalation_step + 1
+    severity = min(alert.severity, step.severity)
+    climbed = replace(alert, severity=severity, escalation_step=number)
+    climbed = replace(climbed, next_escalation_at=next_deadline(climbed))
+    raised = f"severity {alert.severity.value} → {severity.value}" if severity != alert.severity else ""
+    detail = f"unacknowledged for {_minutes(step.after)}" + (f"; {raised}" if raised else "")
+    data: dict[str, object] = {
+        "step": number,
+        "steps": len(alert.policy),
+        "after_seconds": step.after.total_seconds(),
+        "from_severity": alert.severity.value,
+        "to_severity": severity.value,
+        "mention": step.mention,
+        "routing_key": step.routing_key,
+    }
+    return Transition(climbed, Event(EventKind.ESCALATED, SYSTEM_ACTOR, now, detail, data))
+
+
+def next_deadline(alert: Alert) -> datetime | None:
+    """When the next escalation step is due: only firing alerts climb."""
+    if alert.state is not AlertState.FIRING or alert.fired_at is None:
+        return None
+    if alert.escalation_step >= len(alert.policy):
+        return None
+    return alert.fired_at + alert.policy[alert.escalation_step].after
+
+
 def _fire(alert: Alert, actor: str, now: datetime) -> Transition:
     fired = replace(alert, state=AlertState.FIRING, fired_at=now)
+    fired = replace(fired, next_escalation_at=next_deadline(fired))
     return Transition(fired, Event(EventKind.FIRED, actor, now))
+
+
+def _minutes(delta: timedelta) -> str:
+    minutes = delta.total_seconds() / 60
+    return f"{minutes:g} min" if minutes >= 1 else f"{delta.total_seconds():g} s"
 
 
 def _cooling_down(last: datetime | None, timing: Timing, now: datetime) -> bool:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind, Transition
+from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind, PolicyStep, Transition
 from bot.clock import ensure_utc
 from bot.severity import Severity
 from bot.storage.tables import AlertEventRow, AlertRow
@@ -47,7 +47,7 @@ def history(session: Session, alert_id: int) -> list[Event]:
     rows = session.exec(
         select(AlertEventRow).where(AlertEventRow.alert_id == alert_id).order_by(col(AlertEventRow.id))
     ).all()
-    return [Event(EventKind(r.kind), r.actor, ensure_utc(r.at), r.detail) for r in rows]
+    return [Event(EventKind(r.kind), r.actor, ensure_utc(r.at), r.detail, dict(r.data or {})) for r in rows]
 
 
 def active(session: Session) -> list[Alert]:
@@ -90,6 +90,7 @@ def save(session: Session, change: Transition) -> Alert:
             actor=change.event.actor,
             at=change.event.at,
             detail=change.event.detail,
+            data=dict(change.event.data),
         )
     )
     return saved
@@ -118,6 +119,10 @@ def to_alert(row: AlertRow) -> Alert:
         acknowledged_by=row.acknowledged_by,
         resolved_at=aware(row.resolved_at),
         resolved_by=row.resolved_by,
+        policy=tuple(_step(record) for record in row.policy or []),
+        escalation_step=row.escalation_step,
+        next_escalation_at=aware(row.next_escalation_at),
+        paged_keys=tuple(row.paged_keys or []),
         version=row.version,
     )
 
@@ -139,7 +144,29 @@ def fields(alert: Alert) -> dict[str, Any]:
         "acknowledged_by": alert.acknowledged_by,
         "resolved_at": alert.resolved_at,
         "resolved_by": alert.resolved_by,
+        "policy": [_step_record(step) for step in alert.policy],
+        "escalation_step": alert.escalation_step,
+        "next_escalation_at": alert.next_escalation_at,
+        "paged_keys": list(alert.paged_keys),
     }
+
+
+def _step_record(step: PolicyStep) -> dict[str, Any]:
+    return {
+        "after_seconds": step.after.total_seconds(),
+        "severity": step.severity.value,
+        "mention": step.mention,
+        "routing_key": step.routing_key,
+    }
+
+
+def _step(record: dict[str, Any]) -> PolicyStep:
+    return PolicyStep(
+        after=timedelta(seconds=float(record["after_seconds"])),
+        severity=Severity(record["severity"]),
+        mention=record.get("mention"),
+        routing_key=record.get("routing_key"),
+    )
 
 
 def slack_message(session: Session, alert_id: int) -> tuple[str, str] | None:
@@ -160,3 +187,32 @@ def record_slack_message(session: Session, alert_id: int, *, channel: str, ts: s
         .values(slack_channel=channel, slack_ts=ts)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def due_for_escalation(session: Session, *, now: datetime, limit: int) -> list[Alert]:
+    """Firing alerts whose next escalation step is due, oldest deadline first, locked for us.
+
+    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` hands each due row to one replica; rows another
+    replica holds are skipped, not waited for. A replica that dies mid-transaction releases
+    its locks with its connection, so nothing stays claimed. SQLite has one writer at a time,
+    and the version check in :func:`save` refuses the loser of any race.
+    """
+    rows = session.exec(
+        select(AlertRow)
+        .where(AlertRow.state == AlertState.FIRING.value)
+        .where(col(AlertRow.next_escalation_at) <= now)
+        .order_by(col(AlertRow.next_escalation_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [to_alert(row) for row in rows]
+
+
+def overdue_escalations(session: Session, *, before: datetime) -> list[tuple[int, str, datetime]]:
+    """``(id, key, deadline)`` of escalations that should have run before ``before``: the watchdog."""
+    rows = session.exec(
+        select(AlertRow.id, AlertRow.dedup_key, AlertRow.next_escalation_at)
+        .where(AlertRow.state == AlertState.FIRING.value)
+        .where(col(AlertRow.next_escalation_at) < before)
+    ).all()
+    return [(int(i or 0), key, ensure_utc(at)) for i, key, at in rows if at is not None]

@@ -181,6 +181,15 @@ class BusinessHours(Strict):
     """A country code for the ``holidays`` library, e.g. ``US`` or ``DE``."""
     outside: Literal["quiet_channel", "next_morning"] = "next_morning"
 
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        import holidays
+
+        if value is not None and value.upper() not in holidays.list_supported_countries():
+            raise ValueError(f"unknown holiday calendar {value!r}; use a country code such as US, DE or GB")
+        return value.upper() if value else value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.alerts.lifecycle import Alert, Observation, Timing, Transition, Value, dedup_key, observe
+from bot.alerts.lifecycle import Alert, Observation, PolicyStep, Timing, Transition, Value, dedup_key, observe
 from bot.config.conditions import ConditionEvaluator, Outcome
-from bot.config.loader import Config
+from bot.config.loader import DEFAULT_POLICY, Config
 from bot.config.schema import Rule
 from bot.metrics.samples import LatestSamples
 
@@ -36,9 +36,10 @@ def evaluate(data: PassInput, *, now: datetime, evaluator: ConditionEvaluator | 
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
         values = current_values(config, model, data.samples.get(model, {}), now)
         # a NaN compares false with everything, which would auto-resolve an alert: it is no data
+        policy = policy_for(config, model)
         numbers = {k: v for k, v in values.items() if not isinstance(v, str) and v == v}
         for rule in config.rules_for(model):
-            seen = _observe_rule(rule, model, values, numbers, engine)
+            seen = _observe_rule(rule, model, values, numbers, engine, policy)
             key = dedup_key(rule.name, model)
             change = observe(
                 data.open_alerts.get(key),
@@ -82,8 +83,20 @@ def current_values(config: Config, model: str, samples: Mapping[str, object], no
     return values
 
 
+def policy_for(config: Config, model: str) -> tuple[PolicyStep, ...]:
+    """The model's escalation policy as the snapshot an alert keeps for its whole life."""
+    known = config.models.get(model)
+    steps = config.escalation.get(known.escalation if known else DEFAULT_POLICY, ())
+    return tuple(PolicyStep(s.after, s.severity, s.mention, s.pagerduty_routing_key) for s in steps)
+
+
 def _observe_rule(
-    rule: Rule, model: str, values: Mapping[str, Value], numbers: Mapping[str, Value], engine: ConditionEvaluator
+    rule: Rule,
+    model: str,
+    values: Mapping[str, Value],
+    numbers: Mapping[str, Value],
+    engine: ConditionEvaluator,
+    policy: tuple[PolicyStep, ...],
 ) -> Observation:
     outcome = engine.run(rule.condition, numbers)
     if outcome is not Outcome.TRUE:
@@ -97,6 +110,7 @@ def _observe_rule(
         _used(rule, values),
         title=rule.title.render(shown),
         description=rule.description.render(shown),
+        policy=policy,
     )
 
 

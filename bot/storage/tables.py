@@ -62,6 +62,11 @@ class AlertRow(SQLModel, table=True):
     acknowledged_by: str | None = None
     resolved_at: datetime | None = _ts(nullable=True)
     resolved_by: str | None = None
+    policy: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """The escalation policy snapshotted when the alert opened."""
+    escalation_step: int = 0
+    next_escalation_at: datetime | None = _ts(nullable=True, index=True)
+    paged_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     slack_channel: str | None = Field(default=None, max_length=40)
     slack_ts: str | None = Field(default=None, max_length=40)
     """Where the alert's root Slack message lives, once posted; updates and thread replies go there."""
@@ -79,6 +84,7 @@ class AlertEventRow(SQLModel, table=True):
     actor: str = Field(max_length=200)
     at: datetime = _ts()
     detail: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class MetricSampleRow(SQLModel, table=True):
