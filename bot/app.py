@@ -79,7 +79,11 @@ def build_bot(
         else holder().settings.evaluation_interval
     )
     scheduler = build_scheduler(
-        evaluate=service.evaluate_once, deliver=outbox.deliver_due, evaluation_interval=interval
+        evaluate=service.evaluate_once,
+        deliver=outbox.deliver_due,
+        escalate=service.escalate_due,
+        watchdog=service.overdue_escalations,
+        evaluation_interval=interval,
     )
     app = build_web_app(
         settings=settings, service=service, holder=holder, clock=clock, scheduler=scheduler, engine=engine

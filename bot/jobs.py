@@ -19,20 +19,25 @@ def build_scheduler(
     *,
     evaluate: Callable[[], object],
     deliver: Callable[[], object],
+    escalate: Callable[[], object],
+    watchdog: Callable[[], object],
     evaluation_interval: timedelta,
     delivery_interval: timedelta = timedelta(seconds=1),
+    escalation_interval: timedelta = timedelta(milliseconds=500),
+    watchdog_interval: timedelta = timedelta(seconds=30),
 ) -> BackgroundScheduler:
+    """Escalation ticks twice a second: a due step then runs within about half a second of its
+    deadline, and a tick with nothing due is one indexed query."""
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-    scheduler.add_job(
-        _guarded(evaluate, "evaluation"),
-        "interval",
-        seconds=evaluation_interval.total_seconds(),
-        id="evaluate",
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.add_job(
-        _guarded(deliver, "delivery"), "interval", seconds=delivery_interval.total_seconds(), id="deliver"
-    )
+    now = datetime.now(UTC)
+    jobs = [
+        (evaluate, "evaluation", evaluation_interval),
+        (deliver, "delivery", delivery_interval),
+        (escalate, "escalation", escalation_interval),
+        (watchdog, "watchdog", watchdog_interval),
+    ]
+    for job, name, interval in jobs:
+        scheduler.add_job(_guarded(job, name), "interval", seconds=interval.total_seconds(), id=name, next_run_time=now)
     return scheduler
 
 
