@@ -83,6 +83,7 @@ def build_bot(
         deliver=outbox.deliver_due,
         escalate=service.escalate_due,
         watchdog=service.overdue_escalations,
+        release=service.release_unmuted,
         evaluation_interval=interval,
     )
     app = build_web_app(

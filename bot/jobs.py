@@ -21,6 +21,7 @@ def build_scheduler(
     deliver: Callable[[], object],
     escalate: Callable[[], object],
     watchdog: Callable[[], object],
+    release: Callable[[], object],
     evaluation_interval: timedelta,
     delivery_interval: timedelta = timedelta(seconds=1),
     escalation_interval: timedelta = timedelta(milliseconds=500),
@@ -35,6 +36,7 @@ def build_scheduler(
         (deliver, "delivery", delivery_interval),
         (escalate, "escalation", escalation_interval),
         (watchdog, "watchdog", watchdog_interval),
+        (release, "silence-release", timedelta(seconds=5)),
     ]
     for job, name, interval in jobs:
         scheduler.add_job(_guarded(job, name), "interval", seconds=interval.total_seconds(), id=name, next_run_time=now)

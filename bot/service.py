@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.alerts import lifecycle, store
-from bot.alerts.lifecycle import Alert, EventKind, Transition
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, EventKind, Transition
 from bot.clock import Clock
 from bot.config.conditions import ConditionEvaluator
 from bot.config.loader import Config
@@ -25,6 +25,9 @@ from bot.metrics import store as metric_store
 from bot.metrics.store import Point
 from bot.notify.outbox import enqueue
 from bot.notify.routing import Delivery, pages_to, route
+from bot.silences import store as silence_store
+from bot.silences.silence import Silence
+from bot.silences.silence import silenced as is_silenced
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
@@ -35,16 +38,9 @@ Router = Callable[[Alert, lifecycle.Event, Config, datetime, bool], list[Deliver
 Hold = Callable[[str, Alert, lifecycle.Event], timedelta]
 """An extra wait before a notification may be delivered, per channel."""
 
-Silenced = Callable[[Session, Alert, datetime], bool]
-"""Whether an alert is muted right now (its events are recorded, not notified)."""
-
 
 def no_hold(_channel: str, _alert: Alert, _event: lifecycle.Event) -> timedelta:
     return timedelta(0)
-
-
-def never_silenced(_session: Session, _alert: Alert, _now: datetime) -> bool:
-    return False
 
 
 def every_channel(channels: list[str]) -> Router:
@@ -69,14 +65,12 @@ class AlertService:
         router: Router,
         *,
         hold: Hold = no_hold,
-        silenced: Silenced = never_silenced,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._config = config
         self._router = router
         self._hold = hold
-        self._silenced = silenced
         self._evaluator = ConditionEvaluator()
 
     def ingest(self, points: Iterable[Point]) -> int:
@@ -101,8 +95,9 @@ class AlertService:
             )
             transitions = evaluate(data, now=now, evaluator=self._evaluator)
             try:
+                silences = silence_store.active(s, now=now)
                 for change in transitions:
-                    self._record(s, change, config, now)
+                    self._record(s, change, config, now, silences)
             except store.ConcurrentChange as exc:
                 s.rollback()
                 log.info("evaluation pass lost a race and will retry next tick: %s", exc)
@@ -122,10 +117,11 @@ class AlertService:
         ran = 0
         with open_session(self._engine) as s, s.begin():
             try:
+                silences = silence_store.active(s, now=now)
                 for alert in store.due_for_escalation(s, now=now, limit=limit):
                     current: Alert | None = alert
                     while current is not None and (change := lifecycle.escalate(current, now=now)) is not None:
-                        current = self._record(s, change, config, now)
+                        current = self._record(s, change, config, now, silences)
                         ran += 1
             except store.ConcurrentChange as exc:
                 s.rollback()
@@ -161,37 +157,83 @@ class AlertService:
                 now = self._clock.now()
                 change = action(current, actor=actor, now=now)
                 try:
-                    return self._record(s, change, self._config(), now)
+                    return self._record(s, change, self._config(), now, silence_store.active(s, now=now))
                 except store.ConcurrentChange:
                     s.rollback()
                     continue
         raise store.ConcurrentChange(f"alert {alert_id} keeps changing; try again")
 
-    def _record(self, s: Session, change: Transition, config: Config, now: datetime) -> Alert:
-        """Save one transition and enqueue its notifications, in the caller's transaction."""
+    def silence(self, silence: Silence) -> Silence:
+        with open_session(self._engine) as s, s.begin():
+            return silence_store.add(s, silence)
+
+    def unsilence(self, silence_id: int) -> bool:
+        with open_session(self._engine) as s, s.begin():
+            return silence_store.expire(s, silence_id, now=self._clock.now())
+
+    def release_unmuted(self) -> int:
+        """Notify alerts a silence kept quiet, now that no silence covers them (expiry un-mutes).
+
+        They are announced as they are now (firing or acknowledged), once: after this, they
+        have an outbox entry and are no longer "never notified".
+        """
+        config = self._config()
+        now = self._clock.now()
+        released = 0
+        with open_session(self._engine) as s, s.begin():
+            silences = silence_store.active(s, now=now)
+            for alert in silence_store.never_notified(s):
+                if is_silenced(silences, rule=alert.rule, model=alert.model, now=now):
+                    continue
+                event = lifecycle.Event(EventKind.FIRED, SYSTEM_ACTOR, now, "silence ended")
+                self._enqueue(s, alert, event, config, now, silenced=False)
+                released += 1
+        return released
+
+    def _record(self, s: Session, change: Transition, config: Config, now: datetime, silences: list[Silence]) -> Alert:
+        """Save one transition and enqueue its notifications, in the caller's transaction.
+
+        A silenced alert's transitions are stored (its history is complete) but reach no one,
+        and a silenced page is not recorded as paged, so no acknowledge or resolve follows it.
+        """
         alert, event = change.alert, change.event
-        if event.kind in (EventKind.FIRED, EventKind.ESCALATED):
+        muted = event.kind.notifies and is_silenced(silences, rule=alert.rule, model=alert.model, now=now)
+        if event.kind in (EventKind.FIRED, EventKind.ESCALATED) and not muted:
             paged = pages_to(alert, event, config)
             if paged:
                 alert = replace(alert, paged_keys=(*alert.paged_keys, *paged))
         saved = store.save(s, replace(change, alert=alert))
-        if not event.kind.notifies:
-            return saved
-        silenced = self._silenced(s, saved, now)
-        for delivery in self._router(saved, event, config, now, silenced):
-            payload = {**notification_payload(saved, event), **delivery.extra}
+        if event.kind.notifies:
+            # the router decides what to page from the keys paged *before* this event: saved's
+            # keys already include this event's pages, against which nothing would be left to page
+            self._enqueue(s, saved, event, config, now, silenced=muted, paged_before=change.alert.paged_keys)
+        return saved
+
+    def _enqueue(
+        self,
+        s: Session,
+        alert: Alert,
+        event: lifecycle.Event,
+        config: Config,
+        now: datetime,
+        *,
+        silenced: bool,
+        paged_before: tuple[str, ...] | None = None,
+    ) -> None:
+        routed = alert if paged_before is None else replace(alert, paged_keys=paged_before)
+        for delivery in self._router(routed, event, config, now, silenced):
+            payload = {**notification_payload(alert, event), **delivery.extra}
             key_part = delivery.extra.get("pagerduty_routing_key", "")
             enqueue(
                 s,
                 channel=delivery.channel,
                 kind=f"alert.{event.kind.value}",
-                alert_id=saved.id,
+                alert_id=alert.id,
                 payload=payload,
-                idempotency_key=f"{delivery.channel}:{saved.id}:{event.kind.value}:{saved.version}:{key_part}"[:300],
+                idempotency_key=f"{delivery.channel}:{alert.id}:{event.kind.value}:{alert.version}:{key_part}"[:300],
                 now=event.at,
-                not_before=event.at + max(delivery.hold, self._hold(delivery.channel, saved, event)),
+                not_before=event.at + max(delivery.hold, self._hold(delivery.channel, alert, event)),
             )
-        return saved
 
 
 def notification_payload(alert: Alert, event: lifecycle.Event) -> dict[str, Any]:

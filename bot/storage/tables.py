@@ -140,6 +140,19 @@ class OutboxRow(SQLModel, table=True):
     sent_at: datetime | None = _ts(nullable=True)
 
 
+class SilenceRow(SQLModel, table=True):
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_window", "starts_at", "ends_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+    starts_at: datetime = _ts()
+    ends_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
+    reason: str = ""
+
+
 class SchemaVersionRow(SQLModel, table=True):
     __tablename__ = "schema_version"
 

@@ -1,0 +1,64 @@
+"""Silence storage, and finding alerts a silence kept quiet once it is over."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import exists
+from sqlmodel import Session, col, select
+
+from bot.alerts.lifecycle import Alert, AlertState
+from bot.alerts.store import to_alert
+from bot.silences.silence import Silence
+from bot.storage.tables import AlertRow, OutboxRow, SilenceRow
+
+
+def add(session: Session, silence: Silence) -> Silence:
+    row = SilenceRow(
+        rule=silence.rule,
+        model=silence.model,
+        starts_at=silence.starts_at,
+        ends_at=silence.ends_at,
+        created_by=silence.created_by,
+        reason=silence.reason,
+    )
+    session.add(row)
+    session.flush()
+    return _to_silence(row)
+
+
+def active(session: Session, *, now: datetime) -> list[Silence]:
+    rows = session.exec(select(SilenceRow).where(col(SilenceRow.starts_at) <= now, col(SilenceRow.ends_at) > now)).all()
+    return [_to_silence(r) for r in rows]
+
+
+def expire(session: Session, silence_id: int, *, now: datetime) -> bool:
+    row = session.get(SilenceRow, silence_id)
+    if row is None or row.ends_at <= now:
+        return False
+    row.ends_at = now
+    session.add(row)
+    return True
+
+
+def never_notified(session: Session) -> list[Alert]:
+    """Open, fired alerts with no notification at all: a silence swallowed their firing."""
+    notified = exists().where(col(OutboxRow.alert_id) == AlertRow.id)
+    rows = session.exec(
+        select(AlertRow)
+        .where(col(AlertRow.state).in_([AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value]))
+        .where(~notified)
+    ).all()
+    return [to_alert(r) for r in rows]
+
+
+def _to_silence(row: SilenceRow) -> Silence:
+    return Silence(
+        rule=row.rule,
+        model=row.model,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        created_by=row.created_by,
+        reason=row.reason,
+        id=row.id,
+    )
