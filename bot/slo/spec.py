@@ -1,0 +1,137 @@
+"""One SLO as the maths needs it.
+
+Two kinds of SLI:
+
+- ``threshold``: one metric sampled over time (``response_time_p95_ms``, ``helpfulness``) and an
+  objective on its value (``below 2000``, ``above 0.85``). The SLI is the fraction of *time* the
+  objective held; the SLO promises it holds ``target_compliance`` of the time (default 99%), so the
+  error budget is the other 1% — 1.68 h of a 7-day window.
+- ``ratio``: two counts pushed per interval, good events and all events (``requests_ok`` /
+  ``requests_total``). The SLI is good / total over the window and the objective is that ratio
+  (``above 0.995``), so the error budget is 0.5% of the events.
+
+``warning`` and ``critical`` are levels on the *current* value (seed 000's table); they colour the
+dashboard, while alerts come from the burn rate of the error budget (:mod:`bot.slo.burn_rate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from bot.config.schema import Slo
+
+Kind = Literal["threshold", "ratio"]
+Direction = Literal["below", "above"]
+
+DEFAULT_WINDOW = timedelta(days=7)
+DEFAULT_TARGET_COMPLIANCE = 0.99
+"""A threshold must hold 99% of the window: 1.68 h of a 7-day window, 7.2 h of 30 days may be bad."""
+DEFAULT_MIN_EVENTS = 100
+"""A ratio SLO never alerts on fewer events than this in the long window: 1 failure of 10 is no page."""
+DEFAULT_MIN_COVERAGE = 0.5
+"""A threshold SLO never alerts on a long window that has data for less than half its length."""
+DEFAULT_STALE_AFTER = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class SloSpec:
+    model: str
+    metric: str
+    """Threshold SLOs: the sampled metric. Ratio SLOs: a label for the SLI (e.g. ``availability``)."""
+    direction: Direction
+    target: float
+    warning: float
+    critical: float
+    window: timedelta = DEFAULT_WINDOW
+    kind: Kind = "threshold"
+    name: str | None = None
+    good_metric: str | None = None
+    total_metric: str | None = None
+    target_compliance: float = DEFAULT_TARGET_COMPLIANCE
+    min_events: int = DEFAULT_MIN_EVENTS
+    min_coverage: float = DEFAULT_MIN_COVERAGE
+    stale_after: timedelta = DEFAULT_STALE_AFTER
+    """A sample holds at most this long; time beyond it is no data."""
+    absent_after: timedelta = DEFAULT_STALE_AFTER
+    """No sample of the SLI's metric for longer than this is an alert of its own."""
+    unit: str = ""
+    """For display only: ``ms``, ``s``, ``%``, ``ratio``, ``$``; empty infers from the metric name."""
+
+    def __post_init__(self) -> None:
+        if self.window <= timedelta(0):
+            raise ValueError("an SLO window must be positive")
+        if self.stale_after <= timedelta(0) or self.absent_after <= timedelta(0):
+            raise ValueError("stale_after and absent_after must be positive")
+        if not 0.0 < self.target_compliance < 1.0:
+            raise ValueError(f"target_compliance must lie strictly between 0 and 1 (got {self.target_compliance:g})")
+        if not 0.0 <= self.min_coverage <= 1.0:
+            raise ValueError(f"min_coverage must lie between 0 and 1 (got {self.min_coverage:g})")
+        if self.kind == "ratio":
+            if not self.good_metric or not self.total_metric:
+                raise ValueError("a ratio SLO needs good_metric and total_metric")
+            if self.direction != "above" or not 0.0 < self.target < 1.0:
+                raise ValueError("a ratio SLO's objective reads 'above <ratio>' with a ratio between 0 and 1")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.metric
+
+    @property
+    def key(self) -> str:
+        """Unique per SLO: ``model:label``; the dedup key of its alerts is built from it."""
+        return f"{self.model}:{self.label}"
+
+    @property
+    def sli_metric(self) -> str:
+        """The metric whose absence means the SLO cannot be evaluated."""
+        return self.total_metric if self.kind == "ratio" and self.total_metric else self.metric
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric to fetch for this SLO."""
+        if self.kind == "ratio" and self.good_metric and self.total_metric:
+            return (self.good_metric, self.total_metric)
+        return (self.metric,)
+
+    @property
+    def allowed_bad_fraction(self) -> float:
+        """The error budget as a fraction: of the time (threshold) or of the events (ratio)."""
+        return 1.0 - (self.target if self.kind == "ratio" else self.target_compliance)
+
+    def history_needed(self, window: timedelta | None = None) -> timedelta:
+        """How far back to fetch samples: the window, plus one ``stale_after`` so the sample that
+        was current when the window opened (and still holds into it) is included."""
+        longest = max(window or self.window, self.window)
+        return longest + self.stale_after
+
+
+def spec_from_config(slo: Slo, *, stale_after: timedelta = DEFAULT_STALE_AFTER, unit: str = "") -> SloSpec:
+    """Adapt a ``slos:`` entry of ``rules/``. Keys the schema does not have yet (``kind``,
+    ``good_metric``, ``total_metric``, ``target_compliance``, ``min_events``, ``absent_after``)
+    are read when present, else take their defaults."""
+
+    def extra(key: str, default: Any) -> Any:
+        value = getattr(slo, key, None)
+        return default if value is None else value
+
+    return SloSpec(
+        model=slo.model,
+        metric=slo.metric,
+        direction=slo.objective.direction,
+        target=slo.objective.target,
+        warning=slo.warning,
+        critical=slo.critical,
+        window=slo.window,
+        kind=extra("kind", "threshold"),
+        name=slo.name,
+        good_metric=getattr(slo, "good_metric", None),
+        total_metric=getattr(slo, "total_metric", None),
+        target_compliance=float(extra("target_compliance", DEFAULT_TARGET_COMPLIANCE)),
+        min_events=int(extra("min_events", DEFAULT_MIN_EVENTS)),
+        min_coverage=float(extra("min_coverage", DEFAULT_MIN_COVERAGE)),
+        stale_after=stale_after,
+        absent_after=extra("absent_after", stale_after),
+        unit=unit,
+    )

@@ -1,0 +1,93 @@
+"""Numbers as an on-call engineer reads them: ``2s``, ``92.3%``, ``14.9×``, ``11h 17m``, ``7-day``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+NO_DATA = "no data"
+
+_RATIO_HINTS = ("accuracy", "precision", "recall", "ratio", "_rate", "availability", "f1")
+
+
+def span(delta: timedelta) -> str:
+    """The two largest non-zero units: ``1m 10s``, ``14m``, ``16h 48m``, ``2d 1h``; negative → ``0s``."""
+    total = max(int(delta.total_seconds()), 0)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count and len(parts) < 2:
+            parts.append(f"{count}{unit}")
+        elif parts:
+            break
+    return " ".join(parts) or "0s"
+
+
+def window_words(window: timedelta) -> str:
+    """``7-day``, ``28-day``, ``12-hour``; any other length as a span."""
+    seconds = int(window.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400}-day"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}-hour"
+    return span(window)
+
+
+def window_title(window: timedelta) -> str:
+    """``Last 7 Days`` (seed 000's heading), ``Last 24 Hours``, ``Last 1 Day``."""
+    seconds = int(window.total_seconds())
+    for size, word in ((86400, "Day"), (3600, "Hour"), (60, "Minute")):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"Last {count} {word}{'' if count == 1 else 's'}"
+    return f"Last {span(window)}"
+
+
+def percent(fraction: float | None, *, digits: int = 1) -> str:
+    """``0.9234`` → ``92.3%``; trailing ``.0`` dropped (``100%``); ``None`` → ``no data``."""
+    if fraction is None:
+        return NO_DATA
+    text = f"{fraction * 100:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{'0' if text == '-0' else text}%"
+
+
+def burn(rate: float | None) -> str:
+    return NO_DATA if rate is None else f"{rate:.1f}×"
+
+
+def infer_unit(metric: str, unit: str = "") -> str:
+    """The display unit: the configured one, else from the metric's name (``_ms``, ``_seconds``,
+    ``cost``/``_usd``, accuracy-like names as ratios); empty for a plain number."""
+    if unit:
+        return unit
+    name = metric.lower()
+    if name.endswith("_ms"):
+        return "ms"
+    if name.endswith(("_seconds", "_s")):
+        return "s"
+    if name.endswith("_usd") or "cost" in name:
+        return "$"
+    if name.endswith(("_pct", "_percent")):
+        return "%"
+    if any(hint in name for hint in _RATIO_HINTS):
+        return "ratio"
+    return ""
+
+
+def value(number: float | None, unit: str = "") -> str:
+    """A metric value in its unit: ms ≥ 1000 as seconds (``1.8s``, seed 000's "P95 Latency"),
+    ratios as percentages, dollars with their cents (``$0.042``)."""
+    if number is None:
+        return NO_DATA
+    if unit == "ms":
+        return f"{number / 1000:.3g}s" if abs(number) >= 1000 else f"{number:.4g}ms"
+    if unit == "s":
+        return f"{number:.3g}s"
+    if unit == "ratio":
+        return percent(number)
+    if unit == "%":
+        return f"{number:.3g}%"
+    if unit == "$":
+        return f"${number:.2f}" if round(number, 2) == round(number, 3) else f"${number:.3f}"
+    return f"{number:g}"
