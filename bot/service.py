@@ -6,8 +6,9 @@ listeners and the scheduler jobs all call in here.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from bot.metrics import store as metric_store
 from bot.metrics.store import Point
 from bot.notify.outbox import enqueue
 from bot.notify.routing import Delivery, pages_to, route
+from bot.observability import Metrics, times_evaluation
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
@@ -37,6 +39,10 @@ Router = Callable[[Alert, lifecycle.Event, Config, datetime, bool], list[Deliver
 
 Hold = Callable[[str, Alert, lifecycle.Event], timedelta]
 """An extra wait before a notification may be delivered, per channel."""
+
+ExternalPlan = Callable[[Config, Mapping[str, Alert], Mapping[str, datetime], datetime], list[Transition]]
+"""Pure decisions about alerts fired elsewhere (Alertmanager): given the configuration, the open
+alerts by key, the keys' last resolutions and now, the transitions to record."""
 
 
 def no_hold(_channel: str, _alert: Alert, _event: lifecycle.Event) -> timedelta:
@@ -65,6 +71,7 @@ class AlertService:
         router: Router,
         *,
         hold: Hold = no_hold,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -72,11 +79,38 @@ class AlertService:
         self._router = router
         self._hold = hold
         self._evaluator = ConditionEvaluator()
+        self._metrics = metrics
 
     def ingest(self, points: Iterable[Point]) -> int:
         with open_session(self._engine) as s, s.begin():
             return metric_store.record(s, points)
 
+    def apply_external(self, plan: ExternalPlan, *, resolved_since: datetime) -> list[Transition]:
+        """Record alerts another system decided (Alertmanager's webhook), like an evaluation pass:
+        ``plan`` sees the open alerts and the last resolutions since ``resolved_since``, and its
+        transitions are saved with their notifications in one transaction.
+
+        Two deliveries of one notification at once (Alertmanager in HA) race for the unique open
+        key; the loser re-reads and plans again, finds the alert open, and records nothing.
+        Raises :class:`store.ConcurrentChange` if that keeps happening, so the caller can ask
+        for a retry instead of losing the notification.
+        """
+        for _ in range(3):
+            config = self._config()
+            now = self._clock.now()
+            with open_session(self._engine) as s, s.begin():
+                changes = plan(config, store.open_alerts(s), store.last_fired_resolutions(s, since=resolved_since), now)
+                try:
+                    silences = silence_store.active(s, now=now)
+                    for change in changes:
+                        self._record(s, change, config, now, silences)
+                except store.ConcurrentChange:
+                    s.rollback()
+                    continue
+            return changes
+        raise store.ConcurrentChange("alerts from Alertmanager keep changing under us; retry")
+
+    @times_evaluation
     def evaluate_once(self) -> PassResult:
         """One evaluation pass over every rule and model, saved atomically with its notifications.
 
@@ -115,18 +149,22 @@ class AlertService:
         config = self._config()
         now = self._clock.now()
         ran = 0
+        late: list[timedelta] = []  # per step, recorded once the sweep has committed
         with open_session(self._engine) as s, s.begin():
             try:
                 silences = silence_store.active(s, now=now)
                 for alert in store.due_for_escalation(s, now=now, limit=limit):
                     current: Alert | None = alert
                     while current is not None and (change := lifecycle.escalate(current, now=now)) is not None:
+                        late.append(now - (lifecycle.next_deadline(current) or now))
                         current = self._record(s, change, config, now, silences)
                         ran += 1
             except store.ConcurrentChange as exc:
                 s.rollback()
                 log.info("escalation sweep lost a race and will retry next tick: %s", exc)
                 return 0
+        if self._metrics:
+            self._metrics.escalations_ran(late)
         return ran
 
     def overdue_escalations(self, *, grace: timedelta = timedelta(seconds=30)) -> list[tuple[int, str, datetime]]:
@@ -174,20 +212,26 @@ class AlertService:
     def release_unmuted(self) -> int:
         """Notify alerts a silence kept quiet, now that no silence covers them (expiry un-mutes).
 
-        They are announced as they are now (firing or acknowledged), once: after this, they
-        have an outbox entry and are no longer "never notified".
+        Each is announced once, as a firing alert (with its page, if its severity pages): the
+        announcement is recorded as a "fired" event with detail "silence ended", so it has an
+        outbox entry afterwards and is no longer "never notified".
         """
         config = self._config()
         now = self._clock.now()
         released = 0
         with open_session(self._engine) as s, s.begin():
             silences = silence_store.active(s, now=now)
-            for alert in silence_store.never_notified(s):
-                if is_silenced(silences, rule=alert.rule, model=alert.model, now=now):
-                    continue
-                event = lifecycle.Event(EventKind.FIRED, SYSTEM_ACTOR, now, "silence ended")
-                self._enqueue(s, alert, event, config, now, silenced=False)
-                released += 1
+            try:
+                for alert in silence_store.never_notified(s):
+                    if is_silenced(silences, rule=alert.rule, model=alert.model, now=now):
+                        continue
+                    event = lifecycle.Event(EventKind.FIRED, SYSTEM_ACTOR, now, "silence ended")
+                    self._record(s, Transition(alert, event), config, now, silences)
+                    released += 1
+            except store.ConcurrentChange as exc:
+                s.rollback()
+                log.info("releasing silenced alerts lost a race and will retry: %s", exc)
+                return 0
         return released
 
     def _record(self, s: Session, change: Transition, config: Config, now: datetime, silences: list[Silence]) -> Alert:
@@ -223,7 +267,8 @@ class AlertService:
         routed = alert if paged_before is None else replace(alert, paged_keys=paged_before)
         for delivery in self._router(routed, event, config, now, silenced):
             payload = {**notification_payload(alert, event), **delivery.extra}
-            key_part = delivery.extra.get("pagerduty_routing_key", "")
+            routing_key = str(delivery.extra.get("pagerduty_routing_key", ""))
+            key_part = hashlib.sha256(routing_key.encode()).hexdigest()[:12] if routing_key else ""
             enqueue(
                 s,
                 channel=delivery.channel,

@@ -26,6 +26,7 @@ from bot.config.conditions import Condition
 from bot.config.durations import parse_duration
 from bot.config.templates import Template
 from bot.severity import Severity
+from bot.sources.schema import AlertmanagerSection, PrometheusSection, section_keys
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(str)]
 ConditionField = Annotated[Condition, BeforeValidator(lambda v: v if isinstance(v, Condition) else Condition(v))]
@@ -181,6 +182,15 @@ class BusinessHours(Strict):
     """A country code for the ``holidays`` library, e.g. ``US`` or ``DE``."""
     outside: Literal["quiet_channel", "next_morning"] = "next_morning"
 
+    @model_validator(mode="after")
+    def _start_before_end(self) -> BusinessHours:
+        if self.start >= self.end:
+            raise ValueError(
+                f"business hours must start before they end (got {self.start:%H:%M}–{self.end:%H:%M}); "
+                "hours that span midnight are not supported"
+            )
+        return self
+
     @field_validator("holidays")
     @classmethod
     def _known_country(cls, value: str | None) -> str | None:
@@ -234,6 +244,8 @@ class RulesFile(Strict):
     routing: Routing | None = None
     business_hours: BusinessHours | None = None
     access: Access | None = None
+    prometheus: PrometheusSection | None = None
+    alertmanager: AlertmanagerSection | None = None
 
     @field_validator("escalation")
     @classmethod
@@ -258,4 +270,4 @@ def known_keys() -> frozenset[str]:
         MetricInfo,
         RulesFile,
     ]
-    return frozenset(f.alias or name for m in models for name, f in m.model_fields.items())
+    return frozenset(f.alias or name for m in models for name, f in m.model_fields.items()) | section_keys()

@@ -42,13 +42,10 @@ def expire(session: Session, silence_id: int, *, now: datetime) -> bool:
 
 
 def never_notified(session: Session) -> list[Alert]:
-    """Open, fired alerts with no notification at all: a silence swallowed their firing."""
+    """Firing alerts with no notification at all: a silence swallowed their firing. (An alert
+    someone acknowledged meanwhile has been seen; it is not announced again.)"""
     notified = exists().where(col(OutboxRow.alert_id) == AlertRow.id)
-    rows = session.exec(
-        select(AlertRow)
-        .where(col(AlertRow.state).in_([AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value]))
-        .where(~notified)
-    ).all()
+    rows = session.exec(select(AlertRow).where(AlertRow.state == AlertState.FIRING.value).where(~notified)).all()
     return [to_alert(r) for r in rows]
 
 
