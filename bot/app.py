@@ -23,14 +23,20 @@ from starlette.routing import Route
 from bot.clock import Clock, SystemClock
 from bot.config.durations import parse_duration
 from bot.config.holder import ConfigHolder
+from bot.config.loader import Config
 from bot.jobs import build_scheduler
 from bot.metrics.api import metric_routes
 from bot.notify.notifier import LogNotifier, Notifier
 from bot.notify.outbox import Outbox
+from bot.notify.pagerduty import PagerDutyNotifier
 from bot.notify.slack import SlackNotifier
+from bot.observability import Metrics, metrics_routes
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
-from bot.slack import build_slack_app, slack_routes
+from bot.slack import SlackApp, build_slack_app, slack_routes
+from bot.slack import running as slack_running
+from bot.sources.alertmanager_api import alertmanager_routes
+from bot.sources.prometheus import prometheus_job
 from bot.storage.database import make_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -70,9 +76,11 @@ def build_bot(
     holder = ConfigHolder(config_dir or default_config_dir(settings))
     engine = make_engine(settings.database_url)
     migrate(engine)
-    chosen = notifiers if notifiers is not None else default_notifiers(settings, engine, holder, clock)
-    service = AlertService(engine, clock, holder, every_channel(list(chosen)))
-    outbox = Outbox(engine, clock, chosen)
+    metrics = Metrics(engine)  # one registry per bot: tests build several bots in one process
+    chosen = notifiers if notifiers is not None else default_notifiers(settings, engine, holder, clock, metrics=metrics)
+    metrics.watch_channels(chosen)
+    service = AlertService(engine, clock, holder, every_channel(list(chosen)), metrics=metrics)
+    outbox = Outbox(engine, clock, chosen, metrics=metrics)
     interval = (
         parse_duration(settings.evaluation_interval)
         if settings.evaluation_interval
@@ -85,19 +93,45 @@ def build_bot(
         watchdog=service.overdue_escalations,
         release=service.release_unmuted,
         evaluation_interval=interval,
+        extra=[job for job in [prometheus_job(settings, holder, service.ingest, clock)] if job is not None],
     )
     app = build_web_app(
-        settings=settings, service=service, holder=holder, clock=clock, scheduler=scheduler, engine=engine
+        settings=settings,
+        service=service,
+        holder=holder,
+        clock=clock,
+        scheduler=scheduler,
+        engine=engine,
+        metrics=metrics,
     )
     return Bot(settings, engine, clock, holder, service, outbox, scheduler, app)
 
 
-def default_notifiers(settings: Settings, engine: Engine, holder: ConfigHolder, clock: Clock) -> dict[str, Notifier]:
-    """Slack when a bot token is set; otherwise the log, so the bot runs without a workspace."""
+def default_notifiers(
+    settings: Settings, engine: Engine, holder: ConfigHolder, clock: Clock, *, metrics: Metrics | None = None
+) -> dict[str, Notifier]:
+    """Slack when a bot token is set, otherwise the log, so the bot runs without a workspace;
+    PagerDuty when a routing key is set, by ``PAGERDUTY_ROUTING_KEY`` or in the configuration."""
+    notifiers: dict[str, Notifier] = {}
     if _secret(settings.slack_bot_token):
-        return {"slack": SlackNotifier.from_settings(settings, engine=engine, config=holder, clock=clock)}
-    log.warning("SLACK_BOT_TOKEN is not set: alerts are written to the log instead of Slack")
-    return {"log": LogNotifier()}
+        notifiers["slack"] = SlackNotifier.from_settings(
+            settings, engine=engine, config=holder, clock=clock, metrics=metrics
+        )
+    else:
+        log.warning("SLACK_BOT_TOKEN is not set: alerts are written to the log instead of Slack")
+        notifiers["log"] = LogNotifier()
+    if _secret(settings.pagerduty_routing_key) or _configured_routing_keys(holder()):
+        notifiers["pagerduty"] = PagerDutyNotifier.from_settings(settings, metrics=metrics)
+    else:
+        log.warning("no PagerDuty routing key is set: P0/P1 alerts post to Slack but page no one")
+    return notifiers
+
+
+def _configured_routing_keys(config: Config) -> bool:
+    steps = (step for policy in config.escalation.values() for step in policy)
+    return any(step.pagerduty_routing_key for step in steps) or any(
+        model.settings.get("pagerduty_routing_key") for model in config.models.values()
+    )
 
 
 def build_web_app(
@@ -108,12 +142,19 @@ def build_web_app(
     clock: Clock,
     scheduler: BackgroundScheduler,
     engine: Engine,
+    metrics: Metrics | None = None,
 ) -> Starlette:
+    slack_app: SlackApp | None = None
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         scheduler.start()
         try:
-            yield
+            if slack_app is None:
+                yield
+            else:  # the after-ack worker, and Socket Mode when SLACK_APP_TOKEN is set
+                async with slack_running(slack_app, app_token=_secret_value(settings.slack_app_token)):
+                    yield
         finally:
             scheduler.shutdown(wait=True)
 
@@ -123,14 +164,25 @@ def build_web_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
+        *alertmanager_routes(service=service, settings=settings, clock=clock),
     ]
-    if _secret(settings.slack_signing_secret) and _secret(settings.slack_bot_token):
+    can_hear_slack = _secret(settings.slack_signing_secret) or _secret(settings.slack_app_token)  # HTTP or Socket Mode
+    if _secret(settings.slack_bot_token) and can_hear_slack:
         slack_app = build_slack_app(settings=settings, service=service, engine=engine, config=holder, clock=clock)
-        routes += slack_routes(slack_app)
+        if _secret(settings.slack_signing_secret):
+            routes += slack_routes(slack_app)
+        else:
+            log.info("SLACK_SIGNING_SECRET not set: Slack is answered over Socket Mode only, not POST /slack/events")
     else:
-        log.info("SLACK_SIGNING_SECRET / SLACK_BOT_TOKEN not set: POST /slack/events is not served")
+        log.info("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN not set: Slack requests are not served")
+    if metrics:
+        routes += metrics_routes(metrics)
     return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _secret(value: SecretStr | None) -> bool:
     return value is not None and bool(value.get_secret_value())
+
+
+def _secret_value(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if _secret(value) and value is not None else None

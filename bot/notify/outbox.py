@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from bot.clock import Clock
 from bot.errors import DeliveryError
 from bot.notify.notifier import Notification, Notifier
+from bot.observability import Metrics
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
 
@@ -83,6 +84,7 @@ class Outbox:
         claim_timeout: timedelta = timedelta(minutes=2),
         worker: str | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -91,6 +93,7 @@ class Outbox:
         self._claim_timeout = claim_timeout
         self._worker = worker or uuid.uuid4().hex[:12]
         self._rng = rng or random.Random()
+        self._metrics = metrics
 
     @property
     def channels(self) -> list[str]:
@@ -172,10 +175,14 @@ class Outbox:
             self._record_failure(note, DeliveryError(f"notifier crashed: {exc!r}", retryable=True))
             return False
         self._finish(note, status=SENT, error=None, sent=True)
+        if self._metrics:
+            self._metrics.notification(note.channel, "sent")
         return True
 
     def _record_failure(self, note: Notification, error: DeliveryError) -> None:
         attempts = note.attempts + 1
+        if self._metrics:
+            self._metrics.notification(note.channel, "retried" if error.retryable else "failed")
         if not error.retryable:
             log.error("outbox row %s (%s) failed for good: %s", note.id, note.channel, error)
             self._finish(note, status=FAILED, error=str(error), sent=False)
@@ -214,3 +221,17 @@ class Outbox:
 def pending(engine: Engine) -> list[OutboxRow]:
     with open_session(engine) as s:
         return list(s.exec(select(OutboxRow).where(OutboxRow.status == PENDING).order_by(col(OutboxRow.id))).all())
+
+
+def pending_for(session: Session, *, channel: str, kind: str, alert_ids: Collection[int]) -> list[OutboxRow]:
+    """Undelivered rows of one kind for these alerts on one notifier, oldest first: lets a
+    notifier see what is on its way (Slack grouping takes in alerts whose post is still queued)."""
+    if not alert_ids:
+        return []
+    query = (
+        select(OutboxRow)
+        .where(OutboxRow.status == PENDING, OutboxRow.channel == channel, OutboxRow.kind == kind)
+        .where(col(OutboxRow.alert_id).in_(list(alert_ids)))
+        .order_by(col(OutboxRow.id))
+    )
+    return list(session.exec(query).all())
