@@ -1,4 +1,4 @@
-"""The ``incident-bot`` command: serve, check, test-rules."""
+"""The ``incident-bot`` command: serve, check, test-rules, demo, slo status, alerts review."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bot.errors import ConfigError
+from bot.slo import cli as slo_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +18,31 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the bot: HTTP app, ingest API and scheduler")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
+    serve.add_argument(
+        "--access-log", action="store_true", help="log one line per HTTP request (off: it costs every Slack ack)"
+    )
     check = sub.add_parser("check", help="validate a configuration directory (rules/ and runbooks/)")
     check.add_argument("directory", nargs="?", type=Path, default=None)
     tests = sub.add_parser("test-rules", help="run rule unit tests from a YAML file")
     tests.add_argument("file", type=Path)
     tests.add_argument("--config-dir", type=Path, default=None)
+    demo = sub.add_parser(
+        "demo", help="run the bot with a replayed incident and a local Slack sandbox page (no Slack workspace)"
+    )
+    demo.add_argument("--port", type=int, default=3000, help="the bot's HTTP port (default 3000)")
+    demo.add_argument("--sandbox-port", type=int, default=3001, help="the Slack sandbox page's port (default 3001)")
+    demo.add_argument("--speed", type=_positive, default=1.0, help="replay the incident this many times faster")
+    demo.add_argument("--open", action="store_true", help="open the sandbox page in a web browser")
+    slo_cli.add_parsers(sub)  # slo status, alerts review
     args = parser.parse_args(argv)
+    if args.command in ("slo", "alerts"):
+        return slo_cli.run(args)
+    if args.command == "demo":
+        from bot.demo.runner import run_demo
+
+        return run_demo(port=args.port, sandbox_port=args.sandbox_port, open_browser=args.open, speed=args.speed)
     if args.command == "serve":
-        return _serve(args.host, args.port)
+        return _serve(args.host, args.port, access_log=args.access_log)
     if args.command == "check":
         return _check(args.directory)
     return _test_rules(args.file, args.config_dir)
@@ -60,7 +78,7 @@ def _test_rules(file: Path, config_dir: Path | None) -> int:
     return 0 if report.ok else 1
 
 
-def _serve(host: str, port: int | None) -> int:
+def _serve(host: str, port: int | None, *, access_log: bool = False) -> int:
     import uvicorn
 
     from bot.app import build_bot
@@ -74,8 +92,21 @@ def _serve(host: str, port: int | None) -> int:
         _report(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", exc)
         return 2
     signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
-    uvicorn.run(bot.app, host=host, port=port if port is not None else settings.port, log_level="info")
+    uvicorn.run(
+        bot.app,
+        host=host,
+        port=port if port is not None else settings.port,
+        log_level="info",
+        access_log=access_log,  # a line per request is measurable CPU on the ack path (bench/RESULTS.md)
+    )
     return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
 
 
 def _report(headline: str, error: ConfigError) -> None:

@@ -25,11 +25,12 @@ from bot.evaluation.evaluate import PassInput, evaluate
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
 from bot.notify.outbox import enqueue
-from bot.notify.routing import Delivery, pages_to, route
+from bot.notify.routing import PAGER, Delivery, pages_to, route
 from bot.observability import Metrics, times_evaluation
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
+from bot.slo.service import slo_transitions
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
@@ -128,14 +129,29 @@ class AlertService:
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
             )
             transitions = evaluate(data, now=now, evaluator=self._evaluator)
-            try:
-                silences = silence_store.active(s, now=now)
-                for change in transitions:
-                    self._record(s, change, config, now, silences)
-            except store.ConcurrentChange as exc:
-                s.rollback()
-                log.info("evaluation pass lost a race and will retry next tick: %s", exc)
-                return PassResult([], conflicts=1)
+            return self._record_pass(s, transitions, config, now, "evaluation pass")
+
+    def evaluate_slos_once(self) -> PassResult:
+        """One pass over every SLO's burn rate (:mod:`bot.slo.service`), recorded like a rule pass:
+        findings open, keep or auto-resolve alerts keyed ``slo:<label>:<model>``, in one transaction."""
+        config = self._config()
+        now = self._clock.now()
+        with open_session(self._engine) as s, s.begin():
+            return self._record_pass(s, slo_transitions(s, config, now), config, now, "SLO pass")
+
+    def _record_pass(
+        self, s: Session, transitions: list[Transition], config: Config, now: datetime, what: str
+    ) -> PassResult:
+        """Record a pass's transitions in the caller's transaction, or roll it all back if another
+        replica changed an alert meanwhile: the next tick decides again from fresh data."""
+        try:
+            silences = silence_store.active(s, now=now)
+            for change in transitions:
+                self._record(s, change, config, now, silences)
+        except store.ConcurrentChange as exc:
+            s.rollback()
+            log.info("%s lost a race and will retry next tick: %s", what, exc)
+            return PassResult([], conflicts=1)
         return PassResult(transitions, conflicts=0)
 
     def escalate_due(self, limit: int = 500) -> int:
@@ -265,8 +281,10 @@ class AlertService:
         paged_before: tuple[str, ...] | None = None,
     ) -> None:
         routed = alert if paged_before is None else replace(alert, paged_keys=paged_before)
-        for delivery in self._router(routed, event, config, now, silenced):
-            payload = {**notification_payload(alert, event), **delivery.extra}
+        deliveries = self._router(routed, event, config, now, silenced)
+        paged_now = any(d.channel == PAGER for d in deliveries) and event.kind is EventKind.ESCALATED
+        for delivery in deliveries:
+            payload = {**notification_payload(alert, event), "paged_now": paged_now, **delivery.extra}
             routing_key = str(delivery.extra.get("pagerduty_routing_key", ""))
             key_part = hashlib.sha256(routing_key.encode()).hexdigest()[:12] if routing_key else ""
             enqueue(

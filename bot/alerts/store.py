@@ -189,6 +189,30 @@ def record_slack_message(session: Session, alert_id: int, *, channel: str, ts: s
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def alerts_in_message(session: Session, channel: str, ts: str) -> list[Alert]:
+    """Every alert recorded in one Slack root message, oldest first. A group message is
+    simply several alerts that recorded the same ``(channel, ts)``, so this is its content."""
+    rows = session.exec(
+        select(AlertRow).where(AlertRow.slack_channel == channel, AlertRow.slack_ts == ts).order_by(col(AlertRow.id))
+    ).all()
+    return [to_alert(row) for row in rows]
+
+
+def open_alerts_of_model(session: Session, model: str) -> list[tuple[Alert, tuple[str, str] | None]]:
+    """Firing and acknowledged alerts of one model, each with its root Slack message if it has
+    one: what Slack grouping chooses from (a group message to join, alerts not posted yet)."""
+    rows = session.exec(
+        select(AlertRow)
+        .where(AlertRow.model == model)
+        .where(col(AlertRow.state).in_([AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value]))
+        .order_by(col(AlertRow.id))
+    ).all()
+    return [
+        (to_alert(row), (row.slack_channel, row.slack_ts) if row.slack_channel and row.slack_ts else None)
+        for row in rows
+    ]
+
+
 def due_for_escalation(session: Session, *, now: datetime, limit: int) -> list[Alert]:
     """Firing alerts whose next escalation step is due, oldest deadline first, locked for us.
 
@@ -216,3 +240,26 @@ def overdue_escalations(session: Session, *, before: datetime) -> list[tuple[int
         .where(col(AlertRow.next_escalation_at) < before)
     ).all()
     return [(int(i or 0), key, ensure_utc(at)) for i, key, at in rows if at is not None]
+
+
+def fired_since(session: Session, *, since: datetime) -> list[Alert]:
+    """Alerts that fired at or after ``since``, oldest first: the weekly review's input."""
+    rows = session.exec(
+        select(AlertRow).where(col(AlertRow.fired_at) >= since).order_by(col(AlertRow.fired_at), col(AlertRow.id))
+    ).all()
+    return [to_alert(row) for row in rows]
+
+
+def histories(session: Session, alert_ids: Iterable[int]) -> dict[int, list[Event]]:
+    """:func:`history` of many alerts in one query (alert id → its events, in order)."""
+    ids = list(alert_ids)
+    out: dict[int, list[Event]] = {alert_id: [] for alert_id in ids}
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        rows = session.exec(
+            select(AlertEventRow)
+            .where(col(AlertEventRow.alert_id).in_(ids[start : start + 500]))
+            .order_by(col(AlertEventRow.id))
+        ).all()
+        for r in rows:
+            out[r.alert_id].append(Event(EventKind(r.kind), r.actor, ensure_utc(r.at), r.detail, dict(r.data or {})))
+    return out

@@ -1,123 +1,86 @@
-"""Slack delivery: one root message per alert, updated in place, state changes in its thread.
+"""Slack delivery: one root message per alert group, updated in place, state changes in its thread.
 
-The outbox hands over one notification at a time and owns every retry; this module only
-translates to the Web API and classifies failures as :class:`~bot.errors.DeliveryError`
-(retryable or not, with Slack's ``Retry-After``). Messages are always rendered from the
-*current* alert row, not from the notification's snapshot, so whatever order two clicks were
-delivered in, the root message ends consistent with the database.
+The outbox hands over one notification at a time and owns every retry; this module decides
+which message an alert belongs to and keeps that message consistent with the database (the
+Web API calls and their failure classes are in :mod:`bot.notify.slack_api`). Messages are
+always rendered from the *current* alert rows, never from a notification's snapshot, so
+whatever order two clicks were delivered in, the root message ends consistent.
 
-Crash safety (SPEC §6): a post whose answer never arrived (timeout, dropped connection, a
-crash before the ``ts`` was stored) may still have reached the channel. Every post carries
-message metadata naming its alert and outbox row, and a retry (``attempts > 0``) first looks
-for it — the root in ``conversations.history``, a thread reply in ``conversations.replies`` —
-and records what it finds instead of posting twice.
+Grouping (SPEC §2; layout in :mod:`bot.notify.slack_groups`). Routing holds a Slack "fired"
+notification for ``group_wait``, so alerts of one model that fire together are all in the
+database when the first of them is delivered. That delivery either
 
-Residual risk: ``conversations.history`` takes a channel *ID*, while rules name channels as
-``#name``; IDs are learned from ``chat.postMessage`` answers. If this process has never
-posted successfully to a channel (first post since start, and that post's answer was lost),
-the retry cannot search and posts again: at most one duplicate root message. Configuring
-channels by ID (``channel: C0123ABCD``) or passing ``channel_ids`` closes that gap.
+* joins the model's group message in the same channel, if one was posted less than
+  ``group_interval`` ago, still has an open alert and has room: it records the alert there,
+  updates the message and says "Also firing" in the thread (an update notifies nobody); or
+* posts a new root message holding the alert *and* every alert of the model whose own Slack
+  post is queued and untried (not held for business hours), and records them all; their own
+  "fired" notifications then find a message recorded and do nothing.
+
+A group is only a set of alerts that recorded one ``(channel, ts)``, first writer wins, so
+two deliveries that race each end with a message showing exactly what it holds.
+
+Crash safety (SPEC §6): a post whose answer never arrived may still have reached the channel.
+Every post carries metadata naming its alerts and outbox row; before posting, a retry -- or a
+delivery whose group companion's post was tried and failed -- looks for that post in
+``conversations.history`` (thread replies in ``conversations.replies``) and records what it
+finds instead of posting twice. Residual risks: history takes a channel *ID* while rules name
+``#name``s, and IDs are learned from post answers, so a process that never posted to the
+channel cannot search (configure ``channel: C0123ABCD`` or pass ``channel_ids``); and a
+delivery that died mid-post less than the outbox's claim timeout ago looks in progress, so its
+alert may be swept into another group while its own post stays behind as a stale duplicate.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from http.client import HTTPException
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web import SlackResponse
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock, ensure_utc
 from bot.config.loader import Config
 from bot.errors import DeliveryError
+from bot.notify import outbox
+from bot.notify import slack_groups as groups
 from bot.notify.notifier import Notification
-from bot.notify.slack_blocks import alert_message, state_reply
-from bot.settings import DEFAULT_SLACK_API_URL, Settings
+from bot.notify.slack_api import (
+    CHANNEL_ID,
+    ChannelPacer,
+    Location,
+    api_error,
+    call,
+    find_in_history,
+    make_client,
+    metadata_alert_ids,
+    metadata_names,
+    thread_has,
+)
+from bot.notify.slack_blocks import state_reply
+from bot.observability import Metrics
+from bot.settings import Settings
 from bot.storage.database import session as open_session
+
+__all__ = ["ChannelPacer", "Location", "SlackNotifier", "api_error", "make_client"]
 
 log = logging.getLogger(__name__)
 
 ALERT_EVENT = "incident_bot_alert"
 REPLY_EVENT = "incident_bot_reply"
+FIRED = "alert.fired"
 LOOKBACK = timedelta(minutes=1)
 """How far before the alert fired the history search starts: tolerance for clock skew."""
 HISTORY_PAGES = 5
-_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
-_RETRYABLE_ERRORS = frozenset(
-    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
-)
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
-_HINTS = {
-    "channel_not_found": "the channel does not exist or the bot cannot see it; fix `channel:` in rules/",
-    "not_in_channel": "invite the bot to the channel (/invite @incident-bot)",
-    "is_archived": "the channel is archived; route the alerts to another channel",
-    "invalid_auth": "SLACK_BOT_TOKEN is not valid for this workspace",
-    "not_authed": "SLACK_BOT_TOKEN is not set",
-    "token_revoked": "SLACK_BOT_TOKEN was revoked; reinstall the app",
-    "account_inactive": "the bot's token belongs to a deactivated app or user",
-    "missing_scope": "the Slack app lacks a scope; reinstall it from manifest.yaml",
-    "invalid_blocks": "Slack refused the message layout (a bug in incident-bot; please report it)",
-    "msg_too_long": "the message is longer than Slack allows",
-    "message_not_found": "the alert's Slack message was deleted",
-}
-
-
-def make_client(token: str, *, base_url: str = DEFAULT_SLACK_API_URL, timeout: float = 10.0) -> WebClient:
-    """A WebClient with no retry handlers: the outbox is the one place that retries, and an SDK
-    retry hidden inside one outbox attempt would double the waits and hide 429s from it."""
-    # urllib takes float seconds; the SDK's hint says int, but sub-second timeouts work and tests use them
-    return WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])  # type: ignore[arg-type]
-
-
-class ChannelPacer:
-    """At most one post per ``interval`` per channel (Slack allows about one message per
-    second per channel and answers bursts with 429s). Thread-safe: each caller reserves the
-    next free slot under the lock, then sleeps outside it, so other channels are not held up."""
-
-    def __init__(
-        self,
-        interval: float = 1.0,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._interval = interval
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._next_free: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def wait(self, channel: str) -> float:
-        """Block until ``channel`` may be posted to; return how long that took."""
-        with self._lock:
-            now = self._monotonic()
-            slot = max(now, self._next_free.get(channel, now))
-            self._next_free[channel] = slot + self._interval
-        delay = slot - now
-        if delay > 0:
-            self._sleep(delay)
-        return delay
-
-    def alias(self, name: str, channel_id: str) -> None:
-        """``#name`` and its ID are one channel: share the pacing once the ID is known."""
-        with self._lock:
-            if name in self._next_free:
-                self._next_free[channel_id] = max(self._next_free[name], self._next_free.get(channel_id, 0.0))
-
-
-Location = tuple[str, str]
-"""(channel ID, ts) of a Slack message."""
 
 
 class SlackNotifier:
@@ -134,8 +97,10 @@ class SlackNotifier:
         clock: Clock,
         pacer: ChannelPacer | None = None,
         channel_ids: Mapping[str, str] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics
         self._engine = engine
         self._config = config
         self._clock = clock
@@ -145,123 +110,223 @@ class SlackNotifier:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, engine: Engine, config: Callable[[], Config], clock: Clock, timeout: float = 10.0
+        cls,
+        settings: Settings,
+        *,
+        engine: Engine,
+        config: Callable[[], Config],
+        clock: Clock,
+        timeout: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> SlackNotifier:
         if settings.slack_bot_token is None:
             raise ValueError("SLACK_BOT_TOKEN is not set; Slack delivery needs the bot token")
         token = settings.slack_bot_token.get_secret_value()
         client = make_client(token, base_url=settings.slack_api_url, timeout=timeout)
-        return cls(client, engine=engine, config=config, clock=clock)
+        return cls(client, engine=engine, config=config, clock=clock, metrics=metrics)
 
     def send(self, notification: Notification) -> None:
-        """Post the root (or find it again), bring it up to date with the alert row, and record
-        the state change in its thread. Raises DeliveryError; the outbox decides about retries."""
-        if notification.alert_id is None or not notification.kind.startswith("alert."):
-            raise DeliveryError(f"Slack cannot deliver {notification.kind!r} without an alert", retryable=False)
+        """Put the alert in a root message (its group's or a new one), bring that message up to
+        date, and record a state change in its thread. Raises DeliveryError; the outbox retries."""
+        note = notification
+        if note.alert_id is None or not note.kind.startswith("alert."):
+            raise DeliveryError(f"Slack cannot deliver {note.kind!r} without an alert", retryable=False)
         with open_session(self._engine) as s:
-            alert = store.get(s, notification.alert_id)
-            where = store.slack_message(s, notification.alert_id)
+            alert = store.get(s, note.alert_id)
+            where = store.slack_message(s, note.alert_id)
         if alert is None:
-            raise DeliveryError(f"alert {notification.alert_id} no longer exists", retryable=False)
+            raise DeliveryError(f"alert {note.alert_id} no longer exists", retryable=False)
         config = self._config()
-        runbook = _has_runbook(alert, config)
-        fresh = False  # True when the root was posted just now, from the current row
-        if where is None:
-            where, fresh = self._root(alert, notification, config, runbook=runbook)
-        if not fresh:
-            text, blocks = alert_message(alert, now=self._clock.now(), runbook=runbook)
-            channel, ts = where
-            self._call(
-                "chat.update", lambda: self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        if note.kind == FIRED:
+            self._fired(alert, where, note, config)
+            return
+        if where is None:  # its post failed for good earlier: this change posts the root
+            target = self._target(alert, note.payload, config)
+            where = self._found_earlier(alert, note, target, {})
+            if where is None:
+                where, members = self._post_root(alert, note, config, target=target, companions=[])
+            else:
+                members = self._refresh(where, config)
+        else:
+            members = self._refresh(where, config)
+        at = note.payload.get("at")
+        now = ensure_utc(datetime.fromisoformat(at)) if isinstance(at, str) else self._clock.now()
+        text = state_reply(
+            alert,
+            note.kind.removeprefix("alert."),
+            str(note.payload.get("actor") or ""),
+            now,
+            escalation=note.payload.get("escalation"),
+            paged=bool(note.payload.get("paged_now")),
+        )
+        self._reply(where, alert, note, groups.named(alert, text) if len(members) > 1 else text)
+
+    # ------------------------------------------------------------------ fired: skip, join or post
+
+    def _fired(self, alert: Alert, where: Location | None, note: Notification, config: Config) -> None:
+        if where is not None:
+            if note.attempts == 0:
+                log.info("alert %s is already in Slack message %s (posted with its group)", alert.id, where[1])
+                return
+            # an earlier attempt recorded the message and may have died before updating it or replying
+            self._refresh(where, config)
+            posted = groups.posted_at(where[1])
+            if posted is not None and posted < (alert.fired_at or alert.started_at):
+                self._reply(where, alert, note, groups.also_firing([alert]))  # it had joined an older group
+            return
+        target = self._target(alert, note.payload, config)
+        queued = self._queued(alert, target, config)
+        found = self._found_earlier(alert, note, target, queued.tried)
+        if found is not None:
+            self._refresh(found, config)
+            return
+        group = self._open_group(alert, target, config)
+        if group is None:
+            self._post_root(alert, note, config, target=target, companions=queued.companions)
+            return
+        where, members = group
+        newcomers = [alert, *queued.companions][: groups.MAX_GROUP - len(members)]
+        with open_session(self._engine) as s, s.begin():
+            joined = [a for a in _by_id(newcomers) if _record(s, a, where)]
+            winner = None if alert in joined else store.slack_message(s, alert.id or 0)
+        if winner is not None:  # another delivery recorded it first: that message is the one to update
+            log.warning("alert %s: recorded in %s by another delivery; not joining %s", alert.id, winner, where)
+            self._refresh(winner, config)
+            if joined:
+                self._refresh(where, config)
+            return
+        log.info("alerts %s join the Slack group message %s", [a.id for a in joined], where[1])
+        self._refresh(where, config)
+        self._reply(where, alert, note, groups.also_firing(joined), broadcast=groups.louder(joined, members))
+
+    def _open_group(self, alert: Alert, target: str, config: Config) -> tuple[Location, list[Alert]] | None:
+        """The model's newest group message in ``target`` that still takes alerts, if any."""
+        now = self._clock.now()
+        with open_session(self._engine) as s:
+            places = {where for _other, where in store.open_alerts_of_model(s, alert.model) if where is not None}
+            interval = config.settings.group_interval
+            for where in sorted(places, key=lambda w: w[1], reverse=True):  # newest first: a ts is a Unix time
+                members = store.alerts_in_message(s, *where)
+                takes = groups.takes_alerts(where[1], members, now=now, group_interval=interval)
+                if takes and self._same_channel(where[0], target, members, config):
+                    return where, members
+        return None
+
+    def _queued(self, alert: Alert, target: str, config: Config) -> groups.Queued:
+        """The model's alerts with no message yet whose Slack post is queued for ``target``."""
+        with open_session(self._engine) as s:
+            waiting = {
+                other.id: other
+                for other, where in store.open_alerts_of_model(s, alert.model)
+                if where is None and other.id is not None and other.id != alert.id
+            }
+            rows = outbox.pending_for(s, channel=self.channel, kind=FIRED, alert_ids=list(waiting))
+            return groups.queued_with(
+                rows,
+                waiting,
+                now=self._clock.now(),
+                group_wait=config.settings.group_wait,
+                same_channel=lambda other, row: self._target(other, row.payload, config) == target,
             )
-        if notification.kind != "alert.fired":
-            self._reply(where, alert, notification)
 
     # ------------------------------------------------------------------ root message
 
-    def _root(self, alert: Alert, note: Notification, config: Config, *, runbook: bool) -> tuple[Location, bool]:
-        target = _target_channel(alert, config)
-        if note.attempts > 0:
-            found = self._find_root(alert, target)
-            if found is not None:
-                log.info("alert %s: found its earlier Slack post in %s; not posting again", alert.id, target)
-                return self._remember(alert, found), False
-        text, blocks = alert_message(alert, now=self._clock.now(), runbook=runbook)
-        metadata = {"event_type": ALERT_EVENT, "event_payload": {"alert_id": alert.id, "outbox_id": note.id}}
+    def _post_root(
+        self, alert: Alert, note: Notification, config: Config, *, target: str, companions: list[Alert]
+    ) -> tuple[Location, list[Alert]]:
+        """Post a root message holding ``alert`` and ``companions``; record it for each of them."""
+        members = [alert, *companions]
+        text, blocks = self._render(members, config)
+        payload: dict[str, Any] = {"alert_id": alert.id, "outbox_id": note.id}
+        if companions:
+            payload["alert_ids"] = [m.id for m in groups.by_severity(members)]
+        metadata = {"event_type": ALERT_EVENT, "event_payload": payload}
         posted = self._post(target, text=text, blocks=blocks, metadata=metadata)
-        return self._remember(alert, posted), True
+        with open_session(self._engine) as s, s.begin():
+            won = [m for m in _by_id(members) if _record(s, m, posted)]
+            winner = None if alert in won else store.slack_message(s, alert.id or 0)
+        if len(won) < len(members):
+            lost = [m.id for m in members if m not in won]
+            log.warning("Slack message %s: alerts %s were recorded elsewhere first; it shows the rest", posted, lost)
+            if won:
+                won = self._refresh(posted, config)
+        if winner is not None:
+            _duplicate(alert, winner, posted)
+            return winner, self._refresh(winner, config)
+        return posted, won
 
-    def _find_root(self, alert: Alert, target: str) -> Location | None:
+    def _found_earlier(
+        self, alert: Alert, note: Notification, target: str, tried: Mapping[int, datetime]
+    ) -> Location | None:
+        """A root message listing this alert that an earlier attempt posted -- this row's, on a
+        retry, or a ``tried`` companion's -- recorded for every alert it lists. Searched only
+        when such an attempt exists, from the earliest of their fire times."""
+        rows = {**tried, **({note.id: alert.fired_at or alert.started_at} if note.attempts > 0 else {})}
+        if not rows:
+            return None
         channel_id = self._channel_id(target)
         if channel_id is None:
-            log.warning(
-                "alert %s: %s's channel ID is not known yet, so an earlier post cannot be looked for", alert.id, target
-            )
+            log.warning("alert %s: the ID of %s is not known yet, so no earlier post can be sought", alert.id, target)
             return None
-        oldest = f"{((alert.fired_at or alert.started_at) - LOOKBACK).timestamp():.6f}"
-        cursor: str | None = None
+
+        def lists_alert(message: Mapping[str, Any]) -> bool:
+            return metadata_names(message, ALERT_EVENT) and alert.id in metadata_alert_ids(message)
+
         try:
-            for _ in range(HISTORY_PAGES):
-                request = partial(
-                    self._client.conversations_history,
-                    channel=channel_id,
-                    oldest=oldest,
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-                page = self._call("conversations.history", request)
-                for message in page.get("messages") or []:
-                    if _names(message, ALERT_EVENT, alert_id=alert.id):
-                        return channel_id, str(message["ts"])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not page.get("has_more") or not cursor:
-                    break
+            oldest = min(rows.values()) - LOOKBACK
+            message = find_in_history(
+                self._client, channel_id, oldest=oldest, match=lists_alert, pages=HISTORY_PAGES, caller=self._call
+            )
         except DeliveryError as exc:
             if exc.retryable:
                 raise
             log.warning("alert %s: cannot search %s for an earlier post (%s); posting", alert.id, target, exc)
-        return None
-
-    def _remember(self, alert: Alert, where: Location) -> Location:
-        """Record the root message; if another delivery recorded one first, theirs wins."""
-        assert alert.id is not None
+            return None
+        if message is None:
+            return None
+        where = (channel_id, str(message["ts"]))
+        log.info("alert %s: found an earlier Slack post %s naming it; not posting again", alert.id, where[1])
         with open_session(self._engine) as s, s.begin():
-            if store.record_slack_message(s, alert.id, channel=where[0], ts=where[1]):
-                return where
-            winner = store.slack_message(s, alert.id)
-        log.warning("alert %s: two root messages were posted; keeping %s, %s is a duplicate", alert.id, winner, where)
-        return winner or where
+            for alert_id in sorted({alert.id or 0, *metadata_alert_ids(message)}):  # lock order: see _by_id
+                store.record_slack_message(s, alert_id, channel=where[0], ts=where[1])
+            recorded = store.slack_message(s, alert.id or 0)
+        if recorded is not None and recorded != where:
+            _duplicate(alert, recorded, where)
+        return recorded or where
+
+    def _refresh(self, where: Location, config: Config) -> list[Alert]:
+        """Re-render a root message from every alert recorded in it; return those alerts."""
+        with open_session(self._engine) as s:
+            members = store.alerts_in_message(s, *where)
+        if not members:
+            return []
+        text, blocks = self._render(members, config)
+        channel, ts = where
+        self._call("chat.update", lambda: self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
+        return members
+
+    def _render(self, members: Sequence[Alert], config: Config) -> tuple[str, list[dict[str, Any]]]:
+        return groups.render(members, now=self._clock.now(), runbook=lambda a: groups.has_runbook(a, config))
 
     # ------------------------------------------------------------------ thread replies
 
-    def _reply(self, where: Location, alert: Alert, note: Notification) -> None:
+    def _reply(self, where: Location, alert: Alert, note: Notification, text: str, *, broadcast: bool = False) -> None:
         channel, root_ts = where
         if note.attempts > 0 and self._reply_exists(where, note):
             log.info("alert %s: reply for outbox row %s is already in the thread", alert.id, note.id)
             return
-        kind = note.kind.removeprefix("alert.")
-        at = note.payload.get("at")
-        now = ensure_utc(datetime.fromisoformat(at)) if isinstance(at, str) else self._clock.now()
-        text = state_reply(alert, kind, str(note.payload.get("actor") or ""), now)
         metadata = {"event_type": REPLY_EVENT, "event_payload": {"alert_id": alert.id, "outbox_id": note.id}}
-        self._post(channel, text=text, metadata=metadata, thread_ts=root_ts)
+        self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast)
 
     def _reply_exists(self, where: Location, note: Notification) -> bool:
-        channel, root_ts = where
         try:
-            thread = self._call(
-                "conversations.replies",
-                lambda: self._client.conversations_replies(
-                    channel=channel, ts=root_ts, include_all_metadata=True, limit=1000
-                ),
-            )
+            ours = partial(metadata_names, event_type=REPLY_EVENT, outbox_id=note.id)
+            return thread_has(self._client, *where, ours, caller=self._call)
         except DeliveryError as exc:
             if exc.retryable:
                 raise
-            log.warning("cannot read the thread %s/%s (%s); replying", channel, root_ts, exc)
+            log.warning("cannot read the thread %s/%s (%s); replying", *where, exc)
             return False
-        return any(_names(m, REPLY_EVENT, outbox_id=note.id) for m in thread.get("messages") or [])
 
     # ------------------------------------------------------------------ Web API
 
@@ -273,8 +338,10 @@ class SlackNotifier:
         metadata: dict[str, Any],
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        broadcast: bool = False,
     ) -> Location:
         self._pacer.wait(self._channel_id(channel) or channel)
+        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast else {}
         answer = self._call(
             "chat.postMessage",
             lambda: self._client.chat_postMessage(
@@ -285,6 +352,7 @@ class SlackNotifier:
                 thread_ts=thread_ts,
                 unfurl_links=False,
                 unfurl_media=False,
+                **extra,
             ),
         )
         channel_id, ts = str(answer["channel"]), str(answer["ts"])
@@ -295,78 +363,44 @@ class SlackNotifier:
         return channel_id, ts
 
     def _channel_id(self, channel: str) -> str | None:
-        if _CHANNEL_ID.match(channel):
+        if CHANNEL_ID.match(channel):
             return channel
         with self._ids_lock:
             return self._ids.get(channel)
 
+    def _same_channel(self, channel_id: str, target: str, members: Sequence[Alert], config: Config) -> bool:
+        """Whether a message recorded in ``channel_id`` is in ``target`` (a ``#name`` or an ID).
+        Until this process learns the name's ID, the members' configured channel decides."""
+        known = self._channel_id(target)
+        if known is not None or channel_id == target:
+            return channel_id in (known, target)
+        return all(groups.configured_channel(m, config) == target for m in members)
+
     @staticmethod
-    def _call(method: str, request: Callable[[], SlackResponse]) -> SlackResponse:
+    def _target(alert: Alert, payload: Mapping[str, Any], config: Config) -> str:
+        """Routing may name the channel (a quiet channel outside business hours); else the rule's."""
+        chosen = payload.get("slack_channel")
+        return chosen if isinstance(chosen, str) and chosen else groups.configured_channel(alert, config)
+
+    def _call(self, method: str, request: Callable[[], SlackResponse]) -> SlackResponse:
+        started = time.perf_counter()
         try:
-            return request()
-        except SlackApiError as exc:
-            raise api_error(method, exc) from exc
-        except SlackRequestError as exc:
-            raise DeliveryError(f"Slack {method}: invalid request: {exc}", retryable=False) from exc
-        except (TimeoutError, OSError, HTTPException) as exc:  # urllib's URLError is an OSError
-            raise DeliveryError(
-                f"Slack {method}: no answer ({type(exc).__name__}: {exc}); it may or may not have been applied",
-                retryable=True,
-            ) from exc
+            return call(method, request)
+        finally:
+            if self._metrics:  # failed calls too: a slow Slack shows before it errors
+                self._metrics.api_call("slack", method, time.perf_counter() - started)
 
 
-def api_error(method: str, exc: SlackApiError) -> DeliveryError:
-    """Classify a Slack error: rate limits and outages retry, rejections do not."""
-    response = exc.response
-    status = int(getattr(response, "status_code", 0) or 0)
-    data = response.data if isinstance(getattr(response, "data", None), dict) else {}
-    error = str(data.get("error") or f"http_{status}")
-    if status == 429 or error == "ratelimited":
-        retry_after = _retry_after(getattr(response, "headers", None) or {})
-        return DeliveryError(f"Slack {method}: rate limited (HTTP {status})", retryable=True, retry_after=retry_after)
-    if status >= 500 or status in _RETRYABLE_STATUS or error in _RETRYABLE_ERRORS:
-        return DeliveryError(f"Slack {method}: {error} (HTTP {status})", retryable=True)
-    message = f"Slack {method} refused: {error}"
-    if error in _HINTS:
-        message += f" — {_HINTS[error]}"
-    details = data.get("errors") or (data.get("response_metadata") or {}).get("messages") or []
-    if details:
-        message += f" ({'; '.join(str(d) for d in details[:3])})"
-    return DeliveryError(message, retryable=False)
+def _by_id(alerts: Sequence[Alert]) -> list[Alert]:
+    """Alerts in id order: every transaction that records several alerts' message locks their
+    rows in the same order, so two replicas recording overlapping groups cannot deadlock."""
+    return sorted(alerts, key=lambda a: a.id or 0)
 
 
-def _retry_after(headers: Mapping[str, Any]) -> float | None:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) and value else value
-            try:
-                return max(float(raw), 0.0)
-            except (TypeError, ValueError):
-                return None
-    return None
+def _record(session: Session, alert: Alert, where: Location) -> bool:
+    """Record ``where`` as the alert's root message; first writer wins (see the store)."""
+    return alert.id is not None and store.record_slack_message(session, alert.id, channel=where[0], ts=where[1])
 
 
-def _names(message: Mapping[str, Any], event_type: str, **expected: Any) -> bool:
-    """Whether ``message`` carries our metadata naming this alert / outbox row."""
-    metadata = message.get("metadata") or {}
-    if metadata.get("event_type") != event_type:
-        return False
-    payload = metadata.get("event_payload") or {}
-    return all(str(payload.get(key)) == str(value) for key, value in expected.items())
-
-
-def _target_channel(alert: Alert, config: Config) -> str:
-    """Where the alert's root goes: the rule's channel, else the model's, else the default.
-    A rule removed by a reload still has its alerts delivered, to the model's channel."""
-    rule = config.rule(alert.rule)
-    if rule is not None:
-        return config.channel_for(rule, alert.model)
-    model = config.models.get(alert.model)
-    return (model.channel if model else None) or config.settings.default_channel
-
-
-def _has_runbook(alert: Alert, config: Config) -> bool:
-    rule = config.rule(alert.rule)
-    if rule is not None and rule.runbook in config.runbooks:
-        return True
-    return config.runbook_for_model(alert.model) is not None
+def _duplicate(alert: Alert, kept: Location, extra: Location) -> None:
+    log.warning("alert %s: two root messages were posted; keeping %s, %s is a duplicate", alert.id, kept, extra)

@@ -132,16 +132,24 @@ def alert_message(alert: Alert, *, now: datetime, runbook: bool = True) -> tuple
     """The root message of an alert: fallback text and blocks, rendered from its current state."""
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=_header(alert), emoji=True))]
     if alert.description.strip():
-        blocks.append(_section(escape_mrkdwn(alert.description)))
-    blocks.extend(_value_sections(alert.values))
-    blocks.append(_section(f"{state_line(alert, now=now)}\n{_fired_line(alert)}"))
-    buttons = _buttons(alert, runbook=runbook)
+        blocks.append(section(escape_mrkdwn(alert.description)))
+    blocks.extend(value_sections(alert.values))
+    blocks.append(section(f"{state_line(alert, now=now)}\n{fired_line(alert)}"))
+    buttons = alert_buttons(alert, runbook=runbook)
     if buttons:
         blocks.append(ActionsBlock(block_id="alert_actions", elements=buttons))
-    key = escape_mrkdwn(alert.key)
-    blocks.append(_context(f"Rule `{escape_mrkdwn(alert.rule)}` · Dedup key `{key}`"))
-    fallback = f"{alert.severity.emoji} {alert.severity.value} · {escape_mrkdwn(_title(alert))} — {_short_state(alert)}"
-    return clip(fallback, SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
+    blocks.append(context_line(rule_line(alert)))
+    return clip(summary(alert), SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
+
+
+def summary(alert: Alert) -> str:
+    """One line naming the alert and its state: notification text, and a group's reply lines."""
+    return f"{alert.severity.emoji} {alert.severity.value} · {escape_mrkdwn(alert_title(alert))} — {short_state(alert)}"
+
+
+def rule_line(alert: Alert) -> str:
+    """The context line that tells an engineer which rule to look at and how it deduplicates."""
+    return f"Rule `{escape_mrkdwn(alert.rule)}` · Dedup key `{escape_mrkdwn(alert.key)}`"
 
 
 def state_line(alert: Alert, *, now: datetime) -> str:
@@ -160,10 +168,20 @@ def state_line(alert: Alert, *, now: datetime) -> str:
     return "🔥 Firing: not acknowledged yet"
 
 
-def state_reply(alert: Alert, event_kind: EventKind | str, actor: str, now: datetime) -> str:
+def state_reply(
+    alert: Alert,
+    event_kind: EventKind | str,
+    actor: str,
+    now: datetime,
+    *,
+    escalation: object = None,
+    paged: bool = False,
+) -> str:
     """The one-line thread reply that records a state change where the team discusses it."""
     kind = str(event_kind)
     since = alert.fired_at or alert.started_at
+    if kind == EventKind.ESCALATED:
+        return escalation_reply(alert, escalation if isinstance(escalation, dict) else {}, paged=paged)
     if kind == EventKind.ACKNOWLEDGED:
         return f"✅ Acknowledged by {mention(actor)} at {(alert.acknowledged_at or now):%H:%M} UTC"
     if kind == EventKind.RESOLVED:
@@ -175,17 +193,42 @@ def state_reply(alert: Alert, event_kind: EventKind | str, actor: str, now: date
     return f"ℹ️ {escape_mrkdwn(kind.replace('_', ' ').capitalize())} ({mention(actor)})"
 
 
-def _title(alert: Alert) -> str:
+def escalation_reply(alert: Alert, step: dict[str, object], *, paged: bool) -> str:
+    """ "⏫ Escalated to P1 — unacknowledged for 60 min; paged PagerDuty · cc @ml-oncall"."""
+    waited = step.get("after_seconds")
+    minutes = f"{float(waited) / 60:g} min" if isinstance(waited, int | float) else "a while"
+    before, after = step.get("from_severity"), step.get("to_severity", alert.severity.value)
+    head = f"⏫ Escalated to {after}" if before != after else f"⏫ Still unacknowledged ({after})"
+    number = f"step {step['step']}/{step['steps']}" if "step" in step and "steps" in step else "escalation"
+    text = f"{head} — {number}, unacknowledged for {minutes}"
+    if paged:
+        text += "; paged PagerDuty"
+    who = step.get("mention")
+    if isinstance(who, str) and who:
+        text += f" · cc {mention_target(who)}"
+    return text
+
+
+def mention_target(who: str) -> str:
+    """A user group id (``S…``) or user id (``U…``) becomes a real mention; text is escaped."""
+    if re.fullmatch(r"S[A-Z0-9]{6,}", who):
+        return f"<!subteam^{who}>"
+    if re.fullmatch(r"[UW][A-Z0-9]{6,}", who):
+        return f"<@{who}>"
+    return escape_mrkdwn(who)
+
+
+def alert_title(alert: Alert) -> str:
     title = alert.title.strip() or alert.rule
     return title if alert.model in title else f"{title} · {alert.model}"
 
 
 def _header(alert: Alert) -> str:
-    text = f"{alert.severity.emoji} {alert.severity.value} · {_title(alert)}"
+    text = f"{alert.severity.emoji} {alert.severity.value} · {alert_title(alert)}"
     return text if len(text) <= HEADER_LIMIT else text[: HEADER_LIMIT - 1] + "…"
 
 
-def _short_state(alert: Alert) -> str:
+def short_state(alert: Alert) -> str:
     if alert.state is AlertState.ACKNOWLEDGED:
         return f"acknowledged by {mention(alert.acknowledged_by)}"
     if alert.state is AlertState.RESOLVED:
@@ -197,12 +240,12 @@ def _short_state(alert: Alert) -> str:
     return alert.state.value
 
 
-def _fired_line(alert: Alert) -> str:
+def fired_line(alert: Alert) -> str:
     fired = alert.fired_at or alert.started_at
     return f"Fired {slack_date(fired)} · {alert.severity.label} severity · model `{escape_mrkdwn(alert.model)}`"
 
 
-def _value_sections(values: Mapping[str, object]) -> list[Block]:
+def value_sections(values: Mapping[str, object]) -> list[Block]:
     fields = [
         MarkdownTextObject(
             text=clip(f"*{escape_mrkdwn(k)}*\n{escape_mrkdwn(format_value(v))}", FIELD_LIMIT), verbatim=True
@@ -213,11 +256,11 @@ def _value_sections(values: Mapping[str, object]) -> list[Block]:
         SectionBlock(fields=fields[i : i + FIELDS_PER_SECTION]) for i in range(0, len(fields), FIELDS_PER_SECTION)
     ]
     if len(values) > MAX_VALUE_FIELDS:
-        blocks.append(_context(f"…and {len(values) - MAX_VALUE_FIELDS} more values"))
+        blocks.append(context_line(f"…and {len(values) - MAX_VALUE_FIELDS} more values"))
     return blocks
 
 
-def _buttons(alert: Alert, *, runbook: bool) -> list[ButtonElement]:
+def alert_buttons(alert: Alert, *, runbook: bool) -> list[ButtonElement]:
     value = str(alert.id)
     ack = ButtonElement(text="Acknowledge", action_id=ACKNOWLEDGE_ACTION, value=value, style="primary")
     resolve_style = "primary" if alert.state is AlertState.ACKNOWLEDGED else None
@@ -232,11 +275,11 @@ def _buttons(alert: Alert, *, runbook: bool) -> list[ButtonElement]:
     return buttons
 
 
-def _section(mrkdwn: str, *, verbatim: bool = True) -> SectionBlock:
+def section(mrkdwn: str, *, verbatim: bool = True) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=clip(mrkdwn, SECTION_LIMIT), verbatim=verbatim))
 
 
-def _context(mrkdwn: str) -> ContextBlock:
+def context_line(mrkdwn: str) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=clip(mrkdwn, FIELD_LIMIT), verbatim=True)])
 
 
@@ -309,9 +352,9 @@ def runbook_modal(model: str, markdown: str) -> dict[str, Any]:
     title = f"Runbook: {model}"
     title = title if len(title) <= TITLE_LIMIT else title[: TITLE_LIMIT - 1] + "…"
     chunks = split_sections(markdown_to_mrkdwn(markdown)) or ["_This runbook is empty._"]
-    blocks: list[Block] = [_section(chunk, verbatim=False) for chunk in chunks[:VIEW_BLOCKS]]
+    blocks: list[Block] = [section(chunk, verbatim=False) for chunk in chunks[:VIEW_BLOCKS]]
     if len(chunks) > VIEW_BLOCKS:
-        blocks[-1] = _context("…the runbook is too long to show in full; read it in the runbooks/ folder.")
+        blocks[-1] = context_line("…the runbook is too long to show in full; read it in the runbooks/ folder.")
     view = View(
         type="modal",
         callback_id="runbook_modal",
@@ -329,12 +372,12 @@ def alerts_list(alerts: Sequence[Alert], *, now: datetime) -> tuple[str, list[di
     """The ``/alerts`` reply: active alerts, most severe first, each with its state and age."""
     shown = _sorted_active(alerts)
     if not shown:
-        return "No active alerts 🎉", [_section("No active alerts 🎉").to_dict()]
+        return "No active alerts 🎉", [section("No active alerts 🎉").to_dict()]
     counts = ", ".join(
         f"{n} {sev}" for sev in sorted({a.severity for a in shown}) if (n := sum(a.severity is sev for a in shown))
     )
     text = f"{len(shown)} active alert{'s' if len(shown) != 1 else ''} ({counts})"
-    blocks = [_section(f"*{text}*"), *_alert_lines(shown, now=now, limit=MAX_LISTED_ALERTS)]
+    blocks = [section(f"*{text}*"), *_alert_lines(shown, now=now, limit=MAX_LISTED_ALERTS)]
     return text, [b.to_dict() for b in blocks]
 
 
@@ -348,12 +391,12 @@ def home_view(alerts: Sequence[Alert], *, now: datetime, slo_lines: list[str] | 
     if shown:
         blocks.extend(_alert_lines(shown, now=now, limit=MAX_LISTED_ALERTS))
     else:
-        blocks.append(_section("No active alerts 🎉"))
+        blocks.append(section("No active alerts 🎉"))
     if slo_lines is not None:
         blocks += [DividerBlock(), HeaderBlock(text=PlainTextObject(text="📈 SLOs", emoji=True))]
         text = "\n".join(escape_mrkdwn(line) for line in slo_lines) or "_No SLOs configured._"
-        blocks.extend(_section(chunk) for chunk in split_sections(text)[:20])
-    blocks.append(_context(f"Updated {slack_date(now)}"))
+        blocks.extend(section(chunk) for chunk in split_sections(text)[:20])
+    blocks.append(context_line(f"Updated {slack_date(now)}"))
     return View(type="home", blocks=blocks[:VIEW_BLOCKS]).to_dict()
 
 
@@ -370,13 +413,13 @@ def _alert_lines(alerts: Sequence[Alert], *, now: datetime, limit: int) -> list[
             state = f"✅ acknowledged by {mention(alert.acknowledged_by)}"
         else:
             state = f"🔥 {alert.state.value}"
-        title = escape_mrkdwn(_title(alert))
+        title = escape_mrkdwn(alert_title(alert))
         model = escape_mrkdwn(alert.model)
         blocks.append(
-            _section(
+            section(
                 f"{alert.severity.emoji} *{alert.severity.value}* · {title}\n`{model}` · {state} · firing for {age}"
             )
         )
     if len(alerts) > limit:
-        blocks.append(_context(f"…and {len(alerts) - limit} more"))
+        blocks.append(context_line(f"…and {len(alerts) - limit} more"))
     return blocks

@@ -45,6 +45,7 @@ class AlertRow(SQLModel, table=True):
             postgresql_where=text("state != 'resolved'"),
         ),
         Index("ix_alerts_key_resolved", "dedup_key", "resolved_at"),
+        Index("ix_alerts_slack_message", "slack_channel", "slack_ts"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -226,7 +226,7 @@ def test_state_replies() -> None:
     assert state_reply(resolved(), EventKind.RESOLVED, "U2", NOW) == "🟢 Resolved by <@U2> after 23 min"
     auto = state_reply(resolved(by=SYSTEM_ACTOR), "auto_resolved", "rule:llm_cost_runaway", NOW)
     assert auto == "🟢 Auto-resolved: condition cleared after 23 min"
-    assert "&lt;!channel&gt;" in state_reply(make_alert(), "escalated", "<!channel>", NOW)
+    assert "&lt;!channel&gt;" in state_reply(make_alert(), "some_future_event", "<!channel>", NOW)
 
 
 def test_runbook_modal_converts_markdown_minimally() -> None:
@@ -315,3 +315,26 @@ def test_home_view_when_quiet() -> None:
     assert "No active alerts 🎉" in mrkdwn(view["blocks"])
     assert all(b["type"] != "divider" for b in view["blocks"])  # no SLO section asked for
     assert "No SLOs configured" in mrkdwn(home_view([], now=NOW, slo_lines=[])["blocks"])
+
+
+def test_an_escalation_reply_says_where_it_climbed_whether_it_paged_and_whom_it_calls() -> None:
+    from bot.alerts.lifecycle import Alert, AlertState
+    from bot.notify.slack_blocks import state_reply
+    from bot.severity import Severity
+
+    fired = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    alert = Alert(rule="r", model="m", severity=Severity.P1, state=AlertState.FIRING, started_at=fired, fired_at=fired)
+    step = {
+        "step": 3,
+        "steps": 3,
+        "after_seconds": 3600.0,
+        "from_severity": "P2",
+        "to_severity": "P1",
+        "mention": "S0ONCALL1",
+    }
+    text = state_reply(alert, "escalated", "incident-bot", fired, escalation=step, paged=True)
+    assert text == "⏫ Escalated to P1 — step 3/3, unacknowledged for 60 min; paged PagerDuty · cc <!subteam^S0ONCALL1>"
+    same = {**step, "from_severity": "P1", "mention": "<!channel>"}
+    text = state_reply(alert, "escalated", "incident-bot", fired, escalation=same, paged=False)
+    assert text.startswith("⏫ Still unacknowledged (P1)")
+    assert "&lt;!channel&gt;" in text

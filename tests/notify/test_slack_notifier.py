@@ -1,137 +1,23 @@
 """SlackNotifier against the Slack emulator over real HTTP, with a SQLite file database and the
-real outbox: alerts are created by ingesting metrics, as in production."""
+real outbox: alerts are created by ingesting metrics, as in production (see slack_harness.py)."""
 
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from slack_sdk.errors import SlackApiError
-from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
 from bot.alerts import store
-from bot.clock import FrozenClock
-from bot.config.loader import Config
 from bot.errors import DeliveryError
-from bot.notify.outbox import FAILED, SENT, Outbox
-from bot.notify.slack import ChannelPacer, SlackNotifier, api_error, make_client
-from bot.service import AlertService, every_channel
-from bot.storage.database import make_engine, migrate
-from bot.storage.database import session as open_session
-from bot.storage.tables import AlertRow, OutboxRow
+from bot.notify.outbox import FAILED, SENT
+from bot.notify.slack import ChannelPacer, api_error
 from tests.emulators.slack_api import SlackEmulator
-
-CHANNEL = "#llm-alerts"
-COST_KEY = "llm_cost_runaway:support-bot"
-ACCURACY_KEY = "accuracy_degradation:support-bot"
-
-
-@dataclass
-class FakeTime:
-    """Monotonic time that only moves when the pacer sleeps: pacing is checked without waiting."""
-
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def slack(clock: FrozenClock, fake_time: FakeTime) -> Iterator[SlackEmulator]:
-    # message ts follow the bot's clock (so history's ``oldest`` matches) plus the pacer's sleeps
-    with SlackEmulator(clock=lambda: clock.now().timestamp() + fake_time.now) as emulator:
-        yield emulator
-
-
-@dataclass
-class Harness:
-    engine: Engine
-    clock: FrozenClock
-    slack: SlackEmulator
-    service: AlertService
-    outbox: Outbox
-    notifier: SlackNotifier
-
-    def metrics(self, model: str = "support-bot", **values: float) -> None:
-        self.service.ingest([(model, name, self.clock.now(), value) for name, value in values.items()])
-        self.service.evaluate_once()
-
-    def deliver(self) -> int:
-        return self.outbox.deliver_due()
-
-    def alert_id(self, key: str = COST_KEY) -> int:
-        """The newest alert for ``key``, open or not."""
-        with open_session(self.engine) as s:
-            row = s.exec(select(AlertRow).where(AlertRow.dedup_key == key).order_by(col(AlertRow.id).desc())).first()
-        assert row is not None and row.id is not None, f"no alert {key}"
-        return row.id
-
-    def root(self, key: str = COST_KEY) -> tuple[str, str]:
-        with open_session(self.engine) as s:
-            where = store.slack_message(s, self.alert_id(key))
-        assert where is not None
-        return where
-
-    def root_message(self, key: str = COST_KEY) -> dict[str, Any]:
-        channel, ts = self.root(key)
-        return next(m for m in self.slack.messages(channel) if m["ts"] == ts)
-
-    def rows(self) -> list[OutboxRow]:
-        with open_session(self.engine) as s:
-            return list(s.exec(select(OutboxRow).order_by(col(OutboxRow.id))).all())
-
-
-@pytest.fixture
-def make_harness(
-    db: Engine, clock: FrozenClock, config: Config, slack: SlackEmulator, fake_time: FakeTime
-) -> Callable[..., Harness]:
-    def build(*, timeout: float = 5.0, token: str = "xoxb-test", **options: Any) -> Harness:
-        client = make_client(token, base_url=options.pop("base_url", slack.base_url), timeout=timeout)
-        pacer = ChannelPacer(monotonic=fake_time.monotonic, sleep=fake_time.sleep)
-        notifier = SlackNotifier(client, engine=db, config=lambda: config, clock=clock, pacer=pacer, **options)
-        service = AlertService(db, clock, lambda: config, every_channel(["slack"]))
-        outbox = Outbox(db, clock, {"slack": notifier}, rng=random.Random(7))
-        return Harness(db, clock, slack, service, outbox, notifier)
-
-    return build
-
-
-@pytest.fixture
-def bot(make_harness: Callable[..., Harness]) -> Harness:
-    return make_harness()
-
-
-def action_ids(message: dict[str, Any]) -> list[str]:
-    return [e["action_id"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
-
-
-def mrkdwn(message: dict[str, Any]) -> str:
-    return str(message["blocks"])
+from tests.notify.slack_harness import CHANNEL, FakeTime, Harness, action_ids, mrkdwn
 
 
 def test_fired_posts_one_root_message_with_buttons_and_metadata(bot: Harness, slack: SlackEmulator) -> None:
@@ -233,6 +119,7 @@ def test_timeout_after_slack_stored_the_post_is_found_again_not_reposted(
         bot = make_harness(timeout=0.3)
         bot.metrics(current_accuracy=0.5)  # another alert to the same channel teaches the notifier its ID
         assert bot.deliver() == 1
+        bot.clock.advance(timedelta(minutes=6))  # past group_interval, so the next alert posts a message of its own
     before = len(slack.messages(CHANNEL))
     slack.delay_next("chat.postMessage", 1.5)
     bot.metrics(daily_cost_usd=450)
@@ -298,9 +185,13 @@ def test_channel_not_found_fails_for_good_and_a_later_ack_posts_the_root(bot: Ha
 
 
 def test_posts_to_one_channel_are_a_second_apart(bot: Harness, slack: SlackEmulator, fake_time: FakeTime) -> None:
-    bot.metrics(daily_cost_usd=450, current_accuracy=0.5)  # two alerts, same channel
-    assert bot.deliver() == 2
+    bot.metrics(daily_cost_usd=450)
+    assert bot.deliver() == 1
+    bot.clock.advance(timedelta(minutes=6))  # past group_interval: a second root message, same channel
+    bot.metrics(current_accuracy=0.5)
+    assert bot.deliver() == 1
     first, second = slack.calls_to("chat.postMessage")
+    assert not first.params.get("thread_ts") and not second.params.get("thread_ts")
     assert second.at - first.at >= 1.0
     assert fake_time.sleeps == [1.0]
 

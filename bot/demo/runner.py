@@ -1,0 +1,167 @@
+"""``incident-bot demo``: the whole product on one machine, with no Slack workspace or PagerDuty.
+
+Three parts run in this one process, each through the interface a real deployment uses:
+
+1. the **Slack sandbox** (:class:`~bot.demo.sandbox_ui.SlackSandbox`) on ``sandbox_port``:
+   Slack's Web API for the bot (``SLACK_API_URL`` points at it) and a web page for the person;
+2. the **bot** itself, built by :func:`bot.app.build_bot` from :class:`~bot.settings.Settings`
+   exactly as ``incident-bot serve`` builds it (a SQLite file in a temporary directory, random
+   signing secret and ingest token, a 1 s evaluation interval, the demo's compressed copy of
+   the shipped configuration) and served by uvicorn on ``port``;
+3. the **metric feed** (:class:`~bot.demo.feed.MetricFeed`) replaying a scripted incident into
+   the ingest API.
+
+Everything lives in a temporary directory that is removed on exit, so a demo leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import socket
+import sys
+import tempfile
+import threading
+import time
+import webbrowser
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from pydantic import SecretStr
+
+from bot.app import REPO_ROOT, Bot, build_bot
+from bot.demo.config import write_demo_config
+from bot.demo.feed import FRAUD_DETECTOR, SUPPORT_BOT, MetricFeed
+from bot.demo.sandbox_ui import SlackSandbox
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_TOKEN = "xoxb-demo"
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Demo:
+    """A running demo: where to look, and its parts (the browser test drives them)."""
+
+    sandbox: SlackSandbox
+    bot: Bot
+    feed: MetricFeed
+    bot_url: str
+    sandbox_url: str
+    workdir: Path
+
+
+def _bind(port: int) -> socket.socket:
+    """The bot's listening socket, bound before the bot starts so port 0 yields a known port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextlib.contextmanager
+def _serving(bot: Bot, sock: socket.socket) -> Iterator[None]:
+    """uvicorn in a thread, with the app's lifespan (which starts and stops the scheduler)."""
+    server = uvicorn.Server(uvicorn.Config(bot.app, log_level="warning", lifespan="on", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="demo-bot", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError("the bot's web server did not start")
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@contextlib.contextmanager
+def running_demo(
+    *,
+    port: int = 3000,
+    sandbox_port: int = 3001,
+    speed: float = 1.0,
+    on_note: Callable[[float, str], None] | None = None,
+) -> Iterator[Demo]:
+    """Start sandbox, bot and feed (port 0: any free port); stop them and remove the files on exit."""
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="incident-bot-demo-")))
+        sock = _bind(port)
+        stack.callback(sock.close)
+        bot_url = f"http://{HOST}:{sock.getsockname()[1]}"
+        signing_secret, ingest_token = secrets.token_hex(16), secrets.token_urlsafe(24)
+        sandbox = SlackSandbox(
+            DEMO_TOKEN, signing_secret=signing_secret, events_url=f"{bot_url}/slack/events", port=sandbox_port
+        )
+        stack.enter_context(sandbox)
+        config_dir = write_demo_config(REPO_ROOT, workdir / "config", speed=speed)
+        settings = Settings(
+            database_url=f"sqlite:///{workdir / 'demo.db'}",
+            slack_bot_token=SecretStr(DEMO_TOKEN),
+            slack_signing_secret=SecretStr(signing_secret),
+            slack_app_token=None,  # HTTP mode: the sandbox posts to /slack/events
+            slack_api_url=sandbox.base_url,
+            pagerduty_routing_key=None,  # never page anyone from a demo, whatever the environment says
+            ingest_token=SecretStr(ingest_token),
+            evaluation_interval="1s",
+            bot_config_dir=config_dir,
+            port=sock.getsockname()[1],
+        )
+        bot = build_bot(settings)
+        stack.callback(bot.engine.dispose)
+        models = bot.config().models
+        sandbox.show_channels(
+            dict.fromkeys(m.channel for name in (FRAUD_DETECTOR, SUPPORT_BOT) if (m := models.get(name)) and m.channel)
+        )
+        stack.enter_context(_serving(bot, sock))
+
+        def narrate(t: float, text: str) -> None:
+            sandbox.narrate(text, at=t)
+            if on_note is not None:
+                on_note(t, text)
+
+        # one push per demo second (at most four a second), so a faster replay keeps its resolution
+        interval = max(0.25, 1.0 / speed)
+        feed = MetricFeed(
+            f"{bot_url}/api/v1/metrics", ingest_token, speed=speed, interval=interval, narrate=narrate
+        ).start()
+        stack.callback(feed.stop)
+        yield Demo(sandbox, bot, feed, bot_url, sandbox.url, workdir)
+
+
+def run_demo(port: int = 3000, sandbox_port: int = 3001, open_browser: bool = False, speed: float = 1.0) -> int:
+    """Run the demo until Ctrl-C; the exit status for the command line."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A delivery pass that waits out Slack's one-message-per-second pacing makes APScheduler skip a
+    # tick and say so; harmless, and noise in the demo's console, which should read as a story.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+    def say(t: float, text: str) -> None:
+        print(f"  [+{t:5.1f}s] {text}", flush=True)
+
+    try:
+        with running_demo(port=port, sandbox_port=sandbox_port, speed=speed, on_note=say) as demo:
+            print(f"Open {demo.sandbox_url} to watch the #ml-alerts and #llm-alerts channels", flush=True)
+            print(f"(the bot listens on {demo.bot_url}; press Ctrl-C to stop)", flush=True)
+            if open_browser:
+                webbrowser.open(demo.sandbox_url)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+    except OSError as exc:
+        print(f"incident-bot demo: cannot listen ({exc}); choose free ports with --port and --sandbox-port",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print("demo stopped", flush=True)
+    return 0

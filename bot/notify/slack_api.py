@@ -1,0 +1,203 @@
+"""The Slack Web API edge of the notifier: client, per-channel pacing, error classification.
+
+Kept apart from :mod:`bot.notify.slack` so the notifier reads as what it decides (which
+message an alert goes to) while this module holds how a call is made and what a failure means:
+the outbox is the one place that retries, so every failure leaves here as a
+:class:`~bot.errors.DeliveryError` saying whether a retry can help.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import partial
+from http.client import HTTPException
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.web import SlackResponse
+
+from bot.errors import DeliveryError
+from bot.settings import DEFAULT_SLACK_API_URL
+
+Location = tuple[str, str]
+"""(channel ID, ts) of a Slack message."""
+
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+_RETRYABLE_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
+)
+_RETRYABLE_STATUS = frozenset({408, 425, 429})
+_HINTS = {
+    "channel_not_found": "the channel does not exist or the bot cannot see it; fix `channel:` in rules/",
+    "not_in_channel": "invite the bot to the channel (/invite @incident-bot)",
+    "is_archived": "the channel is archived; route the alerts to another channel",
+    "invalid_auth": "SLACK_BOT_TOKEN is not valid for this workspace",
+    "not_authed": "SLACK_BOT_TOKEN is not set",
+    "token_revoked": "SLACK_BOT_TOKEN was revoked; reinstall the app",
+    "account_inactive": "the bot's token belongs to a deactivated app or user",
+    "missing_scope": "the Slack app lacks a scope; reinstall it from manifest.yaml",
+    "invalid_blocks": "Slack refused the message layout (a bug in incident-bot; please report it)",
+    "msg_too_long": "the message is longer than Slack allows",
+    "message_not_found": "the alert's Slack message was deleted",
+}
+
+
+def make_client(token: str, *, base_url: str = DEFAULT_SLACK_API_URL, timeout: float = 10.0) -> WebClient:
+    """A WebClient with no retry handlers: the outbox is the one place that retries, and an SDK
+    retry hidden inside one outbox attempt would double the waits and hide 429s from it."""
+    # urllib takes float seconds; the SDK's hint says int, but sub-second timeouts work and tests use them
+    return WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])  # type: ignore[arg-type]
+
+
+class ChannelPacer:
+    """At most one post per ``interval`` per channel (Slack allows about one message per
+    second per channel and answers bursts with 429s). Thread-safe: each caller reserves the
+    next free slot under the lock, then sleeps outside it, so other channels are not held up."""
+
+    def __init__(
+        self,
+        interval: float = 1.0,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._interval = interval
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._next_free: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, channel: str) -> float:
+        """Block until ``channel`` may be posted to; return how long that took."""
+        with self._lock:
+            now = self._monotonic()
+            slot = max(now, self._next_free.get(channel, now))
+            self._next_free[channel] = slot + self._interval
+        delay = slot - now
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+    def alias(self, name: str, channel_id: str) -> None:
+        """``#name`` and its ID are one channel: share the pacing once the ID is known."""
+        with self._lock:
+            if name in self._next_free:
+                self._next_free[channel_id] = max(self._next_free[name], self._next_free.get(channel_id, 0.0))
+
+
+def call(method: str, request: Callable[[], SlackResponse]) -> SlackResponse:
+    """Run one Web API request, turning every failure into a classified DeliveryError."""
+    try:
+        return request()
+    except SlackApiError as exc:
+        raise api_error(method, exc) from exc
+    except SlackRequestError as exc:
+        raise DeliveryError(f"Slack {method}: invalid request: {exc}", retryable=False) from exc
+    except (TimeoutError, OSError, HTTPException) as exc:  # urllib's URLError is an OSError
+        raise DeliveryError(
+            f"Slack {method}: no answer ({type(exc).__name__}: {exc}); it may or may not have been applied",
+            retryable=True,
+        ) from exc
+
+
+def api_error(method: str, exc: SlackApiError) -> DeliveryError:
+    """Classify a Slack error: rate limits and outages retry, rejections do not."""
+    response = exc.response
+    status = int(getattr(response, "status_code", 0) or 0)
+    data = response.data if isinstance(getattr(response, "data", None), dict) else {}
+    error = str(data.get("error") or f"http_{status}")
+    if status == 429 or error == "ratelimited":
+        retry_after = _retry_after(getattr(response, "headers", None) or {})
+        return DeliveryError(f"Slack {method}: rate limited (HTTP {status})", retryable=True, retry_after=retry_after)
+    if status >= 500 or status in _RETRYABLE_STATUS or error in _RETRYABLE_ERRORS:
+        return DeliveryError(f"Slack {method}: {error} (HTTP {status})", retryable=True)
+    message = f"Slack {method} refused: {error}"
+    if error in _HINTS:
+        message += f" — {_HINTS[error]}"
+    details = data.get("errors") or (data.get("response_metadata") or {}).get("messages") or []
+    if details:
+        message += f" ({'; '.join(str(d) for d in details[:3])})"
+    return DeliveryError(message, retryable=False)
+
+
+def _retry_after(headers: Mapping[str, Any]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) and value else value
+            try:
+                return max(float(raw), 0.0)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def metadata_names(message: Mapping[str, Any], event_type: str, **expected: Any) -> bool:
+    """Whether ``message`` carries our metadata of ``event_type`` with these payload values."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != event_type:
+        return False
+    payload = metadata.get("event_payload") or {}
+    return all(str(payload.get(key)) == str(value) for key, value in expected.items())
+
+
+def metadata_alert_ids(message: Mapping[str, Any]) -> list[int]:
+    """The alerts a root message was posted for: ``alert_ids`` (a group), else ``alert_id``."""
+    payload = (message.get("metadata") or {}).get("event_payload") or {}
+    raw = payload.get("alert_ids")
+    listed = raw if isinstance(raw, list) else [payload.get("alert_id")]
+    ids: list[int] = []
+    for value in listed:
+        if isinstance(value, int | str) and str(value).isdigit():
+            ids.append(int(value))
+    return ids
+
+
+Caller = Callable[[str, Callable[[], SlackResponse]], SlackResponse]
+"""Runs one request: :func:`call`, or a notifier's wrapper of it that also times the call."""
+
+
+def find_in_history(
+    client: WebClient,
+    channel_id: str,
+    *,
+    oldest: datetime,
+    match: Callable[[Mapping[str, Any]], bool],
+    pages: int = 5,
+    caller: Caller = call,
+) -> Mapping[str, Any] | None:
+    """The newest message of the channel since ``oldest`` that ``match`` accepts (metadata
+    included), reading at most ``pages`` pages of history. Raises DeliveryError."""
+    cursor: str | None = None
+    for _ in range(pages):
+        request = partial(
+            client.conversations_history,
+            channel=channel_id,
+            oldest=f"{oldest.timestamp():.6f}",
+            include_all_metadata=True,
+            limit=200,
+            cursor=cursor,
+        )
+        page = caller("conversations.history", request)
+        for message in page.get("messages") or []:
+            if match(message):
+                return dict(message)
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not page.get("has_more") or not cursor:
+            break
+    return None
+
+
+def thread_has(
+    client: WebClient, channel: str, root_ts: str, match: Callable[[Mapping[str, Any]], bool], caller: Caller = call
+) -> bool:
+    """Whether a message of the thread under ``root_ts`` satisfies ``match``. Raises DeliveryError."""
+    thread = caller(
+        "conversations.replies",
+        lambda: client.conversations_replies(channel=channel, ts=root_ts, include_all_metadata=True, limit=1000),
+    )
+    return any(match(m) for m in thread.get("messages") or [])
