@@ -7,7 +7,7 @@ database delays a pass instead of stacking them up.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,9 +26,11 @@ def build_scheduler(
     delivery_interval: timedelta = timedelta(seconds=1),
     escalation_interval: timedelta = timedelta(milliseconds=500),
     watchdog_interval: timedelta = timedelta(seconds=30),
+    extra: Sequence[tuple[Callable[[], object], str, timedelta]] = (),
 ) -> BackgroundScheduler:
     """Escalation ticks twice a second: a due step then runs within about half a second of its
-    deadline, and a tick with nothing due is one indexed query."""
+    deadline, and a tick with nothing due is one indexed query. ``extra`` jobs (``(job, name,
+    interval)``, e.g. the Prometheus pull) run under the same guard."""
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     now = datetime.now(UTC)
     jobs = [
@@ -37,6 +39,7 @@ def build_scheduler(
         (escalate, "escalation", escalation_interval),
         (watchdog, "watchdog", watchdog_interval),
         (release, "silence-release", timedelta(seconds=5)),
+        *extra,
     ]
     for job, name, interval in jobs:
         scheduler.add_job(_guarded(job, name), "interval", seconds=interval.total_seconds(), id=name, next_run_time=now)

@@ -31,3 +31,8 @@ class Settings(BaseSettings):
     bot_config_dir: Path | None = None
     evaluation_interval: str | None = None  # a duration such as "30s"; overrides the config file
     log_level: str = "INFO"
+    prometheus_url: str | None = None  # pull the prometheus: queries of rules/*.yaml from this server
+    # retry waits of the notification outbox (Slack, PagerDuty): exponential with jitter from base,
+    # doubling per failed attempt up to cap (seconds); a server's Retry-After wins over both
+    outbox_backoff_base: float = Field(default=1.0, gt=0)
+    outbox_backoff_cap: float = Field(default=300.0, gt=0)

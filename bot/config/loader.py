@@ -33,6 +33,7 @@ from bot.config.schema import (
 from bot.config.yaml_lines import LocatedDocument, YamlProblem, load_located
 from bot.errors import ConfigError, ConfigProblem
 from bot.severity import Severity
+from bot.sources.schema import ANY_MODEL, AlertmanagerSection, PrometheusSection
 
 BUILTIN_FIELDS = frozenset({"model", "rule", "severity"})
 DEFAULT_RUNBOOK = "default"
@@ -59,6 +60,8 @@ class Config:
     access: Access = field(default_factory=Access)
     metrics: Mapping[str, MetricInfo] = field(default_factory=dict)
     runbooks: Mapping[str, Runbook] = field(default_factory=dict)
+    prometheus: PrometheusSection | None = None
+    alertmanager: AlertmanagerSection = field(default_factory=AlertmanagerSection)
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -195,7 +198,7 @@ def _assemble(
     metrics: dict[str, MetricInfo] = {}
     escalation: dict[str, tuple[EscalationStep, ...]] = {}
     for shown, content, doc in parsed:
-        for section in ("settings", "routing", "business_hours", "access"):
+        for section in ("settings", "routing", "business_hours", "access", "prometheus", "alertmanager"):
             value = getattr(content, section)
             if value is None:
                 continue
@@ -240,6 +243,8 @@ def _assemble(
         _check_slo_models(shown, doc, content, models, parsed, problems)
         _check_model_policies(shown, doc, content, parsed, problems)
     _check_template_fields(rules.values(), metrics, models, problems)
+    _check_slo_labels(parsed, problems)
+    _check_prometheus_models(parsed, models, singles.get("settings", ("", EngineSettings()))[1], problems)
     escalation.setdefault(DEFAULT_POLICY, SEED_ESCALATION)
     if problems:
         return None
@@ -255,6 +260,8 @@ def _assemble(
         access=singles.get("access", ("", Access()))[1],
         metrics=metrics,
         runbooks=runbooks,
+        prometheus=singles.get("prometheus", ("", None))[1],
+        alertmanager=singles.get("alertmanager", ("", AlertmanagerSection()))[1],
     )
 
 
@@ -343,5 +350,46 @@ def _check_template_fields(
                         shown,
                         doc.line_of(("rules", index, part)),
                         f"rules[{index}] ({rule.name}).{part}: field {{{name}}} names no metric; {hint}",
+                    )
+                )
+
+
+def _check_prometheus_models(
+    parsed: list[tuple[str, RulesFile, LocatedDocument]],
+    models: Mapping[str, Model],
+    settings: EngineSettings,
+    problems: list[ConfigProblem],
+) -> None:
+    """A pulled metric for a model nobody configured would be stored and never evaluated."""
+    if settings.accept_unknown_models:
+        return
+    for shown, content, doc in parsed:
+        for index, query in enumerate(content.prometheus.queries if content.prometheus else []):
+            if query.model != ANY_MODEL and query.model not in models:
+                problems.append(
+                    ConfigProblem(
+                        shown,
+                        doc.line_of(("prometheus", "queries", index, "model")),
+                        f"prometheus.queries[{index}]: model {query.model!r} is not defined under models:; "
+                        'add it, fix the name, or use "*" with a model label',
+                    )
+                )
+
+
+def _check_slo_labels(parsed: list[tuple[str, RulesFile, LocatedDocument]], problems: list[ConfigProblem]) -> None:
+    """Two SLOs of one model with one label would share an alert (``slo:<label>:<model>``) and a
+    dashboard row, each hiding the other."""
+    seen: dict[tuple[str, str], str] = {}
+    for shown, content, doc in parsed:
+        for index, slo in enumerate(content.slos):
+            label = slo.name or slo.metric
+            first = seen.setdefault((slo.model, label), f"{shown} slos[{index}]")
+            if first != f"{shown} slos[{index}]":
+                problems.append(
+                    ConfigProblem(
+                        shown,
+                        doc.line_of(("slos", index)),
+                        f"slos[{index}]: {slo.model} already has an SLO labelled {label!r} ({first}); "
+                        "give one a distinct name:",
                     )
                 )

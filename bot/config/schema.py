@@ -130,7 +130,16 @@ def _objective(value: object) -> object:
     return value
 
 
+SLO_LABEL_MAX = 96
+"""An SLO's alerts carry the rule name ``slo:<label>``, stored in a 100-character column."""
+
+
 class Slo(Strict):
+    """One SLO (seed 000). ``kind: threshold`` (default) holds ``metric`` to its objective over
+    time; ``kind: ratio`` divides two per-interval counts, ``good_metric / total_metric``, and
+    ``metric`` is then only the SLI's label (default ``<good_metric>_ratio``). Keys left out take
+    the defaults of :mod:`bot.slo.spec` (``None`` here means "the default")."""
+
     model: ModelName
     metric: Identifier
     objective: Annotated[Objective, BeforeValidator(_objective)]
@@ -138,6 +147,66 @@ class Slo(Strict):
     critical: float
     window: Duration = timedelta(days=7)
     name: str | None = None
+    kind: Literal["threshold", "ratio"] = "threshold"
+    good_metric: Identifier | None = None
+    total_metric: Identifier | None = None
+    target_compliance: float | None = None
+    """Threshold SLOs: the share of the window the objective must hold (default 0.99)."""
+    min_events: int | None = Field(default=None, ge=0)
+    """Ratio SLOs: no burn alert on fewer events than this in the long window (default 100)."""
+    min_coverage: float | None = None
+    """Threshold SLOs: no burn alert on a long window with data for less than this share (default 0.5)."""
+    absent_after: Duration | None = None
+    """Alert when the SLI's metric has had no sample this long (default: ``settings.stale_after``)."""
+    burn_alerts: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_label(cls, data: object) -> object:
+        """A ratio SLO needs no ``metric:``: its label defaults to ``<good_metric>_ratio``."""
+        if isinstance(data, dict) and data.get("kind") == "ratio" and "metric" not in data:
+            good = data.get("good_metric")
+            if isinstance(good, str):
+                return {**data, "metric": f"{good}_ratio"}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_keys(self) -> Slo:
+        if self.kind == "ratio":
+            if not self.good_metric or not self.total_metric:
+                raise ValueError(
+                    "a ratio SLO needs good_metric: and total_metric: (counts of good and of all events per push, "
+                    "e.g. responses_ok and responses_total); add both"
+                )
+            if self.objective.direction != "above" or not 0.0 < self.objective.target < 1.0:
+                raise ValueError(
+                    "a ratio SLO's objective is the share of good events: write 'above 0.995' "
+                    f"(got '{self.objective.direction} {self.objective.target:g}')"
+                )
+            if self.target_compliance is not None or self.min_coverage is not None:
+                raise ValueError(
+                    "target_compliance and min_coverage apply to threshold SLOs; a ratio SLO's objective is its "
+                    "target and min_events its traffic guard: remove them"
+                )
+        else:
+            if self.good_metric or self.total_metric:
+                raise ValueError("good_metric and total_metric need kind: ratio; add it, or remove them")
+            if self.min_events is not None:
+                raise ValueError("min_events applies to kind: ratio; for a threshold SLO use min_coverage")
+        if self.target_compliance is not None and not 0.0 < self.target_compliance < 1.0:
+            raise ValueError(
+                f"target_compliance must lie strictly between 0 and 1, e.g. 0.99 for 99% of the time "
+                f"(got {self.target_compliance:g})"
+            )
+        if self.min_coverage is not None and not 0.0 <= self.min_coverage <= 1.0:
+            raise ValueError(f"min_coverage must lie between 0 and 1, e.g. 0.5 (got {self.min_coverage:g})")
+        if self.window <= timedelta(0):
+            raise ValueError("window must be positive, e.g. 7d, 28d or 30d")
+        if self.absent_after is not None and self.absent_after <= timedelta(0):
+            raise ValueError("absent_after must be positive, e.g. 15m")
+        if len(self.name or self.metric) > SLO_LABEL_MAX:
+            raise ValueError(f"the SLO's label is too long; give it a name: of at most {SLO_LABEL_MAX} characters")
+        return self
 
     @model_validator(mode="after")
     def _levels_in_order(self) -> Slo:

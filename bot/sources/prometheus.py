@@ -1,0 +1,284 @@
+"""Pulling metrics from Prometheus (SPEC §2 source b): one PromQL instant query per metric.
+
+Every ``interval`` each query of the ``prometheus:`` section runs against ``PROMETHEUS_URL``'s
+``GET /api/v1/query``, and its value is stored through :meth:`AlertService.ingest` exactly like a
+pushed sample, so rules, ``for:``, SLOs and staleness treat pulled and pushed metrics alike.
+
+*No data* is never a crash and never a value: an empty result, ``NaN`` or ``±Inf``, a refused or
+timed-out query all store nothing, so the metric keeps its last sample until ``stale_after`` turns
+it into no data -- the same rule as a push client that stops sending. A dead Prometheus must not
+look like a recovery, and one bad query must not stop the others.
+
+:func:`interpret` (an answer → values by model, or the reason there are none) is pure, so every
+answer shape is tested without a server; :class:`PrometheusPuller` is the scheduler job around it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from bot.clock import Clock
+from bot.config.loader import Config
+from bot.metrics.store import Point
+from bot.settings import Settings
+from bot.sources.schema import ANY_MODEL, PrometheusQuery
+
+log = logging.getLogger(__name__)
+
+QUERY_PATH = "/api/v1/query"
+DEFAULT_INTERVAL = timedelta(seconds=30)
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_NOTES = 5
+"""Skipped series listed per query and run; beyond that the note says how many more."""
+
+Job = tuple[Callable[[], object], str, timedelta]
+"""A scheduler job: what to run, its name, its interval."""
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """What one query gave this run: finite values by model, or the reason there are none."""
+
+    query: PrometheusQuery
+    values: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+    """Why the query gave nothing (Prometheus' own message where it sent one)."""
+    notes: tuple[str, ...] = ()
+    """Series left out and Prometheus warnings: worth a log line, not a failure."""
+
+
+class PrometheusUnreachable(Exception):
+    """The server did not answer at all: the remaining queries of the run would fail the same way."""
+
+
+def interpret(query: PrometheusQuery, status_code: int, body: bytes, *, known_models: Collection[str] | None) -> Pulled:
+    """Turn one ``/api/v1/query`` answer into values. ``known_models`` None accepts any model name."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return Pulled(query, error=f"HTTP {status_code} with a body that is not Prometheus JSON: {_snippet(body)}")
+    if not isinstance(envelope, dict):
+        return Pulled(query, error=f"HTTP {status_code} with an unexpected body: {_snippet(body)}")
+    if envelope.get("status") != "success" or not 200 <= status_code < 300:
+        kind = envelope.get("errorType") or f"HTTP {status_code}"
+        message = envelope.get("error") or _snippet(body)
+        return Pulled(query, error=f"Prometheus refused the query ({kind}): {message}")
+    notes = tuple(f"Prometheus warning: {w}" for w in envelope.get("warnings") or [])
+    data = envelope.get("data")
+    kind = data.get("resultType") if isinstance(data, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    try:
+        if kind == "scalar":
+            return _scalar(query, result, notes)
+        if kind == "vector" and isinstance(result, list):
+            return _vector(query, result, notes, known_models)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return Pulled(query, error=f"malformed {kind} result: {exc}", notes=notes)
+    if kind == "matrix":
+        return Pulled(
+            query,
+            error="the query returns a range vector; an instant query needs one value per series: "
+            "wrap the range in a function such as rate(...[5m]) or max_over_time(...[5m])",
+        )
+    if kind == "string":
+        return Pulled(query, error="the query returns a string; it must return a number")
+    return Pulled(query, error=f"unexpected answer without a vector or scalar result: {_snippet(body)}")
+
+
+def _scalar(query: PrometheusQuery, result: Any, notes: tuple[str, ...]) -> Pulled:
+    if query.model == ANY_MODEL:
+        return Pulled(query, error='a scalar has no labels to name a model; set model: to one model instead of "*"')
+    value = _number(result)
+    if value is None:
+        return Pulled(query, notes=(*notes, "the value is NaN or infinite: no data"))
+    return Pulled(query, {query.model: value}, notes=notes)
+
+
+def _vector(query: PrometheusQuery, series: list[Any], notes: tuple[str, ...], known: Collection[str] | None) -> Pulled:
+    if query.model != ANY_MODEL:
+        if not series:
+            return Pulled(query, notes=notes)  # an empty result is no data, not an error
+        if len(series) > 1:
+            return Pulled(
+                query,
+                error=f"the query returns {len(series)} series; a query for one model must return one: "
+                f'aggregate them (sum, max, avg ...) or use model: "*" with a {query.model_label!r} label',
+                notes=notes,
+            )
+        value = _number(_sample(series[0]))
+        if value is None:
+            return Pulled(query, notes=(*notes, "the value is NaN or infinite: no data"))
+        return Pulled(query, {query.model: value}, notes=notes)
+    values: dict[str, float] = {}
+    skipped: list[str] = []
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for one in series:
+        labels = one.get("metric") or {}
+        model = labels.get(query.model_label)
+        if not isinstance(model, str) or not model:
+            skipped.append(f"a series without a {query.model_label!r} label ({_labels(labels)})")
+        elif not MODEL_NAME.match(model):
+            skipped.append(f"{query.model_label}={model!r} is not a valid model name")
+        elif known is not None and model not in known:
+            skipped.append(f"model {model!r} is not defined under models:")
+        elif model in seen:
+            repeated.add(model)  # which of two values is the model's? neither: no data
+        elif (value := _number(_sample(one))) is not None:
+            seen.add(model)
+            values[model] = value
+        else:
+            seen.add(model)
+    values = {m: v for m, v in values.items() if m not in repeated}
+    skipped += [f"several series for model {m!r}; aggregate by {query.model_label}" for m in sorted(repeated)]
+    if len(skipped) > MAX_NOTES:
+        skipped = [*skipped[:MAX_NOTES], f"and {len(skipped) - MAX_NOTES} more series"]
+    return Pulled(query, values, notes=(*notes, *(f"skipped {s}" for s in skipped)))
+
+
+def _sample(series: Any) -> Any:
+    if "value" not in series:
+        raise ValueError("a native histogram sample; query a number, e.g. histogram_quantile() or histogram_sum()")
+    return series["value"]
+
+
+def _number(pair: Any) -> float | None:
+    """A ``[time, "text"]`` sample's value; None for NaN and ±Inf, which mean "no value" here."""
+    if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], str)):
+        raise ValueError(f"expected [time, value], got {_snippet(json.dumps(pair).encode())}")
+    value = float(pair[1])
+    return value if math.isfinite(value) else None
+
+
+def _labels(labels: Mapping[str, Any]) -> str:
+    return _snippet(", ".join(f"{k}={v}" for k, v in sorted(labels.items())).encode() or b"no labels", 120)
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    text = body.decode("utf-8", "replace").strip().replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown_url(url: str) -> str:
+    """The URL without user and password, for logs."""
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+class PrometheusPuller:
+    """The scheduler job: run every query once, store what came back, log what did not."""
+
+    def __init__(
+        self,
+        url: str,
+        config: Callable[[], Config],
+        ingest: Callable[[list[Point]], int],
+        clock: Clock,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._endpoint = url.rstrip("/") + QUERY_PATH
+        self._config = config
+        self._ingest = ingest
+        self._clock = clock
+        self._transport = transport
+        self._reported: dict[str, str] = {}
+        """What was last logged per query (and for the server): a problem that persists is logged
+        at WARNING when it starts and at INFO when it ends, not every ``interval``."""
+
+    def run_once(self) -> list[Pulled]:
+        """One pull of every query; the configuration is read each run, so a reload applies at once."""
+        current = self._config()
+        section = current.prometheus
+        if section is None:
+            return []
+        known = None if current.settings.accept_unknown_models else set(current.models)
+        now = self._clock.now()
+        outcomes: list[Pulled] = []
+        # Prometheus is told the timeout, so it aborts the query itself (503) and says why; the
+        # client waits one second longer so that answer can still arrive.
+        timeout = section.timeout.total_seconds()
+        with httpx.Client(timeout=timeout + 1.0, transport=self._transport) as http:
+            for query in section.queries:
+                try:
+                    outcome = self._run(http, query, timeout, known)
+                except PrometheusUnreachable as exc:
+                    self._server(str(exc), len(section.queries) - len(outcomes))
+                    break
+                outcomes.append(outcome)
+                self._log(outcome)
+        if outcomes:
+            self._server(None, 0)
+        points: list[Point] = [(m, o.query.metric, now, v) for o in outcomes for m, v in sorted(o.values.items())]
+        if points:
+            self._ingest(points)
+        return outcomes
+
+    def _run(self, http: httpx.Client, query: PrometheusQuery, timeout: float, known: Collection[str] | None) -> Pulled:
+        try:
+            answer = http.get(self._endpoint, params={"query": query.query, "timeout": f"{timeout:g}"})
+        except httpx.TimeoutException:
+            return Pulled(query, error=f"no answer within {timeout:g}s (the section's timeout); no data this time")
+        except httpx.TransportError as exc:
+            raise PrometheusUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        return interpret(query, answer.status_code, answer.content, known_models=known)
+
+    def _log(self, outcome: Pulled) -> None:
+        name, text = outcome.query.name, outcome.query.query
+        state = "\n".join([outcome.error or "", *outcome.notes])
+        before = self._reported.get(name, "")
+        changed = state != before
+        self._reported[name] = state
+        if outcome.error is not None:
+            log.log(
+                logging.WARNING if changed else logging.DEBUG,
+                "prometheus query %s failed: %s (query: %s)",
+                name,
+                outcome.error,
+                text,
+            )
+        elif changed and before.split("\n")[0]:
+            log.info("prometheus query %s works again", name)
+        for note in outcome.notes:
+            log.log(logging.INFO if changed else logging.DEBUG, "prometheus query %s: %s", name, note)
+        if outcome.error is None and not outcome.values:
+            log.debug("prometheus query %s: no data", name)
+
+    def _server(self, problem: str | None, left: int) -> None:
+        before = self._reported.get("", "")
+        self._reported[""] = problem or ""
+        if problem is not None:
+            log.log(
+                logging.WARNING if problem != before else logging.DEBUG,
+                "prometheus: cannot reach %s (%s); %d queries not run this time, their metrics keep their last "
+                "samples until stale_after",
+                shown_url(self._endpoint),
+                problem,
+                left,
+            )
+        elif before:
+            log.info("prometheus: %s answers again", shown_url(self._endpoint))
+
+
+def prometheus_job(
+    settings: Settings, config: Callable[[], Config], ingest: Callable[[list[Point]], int], clock: Clock
+) -> Job | None:
+    """The pull job when ``PROMETHEUS_URL`` is set, with the interval the configuration has at start."""
+    section = config().prometheus
+    if not settings.prometheus_url:
+        if section is not None:
+            log.warning("rules/ has a prometheus: section but PROMETHEUS_URL is not set: its queries are not run")
+        return None
+    if section is None:
+        log.warning("PROMETHEUS_URL is set but rules/ has no prometheus: section: there is nothing to pull yet")
+    puller = PrometheusPuller(settings.prometheus_url, config, ingest, clock)
+    log.info("pulling metrics from Prometheus at %s", shown_url(settings.prometheus_url))
+    return puller.run_once, "prometheus", section.interval if section else DEFAULT_INTERVAL

@@ -1,0 +1,144 @@
+"""The ``prometheus:`` and ``alertmanager:`` sections of ``rules/*.yaml`` (SPEC §2 sources b and c).
+
+They say where data comes from, not what to alert on, so they live with the sources;
+:class:`bot.config.schema.RulesFile` includes them. Like every section they forbid unknown keys,
+so ``intreval:`` is an error at ``incident-bot check`` time, not a silently default interval.
+This module must not import :mod:`bot.config.schema` (that module imports this one).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+
+from bot.config.durations import parse_duration
+from bot.severity import Severity
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(str)]
+MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
+"""A Prometheus label name."""
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
+ANY_MODEL = "*"
+
+DEFAULT_SEVERITIES: Mapping[str, Severity] = {
+    "critical": Severity.P1,
+    "page": Severity.P1,
+    "error": Severity.P2,
+    "warning": Severity.P2,
+    "info": Severity.P3,
+    "none": Severity.P3,
+}
+"""Prometheus' customary ``severity`` label values. ``critical`` is P1 (pages), not P0: P0 is kept
+for what a team declares as such, by writing ``severity: P0`` or mapping a value to it."""
+
+
+def _severity(value: object) -> object:
+    if isinstance(value, str) and value.strip().upper() in Severity.__members__:
+        return value.strip().upper()
+    if isinstance(value, str | int):
+        raise ValueError(f"unknown severity {value!r}; use one of P0, P1, P2, P3 (P0 is the most severe)")
+    return value
+
+
+SeverityField = Annotated[Severity, BeforeValidator(_severity)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrometheusQuery(_Strict):
+    """One PromQL query whose value is stored as ``metric`` for ``model``, like a pushed sample."""
+
+    model: str
+    """A model name, or ``"*"``: then each series of the result names its model in ``model_label``."""
+    metric: MetricName
+    query: str
+    model_label: LabelName = "model"
+    """With ``model: "*"``: the series label that holds the model name."""
+
+    @field_validator("model")
+    @classmethod
+    def _model_or_any(cls, value: str) -> str:
+        if value != ANY_MODEL and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", value):
+            raise ValueError(f'model {value!r} must be a model name from models: or "*" (one model per series)')
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query is empty; write a PromQL expression, e.g. sum(rate(requests_total[5m]))")
+        return value.strip()
+
+    @property
+    def name(self) -> str:
+        """How logs name the query: ``support-bot/p99_latency_ms``."""
+        return f"{self.model}/{self.metric}"
+
+
+class PrometheusSection(_Strict):
+    """Pulled from ``PROMETHEUS_URL`` every ``interval``; a query slower than ``timeout`` is no data."""
+
+    interval: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=10)
+    queries: list[PrometheusQuery] = Field(min_length=1)
+
+    @field_validator("interval")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("timeout must be longer than 0s, e.g. 10s")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrometheusSection:
+        if self.timeout > self.interval:
+            raise ValueError(
+                f"timeout ({self.timeout}) is longer than interval ({self.interval}); "
+                "a pull must finish before the next one is due"
+            )
+        seen: set[tuple[str, str]] = set()
+        for query in self.queries:
+            if (query.model, query.metric) in seen:
+                raise ValueError(f"two queries for {query.name}; keep one (each metric of a model has one source)")
+            seen.add((query.model, query.metric))
+        return self
+
+
+class AlertmanagerSection(_Strict):
+    """How the webhook maps an Alertmanager alert's labels onto a model and a severity."""
+
+    model_labels: list[LabelName] = Field(default_factory=lambda: ["model", "service", "job"], min_length=1)
+    """The first of these labels an alert carries names its model."""
+    default_model: ModelName = "unknown"
+    """The model of an alert that carries none of ``model_labels``."""
+    severity_label: LabelName = "severity"
+    severities: dict[str, SeverityField] = Field(default_factory=dict)
+    """Label value → severity, over :data:`DEFAULT_SEVERITIES`; ``P0``..``P3`` are always understood."""
+    default_severity: SeverityField = Severity.P2
+
+    def severity_of(self, labels: Mapping[str, str]) -> Severity:
+        raw = labels.get(self.severity_label, "").strip()
+        if raw.upper() in Severity.__members__:
+            return Severity(raw.upper())
+        table = {**DEFAULT_SEVERITIES, **{k.lower(): v for k, v in self.severities.items()}}
+        return table.get(raw.lower(), self.default_severity)
+
+
+def section_keys() -> frozenset[str]:
+    """Every key these sections accept, for the loader's "did you mean" suggestions."""
+    models: list[type[BaseModel]] = [PrometheusQuery, PrometheusSection, AlertmanagerSection]
+    return frozenset(name for m in models for name in m.model_fields)
