@@ -245,7 +245,12 @@ def fired_line(alert: Alert) -> str:
     return f"Fired {slack_date(fired)} · {alert.severity.label} severity · model `{escape_mrkdwn(alert.model)}`"
 
 
+BOOKKEEPING_PREFIX = "am_"
+"""Values the Alertmanager input keeps for itself (fingerprints, group key): not for people."""
+
+
 def value_sections(values: Mapping[str, object]) -> list[Block]:
+    values = {k: v for k, v in values.items() if not k.startswith(BOOKKEEPING_PREFIX)}
     fields = [
         MarkdownTextObject(
             text=clip(f"*{escape_mrkdwn(k)}*\n{escape_mrkdwn(format_value(v))}", FIELD_LIMIT), verbatim=True
