@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,10 +28,11 @@ from bot.config.loader import Config
 from bot.jobs import build_scheduler
 from bot.metrics.api import metric_routes
 from bot.notify.notifier import LogNotifier, Notifier
-from bot.notify.outbox import Outbox
+from bot.notify.outbox import Backoff, Outbox
 from bot.notify.pagerduty import PagerDutyNotifier
 from bot.notify.slack import SlackNotifier
 from bot.observability import Metrics, metrics_routes
+from bot.review.weekly import CHECK_EVERY, post_weekly_review
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
 from bot.slack import SlackApp, build_slack_app, slack_routes
@@ -42,6 +44,8 @@ from bot.storage.database import make_engine, migrate
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SLO_INTERVAL = timedelta(seconds=60)
+"""SLO burn rates move over minutes; the SLO pass runs at most this often (or at the evaluation interval)."""
 
 
 def default_config_dir(settings: Settings) -> Path:
@@ -80,7 +84,8 @@ def build_bot(
     chosen = notifiers if notifiers is not None else default_notifiers(settings, engine, holder, clock, metrics=metrics)
     metrics.watch_channels(chosen)
     service = AlertService(engine, clock, holder, every_channel(list(chosen)), metrics=metrics)
-    outbox = Outbox(engine, clock, chosen, metrics=metrics)
+    backoff = Backoff(base=settings.outbox_backoff_base, cap=settings.outbox_backoff_cap)
+    outbox = Outbox(engine, clock, chosen, backoff=backoff, metrics=metrics)
     interval = (
         parse_duration(settings.evaluation_interval)
         if settings.evaluation_interval
@@ -93,7 +98,15 @@ def build_bot(
         watchdog=service.overdue_escalations,
         release=service.release_unmuted,
         evaluation_interval=interval,
-        extra=[job for job in [prometheus_job(settings, holder, service.ingest, clock)] if job is not None],
+        extra=[
+            *[job for job in [prometheus_job(settings, holder, service.ingest, clock)] if job is not None],
+            (service.evaluate_slos_once, "slo-evaluation", max(SLO_INTERVAL, interval)),
+            (
+                lambda: post_weekly_review(engine, holder(), clock.now(), channels=list(chosen)),
+                "weekly-review",
+                CHECK_EVERY,
+            ),
+        ],
     )
     app = build_web_app(
         settings=settings,

@@ -50,7 +50,11 @@ def _postgres_server() -> Iterator[Engine | str]:
     drop per-test databases), or the reason none is reachable."""
     url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
     admin = create_engine(
-        normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=1, connect_args={"connect_timeout": 3}
+        normalise_url(url),
+        isolation_level="AUTOCOMMIT",
+        pool_size=1,
+        pool_pre_ping=True,  # the reliability suite restarts PostgreSQL under the session
+        connect_args={"connect_timeout": 3},
     )
     try:
         with admin.connect() as connection:

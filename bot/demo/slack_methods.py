@@ -89,6 +89,7 @@ class SlackWebApi:
             "conversations.history": self._history,
             "conversations.replies": self._replies,
             "conversations.members": self._conv_members,
+            "conversations.list": self._conv_list,
             "usergroups.users.list": self._usergroup_users,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
@@ -293,6 +294,20 @@ class SlackWebApi:
         chain = [self._by_key[(channel, root_ts)], *self._thread_replies.get((channel, root_ts), [])]
         with_meta = _truthy(params.get("include_all_metadata"))
         return {"messages": [self._public(m, with_meta) for m in chain], "has_more": False}
+
+    def _conv_list(self, params: JsonDict) -> JsonDict:
+        """Every channel known by name (posted to, or named to ``channel_id``), paged like Slack."""
+        channels = [
+            {"id": cid, "name": name, "is_channel": True, "is_private": False, "is_archived": False, "is_member": True}
+            for name, cid in sorted(self._channels.items())
+        ]
+        start = int(str(params.get("cursor") or "offset:0").split(":")[-1])
+        limit = max(1, min(int(params.get("limit") or 100), 1000))
+        more = len(channels) > start + limit
+        return {
+            "channels": channels[start : start + limit],
+            "response_metadata": {"next_cursor": f"offset:{start + limit}" if more else ""},
+        }
 
     def _conv_members(self, params: JsonDict) -> JsonDict:
         channel = self._resolve(params.get("channel"))

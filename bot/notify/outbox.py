@@ -5,6 +5,10 @@ writer on SQLite), so two replicas never send the same row; a claim left by a pr
 died expires after ``claim_timeout`` and the row is taken over. A notification for an alert
 waits until the earlier ones for that alert on the same channel went out, so Slack never sees
 an update before the post it updates.
+
+If the database is unavailable when a send's outcome is to be written (restarting, or a SQLite
+file locked longer than the busy timeout), the outcome is kept in memory and written at the start
+of the next pass, so the row is not left claimed until ``claim_timeout`` while the process lives.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -32,6 +37,11 @@ from bot.storage.tables import OutboxRow
 log = logging.getLogger(__name__)
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+CLAIM_BATCH = 10
+"""Rows claimed at a time. A claim lasts ``claim_timeout`` (2 min) and a send may take a client
+timeout (10 s) or more, so small batches keep every row sent well inside its claim: another
+replica never takes over a row this one is still about to send."""
 
 
 def enqueue(
@@ -94,6 +104,8 @@ class Outbox:
         self._worker = worker or uuid.uuid4().hex[:12]
         self._rng = rng or random.Random()
         self._metrics = metrics
+        self._unwritten: dict[int, dict[str, Any]] = {}
+        """Outcomes of sends (row id → column values) the database refused to take; see the docstring."""
 
     @property
     def channels(self) -> list[str]:
@@ -106,9 +118,11 @@ class Outbox:
         burst such as fired → acknowledged → resolved needs several claims: keep claiming until
         nothing more is due or ``limit`` deliveries were attempted, instead of waiting a tick each.
         """
+        if not self._write_kept_outcomes():
+            return 0  # the database is still unavailable: nothing can be claimed either
         sent = attempted = 0
         while attempted < limit:
-            batch = self._claim(limit - attempted)
+            batch = self._claim(min(limit - attempted, CLAIM_BATCH))
             if not batch:
                 break
             for note in batch:
@@ -191,31 +205,42 @@ class Outbox:
         log.warning(
             "outbox row %s (%s) attempt %d failed, retry in %.1fs: %s", note.id, note.channel, attempts, wait, error
         )
-        with open_session(self._engine) as s, s.begin():
-            s.execute(
-                update(OutboxRow)
-                .where(col(OutboxRow.id) == note.id)
-                .values(
-                    last_error=str(error)[:2000],
-                    claimed_until=None,
-                    claimed_by=None,
-                    not_before=self._clock.now() + timedelta(seconds=wait),
-                )
-            )
+        self._write_outcome(
+            note.id,
+            {
+                "last_error": str(error)[:2000],
+                "claimed_until": None,
+                "claimed_by": None,
+                "not_before": self._clock.now() + timedelta(seconds=wait),
+            },
+        )
 
     def _finish(self, note: Notification, *, status: str, error: str | None, sent: bool) -> None:
         now = self._clock.now()
-        with open_session(self._engine) as s, s.begin():
-            s.execute(
-                update(OutboxRow)
-                .where(col(OutboxRow.id) == note.id)
-                .values(
-                    status=status,
-                    last_error=error,
-                    claimed_until=None,
-                    sent_at=now if sent else None,
-                )
-            )
+        values = {"status": status, "last_error": error, "claimed_until": None, "sent_at": now if sent else None}
+        self._write_outcome(note.id, values)
+
+    def _write_outcome(self, row_id: int, values: dict[str, Any]) -> None:
+        """Write a send's outcome; if the database refuses, keep it for the next pass."""
+        try:
+            with open_session(self._engine) as s, s.begin():
+                s.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
+        except SQLAlchemyError as exc:
+            log.warning("outbox row %s: cannot record the outcome now, trying on the next pass: %s", row_id, exc)
+            self._unwritten[row_id] = values
+
+    def _write_kept_outcomes(self) -> bool:
+        """Write the outcomes kept by earlier passes; False while the database still refuses."""
+        for row_id, values in list(self._unwritten.items()):
+            try:
+                with open_session(self._engine) as s, s.begin():
+                    s.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
+            except SQLAlchemyError as exc:
+                log.warning("outbox: %d outcome(s) still wait for the database: %s", len(self._unwritten), exc)
+                return False
+            del self._unwritten[row_id]
+            log.info("outbox row %s: outcome recorded late", row_id)
+        return True
 
 
 def pending(engine: Engine) -> list[OutboxRow]:

@@ -24,11 +24,12 @@ Crash safety (SPEC §6): a post whose answer never arrived may still have reache
 Every post carries metadata naming its alerts and outbox row; before posting, a retry -- or a
 delivery whose group companion's post was tried and failed -- looks for that post in
 ``conversations.history`` (thread replies in ``conversations.replies``) and records what it
-finds instead of posting twice. Residual risks: history takes a channel *ID* while rules name
-``#name``s, and IDs are learned from post answers, so a process that never posted to the
-channel cannot search (configure ``channel: C0123ABCD`` or pass ``channel_ids``); and a
-delivery that died mid-post less than the outbox's claim timeout ago looks in progress, so its
-alert may be swept into another group while its own post stays behind as a stale duplicate.
+finds instead of posting twice. History takes a channel *ID* while rules name ``#name``s: IDs
+are learned from post answers, and a process that never had one for the channel (its first
+post timed out, or it started after a crash) looks the name up with ``conversations.list``.
+Residual risk: a delivery that died mid-post less than the outbox's claim timeout ago looks in
+progress, so its alert may be swept into another group while its own post stays behind as a
+stale duplicate.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from bot.notify.slack_api import (
     Location,
     api_error,
     call,
+    find_channel_id,
     find_in_history,
     make_client,
     metadata_alert_ids,
@@ -264,9 +266,9 @@ class SlackNotifier:
         rows = {**tried, **({note.id: alert.fired_at or alert.started_at} if note.attempts > 0 else {})}
         if not rows:
             return None
-        channel_id = self._channel_id(target)
+        channel_id = self._channel_id(target) or self._look_up_channel(target)
         if channel_id is None:
-            log.warning("alert %s: the ID of %s is not known yet, so no earlier post can be sought", alert.id, target)
+            log.warning("alert %s: the ID of %s is not known, so no earlier post can be sought", alert.id, target)
             return None
 
         def lists_alert(message: Mapping[str, Any]) -> bool:
@@ -361,6 +363,24 @@ class SlackNotifier:
                 self._ids[channel] = channel_id
             self._pacer.alias(channel, channel_id)
         return channel_id, ts
+
+    def _look_up_channel(self, name: str) -> str | None:
+        """The ID of ``#name`` by ``conversations.list``: a retry must search the channel's history,
+        and a process learns IDs only from the answers to its posts -- which a post that timed
+        out, or a process started after a crash, never saw. Raises a retryable DeliveryError; a
+        refusal (a missing scope) is logged and gives None."""
+        try:
+            found = find_channel_id(self._client, name, caller=self._call)
+        except DeliveryError as exc:
+            if exc.retryable:
+                raise
+            log.warning("cannot look up the ID of %s (%s)", name, exc)
+            return None
+        if found is not None:
+            with self._ids_lock:
+                self._ids[name] = found
+            self._pacer.alias(name, found)
+        return found
 
     def _channel_id(self, channel: str) -> str | None:
         if CHANNEL_ID.match(channel):

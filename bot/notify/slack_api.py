@@ -192,6 +192,30 @@ def find_in_history(
     return None
 
 
+def find_channel_id(client: WebClient, name: str, *, pages: int = 10, caller: Caller = call) -> str | None:
+    """The ID of the channel called ``name`` (``#name`` or ``name``) among the public and private
+    channels the bot can see (``conversations.list``, scopes ``channels:read`` / ``groups:read``),
+    or None. Raises DeliveryError."""
+    wanted = name.removeprefix("#")
+    cursor: str | None = None
+    for _ in range(pages):
+        request = partial(
+            client.conversations_list,
+            types="public_channel,private_channel",
+            exclude_archived=True,
+            limit=1000,
+            cursor=cursor,
+        )
+        page = caller("conversations.list", request)
+        for channel in page.get("channels") or []:
+            if channel.get("name") == wanted and channel.get("id"):
+                return str(channel["id"])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            break
+    return None
+
+
 def thread_has(
     client: WebClient, channel: str, root_ts: str, match: Callable[[Mapping[str, Any]], bool], caller: Caller = call
 ) -> bool:

@@ -1,6 +1,8 @@
 """The alert message's buttons: Acknowledge, Resolve, Runbook.
 
-Every handler acknowledges first (Slack shows an error after 3 seconds), then works. The
+Every handler acknowledges first (Slack shows an error after 3 seconds) and hands the rest of
+the work to :class:`bot.slack.after_ack.AfterAck`, so the serving loop is free for the next
+ack while the database and the Web API are busy with this one. The
 state change itself belongs to :class:`bot.service.AlertService`: it refuses impossible
 transitions with a readable reason, lets exactly one of two simultaneous clicks win, and
 enqueues the notification that updates the alert message. This module only checks who may
@@ -15,12 +17,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert
@@ -30,6 +33,7 @@ from bot.errors import ActionRefused
 from bot.notify.slack_blocks import ACKNOWLEDGE_ACTION, RESOLVE_ACTION, RUNBOOK_ACTION, runbook_modal
 from bot.service import AlertService
 from bot.slack import messages
+from bot.slack.after_ack import AfterAck
 from bot.slack.commands import render_runbook
 from bot.storage.database import session as open_session
 
@@ -40,6 +44,30 @@ RESOLVE = RESOLVE_ACTION
 RUNBOOK = RUNBOOK_ACTION
 
 VERBS = {ACKNOWLEDGE: "acknowledge", RESOLVE: "resolve"}
+DATABASE_PATIENCE = 20.0
+"""How long a click waits for an unavailable database before the clicker is told to try again."""
+
+T = TypeVar("T")
+
+
+async def patiently(call: Callable[[], Awaitable[T]], *, what: str, patience: float = DATABASE_PATIENCE) -> T:
+    """Run ``call``, retrying while the database is unavailable -- a connection refused or lost
+    (a restart), a SQLite file locked -- for up to ``patience`` seconds; then raise. A click is
+    acknowledged before it is applied, so giving up at the first refused connection would
+    lose it. (If a commit's answer was what got lost, the retry is refused as "already done".)"""
+    deadline = time.monotonic() + patience
+    delay = 0.25
+    while True:
+        try:
+            return await call()
+        except DBAPIError as exc:
+            if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: the database is unavailable (%s); trying again in %.2fs", what, exc.orig or exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 @dataclass(frozen=True)
@@ -156,14 +184,19 @@ def register(
     service: AlertService,
     engine: Engine,
     config: Callable[[], Config],
+    after_ack: AfterAck,
     membership: MembershipCache | None = None,
 ) -> None:
-    """Attach the three button handlers to ``app``."""
+    """Attach the three button handlers to ``app``; each only parses the click and acks."""
     cache = membership or MembershipCache()
 
-    async def change_state(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def change_state(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         click = parse_click(body)
+        await after_ack.submit(lambda: _change_state(click))
+
+    async def _change_state(click: Click) -> None:
+        client = after_ack.client
         verb = VERBS[click.action_id]
         alert_id = alert_id_of(click.value)
         if alert_id is None:
@@ -173,7 +206,7 @@ def register(
         channel = click.channel
         if channel is None and access.allow == "channel_members":
             try:
-                channel = await asyncio.to_thread(_alert_channel, engine, alert_id)
+                channel = await after_ack.db(_alert_channel, engine, alert_id)
             except Exception:
                 log.exception("finding the channel of alert %s failed", alert_id)
                 await tell(client, click, messages.TRY_AGAIN)
@@ -184,8 +217,8 @@ def register(
             await tell(client, click, refusal)
             return
         act = service.acknowledge if click.action_id == ACKNOWLEDGE else service.resolve
-        try:
-            alert = await asyncio.to_thread(act, alert_id, actor=click.user)
+        try:  # a repeat click is refused after one read by primary key, with no write
+            alert = await patiently(lambda: after_ack.db(act, alert_id, actor=click.user), what=f"{verb} {alert_id}")
         except ActionRefused as exc:
             await tell(client, click, messages.refused(str(exc)))
             return
@@ -201,15 +234,19 @@ def register(
             return
         log.info("alert %s %s by %s (now %s)", alert.id, verb, click.user, alert.state.value)
 
-    async def open_runbook(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def open_runbook(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         click = parse_click(body)
+        await after_ack.submit(lambda: _open_runbook(click))
+
+    async def _open_runbook(click: Click) -> None:
+        client = after_ack.client
         alert_id = alert_id_of(click.value)
         if alert_id is None:
             await tell(client, click, messages.bad_button(click.value))
             return
         try:
-            alert = await asyncio.to_thread(_load_alert, engine, alert_id)
+            alert = await after_ack.db(_load_alert, engine, alert_id)
         except Exception:
             log.exception("reading alert %s for its runbook failed", alert_id)
             await tell(client, click, messages.TRY_AGAIN)
