@@ -135,10 +135,22 @@ class BurnFinding:
     last_seen: datetime | None = None
 
     @property
+    def rule(self) -> str:
+        """The alert's rule name, ``slo:<label>``: the colon keeps it apart from every configured
+        rule (rule names are identifiers), and silences can name it like any rule."""
+        return alert_rule(self.spec)
+
+    @property
     def dedup_key(self) -> str:
         """One key per SLO, whatever the tier or kind: a fast burn that slows to the slow tier, or
-        whose metric then stops arriving, stays one alert instead of resolving and re-firing."""
-        return f"slo:{self.spec.key}"
+        whose metric then stops arriving, stays one alert instead of resolving and re-firing.
+        It is the alert pipeline's ``rule:model`` (:func:`bot.alerts.lifecycle.dedup_key`)."""
+        return f"{self.rule}:{self.spec.model}"
+
+
+def alert_rule(spec: SloSpec) -> str:
+    """The rule name of ``spec``'s burn-rate and absent-metric alerts."""
+    return f"slo:{spec.label}"
 
 
 def evaluate_tiers(spec: SloSpec, series: Series, now: datetime, tiers: Sequence[BurnTier]) -> tuple[TierResult, ...]:

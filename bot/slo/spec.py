@@ -80,7 +80,8 @@ class SloSpec:
 
     @property
     def key(self) -> str:
-        """Unique per SLO: ``model:label``; the dedup key of its alerts is built from it."""
+        """Unique per SLO (the loader refuses two SLOs of one model with one label): ``model:label``.
+        Its alerts' dedup key is ``slo:<label>:<model>`` (:attr:`BurnFinding.dedup_key`)."""
         return f"{self.model}:{self.label}"
 
     @property
@@ -108,12 +109,10 @@ class SloSpec:
 
 
 def spec_from_config(slo: Slo, *, stale_after: timedelta = DEFAULT_STALE_AFTER, unit: str = "") -> SloSpec:
-    """Adapt a ``slos:`` entry of ``rules/``. Keys the schema does not have yet (``kind``,
-    ``good_metric``, ``total_metric``, ``target_compliance``, ``min_events``, ``absent_after``)
-    are read when present, else take their defaults."""
+    """Adapt a ``slos:`` entry of ``rules/``; keys left out (``None``) take this module's defaults,
+    and ``absent_after`` defaults to ``stale_after``: a metric gone stale is a metric gone."""
 
-    def extra(key: str, default: Any) -> Any:
-        value = getattr(slo, key, None)
+    def chosen(value: Any, default: Any) -> Any:
         return default if value is None else value
 
     return SloSpec(
@@ -124,14 +123,14 @@ def spec_from_config(slo: Slo, *, stale_after: timedelta = DEFAULT_STALE_AFTER, 
         warning=slo.warning,
         critical=slo.critical,
         window=slo.window,
-        kind=extra("kind", "threshold"),
+        kind=slo.kind,
         name=slo.name,
-        good_metric=getattr(slo, "good_metric", None),
-        total_metric=getattr(slo, "total_metric", None),
-        target_compliance=float(extra("target_compliance", DEFAULT_TARGET_COMPLIANCE)),
-        min_events=int(extra("min_events", DEFAULT_MIN_EVENTS)),
-        min_coverage=float(extra("min_coverage", DEFAULT_MIN_COVERAGE)),
+        good_metric=slo.good_metric,
+        total_metric=slo.total_metric,
+        target_compliance=float(chosen(slo.target_compliance, DEFAULT_TARGET_COMPLIANCE)),
+        min_events=int(chosen(slo.min_events, DEFAULT_MIN_EVENTS)),
+        min_coverage=float(chosen(slo.min_coverage, DEFAULT_MIN_COVERAGE)),
         stale_after=stale_after,
-        absent_after=extra("absent_after", stale_after),
+        absent_after=chosen(slo.absent_after, stale_after),
         unit=unit,
     )

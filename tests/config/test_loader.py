@@ -92,6 +92,7 @@ def test_the_shipped_configuration_loads() -> None:
         ("support-bot", "helpfulness"),
         ("support-bot", "response_time_p95_ms"),
         ("fraud-detector-v2", "p99_latency_ms"),
+        ("support-bot", "responses_ok_ratio"),  # the availability ratio SLO: good / total responses
     }
     assert [(step.after, step.severity) for step in config.escalation["default"]] == [
         (timedelta(minutes=15), Severity.P3),

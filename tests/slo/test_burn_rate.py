@@ -99,7 +99,7 @@ def test_fastest_firing_tier_wins_and_slower_ones_are_suppressed() -> None:
     assert finding.budget_remaining == pytest.approx(1 - 1 / 6)
     assert finding.time_to_exhaustion is not None
     assert finding.time_to_exhaustion.total_seconds() / 3600 == pytest.approx(30.0)
-    assert finding.dedup_key == "slo:api:availability"
+    assert finding.dedup_key == "slo:availability:api"
     assert finding.explanation == (
         "Burning error budget of availability (api) 20.0× too fast (1h: 20.0×, 5m: 20.0×; alerts above 14.4×): "
         "2.8% of the 30-day budget used in the last 1h; 83% left; at this rate the budget is gone in 1d 6h."
@@ -207,7 +207,7 @@ def test_absent_metric_is_its_own_finding() -> None:
     assert finding is not None and finding.kind == "absent"
     assert finding.severity is Severity.P2
     assert finding.last_seen == NOW - 20 * MIN
-    assert finding.dedup_key == "slo:support-bot:response_time_p95_ms"  # same key as a burn: no silent resolve
+    assert finding.dedup_key == "slo:response_time_p95_ms:support-bot"  # same key as a burn: no silent resolve
     assert finding.explanation.startswith(
         "No `response_time_p95_ms` sample for support-bot since 2026-01-05 11:40 UTC (20m ago)"
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from types import SimpleNamespace
-from typing import cast
 
 import pytest
 
@@ -18,34 +16,38 @@ def test_shipped_slos_adapt_with_defaults(config: Config) -> None:
     specs = [spec_from_config(slo, stale_after=config.settings.stale_after) for slo in config.slos]
     assert {(s.model, s.metric) for s in specs} >= {("support-bot", "response_time_p95_ms")}
     for spec in specs:
-        assert spec.kind == "threshold"
-        assert spec.allowed_bad_fraction == pytest.approx(0.01)  # default target_compliance 0.99
-        assert spec.metrics == (spec.metric,)
         assert spec.absent_after == spec.stale_after == config.settings.stale_after
+        if spec.kind == "threshold":
+            assert spec.allowed_bad_fraction == pytest.approx(0.01)  # default target_compliance 0.99
+            assert spec.metrics == (spec.metric,)
+    ratio = next(s for s in specs if s.kind == "ratio")
+    assert (ratio.label, ratio.metrics) == ("availability", ("responses_ok", "responses_total"))
+    assert ratio.allowed_bad_fraction == pytest.approx(0.005)
 
 
-def test_keys_the_schema_may_grow_are_read_when_present() -> None:
-    # a ratio SLO as rules/ may write it once the schema has kind/good_metric/total_metric/min_events
-    slo = SimpleNamespace(
-        model="api",
-        metric="availability",
-        objective=SimpleNamespace(direction="above", target=0.995),
-        warning=0.99,
-        critical=0.95,
-        window=28 * DAY,
-        name=None,
-        kind="ratio",
-        good_metric="requests_ok",
-        total_metric="requests_total",
-        min_events=0,
-        absent_after=timedelta(hours=1),
+def test_the_schema_keys_are_read_when_present() -> None:
+    slo = Slo.model_validate(
+        {
+            "model": "api",
+            "kind": "ratio",
+            "good_metric": "requests_ok",
+            "total_metric": "requests_total",
+            "objective": "above 0.995",
+            "warning": 0.99,
+            "critical": 0.95,
+            "window": "28d",
+            "min_events": 0,
+            "absent_after": "1h",
+        }
     )
-    spec = spec_from_config(cast(Slo, slo))
+    spec = spec_from_config(slo)
     assert (spec.kind, spec.metrics, spec.sli_metric) == ("ratio", ("requests_ok", "requests_total"), "requests_total")
+    assert spec.metric == "requests_ok_ratio"  # a ratio SLO's label defaults from its good metric
+    assert spec.window == 28 * DAY
     assert spec.allowed_bad_fraction == pytest.approx(0.005)  # 1 − 0.995
     assert spec.min_events == 0  # an explicit 0 is kept, not replaced by the default
     assert spec.absent_after == timedelta(hours=1)
-    assert spec.key == "api:availability"
+    assert spec.key == "api:requests_ok_ratio"
 
 
 @pytest.mark.parametrize(

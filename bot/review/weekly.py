@@ -1,0 +1,95 @@
+"""The review's I/O edge: read alerts and their events, render, and post the weekly review.
+
+The weekly post goes through the outbox like every notification (an outage delays it, never
+loses or doubles it): one row per ISO week, kind :data:`KIND` on the ``slack`` notifier, with
+payload ``{"text", "channel", "title", "week"}`` — the Slack notifier posts ``text`` (a code
+block) to ``channel``. Its idempotency key names the week, so every replica and every tick may
+try: the first one enqueues, the rest find the row and stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from bot.alerts import store
+from bot.alerts.lifecycle import Timing
+from bot.config.loader import Config
+from bot.notify.outbox import enqueue
+from bot.review.core import REFIRE_GAP, RuleReview, review
+from bot.review.render import render_review
+from bot.storage.database import session as open_session
+from bot.storage.tables import OutboxRow
+
+log = logging.getLogger(__name__)
+
+WEEK = timedelta(days=7)
+KIND = "review.weekly"
+CHANNEL = "slack"
+POST_WEEKDAY = 0
+"""Monday, in the business-hours time zone (UTC without one)."""
+POST_AT = time(9, 0)
+CHECK_EVERY = timedelta(minutes=15)
+"""How often the scheduler asks whether the week's review is due."""
+
+
+def load_review(engine: Engine, config: Config | None, now: datetime, window: timedelta = WEEK) -> list[RuleReview]:
+    """The review of ``(now − window, now]`` from the database; ``config`` (if given) supplies the
+    rules' current ``for:`` and cooldown so suggestions go beyond them."""
+    with open_session(engine) as s:
+        alerts = store.fired_since(s, since=now - window - REFIRE_GAP)  # predecessors, for re-fires
+        events = store.histories(s, [a.id for a in alerts if a.id is not None])
+    timings = {r.name: Timing(r.for_, r.cooldown) for r in config.rules} if config is not None else None
+    return review(alerts, events, now, window, timings=timings)
+
+
+def weekly_review_text(engine: Engine, config: Config | None, now: datetime, window: timedelta = WEEK) -> str:
+    """The text of ``/alerts review [window]``, ``incident-bot alerts review`` and the weekly post."""
+    return render_review(load_review(engine, config, now, window), now=now, window=window)
+
+
+def week_of(now: datetime, config: Config) -> tuple[str, bool]:
+    """``("2026-W02", due)``: the ISO week of ``now`` in the configured time zone, and whether
+    its review is due (Monday, from 09:00 local time, until the day ends)."""
+    zone = ZoneInfo(config.business_hours.timezone) if config.business_hours else ZoneInfo("UTC")
+    local = now.astimezone(zone)
+    year, week, _ = local.isocalendar()
+    due = local.weekday() == POST_WEEKDAY and local.time() >= POST_AT
+    return f"{year}-W{week:02d}", due
+
+
+def post_weekly_review(engine: Engine, config: Config, now: datetime, *, channels: Collection[str]) -> bool:
+    """Enqueue this week's review if it is due and not yet enqueued; return whether this call did.
+
+    Posts only where a Slack notifier exists (``channels``): without Slack there is nobody to
+    post to, and ``incident-bot alerts review`` prints the same text.
+    """
+    week, due = week_of(now, config)
+    if not due or CHANNEL not in channels:
+        return False
+    key = f"{KIND}:{week}"
+    with open_session(engine) as s:
+        if s.exec(select(OutboxRow.id).where(OutboxRow.idempotency_key == key)).first() is not None:
+            return False
+    body = weekly_review_text(engine, config, now)
+    title = f"Weekly alert review ({week})"
+    try:
+        with open_session(engine) as s, s.begin():
+            enqueue(
+                s,
+                channel=CHANNEL,
+                kind=KIND,
+                payload={"text": body, "channel": config.settings.default_channel, "title": title, "week": week},
+                idempotency_key=key,
+                now=now,
+            )
+    except IntegrityError:  # another replica enqueued it between our check and our insert
+        return False
+    log.info("weekly alert review for %s enqueued to %s", week, config.settings.default_channel)
+    return True

@@ -1,0 +1,128 @@
+"""The error-budget chart of ``/slo status <model> chart``: a PNG rendered on the server.
+
+**What is drawn: the budget burndown over the window.** At each point ``t`` of ``[now − W, now]``
+the line shows how much of the window's error budget is left after the bad time (threshold
+SLOs) or bad events (ratio SLOs) counted from the start of the window up to ``t``::
+
+    remaining(t) = 1 − bad(start, t) / (allowed × measured(start, now))
+
+``measured`` is the time with data (threshold) or all events (ratio) over the whole window, so
+the last point equals the dashboard's "Budget left" exactly, no-data gaps included, and the
+line only falls: a flat stretch is a good (or unmeasured) stretch, a cliff is an incident.
+Points are hourly for windows of a day or more, else 60 per window. A window with no data at
+all has no line, and says so in the legend, rather than a reassuring 100%.
+
+The maths is pure (:func:`budget_burndown`); :func:`render_budget_chart` draws with
+matplotlib's object API on the Agg canvas (no pyplot global state, no display: safe in the
+scheduler's and the web server's threads). matplotlib is imported on first use, so commands
+that never draw a chart do not pay for it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from bot.slo import text
+from bot.slo.sli import RatioSli, Series, TimeSli, measure
+from bot.slo.spec import SloSpec
+
+HOURLY_FROM = timedelta(days=1)
+POINTS_IF_SHORT = 60
+SIZE_INCHES = (8.0, 4.0)
+DPI = 100
+"""800×400 px: legible in a Slack preview, under 100 kB."""
+
+
+@dataclass(frozen=True, slots=True)
+class Burndown:
+    """One SLO's line: ``points`` are ``(t, remaining fraction)``; empty when the window has no data."""
+
+    spec: SloSpec
+    window: timedelta
+    points: tuple[tuple[datetime, float], ...]
+
+
+def step_for(window: timedelta) -> timedelta:
+    return timedelta(hours=1) if window >= HOURLY_FROM else window / POINTS_IF_SHORT
+
+
+def _bad_and_measured(spec: SloSpec, series: Series, start: datetime, end: datetime) -> tuple[float, float]:
+    """Bad and measured amounts of ``[start, end]``, in seconds (threshold) or events (ratio)."""
+    sli = measure(spec, series, start=start, end=end)
+    if isinstance(sli, RatioSli):
+        return sli.bad_events, sli.total_events
+    assert isinstance(sli, TimeSli)
+    return sli.bad_time.total_seconds(), sli.measured_time.total_seconds()
+
+
+def budget_burndown(
+    spec: SloSpec, series: Series, now: datetime, *, window: timedelta | None = None, step: timedelta | None = None
+) -> Burndown:
+    """The burndown of ``spec`` over ``window`` (default: its own) ending at ``now``.
+
+    Measured slice by slice (each slice once: both SLI kinds add up over adjacent slices), so a
+    7-day window of 30-second samples costs one pass, not one per point.
+    """
+    span = window or spec.window
+    every = step or step_for(span)
+    start = now - span
+    edges = [start]
+    while edges[-1] + every < now:
+        edges.append(edges[-1] + every)
+    edges.append(now)
+    slices = [_bad_and_measured(spec, series, a, b) for a, b in pairwise(edges)]
+    measured = sum(m for _, m in slices)
+    if measured <= 0:
+        return Burndown(spec, span, ())
+    budget = spec.allowed_bad_fraction * measured
+    points = [(start, 1.0)]
+    bad = 0.0
+    for edge, (slice_bad, _) in zip(edges[1:], slices, strict=True):
+        bad += slice_bad
+        points.append((edge, 1.0 - bad / budget))
+    return Burndown(spec, span, tuple(points))
+
+
+def render_budget_chart(lines: Sequence[Burndown], *, title: str) -> bytes:
+    """A PNG of one or more burndowns on shared axes: percent of budget left over time."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
+
+    figure = Figure(figsize=SIZE_INCHES, dpi=DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    lowest = 0.0
+    for line in lines:
+        label = line.spec.label
+        if not line.points:
+            axes.plot([], [], label=f"{label} (no data)")
+            continue
+        times = date2num([t for t, _ in line.points])  # type: ignore[no-untyped-call]
+        remaining = [value * 100 for _, value in line.points]
+        lowest = min(lowest, *remaining)
+        axes.step(times, remaining, where="post", label=f"{label} ({text.percent(line.points[-1][1], digits=0)} left)")
+    axes.axhline(0, color="#c0392b", linewidth=1, linestyle="--")
+    axes.set_ylim(min(lowest * 1.05, -5), 105)
+    axes.yaxis.set_major_formatter(PercentFormatter())
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    axes.set_ylabel("error budget left")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    if lines:
+        axes.legend(loc="lower left", fontsize="small")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def chart_title(model: str, window: timedelta) -> str:
+    return f"Error budget — {model} — {text.window_title(window)} (UTC)"
