@@ -78,6 +78,8 @@ def save(session: Session, change: Transition) -> Alert:
             update(AlertRow)
             .where(col(AlertRow.id) == alert.id, col(AlertRow.version) == alert.version)
             .values(**columns, version=alert.version + 1)
+            # nothing reads the session's copy afterwards: skip syncing it (a quarter of a save)
+            .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise ConcurrentChange(f"alert {alert.id} changed since it was read")

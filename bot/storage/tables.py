@@ -122,6 +122,16 @@ class OutboxRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_outbox_idempotency_key"),
         Index("ix_outbox_due", "status", "not_before"),
+        # the claim's "an earlier entry of this alert is still pending" check, kept small
+        Index(
+            "ix_outbox_pending_per_alert",
+            "alert_id",
+            "channel",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_outbox_claimed_by", "claimed_by"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
