@@ -6,22 +6,33 @@ own app wired to their own service, database and clock.
 What arrives at ``/slack/events`` passes three gates before a listener runs:
 
 1. the v0 signature and the 5-minute timestamp window (401 otherwise). This is checked here on
-   the raw bytes *before* Bolt sees the request, because Bolt's Starlette adapter decodes and
-   parses the body first, and a forged request with a non-UTF-8 body or a timestamp that is not
-   a number would otherwise end as a 500. Bolt's own verification still runs behind it;
+   the raw bytes *before* Bolt sees the request, because Bolt decodes and parses the body first,
+   and a forged request with a non-UTF-8 body or a timestamp that is not a number would otherwise
+   end as a 500. Bolt's own verification is switched off so the HMAC is computed once: this
+   route is the only HTTP way into the app, and Socket Mode (:func:`running`) is authenticated by
+   the app-level token that opened the websocket, not by signatures;
 2. the body's shape (400 otherwise): a signed request whose body Bolt cannot parse, or whose
    payload has the wrong types where Bolt indexes into it, is refused instead of crashing;
 3. Slack's Events API retries (``X-Slack-Retry-Num``) are acknowledged and dropped: the first
    delivery was already acted on, or its effect (an App Home refresh) is redone on the next open.
+
+Listeners run before the response is sent (``process_before_response=True``): each one acks and
+hands its slow part to :class:`~bot.slack.after_ack.AfterAck`, so the response goes out as soon
+as the listener returns, without the background task and 10 ms polling that Bolt otherwise uses
+to wait for ``ack()``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from pydantic import SecretStr
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.internals import extract_content_type, parse_body
@@ -32,13 +43,13 @@ from sqlalchemy.engine import Engine
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message
 
 from bot.clock import Clock
 from bot.config.loader import Config
 from bot.service import AlertService
 from bot.settings import Settings
 from bot.slack import actions, commands, home
+from bot.slack.after_ack import AfterAck
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +59,22 @@ MAX_BODY_BYTES = 1024 * 1024
 bigger is not from Slack and is refused before it is buffered, signed or not."""
 
 
-class SlackApp(AsyncApp):
-    """An :class:`AsyncApp` that keeps a verifier for its signing secret, for the HTTP edge."""
+SOCKET_MODE_CONNECT_WAIT = 10.0
+"""Seconds start-up waits for the first Socket Mode connection before serving without it (the
+client keeps retrying in the background, so an unreachable Slack never keeps /healthz down)."""
 
-    def __init__(self, *, signing_secret: str, **kwargs: Any) -> None:
-        super().__init__(signing_secret=signing_secret, **kwargs)
-        self.request_verifier = SignatureVerifier(signing_secret)
+
+class SlackApp(AsyncApp):
+    """An :class:`AsyncApp` that keeps its after-ack worker and, for the HTTP edge, a signature verifier.
+
+    ``request_verifier`` is None when no signing secret is configured (Socket Mode only): then
+    :func:`slack_routes` refuses to build an HTTP route.
+    """
+
+    def __init__(self, *, signing_secret: str | None, after_ack: AfterAck, **kwargs: Any) -> None:
+        super().__init__(signing_secret=signing_secret or "", request_verification_enabled=False, **kwargs)
+        self.request_verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self.after_ack = after_ack
 
 
 def build_slack_app(
@@ -71,30 +92,77 @@ def build_slack_app(
     is unreachable (``AsyncApp`` has no ``token_verification_enabled`` switch). A single-workspace
     bot knows its token, so no request waits on Slack before it is acknowledged and start-up
     needs no network. The shared client carries only ``base_url``: Bolt gives each request its
-    own client with the token from ``authorize`` (and warns at start-up if both are set).
+    own client with the token from ``authorize`` (and warns at start-up if both are set); the
+    listeners' Web API calls go through the after-ack worker's pooled client instead.
+
+    A signing secret is needed for HTTP (``POST /slack/events``), an app-level token for Socket
+    Mode; at least one of the two must be set.
     """
-    if settings.slack_signing_secret is None or not settings.slack_signing_secret.get_secret_value().strip():
-        raise ValueError("SLACK_SIGNING_SECRET is required to answer Slack over HTTP (POST /slack/events)")
-    if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value().strip():
+    signing_secret = _secret_text(settings.slack_signing_secret)
+    if signing_secret is None and _secret_text(settings.slack_app_token) is None:
+        raise ValueError("SLACK_SIGNING_SECRET (HTTP, POST /slack/events) or SLACK_APP_TOKEN (Socket Mode) is required")
+    token = _secret_text(settings.slack_bot_token)
+    if token is None:
         raise ValueError("SLACK_BOT_TOKEN is required for the Slack app (xoxb-…)")
-    token = settings.slack_bot_token.get_secret_value()
 
     async def authorize(enterprise_id: str | None, team_id: str | None, user_id: str | None) -> AuthorizeResult:
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, user_id=user_id, bot_token=token)
 
+    after_ack = AfterAck(token=token, base_url=settings.slack_api_url)
     app = SlackApp(
         name="incident-bot",
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        signing_secret=signing_secret,
+        after_ack=after_ack,
         client=AsyncWebClient(base_url=settings.slack_api_url),
         authorize=authorize,
-        request_verification_enabled=True,
-        process_before_response=False,
+        process_before_response=True,
     )
     app.middleware(skip_slack_retries)
-    actions.register(app, service=service, engine=engine, config=config)
-    commands.register(app, engine=engine, config=config, clock=clock)
-    home.register(app, engine=engine, config=config, clock=clock)
+    actions.register(app, service=service, engine=engine, config=config, after_ack=after_ack)
+    commands.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
+    home.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
     return app
+
+
+def _secret_text(value: SecretStr | None) -> str | None:
+    text = value.get_secret_value().strip() if value is not None else ""
+    return text or None
+
+
+@contextlib.asynccontextmanager
+async def running(slack_app: SlackApp, *, app_token: str | None) -> AsyncIterator[None]:
+    """The Slack side of the ASGI lifespan: the after-ack worker, and Socket Mode when ``app_token`` is set.
+
+    Socket Mode and HTTP are not exclusive: with both a signing secret and an app token, Slack
+    may deliver over either (it uses the websocket while one is open). Start-up waits up to
+    :data:`SOCKET_MODE_CONNECT_WAIT` seconds for the first connection; past that it serves
+    anyway and the client keeps retrying. On shutdown the websocket closes first, so no new
+    work arrives while the worker finishes what it has.
+    """
+    slack_app.after_ack.start()
+    handler: AsyncSocketModeHandler | None = None
+    connecting: asyncio.Task[None] | None = None
+    if app_token:
+        handler = AsyncSocketModeHandler(slack_app, app_token)
+        connecting = asyncio.create_task(handler.connect_async())  # type: ignore[no-untyped-call]
+        try:
+            await asyncio.wait_for(asyncio.shield(connecting), SOCKET_MODE_CONNECT_WAIT)
+            log.info("Socket Mode connected")
+        except TimeoutError:
+            log.warning("Socket Mode did not connect within %.0f s; still trying", SOCKET_MODE_CONNECT_WAIT)
+        except Exception:  # serve HTTP, the ingest API and the scheduler anyway; the log says why
+            log.exception("Socket Mode could not connect")
+    try:
+        yield
+    finally:
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+        if handler is not None:
+            try:
+                await handler.close_async()  # type: ignore[no-untyped-call]
+            except Exception:
+                log.warning("closing the Socket Mode connection failed", exc_info=True)
+        await slack_app.after_ack.aclose()
 
 
 async def skip_slack_retries(
@@ -112,8 +180,9 @@ async def skip_slack_retries(
 
 def slack_routes(slack_app: SlackApp) -> list[Route]:
     """``POST /slack/events``: the one URL Slack calls for commands, interactivity and events."""
-    handler = AsyncSlackRequestHandler(slack_app)
     verifier = slack_app.request_verifier
+    if verifier is None:
+        raise ValueError("SLACK_SIGNING_SECRET is required to answer Slack over HTTP (POST /slack/events)")
 
     async def slack_events(request: Request) -> Response:
         try:
@@ -130,10 +199,13 @@ def slack_routes(slack_app: SlackApp) -> list[Route]:
             log.info("signed Slack request refused as malformed: %s", problem)
             return _refuse(400, problem)
 
-        async def replay() -> Message:  # the body was consumed above; Bolt's adapter reads it again
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await handler.handle(Request(request.scope, replay))
+        # malformed() proved the body is UTF-8; Bolt gets it as text, as its Starlette adapter would pass it
+        bolt_request = AsyncBoltRequest(
+            body=body.decode("utf-8"),
+            query=request.url.query,
+            headers=dict(request.headers),
+        )
+        return to_starlette_response(await slack_app.async_dispatch(bolt_request))
 
     return [Route(PATH, slack_events, methods=["POST"], name="slack_events")]
 

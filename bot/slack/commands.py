@@ -2,15 +2,16 @@
 
 Slack gives a command 3 seconds. A reply that needs only the configuration (usage errors,
 runbooks) goes back in the acknowledgement itself; one that reads the database is acknowledged
-first and answered through the ``response_url`` (``respond()``), so a slow query never turns
-into Slack's "operation_timeout". Every reply is ephemeral: it answers the person who asked.
+first and answered through the ``response_url`` from the after-ack worker
+(:class:`bot.slack.after_ack.AfterAck`), so a slow query never turns into Slack's
+"operation_timeout" and never holds up another request's ack. Every reply is ephemeral: it
+answers the person who asked.
 
 The reply builders are pure functions of the configuration and data, tested on their output.
 """
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import logging
 from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from sqlalchemy.engine import Engine
 
 from bot.alerts import store
@@ -32,6 +33,7 @@ from bot.metrics import store as metric_store
 from bot.metrics.samples import Sample
 from bot.notify.slack_blocks import alerts_list, escape_mrkdwn, markdown_to_mrkdwn, split_sections
 from bot.slack import messages
+from bot.slack.after_ack import AfterAck
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
@@ -52,52 +54,61 @@ class Reply:
     blocks: list[dict[str, Any]] | None = None
 
 
-def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clock: Clock) -> None:
+def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clock: Clock, after_ack: AfterAck) -> None:
     """Attach the three commands to ``app``. ``config`` is called per request, so a reload applies at once."""
 
     async def runbook_command(ack: AsyncAck, command: dict[str, Any]) -> None:
         reply = runbook_reply(config(), command.get("text") or "")
         await ack(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
-    async def alerts_command(ack: AsyncAck, respond: AsyncRespond, command: dict[str, Any]) -> None:
+    async def alerts_command(ack: AsyncAck, command: dict[str, Any]) -> None:
         args = (command.get("text") or "").split()
         if args:
             text = messages.ALERTS_REVIEW_NOT_YET if args[0].lower() == "review" else messages.ALERTS_USAGE
             await ack(text=text, response_type="ephemeral")
             return
         await ack()
+        await after_ack.submit(lambda: _alerts(str(command.get("response_url") or "")))
+
+    async def _alerts(response_url: str) -> None:
         try:
-            alerts = await asyncio.to_thread(_active_alerts, engine)
+            alerts = await after_ack.db(_active_alerts, engine)
             text, blocks = alerts_list(alerts, now=clock.now())
+            reply = Reply(text, blocks)
         except Exception:
             log.exception("/alerts failed")
-            await _respond(respond, Reply(messages.TRY_AGAIN))
-            return
-        await _respond(respond, Reply(text, blocks))
+            reply = Reply(messages.TRY_AGAIN)
+        await _respond(after_ack, response_url, reply)
 
-    async def slo_command(ack: AsyncAck, respond: AsyncRespond, command: dict[str, Any]) -> None:
+    async def slo_command(ack: AsyncAck, command: dict[str, Any]) -> None:
         current = config()
         request = parse_slo_args(current, command.get("text") or "")
         if isinstance(request, Reply):
             await ack(text=request.text, blocks=request.blocks, response_type="ephemeral")
             return
         await ack()
+        await after_ack.submit(lambda: _slo(current, request, str(command.get("response_url") or "")))
+
+    async def _slo(current: Config, request: SloRequest, response_url: str) -> None:
         try:
-            latest = await asyncio.to_thread(_latest_samples, engine)
+            latest = await after_ack.db(_latest_samples, engine)
             reply = slo_reply(current, latest, model=request.model, window=request.window, now=clock.now())
         except Exception:
             log.exception("/slo status failed")
             reply = Reply(messages.TRY_AGAIN)
-        await _respond(respond, reply)
+        await _respond(after_ack, response_url, reply)
 
     app.command("/runbook")(runbook_command)
     app.command("/alerts")(alerts_command)
     app.command("/slo")(slo_command)
 
 
-async def _respond(respond: AsyncRespond, reply: Reply) -> None:
+async def _respond(after_ack: AfterAck, response_url: str, reply: Reply) -> None:
+    message: dict[str, Any] = {"text": reply.text, "response_type": "ephemeral", "replace_original": False}
+    if reply.blocks is not None:
+        message["blocks"] = reply.blocks
     try:
-        await respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral", replace_original=False)
+        await after_ack.respond(response_url, message)
     except Exception:  # an expired response_url or a Slack outage: the person retries the command
         log.warning("could not answer a slash command through its response_url", exc_info=True)
 

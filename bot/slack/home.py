@@ -1,18 +1,17 @@
 """The App Home tab: active alerts and the SLO dashboard, rebuilt each time someone opens it.
 
 Publishing on ``app_home_opened`` (rather than pushing on every alert change) keeps the tab
-correct without a fan-out to every user, at the cost of one query per open.
+correct without a fan-out to every user, at the cost of one query per open. Bolt acknowledges
+the event; the query and ``views.publish`` run on the after-ack worker.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
 
 from bot.alerts import store
@@ -21,25 +20,29 @@ from bot.clock import Clock
 from bot.config.loader import Config
 from bot.metrics import store as metric_store
 from bot.notify.slack_blocks import home_view
+from bot.slack.after_ack import AfterAck
 from bot.slack.commands import Latest, slo_lines
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clock: Clock) -> None:
-    """Attach the ``app_home_opened`` listener (Bolt acknowledges events before it runs)."""
+def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clock: Clock, after_ack: AfterAck) -> None:
+    """Attach the ``app_home_opened`` listener (Bolt acknowledges the event when it returns)."""
 
-    async def publish_home(event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def publish_home(event: dict[str, Any]) -> None:
         if event.get("tab", "home") != "home" or not event.get("user"):
             return  # the Messages tab, or a malformed event: nothing to publish
+        await after_ack.submit(lambda: _publish(str(event["user"])))
+
+    async def _publish(user: str) -> None:
         try:
-            alerts, latest = await asyncio.to_thread(_snapshot, engine)
+            alerts, latest = await after_ack.db(_snapshot, engine)
             now = clock.now()
             view = home_view(alerts, now=now, slo_lines=slo_lines(config(), latest, now=now))
-            await client.views_publish(user_id=event["user"], view=view)
+            await after_ack.client.views_publish(user_id=user, view=view)
         except Exception:  # the tab keeps its previous content; the next open tries again
-            log.exception("publishing the App Home for %s failed", event.get("user"))
+            log.exception("publishing the App Home for %s failed", user)
 
     app.event("app_home_opened")(publish_home)
 

@@ -29,7 +29,7 @@ from bot.config.loader import Config, load_config
 from bot.config.schema import Access
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
-from bot.slack import build_slack_app, slack_routes
+from bot.slack import SlackApp, build_slack_app, slack_routes
 from bot.storage.database import make_engine, migrate
 from bot.storage.database import session as open_session
 from tests.emulators.slack_api import SlackEmulator
@@ -89,28 +89,15 @@ class SlackEnv:
     ) -> tuple[bytes, str]:
         """A button click as Slack posts it: form field ``payload`` holding the JSON."""
         self._seq[0] += 1
-        payload: dict[str, Any] = {
-            "type": "block_actions",
-            "user": {"id": user, "username": user.lower(), "team_id": SlackEmulator.team_id},
-            "api_app_id": "A0INCIDENT",
-            "token": "legacy-verification-token",
-            "container": {"type": "message", "message_ts": "1767603600.000100", "channel_id": self.channel},
-            "trigger_id": f"1337.{self._seq[0]}.abcdef",
-            "team": {"id": SlackEmulator.team_id, "domain": "emulated"},
-            "channel": {"id": self.channel, "name": CHANNEL_NAME.lstrip("#")},
-            "message": {"type": "message", "ts": "1767603600.000100", "text": "alert"},
-            "response_url": self.slack.response_url(channel=self.channel),
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": "alert_actions",
-                    "value": str(self.alert_id) if value is None else value,
-                    "type": "button",
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
-            **(overrides or {}),
-        }
+        payload = block_actions(
+            action_id,
+            user=user,
+            value=str(self.alert_id) if value is None else value,
+            channel=self.channel,
+            response_url=self.slack.response_url(channel=self.channel),
+            trigger_id=f"1337.{self._seq[0]}.abcdef",
+        )
+        payload.update(overrides or {})
         return urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
 
     def command(self, command: str, text: str = "", *, user: str = ANA) -> httpx.Response:
@@ -164,6 +151,33 @@ class SlackEnv:
         return [str(c.params.get("text")) for c in calls if user is None or c.params.get("user") == user]
 
 
+def block_actions(
+    action_id: str, *, user: str, value: str, channel: str, response_url: str, trigger_id: str = "1337.1.abcdef"
+) -> dict[str, Any]:
+    """A ``block_actions`` payload for a click on an alert button, as Slack sends it (HTTP or Socket Mode)."""
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "team_id": SlackEmulator.team_id},
+        "api_app_id": "A0INCIDENT",
+        "token": "legacy-verification-token",
+        "container": {"type": "message", "message_ts": "1767603600.000100", "channel_id": channel},
+        "trigger_id": trigger_id,
+        "team": {"id": SlackEmulator.team_id, "domain": "emulated"},
+        "channel": {"id": channel, "name": CHANNEL_NAME.lstrip("#")},
+        "message": {"type": "message", "ts": "1767603600.000100", "text": "alert"},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "alert_actions",
+                "value": value,
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
 def fire_cost_alert(service: AlertService, engine: Engine, clock: FrozenClock) -> int:
     """support-bot spending $450 of a $500 budget fires ``llm_cost_runaway`` at once (no ``for:``)."""
     service.ingest([("support-bot", "daily_cost_usd", clock.now(), 450.0)])
@@ -197,6 +211,16 @@ def serving(app: Starlette) -> Iterator[str]:
         sock.close()
 
 
+@contextmanager
+def closing_after_ack(app: SlackApp) -> Iterator[None]:
+    """The app's after-ack worker runs for the block and is drained and stopped after it (as the lifespan does)."""
+    app.after_ack.start()
+    try:
+        yield
+    finally:
+        app.after_ack.close(timeout=5)
+
+
 _CONFIG: Config | None = None
 
 
@@ -224,7 +248,11 @@ def slack_env(tmp_path: Path) -> Iterator[SlackEnv]:
             database_url=f"sqlite:///{tmp_path}/slack.db",
         )
         app = build_slack_app(settings=settings, service=service, engine=engine, config=box, clock=clock)
-        with serving(Starlette(routes=slack_routes(app))) as base, httpx.Client(timeout=10) as http:
+        with (
+            serving(Starlette(routes=slack_routes(app))) as base,
+            httpx.Client(timeout=10) as http,
+            closing_after_ack(app),
+        ):
             yield SlackEnv(
                 url=f"{base}/slack/events",
                 http=http,
