@@ -30,6 +30,12 @@ post timed out, or it started after a crash) looks the name up with ``conversati
 Residual risk: a delivery that died mid-post less than the outbox's claim timeout ago looks in
 progress, so its alert may be swept into another group while its own post stays behind as a
 stale duplicate.
+
+The weekly alert review (kind ``review.weekly``, no alert; :mod:`bot.review.weekly`) is one
+message to ``payload["channel"]``: a header with the title and the review as a code block, cut
+into sections of at most 3,000 characters. It carries metadata naming its outbox row, and a retry
+looks for it in the channel's history (from the row's creation) before posting again, as root
+posts do.
 """
 
 from __future__ import annotations
@@ -68,10 +74,11 @@ from bot.notify.slack_api import (
     metadata_names,
     thread_has,
 )
-from bot.notify.slack_blocks import state_reply
+from bot.notify.slack_blocks import escape_mrkdwn, page_result_reply, split_sections, state_reply
 from bot.observability import Metrics
 from bot.settings import Settings
 from bot.storage.database import session as open_session
+from bot.storage.tables import OutboxRow
 
 __all__ = ["ChannelPacer", "Location", "SlackNotifier", "api_error", "make_client"]
 
@@ -80,6 +87,13 @@ log = logging.getLogger(__name__)
 ALERT_EVENT = "incident_bot_alert"
 REPLY_EVENT = "incident_bot_reply"
 FIRED = "alert.fired"
+PAGE_RESULT = "alert.page_result"
+"""What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
+REVIEW = "review.weekly"
+"""The weekly alert review's kind (``bot.review.weekly.KIND``; not imported: review depends on notify)."""
+REVIEW_EVENT = "incident_bot_review"
+REVIEW_SECTIONS = 45
+"""Sections of the review message: a header and a note fit beside them within Slack's 50 blocks."""
 LOOKBACK = timedelta(minutes=1)
 """How far before the alert fired the history search starts: tolerance for clock skew."""
 HISTORY_PAGES = 5
@@ -131,6 +145,9 @@ class SlackNotifier:
         """Put the alert in a root message (its group's or a new one), bring that message up to
         date, and record a state change in its thread. Raises DeliveryError; the outbox retries."""
         note = notification
+        if note.kind == REVIEW:
+            self._post_review(note)
+            return
         if note.alert_id is None or not note.kind.startswith("alert."):
             raise DeliveryError(f"Slack cannot deliver {note.kind!r} without an alert", retryable=False)
         with open_session(self._engine) as s:
@@ -139,6 +156,9 @@ class SlackNotifier:
         if alert is None:
             raise DeliveryError(f"alert {note.alert_id} no longer exists", retryable=False)
         config = self._config()
+        if note.kind == PAGE_RESULT:
+            self._page_result(alert, where, note)
+            return
         if note.kind == FIRED:
             self._fired(alert, where, note, config)
             return
@@ -320,6 +340,16 @@ class SlackNotifier:
         metadata = {"event_type": REPLY_EVENT, "event_payload": {"alert_id": alert.id, "outbox_id": note.id}}
         self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast)
 
+    def _page_result(self, alert: Alert, where: Location | None, note: Notification) -> None:
+        """Say in the alert's thread whether PagerDuty took its page. The alert's own post goes
+        first (the outbox keeps an alert's notifications in order), so no root means it failed."""
+        if where is None:
+            raise DeliveryError(f"alert {alert.id} has no Slack message to reply under", retryable=False)
+        with open_session(self._engine) as s:
+            grouped = len(store.alerts_in_message(s, *where)) > 1
+        text = page_result_reply(note.payload)
+        self._reply(where, alert, note, groups.named(alert, text) if grouped else text)
+
     def _reply_exists(self, where: Location, note: Notification) -> bool:
         try:
             ours = partial(metadata_names, event_type=REPLY_EVENT, outbox_id=note.id)
@@ -329,6 +359,47 @@ class SlackNotifier:
                 raise
             log.warning("cannot read the thread %s/%s (%s); replying", *where, exc)
             return False
+
+    # ------------------------------------------------------------------ weekly review
+
+    def _post_review(self, note: Notification) -> None:
+        """Post the weekly review to ``payload["channel"]`` (default: ``default_channel``), once."""
+        body = note.payload.get("text")
+        if not isinstance(body, str) or not body.strip():
+            raise DeliveryError(f"outbox row {note.id}: the weekly review has no text", retryable=False)
+        chosen = note.payload.get("channel")
+        target = chosen if isinstance(chosen, str) and chosen else self._config().settings.default_channel
+        title = str(note.payload.get("title") or "Weekly alert review")
+        if note.attempts > 0 and self._review_posted(note, target):
+            log.info("weekly review of outbox row %s is already in %s; not posting again", note.id, target)
+            return
+        metadata = {
+            "event_type": REVIEW_EVENT,
+            "event_payload": {"outbox_id": note.id, "week": note.payload.get("week")},
+        }
+        self._post(target, text=title, blocks=review_blocks(title, body), metadata=metadata)
+
+    def _review_posted(self, note: Notification, target: str) -> bool:
+        """Whether an earlier attempt's post of this row is in ``target``'s history (searched from
+        the row's creation). Raises a retryable DeliveryError; a refusal is logged and gives False."""
+        with open_session(self._engine) as s:
+            row = s.get(OutboxRow, note.id)
+        since = ensure_utc(row.created_at) if row is not None else self._clock.now() - timedelta(days=1)
+        channel_id = self._channel_id(target) or self._look_up_channel(target)
+        if channel_id is None:
+            log.warning("weekly review: the ID of %s is not known, so no earlier post can be sought", target)
+            return False
+        ours = partial(metadata_names, event_type=REVIEW_EVENT, outbox_id=note.id)
+        try:
+            found = find_in_history(
+                self._client, channel_id, oldest=since - LOOKBACK, match=ours, pages=HISTORY_PAGES, caller=self._call
+            )
+        except DeliveryError as exc:
+            if exc.retryable:
+                raise
+            log.warning("weekly review: cannot search %s for an earlier post (%s); posting", target, exc)
+            return False
+        return found is not None
 
     # ------------------------------------------------------------------ Web API
 
@@ -424,3 +495,16 @@ def _record(session: Session, alert: Alert, where: Location) -> bool:
 
 def _duplicate(alert: Alert, kept: Location, extra: Location) -> None:
     log.warning("alert %s: two root messages were posted; keeping %s, %s is a duplicate", alert.id, kept, extra)
+
+
+def review_blocks(title: str, body: str) -> list[dict[str, Any]]:
+    """The review message: a header, the text as a code block in sections of at most 3,000
+    characters, and a note if it is longer than one message can hold."""
+    header = {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}}
+    chunks = split_sections(f"```\n{escape_mrkdwn(body)}\n```")
+    blocks: list[dict[str, Any]] = [header]
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in chunks[:REVIEW_SECTIONS]]
+    if len(chunks) > REVIEW_SECTIONS:
+        note = "_The review is longer than one Slack message; `incident-bot alerts review` prints it all._"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    return blocks

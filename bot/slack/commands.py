@@ -1,11 +1,21 @@
-"""Slash commands: ``/runbook <model>``, ``/alerts`` and ``/slo status [model] [window]``.
+"""Slash commands: ``/runbook <model>``, ``/alerts [review [window]]`` and ``/slo status [model] [window] [chart]``.
 
 Slack gives a command 3 seconds. A reply that needs only the configuration (usage errors,
-runbooks) goes back in the acknowledgement itself; one that reads the database is acknowledged
-first and answered through the ``response_url`` from the after-ack worker
-(:class:`bot.slack.after_ack.AfterAck`), so a slow query never turns into Slack's
-"operation_timeout" and never holds up another request's ack. Every reply is ephemeral: it
-answers the person who asked.
+runbooks, an unknown model, a bad window) goes back in the acknowledgement itself; one that
+reads the database is acknowledged first and answered through the ``response_url`` from the
+after-ack worker (:class:`bot.slack.after_ack.AfterAck`), so a slow query never turns into
+Slack's "operation_timeout" and never holds up another request's ack. Every reply is
+ephemeral: it answers the person who asked. The one thing posted for the channel is the chart
+of ``/slo status <model> chart`` (a file is shared, not whispered), uploaded with the files API
+(``files.getUploadURLExternal`` + ``files.completeUploadExternal``, through slack_sdk's
+``files_upload_v2``) to the channel the command was run in; the person then gets an ephemeral
+"posted" or the reason it could not be.
+
+``/slo status`` shows seed 000's dashboard (:mod:`bot.slo.dashboard`): without a model one line
+per model, worst first; with one, the table (metric, target, current, error budget left, burn
+rate, compliance, status) in a code block, so its columns stay aligned, and a context line with
+the window and how much of it has data. ``/alerts review`` shows the weekly review of
+:mod:`bot.review` in a code block, cut into sections of at most 3,000 characters.
 
 The reply builders are pure functions of the configuration and data, tested on their output.
 """
@@ -14,26 +24,28 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
-from bot.config.durations import format_duration, parse_duration
+from bot.config.durations import parse_duration
 from bot.config.loader import Config
-from bot.config.schema import Slo
-from bot.metrics import store as metric_store
-from bot.metrics.samples import Sample
-from bot.notify.slack_blocks import alerts_list, escape_mrkdwn, markdown_to_mrkdwn, split_sections
+from bot.notify.slack_blocks import alerts_list, escape_mrkdwn, markdown_to_mrkdwn, slack_date, split_sections
+from bot.review.weekly import WEEK, weekly_review_text
 from bot.slack import messages
 from bot.slack.after_ack import AfterAck
+from bot.slo import text as slo_text
+from bot.slo.dashboard import ModelDashboard, build_dashboard, overall_text, render_overview, render_table
+from bot.slo.service import load_model_series, slo_chart, specs_of
+from bot.slo.sli import measure
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
@@ -41,9 +53,11 @@ log = logging.getLogger(__name__)
 SECTION_LIMIT = 3000
 """Slack's limit on a section block's text."""
 MAX_SECTIONS = 45
-"""Stay under the 50 blocks of a message, leaving room for a note."""
-
-Latest = Mapping[str, Mapping[str, Sample]]
+"""Stay under the 50 blocks of a message, leaving room for a header and a note."""
+MAX_WINDOW = timedelta(days=90)
+"""The longest window ``/slo status`` and ``/alerts review`` read: beyond it a command would
+scan months of samples while Slack waits, and nobody keeps SLOs over a quarter in chat."""
+MIN_WINDOW = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -62,13 +76,17 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
         await ack(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
     async def alerts_command(ack: AsyncAck, command: dict[str, Any]) -> None:
-        args = (command.get("text") or "").split()
-        if args:
-            text = messages.ALERTS_REVIEW_NOT_YET if args[0].lower() == "review" else messages.ALERTS_USAGE
-            await ack(text=text, response_type="ephemeral")
+        request = parse_alerts_args(command.get("text") or "")
+        if isinstance(request, Reply):
+            await ack(text=request.text, blocks=request.blocks, response_type="ephemeral")
             return
         await ack()
-        await after_ack.submit(lambda: _alerts(str(command.get("response_url") or "")))
+        response_url = str(command.get("response_url") or "")
+        if request.review:
+            current = config()
+            await after_ack.submit(lambda: _review(current, request.window, response_url))
+        else:
+            await after_ack.submit(lambda: _alerts(response_url))
 
     async def _alerts(response_url: str) -> None:
         try:
@@ -80,6 +98,15 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
             reply = Reply(messages.TRY_AGAIN)
         await _respond(after_ack, response_url, reply)
 
+    async def _review(current: Config, window: timedelta, response_url: str) -> None:
+        try:
+            review = await after_ack.db(weekly_review_text, engine, current, clock.now(), window)
+            reply = review_reply(review)
+        except Exception:
+            log.exception("/alerts review failed")
+            reply = Reply(messages.TRY_AGAIN)
+        await _respond(after_ack, response_url, reply)
+
     async def slo_command(ack: AsyncAck, command: dict[str, Any]) -> None:
         current = config()
         request = parse_slo_args(current, command.get("text") or "")
@@ -87,14 +114,48 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
             await ack(text=request.text, blocks=request.blocks, response_type="ephemeral")
             return
         await ack()
-        await after_ack.submit(lambda: _slo(current, request, str(command.get("response_url") or "")))
+        response_url = str(command.get("response_url") or "")
+        if request.chart and request.model is not None:
+            channel, user = str(command.get("channel_id") or ""), str(command.get("user_id") or "")
+            model = request.model
+            await after_ack.submit(lambda: _chart(current, model, request.window, channel, user, response_url))
+        else:
+            await after_ack.submit(lambda: _slo(current, request, response_url))
 
     async def _slo(current: Config, request: SloRequest, response_url: str) -> None:
         try:
-            latest = await after_ack.db(_latest_samples, engine)
-            reply = slo_reply(current, latest, model=request.model, window=request.window, now=clock.now())
+            now = clock.now()
+            view = await after_ack.db(load_slo_view, engine, current, now, request.window, model=request.model)
+            reply = slo_reply(view, model=request.model, window=request.window, now=now)
         except Exception:
             log.exception("/slo status failed")
+            reply = Reply(messages.TRY_AGAIN)
+        await _respond(after_ack, response_url, reply)
+
+    async def _chart(
+        current: Config, model: str, window: timedelta | None, channel: str, user: str, response_url: str
+    ) -> None:
+        """Render the PNG (database and matplotlib: on the DB executor) and share it in ``channel``."""
+        if not channel:  # without a channel the file would be uploaded unshared: say so instead
+            await _respond(after_ack, response_url, Reply(messages.slo_chart_failed("channel_not_found")))
+            return
+        try:
+            png = await after_ack.db(slo_chart, engine, current, model, clock.now(), window)
+            span = slo_text.window_title(window or _model_window(current, model)).lower()
+            await after_ack.client.files_upload_v2(
+                channel=channel,
+                file=png,
+                filename=f"slo-error-budget-{model}.png",
+                title=f"Error budget — {model} ({span})",
+                initial_comment=messages.slo_chart_comment(model, span, user),
+            )
+            reply = Reply(messages.slo_chart_posted(model, channel))
+        except SlackApiError as exc:
+            detail = str(exc.response.get("error") or "unknown_error")
+            log.warning("/slo status %s chart: Slack refused the upload to %s: %s", model, channel, detail)
+            reply = Reply(messages.slo_chart_failed(detail))
+        except Exception:
+            log.exception("/slo status %s chart failed", model)
             reply = Reply(messages.TRY_AGAIN)
         await _respond(after_ack, response_url, reply)
 
@@ -118,9 +179,64 @@ def _active_alerts(engine: Engine) -> list[Alert]:
         return store.active(s)
 
 
-def _latest_samples(engine: Engine) -> Latest:
-    with open_session(engine) as s:
-        return metric_store.latest(s)
+def parse_window(arg: str, usage: str) -> timedelta | Reply:
+    """A window argument (``7d``, ``24h``, ``1h30m``) between :data:`MIN_WINDOW` and
+    :data:`MAX_WINDOW`, else a reply saying how to write one."""
+    try:
+        window = parse_duration(arg)
+    except ValueError:
+        return Reply(messages.bad_window(arg, usage=usage))
+    if window < MIN_WINDOW:
+        return Reply(messages.bad_window(arg, usage=usage, reason="a window is at least `1m`, e.g. `24h` or `7d`"))
+    if window > MAX_WINDOW:
+        return Reply(messages.bad_window(arg, usage=usage, reason="a window is at most `90d`, e.g. `30d`"))
+    return window
+
+
+def _sections(mrkdwn: str) -> list[dict[str, Any]]:
+    """Section blocks of at most 3,000 characters (a code block cut in two is closed and reopened)."""
+    chunks = split_sections(mrkdwn, SECTION_LIMIT)
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in chunks]
+
+
+def code_block(plain: str) -> str:
+    """Plain text as a mrkdwn code block; ``& < >`` escaped, as Slack asks even inside code."""
+    return f"```\n{escape_mrkdwn(plain)}\n```"
+
+
+def _context(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn}]}
+
+
+# --------------------------------------------------------------------------- /alerts
+
+
+@dataclass(frozen=True)
+class AlertsRequest:
+    review: bool = False
+    window: timedelta = WEEK
+
+
+def parse_alerts_args(text: str) -> AlertsRequest | Reply:
+    """``/alerts`` or ``/alerts review [window]``; anything else is a usage reply."""
+    args = text.split()
+    if not args:
+        return AlertsRequest()
+    if args[0].lower() != "review" or len(args) > 2:
+        return Reply(messages.ALERTS_USAGE)
+    if len(args) == 1:
+        return AlertsRequest(review=True)
+    window = parse_window(args[1], messages.ALERTS_USAGE)
+    return window if isinstance(window, Reply) else AlertsRequest(review=True, window=window)
+
+
+def review_reply(review: str) -> Reply:
+    """The review text (its first line is its title) as a code block in sections of ≤ 3,000 characters."""
+    title = review.splitlines()[0] if review else "Alert review"
+    blocks = _sections(code_block(review))
+    if len(blocks) > MAX_SECTIONS:
+        blocks = [*blocks[:MAX_SECTIONS], _context(messages.REVIEW_TRUNCATED)]
+    return Reply(escape_mrkdwn(title), blocks)
 
 
 # --------------------------------------------------------------------------- /runbook
@@ -187,120 +303,152 @@ def _unknown_model(config: Config, name: str) -> str:
 # --------------------------------------------------------------------------- /slo status
 
 
-class SloState(Enum):
-    """Worst first; ``rank`` orders the dashboard."""
-
-    CRITICAL = (0, "🔴", "critical")
-    WARNING = (1, "⚠️", "warning")
-    OFF_TARGET = (2, "⚠️", "off target")
-    NO_DATA = (3, "⚪", "no data")
-    OK = (4, "✅", "ok")
-
-    @property
-    def rank(self) -> int:
-        return int(self.value[0])
-
-    @property
-    def emoji(self) -> str:
-        return str(self.value[1])
-
-    @property
-    def label(self) -> str:
-        return str(self.value[2])
+CHART = "chart"
 
 
 @dataclass(frozen=True)
 class SloRequest:
     model: str | None
     window: timedelta | None
+    chart: bool = False
+
+
+def _models_with_slos(config: Config) -> list[str]:
+    return sorted({slo.model for slo in config.slos})
+
+
+def _model_window(config: Config, model: str) -> timedelta:
+    """The longest window among ``model``'s SLOs (the chart's span when no window is given)."""
+    return max((spec.window for spec in specs_of(config, model=model)), default=WEEK)
 
 
 def parse_slo_args(config: Config, text: str) -> SloRequest | Reply:
-    """``status [model] [window]``; anything else is a usage reply."""
+    """``status [model] [window] [chart]`` in any order after ``status``; every mistake gets a
+    reply naming it: an unknown model (with close matches), a model without SLOs, a bad window
+    (with an example), ``chart`` without a model, or the usage."""
     args = text.split()
-    if not args or args[0].lower() != "status" or len(args) > 3:
+    if not args or args[0].lower() != "status" or len(args) > 4:
         return Reply(messages.SLO_USAGE)
     model: str | None = None
     window: timedelta | None = None
+    chart = False
     for arg in args[1:]:
-        if model is None and window is None and not _looks_like_window(arg):
+        if arg.lower() == CHART and not chart and _resolve_slo_model(config, arg) is None:
+            chart = True
+        elif model is None and not arg[:1].isdigit():
             model = arg
+        elif window is None:
+            parsed = parse_window(arg, messages.SLO_USAGE)
+            if isinstance(parsed, Reply):
+                return parsed
+            window = parsed
         else:
-            try:
-                window = parse_duration(arg)
-            except ValueError:
-                return Reply(messages.bad_window(arg))
-    if model is not None:
-        resolved = resolve_model(config, model)
-        if resolved is None:
-            return Reply(_unknown_model(config, model))
-        model = resolved
-    if model is not None and not any(slo.model == model for slo in config.slos):
-        return Reply(messages.no_slos_for(model))
-    return SloRequest(model, window)
-
-
-def _looks_like_window(arg: str) -> bool:
-    return arg[:1].isdigit()
-
-
-def slo_state(slo: Slo, value: float) -> SloState:
-    """Where ``value`` stands: meeting the objective, past warning, past critical, or in between.
-
-    Compared as "badness" (the value itself for ``below`` objectives, its negation for ``above``),
-    so one set of comparisons serves both directions.
-    """
-    sign = 1.0 if slo.objective.direction == "below" else -1.0
-    bad = sign * value
-    if bad <= sign * slo.objective.target:
-        return SloState.OK
-    if bad >= sign * slo.critical:
-        return SloState.CRITICAL
-    if bad >= sign * slo.warning:
-        return SloState.WARNING
-    return SloState.OFF_TARGET
-
-
-def slo_lines(config: Config, latest: Latest, *, now: datetime, model: str | None = None) -> list[str]:
-    """One line per SLO (of ``model``, or all), worst first; stale samples count as no data.
-
-    Lines use mrkdwn emphasis but are not escaped: the App Home builder escapes what it is given,
-    and :func:`slo_reply` escapes for the command reply.
-    """
-    rows: list[tuple[int, str, str, str]] = []
-    for slo in config.slos:
-        if model is not None and slo.model != model:
-            continue
-        sample = latest.get(slo.model, {}).get(slo.metric)
-        state, current = SloState.NO_DATA, "no data"
-        if sample is not None and not isinstance(sample.value, str):
-            age = now - sample.at
-            current = f"{sample.value:g} ({format_duration(age)} ago)"
-            state = SloState.NO_DATA if age > config.settings.stale_after else slo_state(slo, float(sample.value))
-            if state is SloState.NO_DATA:
-                current += ", stale"
-        objective = f"{slo.objective.direction} {slo.objective.target:g}"
-        line = (
-            f"{state.emoji} *{slo.model}* · `{slo.metric}` = "
-            f"{current} · objective {objective} (warning {slo.warning:g}, critical {slo.critical:g}) · {state.label}"
-        )
-        rows.append((state.rank, slo.model, slo.metric, line))
-    return [line for *_, line in sorted(rows)]
-
-
-def slo_reply(
-    config: Config, latest: Latest, *, model: str | None, window: timedelta | None = None, now: datetime
-) -> Reply:
-    """The ``/slo status`` dashboard (first version: latest values, no windowed compliance yet)."""
-    lines = slo_lines(config, latest, now=now, model=model)
-    if not lines:
+            return Reply(messages.SLO_USAGE)
+    with_slos = _models_with_slos(config)
+    if not with_slos:
         return Reply(messages.SLO_NONE_CONFIGURED)
-    header = messages.slo_header(model)
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": header}}]
-    blocks += [
-        {"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
-        for chunk in split_sections("\n".join(escape_mrkdwn(line) for line in lines), SECTION_LIMIT)[:MAX_SECTIONS]
-    ]
+    if model is not None:
+        resolved = _resolve_slo_model(config, model)
+        if resolved is None:
+            known = sorted({*config.models, *with_slos})
+            close = difflib.get_close_matches(model, known, n=3, cutoff=0.6)
+            return Reply(messages.unknown_model(model, close=close, known=known))
+        if resolved not in with_slos:
+            return Reply(messages.no_slos_for(resolved, with_slos=with_slos))
+        model = resolved
+    if chart and model is None:
+        return Reply(messages.slo_chart_needs_model(with_slos))
+    return SloRequest(model, window, chart)
+
+
+def _resolve_slo_model(config: Config, name: str) -> str | None:
+    """A configured model, or one an SLO names: exact, else the one equal ignoring case."""
+    known = {*config.models, *(slo.model for slo in config.slos)}
+    if name in known:
+        return name
+    folded = [m for m in known if m.casefold() == name.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+@dataclass(frozen=True)
+class SloView:
+    """What ``/slo status`` shows: the dashboards (worst model first) and, per SLO
+    (:attr:`SloSpec.key`), the fraction of its window that has data."""
+
+    boards: tuple[ModelDashboard, ...]
+    coverage: dict[str, float]
+
+
+def load_slo_view(
+    engine: Engine, config: Config, now: datetime, window: timedelta | None = None, *, model: str | None = None
+) -> SloView:
+    """:func:`bot.slo.service.slo_dashboards` plus each SLO's data coverage, from one read of the samples."""
+    specs = specs_of(config, model=model)
+    with open_session(engine) as s:
+        series = load_model_series(s, specs, now, window)
+    boards = build_dashboard(specs, series, now, window=window)
+    coverage = {
+        spec.key: measure(spec, series.get(spec.model, {}), start=now - (window or spec.window), end=now).coverage
+        for spec in specs
+    }
+    return SloView(boards, coverage)
+
+
+def window_text(windows: Iterable[timedelta]) -> str:
+    """``last 7 days`` when every SLO shown has one window, else ``each SLO's window``."""
+    distinct = set(windows)
+    return slo_text.window_title(distinct.pop()).lower() if len(distinct) == 1 else "each SLO's window"
+
+
+def _shown_window(boards: Sequence[ModelDashboard], window: timedelta | None) -> str:
     if window is not None:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": messages.SLO_LATEST_ONLY}]})
-    return Reply("\n".join([header, *(escape_mrkdwn(line) for line in lines)]), blocks)
+        return slo_text.window_title(window).lower()
+    return window_text(row.window for board in boards for row in board.rows)
+
+
+def slo_reply(view: SloView, *, model: str | None, window: timedelta | None, now: datetime) -> Reply:
+    """``/slo status``: the overview (no model) or one model's table."""
+    if not view.boards:
+        return Reply(messages.SLO_NONE_CONFIGURED)
+    if model is None:
+        return slo_overview_reply(view.boards, window=window, now=now)
+    board = next((b for b in view.boards if b.model == model), view.boards[0])
+    return slo_table_reply(board, view.coverage, window=window, now=now)
+
+
+def slo_overview_reply(boards: Sequence[ModelDashboard], *, window: timedelta | None, now: datetime) -> Reply:
+    """One line per model, worst first (emoji, model, compliance, worst SLO), and how to see more."""
+    header = messages.slo_header(None, _shown_window(boards, window))
+    lines = [escape_mrkdwn(line) for line in render_overview(boards)]
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": header}}]
+    blocks += _sections("\n".join(lines))[:MAX_SECTIONS]
+    blocks.append(_context(f"{messages.SLO_OVERVIEW_HINT} · as of {slack_date(now)}"))
+    return Reply("\n".join([header, *lines]), blocks)
+
+
+def slo_table_reply(
+    board: ModelDashboard, coverage: dict[str, float], *, window: timedelta | None, now: datetime
+) -> Reply:
+    """Seed 000's table in a code block (aligned columns), then the window and its data coverage."""
+    header = messages.slo_header(board.model, _shown_window([board], window))
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": header}}]
+    blocks += _sections(code_block(render_table(board)))[:MAX_SECTIONS]
+    blocks.append(_context(table_context(board, coverage, window=window, now=now)))
+    return Reply(f"{header}\n{escape_mrkdwn(overall_text(board))}", blocks)
+
+
+def table_context(board: ModelDashboard, coverage: dict[str, float], *, window: timedelta | None, now: datetime) -> str:
+    """``Window: last 7 days · data for 96% of it (least: helpfulness 40%) · burn over the last 1h · as of …``."""
+    parts = [f"Window: {_shown_window([board], window)}"]
+    shares = [(coverage[row.spec.key], row.spec.label) for row in board.rows if row.spec.key in coverage]
+    if shares:
+        mean = sum(share for share, _ in shares) / len(shares)
+        data = f"data for {slo_text.percent(mean, digits=0)} of it"
+        least, label = min(shares)
+        if len(shares) > 1 and least < mean:
+            data += f" (least: {escape_mrkdwn(label)} {slo_text.percent(least, digits=0)})"
+        parts.append(data)
+    if board.rows:
+        parts.append(f"burn rate over the last {slo_text.span(board.rows[0].burn_lookback)}")
+    parts.append(f"as of {slack_date(now)}")
+    return " · ".join(parts)

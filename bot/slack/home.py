@@ -3,12 +3,16 @@
 Publishing on ``app_home_opened`` (rather than pushing on every alert change) keeps the tab
 correct without a fan-out to every user, at the cost of one query per open. Bolt acknowledges
 the event; the query and ``views.publish`` run on the after-ack worker.
+
+The SLO section is the overview of ``/slo status`` (:func:`bot.slo.dashboard.render_overview`):
+one line per model, worst first, with its compliance and its worst SLO.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -18,10 +22,10 @@ from bot.alerts import store
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
 from bot.config.loader import Config
-from bot.metrics import store as metric_store
 from bot.notify.slack_blocks import home_view
 from bot.slack.after_ack import AfterAck
-from bot.slack.commands import Latest, slo_lines
+from bot.slo.dashboard import render_overview
+from bot.slo.service import slo_dashboards
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
@@ -37,9 +41,9 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
 
     async def _publish(user: str) -> None:
         try:
-            alerts, latest = await after_ack.db(_snapshot, engine)
             now = clock.now()
-            view = home_view(alerts, now=now, slo_lines=slo_lines(config(), latest, now=now))
+            alerts, slo_lines = await after_ack.db(_snapshot, engine, config(), now)
+            view = home_view(alerts, now=now, slo_lines=slo_lines)
             await after_ack.client.views_publish(user_id=user, view=view)
         except Exception:  # the tab keeps its previous content; the next open tries again
             log.exception("publishing the App Home for %s failed", user)
@@ -47,6 +51,8 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
     app.event("app_home_opened")(publish_home)
 
 
-def _snapshot(engine: Engine) -> tuple[list[Alert], Latest]:
+def _snapshot(engine: Engine, config: Config, now: datetime) -> tuple[list[Alert], list[str]]:
+    """The active alerts and the SLO overview lines (plain text: :func:`home_view` escapes them)."""
     with open_session(engine) as s:
-        return store.active(s), metric_store.latest(s)
+        alerts = store.active(s)
+    return alerts, render_overview(slo_dashboards(engine, config, now))

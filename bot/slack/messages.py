@@ -13,14 +13,23 @@ from collections.abc import Iterable
 from bot.notify.slack_blocks import escape_mrkdwn
 
 RUNBOOK_USAGE = "Usage: `/runbook <model>` shows the model's runbook, e.g. `/runbook fraud-detector-v2`."
-ALERTS_USAGE = "Usage: `/alerts` lists the active alerts, most severe first."
-ALERTS_REVIEW_NOT_YET = "The weekly review (`/alerts review`) is not available yet; `/alerts` lists the active alerts."
+ALERTS_USAGE = (
+    "Usage: `/alerts` lists the active alerts, most severe first; "
+    "`/alerts review [window]` reviews the alerts of the last 7 days (or the window, e.g. `/alerts review 30d`)."
+)
 SLO_USAGE = (
-    "Usage: `/slo status [model] [window]` shows every SLO (worst first), or one model's, "
-    "with the latest value against its objective."
+    "Usage: `/slo status [model] [window] [chart]`: without a model one line per model, worst first; "
+    "with one, its SLO table (e.g. `/slo status support-bot 30d`); "
+    "`chart` posts the model's error-budget chart in the channel (e.g. `/slo status support-bot chart`)."
 )
 SLO_NONE_CONFIGURED = "No SLOs are configured. Add them under `slos:` in a `rules/*.yaml` file."
-SLO_LATEST_ONLY = "Windowed compliance is not computed yet: these are the latest values."
+SLO_OVERVIEW_HINT = (
+    "`/slo status <model>` shows a model's table · `/slo status <model> 30d` another window · "
+    "`/slo status <model> chart` posts its error-budget chart here"
+)
+REVIEW_TRUNCATED = (
+    "_The review is longer than one Slack message; the rest was cut. `incident-bot alerts review` prints it all._"
+)
 TRY_AGAIN = "Something went wrong on my side and nothing was changed. Please try again in a moment."
 KEEPS_CHANGING = "This alert kept changing while I tried; nothing was changed. Please try again."
 
@@ -98,16 +107,49 @@ def unknown_model(name: str, *, close: Iterable[str], known: Iterable[str]) -> s
     return text
 
 
-def no_slos_for(model: str) -> str:
-    return f"No SLOs are configured for `{escape_mrkdwn(model)}`."
+def no_slos_for(model: str, *, with_slos: Iterable[str] = ()) -> str:
+    text = f"No SLOs are configured for `{escape_mrkdwn(model)}`."
+    names = sorted(with_slos)
+    if names:
+        text += f" Models with SLOs: {', '.join(f'`{escape_mrkdwn(m)}`' for m in names)}."
+    return text
 
 
-def bad_window(text: str) -> str:
-    return f"`{escape_mrkdwn(text)}` is not a window; write it like `7d`, `24h` or `30m`.\n{SLO_USAGE}"
+def bad_window(text: str, *, usage: str = SLO_USAGE, reason: str = "") -> str:
+    """An argument that is not a usable window, with how to write one (and the command's usage)."""
+    why = reason or "write it like `7d`, `24h` or `30m`"
+    return f"`{escape_mrkdwn(text)}` is not a window: {why}.\n{usage}"
 
 
-def slo_header(model: str | None) -> str:
-    return f"*SLO status — {escape_mrkdwn(model)}*" if model else "*SLO status — all models, worst first*"
+def slo_header(model: str | None, window: str) -> str:
+    """``window`` is already readable text (``last 7 days``, ``each SLO's window``)."""
+    if model:
+        return f"*SLO status — {escape_mrkdwn(model)}* ({window})"
+    return f"*SLO status — all models, worst first* ({window})"
+
+
+def slo_chart_needs_model(models: Iterable[str]) -> str:
+    example = next(iter(sorted(models)), "support-bot")
+    return f"`chart` needs a model: e.g. `/slo status {escape_mrkdwn(example)} chart`.\n{SLO_USAGE}"
+
+
+def slo_chart_posted(model: str, channel: str) -> str:
+    return f"📈 Posted the error-budget chart of `{escape_mrkdwn(model)}` in <#{channel}>."
+
+
+def slo_chart_comment(model: str, window: str, user: str) -> str:
+    name = escape_mrkdwn(model)
+    who = f" for <@{user}>" if user else ""
+    return f"📈 Error budget of `{name}` over the {window}{who} (`/slo status {name} chart`)"
+
+
+def slo_chart_failed(detail: str) -> str:
+    hint = {
+        "not_in_channel": " Invite me with `/invite @incident-bot`, or run the command in a channel I am in.",
+        "channel_not_found": " I cannot see this channel: invite me, or run the command in a channel I am in.",
+        "missing_scope": " The app needs the `files:write` scope: ask an admin to add it and reinstall the app.",
+    }.get(detail, " Please try again in a moment.")
+    return f":warning: I could not post the chart here (Slack said: `{escape_mrkdwn(detail)}`).{hint}"
 
 
 def runbook_truncated(model: str) -> str:

@@ -12,22 +12,28 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from bot.config.loader import Config
-from bot.config.schema import Slo
 from bot.metrics.samples import Sample
 from bot.slack import messages
 from bot.slack.actions import MembershipCache, alert_id_of, parse_click
 from bot.slack.app import malformed, signature_ok
 from bot.slack.commands import (
+    MAX_SECTIONS,
+    AlertsRequest,
     SloRequest,
-    SloState,
+    SloView,
+    parse_alerts_args,
     parse_slo_args,
     render_runbook,
     resolve_model,
+    review_reply,
     runbook_blocks,
     runbook_reply,
-    slo_lines,
-    slo_state,
+    slo_reply,
+    table_context,
 )
+from bot.slo.dashboard import build_dashboard
+from bot.slo.service import specs_of
+from bot.slo.sli import measure
 from tests.slack.harness import SECRET, shipped_config, sign
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -185,53 +191,96 @@ def test_long_runbooks_are_split_into_sections_within_slack_limits() -> None:
 # --------------------------------------------------------------------------- /slo status
 
 
-def _slo(objective: str, warning: float, critical: float) -> Slo:
-    return Slo.model_validate(
-        {"model": "m", "metric": "x", "objective": objective, "warning": warning, "critical": critical}
-    )
-
-
-@pytest.mark.parametrize(
-    ("objective", "warning", "critical", "value", "state"),
-    [
-        ("below 2000", 3000, 5000, 1800, SloState.OK),
-        ("below 2000", 3000, 5000, 2000, SloState.OK),
-        ("below 2000", 3000, 5000, 2500, SloState.OFF_TARGET),
-        ("below 2000", 3000, 5000, 3000, SloState.WARNING),
-        ("below 2000", 3000, 5000, 5000, SloState.CRITICAL),
-        ("above 0.90", 0.85, 0.75, 0.93, SloState.OK),
-        ("above 0.90", 0.85, 0.75, 0.87, SloState.OFF_TARGET),
-        ("above 0.90", 0.85, 0.75, 0.80, SloState.WARNING),
-        ("above 0.90", 0.85, 0.75, 0.70, SloState.CRITICAL),
-    ],
-)
-def test_slo_state(objective: str, warning: float, critical: float, value: float, state: SloState) -> None:
-    assert slo_state(_slo(objective, warning, critical), value) is state
-
-
-def test_slo_lines_worst_first_with_stale_samples_as_no_data(cfg: Config) -> None:
-    latest = {
-        "support-bot": {
-            "current_accuracy": Sample(0.95, NOW),
-            "helpfulness": Sample(0.72, NOW - timedelta(minutes=2)),
-            "response_time_p95_ms": Sample(9000.0, NOW - timedelta(hours=2)),
-        }
-    }
-    every = slo_lines(cfg, latest, now=NOW, model="support-bot")
-    # only the SLOs over these three metrics: the shipped config may hold more for support-bot
-    lines = [line for line in every if any(f"`{metric}`" in line for metric in latest["support-bot"])]
-    assert [line[:1] for line in lines] == ["⚠", "⚪", "✅"]
-    assert "helpfulness` = 0.72 (2m ago)" in lines[0]
-    assert "stale" in lines[1]
-
-
 def test_parse_slo_args(cfg: Config) -> None:
     assert parse_slo_args(cfg, "status") == SloRequest(None, None)
     assert parse_slo_args(cfg, "STATUS support-bot 24h") == SloRequest("support-bot", timedelta(hours=24))
     assert parse_slo_args(cfg, "status 7d") == SloRequest(None, timedelta(days=7))
-    for usage in ("", "burn", "status a b c d"):
-        assert parse_slo_args(cfg, usage) == parse_slo_args(cfg, "")
+    assert parse_slo_args(cfg, "status 7d Support-Bot") == SloRequest("support-bot", timedelta(days=7))
+    assert parse_slo_args(cfg, "status support-bot chart") == SloRequest("support-bot", None, chart=True)
+    assert parse_slo_args(cfg, "status chart support-bot 30d") == SloRequest("support-bot", timedelta(days=30), True)
+    for usage in ("", "burn", "status a b c d", "status support-bot 7d 30d", "status a 7d chart chart"):
+        assert parse_slo_args(cfg, usage) == parse_slo_args(cfg, ""), usage
     bad = parse_slo_args(cfg, "status support-bot 7x")
-    assert not isinstance(bad, SloRequest) and "not a window" in bad.text
+    assert not isinstance(bad, SloRequest) and bad.text.startswith("`7x` is not a window: write it like `7d`")
+    for too in ("0s", "30s", "91d"):
+        assert not isinstance(parse_slo_args(cfg, f"status {too}"), SloRequest), too
+    assert parse_slo_args(cfg, "status 90d") == SloRequest(None, timedelta(days=90))
+    chartless = parse_slo_args(cfg, "status chart")
+    assert not isinstance(chartless, SloRequest) and chartless.text.startswith("`chart` needs a model")
+    unknown = parse_slo_args(cfg, "status suport-bot")
+    assert not isinstance(unknown, SloRequest) and "Did you mean: `support-bot`?" in unknown.text
     none = parse_slo_args(replace(cfg, slos=()), "status support-bot")
-    assert not isinstance(none, SloRequest) and none.text == messages.no_slos_for("support-bot")
+    assert not isinstance(none, SloRequest) and none.text == messages.SLO_NONE_CONFIGURED
+    fraud_only = replace(cfg, slos=tuple(slo for slo in cfg.slos if slo.model == "fraud-detector-v2"))
+    without = parse_slo_args(fraud_only, "status support-bot")
+    assert not isinstance(without, SloRequest)
+    assert without.text == "No SLOs are configured for `support-bot`. Models with SLOs: `fraud-detector-v2`."
+
+
+def _view(cfg: Config, series: dict[str, dict[str, list[Sample]]], *, model: str | None = None) -> SloView:
+    specs = specs_of(cfg, model=model)
+    boards = build_dashboard(specs, series, NOW)
+    coverage = {
+        spec.key: measure(spec, series.get(spec.model, {}), start=NOW - spec.window, end=NOW).coverage for spec in specs
+    }
+    return SloView(boards, coverage)
+
+
+def _hourly(value: float, hours: int) -> list[Sample]:
+    return [Sample(value, NOW - timedelta(minutes=15 * i)) for i in range(hours * 4 + 1)]
+
+
+def test_slo_reply_escapes_and_keeps_sections_small(cfg: Config) -> None:
+    series = {"support-bot": {"response_time_p95_ms": _hourly(1500.0, 24)}}
+    overview = slo_reply(_view(cfg, series), model=None, window=None, now=NOW)
+    assert overview.blocks is not None
+    assert overview.text.splitlines()[1].startswith("⚪ fraud-detector-v2")  # blind is worse than partly seen
+    table = slo_reply(_view(cfg, series, model="support-bot"), model="support-bot", window=None, now=NOW)
+    assert table.blocks is not None
+    code = table.blocks[1]["text"]["text"]
+    assert code.startswith("```\nSLO Dashboard - support-bot - Last 7 Days")
+    assert "response_time_p95_ms │ ≤ 2s    │ 1.5s" in code
+    assert all(len(b["text"]["text"]) <= 3000 for b in table.blocks if b["type"] == "section")
+    assert slo_reply(SloView((), {}), model=None, window=None, now=NOW).text == messages.SLO_NONE_CONFIGURED
+
+
+def test_table_context_says_window_and_coverage(cfg: Config) -> None:
+    series = {"support-bot": {"response_time_p95_ms": _hourly(1500.0, 42), "current_accuracy": _hourly(0.95, 84)}}
+    view = _view(cfg, series, model="support-bot")
+    [board] = view.boards
+    note = table_context(board, view.coverage, window=None, now=NOW)
+    # 42 h and 84 h of a 168 h window: 25% and 50%; two SLOs with none: a mean of 18.75%
+    assert note.startswith(
+        "Window: last 7 days · data for 19% of it (least: availability 0%) · burn rate over the last 1h"
+    )
+    full = {spec: 1.0 for spec in view.coverage}
+    assert table_context(board, full, window=timedelta(days=30), now=NOW).startswith(
+        "Window: last 30 days · data for 100% of it · "
+    )
+
+
+# --------------------------------------------------------------------------- /alerts review
+
+
+def test_parse_alerts_args() -> None:
+    assert parse_alerts_args("") == AlertsRequest()
+    assert parse_alerts_args("review") == AlertsRequest(review=True, window=timedelta(days=7))
+    assert parse_alerts_args("Review 30d") == AlertsRequest(review=True, window=timedelta(days=30))
+    for usage in ("list", "review 7d more", "firing"):
+        reply = parse_alerts_args(usage)
+        assert not isinstance(reply, AlertsRequest) and reply.text == messages.ALERTS_USAGE
+    bad = parse_alerts_args("review <!here>")
+    assert not isinstance(bad, AlertsRequest) and bad.text.startswith("`&lt;!here&gt;` is not a window")
+
+
+def test_review_reply_is_a_code_block_cut_into_sections() -> None:
+    review = "Alert review — last 7 days\n" + "\n".join(f"rule_{i:03d} │ 3 │ <1> │ 4m" for i in range(400))
+    reply = review_reply(review)
+    assert reply.text == "Alert review — last 7 days"
+    assert reply.blocks is not None and len(reply.blocks) > 1
+    texts = [b["text"]["text"] for b in reply.blocks]
+    assert all(len(t) <= 3000 and t.startswith("```\n") and t.endswith("\n```") for t in texts)
+    assert "<1>" not in "".join(texts) and "&lt;1&gt;" in texts[0]
+    huge = review_reply("x\n" + "\n".join("y" * 2900 for _ in range(60)))
+    assert huge.blocks is not None and len(huge.blocks) == MAX_SECTIONS + 1
+    assert huge.blocks[-1]["type"] == "context"
