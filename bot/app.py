@@ -16,6 +16,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -27,10 +28,10 @@ from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
 from bot.jobs import build_scheduler
 from bot.metrics.api import metric_routes
-from bot.notify.notifier import LogNotifier, Notifier
-from bot.notify.outbox import Backoff, Outbox
-from bot.notify.pagerduty import PagerDutyNotifier
-from bot.notify.slack import SlackNotifier
+from bot.notify.notifier import LogNotifier, Notification, Notifier
+from bot.notify.outbox import FAILED, Backoff, Outbox, ResultHook, enqueue
+from bot.notify.pagerduty import TRIGGER, PagerDutyNotifier, event_action, occurrence_key
+from bot.notify.slack import PAGE_RESULT, SlackNotifier
 from bot.observability import Metrics, metrics_routes
 from bot.review.weekly import CHECK_EVERY, post_weekly_review
 from bot.service import AlertService, every_channel
@@ -40,6 +41,7 @@ from bot.slack import running as slack_running
 from bot.sources.alertmanager_api import alertmanager_routes
 from bot.sources.prometheus import prometheus_job
 from bot.storage.database import make_engine, migrate
+from bot.storage.tables import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,8 @@ def build_bot(
     metrics.watch_channels(chosen)
     service = AlertService(engine, clock, holder, every_channel(list(chosen)), metrics=metrics)
     backoff = Backoff(base=settings.outbox_backoff_base, cap=settings.outbox_backoff_cap)
-    outbox = Outbox(engine, clock, chosen, backoff=backoff, metrics=metrics)
+    on_result = page_result_hook(clock) if {"pagerduty", "slack"} <= set(chosen) else None
+    outbox = Outbox(engine, clock, chosen, backoff=backoff, metrics=metrics, on_result=on_result)
     interval = (
         parse_duration(settings.evaluation_interval)
         if settings.evaluation_interval
@@ -118,6 +121,48 @@ def build_bot(
         metrics=metrics,
     )
     return Bot(settings, engine, clock, holder, service, outbox, scheduler, app)
+
+
+PAGE_KINDS = frozenset({"alert.fired", "alert.escalated"})
+
+
+def page_result_hook(clock: Clock) -> ResultHook:
+    """The outbox's result hook that puts a page's fate in the alert's Slack thread (SPEC §1):
+    a PagerDuty trigger that was accepted, or that failed for good, queues an ``alert.page_result``
+    Slack reply in the transaction that records it -- once per PagerDuty outbox row."""
+
+    def on_result(session: Session, note: Notification, outcome: str, error: str | None) -> None:
+        if note.channel != "pagerduty" or note.kind not in PAGE_KINDS or note.alert_id is None:
+            return
+        try:
+            paged, dedup_key = event_action(note.kind, note.payload) == TRIGGER, occurrence_key(note.payload)
+        except ValueError:  # a payload PagerDuty could not be sent: it failed, and says why
+            paged, dedup_key = True, None
+        if not paged:  # an escalation PagerDuty had no part in
+            return
+        key = f"slack:{PAGE_RESULT}:{note.id}"
+        if session.exec(select(OutboxRow.id).where(OutboxRow.idempotency_key == key)).first() is not None:
+            return  # an outcome written again after its commit's answer was lost
+        payload: dict[str, object] = {
+            "outcome": "failed" if outcome == FAILED else "accepted",
+            "event": note.kind.removeprefix("alert."),
+            "dedup_key": dedup_key,
+            "summary": f"[{note.payload.get('severity')}] {note.payload.get('title') or note.payload.get('key')}",
+            "pagerduty_outbox_id": note.id,
+        }
+        if outcome == FAILED:
+            payload["error"] = error or "unknown error"
+        enqueue(
+            session,
+            channel="slack",
+            kind=PAGE_RESULT,
+            alert_id=note.alert_id,
+            payload=payload,
+            idempotency_key=key,
+            now=clock.now(),
+        )
+
+    return on_result
 
 
 def default_notifiers(

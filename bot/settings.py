@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
+    # the one Slack workspace (T…) served; commands, clicks and events for another are refused with 403
+    slack_team_id: str | None = None
     slack_api_url: str = DEFAULT_SLACK_API_URL
     pagerduty_routing_key: SecretStr | None = None
     pagerduty_events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL

@@ -25,7 +25,10 @@ def parse_duration(value: object) -> timedelta:
     if not isinstance(value, str) or not _WHOLE.match(value.strip()):
         raise ValueError(f"{value!r} is not a duration; {DURATION_HINT}")
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(value.strip()))
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # past timedelta's 999,999,999 days (or an infinite float)
+        raise ValueError(f"{value!r} is too long a duration; {DURATION_HINT}") from None
 
 
 def format_duration(delta: timedelta) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +37,14 @@ from bot.storage.tables import OutboxRow
 log = logging.getLogger(__name__)
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+ResultHook = Callable[[Session, Notification, str, str | None], None]
+"""Told a row's final outcome -- ``"sent"``, or ``"failed"`` with the error -- inside the
+transaction that records it, so what it writes (a follow-up notification) is committed with the
+outcome or not at all. An outcome written late (see the module docstring) is told when written,
+so the hook may see a row twice if a commit's answer was lost: it must be idempotent."""
+
+Result = tuple[Notification, str, str | None]
 
 CLAIM_BATCH = 10
 """Rows claimed at a time. A claim lasts ``claim_timeout`` (2 min) and a send may take a client
@@ -95,6 +103,7 @@ class Outbox:
         worker: str | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        on_result: ResultHook | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -104,8 +113,10 @@ class Outbox:
         self._worker = worker or uuid.uuid4().hex[:12]
         self._rng = rng or random.Random()
         self._metrics = metrics
-        self._unwritten: dict[int, dict[str, Any]] = {}
-        """Outcomes of sends (row id → column values) the database refused to take; see the docstring."""
+        self._on_result = on_result
+        self._unwritten: dict[int, tuple[dict[str, Any], Result | None]] = {}
+        """Outcomes of sends (row id → column values, and the final result for ``on_result``) the
+        database refused to take; see the docstring."""
 
     @property
     def channels(self) -> list[str]:
@@ -218,23 +229,40 @@ class Outbox:
     def _finish(self, note: Notification, *, status: str, error: str | None, sent: bool) -> None:
         now = self._clock.now()
         values = {"status": status, "last_error": error, "claimed_until": None, "sent_at": now if sent else None}
-        self._write_outcome(note.id, values)
+        self._write_outcome(note.id, values, result=(note, status, error))
 
-    def _write_outcome(self, row_id: int, values: dict[str, Any]) -> None:
-        """Write a send's outcome; if the database refuses, keep it for the next pass."""
+    def _write_outcome(self, row_id: int, values: dict[str, Any], *, result: Result | None = None) -> None:
+        """Write a send's outcome (and tell ``on_result`` a final one); if the database refuses,
+        keep both for the next pass."""
         try:
             with open_session(self._engine) as s, s.begin():
                 s.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
+                self._report(s, result)
         except SQLAlchemyError as exc:
             log.warning("outbox row %s: cannot record the outcome now, trying on the next pass: %s", row_id, exc)
-            self._unwritten[row_id] = values
+            self._unwritten[row_id] = (values, result)
+
+    def _report(self, session: Session, result: Result | None) -> None:
+        """Call ``on_result`` in the outcome's transaction. A database error rolls both back (and
+        both are kept for the next pass); any other error in the hook is logged, and the outcome
+        is still recorded."""
+        if self._on_result is None or result is None:
+            return
+        note, outcome, error = result
+        try:
+            self._on_result(session, note, outcome, error)
+        except SQLAlchemyError:
+            raise
+        except Exception:
+            log.exception("outbox row %s: the result hook failed on %r", note.id, outcome)
 
     def _write_kept_outcomes(self) -> bool:
         """Write the outcomes kept by earlier passes; False while the database still refuses."""
-        for row_id, values in list(self._unwritten.items()):
+        for row_id, (values, result) in list(self._unwritten.items()):
             try:
                 with open_session(self._engine) as s, s.begin():
                     s.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
+                    self._report(s, result)
             except SQLAlchemyError as exc:
                 log.warning("outbox: %d outcome(s) still wait for the database: %s", len(self._unwritten), exc)
                 return False

@@ -38,6 +38,8 @@ from bot.config.durations import format_duration
 ACKNOWLEDGE_ACTION = "alert_acknowledge"
 RESOLVE_ACTION = "alert_resolve"
 RUNBOOK_ACTION = "alert_runbook"
+SILENCE_ACTION = "alert_silence"
+SILENCE_BUTTON_TEXT = "Silence 1h"
 
 SECTION_LIMIT = 3000
 FIELD_LIMIT = 2000
@@ -209,6 +211,18 @@ def escalation_reply(alert: Alert, step: dict[str, object], *, paged: bool) -> s
     return text
 
 
+PAGE_ERROR_LIMIT = 500
+
+
+def page_result_reply(payload: Mapping[str, object]) -> str:
+    """The thread reply saying what PagerDuty did with a page: accepted, or failed for good."""
+    if payload.get("outcome") == "accepted":
+        key = payload.get("dedup_key")
+        return "📟 PagerDuty accepted the page" + (f" (dedup key `{escape_mrkdwn(key)}`)" if key else "")
+    error = escape_mrkdwn(str(payload.get("error") or "no reason given").strip())
+    return f"⚠️ PagerDuty page failed: {clip(error, PAGE_ERROR_LIMIT)}"
+
+
 def mention_target(who: str) -> str:
     """A user group id (``S…``) or user id (``U…``) becomes a real mention; text is escaped."""
     if re.fullmatch(r"S[A-Z0-9]{6,}", who):
@@ -277,6 +291,8 @@ def alert_buttons(alert: Alert, *, runbook: bool) -> list[ButtonElement]:
         buttons.append(resolve)
     if runbook:
         buttons.append(ButtonElement(text="Runbook", action_id=RUNBOOK_ACTION, value=value))
+    if alert.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED):
+        buttons.append(ButtonElement(text=SILENCE_BUTTON_TEXT, action_id=SILENCE_ACTION, value=value))
     return buttons
 
 

@@ -3,18 +3,33 @@
 Built by a function, never at import time, so tests and the composition root each get their
 own app wired to their own service, database and clock.
 
-What arrives at ``/slack/events`` passes three gates before a listener runs:
+What arrives at ``/slack/events`` passes these gates before a listener runs:
 
-1. the v0 signature and the 5-minute timestamp window (401 otherwise). This is checked here on
+1. the body size (413 past :data:`MAX_BODY_BYTES`, decided on Content-Length or while streaming,
+   so a huge body is never buffered);
+2. the v0 signature and the 5-minute timestamp window (401 otherwise). This is checked here on
    the raw bytes *before* Bolt sees the request, because Bolt decodes and parses the body first,
    and a forged request with a non-UTF-8 body or a timestamp that is not a number would otherwise
    end as a 500. Bolt's own verification is switched off so the HMAC is computed once: this
    route is the only HTTP way into the app, and Socket Mode (:func:`running`) is authenticated by
    the app-level token that opened the websocket, not by signatures;
-2. the body's shape (400 otherwise): a signed request whose body Bolt cannot parse, or whose
-   payload has the wrong types where Bolt indexes into it, is refused instead of crashing;
-3. Slack's Events API retries (``X-Slack-Retry-Num``) are acknowledged and dropped: the first
+3. replays (401 "replayed request"): Slack's scheme alone accepts a captured request again for
+   as long as its timestamp is within 5 minutes, so each accepted signature is remembered until
+   its timestamp leaves the window (:class:`ReplayCache`) and a second request carrying it is
+   refused. Requests with ``X-Slack-Retry-Num`` skip this gate: gate 6 acknowledges them
+   without acting on them, so a replay dressed as a retry changes nothing either, and a genuine
+   Slack retry is never refused (Slack re-signs its retries, but that is not relied on);
+4. the body's shape (400 otherwise): a signed request whose body Bolt cannot parse, or whose
+   payload has the wrong types where Bolt or a listener indexes into it, is refused instead of
+   crashing;
+5. the workspace (403 otherwise), when ``SLACK_TEAM_ID`` is set: a command, click or event for
+   another workspace (an app distributed to several workspaces shares one signing secret) is
+   refused before anything reads it. :func:`only_workspace` applies the same rule inside Bolt, for
+   Socket Mode;
+6. Slack's Events API retries (``X-Slack-Retry-Num``) are acknowledged and dropped: the first
    delivery was already acted on, or its effect (an App Home refresh) is redone on the next open.
+
+Every refusal is JSON ``{"error": "<reason>"}`` with ``X-Slack-No-Retry: 1``.
 
 Listeners run before the response is sent (``process_before_response=True``): each one acks and
 hands its slow part to :class:`~bot.slack.after_ack.AfterAck`, so the response goes out as soon
@@ -26,7 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,7 +54,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.request.internals import extract_content_type, parse_body
+from slack_bolt.request.internals import extract_content_type, extract_team_id, parse_body
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
@@ -48,7 +67,7 @@ from bot.clock import Clock
 from bot.config.loader import Config
 from bot.service import AlertService
 from bot.settings import Settings
-from bot.slack import actions, commands, home
+from bot.slack import actions, commands, home, silences
 from bot.slack.after_ack import AfterAck
 
 log = logging.getLogger(__name__)
@@ -59,21 +78,98 @@ MAX_BODY_BYTES = 1024 * 1024
 bigger is not from Slack and is refused before it is buffered, signed or not."""
 
 
+REPLAY_WINDOW = 300
+"""Seconds either side of now within which Slack's scheme accepts a timestamp (slack_sdk's check)."""
+REPLAY_CACHE_SIZE = 100_000
+"""Signatures remembered at most: about 21 MB when full, reached only at 333 signed requests a second
+for 5 minutes (a team's clicks and commands are a few a second); past it the oldest is forgotten early."""
+
 SOCKET_MODE_CONNECT_WAIT = 10.0
 """Seconds start-up waits for the first Socket Mode connection before serving without it (the
 client keeps retrying in the background, so an unreachable Slack never keeps /healthz down)."""
 
 
+class ReplayCache:
+    """The signatures of accepted requests, each kept until its timestamp leaves Slack's window.
+
+    A v0 signature is an HMAC over ``v0:{timestamp}:{body}``, so it names one request exactly;
+    Slack puts a fresh ``trigger_id``, ``action_ts`` or ``event_id`` in every request, so two
+    genuine requests never share one. A signature with timestamp ``ts`` passes the 5-minute check
+    until ``ts + window``; it is remembered until then (and forgotten after, when it could no
+    longer pass anyway).
+
+    Bounded: at ``capacity`` entries the oldest is forgotten early (logged), so a flood of signed
+    requests costs at most ``capacity`` entries of memory and never refuses new ones. Per
+    process: with several replicas behind a load balancer, a replay that reaches another replica
+    within the window is not caught here; what it would do is then refused downstream (a repeated
+    Acknowledge or Resolve is "Already acknowledged", an Events API retry is dropped, commands only
+    read). Thread-safe, and never awaits, so check-and-record is one step.
+    """
+
+    def __init__(
+        self, *, window: int = REPLAY_WINDOW, capacity: int = REPLAY_CACHE_SIZE, timer: Callable[[], float] = time.time
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.window = window
+        self.capacity = capacity
+        self._timer = timer
+        self._expiry: OrderedDict[str, float] = OrderedDict()  # signature -> when it can no longer pass
+        self._lock = threading.Lock()
+        self.forgotten_early = 0
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def first_use(self, signature: str, timestamp: str) -> bool:
+        """True the first time a (verified) signature is seen within its window, False on a replay."""
+        try:
+            expires = int(timestamp.strip()) + self.window + 1
+        except ValueError:  # signature_ok() refuses these first; never remember what cannot pass
+            return False
+        with self._lock:
+            now = self._timer()
+            self._expire(now)
+            if signature in self._expiry:
+                return False
+            if len(self._expiry) >= self.capacity:
+                self._expiry.popitem(last=False)
+                self.forgotten_early += 1
+                if self.forgotten_early == 1 or self.forgotten_early % 10_000 == 0:
+                    log.warning(
+                        "Slack replay cache full (%d signatures in %d s): %d forgotten before their window ended",
+                        self.capacity,
+                        self.window,
+                        self.forgotten_early,
+                    )
+            self._expiry[signature] = expires
+            return True
+
+    def _expire(self, now: float) -> None:
+        # insertion order is arrival order, which is close to timestamp order; an entry stuck
+        # behind a later-expiring one is dropped with it, and the capacity bounds them all
+        while self._expiry:
+            signature, expires = next(iter(self._expiry.items()))
+            if expires > now:
+                return
+            del self._expiry[signature]
+
+
 class SlackApp(AsyncApp):
-    """An :class:`AsyncApp` that keeps its after-ack worker and, for the HTTP edge, a signature verifier.
+    """An :class:`AsyncApp` that keeps its after-ack worker and, for the HTTP edge, a signature
+    verifier, the replay cache and the one workspace it serves (``team_id``, None for any).
 
     ``request_verifier`` is None when no signing secret is configured (Socket Mode only): then
     :func:`slack_routes` refuses to build an HTTP route.
     """
 
-    def __init__(self, *, signing_secret: str | None, after_ack: AfterAck, **kwargs: Any) -> None:
+    def __init__(
+        self, *, signing_secret: str | None, after_ack: AfterAck, team_id: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(signing_secret=signing_secret or "", request_verification_enabled=False, **kwargs)
         self.request_verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self.replay_cache = ReplayCache()
+        self.team_id = team_id
         self.after_ack = after_ack
 
 
@@ -109,18 +205,23 @@ def build_slack_app(
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, user_id=user_id, bot_token=token)
 
     after_ack = AfterAck(token=token, base_url=settings.slack_api_url)
+    team_id = (settings.slack_team_id or "").strip() or None
     app = SlackApp(
         name="incident-bot",
         signing_secret=signing_secret,
         after_ack=after_ack,
+        team_id=team_id,
         client=AsyncWebClient(base_url=settings.slack_api_url),
         authorize=authorize,
         process_before_response=True,
     )
+    if team_id is not None:  # the HTTP edge refuses these first; this covers Socket Mode
+        app.middleware(only_workspace(team_id))
     app.middleware(skip_slack_retries)
     actions.register(app, service=service, engine=engine, config=config, after_ack=after_ack)
     commands.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
     home.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
+    silences.register(app, service=service, engine=engine, config=config, clock=clock, after_ack=after_ack)
     return app
 
 
@@ -178,11 +279,29 @@ async def skip_slack_retries(
     return None
 
 
+def only_workspace(team_id: str) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Bolt middleware: refuse (403) a request whose workspace is not ``team_id`` (Socket Mode's gate 5)."""
+
+    async def middleware(
+        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        problem = team_problem(req.body, team_id)
+        if problem is not None:
+            log.warning("Slack request refused: %s", problem)
+            return BoltResponse(status=403, body=json.dumps({"error": problem}))
+        await next()
+        return None
+
+    return middleware
+
+
 def slack_routes(slack_app: SlackApp) -> list[Route]:
     """``POST /slack/events``: the one URL Slack calls for commands, interactivity and events."""
     verifier = slack_app.request_verifier
     if verifier is None:
         raise ValueError("SLACK_SIGNING_SECRET is required to answer Slack over HTTP (POST /slack/events)")
+    replays = slack_app.replay_cache
+    team_id = slack_app.team_id
 
     async def slack_events(request: Request) -> Response:
         try:
@@ -193,18 +312,31 @@ def slack_routes(slack_app: SlackApp) -> list[Route]:
             return _refuse(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
         if not signature_ok(verifier, body, request.headers):
             log.info("Slack request refused: bad signature or stale timestamp")
-            return _refuse(401, "invalid request")
-        problem = malformed(body, request.headers.get("content-type"))
-        if problem is not None:
+            return _refuse(401, INVALID_SIGNATURE)
+        if not request.headers.get("x-slack-retry-num") and not replays.first_use(
+            request.headers["x-slack-signature"].strip(), request.headers["x-slack-request-timestamp"]
+        ):
+            log.warning("Slack request refused: a replay of a signature already used")
+            return _refuse(401, "replayed request: this signature was already used")
+        payload, problem = parse_payload(body, request.headers.get("content-type"))
+        if payload is None:
             log.info("signed Slack request refused as malformed: %s", problem)
-            return _refuse(400, problem)
+            return _refuse(400, problem or "malformed request")
+        problem = team_problem(payload, team_id)
+        if problem is not None:
+            log.warning("Slack request refused: %s", problem)
+            return _refuse(403, problem)
 
-        # malformed() proved the body is UTF-8; Bolt gets it as text, as its Starlette adapter would pass it
-        bolt_request = AsyncBoltRequest(
-            body=body.decode("utf-8"),
-            query=request.url.query,
-            headers=dict(request.headers),
-        )
+        # parse_payload() proved the body is UTF-8; Bolt gets it as text, as its Starlette adapter would pass it
+        try:  # Bolt reads ids out of nested objects here (event.channel, view.team_id, ...)
+            bolt_request = AsyncBoltRequest(
+                body=body.decode("utf-8"), query=request.url.query, headers=dict(request.headers)
+            )
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            log.info("signed Slack request refused: Bolt cannot read its payload (%s: %s)", type(exc).__name__, exc)
+            return _refuse(400, "a field of the payload has the wrong type (Slack sends an object or text there)")
+        if "view" in bolt_request.body and bolt_request.body["view"] is None:
+            del bolt_request.body["view"]  # Bolt's unhandled-request log reads view.get(); a null view says nothing
         return to_starlette_response(await slack_app.async_dispatch(bolt_request))
 
     return [Route(PATH, slack_events, methods=["POST"], name="slack_events")]
@@ -223,6 +355,12 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+INVALID_SIGNATURE = (
+    "invalid request: the X-Slack-Signature does not match the body under the signing secret, "
+    "or X-Slack-Request-Timestamp is missing or more than 5 minutes away"
+)
 
 
 def _refuse(status: int, message: str) -> Response:
@@ -265,18 +403,45 @@ _SHAPES: dict[str, tuple[type, ...]] = {
 
 def malformed(body: bytes, content_type: str | None) -> str | None:
     """Why Bolt could not route this body, or None when it can. Pure: parses as Bolt does."""
+    return parse_payload(body, content_type)[1]
+
+
+def parse_payload(body: bytes, content_type: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The payload as Bolt will parse it and None, or None and why Bolt could not route it."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return "the body is not UTF-8"
+        return None, "the body is not UTF-8"
     headers: dict[str, Sequence[str]] = {"content-type": [content_type]} if content_type else {}
     try:
         payload = parse_body(text, extract_content_type(headers))
     except ValueError:
-        return "the body is not valid JSON or form data"
+        return None, "the body is not valid JSON or form data"
+    except RecursionError:  # json's C decoder stops at the recursion limit: cheap, but not a ValueError
+        return None, "the body's JSON is nested too deeply"
     if not isinstance(payload, dict):
-        return "the payload is not a JSON object"
-    return payload_problem(payload)
+        return None, "the payload is not a JSON object"
+    problem = payload_problem(payload)
+    return (None, problem) if problem is not None else (payload, None)
+
+
+def team_problem(payload: dict[str, Any], team_id: str | None) -> str | None:
+    """Why a request is not for workspace ``team_id`` (None: it is, or no workspace is configured).
+
+    The workspace is the one Bolt authorizes the request for (``extract_team_id``): a command's
+    ``team_id`` field, an interaction's ``team.id``, an event's ``authorizations[0].team_id`` or
+    ``team_id``. A request naming no workspace at all (``url_verification``, ``ssl_check``) passes.
+    """
+    if team_id is None:
+        return None
+    try:
+        theirs = extract_team_id(payload)
+    except (AttributeError, TypeError, KeyError, IndexError):
+        return "the request's workspace (team) cannot be read"
+    if theirs is None or theirs == team_id:
+        return None
+    shown = str(theirs)[:40]
+    return f"this bot serves Slack workspace {team_id} only (SLACK_TEAM_ID); the request is for workspace {shown!r}"
 
 
 def payload_problem(payload: dict[str, Any]) -> str | None:
@@ -287,11 +452,22 @@ def payload_problem(payload: dict[str, Any]) -> str | None:
     for action in payload.get("actions") or []:
         if not isinstance(action, dict) or not isinstance(action.get("action_id", ""), str):
             return "'actions' must hold action objects"
+    for authorization in payload.get("authorizations") or []:
+        if not isinstance(authorization, dict):
+            return "'authorizations' must hold objects"
     event = payload.get("event")
     if isinstance(event, dict) and not isinstance(event.get("type", ""), str):
         return "'event.type' must be text"
-    if payload.get("type") == "block_actions" and not payload.get("actions"):
-        return "a block_actions payload needs actions"
+    if "command" in payload and not all(isinstance(value, str) for value in payload.values()):
+        return "a slash command's fields must be text (Slack sends them form-encoded)"
+    if payload.get("type") in ("block_actions", "interactive_message") and not payload.get("actions"):
+        return f"a {payload['type']} payload needs actions"
+    if payload.get("type") == "block_actions":
+        if not all(isinstance(action.get("action_id"), str) for action in payload["actions"]):
+            return "every action of a block_actions payload needs an action_id"
+        for key in ("user", "channel"):  # objects in a click (a string is only valid elsewhere)
+            if not isinstance(payload.get(key), (dict, _NONE)):
+                return f"a block_actions payload's {key!r} must be an object"
     if payload.get("type") == "event_callback" and not isinstance(event, dict):
         return "an event_callback payload needs an event"
     return None

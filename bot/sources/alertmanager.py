@@ -110,6 +110,8 @@ def parse_notification(body: bytes) -> Notification:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"the body is not JSON: {exc}") from None
+    except RecursionError:  # json's C decoder stops at the recursion limit (not a ValueError)
+        raise PayloadError("the body is not JSON Alertmanager sends: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise PayloadError("the body must be a JSON object: Alertmanager's webhook payload")
     if data.get("version") != "4":

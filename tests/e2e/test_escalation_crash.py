@@ -283,13 +283,17 @@ def assert_every_step_exactly_once(scenario: Scenario) -> None:
 
     [root] = roots(slack)
     assert root.response["ts"] == alert.slack_ts
-    thread = replies(slack)
+    results = {o.id for o in scenario.outbox() if (o.channel, o.kind) == ("slack", "alert.page_result")}
+    thread = [c for c in replies(slack) if outbox_id(c) not in results]
+    [result] = [c for c in replies(slack) if outbox_id(c) in results]  # the page's fate, once
+    assert result.params["thread_ts"] == alert.slack_ts
+    assert result.params["text"].startswith("📟 PagerDuty accepted the page (dedup key"), result.params["text"]
     assert {c.params["thread_ts"] for c in thread} == {alert.slack_ts}
     escalated = [o for o in scenario.outbox() if (o.channel, o.kind) == ("slack", "alert.escalated")]
     slack_steps = {o.id: o.payload["escalation"]["step"] for o in escalated}
     assert sorted(slack_steps.values()) == [1, 2, 3]
     assert sorted(outbox_id(c) or 0 for c in thread) == sorted(i or 0 for i in slack_steps), "one reply per step"
-    assert len(slack.thread(alert.slack_channel or "", alert.slack_ts or "")) == 1 + 3
+    assert len(slack.thread(alert.slack_channel or "", alert.slack_ts or "")) == 1 + 3 + 1
 
     [page] = triggers(pagerduty)
     assert page["routing_key"] == ROUTING_KEY
@@ -329,7 +333,7 @@ def test_sigkill_between_two_steps_loses_and_doubles_nothing(scenario: Scenario)
     scenario.start()
 
     scenario.wait(lambda: triggers(scenario.pagerduty), "step 3's PagerDuty trigger")
-    scenario.wait(lambda: len(replies(slack)) >= 3, "the thread replies of steps 2 and 3")
+    scenario.wait(lambda: len(replies(slack)) >= 4, "the thread replies of steps 2 and 3 and the page's result")
     time.sleep(2.5)  # more escalation and delivery ticks: nothing more may happen
     assert_every_step_exactly_once(scenario)
     steps = {e.data["step"]: e.at for e in scenario.escalations()}
@@ -366,7 +370,7 @@ def test_sigkill_while_a_thread_reply_is_in_flight_does_not_post_it_twice(scenar
     scenario.start()
 
     scenario.wait(lambda: triggers(scenario.pagerduty), "step 3's PagerDuty trigger")
-    scenario.wait(lambda: len(replies(slack)) >= 3, "step 3's thread reply")
+    scenario.wait(lambda: len(replies(slack)) >= 4, "step 3's thread reply and the page's result")
     time.sleep(2.5)
     assert_every_step_exactly_once(scenario)
     [again] = [o for o in scenario.outbox() if o.id == row.id]

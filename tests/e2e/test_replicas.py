@@ -141,7 +141,8 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
 
     wait_until(lambda: len(triggers(pagerduty)) >= ALERTS, "every alert's page", timeout=45, explain=explain)
     wait_until(
-        lambda: len(replies(slack)) >= len(STEPS) * ALERTS and all(o.status != "pending" for o in outbox()),
+        # a reply per step, and one saying PagerDuty accepted the page
+        lambda: len(replies(slack)) >= (len(STEPS) + 1) * ALERTS and all(o.status != "pending" for o in outbox()),
         "every thread reply and an empty outbox",
         timeout=20,
         explain=explain,
@@ -168,13 +169,20 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
         for o in outbox()
         if (o.channel, o.kind) == ("slack", "alert.escalated")
     }
+    results = {o.id: o.alert_id for o in outbox() if (o.channel, o.kind) == ("slack", "alert.page_result")}
     thread: dict[int, list[int]] = defaultdict(list)
+    paged: Counter[int] = Counter()
     for call in replies(slack):
         alert = by_ts[call.params["thread_ts"]]
+        if outbox_id(call) in results:
+            assert results[outbox_id(call) or 0] == alert.id, "a page result went into another alert's thread"
+            paged[alert.id or 0] += 1
+            continue
         owner, step = steps_of[outbox_id(call) or 0]
         assert owner == alert.id, "a reply went into another alert's thread"
         thread[alert.id or 0].append(step)
     assert {alert_id: sorted(s) for alert_id, s in thread.items()} == {r.id: [1, 2, 3] for r in rows}
+    assert paged == {r.id: 1 for r in rows}, "one page-result reply per alert"
 
     # PagerDuty: exactly one trigger per alert occurrence, on the model's routing key, at P1
     pages = triggers(pagerduty)
@@ -196,7 +204,7 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
             "steps": counter(page, "incident_bot_escalation_lateness_seconds_count"),
         }
     print(f"work split between the replicas: {work}")
-    assert work["A"]["slack"] + work["B"]["slack"] == ALERTS * (1 + len(STEPS))
+    assert work["A"]["slack"] + work["B"]["slack"] == ALERTS * (1 + len(STEPS) + 1)  # root, steps, page result
     assert work["A"]["pagerduty"] + work["B"]["pagerduty"] == ALERTS
     assert work["A"]["steps"] + work["B"]["steps"] == ALERTS * len(STEPS)
     for name in ("A", "B"):

@@ -160,12 +160,12 @@ def test_metric_fires_alert_to_slack_click_acknowledges_and_recovery_auto_resolv
     # 1. A cost spike pushed over HTTP fires llm_cost_runaway on the next evaluation tick.
     run.push(455.2)
     posted = slack.wait_for(
-        lambda c: run.is_root_post(c) and c.ok and len(buttons(c.params)) == 3,
+        lambda c: run.is_root_post(c) and c.ok and len(buttons(c.params)) == 4,
         timeout=WAIT,
     )
     ts = str(posted.response["ts"])
     shown = buttons(posted.params.get("blocks"))
-    assert set(shown) == {"alert_acknowledge", "alert_resolve", "alert_runbook"}, shown
+    assert set(shown) == {"alert_acknowledge", "alert_resolve", "alert_runbook", "alert_silence"}, shown
     alert_id = shown["alert_acknowledge"]
     assert alert_id.isdigit() and set(shown.values()) == {alert_id}, shown
 

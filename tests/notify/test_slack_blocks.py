@@ -15,6 +15,7 @@ from bot.notify.slack_blocks import (
     ACKNOWLEDGE_ACTION,
     RESOLVE_ACTION,
     RUNBOOK_ACTION,
+    SILENCE_ACTION,
     alert_message,
     alerts_list,
     clip,
@@ -82,8 +83,8 @@ def buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("alert", "expected"),
     [
-        (make_alert(), [ACKNOWLEDGE_ACTION, RESOLVE_ACTION, RUNBOOK_ACTION]),
-        (acked(), [RESOLVE_ACTION, RUNBOOK_ACTION]),
+        (make_alert(), [ACKNOWLEDGE_ACTION, RESOLVE_ACTION, RUNBOOK_ACTION, SILENCE_ACTION]),
+        (acked(), [RESOLVE_ACTION, RUNBOOK_ACTION, SILENCE_ACTION]),
         (resolved(), [RUNBOOK_ACTION]),
     ],
     ids=["firing", "acknowledged", "resolved"],
@@ -97,9 +98,10 @@ def test_buttons_match_the_state(alert: Alert, expected: list[str]) -> None:
 
 
 def test_acknowledge_is_the_primary_button_while_firing() -> None:
-    ack, resolve, runbook = buttons(alert_message(make_alert(), now=NOW)[1])
+    ack, resolve, runbook, silence = buttons(alert_message(make_alert(), now=NOW)[1])
     assert ack["style"] == "primary" and ack["text"]["text"] == "Acknowledge"
-    assert "style" not in resolve and "style" not in runbook
+    assert "style" not in resolve and "style" not in runbook and "style" not in silence
+    assert silence["text"]["text"] == "Silence 1h"
 
 
 def test_without_a_runbook_a_resolved_alert_has_no_actions() -> None:
@@ -108,6 +110,7 @@ def test_without_a_runbook_a_resolved_alert_has_no_actions() -> None:
     assert [b["action_id"] for b in buttons(alert_message(make_alert(), now=NOW, runbook=False)[1])] == [
         ACKNOWLEDGE_ACTION,
         RESOLVE_ACTION,
+        SILENCE_ACTION,
     ]
 
 

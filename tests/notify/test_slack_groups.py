@@ -77,9 +77,9 @@ def test_alerts_that_fire_together_are_one_message_with_buttons_for_each(bot: Ha
     [message] = slack.messages(CHANNEL)
     assert message["blocks"][0]["text"]["text"] == "🟠 3 alerts firing for support-bot"
     ids = [bot.alert_id(key) for key in (ACCURACY_KEY, COST_KEY, DRIFT_KEY)]
-    assert actions(message) == {str(i): ["alert_acknowledge", "alert_resolve", "alert_runbook"] for i in ids}, (
-        "three sets of buttons, each carrying its own alert's id"
-    )
+    assert actions(message) == {
+        str(i): ["alert_acknowledge", "alert_resolve", "alert_runbook", "alert_silence"] for i in ids
+    }, "three sets of buttons, each carrying its own alert's id"
     text = mrkdwn(message)
     assert text.index("Model accuracy dropped") < text.index("Significant data drift")  # P1s before the P2
     assert "LLM cost approaching budget" in text
@@ -113,7 +113,7 @@ def test_an_alert_firing_within_group_interval_joins_the_message(bot: Harness, s
     [current] = slack.messages(CHANNEL)
     assert current["blocks"][0]["text"]["text"] == "🟠 4 alerts firing for support-bot"
     latency = bot.alert_id(LATENCY_KEY)
-    assert actions(current)[str(latency)] == ["alert_acknowledge", "alert_resolve", "alert_runbook"]
+    assert actions(current)[str(latency)] == ["alert_acknowledge", "alert_resolve", "alert_runbook", "alert_silence"]
     assert bot.root(LATENCY_KEY) == bot.root(COST_KEY)
     [reply] = replies(slack)
     assert reply.params["thread_ts"] == message["ts"]
@@ -165,9 +165,9 @@ def test_acknowledging_one_alert_updates_the_group_at_once(bot: Harness, slack: 
     [current] = slack.messages(CHANNEL)
     assert current["blocks"][0]["text"]["text"] == "🟠 3 alerts for support-bot · 2 firing, 1 acknowledged"
     assert actions(current) == {
-        str(cost): ["alert_resolve", "alert_runbook"],
-        str(accuracy): ["alert_acknowledge", "alert_resolve", "alert_runbook"],
-        str(drift): ["alert_acknowledge", "alert_resolve", "alert_runbook"],
+        str(cost): ["alert_resolve", "alert_runbook", "alert_silence"],
+        str(accuracy): ["alert_acknowledge", "alert_resolve", "alert_runbook", "alert_silence"],
+        str(drift): ["alert_acknowledge", "alert_resolve", "alert_runbook", "alert_silence"],
     }
     assert mrkdwn(current).count("Acknowledged by <@U1> at 09:02 UTC") == 1
     assert mrkdwn(current).count("Firing: not acknowledged yet") == 2

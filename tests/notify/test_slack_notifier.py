@@ -24,7 +24,7 @@ def test_fired_posts_one_root_message_with_buttons_and_metadata(bot: Harness, sl
     bot.metrics(daily_cost_usd=450)
     assert bot.deliver() == 1
     [message] = slack.messages(CHANNEL)
-    assert action_ids(message) == ["alert_acknowledge", "alert_resolve", "alert_runbook"]
+    assert action_ids(message) == ["alert_acknowledge", "alert_resolve", "alert_runbook", "alert_silence"]
     assert message["blocks"][0]["text"]["text"] == "🟠 P1 · LLM cost approaching budget for support-bot"
     [row] = bot.rows()
     alert_id = bot.alert_id()
@@ -47,7 +47,7 @@ def test_acknowledge_updates_the_root_and_replies_in_its_thread(bot: Harness, sl
     assert update.params["channel"] == slack.channel_id(CHANNEL)
     message = bot.root_message()
     assert "Acknowledged by <@U1> at 09:02 UTC" in mrkdwn(message)
-    assert action_ids(message) == ["alert_resolve", "alert_runbook"]
+    assert action_ids(message) == ["alert_resolve", "alert_runbook", "alert_silence"]
     _root, reply = slack.thread(CHANNEL, message["ts"])
     assert reply["text"] == "✅ Acknowledged by <@U1> at 09:02 UTC"
     assert len(slack.messages(CHANNEL)) == 1
@@ -179,7 +179,11 @@ def test_channel_not_found_fails_for_good_and_a_later_ack_posts_the_root(bot: Ha
     bot.service.acknowledge(bot.alert_id(), actor="U1")
     assert bot.deliver() == 1
     message = bot.root_message()
-    assert "Acknowledged by <@U1>" in mrkdwn(message) and action_ids(message) == ["alert_resolve", "alert_runbook"]
+    assert "Acknowledged by <@U1>" in mrkdwn(message) and action_ids(message) == [
+        "alert_resolve",
+        "alert_runbook",
+        "alert_silence",
+    ]
     assert slack.calls_to("chat.update") == []
     assert len(slack.thread(CHANNEL, message["ts"])) == 2
 
