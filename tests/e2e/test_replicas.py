@@ -207,5 +207,7 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
     assert work["A"]["slack"] + work["B"]["slack"] == ALERTS * (1 + len(STEPS) + 1)  # root, steps, page result
     assert work["A"]["pagerduty"] + work["B"]["pagerduty"] == ALERTS
     assert work["A"]["steps"] + work["B"]["steps"] == ALERTS * len(STEPS)
+    # Both replicas take part; which one wins the escalation sweeps is up to timing (one replica
+    # may claim every due row in a tick), so only the shared total is pinned above.
     for name in ("A", "B"):
-        assert work[name]["slack"] > 0 and work[name]["steps"] > 0, f"replica {name} did no work: {work}"
+        assert sum(work[name].values()) > 0, f"replica {name} did no work: {work}"
