@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -371,17 +373,24 @@ def _refuse(status: int, message: str) -> Response:
 def signature_ok(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> bool:
     """Slack's v0 HMAC over ``v0:{timestamp}:{body}``, with the timestamp within 5 minutes.
 
-    Garbage in either header (a non-numeric timestamp, non-ASCII in the signature) is a forgery
-    like any other: False, never an exception.
+    What ``verifier.is_valid`` checks, computed over the raw bytes: slack_sdk decodes the body as
+    UTF-8 first, so a correctly signed body that is not UTF-8 would pass for a forgery there; here
+    it passes the signature and is refused as malformed (400), which is what it is. Garbage in
+    either header (a non-numeric timestamp, non-ASCII in the signature) is a forgery like any
+    other: False, never an exception.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
-    timestamp = lowered.get("x-slack-request-timestamp")
-    signature = lowered.get("x-slack-signature")
+    timestamp = (lowered.get("x-slack-request-timestamp") or "").strip()
+    signature = (lowered.get("x-slack-signature") or "").strip()
     if not timestamp or not signature:
         return False
     try:
-        return verifier.is_valid(body, timestamp.strip(), signature.strip())
-    except (ValueError, TypeError, OverflowError):
+        if abs(verifier.clock.now() - int(timestamp)) > REPLAY_WINDOW:
+            return False
+        base = b"v0:" + timestamp.encode("ascii") + b":" + body
+        expected = "v0=" + hmac.new(verifier.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected.encode(), signature.encode("ascii"))
+    except (ValueError, TypeError, OverflowError):  # UnicodeEncodeError is a ValueError
         return False
 
 
