@@ -18,7 +18,9 @@ What arrives at ``/slack/events`` passes these gates before a listener runs:
    its timestamp leaves the window (:class:`ReplayCache`) and a second request carrying it is
    refused. Requests with ``X-Slack-Retry-Num`` skip this gate: gate 6 acknowledges them
    without acting on them, so a replay dressed as a retry changes nothing either, and a genuine
-   Slack retry is never refused (Slack re-signs its retries, but that is not relied on);
+   Slack retry is never refused, whether or not it carries the first delivery's signature
+   (Slack's documentation does not say; a retry sent minutes later must carry a fresh timestamp
+   to pass gate 2, but one sent at once might not);
 4. the body's shape (400 otherwise): a signed request whose body Bolt cannot parse, or whose
    payload has the wrong types where Bolt or a listener indexes into it, is refused instead of
    crashing;
@@ -83,7 +85,7 @@ bigger is not from Slack and is refused before it is buffered, signed or not."""
 REPLAY_WINDOW = 300
 """Seconds either side of now within which Slack's scheme accepts a timestamp (slack_sdk's check)."""
 REPLAY_CACHE_SIZE = 100_000
-"""Signatures remembered at most: about 21 MB when full, reached only at 333 signed requests a second
+"""Signatures remembered at most: about 24 MB when full, reached only at 333 signed requests a second
 for 5 minutes (a team's clicks and commands are a few a second); past it the oldest is forgotten early."""
 
 SOCKET_MODE_CONNECT_WAIT = 10.0
@@ -440,6 +442,8 @@ def team_problem(payload: dict[str, Any], team_id: str | None) -> str | None:
     The workspace is the one Bolt authorizes the request for (``extract_team_id``): a command's
     ``team_id`` field, an interaction's ``team.id``, an event's ``authorizations[0].team_id`` or
     ``team_id``. A request naming no workspace at all (``url_verification``, ``ssl_check``) passes.
+    Not checked against real Slack for Slack Connect channels: should a click there name the
+    clicking person's own workspace, such clicks would be refused too.
     """
     if team_id is None:
         return None
