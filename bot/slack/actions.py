@@ -82,6 +82,27 @@ class Click:
     message_ts: str | None
 
 
+async def clicked_alert(
+    after_ack: AfterAck, click: Click, load: Callable[[int], T | None], *, why: str
+) -> tuple[int, T] | None:
+    """Read the alert a button names, or tell the person why not (a bad button value, a failed
+    read, an alert that does not exist) and return ``None``."""
+    alert_id = alert_id_of(click.value)
+    if alert_id is None:
+        await tell(after_ack.client, click, messages.bad_button(click.value))
+        return None
+    try:
+        found = await after_ack.db(load, alert_id)
+    except Exception:
+        log.exception("reading alert %s for its %s failed", alert_id, why)
+        await tell(after_ack.client, click, messages.TRY_AGAIN)
+        return None
+    if found is None:
+        await tell(after_ack.client, click, messages.alert_not_found(alert_id))
+        return None
+    return alert_id, found
+
+
 def parse_click(body: dict[str, Any]) -> Click:
     """Read a button click; clicks from the App Home carry no channel."""
     action = body["actions"][0]
@@ -241,19 +262,10 @@ def register(
 
     async def _open_runbook(click: Click) -> None:
         client = after_ack.client
-        alert_id = alert_id_of(click.value)
-        if alert_id is None:
-            await tell(client, click, messages.bad_button(click.value))
+        clicked = await clicked_alert(after_ack, click, lambda alert_id: _load_alert(engine, alert_id), why="runbook")
+        if clicked is None:
             return
-        try:
-            alert = await after_ack.db(_load_alert, engine, alert_id)
-        except Exception:
-            log.exception("reading alert %s for its runbook failed", alert_id)
-            await tell(client, click, messages.TRY_AGAIN)
-            return
-        if alert is None:
-            await tell(client, click, messages.alert_not_found(alert_id))
-            return
+        alert_id, alert = clicked
         text = render_runbook(config(), alert.model, rule=alert.rule)
         if text is None:
             await tell(client, click, messages.no_runbook(alert.model))

@@ -40,7 +40,7 @@ from bot.service import AlertService
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.slack import messages
-from bot.slack.actions import Click, MembershipCache, access_refusal, alert_id_of, parse_click, patiently, tell
+from bot.slack.actions import Click, MembershipCache, access_refusal, clicked_alert, parse_click, patiently, tell
 from bot.slack.after_ack import AfterAck
 from bot.storage.database import session as open_session
 
@@ -424,20 +424,12 @@ def register(
 
     async def _silence_alert(click: Click) -> None:
         client = after_ack.client
-        alert_id = alert_id_of(click.value)
-        if alert_id is None:
-            await tell(client, click, messages.bad_button(click.value))
+        clicked = await clicked_alert(
+            after_ack, click, lambda alert_id: _alert_and_message(engine, alert_id), why="silence"
+        )
+        if clicked is None:
             return
-        try:
-            found = await after_ack.db(_alert_and_message, engine, alert_id)
-        except Exception:
-            log.exception("reading alert %s to silence it failed", alert_id)
-            await tell(client, click, messages.TRY_AGAIN)
-            return
-        if found is None:
-            await tell(client, click, messages.alert_not_found(alert_id))
-            return
-        alert, where, grouped = found
+        alert_id, (alert, where, grouped) = clicked
         channel = click.channel or (where[0] if where else None)
         refusal = await access_refusal(client, config().access, cache, user=click.user, channel=channel, verb=VERB)
         if refusal is not None:
