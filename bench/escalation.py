@@ -49,17 +49,16 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from sqlalchemy import create_engine, insert, text
+from harness import scratch_database
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -73,7 +72,7 @@ from bot.notify.outbox import Outbox
 from bot.observability import Metrics
 from bot.service import AlertService, every_channel
 from bot.severity import Severity
-from bot.storage.database import make_engine, migrate, normalise_url
+from bot.storage.database import make_engine, migrate
 from bot.storage.database import session as open_session
 from bot.storage.tables import AlertEventRow, AlertRow, OutboxRow
 
@@ -290,25 +289,6 @@ def describe(name: str, values: list[float]) -> str:
     )
 
 
-@contextmanager
-def database(url: str | None) -> Iterator[str]:
-    """A fresh SQLite file, or a fresh database on the PostgreSQL server of ``url`` (dropped after)."""
-    if url is None:
-        with tempfile.TemporaryDirectory(prefix="ib-bench-") as folder:
-            yield f"sqlite:///{folder}/bot.db"
-        return
-    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=1)
-    name = f"ib_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def run(args: argparse.Namespace, url: str) -> bool:
     backend = "PostgreSQL" if url.startswith("postgres") else "SQLite"
     first_due = time.time() + args.lead
@@ -432,7 +412,10 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="PostgreSQL server to create a scratch database on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with database(args.database_url) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="ib-bench-") as folder,
+        scratch_database(args.database_url, Path(folder) / "bot.db") as url,
+    ):
         ok = run(args, url)
     return 0 if ok else 1
 

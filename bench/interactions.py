@@ -50,7 +50,6 @@ import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from harness import ChildServer, free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -168,63 +169,11 @@ def run_bare(port: int, access_log: bool, inline: bool) -> None:
 
 
 # ------------------------------------------------------------------ orchestration
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_emulator(log: Path, *, http10: bool = False) -> ChildServer:
+    return ChildServer([__file__, "--role", "emulator"] + (["--emulator-http10"] if http10 else []), log)
 
 
-class Emulator:
-    def __init__(self, log: Path, *, http10: bool = False) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--role", "emulator"] + (["--emulator-http10"] if http10 else []),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log.open("wb"),
-            text=True,
-            cwd=REPO,
-        )
-        self.base_url = self._read()["base_url"]
-
-    def _read(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the emulator exited")
-        return json.loads(line)
-
-    def ask(self, *words: str) -> Any:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(" ".join(words) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url}/healthz did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def open_alerts(bot_url: str, emulator: Emulator, timeout: float = 60.0) -> tuple[list[str], str]:
+def open_alerts(bot_url: str, emulator: ChildServer, timeout: float = 60.0) -> tuple[list[str], str]:
     """Push metrics until alerts fire and are posted; the button values and the channel they went to."""
     import httpx
 
@@ -430,7 +379,7 @@ class Mode:
         return f"think time uniform {lo:g}–{hi:g} s after each answer: offered about {{rate:.0f}} req/s"
 
 
-def drain(emulator: Emulator, since: float, pause: float, timeout: float = 60.0) -> float:
+def drain(emulator: ChildServer, since: float, pause: float, timeout: float = 60.0) -> float:
     """Wait until the bot's after-ack Web API calls stop; seconds from ``since`` to the last one.
 
     Waits at least ``pause`` and until no call has arrived for 0.5 s, so one slice's backlog never
@@ -515,7 +464,7 @@ def main() -> int:
     rng = random.Random(args.seed)
     load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench-interactions-"))
-    emulator = Emulator(tmp / "emulator.log", http10=args.emulator_http10)
+    emulator = start_emulator(tmp / "emulator.log", http10=args.emulator_http10)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         bot_port, bare_port, inline_port = free_port(), free_port(), free_port()

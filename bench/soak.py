@@ -54,19 +54,17 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from harness import ChildServer, free_port, scratch_database, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -162,71 +160,6 @@ def run_pagerduty_emulator() -> None:
     pagerduty.stop()
 
 
-class Child:
-    """An emulator in a child process: its base URL, and questions over stdin/stdout."""
-
-    def __init__(self, role: str, log: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--role", role],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log.open("wb"),
-            text=True,
-            cwd=REPO,
-        )
-        self.base_url: str = self._read()["base_url"]
-
-    def _read(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("an emulator exited")
-        return json.loads(line)
-
-    def ask(self, *words: str) -> Any:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(" ".join(words) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-# ------------------------------------------------------------------ set-up
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def database(url: str | None, folder: Path) -> Iterator[str]:
-    """A SQLite file in ``folder``, or a scratch database on the PostgreSQL server of ``url`` (dropped after)."""
-    if url is None:
-        yield f"sqlite:///{folder}/soak.db"
-        return
-    from sqlalchemy import create_engine, text
-
-    from bot.storage.database import normalise_url
-
-    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=1)
-    name = f"ib_soak_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def config_dir(folder: Path, models: list[str]) -> Path:
     """The shipped rules and runbooks, plus the fleet's models."""
     root = folder / "config"
@@ -245,22 +178,6 @@ def config_dir(folder: Path, models: list[str]) -> Path:
         ]
     (root / "rules" / "soak-models.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the bot exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url}/healthz did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def rss_kb(pid: int) -> int:
@@ -427,7 +344,9 @@ async def steady(
         n += 1
 
 
-async def load(args: argparse.Namespace, bot_url: str, slack: Child, pid: int, rss: list[tuple[float, int]]) -> Results:
+async def load(
+    args: argparse.Namespace, bot_url: str, slack: ChildServer, pid: int, rss: list[tuple[float, int]]
+) -> Results:
     import aiohttp
 
     results = Results()
@@ -548,11 +467,11 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     load_before = os.getloadavg()
     folder = Path(tempfile.mkdtemp(prefix="ib-soak-"))
-    slack = Child("slack", folder / "slack.log")
-    pagerduty = Child("pagerduty", folder / "pagerduty.log")
+    slack = ChildServer([__file__, "--role", "slack"], folder / "slack.log")
+    pagerduty = ChildServer([__file__, "--role", "pagerduty"], folder / "pagerduty.log")
     proc: subprocess.Popen[bytes] | None = None
     try:
-        with database(args.database_url, folder) as url:
+        with scratch_database(args.database_url, folder / "soak.db", prefix="ib_soak") as url:
             backend = "PostgreSQL" if url.startswith("postgres") else "SQLite"
             port = free_port()
             env = {
@@ -574,7 +493,7 @@ def main() -> int:
             command = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)]
             proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
             bot_url = f"http://127.0.0.1:{port}"
-            wait_healthy(bot_url, proc, log)
+            wait_healthy(bot_url, proc, log, timeout=60.0)
             time.sleep(2)  # the scheduler's first passes
             rss_start, cpu_start = rss_kb(proc.pid), cpu_seconds(proc.pid)
             rss: list[tuple[float, int]] = []
