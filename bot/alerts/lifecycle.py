@@ -7,8 +7,14 @@
 
 * one open alert per dedup key ``rule:model`` — a condition that stays true is one alert, not
   one per tick;
-* *no data* (a metric that did not arrive, went stale, or cannot be computed) changes nothing:
-  it never fires and never resolves, because a dead exporter is not a recovery;
+* time is the pass's *nominal* time (its tick on the evaluation schedule, not the moment it ran),
+  so ``for:`` counts whole intervals exactly as Prometheus does;
+* *no data* (a metric that did not arrive, went stale, or cannot be computed) never fires, and
+  drops a pending alert: silence is not evidence that a condition held. A firing alert keeps
+  firing through no data (``no_data: keep``, the default: a dead exporter is not a recovery) or
+  treats it as the condition clearing (``no_data: resolve``, Prometheus' behaviour);
+* ``keep_firing_for:`` is hysteresis: a firing alert whose condition clears keeps firing until
+  it has stayed clear that long; a breach inside the window cancels the countdown;
 * after a fired alert resolves, the same key cannot fire again until its cooldown has passed;
 * RESOLVED is final. A click on a resolved alert is refused, it never reopens it;
 * a firing alert nobody acknowledges climbs its escalation policy, snapshotted when it opened
@@ -54,11 +60,18 @@ class EventKind(StrEnum):
     AUTO_RESOLVED = "auto_resolved"
     PENDING_CLEARED = "pending_cleared"
     ESCALATED = "escalated"
+    KEPT_FIRING = "kept_firing"
+    """The condition cleared but ``keep_firing_for`` holds the alert open."""
+    BREACHED_AGAIN = "breached_again"
+    """The condition held again inside ``keep_firing_for``: the countdown is cancelled."""
 
     @property
     def notifies(self) -> bool:
-        """Whether people hear about it: pending alerts are not news yet."""
-        return self not in (EventKind.PENDING, EventKind.PENDING_CLEARED)
+        """Whether people hear about it: pending alerts and hysteresis bookkeeping are not news."""
+        return self not in _QUIET
+
+
+_QUIET = frozenset({EventKind.PENDING, EventKind.PENDING_CLEARED, EventKind.KEPT_FIRING, EventKind.BREACHED_AGAIN})
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,9 @@ class Alert:
     next_escalation_at: datetime | None = None
     paged_keys: tuple[str, ...] = ()
     """PagerDuty routing keys this alert paged ("" = the default key): they hear ack and resolve."""
+    clear_since: datetime | None = None
+    """When the condition of this firing alert last stopped holding, while ``keep_firing_for``
+    keeps it open; ``None`` while the condition holds."""
     id: int | None = None
     version: int = 0
 
@@ -123,12 +139,21 @@ def dedup_key(rule: str, model: str) -> str:
     return f"{rule}:{model}"
 
 
+class NoData(StrEnum):
+    """What a firing alert does while its series is silent (``no_data:``), as in Grafana."""
+
+    KEEP = "keep"
+    RESOLVE = "resolve"
+
+
 @dataclass(frozen=True)
 class Timing:
     """The part of a rule the lifecycle needs."""
 
     for_: timedelta = timedelta(0)
     cooldown: timedelta = timedelta(0)
+    keep_firing_for: timedelta = timedelta(0)
+    no_data: NoData = NoData.KEEP
 
 
 @dataclass(frozen=True)
@@ -165,9 +190,9 @@ def observe(
     """
     if alert is not None and not alert.state.is_open:
         raise ValueError("observe() takes the open alert for a key, never a resolved one")
-    if seen.outcome is Outcome.NO_DATA:
-        return None
     actor = f"rule:{seen.rule}"
+    if seen.outcome is Outcome.NO_DATA:
+        return _silent(alert, actor, timing, now)
     if alert is None:
         if seen.outcome is Outcome.FALSE or _cooling_down(last_fired_resolved_at, timing, now):
             return None
@@ -189,20 +214,49 @@ def observe(
         if alert.state is AlertState.PENDING and now - alert.started_at >= timing.for_:
             refreshed = replace(alert, title=seen.title, description=seen.description, values=dict(seen.values))
             return _fire(refreshed, actor, now)
+        if alert.clear_since is not None:
+            again = replace(alert, clear_since=None)
+            return Transition(again, Event(EventKind.BREACHED_AGAIN, actor, now, "condition holds again"))
         return None
-    # the condition is false: the problem went away
+    return _cleared(alert, actor, timing, now, seen.values, why="condition cleared")
+
+
+def _silent(alert: Alert | None, actor: str, timing: Timing, now: datetime) -> Transition | None:
+    """No data: a pending alert is dropped; a firing one keeps firing or counts it as clear."""
+    if alert is None:
+        return None
+    if alert.state is AlertState.PENDING:
+        dropped = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=SYSTEM_ACTOR)
+        return Transition(dropped, Event(EventKind.PENDING_CLEARED, actor, now, "no data before firing"))
+    if timing.no_data is NoData.KEEP:
+        return None
+    return _cleared(alert, actor, timing, now, {}, why="no data (no_data: resolve)")
+
+
+def _cleared(
+    alert: Alert, actor: str, timing: Timing, now: datetime, values: Mapping[str, Value], *, why: str
+) -> Transition | None:
+    """The condition no longer holds: a pending alert is dropped; a firing one resolves, unless
+    ``keep_firing_for`` still holds it (counted from the first pass that found it clear)."""
     if alert.state is AlertState.PENDING:
         cleared = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=SYSTEM_ACTOR)
         return Transition(cleared, Event(EventKind.PENDING_CLEARED, actor, now, "cleared before firing"))
+    if timing.keep_firing_for > timedelta(0):
+        if alert.clear_since is None:
+            held = replace(alert, clear_since=now)
+            detail = f"{why}; keeps firing until clear for {timing.keep_firing_for} (keep_firing_for)"
+            return Transition(held, Event(EventKind.KEPT_FIRING, actor, now, detail))
+        if now - alert.clear_since < timing.keep_firing_for:
+            return None
     resolved = replace(
         alert,
         next_escalation_at=None,
         state=AlertState.RESOLVED,
         resolved_at=now,
         resolved_by=SYSTEM_ACTOR,
-        values={**alert.values, **seen.values},
+        values={**alert.values, **values},
     )
-    return Transition(resolved, Event(EventKind.AUTO_RESOLVED, actor, now, "condition cleared"))
+    return Transition(resolved, Event(EventKind.AUTO_RESOLVED, actor, now, why))
 
 
 def acknowledge(alert: Alert, *, actor: str, now: datetime) -> Transition:

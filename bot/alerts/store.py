@@ -125,6 +125,7 @@ def to_alert(row: AlertRow) -> Alert:
         escalation_step=row.escalation_step,
         next_escalation_at=aware(row.next_escalation_at),
         paged_keys=tuple(row.paged_keys or []),
+        clear_since=aware(row.clear_since),
         version=row.version,
     )
 
@@ -150,6 +151,7 @@ def fields(alert: Alert) -> dict[str, Any]:
         "escalation_step": alert.escalation_step,
         "next_escalation_at": alert.next_escalation_at,
         "paged_keys": list(alert.paged_keys),
+        "clear_since": alert.clear_since,
     }
 
 

@@ -35,6 +35,7 @@ Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
 Channel = Annotated[str, Field(pattern=r"^(#[a-z0-9][a-z0-9._-]*|[CGD][A-Z0-9]{6,})$")]
 Scalar = str | int | float | bool
+NoDataChoice = Literal["keep", "resolve"]
 
 
 def _severity(value: object) -> object:
@@ -57,7 +58,12 @@ class EngineSettings(Strict):
     group_wait: Duration = timedelta(seconds=10)
     group_interval: Duration = timedelta(minutes=5)
     stale_after: Duration = timedelta(minutes=15)
-    """A sample older than this is no data: a dead exporter must not look healthy forever."""
+    """A sample older than this is no data: a dead exporter must not look healthy forever (the
+    lookback of Prometheus, 5m there)."""
+    no_data: NoDataChoice = "keep"
+    """What a firing alert does while its series is silent: ``keep`` firing, or ``resolve``."""
+    keep_firing_for: Duration = timedelta(0)
+    """The default hysteresis of every rule (see :attr:`Rule.keep_firing_for`)."""
     accept_unknown_models: bool = False
     default_channel: Channel = "#ml-alerts"
 
@@ -78,6 +84,11 @@ class Rule(Strict):
     title: TemplateField
     description: TemplateField = Template("")
     cooldown: Duration = timedelta(minutes=30)
+    keep_firing_for: Duration | None = None
+    """A firing alert whose condition clears for less than this does not resolve (Prometheus'
+    ``keep_firing_for``); default ``settings.keep_firing_for``."""
+    no_data: NoDataChoice | None = None
+    """Default ``settings.no_data``."""
     runbook: str | None = None
     channel: Channel | None = None
     labels: dict[str, str] = Field(default_factory=dict)

@@ -11,7 +11,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.alerts.lifecycle import Alert, Observation, PolicyStep, Timing, Transition, Value, dedup_key, observe
+from bot.alerts.lifecycle import (
+    Alert,
+    NoData,
+    Observation,
+    PolicyStep,
+    Timing,
+    Transition,
+    Value,
+    dedup_key,
+    observe,
+)
 from bot.config.conditions import ConditionEvaluator, Outcome
 from bot.config.loader import DEFAULT_POLICY, Config
 from bot.config.schema import Rule
@@ -44,13 +54,24 @@ def evaluate(data: PassInput, *, now: datetime, evaluator: ConditionEvaluator | 
             change = observe(
                 data.open_alerts.get(key),
                 seen,
-                Timing(for_=rule.for_, cooldown=rule.cooldown),
+                timing_of(config, rule),
                 last_fired_resolved_at=data.last_resolved.get(key),
                 now=now,
             )
             if change is not None:
                 transitions.append(change)
     return transitions
+
+
+def timing_of(config: Config, rule: Rule) -> Timing:
+    """The rule's timing, its unset keys filled from ``settings``."""
+    settings = config.settings
+    return Timing(
+        for_=rule.for_,
+        cooldown=rule.cooldown,
+        keep_firing_for=settings.keep_firing_for if rule.keep_firing_for is None else rule.keep_firing_for,
+        no_data=NoData(rule.no_data or settings.no_data),
+    )
 
 
 def models_to_evaluate(config: Config, with_samples: Iterable[str]) -> set[str]:

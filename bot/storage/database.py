@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -24,7 +24,22 @@ def _baseline(connection: Connection) -> None:
     SQLModel.metadata.create_all(connection)
 
 
-MIGRATIONS: list[Migration] = [_baseline]
+def _add_column(table: str, column: str, ddl_type: str) -> Migration:
+    """A migration adding a nullable column, unless the baseline already created it (a database
+    created by this release gets every column from ``create_all``)."""
+
+    def step(connection: Connection) -> None:
+        if column not in {c["name"] for c in inspect(connection).get_columns(table)}:
+            connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}"))
+
+    step.__name__ = f"add_{table}_{column}"
+    return step
+
+
+MIGRATIONS: list[Migration] = [
+    _baseline,
+    _add_column("alerts", "clear_since", "TIMESTAMP WITH TIME ZONE"),  # keep_firing_for's countdown
+]
 """Step N brings a database from version N to N+1. Append; never edit a released step."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

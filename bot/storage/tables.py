@@ -68,6 +68,8 @@ class AlertRow(SQLModel, table=True):
     escalation_step: int = 0
     next_escalation_at: datetime | None = _ts(nullable=True, index=True)
     paged_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    clear_since: datetime | None = _ts(nullable=True)
+    """When a firing alert's condition stopped holding while ``keep_firing_for`` keeps it open."""
     slack_channel: str | None = Field(default=None, max_length=40)
     slack_ts: str | None = Field(default=None, max_length=40)
     """Where the alert's root Slack message lives, once posted; updates and thread replies go there."""

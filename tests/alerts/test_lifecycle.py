@@ -17,6 +17,7 @@ from bot.alerts.lifecycle import (
     Alert,
     AlertState,
     EventKind,
+    NoData,
     Observation,
     Timing,
     Transition,
@@ -180,15 +181,89 @@ def test_condition_clearing_auto_resolves_by_the_system(make: Callable[[], Alert
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: None, pending_alert, firing_alert, acked_alert],
-    ids=["none", "pending", "firing", "acknowledged"],
+    [lambda: None, firing_alert, acked_alert],
+    ids=["none", "firing", "acknowledged"],
 )
-def test_no_data_changes_nothing_in_any_state(make: Callable[[], Alert | None]) -> None:
+def test_no_data_changes_nothing_by_default(make: Callable[[], Alert | None]) -> None:
     alert = make()
 
     for timing in (NO_WAIT, HOLD_2M):
         for later in (0, 1, 5, 60, 24 * 60):
             assert step(alert, Outcome.NO_DATA, minutes(later), timing) is None
+
+
+@pytest.mark.parametrize("no_data", list(NoData))
+def test_no_data_drops_a_pending_alert_because_silence_is_not_evidence(no_data: NoData) -> None:
+    alert = pending_alert()
+
+    change = must(step(alert, Outcome.NO_DATA, minutes(1), replace(HOLD_2M, no_data=no_data)))
+
+    assert change.alert.state is AlertState.RESOLVED
+    assert change.alert.fired_at is None
+    assert change.event.kind is EventKind.PENDING_CLEARED
+    assert change.event.kind.notifies is False
+    assert "no data" in change.event.detail
+
+
+def test_no_data_resolve_resolves_a_firing_alert_as_prometheus_does() -> None:
+    alert = acked_alert()
+
+    change = must(step(alert, Outcome.NO_DATA, minutes(20), replace(NO_WAIT, no_data=NoData.RESOLVE)))
+
+    assert change.alert.state is AlertState.RESOLVED
+    assert change.event.kind is EventKind.AUTO_RESOLVED
+    assert "no data" in change.event.detail
+    assert change.alert.values == alert.values, "no recovered value to record"
+
+
+# --- keep_firing_for ------------------------------------------------------------------------
+
+KEEP_5M = replace(NO_WAIT, keep_firing_for=timedelta(minutes=5))
+
+
+def test_keep_firing_for_holds_a_cleared_alert_open_quietly_then_resolves() -> None:
+    alert = firing_alert()
+
+    held = must(step(alert, Outcome.FALSE, minutes(10), KEEP_5M, latency=800.0))
+    assert held.alert.state is AlertState.FIRING
+    assert held.alert.clear_since == minutes(10)
+    assert held.event.kind is EventKind.KEPT_FIRING
+    assert held.event.kind.notifies is False
+
+    assert step(held.alert, Outcome.FALSE, minutes(14.5), KEEP_5M, latency=800.0) is None
+    done = must(step(held.alert, Outcome.FALSE, minutes(15), KEEP_5M, latency=800.0))
+    assert done.alert.state is AlertState.RESOLVED
+    assert done.alert.resolved_at == minutes(15), "resolves once clear for exactly keep_firing_for"
+    assert done.event.kind is EventKind.AUTO_RESOLVED
+
+
+def test_a_breach_inside_keep_firing_for_cancels_the_countdown() -> None:
+    held = must(step(firing_alert(), Outcome.FALSE, minutes(10), KEEP_5M)).alert
+
+    again = must(step(held, Outcome.TRUE, minutes(12), KEEP_5M))
+    assert again.alert.state is AlertState.FIRING
+    assert again.alert.clear_since is None
+    assert again.event.kind is EventKind.BREACHED_AGAIN
+    assert again.event.kind.notifies is False
+
+    # the countdown restarts from the next clear pass, not from the first one
+    held_again = must(step(again.alert, Outcome.FALSE, minutes(13), KEEP_5M)).alert
+    assert step(held_again, Outcome.FALSE, minutes(16), KEEP_5M) is None
+    assert must(step(held_again, Outcome.FALSE, minutes(18), KEEP_5M)).alert.state is AlertState.RESOLVED
+
+
+def test_keep_firing_for_never_holds_a_pending_alert() -> None:
+    change = must(step(pending_alert(), Outcome.FALSE, minutes(1), replace(HOLD_2M, keep_firing_for=timedelta(hours=1))))
+
+    assert change.event.kind is EventKind.PENDING_CLEARED
+
+
+def test_keep_firing_for_also_covers_no_data_when_it_resolves() -> None:
+    timing = replace(KEEP_5M, no_data=NoData.RESOLVE)
+    held = must(step(firing_alert(), Outcome.NO_DATA, minutes(10), timing))
+
+    assert held.event.kind is EventKind.KEPT_FIRING
+    assert must(step(held.alert, Outcome.NO_DATA, minutes(15), timing)).alert.state is AlertState.RESOLVED
 
 
 def test_no_data_never_silently_resolves_a_firing_alert() -> None:

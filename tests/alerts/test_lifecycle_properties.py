@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from bot.alerts.lifecycle import (
     Alert,
     AlertState,
+    EventKind,
+    NoData,
     Observation,
     Timing,
     Transition,
@@ -43,9 +45,16 @@ TO_BOUNDARY = None
 """A clock step that lands exactly on the key's next deadline (end of `for:` or of the cooldown)."""
 
 timings = st.builds(
-    lambda for_, cooldown: Timing(for_=timedelta(minutes=for_), cooldown=timedelta(minutes=cooldown)),
+    lambda for_, cooldown, keep, no_data: Timing(
+        for_=timedelta(minutes=for_),
+        cooldown=timedelta(minutes=cooldown),
+        keep_firing_for=timedelta(minutes=keep),
+        no_data=no_data,
+    ),
     st.integers(0, 15),
     st.integers(0, 30),
+    st.sampled_from([0, 0, 3, 10]),
+    st.sampled_from(list(NoData)),
 )
 clock_steps = st.one_of(st.integers(0, 10), st.just(TO_BOUNDARY))
 steps = st.lists(
@@ -72,7 +81,9 @@ class Store:
     def next_deadline(self, key: str, timing: Timing) -> datetime | None:
         alert = self.open.get(key)
         if alert is not None:
-            return alert.started_at + timing.for_ if alert.state is AlertState.PENDING else None
+            if alert.state is AlertState.PENDING:
+                return alert.started_at + timing.for_
+            return None if alert.clear_since is None else alert.clear_since + timing.keep_firing_for
         last = self.last_fired_resolved.get(key)
         return None if last is None else last + timing.cooldown
 
@@ -97,9 +108,12 @@ def check_transition(store: Store, before: Alert | None, change: Transition, now
     timing = store.timings[after.model]
     assert change.event.at == now, "an event happens at the evaluation's now"
     assert change.event.actor, "every event names who or what caused it"
-    assert ORDER[after.state] > ORDER[before.state if before else None], (
-        f"states only move forward: {before and before.state} -> {after.state}"
-    )
+    if change.event.kind in (EventKind.KEPT_FIRING, EventKind.BREACHED_AGAIN):
+        assert before is not None and after.state is before.state, "hysteresis bookkeeping keeps the state"
+    else:
+        assert ORDER[after.state] > ORDER[before.state if before else None], (
+            f"states only move forward: {before and before.state} -> {after.state}"
+        )
     if before is None:
         assert after.started_at == now
         assert store.open.get(after.key) is None, "never two open alerts for one key"
@@ -152,16 +166,26 @@ def test_lifecycle_promises_hold_over_random_histories(
             change = observe(before, seen, timing, last_fired_resolved_at=last, now=now)
             cooling = last is not None and now - last < timing.cooldown
             # the table, row by row
-            if action is Outcome.NO_DATA:
-                assert change is None, "no data changes nothing"
-            elif before is None:
+            clears = action is Outcome.FALSE or (action is Outcome.NO_DATA and timing.no_data is NoData.RESOLVE)
+            if before is None:
                 opens = action is Outcome.TRUE and not cooling
                 assert (change is not None) == opens
-            elif action is Outcome.FALSE:
+            elif before.state is not AlertState.PENDING and clears and timing.keep_firing_for:
+                since = before.clear_since
+                if since is None:
+                    assert change is not None and change.alert.clear_since == now, "keep_firing_for starts counting"
+                else:
+                    resolves = now - since >= timing.keep_firing_for
+                    assert (change is not None and change.alert.state is AlertState.RESOLVED) == resolves
+            elif action is Outcome.NO_DATA and before.state is not AlertState.PENDING and not clears:
+                assert change is None, "no_data: keep changes nothing for a firing alert"
+            elif clears or action is Outcome.NO_DATA:
                 assert change is not None and change.alert.state is AlertState.RESOLVED
             elif before.state is AlertState.PENDING:
                 due = now - before.started_at >= timing.for_
                 assert (change is not None) == due
+            elif before.clear_since is not None:
+                assert change is not None and change.alert.clear_since is None, "a breach cancels keep_firing_for"
             else:
                 assert change is None, "a condition that stays true is one alert, not one per tick"
         elif action == POKE_RESOLVED:
