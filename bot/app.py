@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot.clock import Clock, SystemClock
+from bot.config.defaults import default_config_dir
 from bot.config.durations import parse_duration
 from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
@@ -45,18 +46,8 @@ from bot.storage.tables import OutboxRow
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SLO_INTERVAL = timedelta(seconds=60)
 """SLO burn rates move over minutes; the SLO pass runs at most this often (or at the evaluation interval)."""
-
-
-def default_config_dir(settings: Settings) -> Path:
-    """``BOT_CONFIG_DIR``, else the working directory if it holds rules/, else the shipped defaults."""
-    if settings.bot_config_dir is not None:
-        return settings.bot_config_dir
-    if (Path.cwd() / "rules").is_dir():
-        return Path.cwd()
-    return REPO_ROOT
 
 
 @dataclass

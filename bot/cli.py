@@ -1,4 +1,4 @@
-"""The ``incident-bot`` command: serve, check, test-rules, demo, slo status, alerts review."""
+"""The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import signal
 import sys
 from pathlib import Path
 
+from bot import __version__
 from bot.errors import ConfigError
 from bot.slo import cli as slo_cli
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incident-bot", description="Slack incident response for ML services.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the bot: HTTP app, ingest API and scheduler")
     serve.add_argument("--host", default="0.0.0.0")
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     check = sub.add_parser("check", help="validate a configuration directory (rules/ and runbooks/)")
     check.add_argument("directory", nargs="?", type=Path, default=None)
+    init = sub.add_parser("init", help="write an editable copy of the shipped rules/ and runbooks/ into DIR")
+    init.add_argument("directory", nargs="?", type=Path, default=Path("."), help="default: the working directory")
     tests = sub.add_parser("test-rules", help="run rule unit tests from a YAML file")
     tests.add_argument("file", type=Path)
     tests.add_argument("--config-dir", type=Path, default=None)
@@ -45,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args.host, args.port, access_log=args.access_log)
     if args.command == "check":
         return _check(args.directory)
+    if args.command == "init":
+        return _init(args.directory)
     return _test_rules(args.file, args.config_dir)
 
 
 def _check(directory: Path | None) -> int:
-    from bot.app import default_config_dir
+    from bot.config.defaults import default_config_dir
     from bot.config.loader import load_config
     from bot.settings import Settings
 
@@ -62,6 +68,25 @@ def _check(directory: Path | None) -> int:
     print(
         f"{target}: OK — {len(config.rules)} rules, {len(config.models)} models, {len(config.slos)} SLOs, "
         f"{len(config.runbooks)} runbooks"
+    )
+    return 0
+
+
+def _init(directory: Path) -> int:
+    from bot.config.defaults import write_defaults
+
+    try:
+        written = write_defaults(directory)
+    except FileExistsError as exc:
+        print(f"incident-bot init: nothing written; {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} files:")
+    for path in written:
+        print(f"  {path}")
+    shown = str(directory)
+    print(
+        f"Edit them, check them with `incident-bot check {shown}`, and run the bot with "
+        f"BOT_CONFIG_DIR={directory.resolve()} (or from {shown} as the working directory)."
     )
     return 0
 

@@ -56,3 +56,39 @@ def test_serve_refuses_a_bad_configuration(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "rules/bad.yaml:3" in result.stderr
+
+
+def test_init_says_what_it_wrote_and_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path}/rules/ml.yaml" in out and f"{tmp_path}/runbooks/default.md" in out
+    assert main(["check", str(tmp_path)]) == 0
+    edited = tmp_path / "rules" / "ml.yaml"
+    edited.write_text(edited.read_text() + "# our change\n")
+    (tmp_path / "runbooks" / "default.md").unlink()  # refused as a whole: no half-written copy either
+
+    assert main(["init", str(tmp_path)]) == 1
+    assert f"{edited}" in capsys.readouterr().err
+    assert edited.read_text().endswith("# our change\n")
+    assert not (tmp_path / "runbooks" / "default.md").exists()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"incident-bot {__version__}"
+
+
+def test_demo_without_its_configuration_says_so_instead_of_blaming_the_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.demo import runner
+
+    monkeypatch.setattr(runner, "SHIPPED", tmp_path / "not-installed")
+    assert runner.run_demo(port=0, sandbox_port=0) == 2
+    err = capsys.readouterr().err
+    assert "the shipped configuration is missing" in err
+    assert "cannot listen" not in err

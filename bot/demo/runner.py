@@ -32,7 +32,8 @@ from pathlib import Path
 import uvicorn
 from pydantic import SecretStr
 
-from bot.app import REPO_ROOT, Bot, build_bot
+from bot.app import Bot, build_bot
+from bot.config.defaults import SHIPPED
 from bot.demo.config import write_demo_config
 from bot.demo.feed import FRAUD_DETECTOR, SUPPORT_BOT, MetricFeed
 from bot.demo.sandbox_ui import SlackSandbox
@@ -106,7 +107,7 @@ def running_demo(
             DEMO_TOKEN, signing_secret=signing_secret, events_url=f"{bot_url}/slack/events", port=sandbox_port
         )
         stack.enter_context(sandbox)
-        config_dir = write_demo_config(REPO_ROOT, workdir / "config", speed=speed)
+        config_dir = write_demo_config(SHIPPED, workdir / "config", speed=speed)
         settings = Settings(
             database_url=f"sqlite:///{workdir / 'demo.db'}",
             slack_bot_token=SecretStr(DEMO_TOKEN),
@@ -159,6 +160,10 @@ def run_demo(port: int = 3000, sandbox_port: int = 3001, open_browser: bool = Fa
                 webbrowser.open(demo.sandbox_url)
             with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
+    except FileNotFoundError as exc:  # before OSError: a missing file is not a busy port
+        print(f"incident-bot demo: the shipped configuration is missing ({exc}); reinstall incident-bot",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except OSError as exc:
         print(f"incident-bot demo: cannot listen ({exc}); choose free ports with --port and --sandbox-port",
               file=sys.stderr)  # fmt: skip

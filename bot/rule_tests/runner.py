@@ -9,12 +9,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot.config.defaults import default_config_dir
 from bot.config.loader import Config, load_config
 from bot.config.yaml_lines import LocatedDocument, YamlProblem, load_located
 from bot.errors import ConfigError, ConfigProblem
 from bot.rule_tests.results import RuleTestReport
 from bot.rule_tests.simulation import _Simulation
 from bot.rule_tests.spec import _KEYS, FileSpec
+from bot.settings import Settings
 
 # --- loading -----------------------------------------------------------------------------------
 
@@ -50,9 +52,6 @@ def _load_tested_config(spec: FileSpec, path: Path, given: Path | None, shown: s
     elif given is not None:
         directory = given
     else:
-        from bot.app import default_config_dir  # the CLI's own default; imported late, it is heavy
-        from bot.settings import Settings
-
         directory = default_config_dir(Settings())
     try:
         return load_config(directory)

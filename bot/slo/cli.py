@@ -51,7 +51,7 @@ def add_parsers(sub: Any) -> None:
 
 def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     """Run ``slo status`` or ``alerts review``; ``now`` is for tests (default: the wall clock)."""
-    from bot.app import default_config_dir
+    from bot.config.defaults import default_config_dir
     from bot.config.loader import load_config
     from bot.settings import Settings
     from bot.storage.database import make_engine, migrate
