@@ -29,6 +29,7 @@ from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
 from bot.jobs import build_scheduler
 from bot.metrics.api import metric_routes
+from bot.notify.lanes import Lanes
 from bot.notify.notifier import LogNotifier, Notification, Notifier
 from bot.notify.outbox import FAILED, Backoff, Outbox, ResultHook, enqueue
 from bot.notify.pagerduty import TRIGGER, PagerDutyNotifier, event_action, occurrence_key
@@ -58,6 +59,7 @@ class Bot:
     config: ConfigHolder
     service: AlertService
     outbox: Outbox
+    lanes: Lanes
     scheduler: BackgroundScheduler
     app: Starlette
 
@@ -80,6 +82,7 @@ def build_bot(
     backoff = Backoff(base=settings.outbox_backoff_base, cap=settings.outbox_backoff_cap)
     on_result = page_result_hook(clock) if {"pagerduty", "slack"} <= set(chosen) else None
     outbox = Outbox(engine, clock, chosen, backoff=backoff, metrics=metrics, on_result=on_result)
+    lanes = Lanes(outbox, engine)
     interval = (
         parse_duration(settings.evaluation_interval)
         if settings.evaluation_interval
@@ -87,7 +90,6 @@ def build_bot(
     )
     scheduler = build_scheduler(
         evaluate=service.evaluate_once,
-        deliver=outbox.deliver_due,
         escalate=service.escalate_due,
         watchdog=service.overdue_escalations,
         release=service.release_unmuted,
@@ -108,10 +110,11 @@ def build_bot(
         holder=holder,
         clock=clock,
         scheduler=scheduler,
+        lanes=lanes,
         engine=engine,
         metrics=metrics,
     )
-    return Bot(settings, engine, clock, holder, service, outbox, scheduler, app)
+    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app)
 
 
 PAGE_KINDS = frozenset({"alert.fired", "alert.escalated"})
@@ -140,6 +143,7 @@ def page_result_hook(clock: Clock) -> ResultHook:
             "dedup_key": dedup_key,
             "summary": f"[{note.payload.get('severity')}] {note.payload.get('title') or note.payload.get('key')}",
             "pagerduty_outbox_id": note.id,
+            "severity": note.payload.get("severity"),  # ranks it with its page in the Slack lane
         }
         if outcome == FAILED:
             payload["error"] = error or "unknown error"
@@ -190,6 +194,7 @@ def build_web_app(
     holder: ConfigHolder,
     clock: Clock,
     scheduler: BackgroundScheduler,
+    lanes: Lanes,
     engine: Engine,
     metrics: Metrics | None = None,
 ) -> Starlette:
@@ -197,6 +202,7 @@ def build_web_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        lanes.start()
         scheduler.start()
         try:
             if slack_app is None:
@@ -205,7 +211,8 @@ def build_web_app(
                 async with slack_running(slack_app, app_token=_secret_value(settings.slack_app_token)):
                     yield
         finally:
-            scheduler.shutdown(wait=True)
+            scheduler.shutdown(wait=True)  # no more evaluations, so nothing more to deliver
+            lanes.stop()
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "scheduler": scheduler.running})

@@ -1,4 +1,5 @@
 """Scheduler wiring: APScheduler only ticks; the database decides who does the work (SPEC §5).
+Notifications are not a job: each notifier channel has its own delivery lane (:mod:`bot.notify.lanes`).
 
 Jobs never overlap themselves (``max_instances=1``) and missed ticks are coalesced, so a slow
 database delays a pass instead of stacking them up.
@@ -18,12 +19,10 @@ log = logging.getLogger(__name__)
 def build_scheduler(
     *,
     evaluate: Callable[[], object],
-    deliver: Callable[[], object],
     escalate: Callable[[], object],
     watchdog: Callable[[], object],
     release: Callable[[], object],
     evaluation_interval: timedelta,
-    delivery_interval: timedelta = timedelta(seconds=1),
     escalation_interval: timedelta = timedelta(milliseconds=500),
     watchdog_interval: timedelta = timedelta(seconds=30),
     extra: Sequence[tuple[Callable[[], object], str, timedelta]] = (),
@@ -35,7 +34,6 @@ def build_scheduler(
     now = datetime.now(UTC)
     jobs = [
         (evaluate, "evaluation", evaluation_interval),
-        (deliver, "delivery", delivery_interval),
         (escalate, "escalation", escalation_interval),
         (watchdog, "watchdog", watchdog_interval),
         (release, "silence-release", timedelta(seconds=5)),

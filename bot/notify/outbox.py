@@ -4,7 +4,13 @@ Delivery claims rows before sending (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, t
 writer on SQLite), so two replicas never send the same row; a claim left by a process that
 died expires after ``claim_timeout`` and the row is taken over. A notification for an alert
 waits until the earlier ones for that alert on the same channel went out, so Slack never sees
-an update before the post it updates.
+an update before the post it updates. Among the rows that may go, the most severe goes first
+(P0 before P3, then oldest first): an alert's queued rows all rank with its most severe one, so a
+P1 update lifts the P2 post it must follow instead of waiting behind it.
+
+Each notifier channel is delivered on its own (:mod:`bot.notify.lanes`): ``deliver_due`` takes
+the channels to serve, and :func:`enqueue` notes in the session which channels it wrote to, so
+the transaction's commit can wake exactly those.
 
 If the database is unavailable when a send's outcome is to be written (restarting, or a SQLite
 file locked longer than the busy timeout), the outcome is kept in memory and written at the start
@@ -21,13 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from bot.clock import Clock
+from bot.clock import Clock, ensure_utc
 from bot.errors import DeliveryError
 from bot.notify.notifier import Notification, Notifier
 from bot.observability import Metrics
@@ -50,6 +56,12 @@ CLAIM_BATCH = 10
 """Rows claimed at a time. A claim lasts ``claim_timeout`` (2 min) and a send may take a client
 timeout (10 s) or more, so small batches keep every row sent well inside its claim: another
 replica never takes over a row this one is still about to send."""
+
+ENQUEUED_CHANNELS = "outbox.enqueued_channels"
+"""``Session.info`` key: the notifier channels this session's transaction wrote rows for."""
+
+UNRANKED = "P9"
+"""The rank of a row without a severity (the weekly review): after every alert."""
 
 
 def enqueue(
@@ -75,6 +87,7 @@ def enqueue(
             created_at=now,
         )
     )
+    session.info.setdefault(ENQUEUED_CHANNELS, set()).add(channel)
 
 
 @dataclass(frozen=True)
@@ -114,29 +127,36 @@ class Outbox:
         self._rng = rng or random.Random()
         self._metrics = metrics
         self._on_result = on_result
-        self._unwritten: dict[int, tuple[dict[str, Any], Result | None]] = {}
-        """Outcomes of sends (row id → column values, and the final result for ``on_result``) the
-        database refused to take; see the docstring."""
+        self._unwritten: dict[int, tuple[str, dict[str, Any], Result | None]] = {}
+        """Outcomes of sends (row id → channel, column values, and the final result for
+        ``on_result``) the database refused to take; see the docstring. Each channel's are written
+        by whoever delivers that channel, so two lanes never write the same one."""
 
     @property
     def channels(self) -> list[str]:
         return list(self._notifiers)
 
-    def deliver_due(self, limit: int = 100) -> int:
-        """Deliver what is due now; return how many were sent. Never raises for a failed send.
+    def deliver_due(
+        self, limit: int = 100, *, channels: Collection[str] | None = None, batch: int = CLAIM_BATCH
+    ) -> int:
+        """Deliver what is due now on ``channels`` (default: every notifier's); return how many
+        were sent. Never raises for a failed send.
 
         A claim takes at most the first pending entry of each alert (order per alert), so a
         burst such as fired → acknowledged → resolved needs several claims: keep claiming until
         nothing more is due or ``limit`` deliveries were attempted, instead of waiting a tick each.
+        ``batch`` rows are claimed at a time; a lane claims one, so each send is the most severe
+        one due at that moment, even when sends are slow (Slack's pacing).
         """
-        if not self._write_kept_outcomes():
+        serving = list(self._notifiers) if channels is None else [c for c in channels if c in self._notifiers]
+        if not serving or not self._write_kept_outcomes(serving):
             return 0  # the database is still unavailable: nothing can be claimed either
         sent = attempted = 0
         while attempted < limit:
-            batch = self._claim(min(limit - attempted, CLAIM_BATCH))
-            if not batch:
+            claimed = self._claim(min(limit - attempted, batch), serving)
+            if not claimed:
                 break
-            for note in batch:
+            for note in claimed:
                 attempted += 1
                 if self._deliver(note):
                     sent += 1
@@ -144,12 +164,24 @@ class Outbox:
                 break  # something failed: let its backoff run before claiming its successors
         return sent
 
+    def due_in(self, channels: Collection[str]) -> timedelta | None:
+        """How long until the earliest row these channels could claim is due (zero or less: it
+        is), or None: a lane sleeps that long. Rows claimed elsewhere or waiting on an earlier row
+        of their alert do not count; the lane's regular poll finds them."""
+        now = self._clock.now()
+        query = select(func.min(OutboxRow.not_before)).where(*self._claimable(now, channels))
+        with open_session(self._engine) as s:
+            found = s.exec(query).one()
+        return ensure_utc(found) - now if found is not None else None
+
     def depth(self) -> int:
         with open_session(self._engine) as s:
             return len(s.exec(select(OutboxRow.id).where(OutboxRow.status == PENDING)).all())
 
-    def _claim(self, limit: int) -> list[Notification]:
-        now = self._clock.now()
+    @staticmethod
+    def _claimable(now: datetime, channels: Collection[str]) -> list[ColumnElement[bool]]:
+        """Pending rows of ``channels`` that no live claim holds and no earlier row of their
+        alert waits ahead of, whatever their ``not_before``."""
         earlier = aliased(OutboxRow)
         blocked = exists().where(
             and_(
@@ -159,13 +191,35 @@ class Outbox:
                 col(earlier.id) < OutboxRow.id,
             )
         )
+        return [
+            col(OutboxRow.status) == PENDING,
+            col(OutboxRow.channel).in_(list(channels)),
+            or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now),
+            or_(col(OutboxRow.alert_id).is_(None), ~blocked),
+        ]
+
+    @staticmethod
+    def _rank() -> ColumnElement[str]:
+        """A row's place in the queue: the most severe of its alert's pending rows on its channel
+        (``P0`` … ``P3``, then :data:`UNRANKED`), so the row an urgent update waits for ranks with it."""
+        mate = aliased(OutboxRow)
+        most_severe = (
+            select(func.min(_severity(mate)))
+            .where(
+                col(mate.alert_id) == OutboxRow.alert_id,
+                col(mate.channel) == OutboxRow.channel,
+                col(mate.status) == PENDING,
+            )
+            .scalar_subquery()
+        )
+        return func.coalesce(most_severe, _severity(OutboxRow))
+
+    def _claim(self, limit: int, channels: Collection[str]) -> list[Notification]:
+        now = self._clock.now()
         due = (
             select(OutboxRow.id)
-            .where(OutboxRow.status == PENDING, col(OutboxRow.not_before) <= now)
-            .where(col(OutboxRow.channel).in_(list(self._notifiers)))
-            .where(or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now))
-            .where(or_(col(OutboxRow.alert_id).is_(None), ~blocked))
-            .order_by(col(OutboxRow.id))
+            .where(*self._claimable(now, channels), col(OutboxRow.not_before) <= now)
+            .order_by(self._rank(), col(OutboxRow.id))
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -185,8 +239,10 @@ class Outbox:
                 .values(claimed_by=token, claimed_until=now + self._claim_timeout, attempts=OutboxRow.attempts + 1)
             )
         with open_session(self._engine) as s:
-            rows = s.exec(select(OutboxRow).where(OutboxRow.claimed_by == token).order_by(col(OutboxRow.id))).all()
-            return [Notification(r.id or 0, r.channel, r.kind, r.alert_id, r.payload, r.attempts - 1) for r in rows]
+            rows = s.exec(select(OutboxRow).where(OutboxRow.claimed_by == token)).all()
+        place = {row_id: i for i, row_id in enumerate(ids)}  # the claim's order: most severe first
+        rows = sorted(rows, key=lambda r: place.get(r.id or 0, len(place)))
+        return [Notification(r.id or 0, r.channel, r.kind, r.alert_id, r.payload, r.attempts - 1) for r in rows]
 
     def _deliver(self, note: Notification) -> bool:
         notifier = self._notifiers[note.channel]
@@ -217,7 +273,7 @@ class Outbox:
             "outbox row %s (%s) attempt %d failed, retry in %.1fs: %s", note.id, note.channel, attempts, wait, error
         )
         self._write_outcome(
-            note.id,
+            note,
             {
                 "last_error": str(error)[:2000],
                 "claimed_until": None,
@@ -229,18 +285,18 @@ class Outbox:
     def _finish(self, note: Notification, *, status: str, error: str | None, sent: bool) -> None:
         now = self._clock.now()
         values = {"status": status, "last_error": error, "claimed_until": None, "sent_at": now if sent else None}
-        self._write_outcome(note.id, values, result=(note, status, error))
+        self._write_outcome(note, values, result=(note, status, error))
 
-    def _write_outcome(self, row_id: int, values: dict[str, Any], *, result: Result | None = None) -> None:
+    def _write_outcome(self, note: Notification, values: dict[str, Any], *, result: Result | None = None) -> None:
         """Write a send's outcome (and tell ``on_result`` a final one); if the database refuses,
         keep both for the next pass."""
         try:
             with open_session(self._engine) as s, s.begin():
-                s.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
+                s.execute(update(OutboxRow).where(col(OutboxRow.id) == note.id).values(**values))
                 self._report(s, result)
         except SQLAlchemyError as exc:
-            log.warning("outbox row %s: cannot record the outcome now, trying on the next pass: %s", row_id, exc)
-            self._unwritten[row_id] = (values, result)
+            log.warning("outbox row %s: cannot record the outcome now, trying on the next pass: %s", note.id, exc)
+            self._unwritten[note.id] = (note.channel, values, result)
 
     def _report(self, session: Session, result: Result | None) -> None:
         """Call ``on_result`` in the outcome's transaction. A database error rolls both back (and
@@ -256,9 +312,12 @@ class Outbox:
         except Exception:
             log.exception("outbox row %s: the result hook failed on %r", note.id, outcome)
 
-    def _write_kept_outcomes(self) -> bool:
-        """Write the outcomes kept by earlier passes; False while the database still refuses."""
-        for row_id, (values, result) in list(self._unwritten.items()):
+    def _write_kept_outcomes(self, channels: Collection[str]) -> bool:
+        """Write the outcomes kept by earlier passes on ``channels``; False while the database
+        still refuses."""
+        for row_id, (channel, values, result) in list(self._unwritten.items()):
+            if channel not in channels:
+                continue
             try:
                 with open_session(self._engine) as s, s.begin():
                     s.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
@@ -269,6 +328,11 @@ class Outbox:
             del self._unwritten[row_id]
             log.info("outbox row %s: outcome recorded late", row_id)
         return True
+
+
+def _severity(row: type[OutboxRow]) -> ColumnElement[str]:
+    """The ``severity`` of a row's payload, or :data:`UNRANKED`; ``P0`` < ``P1`` … as text."""
+    return func.coalesce(col(row.payload)["severity"].as_string(), UNRANKED)
 
 
 def pending(engine: Engine) -> list[OutboxRow]:

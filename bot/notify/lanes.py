@@ -1,0 +1,160 @@
+"""Delivery lanes: one worker thread per notifier channel, woken by the commits that feed it.
+
+A single queue for every notifier made a page wait behind Slack posts, which Slack paces at one
+a second per channel (a P0 reached PagerDuty 39 s late behind 40 P3 posts). Each channel
+(``slack``, ``pagerduty``, ``log`` …) therefore has its own lane: a thread that claims only that
+channel's rows through the shared :class:`~bot.notify.outbox.Outbox` (so claims, per-alert
+order, severity order, kept outcomes and backoff are the outbox's, once) and sleeps only on its
+own backoffs and pacing.
+
+A lane does not poll the outbox on a fixed tick: :func:`~bot.notify.outbox.enqueue` notes the
+channels a session wrote to, and the session's commit wakes those lanes at once. Otherwise a lane
+sleeps until its earliest held row is due (``group_wait``, business hours, a retry's backoff),
+and at most :data:`POLL` -- the fallback that finds rows other replicas enqueued or let go.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection, Iterable
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from bot.notify.outbox import ENQUEUED_CHANNELS, Outbox
+
+log = logging.getLogger(__name__)
+
+POLL = 1.0
+"""Longest sleep of an idle lane, in seconds: how soon it sees work no commit of this process
+announced (another replica's rows, a claim that expired)."""
+
+JOIN_TIMEOUT = 15.0
+"""How long shutdown waits for a lane's send in flight (a client timeout is 10 s)."""
+
+
+class Lane:
+    """The delivery worker of one notifier channel."""
+
+    def __init__(self, outbox: Outbox, channel: str, *, poll: float = POLL) -> None:
+        self.channel = channel
+        self._outbox = outbox
+        self._poll = poll
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"lane-{self.channel}", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the lane to stop and wait for its send in flight, if any, to finish."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT)
+            if self._thread.is_alive():
+                log.warning("delivery lane %s is still sending after %.0fs; leaving it", self.channel, JOIN_TIMEOUT)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()  # before the pass: a commit during it wakes the next one at once
+            self._wake.wait(self._pass())
+
+    def _pass(self) -> float:
+        """Deliver what is due; return how long to sleep unless woken."""
+        try:
+            self._outbox.deliver_due(channels=[self.channel], batch=1)
+            due = self._outbox.due_in([self.channel])
+        except SQLAlchemyError as exc:  # the database is restarting or locked: try again soon
+            log.warning("delivery lane %s: database unavailable, retrying in %.1fs: %s", self.channel, self._poll, exc)
+            return self._poll
+        except Exception:
+            log.exception("delivery lane %s failed; it runs again in %.1fs", self.channel, self._poll)
+            return self._poll
+        if due is None:
+            return self._poll
+        return min(max(due.total_seconds(), 0.0), self._poll)
+
+
+class Lanes:
+    """Every notifier channel's lane, started and stopped together, woken by commits on ``engine``."""
+
+    def __init__(self, outbox: Outbox, engine: Engine, *, poll: float = POLL) -> None:
+        self._engine = engine
+        self._lanes = {channel: Lane(outbox, channel, poll=poll) for channel in outbox.channels}
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self._lanes)
+
+    @property
+    def running(self) -> bool:
+        return any(lane.running for lane in self._lanes.values())
+
+    def start(self) -> None:
+        _listen()
+        with _LOCK:
+            _STARTED.append(self)
+        for lane in self._lanes.values():
+            lane.start()
+
+    def stop(self) -> None:
+        with _LOCK:
+            if self in _STARTED:
+                _STARTED.remove(self)
+        for lane in self._lanes.values():
+            lane.stop()
+
+    def wake(self, channels: Iterable[str]) -> None:
+        for channel in channels:
+            lane = self._lanes.get(channel)
+            if lane is not None:
+                lane.wake()
+
+    def committed(self, engine: Engine, channels: Collection[str]) -> None:
+        if engine is self._engine:
+            self.wake(channels)
+
+
+_LOCK = threading.Lock()
+_STARTED: list[Lanes] = []
+"""The running lanes, which commits on their engine wake. SQLAlchemy's session events are
+per class, not per engine, so one listener serves every bot in the process (tests build several)."""
+
+
+def _listen() -> None:
+    """Install the commit and rollback listeners, once per process, when the first lanes start
+    (not at import: importing the outbox must not change how sessions behave)."""
+    with _LOCK:
+        if not event.contains(Session, "after_commit", _after_commit):
+            event.listen(Session, "after_commit", _after_commit)
+            event.listen(Session, "after_rollback", _after_rollback)
+
+
+def _after_commit(session: Session) -> None:
+    channels: set[str] | None = session.info.pop(ENQUEUED_CHANNELS, None)
+    if not channels:
+        return
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    with _LOCK:
+        started = list(_STARTED)
+    for lanes in started:
+        lanes.committed(engine, channels)
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(ENQUEUED_CHANNELS, None)  # nothing was written: nothing to wake
