@@ -1,17 +1,22 @@
 """``incident-bot demo``: the whole product on one machine, with no Slack workspace or PagerDuty.
 
-Three parts run in this one process, each through the interface a real deployment uses:
+Four parts run in this one process, each through the interface a real deployment uses:
 
 1. the **Slack sandbox** (:class:`~bot.demo.sandbox_ui.SlackSandbox`) on ``sandbox_port``:
    Slack's Web API for the bot (``SLACK_API_URL`` points at it) and a web page for the person;
-2. the **bot** itself, built by :func:`bot.app.build_bot` from :class:`~bot.settings.Settings`
+2. the **PagerDuty lane** (:class:`~bot.demo.pagerduty_events.PagerDutyEmulator`) on a free
+   port: a local Events API v2 receiver that ``PAGERDUTY_EVENTS_URL`` points at, with a demo
+   routing key, so P0/P1 alerts page it and the sandbox page shows each trigger, acknowledge
+   and resolve as it arrives (whatever the environment says, the demo never pages anyone);
+3. the **bot** itself, built by :func:`bot.app.build_bot` from :class:`~bot.settings.Settings`
    exactly as ``incident-bot serve`` builds it (a SQLite file in a temporary directory, random
    signing secret and ingest token, a 1 s evaluation interval, the demo's compressed copy of
    the shipped configuration) and served by uvicorn on ``port``;
-3. the **metric feed** (:class:`~bot.demo.feed.MetricFeed`) replaying a scripted incident into
+4. the **metric feed** (:class:`~bot.demo.feed.MetricFeed`) replaying a scripted incident into
    the ingest API.
 
-Everything lives in a temporary directory that is removed on exit, so a demo leaves nothing behind.
+Everything lives in a temporary directory that is removed on exit (Ctrl-C or SIGTERM), so a demo
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import signal
 import socket
 import sys
 import tempfile
@@ -36,12 +42,15 @@ from bot.app import Bot, build_bot
 from bot.config.defaults import SHIPPED
 from bot.demo.config import write_demo_config
 from bot.demo.feed import FRAUD_DETECTOR, SUPPORT_BOT, MetricFeed
+from bot.demo.pagerduty_events import PagerDutyEmulator
 from bot.demo.sandbox_ui import SlackSandbox
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEMO_TOKEN = "xoxb-demo"
+DEMO_ROUTING_KEY = "demo" * 8
+"""The PagerDuty lane's routing key: 32 characters, like a real integration key."""
 HOST = "127.0.0.1"
 
 
@@ -55,6 +64,7 @@ class Demo:
     bot_url: str
     sandbox_url: str
     workdir: Path
+    pagerduty: PagerDutyEmulator
 
 
 def _bind(port: int) -> socket.socket:
@@ -103,8 +113,13 @@ def running_demo(
         stack.callback(sock.close)
         bot_url = f"http://{HOST}:{sock.getsockname()[1]}"
         signing_secret, ingest_token = secrets.token_hex(16), secrets.token_urlsafe(24)
+        pagerduty = stack.enter_context(PagerDutyEmulator())
         sandbox = SlackSandbox(
-            DEMO_TOKEN, signing_secret=signing_secret, events_url=f"{bot_url}/slack/events", port=sandbox_port
+            DEMO_TOKEN,
+            signing_secret=signing_secret,
+            events_url=f"{bot_url}/slack/events",
+            port=sandbox_port,
+            pagerduty=pagerduty,
         )
         stack.enter_context(sandbox)
         config_dir = write_demo_config(SHIPPED, workdir / "config", speed=speed)
@@ -114,7 +129,8 @@ def running_demo(
             slack_signing_secret=SecretStr(signing_secret),
             slack_app_token=None,  # HTTP mode: the sandbox posts to /slack/events
             slack_api_url=sandbox.base_url,
-            pagerduty_routing_key=None,  # never page anyone from a demo, whatever the environment says
+            pagerduty_routing_key=SecretStr(DEMO_ROUTING_KEY),  # pages reach the local lane, never anyone
+            pagerduty_events_url=pagerduty.url,
             ingest_token=SecretStr(ingest_token),
             evaluation_interval="1s",
             bot_config_dir=config_dir,
@@ -139,11 +155,16 @@ def running_demo(
             f"{bot_url}/api/v1/metrics", ingest_token, speed=speed, interval=interval, narrate=narrate
         ).start()
         stack.callback(feed.stop)
-        yield Demo(sandbox, bot, feed, bot_url, sandbox.url, workdir)
+        yield Demo(sandbox, bot, feed, bot_url, sandbox.url, workdir, pagerduty)
 
 
 def run_demo(port: int = 3000, sandbox_port: int = 3001, open_browser: bool = False, speed: float = 1.0) -> int:
-    """Run the demo until Ctrl-C; the exit status for the command line."""
+    """Run the demo until Ctrl-C or SIGTERM; the exit status for the command line.
+
+    SIGTERM (``kill``, a container stop) raises KeyboardInterrupt as Ctrl-C does, so both unwind
+    ``running_demo``: servers stopped, temporary directory removed, exit status 0. The interrupt
+    is caught around the whole demo, so one that comes during start-up cleans up as well.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # A delivery pass that waits out Slack's one-message-per-second pacing makes APScheduler skip a
     # tick and say so; harmless, and noise in the demo's console, which should read as a story.
@@ -152,14 +173,18 @@ def run_demo(port: int = 3000, sandbox_port: int = 3001, open_browser: bool = Fa
     def say(t: float, text: str) -> None:
         print(f"  [+{t:5.1f}s] {text}", flush=True)
 
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with running_demo(port=port, sandbox_port=sandbox_port, speed=speed, on_note=say) as demo:
+        with (
+            contextlib.suppress(KeyboardInterrupt),
+            running_demo(port=port, sandbox_port=sandbox_port, speed=speed, on_note=say) as demo,
+        ):
             print(f"Open {demo.sandbox_url} to watch the #ml-alerts and #llm-alerts channels", flush=True)
-            print(f"(the bot listens on {demo.bot_url}; press Ctrl-C to stop)", flush=True)
+            print(f"(the bot listens on {demo.bot_url} and pages the PagerDuty panel of that page;"
+                  " press Ctrl-C to stop)", flush=True)  # fmt: skip
             if open_browser:
                 webbrowser.open(demo.sandbox_url)
-            with contextlib.suppress(KeyboardInterrupt):
-                threading.Event().wait()
+            threading.Event().wait()
     except FileNotFoundError as exc:  # before OSError: a missing file is not a busy port
         print(f"incident-bot demo: the shipped configuration is missing ({exc}); reinstall incident-bot",
               file=sys.stderr)  # fmt: skip
@@ -168,5 +193,7 @@ def run_demo(port: int = 3000, sandbox_port: int = 3001, open_browser: bool = Fa
         print(f"incident-bot demo: cannot listen ({exc}); choose free ports with --port and --sandbox-port",
               file=sys.stderr)  # fmt: skip
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print("demo stopped", flush=True)
     return 0

@@ -14,7 +14,13 @@ A newcomer has no Slack workspace, so the sandbox stands in for both halves of S
 
 What a person would see only for themselves is kept for the demo user alone: ephemeral
 messages (``chat.postEphemeral``, a slash command's reply in its HTTP answer or through its
-``response_url``) and modals (``views.open`` with a trigger id from one of their clicks).
+``response_url``), modals (``views.open`` with a trigger id from one of their clicks) and the
+App Home tab: opening it on the page (``/sandbox/home``) sends the bot a signed
+``app_home_opened`` event, as Slack does, and the page shows what the bot ``views.publish``-es.
+
+Beside the channels the page shows the **PagerDuty lane**: every event the bot sent to the
+demo's local Events API v2 receiver (:class:`~bot.demo.pagerduty_events.PagerDutyEmulator`,
+where ``PAGERDUTY_EVENTS_URL`` points), with its action, dedup key, summary, severity and time.
 
 The page's JSON routes only accept ``application/json`` bodies: a browser cannot send those
 cross-site without a CORS preflight, which this server never answers, so another web page open
@@ -36,6 +42,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from bot.demo.pagerduty_events import Event, PagerDutyEmulator
 from bot.demo.slack_methods import JsonDict, _ApiError, _truthy
 from bot.demo.slack_sandbox import SlackEmulator
 
@@ -45,6 +52,8 @@ APP_ID = "A0INCIDENT"
 MAX_EPHEMERAL = 50
 """Ephemeral messages kept for the page; older ones scroll away as in Slack."""
 MAX_TIMELINE = 40
+MAX_PAGES = 50
+"""PagerDuty events kept for the page's lane, newest last."""
 
 _JSON = "application/json; charset=utf-8"
 
@@ -61,6 +70,7 @@ class SlackSandbox(SlackEmulator):
 
     ``events_url`` is the bot's ``/slack/events``; it may be set after construction, because
     the sandbox has to be listening before the bot (which needs its URL) is built.
+    ``pagerduty`` is the PagerDuty receiver whose events the page shows (None: no lane).
     """
 
     def __init__(
@@ -73,9 +83,11 @@ class SlackSandbox(SlackEmulator):
         channels: Iterable[str] = ("#ml-alerts", "#llm-alerts"),
         user: str = DEMO_USER,
         timeout: float = 10.0,
+        pagerduty: PagerDutyEmulator | None = None,
     ) -> None:
         super().__init__(token, port=port)
         self.signing_secret = signing_secret
+        self.pagerduty = pagerduty
         self.events_url = events_url
         self.user = user
         self.timeout = timeout
@@ -109,7 +121,9 @@ class SlackSandbox(SlackEmulator):
 
     def state(self) -> JsonDict:
         """What the page draws: channels with messages and threads, the demo user's ephemeral
-        messages and modal, and the timeline. Metadata stays out, as Slack's clients hide it."""
+        messages, modal and App Home view, the PagerDuty lane (None without a receiver) and the
+        timeline. Metadata stays out, as Slack's clients hide it."""
+        pages = None if self.pagerduty is None else pagerduty_lane(self.pagerduty.events)[-MAX_PAGES:]
         with self._cond:
             names = {cid: name for name, cid in self._channels.items()}
             order = list(self._shown) + [c for c in self._roots if c not in self._shown]
@@ -127,6 +141,8 @@ class SlackSandbox(SlackEmulator):
                 "user": {"id": self.user, "name": DEMO_USER_NAME},
                 "channels": channels,
                 "modal": copy.deepcopy(self._modal),
+                "home": copy.deepcopy(self._home_views.get(self.user)),
+                "pagerduty": pages,
                 "timeline": list(self._timeline),
             }
 
@@ -188,6 +204,8 @@ class SlackSandbox(SlackEmulator):
             )
         elif path == "/sandbox/command":
             status, answer = self.command(str(request.get("channel", "")), str(request.get("text", "")))
+        elif path == "/sandbox/home":
+            status, answer = self.open_home()
         elif path == "/sandbox/close":
             with self._cond:
                 self._modal = None
@@ -285,6 +303,37 @@ class SlackSandbox(SlackEmulator):
                     self._add_ephemeral(cid, self.user, fields, self._next_ts())
         return 200, {"ok": True}
 
+    def open_home(self) -> tuple[int, JsonDict]:
+        """Open the App Home tab as the demo user: send the bot a signed ``app_home_opened`` event.
+
+        The bot answers the event at once and publishes the tab afterwards (``views.publish``),
+        so the view arrives in :meth:`state` a moment later, as it does in Slack.
+        """
+        with self._cond:
+            dm = self.channel_id(self.user)
+            published = copy.deepcopy(self._home_views.get(self.user))
+        now = time.time()
+        event: JsonDict = {
+            "type": "app_home_opened",
+            "user": self.user,
+            "channel": dm,
+            "tab": "home",
+            "event_ts": f"{now:.6f}",
+        }
+        if published is not None:
+            event["view"] = published  # Slack includes the tab's current view once one was published
+        envelope = {
+            "token": "sandbox-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:16].upper()}",
+            "event_time": int(now),
+        }
+        status, _body = self._send(json.dumps(envelope).encode(), "application/json")
+        return (200, {"ok": True}) if status == 200 else (502, {"ok": False, "error": f"the bot answered {status}"})
+
     def _trigger(self) -> str:
         trigger = f"{next(self._seq)}.{int(time.time())}.{uuid.uuid4().hex[:12]}"
         self._triggers[trigger] = self.user
@@ -303,6 +352,34 @@ class SlackSandbox(SlackEmulator):
             return int(exc.code), bytes(exc.read())
         except (urllib.error.URLError, OSError):
             return 503, b"the bot is not reachable"
+
+
+def pagerduty_lane(events: list[Event]) -> list[JsonDict]:
+    """The PagerDuty panel's rows, oldest first: what each event did, in the words of the Events API.
+
+    Acknowledge and resolve events carry no payload, so they show the summary and severity of
+    the trigger they answer (the same dedup key). ``status`` is the HTTP answer the bot got.
+    """
+    triggered: dict[str, tuple[str, str]] = {}  # dedup key -> (summary, severity) of its trigger
+    rows = []
+    for event in events:
+        body = event["body"] or {}
+        dedup_key = body.get("dedup_key") or (event["response"] or {}).get("dedup_key") or ""
+        payload: JsonDict = body["payload"] if isinstance(body.get("payload"), dict) else {}
+        if body.get("event_action") == "trigger" and event["status"] == 202:
+            triggered[dedup_key] = (str(payload.get("summary", "")), str(payload.get("severity", "")))
+        summary, severity = triggered.get(dedup_key, ("", ""))
+        rows.append(
+            {
+                "action": str(body.get("event_action", "")),
+                "dedup_key": str(dedup_key),
+                "summary": str(payload.get("summary", summary)),
+                "severity": str(payload.get("severity", severity)),
+                "at": event["at"],
+                "status": event["status"],
+            }
+        )
+    return rows
 
 
 def _find_button(blocks: list[JsonDict], action_id: str, value: str) -> JsonDict | None:

@@ -4,7 +4,8 @@ The demo's parts run in this process on free ports (sandbox, bot under uvicorn, 
 4x speed). The browser loads the sandbox page, waits for the replayed incident's first alert,
 clicks Acknowledge, and waits until the message says who acknowledged it and the button is
 gone: the click travelled page → sandbox → signed ``block_actions`` → bot → database → outbox
-→ ``chat.update`` → sandbox → page.
+→ ``chat.update`` → sandbox → page. It also watches a page reach the PagerDuty panel and the
+acknowledge and resolve that clicks send after it, and opens the App Home tab.
 
 Without ``/usr/bin/chromium`` (or the ``playwright`` package) the tests are skipped with the
 reason; ``REQUIRE_BROWSER=1`` (set by ``.ci/run``) turns that skip into a failure. Playwright
@@ -23,7 +24,9 @@ from slack_sdk import WebClient
 
 from bot.alerts import store
 from bot.alerts.lifecycle import AlertState
+from bot.demo.pagerduty_events import Event
 from bot.demo.runner import DEMO_TOKEN, Demo, running_demo
+from bot.demo.sandbox_ui import DEMO_USER
 from bot.storage.database import session
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -38,6 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ACK = 'button[data-action-id="alert_acknowledge"]'
+RESOLVE = 'button[data-action-id="alert_resolve"]'
 
 
 def _unavailable(reason: str) -> None:
@@ -102,6 +106,57 @@ def test_the_page_loads_an_alert_appears_and_acknowledge_updates_it(page: Any, d
     with session(demo.bot.engine) as s:
         alert = store.get(s, int(alert_id))
     assert alert is not None and alert.state is AlertState.ACKNOWLEDGED and alert.acknowledged_by == "U0DEMO"
+
+
+def _accepted_trigger(event: Event) -> bool:
+    return bool(event["body"]) and event["body"].get("event_action") == "trigger" and event["status"] == 202
+
+
+def _paged_and_unacknowledged(demo: Demo) -> tuple[int, str]:
+    """An alert the PagerDuty lane took a trigger for and nobody has acknowledged: (alert id, dedup key).
+
+    Waits on the lane's events; another test may already have acknowledged the first alert paged.
+    """
+    for count in range(1, 50):
+        dedup_key = demo.pagerduty.wait_for(_accepted_trigger, timeout=30, count=count)["body"]["dedup_key"]
+        with session(demo.bot.engine) as s:
+            alert = store.open_alerts(s).get(dedup_key.rsplit(":", 1)[0])  # the key is rule:model:fired-at
+        if alert is not None and alert.id is not None and alert.state is AlertState.FIRING:
+            return alert.id, dedup_key
+    raise AssertionError("every alert paged was already acknowledged")
+
+
+def test_a_page_shows_in_the_pagerduty_panel_and_acknowledge_and_resolve_follow_it(page: Any, demo: Demo) -> None:
+    page.goto(demo.sandbox_url)
+    alert_id, dedup_key = _paged_and_unacknowledged(demo)
+    lane = page.locator("#pagerduty")
+    trigger = lane.locator(f'li.pd-trigger[data-dedup-key="{dedup_key}"]')
+    trigger.wait_for()
+    assert trigger.locator(".pd-severity").inner_text() == "error"  # P1 on PagerDuty's scale
+    assert trigger.locator(".pd-summary").inner_text().startswith("[P1] ")
+    assert trigger.locator(".pd-key").inner_text() == dedup_key
+
+    page.locator(f'{ACK}[data-value="{alert_id}"]').click()
+    acknowledged = lane.locator(f'li.pd-acknowledge[data-dedup-key="{dedup_key}"]')
+    acknowledged.wait_for()
+    assert acknowledged.locator(".pd-summary").inner_text() == trigger.locator(".pd-summary").inner_text()
+    page.locator(f'{RESOLVE}[data-value="{alert_id}"]').first.click()
+    lane.locator(f'li.pd-resolve[data-dedup-key="{dedup_key}"]').wait_for()
+    (incident,) = [i for i in demo.pagerduty.all_incidents if i.dedup_key == dedup_key]
+    assert incident.status == "resolved" and incident.events[-2:] == ["acknowledge", "resolve"]
+
+
+def test_the_home_tab_shows_the_view_the_bot_publishes(page: Any, demo: Demo) -> None:
+    page.goto(demo.sandbox_url)
+    page.locator("#tab-home").click()
+    page.locator("#home-body .blk-header", has_text="Active alerts").wait_for()
+    assert page.locator("#channels").is_hidden()
+    assert page.locator("#tab-home").get_attribute("aria-selected") == "true"
+    published = demo.sandbox.home_view(DEMO_USER)  # the bot verified the signed app_home_opened and published
+    assert published is not None and published["type"] == "home"
+    page.locator("#tab-channels").click()
+    page.locator("section.channel h2", has_text="#ml-alerts").wait_for()
+    assert page.locator("#home").is_hidden()
 
 
 def test_the_page_renders_bot_text_as_text_never_as_html(page: Any, demo: Demo) -> None:

@@ -1,5 +1,6 @@
-"""The demo's parts without a browser: its compressed configuration, the scripted feed, and the
-sandbox's page routes (signed clicks and commands to a stand-in bot that checks signatures)."""
+"""The demo's parts without a browser: its compressed configuration, the scripted feed, the
+sandbox's page routes (signed clicks, commands and App Home opens to a stand-in bot that checks
+signatures) and the PagerDuty lane the page shows."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from slack_sdk.signature import SignatureVerifier
 from bot.config.loader import load_config
 from bot.demo.config import write_demo_config
 from bot.demo.feed import FRAUD_DETECTOR, HEALTHY, RECOVERY_AT, SCRIPT, SUPPORT_BOT, notes_between, values_at
+from bot.demo.pagerduty_events import PagerDutyEmulator
 from bot.demo.sandbox_ui import DEMO_USER, SlackSandbox
+from bot.notify.pagerduty import ACKNOWLEDGE, RESOLVE, TRIGGER, build_event
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "demo-signing-secret"
@@ -87,7 +90,9 @@ class StandInBot:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 valid = verifier.is_valid_request(body, dict(self.headers.items()))
-                owner.requests.append({"valid": valid, "form": dict(parse_qsl(body.decode()))})
+                kind = self.headers.get("Content-Type", "")
+                form = dict(parse_qsl(body.decode())) if kind.startswith("application/x-www-form") else {}
+                owner.requests.append({"valid": valid, "form": form, "body": body, "type": kind})
                 status, data = owner.answer if valid else (401, b"")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -199,3 +204,55 @@ def test_slash_commands_answer_the_demo_user_alone(sandbox: SlackSandbox, stand_
     assert shown["messages"] == []
     bad = httpx.post(sandbox.url + "/sandbox/command", json={"channel": channel, "text": "alerts"})
     assert bad.status_code == 400
+
+
+def test_opening_the_home_tab_sends_a_signed_app_home_opened_and_shows_the_published_view(
+    sandbox: SlackSandbox, stand_in: StandInBot
+) -> None:
+    assert httpx.post(sandbox.url + "/sandbox/home", json={}).json() == {"ok": True}
+    (received,) = stand_in.requests
+    assert received["valid"] and received["type"] == "application/json"
+    envelope = json.loads(received["body"])
+    assert (envelope["type"], envelope["team_id"]) == ("event_callback", sandbox.team_id)
+    assert envelope["event_id"].startswith("Ev")
+    event = envelope["event"]
+    assert (event["type"], event["user"], event["tab"]) == ("app_home_opened", DEMO_USER, "home")
+    assert "view" not in event  # nothing published yet
+    assert sandbox.state()["home"] is None
+    # the bot publishes the tab; the page's data shows it, and the next open carries it as Slack does
+    view = {"type": "home", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "Active alerts (0)"}}]}
+    WebClient(token=TOKEN, base_url=sandbox.base_url).views_publish(user_id=DEMO_USER, view=view)
+    shown = httpx.get(sandbox.url + "/sandbox/state").json()["home"]
+    assert shown["type"] == "home" and shown["blocks"] == view["blocks"]
+    httpx.post(sandbox.url + "/sandbox/home", json={})
+    assert json.loads(stand_in.requests[-1]["body"])["event"]["view"]["id"] == shown["id"]
+    stand_in.answer = (500, b"")
+    assert httpx.post(sandbox.url + "/sandbox/home", json={}).status_code == 502
+
+
+# ------------------------------------------------------------------------------------ PagerDuty lane
+
+
+def test_the_pagerduty_lane_shows_trigger_acknowledge_and_resolve_as_they_arrive(stand_in: StandInBot) -> None:
+    """The bot's own event bodies, over HTTP to the lane; the page's data endpoint lists each one."""
+    alert = {"key": "latency_spike:support-bot", "rule": "latency_spike", "model": "support-bot", "severity": "P1",
+             "title": "P99 latency >5s for support-bot", "fired_at": "2026-01-05T09:03:00+00:00"}  # fmt: skip
+    key = "demo" * 8
+    with (
+        PagerDutyEmulator() as lane,
+        SlackSandbox(TOKEN, signing_secret=SECRET, events_url=stand_in.url, pagerduty=lane) as sandbox,
+    ):
+        assert httpx.get(sandbox.url + "/sandbox/state").json()["pagerduty"] == []
+        for action in (TRIGGER, ACKNOWLEDGE, RESOLVE):
+            assert httpx.post(lane.url, json=build_event(action, alert, key)).status_code == 202
+        assert httpx.post(lane.url, json={"routing_key": key, "event_action": "trigger"}).status_code == 400
+        rows = httpx.get(sandbox.url + "/sandbox/state").json()["pagerduty"]
+    dedup = "latency_spike:support-bot:20260105T090300Z"
+    assert [(r["action"], r["dedup_key"], r["status"]) for r in rows] == [
+        ("trigger", dedup, 202), ("acknowledge", dedup, 202), ("resolve", dedup, 202), ("trigger", "", 400),
+    ]  # fmt: skip
+    # acknowledge and resolve carry no payload: they show what their trigger said
+    assert {(r["summary"], r["severity"]) for r in rows[:3]} == {("[P1] P99 latency >5s for support-bot", "error")}
+    assert rows[0]["at"] <= rows[1]["at"] <= rows[2]["at"]
+    assert (lane.all_incidents[0].status, lane.all_incidents[0].events) == ("resolved", [TRIGGER, ACKNOWLEDGE, RESOLVE])
+
