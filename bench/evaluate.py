@@ -290,6 +290,8 @@ def write_config(root: Path, models: int, rules: list[RuleSpec], rng: random.Ran
             "    cooldown: 30m",
         ]
     lines += ["metrics:", "  - {name: top_drifted_features, description: the most drifted features (a label)}"]
+    # the catalogue must name what conditions read; a model setting declared too is harmless (a push overrides it)
+    lines += [f"  - name: {name}" for name in sorted({n for rule in rules for n in Condition(rule.condition).names})]
     lines.append("models:")
     for i in range(models):
         expected, budget = rng.choice([500, 1000, 3000, 12000]), rng.choice([100, 500, 1000])

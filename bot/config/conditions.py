@@ -5,6 +5,9 @@
 ``abs``/``min``/``max``), then evaluated by :mod:`simpleeval`, a maintained evaluator that never
 calls ``eval``. A name with no value (the metric did not arrive) is *no data*, which the alert
 lifecycle treats differently from "false": it must not resolve a firing alert.
+
+Nesting is limited (:data:`MAX_DEPTH`): simpleeval walks the tree recursively, so ``- - - … x``
+950 deep would parse here and then raise ``RecursionError`` on every evaluation pass.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ _OPERATORS: dict[type, Any] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
 }
+MAX_DEPTH = 50
+"""How deeply a condition may nest (``-(-x)`` is 3, ``a + b + c`` is 3); real ones stay under 10."""
+
 _ALLOWED_NODES = (
     ast.Expression,
     ast.Name,
@@ -74,12 +80,16 @@ class Condition:
         self.source = source.strip()
         try:
             tree = ast.parse(self.source, mode="eval")
+        except (RecursionError, MemoryError):  # the parser's own limit, thousands deep
+            raise ConditionSyntaxError(_too_deep(self.source, None)) from None
         except SyntaxError as exc:
             raise ConditionSyntaxError(
                 f"cannot parse condition {self.source!r} at column {exc.offset or len(self.source) + 1}: {exc.msg}; "
                 "write a comparison such as p99_latency_ms > 5000"
             ) from None
         _check_whitelist(tree, self.source)
+        if (depth := _depth(tree.body)) > MAX_DEPTH:
+            raise ConditionSyntaxError(_too_deep(self.source, depth))
         self._tree = tree.body
         self.names: frozenset[str] = frozenset(
             node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in _FUNCTIONS
@@ -116,6 +126,26 @@ class ConditionEvaluator:
         if isinstance(result, float) and math.isnan(result):
             return Outcome.NO_DATA
         return Outcome.TRUE if result else Outcome.FALSE
+
+
+def _depth(root: ast.expr) -> int:
+    """The deepest chain of nested expressions, counted without recursing (the tree may be deep)."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
+    return deepest
+
+
+def _too_deep(source: str, depth: int | None) -> str:
+    shown = source if len(source) <= 60 else f"{source[:57]}..."
+    how_deep = f"{depth} levels" if depth is not None else "thousands of levels"
+    return (
+        f"condition {shown!r} nests {how_deep} deep, over the limit of {MAX_DEPTH}; each sign, call and "
+        "chained operator adds a level: simplify it (drop repeated - or not) or split it into several rules"
+    )
 
 
 def _check_whitelist(tree: ast.AST, source: str) -> None:

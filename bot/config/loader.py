@@ -8,6 +8,7 @@ A running bot keeps its old configuration when a reload fails (SPEC §3).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,6 +37,8 @@ from bot.severity import Severity
 from bot.sources.schema import ANY_MODEL, AlertmanagerSection, PrometheusSection
 
 BUILTIN_FIELDS = frozenset({"model", "rule", "severity"})
+_GLUED_KEY = re.compile(r"^([a-z_][a-z0-9_]*):(\S.*)$")
+"""``stale_after:15m`` is one word to YAML, so a mapping expected there gets a string."""
 DEFAULT_RUNBOOK = "default"
 DEFAULT_POLICY = "default"
 SEED_ESCALATION = (
@@ -154,6 +157,8 @@ def _problem_from(error: Mapping[str, Any], shown: str, doc: LocatedDocument) ->
         return ConfigProblem(shown, line, f"{where}: required key is missing; add it")
     if not error["type"].startswith("value_error"):
         message = f"{message} (got {error.get('input')!r})"
+    if isinstance(error.get("input"), str) and (glued := _GLUED_KEY.match(error["input"])):
+        message += f"; a key needs a space after its colon ({glued[1]}: {glued[2]})"
     return ConfigProblem(shown, line, f"{where}: {message}")
 
 
@@ -242,7 +247,9 @@ def _assemble(
         _check_runbook_names(shown, doc, content, runbooks, problems)
         _check_slo_models(shown, doc, content, models, parsed, problems)
         _check_model_policies(shown, doc, content, parsed, problems)
-    _check_template_fields(rules.values(), metrics, models, problems)
+    known_metrics = _known_metric_names(parsed)
+    _check_condition_names(rules.values(), known_metrics, models, problems)
+    _check_template_fields(rules.values(), known_metrics, models, problems)
     _check_slo_labels(parsed, problems)
     _check_prometheus_models(parsed, models, singles.get("settings", ("", EngineSettings()))[1], problems)
     escalation.setdefault(DEFAULT_POLICY, SEED_ESCALATION)
@@ -327,24 +334,57 @@ def _check_model_policies(
             )
 
 
-def _check_template_fields(
+def _known_metric_names(parsed: Iterable[tuple[str, RulesFile, LocatedDocument]]) -> set[str]:
+    """Every name a sample may arrive under: the ``metrics:`` catalogue, what Prometheus queries
+    store, and what SLOs read (a ratio SLO's ``metric`` is only its label, not a sample)."""
+    names: set[str] = set()
+    for _, content, _ in parsed:
+        names.update(m.name for m in content.metrics)
+        if content.prometheus:
+            names.update(query.metric for query in content.prometheus.queries)
+        for slo in content.slos:
+            read = (slo.good_metric, slo.total_metric) if slo.kind == "ratio" else (slo.metric,)
+            names.update(name for name in read if name)
+    return names
+
+
+def _check_condition_names(
     rules: Iterable[tuple[str, int, Rule, LocatedDocument]],
-    metrics: Mapping[str, MetricInfo],
+    metrics: set[str],
     models: Mapping[str, Model],
     problems: list[ConfigProblem],
 ) -> None:
-    entries = list(rules)
-    known = set(BUILTIN_FIELDS) | set(metrics)
-    known |= {name for _, _, rule, _ in entries for name in rule.condition.names}
-    known |= {key for model in models.values() for key in model.settings}
-    for shown, index, rule, doc in entries:
+    """A condition naming something no sample and no model setting provides is always no data: the
+    rule would load, run and never fire. Such a name is nearly always a typo (``p99_latncy_ms``)."""
+    known = metrics | {key for model in models.values() for key in model.settings}
+    for shown, index, rule, doc in rules:
+        for name in sorted(rule.condition.names - known):
+            close = difflib.get_close_matches(name, known, n=3)
+            guess = f"did you mean {' or '.join(map(repr, close))}? If" if close else "if"
+            problems.append(
+                ConfigProblem(
+                    shown,
+                    doc.line_of(("rules", index, "condition")),
+                    f"rules[{index}] ({rule.name}).condition: {name!r} is no metric of the metrics: catalogue, "
+                    f"no model setting and no metric source's metric, so this rule would never fire; {guess} "
+                    f"samples really arrive as {name}, declare it under metrics: (- name: {name})",
+                )
+            )
+
+
+def _check_template_fields(
+    rules: Iterable[tuple[str, int, Rule, LocatedDocument]],
+    metrics: set[str],
+    models: Mapping[str, Model],
+    problems: list[ConfigProblem],
+) -> None:
+    known = set(BUILTIN_FIELDS) | metrics | {key for model in models.values() for key in model.settings}
+    for shown, index, rule, doc in rules:
         allowed = known | set(rule.labels)
         for part in ("title", "description"):
             for name in sorted(getattr(rule, part).fields - allowed):
                 close = difflib.get_close_matches(name, allowed, n=1)
-                hint = (
-                    f"did you mean {{{close[0]}}}?" if close else "declare it under metrics: or use it in a condition"
-                )
+                hint = f"did you mean {{{close[0]}}}?" if close else "declare it under metrics:"
                 problems.append(
                     ConfigProblem(
                         shown,

@@ -36,12 +36,42 @@ class LocatedDocument:
         return None
 
 
+MAX_DEPTH = 20
+"""How deeply collections may nest. The deepest real section is about six levels; PyYAML and
+:func:`_build` recurse per level, so a few hundred ``- - - …`` would end in ``RecursionError``."""
+
+_HINTS: tuple[tuple[str, str, bool], ...] = (
+    # (PyYAML's problem contains this, the hint, report the context line: where the trouble began)
+    ("found character '\\t'", "YAML does not allow tabs for indentation; use spaces", False),
+    ("could not find expected ':'", "a key needs a colon and a space before its value (severity: P1)", True),
+    (
+        "mapping values are not allowed here",
+        "this line is indented deeper than the key above it, or its value contains ': '; "
+        "align the indentation, or quote the value (title: \"P99: too slow\")",
+        False,
+    ),
+    (
+        "sequence entries are not allowed here",
+        "a '- ' starts a list item on its own line; quote a value that begins with '-'",
+        False,
+    ),
+    (
+        "expected <block end>",
+        "the indentation does not match the lines above: keys of one item line up, with spaces; "
+        "quote a value that begins with { or [",
+        False,
+    ),
+    ("while scanning a quoted scalar", "a quote opened here is never closed", True),
+    ("expected ',' or", "a { … } or [ … ] is not closed, or its items lack commas", True),
+)
+
+
 def load_located(text: str) -> LocatedDocument:
+    _check_depth(text)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise YamlProblem(f"not valid YAML: {exc.problem or exc.context}", mark.line + 1 if mark else None) from None
+        raise _explained(exc) from None
     doc = LocatedDocument(data=None)
     if root is None:
         doc.data = {}
@@ -49,6 +79,40 @@ def load_located(text: str) -> LocatedDocument:
     constructor = yaml.SafeLoader("")
     doc.data = _build(root, (), doc.lines, constructor)
     return doc
+
+
+def _explained(exc: yaml.MarkedYAMLError) -> YamlProblem:
+    """PyYAML's message with a hint at the usual cause, located where the reader should look."""
+    said = " ".join(part for part in (exc.context, exc.problem) if part)
+    mark = exc.problem_mark or exc.context_mark
+    hint = ""
+    for needle, advice, at_context in _HINTS:
+        if needle in said:
+            hint = f"; {advice}"
+            if at_context and exc.context_mark is not None:
+                mark = exc.context_mark
+            break
+    return YamlProblem(f"not valid YAML: {exc.problem or exc.context}{hint}", mark.line + 1 if mark else None)
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting past :data:`MAX_DEPTH` from the parser's event stream, which (unlike composing
+    nodes) does not recurse, so even thousands of levels are reported with their line."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise YamlProblem(
+                        f"nested more than {MAX_DEPTH} levels deep; a rules file needs a handful, so look for "
+                        "repeated '- ' or brackets and remove them (quote a condition that begins with '-')",
+                        event.start_mark.line + 1 if event.start_mark else None,
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError:
+        return  # composing reports it, with a hint
 
 
 def _build(node: yaml.Node, path: Path, lines: dict[Path, int], ctor: yaml.SafeLoader) -> Any:

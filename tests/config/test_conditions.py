@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config.conditions import Condition, ConditionEvaluator, ConditionSyntaxError, Outcome
+from bot.config.conditions import MAX_DEPTH, Condition, ConditionEvaluator, ConditionSyntaxError, Outcome
 
 SEED = {
     "prediction_volume_drop": "predictions_last_hour < expected_predictions_per_hour * 0.5",
@@ -207,3 +207,33 @@ def test_conditions_never_reach_python_eval(monkeypatch: pytest.MonkeyPatch, eva
     monkeypatch.setattr(builtins, "exec", no_eval)
 
     assert evaluator.run(Condition(SEED["latency_spike"]), {"p99_latency_ms": 6100}) is Outcome.TRUE
+
+
+# --- nesting ----------------------------------------------------------------------------------
+
+
+def test_a_condition_at_the_nesting_limit_loads_and_evaluates(evaluator: ConditionEvaluator) -> None:
+    condition = Condition("- " * (MAX_DEPTH - 2) + "x > 1")  # Compare, 48 signs, Name: 50 levels
+
+    assert evaluator.run(condition, {"x": 5.0}) is Outcome.TRUE  # an even number of signs
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("- " * (MAX_DEPTH - 1) + "x > 1", "51 levels"),
+        ("- " * 950 + "x > 1", "952 levels"),  # parses, then made every evaluation pass raise RecursionError
+        ("not " * 60 + "x", "61 levels"),
+        (" + ".join(["x"] * 60) + " > 1", "61 levels"),
+        ("- " * 5000 + "x > 1", "thousands of levels"),  # past the parser's own limit
+        ("- " * 100_000 + "x > 1", "thousands of levels"),
+    ],
+)
+def test_conditions_nested_past_the_limit_are_refused_at_load(text: str, depth: str) -> None:
+    with pytest.raises(ConditionSyntaxError) as refused:
+        Condition(text)
+
+    message = str(refused.value)
+    assert f"nests {depth} deep, over the limit of {MAX_DEPTH}" in message
+    assert "split it into several rules" in message
+    assert len(message) < 400, "a long condition is shortened in the message"

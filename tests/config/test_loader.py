@@ -17,6 +17,8 @@ from bot.severity import Severity
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 RULE = """\
+metrics:
+  - name: p99_latency_ms
 rules:
   - name: latency_spike
     models: ["*"]
@@ -286,13 +288,165 @@ def test_template_field_naming_nothing_close_says_how_to_declare_it(config_dir: 
     problem = the_problem(config_dir(bad=text))
 
     assert problem.line == line_of(text, "title:")
-    assert problem.message.endswith("field {zzz} names no metric; declare it under metrics: or use it in a condition")
+    assert problem.message.endswith("field {zzz} names no metric; declare it under metrics:")
 
 
 def test_a_declared_metric_may_be_used_in_templates(config_dir: MakeDir) -> None:
-    text = RULE.replace("for {model}", "for {model} ({gpu_memory_mb} MB)") + "metrics:\n  - name: gpu_memory_mb\n"
+    text = RULE.replace("for {model}", "for {model} ({gpu_memory_mb} MB)").replace(
+        "metrics:\n", "metrics:\n  - name: gpu_memory_mb\n"
+    )
 
     assert load_config(config_dir(rules=text)).rules[0].title.fields == {"model", "gpu_memory_mb"}
+
+
+# --- condition names: a typo would make the rule load, run and never fire ----------------------
+
+
+def test_a_misspelt_metric_in_a_condition_suggests_the_catalogued_one(config_dir: MakeDir) -> None:
+    text = RULE.replace("condition: p99_latency_ms > 5000", "condition: p99_latncy_ms > 5000")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "condition:"))
+    assert problem.message == (
+        "rules[0] (latency_spike).condition: 'p99_latncy_ms' is no metric of the metrics: catalogue, no model "
+        "setting and no metric source's metric, so this rule would never fire; did you mean 'p99_latency_ms'? "
+        "If samples really arrive as p99_latncy_ms, declare it under metrics: (- name: p99_latncy_ms)"
+    )
+
+
+def test_a_misspelt_model_setting_in_a_condition_suggests_the_setting(config_dir: MakeDir) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "p99_latency_ms > baseline_acuracy * 5000")
+
+    problem = the_problem(config_dir(bad=text, models=MODEL))
+
+    assert problem.line == line_of(text, "condition:")
+    assert "'baseline_acuracy' is no metric" in problem.message
+    assert "did you mean 'baseline_accuracy'?" in problem.message
+
+
+def test_an_unknown_name_with_nothing_close_says_how_to_declare_it(config_dir: MakeDir) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "p99_latency_ms > 5000 and gpu_memory_mb > 100")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert "did you mean" not in problem.message
+    assert problem.message.endswith(
+        "would never fire; if samples really arrive as gpu_memory_mb, declare it under metrics: (- name: gpu_memory_mb)"
+    )
+
+
+def test_declaring_a_pushed_name_in_any_files_catalogue_makes_it_known(config_dir: MakeDir) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "p99_latency_ms > 5000 and gpu_memory_mb > 100")
+
+    config = load_config(config_dir(rules=text, catalogue="metrics:\n  - {name: gpu_memory_mb, unit: MB}\n"))
+
+    assert config.rules[0].condition.names == {"p99_latency_ms", "gpu_memory_mb"}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "prometheus:\n  queries: [{model: fraud-detector-v2, metric: pulled_metric, query: up}]\n",
+        "slos:\n  - {model: fraud-detector-v2, metric: pulled_metric, objective: below 1, warning: 2, critical: 3}\n",
+        "slos:\n  - {model: fraud-detector-v2, kind: ratio, good_metric: pulled_metric, total_metric: all_events,\n"
+        "     objective: above 0.9, warning: 0.8, critical: 0.7}\n",
+        "slos:\n  - {model: fraud-detector-v2, kind: ratio, good_metric: ok_events, total_metric: pulled_metric,\n"
+        "     objective: above 0.9, warning: 0.8, critical: 0.7}\n",
+    ],
+    ids=["prometheus query", "threshold SLO", "ratio SLO good", "ratio SLO total"],
+)
+def test_names_a_metric_source_reads_need_no_catalogue_entry(config_dir: MakeDir, source: str) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "pulled_metric > 1")
+
+    assert load_config(config_dir(rules=text, models=MODEL, sources=source)).rules[0].condition.names == {
+        "pulled_metric"
+    }
+
+
+def test_a_ratio_slos_label_is_not_a_metric_samples_arrive_under(config_dir: MakeDir) -> None:
+    slo = (
+        "slos:\n  - {model: fraud-detector-v2, kind: ratio, good_metric: ok_events, total_metric: all_events,\n"
+        "     objective: above 0.9, warning: 0.8, critical: 0.7}\n"
+    )
+    text = RULE.replace("p99_latency_ms > 5000", "ok_events_ratio < 0.9")
+
+    problem = the_problem(config_dir(rules=text, models=MODEL, slos=slo))
+
+    assert "'ok_events_ratio' is no metric" in problem.message
+
+
+def test_the_template_check_no_longer_trusts_a_misspelt_condition_name(config_dir: MakeDir) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "p99_latncy_ms > 5000").replace(
+        "{p99_latency_ms}ms", "{p99_latncy_ms}ms"
+    )
+
+    problems = problems_of(config_dir(bad=text))
+
+    assert [p.message.split(": ", 1)[0] for p in problems] == [
+        "rules[0] (latency_spike).condition",
+        "rules[0] (latency_spike).description",
+    ]
+
+
+# --- conditions and YAML nested past any sane depth -------------------------------------------
+
+
+def test_a_condition_nested_950_deep_is_refused_with_its_line(config_dir: MakeDir) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", '"' + "- " * 950 + 'p99_latency_ms > 5000"')
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "condition:"))
+    assert "nests 952 levels deep, over the limit of 50" in problem.message
+
+
+@pytest.mark.parametrize(
+    "nested",
+    ["- " * 950 + "p99_latency_ms > 5000", "[" * 5000 + "]" * 5000],
+    ids=["dashes", "brackets"],
+)
+def test_yaml_nested_past_the_limit_is_refused_with_its_line(config_dir: MakeDir, nested: str) -> None:
+    text = RULE.replace("    condition: p99_latency_ms > 5000\n", f"    condition:\n      {nested}\n")
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, nested[:20]))
+    assert problem.message.startswith("nested more than 20 levels deep; ")
+
+
+# --- YAML syntax errors say what usually causes them ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "at", "hint"),
+    [
+        ("    severity: P1", "\tseverity: P1", "severity:", "YAML does not allow tabs for indentation; use spaces"),
+        ("    severity: P1", "    severity:P1", "severity:", "a key needs a colon and a space before its value"),
+        ("    severity: P1", "      severity: P1", "severity:", "indented deeper than the key above it"),
+        ("    severity: P1", "   severity: P1", "severity:", "the indentation does not match the lines above"),
+        ('    title: "P99 latency >5s for {model}"', "    title: P99: slow", "title:", "quote the value"),
+        ('(threshold: 5000ms)."', "(threshold: 5000ms).", "description:", "a quote opened here is never closed"),
+    ],
+    ids=["tab", "no space after colon", "indented too deep", "indented too little", "colon in value", "open quote"],
+)
+def test_yaml_errors_carry_a_hint_and_the_line(config_dir: MakeDir, replace: str, by: str, at: str, hint: str) -> None:
+    text = RULE.replace(replace, by)
+    assert text != RULE
+
+    problem = the_problem(config_dir(bad=text))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, at))
+    assert problem.message.startswith("not valid YAML: ")
+    assert hint in problem.message
+
+
+def test_a_key_glued_to_its_value_is_explained(config_dir: MakeDir) -> None:
+    text = "settings:\n  stale_after:15m\n"
+
+    problem = the_problem(config_dir(settings=text))
+
+    assert problem.message.endswith("(got 'stale_after:15m'); a key needs a space after its colon (stale_after: 15m)")
 
 
 @pytest.mark.parametrize("severity", ["P5", "critical", "1"])

@@ -63,6 +63,7 @@ def pagerduty() -> Iterator[PagerDutyEmulator]:
 
 def replica_rules() -> dict[str, Any]:
     return {
+        "metrics": [{"name": "drift", "description": "pushed by the test for every replica model"}],
         "rules": [
             {
                 "name": RULE,

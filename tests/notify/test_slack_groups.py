@@ -187,7 +187,7 @@ def test_an_auto_resolve_in_a_group_names_the_alert_and_keeps_the_others(bot: Ha
     assert current["blocks"][0]["text"]["text"] == "🟠 3 alerts for support-bot · 2 firing, 1 resolved"
     assert actions(current)[str(bot.alert_id(COST_KEY))] == ["alert_runbook"]
     [reply] = replies(slack)
-    assert reply.params["text"].startswith("🟢 Auto-resolved: condition cleared after 23 min — ")
+    assert reply.params["text"].startswith("🟢 Auto-resolved: condition cleared after 23 min 10 s — ")
     assert "LLM cost approaching budget" in reply.params["text"]
 
 
@@ -223,7 +223,9 @@ def test_a_group_too_big_for_one_message_splits(
     ]
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "many.yaml").write_text(
-        "rules:\n" + "".join(rules) + 'models:\n  - name: support-bot\n    channel: "#llm-alerts"\n'
+        "metrics:\n  - name: p99_latency_ms\nrules:\n"
+        + "".join(rules)
+        + 'models:\n  - name: support-bot\n    channel: "#llm-alerts"\n'
     )
     bot = make_harness(group_wait=GROUP_WAIT, base=load_config(tmp_path))
     bot.metrics(p99_latency_ms=100)
