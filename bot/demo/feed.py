@@ -64,10 +64,10 @@ HEALTHY_LABELS: dict[str, dict[str, str]] = {FRAUD_DETECTOR: {"top_drifted_featu
 SCRIPT: tuple[Step, ...] = (
     Step(0, SUPPORT_BOT, note="Both models are healthy; the feed pushes their metrics every second."),
     Step(5, SUPPORT_BOT, {"p99_latency_ms": 6400, "response_time_p95_ms": 4100},
-         note="support-bot: p99 latency jumps to 6.4 s (rule latency_spike, P1)."),
+         note="support-bot: p99 latency jumps to 6.4 s (rule latency_spike, P1: it pages PagerDuty)."),
     Step(8, FRAUD_DETECTOR, {"p99_latency_ms": 5800}, note="fraud-detector-v2: p99 latency climbs to 5.8 s."),
     Step(15, FRAUD_DETECTOR, {"drifted_feature_count": 14}, {"top_drifted_features": "merchant_category, amount, hour"},
-         note="fraud-detector-v2: 14 of 40 features drift (P2; it climbs to P1 while nobody acknowledges it)."),
+         note="fraud-detector-v2: 14 of 40 features drift (P2; unacknowledged, it climbs to P1 and pages)."),
     Step(20, SUPPORT_BOT, {"daily_cost_usd": 455.0},
          note="support-bot: LLM spend runs away, $455 of a $500 daily budget (rule llm_cost_runaway)."),
     Step(30, FRAUD_DETECTOR, {"current_accuracy": 0.88}, note="fraud-detector-v2: accuracy drops to 0.88."),
