@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the bot: HTTP app, ingest API and scheduler")
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--host", default=None, help="default: $HOST or 0.0.0.0 (every interface)")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
     serve.add_argument(
         "--access-log", action="store_true", help="log one line per HTTP request (off: it costs every Slack ack)"
@@ -103,14 +102,20 @@ def _test_rules(file: Path, config_dir: Path | None) -> int:
     return 0 if report.ok else 1
 
 
-def _serve(host: str, port: int | None, *, access_log: bool = False) -> int:
+def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from bot.app import build_bot
+    from bot.logs import configure_logging
     from bot.settings import Settings
 
-    settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
     try:
         bot = build_bot(settings)
     except ConfigError as exc:
@@ -119,9 +124,10 @@ def _serve(host: str, port: int | None, *, access_log: bool = False) -> int:
     signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
     uvicorn.run(
         bot.app,
-        host=host,
+        host=host if host is not None else settings.host,
         port=port if port is not None else settings.port,
-        log_level="info",
+        log_config=None,  # uvicorn's own lines go through the handler above: one format, one level
+        log_level=settings.log_level.lower(),
         access_log=access_log,  # a line per request is measurable CPU on the ack path (bench/RESULTS.md)
     )
     return 0

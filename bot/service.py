@@ -22,7 +22,6 @@ from bot.clock import Clock
 from bot.config.conditions import ConditionEvaluator
 from bot.config.loader import Config
 from bot.evaluation.evaluate import PassInput, evaluate
-from bot.evaluation.schedule import EvaluationSchedule
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
 from bot.notify.outbox import enqueue
@@ -112,37 +111,20 @@ class AlertService:
             return changes
         raise store.ConcurrentChange("alerts from Alertmanager keep changing under us; retry")
 
-    def evaluate_on_schedule(self, schedule: EvaluationSchedule) -> PassResult | None:
-        """The scheduler's evaluation job: evaluate as of the tick this run belongs to (``None``
-        when that tick was already evaluated); ticks skipped entirely are logged and counted."""
-        tick = schedule.next(self._clock.now())
-        if tick is None:
-            return None
-        if tick.missed:
-            log.warning(
-                "missed %d evaluation(s) before %s: the previous pass ran too long or the scheduler was late",
-                tick.missed,
-                tick.at.isoformat(),
-            )
-            if self._metrics:
-                self._metrics.evaluations_missed(tick.missed)
-        return self.evaluate_once(at=tick.at)
-
     @times_evaluation
-    def evaluate_once(self, *, at: datetime | None = None) -> PassResult:
-        """One evaluation pass over every rule and model as of ``at`` (the pass's tick; default
-        now), saved atomically with its notifications.
+    def evaluate_once(self) -> PassResult:
+        """One evaluation pass over every rule and model, saved atomically with its notifications.
 
         If another replica changed an alert meanwhile, the pass is rolled back and reported as
         a conflict; the next tick decides again from fresh data, so nothing is lost or doubled.
         """
         config = self._config()
-        now = at or self._clock.now()
+        now = self._clock.now()
         longest_cooldown = max((r.cooldown for r in config.rules), default=timedelta(0))
         with open_session(self._engine) as s, s.begin():
             data = PassInput(
                 config=config,
-                samples=metric_store.latest(s, at=now, lookback=config.settings.stale_after),
+                samples=metric_store.latest(s),
                 open_alerts=store.open_alerts(s),
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
             )
@@ -281,6 +263,7 @@ class AlertService:
             if paged:
                 alert = replace(alert, paged_keys=(*alert.paged_keys, *paged))
         saved = store.save(s, replace(change, alert=alert))
+        _log_transition(saved, event, silenced=muted)
         if event.kind.notifies:
             # the router decides what to page from the keys paged *before* this event: saved's
             # keys already include this event's pages, against which nothing would be left to page
@@ -333,3 +316,20 @@ def notification_payload(alert: Alert, event: lifecycle.Event) -> dict[str, Any]
         "occurrence": alert.occurrence,
         **snapshot,
     }
+
+
+def _log_transition(alert: Alert, event: lifecycle.Event, *, silenced: bool) -> None:
+    """The one log line of a transition: INFO for what people hear about (fired, acknowledged,
+    resolved, escalated), DEBUG for pending. Written in the transaction that saves it, so a pass
+    that loses a race to another replica and is rolled back may log a change it then makes again."""
+    log.log(
+        logging.INFO if event.kind.notifies else logging.DEBUG,
+        "alert %s %s: %s (%s)%s%s%s",
+        alert.id,
+        event.kind.value,
+        alert.key,
+        alert.severity.value,
+        "" if event.actor == SYSTEM_ACTOR else f" by {event.actor}",
+        f", {event.detail}" if event.detail else "",
+        ", silenced: no one is told" if silenced else "",
+    )

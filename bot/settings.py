@@ -6,8 +6,9 @@ Secrets are ``SecretStr`` so that a settings object printed to a log shows ``***
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -29,12 +30,35 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     ingest_token: SecretStr | None = None
     ingest_max_bytes: int = Field(default=1024 * 1024, gt=0)
+    host: str = "0.0.0.0"  # all interfaces, as a container needs; 127.0.0.1 keeps the bot to this machine
     port: int = Field(default=3000, ge=0, le=65535)
     bot_config_dir: Path | None = None
     evaluation_interval: str | None = None  # a duration such as "30s"; overrides the config file
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers (bot.logs)
     prometheus_url: str | None = None  # pull the prometheus: queries of rules/*.yaml from this server
     # retry waits of the notification outbox (Slack, PagerDuty): exponential with jitter from base,
     # doubling per failed attempt up to cap (seconds); a server's Retry-After wins over both
     outbox_backoff_base: float = Field(default=1.0, gt=0)
     outbox_backoff_cap: float = Field(default=300.0, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value  # LOG_LEVEL=info is INFO
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process was given, for the log to redact (bot.logs)."""
+        secrets = (
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.pagerduty_routing_key,
+            self.ingest_token,
+        )
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]

@@ -188,7 +188,7 @@ class SlackNotifier:
     def _fired(self, alert: Alert, where: Location | None, note: Notification, config: Config) -> None:
         if where is not None:
             if note.attempts == 0:
-                log.info("alert %s is already in Slack message %s (posted with its group)", alert.id, where[1])
+                log.debug("alert %s is already in Slack message %s (posted with its group)", alert.id, where[1])
                 return
             # an earlier attempt recorded the message and may have died before updating it or replying
             self._refresh(where, config)
@@ -217,7 +217,7 @@ class SlackNotifier:
             if joined:
                 self._refresh(where, config)
             return
-        log.info("alerts %s join the Slack group message %s", [a.id for a in joined], where[1])
+        log.debug("alerts %s join the Slack group message %s", [a.id for a in joined], where[1])
         self._refresh(where, config)
         self._reply(where, alert, note, groups.also_firing(joined), broadcast=groups.louder(joined, members))
 
@@ -263,7 +263,8 @@ class SlackNotifier:
         if companions:
             payload["alert_ids"] = [m.id for m in groups.by_severity(members)]
         metadata = {"event_type": ALERT_EVENT, "event_payload": payload}
-        posted = self._post(target, text=text, blocks=blocks, metadata=metadata)
+        what = f"alert {alert.id}" if not companions else f"alerts {[m.id for m in groups.by_severity(members)]}"
+        posted = self._post(target, text=text, blocks=blocks, metadata=metadata, what=what)
         with open_session(self._engine) as s, s.begin():
             won = [m for m in _by_id(members) if _record(s, m, posted)]
             winner = None if alert in won else store.slack_message(s, alert.id or 0)
@@ -338,7 +339,8 @@ class SlackNotifier:
             log.info("alert %s: reply for outbox row %s is already in the thread", alert.id, note.id)
             return
         metadata = {"event_type": REPLY_EVENT, "event_payload": {"alert_id": alert.id, "outbox_id": note.id}}
-        self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast)
+        what = f"{note.kind.removeprefix('alert.')} reply for alert {alert.id}"
+        self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast, what=what)
 
     def _page_result(self, alert: Alert, where: Location | None, note: Notification) -> None:
         """Say in the alert's thread whether PagerDuty took its page. The alert's own post goes
@@ -377,7 +379,7 @@ class SlackNotifier:
             "event_type": REVIEW_EVENT,
             "event_payload": {"outbox_id": note.id, "week": note.payload.get("week")},
         }
-        self._post(target, text=title, blocks=review_blocks(title, body), metadata=metadata)
+        self._post(target, text=title, blocks=review_blocks(title, body), metadata=metadata, what="weekly review")
 
     def _review_posted(self, note: Notification, target: str) -> bool:
         """Whether an earlier attempt's post of this row is in ``target``'s history (searched from
@@ -412,7 +414,9 @@ class SlackNotifier:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
         broadcast: bool = False,
+        what: str,
     ) -> Location:
+        """Post a message (``what`` names it in the log line that says it was posted)."""
         self._pacer.wait(self._channel_id(channel) or channel)
         extra: dict[str, Any] = {"reply_broadcast": True} if broadcast else {}
         answer = self._call(
@@ -429,6 +433,7 @@ class SlackNotifier:
             ),
         )
         channel_id, ts = str(answer["channel"]), str(answer["ts"])
+        log.info("posted %s to Slack %s %s", what, channel_id, f"in thread {thread_ts}" if thread_ts else f"as {ts}")
         if channel_id != channel:
             with self._ids_lock:
                 self._ids[channel] = channel_id

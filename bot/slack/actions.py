@@ -89,7 +89,7 @@ async def clicked_alert(
     read, an alert that does not exist) and return ``None``."""
     alert_id = alert_id_of(click.value)
     if alert_id is None:
-        await tell(after_ack.client, click, messages.bad_button(click.value))
+        await refuse(after_ack.client, click, messages.bad_button(click.value))
         return None
     try:
         found = await after_ack.db(load, alert_id)
@@ -98,7 +98,7 @@ async def clicked_alert(
         await tell(after_ack.client, click, messages.TRY_AGAIN)
         return None
     if found is None:
-        await tell(after_ack.client, click, messages.alert_not_found(alert_id))
+        await refuse(after_ack.client, click, messages.alert_not_found(alert_id))
         return None
     return alert_id, found
 
@@ -188,6 +188,12 @@ async def _usergroup_users(client: AsyncWebClient, usergroup: str) -> frozenset[
     return frozenset(page.get("users") or [])
 
 
+async def refuse(client: AsyncWebClient, click: Click, text: str) -> None:
+    """Tell the clicker why the click changed nothing, and log it: the click's one line."""
+    log.info("%s's %s click (value %r) changed nothing: %s", click.user, click.action_id, click.value[:40], text)
+    await tell(client, click, text)
+
+
 async def tell(client: AsyncWebClient, click: Click, text: str) -> None:
     """Say something to the clicker alone: ephemeral in the channel, or a DM from the App Home."""
     try:
@@ -221,7 +227,7 @@ def register(
         verb = VERBS[click.action_id]
         alert_id = alert_id_of(click.value)
         if alert_id is None:
-            await tell(client, click, messages.bad_button(click.value))
+            await refuse(client, click, messages.bad_button(click.value))
             return
         access = config().access
         channel = click.channel
@@ -234,26 +240,21 @@ def register(
                 return
         refusal = await access_refusal(client, access, cache, user=click.user, channel=channel, verb=verb)
         if refusal is not None:
-            log.info("%s refused for %s on alert %s by the access policy", verb, click.user, alert_id)
-            await tell(client, click, refusal)
+            await refuse(client, click, refusal)
             return
         act = service.acknowledge if click.action_id == ACKNOWLEDGE else service.resolve
         try:  # a repeat click is refused after one read by primary key, with no write
-            alert = await patiently(lambda: after_ack.db(act, alert_id, actor=click.user), what=f"{verb} {alert_id}")
+            # done, the service logs the change ("alert 7 acknowledged … by U…"): the click's one line
+            await patiently(lambda: after_ack.db(act, alert_id, actor=click.user), what=f"{verb} {alert_id}")
         except ActionRefused as exc:
-            await tell(client, click, messages.refused(str(exc)))
-            return
+            await refuse(client, click, messages.refused(str(exc)))
         except LookupError:
-            await tell(client, click, messages.alert_not_found(alert_id))
-            return
+            await refuse(client, click, messages.alert_not_found(alert_id))
         except store.ConcurrentChange:
-            await tell(client, click, messages.KEEPS_CHANGING)
-            return
+            await refuse(client, click, messages.KEEPS_CHANGING)
         except Exception:
             log.exception("%s of alert %s by %s failed", verb, alert_id, click.user)
             await tell(client, click, messages.TRY_AGAIN)
-            return
-        log.info("alert %s %s by %s (now %s)", alert.id, verb, click.user, alert.state.value)
 
     async def open_runbook(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -268,13 +269,15 @@ def register(
         alert_id, alert = clicked
         text = render_runbook(config(), alert.model, rule=alert.rule)
         if text is None:
-            await tell(client, click, messages.no_runbook(alert.model))
+            await refuse(client, click, messages.no_runbook(alert.model))
             return
         try:  # the trigger_id expires 3 s after the click: nothing slow may come before this call
             await client.views_open(trigger_id=click.trigger_id, view=runbook_modal(alert.model, text))
         except Exception:
             log.warning("views.open for the runbook of alert %s failed", alert_id, exc_info=True)
             await tell(client, click, messages.TRY_AGAIN)
+            return
+        log.info("runbook of alert %s (%s) opened for %s", alert_id, alert.model, click.user)
 
     app.action(ACKNOWLEDGE)(change_state)
     app.action(RESOLVE)(change_state)

@@ -91,6 +91,32 @@ for 5 minutes (a team's clicks and commands are a few a second); past it the old
 SOCKET_MODE_CONNECT_WAIT = 10.0
 """Seconds start-up waits for the first Socket Mode connection before serving without it (the
 client keeps retrying in the background, so an unreachable Slack never keeps /healthz down)."""
+SOCKET_MODE_RETRY = 10.0
+"""Seconds between Socket Mode connection attempts (slack_sdk's ``ping_interval``, also its ping period)."""
+
+
+class OneLineRetries(logging.Filter):
+    """slack_sdk logs every failed Socket Mode connection attempt as an ERROR with the whole
+    traceback, every :data:`SOCKET_MODE_RETRY` seconds for as long as Slack is unreachable. Each
+    attempt becomes one WARNING line saying why; the line slack_sdk logs before it about the same
+    error (``Failed to retrieve WSS URL``, when Slack answers but refuses) is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Failed to retrieve WSS URL"):
+            return False
+        if message.startswith("Failed to connect") and record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = "Socket Mode cannot connect to Slack (%s: %s); trying again in %.0f s"
+            record.args = (type(error).__name__, error, SOCKET_MODE_RETRY)
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+socket_mode_log = logging.getLogger("bot.slack.socket_mode")
+"""The Socket Mode client's logger (slack_sdk's would otherwise be the Bolt app's)."""
+socket_mode_log.addFilter(OneLineRetries())
 
 
 class ReplayCache:
@@ -248,7 +274,7 @@ async def running(slack_app: SlackApp, *, app_token: str | None) -> AsyncIterato
     handler: AsyncSocketModeHandler | None = None
     connecting: asyncio.Task[None] | None = None
     if app_token:
-        handler = AsyncSocketModeHandler(slack_app, app_token)
+        handler = AsyncSocketModeHandler(slack_app, app_token, logger=socket_mode_log, ping_interval=SOCKET_MODE_RETRY)
         connecting = asyncio.create_task(handler.connect_async())  # type: ignore[no-untyped-call]
         try:
             await asyncio.wait_for(asyncio.shield(connecting), SOCKET_MODE_CONNECT_WAIT)

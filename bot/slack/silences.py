@@ -40,7 +40,16 @@ from bot.service import AlertService
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.slack import messages
-from bot.slack.actions import Click, MembershipCache, access_refusal, clicked_alert, parse_click, patiently, tell
+from bot.slack.actions import (
+    Click,
+    MembershipCache,
+    access_refusal,
+    clicked_alert,
+    parse_click,
+    patiently,
+    refuse,
+    tell,
+)
 from bot.slack.after_ack import AfterAck
 from bot.storage.database import session as open_session
 
@@ -433,8 +442,7 @@ def register(
         channel = click.channel or (where[0] if where else None)
         refusal = await access_refusal(client, config().access, cache, user=click.user, channel=channel, verb=VERB)
         if refusal is not None:
-            log.info("silence of alert %s refused for %s by the access policy", alert_id, click.user)
-            await tell(client, click, refusal)
+            await refuse(client, click, refusal)
             return
         now = clock.now()
         wanted = Silence(
@@ -448,7 +456,7 @@ def register(
         try:
             covering = await after_ack.db(_covering, engine, wanted)
             if covering is not None:  # a second click (or a colleague's) adds nothing
-                await tell(client, click, already_silenced_reply(covering))
+                await refuse(client, click, already_silenced_reply(covering))
                 return
             silence = await patiently(lambda: after_ack.db(service.silence, wanted), what=f"silence {alert_id}")
         except Exception:

@@ -1,0 +1,79 @@
+"""The log of ``incident-bot serve``: one line per thing that happened, as text or JSON.
+
+``LOG_LEVEL`` sets the level, ``LOG_FORMAT=json`` writes one JSON object per line for log
+shippers (``time``, ``level``, ``logger``, ``message``, and ``exception`` with the traceback when
+there is one). Libraries that log routine work at INFO -- APScheduler twice per job tick (about
+seven lines a second), httpx once per request, slack_sdk once per retried call -- are held at
+WARNING unless ``LOG_LEVEL=DEBUG`` asks for everything. Every line is searched for the secrets
+the bot was given (tokens, signing secret, routing key) and they are written as ``[redacted]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TextIO
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+NOISY = ("apscheduler", "httpx", "slack_sdk.web.base_client", "slack_sdk.web.async_base_client")
+"""Loggers whose INFO lines are routine work, not things that happened."""
+MIN_SECRET_LENGTH = 8
+"""Shorter values are not searched for: they would mangle ordinary words, and no issued token is that short."""
+REDACTED = "[redacted]"
+
+
+def configure_logging(
+    *, level: str | int = logging.INFO, fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> logging.Handler:
+    """Make one handler (on stderr unless ``stream``) the root logger's only one; return it."""
+    searched = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(searched) if fmt == "json" else TextFormatter(searched))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
+    return handler
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-01-05 09:00:00,000 INFO bot.service: alert 7 fired …``, secrets redacted."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._secrets = list(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self._secrets)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (a traceback's newlines are escaped inside it)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets = list(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps({key: redact(value, self._secrets) for key, value in entry.items()}, ensure_ascii=False)
