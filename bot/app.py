@@ -27,6 +27,7 @@ from bot.config.defaults import default_config_dir
 from bot.config.durations import parse_duration
 from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
+from bot.evaluation.schedule import EvaluationSchedule
 from bot.jobs import build_scheduler
 from bot.metrics.api import metric_routes
 from bot.notify.lanes import Lanes
@@ -88,8 +89,10 @@ def build_bot(
         if settings.evaluation_interval
         else holder().settings.evaluation_interval
     )
+    schedule = EvaluationSchedule(interval)
     scheduler = build_scheduler(
-        evaluate=service.evaluate_once,
+        evaluate=lambda: service.evaluate_on_schedule(schedule),
+        evaluation_grid=schedule.tick_at(clock.now()),
         escalate=service.escalate_due,
         watchdog=service.overdue_escalations,
         release=service.release_unmuted,

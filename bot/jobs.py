@@ -23,6 +23,7 @@ def build_scheduler(
     watchdog: Callable[[], object],
     release: Callable[[], object],
     evaluation_interval: timedelta,
+    evaluation_grid: datetime | None = None,
     escalation_interval: timedelta = timedelta(milliseconds=500),
     watchdog_interval: timedelta = timedelta(seconds=30),
     extra: Sequence[tuple[Callable[[], object], str, timedelta]] = (),
@@ -40,6 +41,12 @@ def build_scheduler(
         *extra,
     ]
     for job, name, interval in jobs:
+        if name == "evaluation" and evaluation_grid is not None:
+            # runs fall on the evaluation schedule's ticks (grid + k × interval), so each run is
+            # close to the nominal time it evaluates as of; the first is the next tick after now
+            seconds = interval.total_seconds()
+            scheduler.add_job(_guarded(job, name), "interval", seconds=seconds, id=name, start_date=evaluation_grid)
+            continue
         scheduler.add_job(_guarded(job, name), "interval", seconds=interval.total_seconds(), id=name, next_run_time=now)
     return scheduler
 

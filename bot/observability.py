@@ -97,6 +97,12 @@ class Metrics:
             buckets=EVALUATION_BUCKETS,
             registry=self.registry,
         )
+        self.evaluations_missed_total = Counter(
+            "incident_bot_evaluations_missed",
+            "Evaluation ticks skipped entirely because the scheduler ran late (Prometheus' "
+            "rule_group_iterations_missed_total).",
+            registry=self.registry,
+        )
         self.escalation_lateness_seconds = Histogram(
             "incident_bot_escalation_lateness_seconds",
             "How long after its deadline an escalation step ran.",
@@ -130,6 +136,9 @@ class Metrics:
 
     def evaluation(self, seconds: float) -> None:
         self.evaluation_seconds.observe(seconds)
+
+    def evaluations_missed(self, ticks: int) -> None:
+        self.evaluations_missed_total.inc(ticks)
 
     def escalations_ran(self, lateness: Iterable[timedelta]) -> None:
         """Record the steps of one committed escalation sweep (a rolled-back sweep runs them again,

@@ -22,6 +22,7 @@ from bot.clock import Clock
 from bot.config.conditions import ConditionEvaluator
 from bot.config.loader import Config
 from bot.evaluation.evaluate import PassInput, evaluate
+from bot.evaluation.schedule import EvaluationSchedule
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
 from bot.notify.outbox import enqueue
@@ -111,20 +112,37 @@ class AlertService:
             return changes
         raise store.ConcurrentChange("alerts from Alertmanager keep changing under us; retry")
 
+    def evaluate_on_schedule(self, schedule: EvaluationSchedule) -> PassResult | None:
+        """The scheduler's evaluation job: evaluate as of the tick this run belongs to (``None``
+        when that tick was already evaluated); ticks skipped entirely are logged and counted."""
+        tick = schedule.next(self._clock.now())
+        if tick is None:
+            return None
+        if tick.missed:
+            log.warning(
+                "missed %d evaluation(s) before %s: the previous pass ran too long or the scheduler was late",
+                tick.missed,
+                tick.at.isoformat(),
+            )
+            if self._metrics:
+                self._metrics.evaluations_missed(tick.missed)
+        return self.evaluate_once(at=tick.at)
+
     @times_evaluation
-    def evaluate_once(self) -> PassResult:
-        """One evaluation pass over every rule and model, saved atomically with its notifications.
+    def evaluate_once(self, *, at: datetime | None = None) -> PassResult:
+        """One evaluation pass over every rule and model as of ``at`` (the pass's tick; default
+        now), saved atomically with its notifications.
 
         If another replica changed an alert meanwhile, the pass is rolled back and reported as
         a conflict; the next tick decides again from fresh data, so nothing is lost or doubled.
         """
         config = self._config()
-        now = self._clock.now()
+        now = at or self._clock.now()
         longest_cooldown = max((r.cooldown for r in config.rules), default=timedelta(0))
         with open_session(self._engine) as s, s.begin():
             data = PassInput(
                 config=config,
-                samples=metric_store.latest(s),
+                samples=metric_store.latest(s, at=now, lookback=config.settings.stale_after),
                 open_alerts=store.open_alerts(s),
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
             )

@@ -209,7 +209,7 @@ def test_a_stale_sample_is_no_data_and_never_resolves_a_firing_alert(
     assert notifications() == [("fired", KEY)]
 
 
-def test_a_stale_sample_neither_fires_nor_clears_a_pending_alert(
+def test_a_stale_sample_never_fires_a_pending_alert_it_drops_it(
     service: AlertService, clock: FrozenClock, engine: Engine
 ) -> None:
     push(service, clock, 6100)
@@ -217,8 +217,24 @@ def test_a_stale_sample_neither_fires_nor_clears_a_pending_alert(
     clock.advance(16 * MINUTE)
     service.evaluate_once()
 
+    assert open_alert(engine) is None, "silence is not evidence that the condition held"
+    assert history(engine, 1) == [EventKind.PENDING, EventKind.PENDING_CLEARED]
+
+
+def test_a_pass_sees_samples_as_of_its_tick_not_of_when_it_ran(
+    service: AlertService, clock: FrozenClock, engine: Engine
+) -> None:
+    tick = clock.now()
+    clock.advance(timedelta(milliseconds=300))
+    push(service, clock, 6100)  # stamped after the tick: the pass of that tick must not see it
+
+    assert service.evaluate_once(at=tick).transitions == []
+    clock.advance(30 * timedelta(seconds=1))
+    assert [c.event.kind for c in service.evaluate_once(at=tick + timedelta(seconds=30)).transitions] == [
+        EventKind.PENDING
+    ]
     alert = open_alert(engine)
-    assert alert is not None and alert.state is AlertState.PENDING
+    assert alert is not None and alert.started_at == tick + timedelta(seconds=30), "pending from the nominal time"
 
 
 def test_a_model_without_samples_raises_nothing(service: AlertService, engine: Engine) -> None:

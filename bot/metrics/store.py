@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, tuple_
 from sqlmodel import Session, col, select
@@ -45,16 +45,49 @@ def record(session: Session, points: Iterable[Point]) -> int:
     return len(batch)
 
 
-def latest(session: Session) -> dict[str, dict[str, Sample]]:
-    """Plain columns, not ORM objects: this runs every evaluation pass over every metric of
+def latest(
+    session: Session, *, at: datetime | None = None, lookback: timedelta | None = None
+) -> dict[str, dict[str, Sample]]:
+    """Each series' newest sample, or with ``at`` its newest at or before ``at`` (the pass's
+    nominal time; as Prometheus' instant lookup, a sample stamped after the tick is not seen by
+    it, even if it arrived before the pass ran). ``lookback`` bounds how far back that search goes.
+
+    Plain columns, not ORM objects: this runs every evaluation pass over every metric of
     every model, and building 15,000 model instances cost more than the evaluation itself."""
     columns = select(  # type: ignore[call-overload]  # sqlmodel's select() has no 5-column overload
         MetricLatestRow.model, MetricLatestRow.name, MetricLatestRow.at, MetricLatestRow.value, MetricLatestRow.text
     )
     out: dict[str, dict[str, Sample]] = {}
-    for model, name, at, value, text in session.execute(columns):
-        out.setdefault(model, {})[name] = Sample(value if value is not None else (text or ""), at)
+    ahead: list[tuple[str, str]] = []
+    for model, name, sampled, value, text in session.execute(columns):
+        if at is not None and ensure_utc(sampled) > at:
+            ahead.append((model, name))
+            continue
+        out.setdefault(model, {})[name] = Sample(value if value is not None else (text or ""), sampled)
+    if ahead and at is not None:
+        for (model, name), sample in _newest_before(session, ahead, at=at, lookback=lookback).items():
+            out.setdefault(model, {})[name] = sample
     return out
+
+
+def _newest_before(
+    session: Session, keys: list[tuple[str, str]], *, at: datetime, lookback: timedelta | None
+) -> dict[tuple[str, str], Sample]:
+    """The newest sample at or before ``at`` of each series in ``keys``: the few series that
+    received a sample between the tick and the pass, read from the full sample table."""
+    found: dict[tuple[str, str], Sample] = {}
+    for start in range(0, len(keys), 500):  # keep the IN list within every database's limits
+        query = (
+            select(MetricSampleRow)
+            .where(tuple_(MetricSampleRow.model, MetricSampleRow.name).in_(keys[start : start + 500]))
+            .where(col(MetricSampleRow.at) <= at)
+            .order_by(col(MetricSampleRow.at))
+        )
+        if lookback is not None:
+            query = query.where(col(MetricSampleRow.at) >= at - lookback)
+        for row in session.exec(query).all():
+            found[(row.model, row.name)] = Sample(row.value if row.value is not None else (row.text or ""), row.at)
+    return found
 
 
 def series(session: Session, model: str, name: str, *, since: datetime, until: datetime) -> list[Sample]:

@@ -253,7 +253,8 @@ def test_a_breach_inside_keep_firing_for_cancels_the_countdown() -> None:
 
 
 def test_keep_firing_for_never_holds_a_pending_alert() -> None:
-    change = must(step(pending_alert(), Outcome.FALSE, minutes(1), replace(HOLD_2M, keep_firing_for=timedelta(hours=1))))
+    timing = replace(HOLD_2M, keep_firing_for=timedelta(hours=1))
+    change = must(step(pending_alert(), Outcome.FALSE, minutes(1), timing))
 
     assert change.event.kind is EventKind.PENDING_CLEARED
 
