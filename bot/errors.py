@@ -3,7 +3,8 @@
     IncidentBotError
     ├── ConfigError            a rules/ or runbooks/ file is wrong; carries every problem found
     ├── ActionRefused          a person's click or command cannot change the alert (why is the message)
-    └── DeliveryError          a notifier could not deliver; says whether a retry may help
+    ├── DeliveryError          a notifier could not deliver; says whether a retry may help
+    └── MissingExtra           an optional feature's package is not installed; names the pip extra
 
 Errors that reach a person (a CLI user, a Slack user, an API client) carry a message written
 for that person; stack traces are for logs.
@@ -54,3 +55,8 @@ class DeliveryError(IncidentBotError):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class MissingExtra(IncidentBotError):
+    """A feature of an optional extra (``pip install 'incident-bot[charts]'``) was asked for
+    without it; the message names what is missing and the command that installs it."""

@@ -88,3 +88,40 @@ def test_init_writes_an_editable_copy_that_check_accepts(installed: Path, tmp_pa
     assert "team-config/rules/ml.yaml" in out
     assert (tmp_path / "team-config" / "runbooks" / "default.md").is_file()
     assert "OK — " in _run([str(installed / "incident-bot"), "check", "team-config"], cwd=tmp_path)
+
+
+def test_constraints_pin_every_declared_requirement_inside_its_range() -> None:
+    """.ci/run installs with constraints.txt; a pin outside pyproject's range would fail there, a
+    requirement without a pin would go untested at whatever version PyPI has today."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    declared = [Requirement(text) for text in project["dependencies"]]
+    declared += [Requirement(text) for extra in project["optional-dependencies"].values() for text in extra]
+    for requirement in declared:
+        name = canonicalize_name(requirement.name)
+        if name == "incident-bot":  # the dev extra asks for the charts extra
+            continue
+        assert name in pins, f"{requirement} has no pin in constraints.txt"
+        inside = requirement.specifier.contains(pins[name], prereleases=True)
+        assert inside, f"{name}=={pins[name]} is not {requirement}"
+    assert "incident-bot" not in pins
+    assert "-c constraints.txt" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_license_file_is_the_apache_license_pyproject_names() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    text = (REPO / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text  # the full text, not a pointer to it

@@ -38,6 +38,7 @@ from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
 from bot.config.durations import parse_duration
 from bot.config.loader import Config
+from bot.errors import MissingExtra
 from bot.notify.slack_blocks import alerts_list, escape_mrkdwn, markdown_to_mrkdwn, slack_date, split_sections
 from bot.review.weekly import WEEK, weekly_review_text
 from bot.slack import messages
@@ -154,6 +155,9 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
             detail = str(exc.response.get("error") or "unknown_error")
             log.warning("/slo status %s chart: Slack refused the upload to %s: %s", model, channel, detail)
             reply = Reply(messages.slo_chart_failed(detail))
+        except MissingExtra as exc:
+            log.warning("/slo status %s chart: %s", model, exc)
+            reply = Reply(messages.SLO_CHART_UNAVAILABLE)
         except Exception:
             log.exception("/slo status %s chart failed", model)
             reply = Reply(messages.TRY_AGAIN)

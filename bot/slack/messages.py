@@ -143,6 +143,12 @@ def slo_chart_comment(model: str, window: str, user: str) -> str:
     return f"📈 Error budget of `{name}` over the {window}{who} (`/slo status {name} chart`)"
 
 
+SLO_CHART_UNAVAILABLE = (
+    ":warning: I cannot draw charts: matplotlib is not installed where I run. "
+    "Ask whoever runs me to `pip install 'incident-bot[charts]'`; the dashboard works without it."
+)
+
+
 def slo_chart_failed(detail: str) -> str:
     hint = {
         "not_in_channel": " Invite me with `/invite @incident-bot`, or run the command in a channel I am in.",

@@ -15,7 +15,8 @@ all has no line, and says so in the legend, rather than a reassuring 100%.
 The maths is pure (:func:`budget_burndown`); :func:`render_budget_chart` draws with
 matplotlib's object API on the Agg canvas (no pyplot global state, no display: safe in the
 scheduler's and the web server's threads). matplotlib is imported on first use, so commands
-that never draw a chart do not pay for it.
+that never draw a chart do not pay for it, and it is the optional ``charts`` extra: without it
+only the chart is unavailable (:class:`~bot.errors.MissingExtra` says how to install it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from bot.errors import MissingExtra
 from bot.slo import text
 from bot.slo.sli import RatioSli, Series, TimeSli, measure
 from bot.slo.spec import SloSpec
@@ -89,10 +91,16 @@ def budget_burndown(
 
 def render_budget_chart(lines: Sequence[Burndown], *, title: str) -> bytes:
     """A PNG of one or more burndowns on shared axes: percent of budget left over time."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import PercentFormatter
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import PercentFormatter
+    except ImportError as exc:
+        raise MissingExtra(
+            f"the error-budget chart needs matplotlib, which is not installed ({exc}); "
+            "install it with: pip install 'incident-bot[charts]'"
+        ) from exc
 
     figure = Figure(figsize=SIZE_INCHES, dpi=DPI)
     FigureCanvasAgg(figure)

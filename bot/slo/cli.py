@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, MissingExtra
 
 DEFAULT_WINDOW = "7d"
 
@@ -107,6 +107,10 @@ def _slo_status(engine: Any, config: Any, args: argparse.Namespace, now: datetim
         if model is None:
             print("--chart needs a model: incident-bot slo status <model> --chart FILE", file=sys.stderr)
             return 1
-        args.chart.write_bytes(slo_chart(engine, config, model, now, args.window))
+        try:
+            args.chart.write_bytes(slo_chart(engine, config, model, now, args.window))
+        except MissingExtra as exc:
+            print(f"--chart: {exc}", file=sys.stderr)
+            return 1
         print(f"\nchart written to {args.chart}")
     return 0
