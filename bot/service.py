@@ -281,6 +281,7 @@ class AlertService:
             if paged:
                 alert = replace(alert, paged_keys=(*alert.paged_keys, *paged))
         saved = store.save(s, replace(change, alert=alert))
+        _log_transition(saved, event, silenced=muted)
         if event.kind.notifies:
             # the router decides what to page from the keys paged *before* this event: saved's
             # keys already include this event's pages, against which nothing would be left to page
@@ -333,3 +334,20 @@ def notification_payload(alert: Alert, event: lifecycle.Event) -> dict[str, Any]
         "occurrence": alert.occurrence,
         **snapshot,
     }
+
+
+def _log_transition(alert: Alert, event: lifecycle.Event, *, silenced: bool) -> None:
+    """The one log line of a transition: INFO for what people hear about (fired, acknowledged,
+    resolved, escalated), DEBUG for pending. Written in the transaction that saves it, so a pass
+    that loses a race to another replica and is rolled back may log a change it then makes again."""
+    log.log(
+        logging.INFO if event.kind.notifies else logging.DEBUG,
+        "alert %s %s: %s (%s)%s%s%s",
+        alert.id,
+        event.kind.value,
+        alert.key,
+        alert.severity.value,
+        "" if event.actor == SYSTEM_ACTOR else f" by {event.actor}",
+        f", {event.detail}" if event.detail else "",
+        ", silenced: no one is told" if silenced else "",
+    )
