@@ -25,6 +25,7 @@ from bot.alerts.lifecycle import (
 from bot.config.conditions import ConditionEvaluator, Outcome
 from bot.config.loader import DEFAULT_POLICY, Config
 from bot.config.schema import Rule
+from bot.evaluation.rule_errors import RuleErrors, RuleFailure
 from bot.metrics.samples import LatestSamples
 
 
@@ -38,18 +39,33 @@ class PassInput:
     """When each key's last *fired* alert resolved, for cooldowns."""
 
 
-def evaluate(data: PassInput, *, now: datetime, evaluator: ConditionEvaluator | None = None) -> list[Transition]:
-    """Return the transitions of one pass, in a stable order (model, then rule)."""
+def evaluate(
+    data: PassInput,
+    *,
+    now: datetime,
+    evaluator: ConditionEvaluator | None = None,
+    errors: RuleErrors | None = None,
+) -> list[Transition]:
+    """Return the transitions of one pass, in a stable order (model, then rule).
+
+    A rule that raises for a model is skipped for it and reported to ``errors``
+    (:mod:`bot.evaluation.rule_errors`): one broken rule never stops the others.
+    """
     engine = evaluator or ConditionEvaluator()
     config = data.config
     transitions: list[Transition] = []
+    failures: list[RuleFailure] = []
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
         values = current_values(config, model, data.samples.get(model, {}), now)
         # a NaN compares false with everything, which would auto-resolve an alert: it is no data
         policy = policy_for(config, model)
         numbers = {k: v for k, v in values.items() if not isinstance(v, str) and v == v}
         for rule in config.rules_for(model):
-            seen = _observe_rule(rule, model, values, numbers, engine, policy)
+            try:
+                seen = _observe_rule(rule, model, values, numbers, engine, policy)
+            except Exception as exc:  # any bug in one rule's condition or templates: isolate it
+                failures.append(RuleFailure.of(rule.name, model, exc))
+                continue
             key = dedup_key(rule.name, model)
             change = observe(
                 data.open_alerts.get(key),
@@ -60,6 +76,7 @@ def evaluate(data: PassInput, *, now: datetime, evaluator: ConditionEvaluator | 
             )
             if change is not None:
                 transitions.append(change)
+    (errors or RuleErrors()).record_pass(failures)
     return transitions
 
 

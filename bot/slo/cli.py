@@ -65,6 +65,14 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    missing = missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        print(
+            f"no database at {missing} (DATABASE_URL={settings.database_url}); nothing was created. "
+            "Point DATABASE_URL at the database `incident-bot serve` writes, or run this where it is.",
+            file=sys.stderr,
+        )
+        return 1
     engine = make_engine(settings.database_url)
     try:
         migrate(engine)  # an empty or older database reads as "no data", never as a crash
@@ -77,6 +85,20 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         return _slo_status(engine, config, args, moment)
     finally:
         engine.dispose()
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:`` URL names, if it does not exist (SQLite would create an empty one).
+
+    Reading commands must not: an empty new database reads as "no alerts, no data", a calm answer
+    to a typo in ``DATABASE_URL`` or to running the command from another directory."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path.absolute()
 
 
 def _slo_status(engine: Any, config: Any, args: argparse.Namespace, now: datetime) -> int:
