@@ -116,3 +116,19 @@ def test_a_sample_time_with_another_offset_is_stored_as_the_same_instant(engine:
     sample = latest(engine)[FRAUD]["p99_latency_ms"]
     assert sample.at == T0 and sample.at.utcoffset() == timedelta(0)
     assert series(engine, FRAUD, "p99_latency_ms", T0, T0) == [sample]
+
+
+def test_a_pass_reads_each_series_as_of_its_tick_within_the_lookback(engine: Engine) -> None:
+    record(engine, (FRAUD, "p99_latency_ms", T0, 100.0), (FRAUD, "p99_latency_ms", T0 + 2 * MINUTE, 6100.0))
+    record(engine, (FRAUD, "p99_latency_ms", T0 + MINUTE, 900.0))  # late and out of order: lands at its time
+    record(engine, (SUPPORT, "daily_cost_usd", T0 + 3 * MINUTE, 12.5))
+
+    def as_of(at: datetime, lookback: timedelta | None = None) -> dict[str, dict[str, Sample]]:
+        with session(engine) as s:
+            return store.latest(s, at=at, lookback=lookback)
+
+    assert as_of(T0 + 90 * timedelta(seconds=1)) == {FRAUD: {"p99_latency_ms": Sample(900.0, T0 + MINUTE)}}
+    assert as_of(T0 + 2 * MINUTE)[FRAUD] == {"p99_latency_ms": Sample(6100.0, T0 + 2 * MINUTE)}, "at the tick counts"
+    assert as_of(T0 - MINUTE) == {}, "nothing yet"
+    assert as_of(T0 + 90 * timedelta(seconds=1), lookback=timedelta(seconds=20)) == {}, "beyond the lookback"
+    assert as_of(T0 + 10 * MINUTE) == latest(engine), "a tick after every sample reads the newest"
