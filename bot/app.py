@@ -218,7 +218,12 @@ def build_web_app(
             lanes.stop()
 
     async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "scheduler": scheduler.running})
+        """Rules that failed in the latest pass make the status "degraded" and are named; the code
+        stays 200, as a restart would not mend a rule (and a liveness probe would restart)."""
+        failing = service.rule_errors.failing()
+        if not failing:
+            return JSONResponse({"status": "ok", "scheduler": scheduler.running})
+        return JSONResponse({"status": "degraded", "scheduler": scheduler.running, "rule_errors": failing})
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

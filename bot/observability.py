@@ -116,6 +116,12 @@ class Metrics:
             buckets=API_BUCKETS,
             registry=self.registry,
         )
+        self.rule_evaluation_errors_total = Counter(
+            "incident_bot_rule_evaluation_errors",
+            "Evaluations of a rule for one model that raised; the rule was skipped, the others ran.",
+            ["rule"],
+            registry=self.registry,
+        )
         self._database = DatabaseCollector(engine) if engine is not None else None
         if self._database is not None:
             self.registry.register(self._database)
@@ -150,6 +156,11 @@ class Metrics:
         """``method``: the Slack Web API method (``chat.postMessage``) or the PagerDuty event action
         (``trigger``); a small fixed set either way, so the label's cardinality stays bounded."""
         self.api_seconds.labels(api=api, method=method).observe(seconds)
+
+    def rule_evaluation_errors(self, rule: str, models: int) -> None:
+        """``models`` evaluations of ``rule`` raised in one pass (:mod:`bot.evaluation.rule_errors`);
+        the label's cardinality is the number of rules."""
+        self.rule_evaluation_errors_total.labels(rule=rule).inc(models)
 
     def exposition(self) -> bytes:
         """Everything, in the text format ``GET /metrics`` answers with."""

@@ -22,6 +22,7 @@ from bot.clock import Clock
 from bot.config.conditions import ConditionEvaluator
 from bot.config.loader import Config
 from bot.evaluation.evaluate import PassInput, evaluate
+from bot.evaluation.rule_errors import RuleErrors
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
@@ -81,6 +82,8 @@ class AlertService:
         self._router = router
         self._hold = hold
         self._evaluator = ConditionEvaluator()
+        self.rule_errors = RuleErrors(metrics)
+        """Rules that failed in the latest evaluation pass, for ``/healthz``."""
         self._metrics = metrics
 
     def ingest(self, points: Iterable[Point]) -> int:
@@ -146,7 +149,7 @@ class AlertService:
                 open_alerts=store.open_alerts(s),
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
             )
-            transitions = evaluate(data, now=now, evaluator=self._evaluator)
+            transitions = evaluate(data, now=now, evaluator=self._evaluator, errors=self.rule_errors)
             return self._record_pass(s, transitions, config, now, "evaluation pass")
 
     def evaluate_slos_once(self) -> PassResult:
