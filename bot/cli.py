@@ -29,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     tests = sub.add_parser("test-rules", help="run rule unit tests from a YAML file")
     tests.add_argument("file", type=Path)
     tests.add_argument("--config-dir", type=Path, default=None)
+    tests.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="start each pass late by up to this fraction of the interval (0 to 0.9), as a busy machine would; "
+        "the answers must not change",
+    )
+    tests.add_argument("--seed", type=int, default=0, help="the random seed of --jitter")
     demo = sub.add_parser(
         "demo", help="run the bot with a replayed incident and a local Slack sandbox page (no Slack workspace)"
     )
@@ -50,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args.directory)
     if args.command == "init":
         return _init(args.directory)
-    return _test_rules(args.file, args.config_dir)
+    return _test_rules(args.file, args.config_dir, jitter=args.jitter, seed=args.seed)
 
 
 def _check(directory: Path | None) -> int:
@@ -90,14 +98,17 @@ def _init(directory: Path) -> int:
     return 0
 
 
-def _test_rules(file: Path, config_dir: Path | None) -> int:
+def _test_rules(file: Path, config_dir: Path | None, *, jitter: float, seed: int) -> int:
     from bot.rule_tests import run_rule_tests
 
     try:
-        report = run_rule_tests(file, config_dir=config_dir)
+        report = run_rule_tests(file, config_dir=config_dir, jitter=jitter, seed=seed)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    except ValueError as exc:
+        print(f"test-rules: {exc}", file=sys.stderr)
+        return 2
     print(report.format())
     return 0 if report.ok else 1
 

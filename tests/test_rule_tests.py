@@ -42,6 +42,33 @@ def test_the_shipped_default_rule_tests_pass(repo_root: Path) -> None:
     assert report.format().splitlines()[-1] == f"{len(report.cases)} passed, 0 failed"
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_jittered_pass_start_times_change_no_answer(repo_root: Path, seed: int) -> None:
+    """Passes that start early by milliseconds or late by most of an interval are judged as of their
+    tick: every case answers as it does on time, failures included, word for word."""
+    path = repo_root / "rule-tests" / "default-rules.yaml"
+    on_time = run_rule_tests(path)
+    jittered = run_rule_tests(path, jitter=0.9, seed=seed)
+
+    assert jittered.ok, jittered.format()
+    assert [r.messages for r in jittered.cases] == [r.messages for r in on_time.cases]
+
+
+def test_jitter_keeps_a_failing_case_failing_with_the_same_message(tmp_path: Path, repo_root: Path) -> None:
+    body = "tests:\n  - name: the case\n    interval: 1m\n" + textwrap.indent(
+        textwrap.dedent(LATENCY_SERIES).strip("\n") + "\nalert_rule_test:\n  - eval_time: 2m\n    alerts:\n"
+        "      - {rule: latency_spike, model: support-bot, severity: P1}\n",
+        "    ",
+    )
+    path = write(tmp_path, body)
+
+    on_time, jittered = run_rule_tests(path, config_dir=repo_root), run_rule_tests(
+        path, config_dir=repo_root, jitter=0.9, seed=1
+    )
+    assert not on_time.ok and not jittered.ok
+    assert jittered.cases[0].messages == on_time.cases[0].messages
+
+
 def test_the_shipped_file_covers_all_five_default_rules(repo_root: Path) -> None:
     text = (repo_root / "rule-tests" / "default-rules.yaml").read_text(encoding="utf-8")
     for rule in (

@@ -21,9 +21,16 @@ from bot.settings import Settings
 # --- loading -----------------------------------------------------------------------------------
 
 
-def run_rule_tests(path: Path, *, config_dir: Path | None = None) -> RuleTestReport:
+def run_rule_tests(
+    path: Path, *, config_dir: Path | None = None, jitter: float = 0.0, seed: int = 0
+) -> RuleTestReport:
     """Run every test of the file at ``path``. Raises :class:`ConfigError` if the file (or the
-    configuration it tests) is malformed; a failing expectation is a failed case, not an error."""
+    configuration it tests) is malformed; a failing expectation is a failed case, not an error.
+
+    ``jitter`` (0 to 0.9 of the interval) starts each pass late by a random amount (``seed``), as
+    a busy machine would: the answers must be the same, because passes are judged as of their tick."""
+    if not 0.0 <= jitter < 1.0:
+        raise ValueError("jitter is a fraction of the evaluation interval, from 0 up to (not including) 1")
     shown = str(path)
     try:
         doc = load_located(Path(path).read_text(encoding="utf-8"))
@@ -42,7 +49,7 @@ def run_rule_tests(path: Path, *, config_dir: Path | None = None) -> RuleTestRep
     if problems:
         raise ConfigError(problems)
     interval = spec.evaluation_interval or config.settings.evaluation_interval
-    results = [_Simulation(case, config, interval).run() for case in spec.tests]
+    results = [_Simulation(case, config, interval, jitter=jitter, seed=seed).run() for case in spec.tests]
     return RuleTestReport(Path(path), results)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import random
 from datetime import datetime, timedelta
 
 from bot.alerts import lifecycle
@@ -14,6 +15,7 @@ from bot.config.conditions import ConditionEvaluator, Outcome
 from bot.config.loader import Config
 from bot.errors import ActionRefused
 from bot.evaluation.evaluate import PassInput, current_values, evaluate
+from bot.evaluation.schedule import EARLY_TOLERANCE, EvaluationSchedule
 from bot.metrics.samples import Sample
 from bot.rule_tests.notation import MAX_VALUES
 from bot.rule_tests.results import CaseResult
@@ -23,13 +25,24 @@ from bot.rule_tests.spec import ActionSpec, AlertCheck, CaseSpec, ExpectedAlert
 
 
 class _Simulation:
-    """One test case: the service's evaluation loop, in memory, on a frozen clock."""
+    """One test case: the service's evaluation loop, in memory, on a frozen clock.
 
-    def __init__(self, case: CaseSpec, config: Config, evaluation_interval: timedelta) -> None:
+    Each pass runs on the evaluation schedule as ``serve`` runs it. With ``jitter`` (a fraction of
+    the interval) each pass *starts* at a random moment from just before its tick to that far
+    after it, as on a busy machine; the schedule still judges it as of its tick, so a correct
+    rule's answer must not change.
+    """
+
+    def __init__(
+        self, case: CaseSpec, config: Config, evaluation_interval: timedelta, *, jitter: float = 0.0, seed: int = 0
+    ) -> None:
         self.case = case
         self.config = config
         self.every = evaluation_interval
-        self.start = FrozenClock().now()
+        self.schedule = EvaluationSchedule(evaluation_interval)
+        self.start = self.schedule.tick_at(FrozenClock().now())
+        self.jitter = jitter
+        self.rng = random.Random(seed)
         spacing = case.interval or evaluation_interval
         self.series: dict[tuple[str, str], tuple[list[datetime], list[float | str]]] = {}
         for spec in case.input_series:
@@ -58,10 +71,19 @@ class _Simulation:
             if phase == 0:
                 self._act(self.case.actions[index], now)
             elif phase == 1:
-                self._evaluate(now)
+                tick = self.schedule.next(now + self._lateness())
+                if tick is not None:
+                    self._evaluate(tick.at)
             else:
                 self._check(self.case.alert_rule_test[index], now)
         return CaseResult(self.case.name, not self.messages, self.messages)
+
+    def _lateness(self) -> timedelta:
+        """How far from its tick a pass starts: nothing, or a few ms early, or up to ``jitter``."""
+        if not self.jitter:
+            return timedelta(0)
+        early = -min(EARLY_TOLERANCE, self.every / 20) * 0.8
+        return self.rng.choice([early, timedelta(0), self.every * self.rng.uniform(0, self.jitter)])
 
     def samples_at(self, now: datetime) -> dict[str, dict[str, Sample]]:
         latest: dict[str, dict[str, Sample]] = {}
