@@ -118,6 +118,7 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
     from pydantic import ValidationError
 
     from bot.app import build_bot
+    from bot.notify.slack_preflight import warn_unreadable_channels
     from bot.logs import configure_logging
     from bot.settings import Settings
 
@@ -133,6 +134,7 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
         _report(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", exc)
         return 2
     signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
+    warn_unreadable_channels(settings, bot.config())  # once, at start: a few seconds at most
     uvicorn.run(
         bot.app,
         host=host if host is not None else settings.host,

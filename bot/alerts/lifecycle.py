@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.config.conditions import Outcome
+from bot.config.durations import humanize
 from bot.errors import ActionRefused
 from bot.severity import Severity
 
@@ -295,7 +296,7 @@ def escalate(alert: Alert, *, now: datetime) -> Transition | None:
     climbed = replace(alert, severity=severity, escalation_step=number)
     climbed = replace(climbed, next_escalation_at=next_deadline(climbed))
     raised = f"severity {alert.severity.value} → {severity.value}" if severity != alert.severity else ""
-    detail = f"unacknowledged for {_minutes(step.after)}" + (f"; {raised}" if raised else "")
+    detail = f"unacknowledged for {humanize(step.after)}" + (f"; {raised}" if raised else "")
     data: dict[str, object] = {
         "step": number,
         "steps": len(alert.policy),
@@ -321,11 +322,6 @@ def _fire(alert: Alert, actor: str, now: datetime) -> Transition:
     fired = replace(alert, state=AlertState.FIRING, fired_at=now)
     fired = replace(fired, next_escalation_at=next_deadline(fired))
     return Transition(fired, Event(EventKind.FIRED, actor, now))
-
-
-def _minutes(delta: timedelta) -> str:
-    minutes = delta.total_seconds() / 60
-    return f"{minutes:g} min" if minutes >= 1 else f"{delta.total_seconds():g} s"
 
 
 def _cooling_down(last: datetime | None, timing: Timing, now: datetime) -> bool:

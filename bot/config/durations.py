@@ -1,4 +1,10 @@
-"""Durations as users write them in rules/ (``30s``, ``5m``, ``1h30m``, ``7d``)."""
+"""Durations both ways: read as users write them in rules/ and commands (``30s``, ``5m``,
+``1h30m``, ``7d``), and shown as people say them (``20 s``, ``1 min 45 s``, ``2 h 5 min``).
+
+:func:`humanize` is the one formatter for every duration a person reads (Slack messages, thread
+replies, the SLO dashboard, the review, CLI and error messages), so "23 min" means the same
+thing everywhere and nothing prints ``0.333333 min`` or ``0:02:00``.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +37,27 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"{value!r} is too long a duration; {DURATION_HINT}") from None
 
 
-def format_duration(delta: timedelta) -> str:
-    """The short form a person reads in Slack: ``1h 5m``, ``23m``, ``45s``."""
-    total = int(delta.total_seconds())
-    if total < 60:
-        return f"{max(total, 0)}s"
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
-    return " ".join(p for p in parts if p)
+_SPOKEN = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def humanize(delta: timedelta) -> str:
+    """``20 s``, ``1 min 45 s``, ``2 h 5 min``, ``7 d``: the largest unit and, if not zero, the next.
+
+    Cut rather than rounded, so 59 min 59 s never reads as "1 h" before the hour is up; what is
+    cut is less than one of the smaller unit shown. Under a second shows its fraction (``0.25 s``,
+    the demo's seconds-long timelines); a negative duration (a clock skew) shows as ``0 s``.
+    """
+    seconds = delta.total_seconds()
+    if seconds <= 0:
+        return "0 s"
+    if seconds < 1:
+        return f"{seconds:.2g} s"
+    whole = int(seconds)
+    index = next(i for i, (_, size) in enumerate(_SPOKEN) if whole >= size)
+    unit, size = _SPOKEN[index]
+    count, rest = divmod(whole, size)
+    if index + 1 < len(_SPOKEN):
+        smaller, smaller_size = _SPOKEN[index + 1]
+        if rest >= smaller_size:
+            return f"{count} {unit} {rest // smaller_size} {smaller}"
+    return f"{count} {unit}"

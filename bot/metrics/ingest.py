@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.clock import ensure_utc
+from bot.config.durations import humanize
 from bot.errors import IncidentBotError
 from bot.metrics.store import Point
 
@@ -225,7 +226,7 @@ def _timestamp(item: dict[str, Any], where: str, now: datetime, problems: list[s
         return None
     if at - now > MAX_FUTURE:
         problems.append(
-            f"{where}: field 'timestamp': {at.isoformat()} is more than {_minutes(MAX_FUTURE)} in the future "
+            f"{where}: field 'timestamp': {at.isoformat()} is more than {humanize(MAX_FUTURE)} in the future "
             f"(server time {now.isoformat()}); check the sender's clock"
         )
         return None
@@ -314,8 +315,3 @@ def _preview(value: Any, limit: int = 60) -> str:
         return "[...]" if isinstance(value, list) else "{...}"
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + '…"'
-
-
-def _minutes(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"

@@ -33,7 +33,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
-from bot.config.durations import format_duration
+from bot.config.durations import humanize
 
 ACKNOWLEDGE_ACTION = "alert_acknowledge"
 RESOLVE_ACTION = "alert_resolve"
@@ -119,14 +119,6 @@ def slack_date(moment: datetime) -> str:
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
-def human_duration(delta: timedelta) -> str:
-    """``23 min`` under an hour (how people say it), ``1h 5m`` beyond."""
-    seconds = int(delta.total_seconds())
-    if 60 <= seconds < 3600:
-        return f"{seconds // 60} min"
-    return format_duration(delta)
-
-
 # --------------------------------------------------------------------------- alert message
 
 
@@ -160,7 +152,7 @@ def state_line(alert: Alert, *, now: datetime) -> str:
         at = alert.acknowledged_at or now
         return f"✅ Acknowledged by {mention(alert.acknowledged_by)} at {at:%H:%M} UTC"
     if alert.state is AlertState.RESOLVED:
-        took = human_duration((alert.resolved_at or now) - (alert.fired_at or alert.started_at))
+        took = humanize((alert.resolved_at or now) - (alert.fired_at or alert.started_at))
         if alert.resolved_by in (None, SYSTEM_ACTOR):
             return f"🟢 Auto-resolved: condition cleared after {took}"
         return f"🟢 Resolved by {mention(alert.resolved_by)} after {took}"
@@ -187,9 +179,9 @@ def state_reply(
     if kind == EventKind.ACKNOWLEDGED:
         return f"✅ Acknowledged by {mention(actor)} at {(alert.acknowledged_at or now):%H:%M} UTC"
     if kind == EventKind.RESOLVED:
-        return f"🟢 Resolved by {mention(actor)} after {human_duration((alert.resolved_at or now) - since)}"
+        return f"🟢 Resolved by {mention(actor)} after {humanize((alert.resolved_at or now) - since)}"
     if kind == EventKind.AUTO_RESOLVED:
-        return f"🟢 Auto-resolved: condition cleared after {human_duration((alert.resolved_at or now) - since)}"
+        return f"🟢 Auto-resolved: condition cleared after {humanize((alert.resolved_at or now) - since)}"
     if kind == EventKind.FIRED:
         return f"🔥 Fired at {since:%H:%M} UTC"
     return f"ℹ️ {escape_mrkdwn(kind.replace('_', ' ').capitalize())} ({mention(actor)})"
@@ -198,11 +190,11 @@ def state_reply(
 def escalation_reply(alert: Alert, step: dict[str, object], *, paged: bool) -> str:
     """ "⏫ Escalated to P1 — unacknowledged for 60 min; paged PagerDuty · cc @ml-oncall"."""
     waited = step.get("after_seconds")
-    minutes = f"{float(waited) / 60:g} min" if isinstance(waited, int | float) else "a while"
+    waited_text = humanize(timedelta(seconds=float(waited))) if isinstance(waited, int | float) else "a while"
     before, after = step.get("from_severity"), step.get("to_severity", alert.severity.value)
     head = f"⏫ Escalated to {after}" if before != after else f"⏫ Still unacknowledged ({after})"
     number = f"step {step['step']}/{step['steps']}" if "step" in step and "steps" in step else "escalation"
-    text = f"{head} — {number}, unacknowledged for {minutes}"
+    text = f"{head} — {number}, unacknowledged for {waited_text}"
     if paged:
         text += "; paged PagerDuty"
     who = step.get("mention")
@@ -429,7 +421,7 @@ def _sorted_active(alerts: Iterable[Alert]) -> list[Alert]:
 def _alert_lines(alerts: Sequence[Alert], *, now: datetime, limit: int) -> list[Block]:
     blocks: list[Block] = []
     for alert in alerts[:limit]:
-        age = format_duration(now - (alert.fired_at or alert.started_at))
+        age = humanize(now - (alert.fired_at or alert.started_at))
         if alert.state is AlertState.ACKNOWLEDGED:
             state = f"✅ acknowledged by {mention(alert.acknowledged_by)}"
         else:

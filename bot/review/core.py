@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, Event, EventKind, Timing
-from bot.config.durations import format_duration
+from bot.config.durations import humanize
 
 MIN_FIRES_TO_FLAG = 3
 NOISY_RATIO = 2.0
@@ -182,14 +182,14 @@ def _suggest(
         wait = _nice_above(max(typical, timing.for_ if timing else timedelta(0)))
         return (
             f"add `for: {_short(wait)}` — {len(short)} of {count} fires auto-resolved within "
-            f"{_short(SHORT_LIVED)} with nobody acting (3 in 4 held for {format_duration(typical)} or less)"
+            f"{humanize(SHORT_LIVED)} with nobody acting (3 in 4 held for {humanize(typical)} or less)"
         )
     if 2 * len(refires) > count:
         gaps = [f.refire_gap for f in refires if f.refire_gap is not None]
         cooldown = _nice_above(max(*gaps, timing.cooldown if timing else timedelta(0)))
         return (
             f"lengthen `cooldown:` to {_short(cooldown)} — {len(refires)} of {count} fires came within "
-            f"{format_duration(max(gaps))} of the previous alert resolving"
+            f"{humanize(max(gaps))} of the previous alert resolving"
         )
     if acted == 0:
         if slo:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from bot.config.durations import format_duration
+from bot.config.durations import humanize
 from bot.review.core import RuleReview
 from bot.slo import text
 
@@ -20,7 +20,7 @@ def ratio_text(review: RuleReview) -> str:
 
 
 def _cells(review: RuleReview) -> tuple[str, ...]:
-    median = format_duration(review.median_time_to_ack) if review.median_time_to_ack is not None else "—"
+    median = humanize(review.median_time_to_ack) if review.median_time_to_ack is not None else "—"
     name = f"⚠ {review.rule}" if review.flagged else review.rule
     return (
         name,

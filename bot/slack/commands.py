@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
-from bot.config.durations import parse_duration
+from bot.config.durations import humanize, parse_duration
 from bot.config.loader import Config
 from bot.errors import MissingExtra
 from bot.notify.slack_blocks import alerts_list, escape_mrkdwn, markdown_to_mrkdwn, slack_date, split_sections
@@ -453,6 +453,6 @@ def table_context(board: ModelDashboard, coverage: dict[str, float], *, window: 
             data += f" (least: {escape_mrkdwn(label)} {slo_text.percent(least, digits=0)})"
         parts.append(data)
     if board.rows:
-        parts.append(f"burn rate over the last {slo_text.span(board.rows[0].burn_lookback)}")
+        parts.append(f"burn rate over the last {humanize(board.rows[0].burn_lookback)}")
     parts.append(f"as of {slack_date(now)}")
     return " · ".join(parts)

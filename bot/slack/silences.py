@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
-from bot.config.durations import DURATION_HINT, format_duration, parse_duration
+from bot.config.durations import DURATION_HINT, humanize, parse_duration
 from bot.config.loader import Config
 from bot.notify.slack_blocks import SILENCE_ACTION, escape_mrkdwn, mention, slack_date
 from bot.notify.slack_groups import named
@@ -67,7 +67,7 @@ ANY = "*"
 
 USAGE = (
     "Usage: `/silence <rule|model|rule:model> <duration> [reason]` mutes alerts for a while "
-    f"(at most {format_duration(MAX_DURATION)}), e.g. `/silence latency_spike:fraud-detector-v2 2h deploying v3`. "
+    f"(at most {humanize(MAX_DURATION)}), e.g. `/silence latency_spike:fraud-detector-v2 2h deploying v3`. "
     "`/silence list` shows the active silences; `/silence end <id>` ends one early."
 )
 
@@ -217,8 +217,8 @@ def _duration(text: str) -> timedelta | str:
         return f"`{escape_mrkdwn(text[:100])}` is not a duration: {DURATION_HINT}.\n{USAGE}"
     if duration < MIN_DURATION or duration > MAX_DURATION:
         return (
-            f"A silence lasts between {format_duration(MIN_DURATION)} and {format_duration(MAX_DURATION)} "
-            f"(`{escape_mrkdwn(text)}` is {format_duration(duration)})."
+            f"A silence lasts between {humanize(MIN_DURATION)} and {humanize(MAX_DURATION)} "
+            f"(`{escape_mrkdwn(text)}` is {humanize(duration)})."
         )
     return duration
 
@@ -260,7 +260,7 @@ def describe(rule: str | None, model: str | None) -> str:
 
 
 def silenced_reply(silence: Silence, *, note: str = "") -> str:
-    span = format_duration(silence.ends_at - silence.starts_at)
+    span = humanize(silence.ends_at - silence.starts_at)
     text = f"🔕 Silenced {describe(silence.rule, silence.model)} for {span}, until {slack_date(silence.ends_at)}."
     if silence.reason:
         text += f"\nReason: {escape_mrkdwn(silence.reason)}"
@@ -281,7 +281,7 @@ def list_reply(silences: Sequence[Silence], *, now: datetime) -> str:
     for s in shown[:MAX_LISTED]:
         line = (
             f"#{s.id} · {describe(s.rule, s.model)} · until {slack_date(s.ends_at)} "
-            f"({format_duration(s.ends_at - now)} left) · by {mention(s.created_by)}"
+            f"({humanize(s.ends_at - now)} left) · by {mention(s.created_by)}"
         )
         if s.reason:
             line += f" · {escape_mrkdwn(s.reason[:200])}"
@@ -320,7 +320,7 @@ def already_silenced_reply(silence: Silence) -> str:
 
 def button_reply(silence: Silence) -> str:
     return (
-        f"🔕 Silenced {describe(silence.rule, silence.model)} for {format_duration(BUTTON_DURATION)}, "
+        f"🔕 Silenced {describe(silence.rule, silence.model)} for {humanize(BUTTON_DURATION)}, "
         f"until {slack_date(silence.ends_at)}. End it early with `/silence end {silence.id}`."
     )
 

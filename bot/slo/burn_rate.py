@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from bot.config.durations import humanize
 from bot.severity import Severity
 from bot.slo import text
 from bot.slo.budget import budget_consumed, burn_rate, error_budget, time_to_exhaustion
@@ -226,7 +227,7 @@ def _absent(spec: SloSpec, series: Series, now: datetime, severities: Mapping[st
     last = max(seen) if seen else None
     if last is not None and now - last <= spec.absent_after:
         return None
-    since = f"since {last:%Y-%m-%d %H:%M} UTC ({text.span(now - last)} ago)" if last else "in the fetched history"
+    since = f"since {last:%Y-%m-%d %H:%M} UTC ({humanize(now - last)} ago)" if last else "in the fetched history"
     explanation = (
         f"No `{spec.sli_metric}` sample for {spec.model} {since}: the SLO {spec.label} cannot be evaluated "
         f"(no data is neither good nor bad). Check that the metric is still being pushed or scraped."
@@ -241,15 +242,15 @@ def explain_burn(
     in the last 1h; 62% left; at this rate the budget is gone in 1d 16h.``"""
     tier = result.tier
     slowly = "Slowly burning" if tier.action == "ticket" else "Burning"
-    long_rate = f"{text.span(tier.long)}: {text.burn(result.burn_long)}"
-    rates = f"{long_rate}, {text.span(tier.short)}: {text.burn(result.burn_short)}"
+    long_rate = f"{humanize(tier.long)}: {text.burn(result.burn_long)}"
+    rates = f"{long_rate}, {humanize(tier.short)}: {text.burn(result.burn_short)}"
     head = (
         f"{slowly} error budget of {spec.label} ({spec.model}) {text.burn(result.burn_long)} too fast ({rates}; "
         f"alerts above {tier.threshold:.3g}×): {text.percent(spent)} of the {text.window_words(spec.window)} budget "
-        f"used in the last {text.span(tier.long)}"
+        f"used in the last {humanize(tier.long)}"
     )
     if remaining is not None and remaining <= 0:
         return f"{head}; the budget is already spent ({text.percent(1 - remaining, digits=0)} of it used)."
     left = f"; {text.percent(remaining, digits=0)} left" if remaining is not None else ""
-    gone = f"; at this rate the budget is gone in {text.span(exhaustion)}" if exhaustion is not None else ""
+    gone = f"; at this rate the budget is gone in {humanize(exhaustion)}" if exhaustion is not None else ""
     return f"{head}{left}{gone}."

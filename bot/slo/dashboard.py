@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.config.durations import humanize
 from bot.slo import text
 from bot.slo.budget import burn_rate, error_budget
 from bot.slo.sli import Current, Series, Status, current, measure
@@ -63,7 +64,7 @@ class SloRow:
         share = text.percent(self.budget_remaining, digits=0)
         if self.budget_remaining <= 0:
             return f"{share} (spent)"
-        return f"{share} ({text.span(self.budget_remaining_time)})"
+        return f"{share} ({humanize(self.budget_remaining_time)})"
 
     @property
     def cells(self) -> tuple[str, ...]:
@@ -173,7 +174,7 @@ def _title_window(rows: Sequence[SloRow]) -> str:
 def render_table(board: ModelDashboard) -> str:
     """Seed 000's dashboard as aligned plain text, ready for a code block."""
     lookback = board.rows[0].burn_lookback if board.rows else DEFAULT_BURN_LOOKBACK
-    headers = (*HEADERS[:4], f"Burn ({text.span(lookback)})", *HEADERS[5:])
+    headers = (*HEADERS[:4], f"Burn ({humanize(lookback)})", *HEADERS[5:])
     lines = [headers, *(r.cells for r in board.rows)]
     widths = [max(len(cells[i]) for cells in lines) for i in range(len(headers) - 1)]
 

@@ -1,25 +1,15 @@
-"""Numbers as an on-call engineer reads them: ``2s``, ``92.3%``, ``14.9×``, ``11h 17m``, ``7-day``."""
+"""Numbers as an on-call engineer reads them: ``2s``, ``92.3%``, ``14.9×``, ``7-day``; durations through
+:func:`bot.config.durations.humanize` (``11 h 17 min``)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from bot.config.durations import humanize
+
 NO_DATA = "no data"
 
 _RATIO_HINTS = ("accuracy", "precision", "recall", "ratio", "_rate", "availability", "f1")
-
-
-def span(delta: timedelta) -> str:
-    """The two largest non-zero units: ``1m 10s``, ``14m``, ``16h 48m``, ``2d 1h``; negative → ``0s``."""
-    total = max(int(delta.total_seconds()), 0)
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, total = divmod(total, size)
-        if count and len(parts) < 2:
-            parts.append(f"{count}{unit}")
-        elif parts:
-            break
-    return " ".join(parts) or "0s"
 
 
 def window_words(window: timedelta) -> str:
@@ -29,7 +19,7 @@ def window_words(window: timedelta) -> str:
         return f"{seconds // 86400}-day"
     if seconds % 3600 == 0:
         return f"{seconds // 3600}-hour"
-    return span(window)
+    return humanize(window)
 
 
 def window_title(window: timedelta) -> str:
@@ -39,7 +29,7 @@ def window_title(window: timedelta) -> str:
         if seconds % size == 0:
             count = seconds // size
             return f"Last {count} {word}{'' if count == 1 else 's'}"
-    return f"Last {span(window)}"
+    return f"Last {humanize(window)}"
 
 
 def percent(fraction: float | None, *, digits: int = 1) -> str:

@@ -210,7 +210,7 @@ def test_the_event_carries_the_step_facts_for_notifiers() -> None:
         "routing_key": "L2-KEY",
     }
     assert first.detail == "unacknowledged for 15 min"
-    assert last.detail == "unacknowledged for 60 min; severity P2 → P1"
+    assert last.detail == "unacknowledged for 1 h; severity P2 → P1"
 
 
 def test_a_seconds_long_policy_is_described_in_seconds() -> None:

@@ -283,9 +283,9 @@ def test_alerts_list_puts_the_most_severe_first_with_state_and_age() -> None:
     assert text == "3 active alerts (1 P0, 1 P1, 1 P2)"
     lines = [b["text"]["text"] for b in blocks[1:]]
     assert [line.split(" ")[0] for line in lines] == ["🔴", "🟠", "🟡"]
-    assert "`fraud` · 🔥 firing · firing for 12m" in lines[0]
-    assert "✅ acknowledged by <@U1> · firing for 30m" in lines[1]
-    assert "firing for 2h" in lines[2]
+    assert "`fraud` · 🔥 firing · firing for 12 min" in lines[0]
+    assert "✅ acknowledged by <@U1> · firing for 30 min" in lines[1]
+    assert "firing for 2 h" in lines[2]
     assert check_blocks(blocks) == []
 
 
@@ -336,7 +336,7 @@ def test_an_escalation_reply_says_where_it_climbed_whether_it_paged_and_whom_it_
         "mention": "S0ONCALL1",
     }
     text = state_reply(alert, "escalated", "incident-bot", fired, escalation=step, paged=True)
-    assert text == "⏫ Escalated to P1 — step 3/3, unacknowledged for 60 min; paged PagerDuty · cc <!subteam^S0ONCALL1>"
+    assert text == "⏫ Escalated to P1 — step 3/3, unacknowledged for 1 h; paged PagerDuty · cc <!subteam^S0ONCALL1>"
     same = {**step, "from_severity": "P1", "mention": "<!channel>"}
     text = state_reply(alert, "escalated", "incident-bot", fired, escalation=same, paged=False)
     assert text.startswith("⏫ Still unacknowledged (P1)")

@@ -136,7 +136,7 @@ def test_per_rule_numbers(history: History) -> None:
     assert (latency.short_lived, latency.refires, latency.flagged) == (3, 0, True)
     # the blips held 5, 7 and 4 minutes from first true (pending included): 3 in 4 within 7 min → for: 10m
     assert latency.suggestion == (
-        "add `for: 10m` — 3 of 4 fires auto-resolved within 15m with nobody acting (3 in 4 held for 7m or less)"
+        "add `for: 10m` — 3 of 4 fires auto-resolved within 15 min with nobody acting (3 in 4 held for 7 min or less)"
     )
 
     drift = r["significant_data_drift"]
@@ -145,7 +145,8 @@ def test_per_rule_numbers(history: History) -> None:
     assert (drift.short_lived, drift.refires) == (0, 2)
     # re-fires after 30 and 45 minutes; the cooldown is already 60m: the next round step above it
     assert (
-        drift.suggestion == "lengthen `cooldown:` to 2h — 2 of 3 fires came within 45m of the previous alert resolving"
+        drift.suggestion
+        == "lengthen `cooldown:` to 2h — 2 of 3 fires came within 45 min of the previous alert resolving"
     )
 
     accuracy = r["accuracy_degradation"]
@@ -192,15 +193,15 @@ def test_rendered_review(history: History) -> None:
     lines = out.splitlines()
     assert lines[0] == "Alert review — last 7 days (2026-01-05 09:00 → 2026-01-12 09:00 UTC)"
     assert lines[2] == "Rule                     │ Fires │ Acks │ Median ack │ Auto-resolved │ Alert:action"
-    assert lines[4] == "⚠ latency_spike          │     4 │    1 │ 4m         │             3 │ 4.0"
+    assert lines[4] == "⚠ latency_spike          │     4 │    1 │ 4 min      │             3 │ 4.0"
     assert lines[5] == "⚠ llm_cost_runaway       │     3 │    0 │ —          │             3 │ never acted on"
-    assert lines[6] == "⚠ significant_data_drift │     3 │    1 │ 20m        │             1 │ 3.0"
-    assert lines[7] == "accuracy_degradation     │     2 │    2 │ 8m         │             0 │ 1.0"
+    assert lines[6] == "⚠ significant_data_drift │     3 │    1 │ 20 min     │             1 │ 3.0"
+    assert lines[7] == "accuracy_degradation     │     2 │    2 │ 8 min      │             0 │ 1.0"
     assert lines[9] == "Total: 12 fires, 4 acted on (3.0 alerts per action)"
     assert "Noisiest rules:" in lines
     assert (
         "⚠ latency_spike (fraud-detector-v2): 4 fires, 1 acted on → add `for: 10m` — 3 of 4 fires auto-resolved "
-        "within 15m with nobody acting (3 in 4 held for 7m or less)"
+        "within 15 min with nobody acting (3 in 4 held for 7 min or less)"
     ) in lines
 
 

@@ -65,10 +65,10 @@ def test_review_from_the_database(service: AlertService, clock: FrozenClock, eng
     assert (latency.auto_resolved_unactioned, latency.acted_on, latency.ratio) == (3, 1, 4.0)
     assert latency.flagged and latency.suggestion is not None
     # each blip held 3 minutes (2 pending + 1 firing): for: 2m today, so the next step up, 5m
-    assert latency.suggestion.startswith("add `for: 5m` — 3 of 4 fires auto-resolved within 15m")
+    assert latency.suggestion.startswith("add `for: 5m` — 3 of 4 fires auto-resolved within 15 min")
 
     text = weekly_review_text(engine, config, clock.now())
-    assert "⚠ latency_spike │     4 │    1 │ 3m" in text
+    assert "⚠ latency_spike │     4 │    1 │ 3 min" in text
     # a window that ends before the first fire sees nothing
     assert "No alert fired" in weekly_review_text(engine, config, start, timedelta(days=1))
 

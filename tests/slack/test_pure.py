@@ -251,7 +251,7 @@ def test_table_context_says_window_and_coverage(cfg: Config) -> None:
     note = table_context(board, view.coverage, window=None, now=NOW)
     # 42 h and 84 h of a 168 h window: 25% and 50%; two SLOs with none: a mean of 18.75%
     assert note.startswith(
-        "Window: last 7 days · data for 19% of it (least: availability 0%) · burn rate over the last 1h"
+        "Window: last 7 days · data for 19% of it (least: availability 0%) · burn rate over the last 1 h"
     )
     full = {spec: 1.0 for spec in view.coverage}
     assert table_context(board, full, window=timedelta(days=30), now=NOW).startswith(

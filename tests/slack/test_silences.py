@@ -118,8 +118,8 @@ def test_usage_unknown_names_and_bad_durations() -> None:
     rule_typo = str(parse("latency_spik:support-bot 1h"))
     assert "Unknown rule `latency_spik`" in rule_typo and "Did you mean: `latency_spike`" in rule_typo
     assert "is not a duration" in str(parse("support-bot soon"))
-    assert "between 1m and 7d" in str(parse("support-bot 8d"))
-    assert "between 1m and 7d" in str(parse("support-bot 10s"))
+    assert "between 1 min and 7 d" in str(parse("support-bot 8d"))
+    assert "between 1 min and 7 d" in str(parse("support-bot 10s"))
     assert "Name what to silence first" in str(parse("2h support-bot"))
 
 
@@ -145,7 +145,7 @@ def test_list_reply_escapes_reasons_and_names_ids(env: SlackEnv) -> None:
     text = list_reply(silences, now=now)
     assert text.splitlines()[0] == "*2 active silences*"
     assert text.splitlines()[1].startswith("#7 · model `support-bot` (every rule)")  # ends first
-    assert "30m left" in text and f"<@{BEN}>" in text
+    assert "30 min left" in text and f"<@{BEN}>" in text
     assert "#4 · rule `latency_spike` (every model)" in text and "&lt;!channel&gt; load test" in text
     assert "<!channel>" not in text
     assert list_reply([], now=now).startswith("No active silences.")
@@ -166,7 +166,7 @@ def test_silence_command_mutes_and_confirms_with_the_end_time(env: SlackEnv) -> 
         "deploy of v3",
     )
     assert silence.ends_at == env.clock.now() + timedelta(hours=2)
-    assert text.startswith(f"🔕 Silenced rule `{COST_RULE}` on model `{BOT_MODEL}` for 2h, until <!date^")
+    assert text.startswith(f"🔕 Silenced rule `{COST_RULE}` on model `{BOT_MODEL}` for 2 h, until <!date^")
     assert f"^{int(silence.ends_at.timestamp())}^" in text and "|2026-01-05 11:00 UTC>" in text
     assert f"Silence #{silence.id}" in text and f"`/silence end {silence.id}`" in text
 
@@ -193,7 +193,7 @@ def test_usage_errors_are_answered_in_the_ack_and_change_nothing(env: SlackEnv) 
     typo = env.command("/silence", "suport-bot 1h").json()["text"]
     assert "Did you mean: `support-bot`?" in typo
     assert "is not a duration" in env.command("/silence", "support-bot 1 hour").json()["text"]
-    assert "between 1m and 7d" in env.command("/silence", "support-bot 30d").json()["text"]
+    assert "between 1 min and 7 d" in env.command("/silence", "support-bot 30d").json()["text"]
     assert env.slack.calls_to("response_url") == []
     assert active(env) == []
 
@@ -237,7 +237,7 @@ def test_silence_button_mutes_the_rule_on_the_model_for_an_hour_until_it_ends(en
     assert (silence.rule, silence.model, silence.created_by) == (COST_RULE, BOT_MODEL, ANA)
     assert silence.ends_at - silence.starts_at == timedelta(hours=1)
     [confirmation] = env.ephemerals(ANA)
-    assert confirmation.startswith(f"🔕 Silenced rule `{COST_RULE}` on model `{BOT_MODEL}` for 1h, until <!date^")
+    assert confirmation.startswith(f"🔕 Silenced rule `{COST_RULE}` on model `{BOT_MODEL}` for 1 h, until <!date^")
     assert env.alert().state is AlertState.FIRING  # silencing is not acknowledging
 
     # the alert clears and fires again while silenced (a short cooldown): recorded, but nobody is notified

@@ -76,7 +76,7 @@ def test_model_table_has_every_slo_row_with_its_status(env: SlackEnv) -> None:
     assert table.startswith("```\nSLO Dashboard - support-bot - Last 7 Days\n") and table.endswith("\n```")
     rows = {line.split(" │ ")[0].strip(): line for line in table.splitlines() if " │ " in line}
     assert set(rows) == {"Metric", "response_time_p95_ms", "helpfulness", "availability", "current_accuracy"}
-    assert "Budget left" in rows["Metric"] and "Burn (1h)" in rows["Metric"] and "Compliance" in rows["Metric"]
+    assert "Budget left" in rows["Metric"] and "Burn (1 h)" in rows["Metric"] and "Compliance" in rows["Metric"]
     assert rows["response_time_p95_ms"].endswith("🔴 critical") and "5.6s" in rows["response_time_p95_ms"]
     assert rows["helpfulness"].endswith("⚠️ warning") and "0.78" in rows["helpfulness"]
     assert rows["availability"].endswith("⚪ no data")
@@ -90,7 +90,7 @@ def test_model_table_has_every_slo_row_with_its_status(env: SlackEnv) -> None:
     assert "Overall SLO Compliance: 33% (1 of 3 measured SLOs ok; 1 with no data)" in table
     note = context(call)
     assert note.startswith("Window: last 7 days · data for 21% of it (least: availability 0%)")
-    assert "burn rate over the last 1h" in note
+    assert "burn rate over the last 1 h" in note
 
 
 def test_model_table_over_another_window(env: SlackEnv) -> None:

@@ -87,7 +87,7 @@ def test_fastest_firing_tier_wins_and_slower_ones_are_suppressed() -> None:
     # 3 d: 7,200 failures (360 min × 20) of 4,320,000 requests (360 × 1,000 + 66 h × 60,000) = 0.1667% → 1.667×
     # fast (14.4), slow (6) and ticket (1) all fire → one finding, tier fast, P1; slow and ticket suppressed.
     # budget spent in the long window: 20 × 1 h / 720 h = 2.78%
-    # 30 d: 7,200 of 43,200,000 = 0.01667% → consumed 0.1667 → 83% left; 0.8333 × 720 h / 20 = 30 h = 1d 6h
+    # 30 d: 7,200 of 43,200,000 = 0.01667% → consumed 0.1667 → 83% left; 0.8333 × 720 h / 20 = 30 h = 1 d 6 h
     finding = evaluate_burn(AVAILABILITY, availability(20), NOW)
     assert finding is not None and finding.kind == "burn"
     assert finding.tier is not None and finding.tier.name == "fast"
@@ -101,8 +101,8 @@ def test_fastest_firing_tier_wins_and_slower_ones_are_suppressed() -> None:
     assert finding.time_to_exhaustion.total_seconds() / 3600 == pytest.approx(30.0)
     assert finding.dedup_key == "slo:availability:api"
     assert finding.explanation == (
-        "Burning error budget of availability (api) 20.0× too fast (1h: 20.0×, 5m: 20.0×; alerts above 14.4×): "
-        "2.8% of the 30-day budget used in the last 1h; 83% left; at this rate the budget is gone in 1d 6h."
+        "Burning error budget of availability (api) 20.0× too fast (1 h: 20.0×, 5 min: 20.0×; alerts above 14.4×): "
+        "2.8% of the 30-day budget used in the last 1 h; 83% left; at this rate the budget is gone in 1 d 6 h."
     )
 
 
@@ -167,7 +167,7 @@ def test_window_scaling_a_7_day_slo_pages_where_a_30_day_one_does_not() -> None:
     # 3 min over 2000 ms (NOW−3m … NOW, the sample at NOW holds 0 s). Allowed 1% of the time.
     # 7 d: fast long 14 min → 3/14 = 21.4% → 21.4× > 14.4; short 70 s → 100% → 100×: page.
     #      spent 21.43 × 14 min / 10,080 min = 2.98%; 7 d measured = 24 h: 3/1440 = 0.2083% → 20.8% used,
-    #      79.17% left; 0.7917 × 168 h / 21.43 = 6.21 h = 6h 12m
+    #      79.17% left; 0.7917 × 168 h / 21.43 = 6.21 h = 6 h 12 min
     # 30 d: fast long 1 h → 3/60 = 5× < 14.4; slow 6 h → 0.83×; ticket 3 d has data for 24 h = 33% of it,
     #      under min_coverage 50% → nothing.
     series = latency_series(3)
@@ -181,9 +181,9 @@ def test_window_scaling_a_7_day_slo_pages_where_a_30_day_one_does_not() -> None:
     assert finding.time_to_exhaustion is not None
     assert finding.time_to_exhaustion.total_seconds() / 3600 == pytest.approx((1 - 300 / 1440) * 168 / (300 / 14))
     assert finding.explanation == (
-        "Burning error budget of response_time_p95_ms (support-bot) 21.4× too fast (14m: 21.4×, 1m 10s: 100.0×; "
-        "alerts above 14.4×): 3% of the 7-day budget used in the last 14m; 79% left; "
-        "at this rate the budget is gone in 6h 12m."
+        "Burning error budget of response_time_p95_ms (support-bot) 21.4× too fast (14 min: 21.4×, 1 min 10 s: 100.0×; "
+        "alerts above 14.4×): 3% of the 7-day budget used in the last 14 min; 79% left; "
+        "at this rate the budget is gone in 6 h 12 min."
     )
     assert evaluate_burn(LATENCY_30D, series, NOW) is None
     ticket = evaluate_tiers(LATENCY_30D, series, NOW, tiers_for(30 * DAY))[2]
@@ -209,7 +209,7 @@ def test_absent_metric_is_its_own_finding() -> None:
     assert finding.last_seen == NOW - 20 * MIN
     assert finding.dedup_key == "slo:response_time_p95_ms:support-bot"  # same key as a burn: no silent resolve
     assert finding.explanation.startswith(
-        "No `response_time_p95_ms` sample for support-bot since 2026-01-05 11:40 UTC (20m ago)"
+        "No `response_time_p95_ms` sample for support-bot since 2026-01-05 11:40 UTC (20 min ago)"
     )
     # 14 min ago is within absent_after → no finding (and nothing burning)
     recent = {"response_time_p95_ms": every(1500, start=NOW - HOUR, end=NOW - 14 * MIN, step=MIN)}

@@ -70,19 +70,19 @@ def test_slo_status_prints_seed_000s_table_for_one_model(database: Engine, capsy
     out = capsys.readouterr().out
     # hand-checked. Latency: the 11:05 … 12:00 samples are 2.5 s (the 11:00 one, 1.8 s, holds to
     # 11:05), so 55 bad minutes of 10,080 = 0.546% of a 1% budget → 45.4% left = 45.4% × 100.8 min
-    # = 45m 48s; burn over the last hour 55/60 = 91.7% bad / 1% = 91.7×; compliance 99.45%.
-    # Availability: 998/1000 → 0.2% bad of a 0.5% budget → 60% left = 0.6 × 0.5% × 7 d = 30m 14s,
+    # = 45 min 48 s; burn over the last hour 55/60 = 91.7% bad / 1% = 91.7×; compliance 99.45%.
+    # Availability: 998/1000 → 0.2% bad of a 0.5% budget → 60% left = 0.6 × 0.5% × 7 d = 30 min 14 s,
     # burn 0.4×. The rest meet their objectives: 3 of 4 ok = 75%.
-    rule = "─" * 90
+    rule = "─" * 95
     assert out.splitlines() == [
         "SLO Dashboard - support-bot - Last 7 Days",
         rule,
-        "Metric               │ Target  │ Current │ Budget left   │ Burn (1h) │ Compliance │ Status",
+        "Metric               │ Target  │ Current │ Budget left       │ Burn (1 h) │ Compliance │ Status",
         rule,
-        "response_time_p95_ms │ ≤ 2s    │ 2.5s    │ 45% (45m 48s) │ 91.7×     │ 99.45%     │ ⚠️ off target",
-        "current_accuracy     │ ≥ 90%   │ 92%     │ 100% (1h 40m) │ 0.0×      │ 100%       │ ✅ ok",
-        "helpfulness          │ ≥ 0.85  │ 0.871   │ 100% (1h 40m) │ 0.0×      │ 100%       │ ✅ ok",
-        "availability         │ ≥ 99.5% │ 99.8%   │ 60% (30m 14s) │ 0.4×      │ 99.8%      │ ✅ ok",
+        "response_time_p95_ms │ ≤ 2s    │ 2.5s    │ 45% (45 min 48 s) │ 91.7×      │ 99.45%     │ ⚠️ off target",
+        "current_accuracy     │ ≥ 90%   │ 92%     │ 100% (1 h 40 min) │ 0.0×       │ 100%       │ ✅ ok",
+        "helpfulness          │ ≥ 0.85  │ 0.871   │ 100% (1 h 40 min) │ 0.0×       │ 100%       │ ✅ ok",
+        "availability         │ ≥ 99.5% │ 99.8%   │ 60% (30 min 14 s) │ 0.4×       │ 99.8%      │ ✅ ok",
         rule,
         "Overall SLO Compliance: 75%",
     ]

@@ -100,7 +100,7 @@ def test_a_latency_incident_fires_one_burn_alert_and_auto_resolves(
     assert alert is not None and alert.state is AlertState.FIRING
     assert (alert.rule, alert.model, alert.severity) == (f"slo:{LATENCY}", BOT, Severity.P1)
     assert alert.title == f"SLO {LATENCY} of {BOT}: error budget burning 21.4× too fast"
-    assert alert.description.startswith(f"Burning error budget of {LATENCY} ({BOT}) 21.4× too fast (14m: 21.4×")
+    assert alert.description.startswith(f"Burning error budget of {LATENCY} ({BOT}) 21.4× too fast (14 min: 21.4×")
     assert alert.values["tier"] == "fast"
     assert alert.policy == policy_for(config, BOT)  # escalates like any rule's alert
 
@@ -149,7 +149,7 @@ def test_a_metric_that_stops_arriving_is_its_own_alert_and_data_resolves_it(
     alert = slo_alert(engine)
     assert alert is not None and alert.severity is Severity.P2
     assert alert.title == f"SLO {LATENCY} of {BOT}: no {LATENCY} data"
-    assert f"since {last:%Y-%m-%d %H:%M} UTC (16m ago)" in alert.description
+    assert f"since {last:%Y-%m-%d %H:%M} UTC (16 min ago)" in alert.description
     assert alert.values == {"metric": LATENCY, "last_seen": last.isoformat()}
 
     seen = minutes(service, clock, 1, {LATENCY: 1500})

@@ -1,0 +1,84 @@
+"""At start-up, say which alert channels the bot cannot read.
+
+Slack lets the bot post to a public channel it was never invited to (``chat:write.public``), so
+alerts look fine -- until a post times out or the bot crashes mid-delivery. Then exactly-once
+recovery (:mod:`bot.notify.slack`) looks for the earlier post in ``conversations.history``,
+which needs membership; blind, the retry posts a second copy. ``incident-bot serve`` therefore
+checks every configured channel once at start and logs one warning per channel it cannot find
+or read. It never blocks start-up for long: each call has a short timeout and the whole check a
+budget, and a channel left unchecked is said to be unchecked rather than assumed fine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+
+from slack_sdk import WebClient
+
+from bot.config.loader import Config
+from bot.errors import DeliveryError
+from bot.notify.slack_api import CHANNEL_ID, call, find_channel_id, make_client
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT = 2.0
+"""Seconds one Web API call of the check may take."""
+BUDGET = 6.0
+"""Seconds the whole check may take; channels not reached by then are reported unchecked."""
+WHY = "exactly-once recovery reads the channel's history, so a post retried after a crash may appear twice"
+
+
+def alert_channels(config: Config) -> list[str]:
+    """Every channel the configuration may post to: the default, rules', models' and the quiet channel."""
+    named = [
+        config.settings.default_channel,
+        config.routing.quiet_channel,
+        *(rule.channel for rule in config.rules),
+        *(model.channel for model in config.models.values()),
+    ]
+    return sorted({channel for channel in named if channel})
+
+
+def unreadable_channels(
+    client: WebClient,
+    channels: Iterable[str],
+    *,
+    budget: float = BUDGET,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> dict[str, str]:
+    """Channel → why the bot cannot read it (or could not check it); readable channels are left out."""
+    deadline = monotonic() + budget
+    problems: dict[str, str] = {}
+    for channel in channels:
+        if monotonic() > deadline:
+            problems[channel] = f"not checked: Slack did not answer the other checks within {budget:g} s"
+            continue
+        try:
+            channel_id = channel if CHANNEL_ID.match(channel) else find_channel_id(client, channel)
+            if channel_id is None:
+                problems[channel] = (
+                    "the bot cannot see it (conversations.list): invite the bot (/invite @incident-bot) "
+                    "if it is private, or fix `channel:` in rules/ if it does not exist"
+                )
+                continue
+            call("conversations.history", partial(client.conversations_history, channel=channel_id, limit=1))
+        except DeliveryError as exc:
+            problems[channel] = f"not checked: {exc}" if exc.retryable else str(exc)
+    return problems
+
+
+def warn_unreadable_channels(settings: Settings, config: Config, *, budget: float = BUDGET) -> dict[str, str]:
+    """Log one warning per alert channel the bot cannot read; nothing to do without a Slack token."""
+    if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
+        return {}
+    client = make_client(
+        settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=CALL_TIMEOUT
+    )
+    problems = unreadable_channels(client, alert_channels(config), budget=budget)
+    for channel, problem in problems.items():
+        log.warning("alert channel %s: %s (%s)", channel, problem, WHY)
+    return problems
