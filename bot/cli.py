@@ -118,8 +118,8 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
     from pydantic import ValidationError
 
     from bot.app import build_bot
-    from bot.notify.slack_preflight import warn_unreadable_channels
     from bot.logs import configure_logging
+    from bot.notify.slack_preflight import warn_unreadable_channels
     from bot.settings import Settings
 
     try:
