@@ -53,6 +53,27 @@ def test_acknowledge_updates_the_root_and_replies_in_its_thread(bot: Harness, sl
     assert len(slack.messages(CHANNEL)) == 1
 
 
+def test_each_change_and_each_post_is_one_log_line(
+    bot: Harness, slack: SlackEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What ``serve`` logs at INFO while an alert fires and is acknowledged: the change, then its post."""
+    caplog.set_level(logging.INFO)
+    bot.metrics(daily_cost_usd=450)
+    bot.deliver()
+    bot.service.acknowledge(bot.alert_id(), actor="U1")
+    bot.deliver()
+    bot.metrics(daily_cost_usd=450)  # evaluated again, nothing changes: nothing to say
+    bot.deliver()
+    alert_id, (channel, ts) = bot.alert_id(), bot.root()
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.levelno == logging.INFO and r.name.startswith("bot")]
+    assert lines == [
+        ("bot.service", f"alert {alert_id} fired: llm_cost_runaway:support-bot (P1) by rule:llm_cost_runaway"),
+        ("bot.notify.slack", f"posted alert {alert_id} to Slack {channel} as {ts}"),
+        ("bot.service", f"alert {alert_id} acknowledged: llm_cost_runaway:support-bot (P1) by U1"),
+        ("bot.notify.slack", f"posted acknowledged reply for alert {alert_id} to Slack {channel} in thread {ts}"),
+    ]
+
+
 def test_auto_resolve_shows_resolved(bot: Harness, slack: SlackEmulator) -> None:
     bot.metrics(daily_cost_usd=450)
     bot.deliver()

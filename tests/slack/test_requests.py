@@ -4,6 +4,7 @@ Web API emulator on the other side and a SQLite file holding one firing alert (S
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,26 @@ def test_second_acknowledge_by_someone_else_is_refused_with_who_and_when(env: Sl
     assert call.params["channel"] == env.channel
     assert f"Already acknowledged by <@{ANA}> at 09:00 UTC." in call.params["text"]
     assert env.alert().acknowledged_by == ANA
+
+
+def test_a_click_is_one_log_line_whether_it_changes_the_alert_or_not(
+    env: SlackEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    env.click("alert_acknowledge", user=ANA)
+    env.wait_until(lambda: env.alert().state is AlertState.ACKNOWLEDGED)
+    env.click("alert_acknowledge", user=BEN)
+    env.slack.wait_for("chat.postEphemeral")
+    alert = env.alert()
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.name in ("bot.service", "bot.slack.actions")]
+    assert lines == [
+        ("bot.service", f"alert {alert.id} acknowledged: {alert.key} ({alert.severity}) by {ANA}"),
+        (
+            "bot.slack.actions",
+            f"{BEN}'s alert_acknowledge click (value '{alert.id}') changed nothing: "
+            f":no_entry_sign: Already acknowledged by <@{ANA}> at 09:00 UTC.",
+        ),
+    ]
 
 
 def test_resolve_then_acknowledge_is_refused_and_never_reopens(env: SlackEnv) -> None:

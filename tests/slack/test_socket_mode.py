@@ -5,16 +5,22 @@ envelope, the app acks the envelope and the alert changes in the database (SPEC 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import threading
 from pathlib import Path
 
+import pytest
 from starlette.routing import Route
 
 from bot.alerts import store
 from bot.alerts.lifecycle import AlertState
 from bot.app import Bot, build_bot
 from bot.clock import FrozenClock
+from bot.logs import TextFormatter
 from bot.notify.notifier import LogNotifier
 from bot.settings import Settings
+from bot.slack import app as slack_app
 from bot.storage.database import session as open_session
 from tests.emulators.socket_mode import SocketModeEmulator
 from tests.slack.harness import ANA, REPO, SECRET, TOKEN, block_actions, fire_cost_alert
@@ -95,3 +101,49 @@ def test_http_stays_available_beside_socket_mode(tmp_path: Path) -> None:
 
         asyncio.run(scenario())
         bot.engine.dispose()
+
+
+def test_socket_mode_with_slack_unreachable_logs_each_retry_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline (nothing listens at SLACK_API_URL): each failed attempt is one WARNING line saying
+    why, not slack_sdk's ERROR with a traceback, repeated every retry for as long as Slack is away."""
+    monkeypatch.setattr(slack_app, "SOCKET_MODE_CONNECT_WAIT", 0.1)  # serve at once; the client keeps trying
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings = Settings(
+        slack_bot_token=TOKEN,  # type: ignore[arg-type]
+        slack_app_token=APP_TOKEN,  # type: ignore[arg-type]
+        slack_api_url=f"http://127.0.0.1:{closed}/api/",
+        database_url=f"sqlite:///{tmp_path}/offline.db",
+        evaluation_interval="1h",
+        bot_config_dir=REPO,
+    )
+    bot = build_bot(settings, clock=FrozenClock(), notifiers={"log": LogNotifier()}, config_dir=REPO)
+    records: list[logging.LogRecord] = []
+    retried = threading.Event()
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            if record.name == "bot.slack.socket_mode" and record.levelno >= logging.WARNING:
+                retried.set()
+
+    keep = Keep(level=logging.WARNING)
+    logging.getLogger().addHandler(keep)
+    try:
+
+        async def scenario() -> None:
+            async with bot.app.router.lifespan_context(bot.app):
+                assert await asyncio.to_thread(retried.wait, 30), [r.getMessage() for r in records]
+
+        asyncio.run(scenario())
+    finally:
+        logging.getLogger().removeHandler(keep)
+        bot.engine.dispose()
+    attempts = [r for r in records if r.name == "bot.slack.socket_mode"]
+    assert attempts and all(r.levelno == logging.WARNING and not r.exc_info for r in attempts)
+    line = TextFormatter().format(attempts[0])
+    assert "\n" not in line and "Socket Mode cannot connect to Slack (ClientConnectorError: " in line, line
+    assert not [r for r in records if r.exc_info and r.name.startswith(("slack", "bot.slack"))]
