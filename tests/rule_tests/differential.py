@@ -25,7 +25,7 @@ from bot.config.loader import Config, load_config
 from bot.config.schema import Rule
 from bot.rule_tests.simulation import _Simulation
 from bot.rule_tests.spec import CaseSpec
-from tests.rule_tests.generate import LOOKBACK, OPERATORS, Case, duration
+from tests.rule_tests.generate import LOOKBACK, OPERATORS, Case, duration, number
 
 PROMTOOL = Path("/usr/bin/promtool")
 MODEL = "m"
@@ -56,10 +56,10 @@ def bot_config(workdir: Path, *, no_data: str) -> Config:
     return load_config(directory)
 
 
-def _bot_rule(op: str, threshold: int, for_seconds: int, keep_seconds: int) -> dict[str, object]:
+def _bot_rule(op: str, threshold: float, for_seconds: int, keep_seconds: int) -> dict[str, object]:
     return {
         "name": RULE,
-        "condition": f"x {op} {threshold}",
+        "condition": f"x {op} {number(threshold)}",
         "for": duration(for_seconds),
         "keep_firing_for": duration(keep_seconds),
         "severity": "P2",
@@ -68,14 +68,20 @@ def _bot_rule(op: str, threshold: int, for_seconds: int, keep_seconds: int) -> d
     }
 
 
-def bot_firing(cases: Iterable[Case], config: Config) -> dict[int, Firing]:
-    """incident-bot's firing times per case number: each case is a rule test run in-process (the
-    parsed form of a test file, without the YAML, which would cost more than the runs) that
-    expects no alert at every evaluation time, so each failed check is an evaluation with the
-    alert firing."""
+def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str) -> dict[int, Firing]:
+    """incident-bot's firing times per case number with ``no_data`` as given: in ``settings:`` for
+    even-numbered cases, on the rule (over a ``settings:`` saying the opposite) for odd ones.
+
+    Each case is a rule test run in-process (the parsed form of a test file, without the YAML,
+    which would cost more than the runs) that expects no alert at every evaluation time, so each
+    failed check is an evaluation with the alert firing."""
+    other = "keep" if no_data == "resolve" else "resolve"
+    configs = (bot_config(workdir, no_data=no_data), bot_config(workdir, no_data=other))
     firing: dict[int, Firing] = {}
     for case in cases:
-        rule = Rule.model_validate(_bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds))
+        rule = _bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds)
+        if case.number % 2:
+            rule["no_data"] = no_data
         spec = CaseSpec.model_validate(
             {
                 "name": case.name,
@@ -84,7 +90,8 @@ def bot_firing(cases: Iterable[Case], config: Config) -> dict[int, Firing]:
                 "alert_rule_test": [{"eval_time": duration(t), "alerts": []} for t in case.eval_times()],
             }
         )
-        result = _Simulation(spec, replace(config, rules=(rule,)), timedelta(seconds=case.eval_interval)).run()
+        config = replace(configs[case.number % 2], rules=(Rule.model_validate(rule),))
+        result = _Simulation(spec, config, timedelta(seconds=case.eval_interval)).run()
         firing[case.number] = _firing_times(case.name, result.messages)
     return firing
 
@@ -232,8 +239,8 @@ class Verdicts:
 
 def differential(cases: list[Case], workdir: Path) -> Verdicts:
     """Both sides over all ``cases``: one promtool run for the lot, then each disputed case alone."""
-    bot = bot_firing(cases, bot_config(workdir, no_data="resolve"))
-    keep = bot_firing(cases, bot_config(workdir, no_data="keep"))
+    bot = bot_firing(cases, workdir, no_data="resolve")
+    keep = bot_firing(cases, workdir, no_data="keep")
     batch = run_promtool(promtool_files(cases, bot, workdir / "promtool"))
     prometheus = dict(bot)
     said: dict[int, str] = {}
@@ -286,7 +293,7 @@ def explain(case: Case, ours: Firing, theirs: Firing, ours_label: str = "inciden
         seen = case.seen_at(t)
         mark = "   <- differs" if (t in ours) != (t in theirs) else ""
         lines.append(
-            f"  {duration(t):>9}  {'-' if seen is None else f'{seen:g}':>6}  "
+            f"  {duration(t):>9}  {'-' if seen is None else number(seen):>6}  "
             f"{'firing' if t in theirs else '.':<10}  {'firing' if t in ours else '.'}{mark}"
         )
     times = list(case.eval_times())

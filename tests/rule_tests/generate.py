@@ -36,7 +36,7 @@ SCHEDULES: tuple[tuple[int, int], ...] = ((60, 60), (60, 120), (60, 240), (60, 9
 """(evaluation interval, sample interval) in seconds: samples as often as the evaluations, rarer,
 and off the evaluation grid (every 90s against every 60s)."""
 
-KINDS = ("breach", "gap", "flap", "threshold", "stop", "random")
+KINDS = ("breach", "gap", "flap", "threshold", "stop", "random", "ramp")
 
 Value = float | None
 """One sample; ``None`` is promtool's ``_`` (no sample at that step)."""
@@ -47,7 +47,7 @@ class Case:
     number: int
     kind: str
     op: str
-    threshold: int
+    threshold: float
     for_steps: int
     """``for:`` in evaluation intervals (0 to 5)."""
     keep_steps: int
@@ -57,6 +57,8 @@ class Case:
     values: tuple[Value, ...]
     end: int
     """The last evaluation time checked: long enough after the last sample for it to go stale."""
+    text: str = ""
+    """The series as written, where it is not just ``values`` folded (``0.1+0.1x5`` steps in floats)."""
 
     @property
     def name(self) -> str:
@@ -76,11 +78,11 @@ class Case:
 
     @property
     def expr(self) -> str:
-        return f"{self.series} {self.op} {self.threshold}"
+        return f"{self.series} {self.op} {number(self.threshold)}"
 
     @property
     def notation(self) -> str:
-        return notation(self.values)
+        return self.text or notation(self.values)
 
     def eval_times(self) -> range:
         return range(0, self.end + 1, self.eval_interval)
@@ -114,6 +116,11 @@ def duration(seconds: int) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
 
 
+def number(value: float) -> str:
+    """``3``, ``-0.25``, ``0.30000000000000004``: exact, and read back as the same float by both sides."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def notation(values: tuple[Value, ...]) -> str:
     """promtool's expanding notation, runs folded: ``0 5x3 _x2 5`` (``vxn`` is n+1 values, ``_xn`` n gaps)."""
     tokens: list[str] = []
@@ -122,7 +129,7 @@ def notation(values: tuple[Value, ...]) -> str:
         if value is None:
             tokens.append("_" if count == 1 else f"_x{count}")
         else:
-            text = f"{value:g}"
+            text = number(value)
             tokens.append(text if count == 1 else f"{text}x{count - 1}")
     return " ".join(tokens)
 
@@ -163,6 +170,8 @@ def _random_case(rng: random.Random, kind: str) -> Case:
     for_steps = steps[0]
     shape = _Shape(rng, _pick_op(rng), rng.randint(-2, 5))
     longest = for_steps * eval_interval // sample_interval + 4  # in samples: enough to outlast for:
+    if kind == "ramp":
+        return _ramp(rng, kind, steps, (eval_interval, sample_interval))
     if kind == "breach":
         values = shape.ok(rng.randint(0, 2)) + shape.breach(rng.randint(1, longest)) + shape.ok(rng.randint(0, 3))
     elif kind == "gap":
@@ -176,7 +185,7 @@ def _random_case(rng: random.Random, kind: str) -> Case:
         values = tuple(float(shape.threshold + rng.choice((0, 0, 0, -1, 1))) for _ in range(rng.randint(4, 14)))
     elif kind == "stop":
         values = shape.ok(rng.randint(0, 2)) + shape.breach(rng.randint(1, longest))
-    else:
+    else:  # random
         values = ()
         for _ in range(rng.randint(3, 8)):
             part = rng.choice(("ok", "breach", "breach", "gap"))
@@ -184,6 +193,24 @@ def _random_case(rng: random.Random, kind: str) -> Case:
     if all(v is None for v in values):
         values += shape.breach(1)
     return shape.case(kind, steps, (eval_interval, sample_interval), values)
+
+
+def _ramp(rng: random.Random, kind: str, steps: tuple[int, int], schedule: tuple[int, int]) -> Case:
+    """``a+bxn`` steps with decimal fractions, summed in floats as promtool sums them, against a
+    threshold written as the decimal the sum only nearly reaches (``0.1+0.1x3`` against ``0.3``)."""
+    tokens: list[str] = []
+    values: list[Value] = []
+    for _ in range(rng.randint(1, 2)):
+        start, step = rng.choice((0.1, 0.2, 0.7, -0.3, 1.1)), rng.choice((0.1, -0.1, 0.2, 0.3))
+        times = rng.randint(3, 9)
+        tokens.append(f"{number(start)}{'+' if step > 0 else '-'}{number(abs(step))}x{times}")
+        value = start
+        for _ in range(times + 1):
+            values.append(value)
+            value += step
+    threshold = round(rng.choice([v for v in values if v is not None]), 6)
+    shape = _Shape(rng, _pick_op(rng), threshold)
+    return shape.case(kind, steps, schedule, tuple(values), " ".join(tokens))
 
 
 def _pick_op(rng: random.Random) -> str:
@@ -205,7 +232,7 @@ def _gap(rng: random.Random, sample_interval: int) -> tuple[Value, ...]:
 class _Shape:
     """Values that breach or do not breach one rule, with the threshold itself where it counts."""
 
-    def __init__(self, rng: random.Random, op: str, threshold: int) -> None:
+    def __init__(self, rng: random.Random, op: str, threshold: float) -> None:
         self.rng = rng
         self.op = op
         self.threshold = threshold
@@ -224,11 +251,13 @@ class _Shape:
     def ok(self, n: int) -> tuple[Value, ...]:
         return tuple(self._pick(self.clear) for _ in range(n))
 
-    def case(self, kind: str, steps: tuple[int, int], schedule: tuple[int, int], values: tuple[Value, ...]) -> Case:
+    def case(
+        self, kind: str, steps: tuple[int, int], schedule: tuple[int, int], values: tuple[Value, ...], text: str = ""
+    ) -> Case:
         """The case, checked until its series has gone stale and any ``keep_firing_for`` is over."""
         (for_steps, keep_steps), (eval_interval, sample_interval) = steps, schedule
         last = max(i for i, v in enumerate(values) if v is not None) * sample_interval
         end = last + LOOKBACK + (keep_steps + 2) * eval_interval
         end = -(-end // eval_interval) * eval_interval
         rule = (self.op, self.threshold, for_steps, keep_steps)
-        return Case(-1, kind, *rule, eval_interval, sample_interval, values, end)
+        return Case(-1, kind, *rule, eval_interval, sample_interval, values, end, text)

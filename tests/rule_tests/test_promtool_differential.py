@@ -24,7 +24,6 @@ import pytest
 from tests.rule_tests.differential import (
     PROMTOOL,
     Verdicts,
-    bot_config,
     bot_firing,
     differential,
     explain,
@@ -105,7 +104,9 @@ def test_the_generator_is_reproducible_and_covers_the_shapes_that_matter() -> No
     assert min(silences) < 300 and 300 in silences and max(silences) > 300  # shorter, as long as, longer
     assert any(case.threshold in case.values for case in cases if case.op in (">", "<"))  # at, not past
     assert any(case.threshold in case.values for case in cases if case.op in (">=", "<="))
-    assert {case.kind for case in cases} == {"breach", "gap", "flap", "threshold", "stop", "random"}
+    assert {case.kind for case in cases} == {"breach", "gap", "flap", "threshold", "stop", "random", "ramp"}
+    ramps = [case for case in cases if case.kind == "ramp"]
+    assert any(0 < abs(v - case.threshold) < 1e-9 for case in ramps for v in case.values if v is not None)
     assert {case.keep_steps for case in cases} == {0, 1, 2, 3}
 
 
@@ -132,7 +133,7 @@ def test_a_disagreement_is_found_at_its_case_and_time(tmp_path: Path) -> None:
     """Tamper with incident-bot's answer for one case at one time: promtool must dispute exactly that."""
     require_binary(PROMTOOL)
     cases = _cases(COUNT)[:40]
-    firing = bot_firing(cases, bot_config(tmp_path, no_data="resolve"))
+    firing = bot_firing(cases, tmp_path, no_data="resolve")
     victim = next(case for case in cases if firing[case.number])
     flipped_at = min(firing[victim.number])
     tampered = {**firing, victim.number: firing[victim.number] - {flipped_at}}
