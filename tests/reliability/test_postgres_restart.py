@@ -6,9 +6,9 @@ answered 202 is stored; a click made during the outage is applied once the datab
 and every notification and page goes out exactly once.
 
 Two outages: ``pg_ctlcluster … restart`` of the real server (marked ``pg_restart``: it breaks
-every other PostgreSQL user for a few seconds -- deselect with ``-m "not pg_restart"`` when
-sharing the server), and the same seen from one database only (its connections terminated,
-new ones refused), which disturbs nobody else.
+every other PostgreSQL user for a few seconds, so it runs only with ``RUN_PG_RESTART=1``, which
+``.ci/run`` sets), and the same seen from one database only (its connections terminated, new
+ones refused), which disturbs nobody else.
 """
 
 from __future__ import annotations
