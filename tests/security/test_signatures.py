@@ -99,9 +99,9 @@ def test_a_replayed_click_cannot_act_on_the_alert(edge: Edge) -> None:
     """The replay is refused at the edge; what the first click did is not done again."""
     body, content_type = edge.form(edge.click_payload("alert_runbook")), FORM
     headers = {"Content-Type": content_type, **sign(body)}
+    opened = len(edge.slack.calls_to("views.open")) + 1
     assert edge.client.post(SLACK, content=body, headers=headers).status_code == 200
-    edge.settle()
-    opened = len(edge.slack.calls_to("views.open"))
+    edge.slack.wait_for("views.open", count=opened)  # the first click's modal, however late it comes
     before = edge.snapshot()
     assert edge.client.post(SLACK, content=body, headers=headers).status_code == 401
     edge.settle()
