@@ -11,7 +11,7 @@ of each), so the measured process's peak memory is the bot's, not the set-up's.
 
 Then this process runs what ``incident-bot serve`` runs, on the system clock: the real
 APScheduler jobs from :func:`bot.jobs.build_scheduler` (evaluation every 30 s over the shipped
-rules, escalation every 0.5 s, delivery every 1 s, watchdog, silence release) around the real
+rules, escalation every 0.5 s, watchdog, silence release) and the delivery lanes around the real
 :class:`~bot.service.AlertService` and :class:`~bot.notify.outbox.Outbox`. Only the notifiers
 are null (``slack`` and ``pagerduty`` channels that accept and count), so notification I/O does
 not dominate; the outbox bookkeeping stays in.
@@ -67,6 +67,7 @@ from bot.alerts.lifecycle import Alert, AlertState, PolicyStep, next_deadline
 from bot.clock import SystemClock
 from bot.config.holder import ConfigHolder
 from bot.jobs import build_scheduler
+from bot.notify.lanes import Lanes
 from bot.notify.notifier import Notification
 from bot.notify.outbox import Outbox
 from bot.observability import Metrics
@@ -236,7 +237,7 @@ class JobClock:
 
 class SkippedTicks(logging.Filter):
     """Counts APScheduler's "skipped: maximum number of running instances reached" per interval
-    (0.5 s is the escalation job, 1 s delivery) instead of printing each: a tick is skipped when
+    (0.5 s is the escalation job) instead of printing each: a tick is skipped when
     the previous run of its job has not finished."""
 
     def __init__(self) -> None:
@@ -315,6 +316,7 @@ def run(args: argparse.Namespace, url: str) -> bool:
     metrics.watch_channels(notifiers)
     service = AlertService(engine, clock, holder, every_channel(list(notifiers)), metrics=metrics)
     outbox = Outbox(engine, clock, notifiers, metrics=metrics)
+    lanes = Lanes(outbox, engine)
     sweeps: list[Sweep] = []
     jobs = JobClock(profile=args.profile)
     skipped = SkippedTicks()
@@ -322,7 +324,6 @@ def run(args: argparse.Namespace, url: str) -> bool:
         handler.addFilter(skipped)
     scheduler = build_scheduler(
         evaluate=jobs.wrap("evaluation", service.evaluate_once),
-        deliver=jobs.wrap("delivery", outbox.deliver_due),
         escalate=jobs.wrap("escalation", timed_sweeps(service.escalate_due, sweeps)),
         watchdog=jobs.wrap("watchdog", service.overdue_escalations),
         release=jobs.wrap("silence-release", service.release_unmuted),
@@ -330,12 +331,14 @@ def run(args: argparse.Namespace, url: str) -> bool:
     )
     sampler = MemorySampler()
     sampler.start()
+    lanes.start()
     scheduler.start()
     end = first_due + args.spread + args.tail
     window = (time.monotonic() + first_due - time.time(), time.monotonic() + end - time.time())
     while time.time() < end:
         time.sleep(0.5)
     scheduler.shutdown(wait=True)
+    lanes.stop()
     sampler.stop()
     peak_rss, hwm = max(sampler.samples), rss_mb("VmHWM")
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -73,10 +73,18 @@ class Lane:
             self._wake.clear()  # before the pass: a commit during it wakes the next one at once
             self._wake.wait(self._pass())
 
+    def _woken(self) -> bool:
+        """Whether a commit fed this lane since the last look (and forget it): the outbox then
+        re-claims in rank order, which sees every row committed before the wake."""
+        if not self._wake.is_set():
+            return False
+        self._wake.clear()
+        return True
+
     def _pass(self) -> float:
         """Deliver what is due; return how long to sleep unless woken."""
         try:
-            self._outbox.deliver_due(channels=[self.channel], batch=1)
+            self._outbox.deliver_due(channels=[self.channel], interrupted=self._woken)
             due = self._outbox.due_in([self.channel])
         except SQLAlchemyError as exc:  # the database is restarting or locked: try again soon
             log.warning("delivery lane %s: database unavailable, retrying in %.1fs: %s", self.channel, self._poll, exc)

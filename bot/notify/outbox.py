@@ -137,7 +137,11 @@ class Outbox:
         return list(self._notifiers)
 
     def deliver_due(
-        self, limit: int = 100, *, channels: Collection[str] | None = None, batch: int = CLAIM_BATCH
+        self,
+        limit: int = 100,
+        *,
+        channels: Collection[str] | None = None,
+        interrupted: Callable[[], bool] = lambda: False,
     ) -> int:
         """Deliver what is due now on ``channels`` (default: every notifier's); return how many
         were sent. Never raises for a failed send.
@@ -145,24 +149,42 @@ class Outbox:
         A claim takes at most the first pending entry of each alert (order per alert), so a
         burst such as fired → acknowledged → resolved needs several claims: keep claiming until
         nothing more is due or ``limit`` deliveries were attempted, instead of waiting a tick each.
-        ``batch`` rows are claimed at a time; a lane claims one, so each send is the most severe
-        one due at that moment, even when sends are slow (Slack's pacing).
+        When ``interrupted()`` says new rows arrived, the rest of the batch is let go and claimed
+        again in rank order, so a P0 queued behind slow sends (Slack's pacing) goes next.
         """
         serving = list(self._notifiers) if channels is None else [c for c in channels if c in self._notifiers]
         if not serving or not self._write_kept_outcomes(serving):
             return 0  # the database is still unavailable: nothing can be claimed either
         sent = attempted = 0
         while attempted < limit:
-            claimed = self._claim(min(limit - attempted, batch), serving)
+            claimed = self._claim(min(limit - attempted, CLAIM_BATCH), serving)
             if not claimed:
                 break
-            for note in claimed:
+            for i, note in enumerate(claimed):
+                if i and interrupted() and self._release(claimed[i:]):
+                    break
                 attempted += 1
                 if self._deliver(note):
                     sent += 1
             if sent < attempted:
                 break  # something failed: let its backoff run before claiming its successors
         return sent
+
+    def _release(self, notes: list[Notification]) -> bool:
+        """Give back claimed rows that were not tried (nor counted as attempts); False if the
+        database refused, and then they are sent as claimed."""
+        ids = [note.id for note in notes]
+        try:
+            with open_session(self._engine) as s, s.begin():
+                s.execute(
+                    update(OutboxRow)
+                    .where(col(OutboxRow.id).in_(ids), col(OutboxRow.status) == PENDING)
+                    .values(claimed_by=None, claimed_until=None, attempts=OutboxRow.attempts - 1)
+                )
+        except SQLAlchemyError as exc:
+            log.warning("outbox: cannot give back %d claimed row(s), sending them: %s", len(ids), exc)
+            return False
+        return True
 
     def due_in(self, channels: Collection[str]) -> timedelta | None:
         """How long until the earliest row these channels could claim is due (zero or less: it
