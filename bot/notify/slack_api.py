@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from functools import partial
 from http.client import HTTPException
@@ -193,12 +193,21 @@ def find_in_history(
 
 
 def find_channel_id(client: WebClient, name: str, *, pages: int = 10, caller: Caller = call) -> str | None:
-    """The ID of the channel called ``name`` (``#name`` or ``name``) among the public and private
-    channels the bot can see (``conversations.list``, scopes ``channels:read`` / ``groups:read``),
-    or None. Raises DeliveryError."""
-    wanted = name.removeprefix("#")
+    """The ID of the channel called ``name`` (``#name`` or ``name``), or None. Raises DeliveryError."""
+    return find_channel_ids(client, [name], pages=pages, caller=caller).get(name)
+
+
+def find_channel_ids(
+    client: WebClient, names: Collection[str], *, pages: int = 10, caller: Caller = call
+) -> dict[str, str]:
+    """Name → ID of the channels called ``names`` (``#name`` or ``name``) among the public and
+    private channels the bot can see (``conversations.list``, scopes ``channels:read`` /
+    ``groups:read``), reading pages until all are found; a name not found is left out. Raises
+    DeliveryError."""
+    wanted = {name.removeprefix("#"): name for name in names}
+    found: dict[str, str] = {}
     cursor: str | None = None
-    for _ in range(pages):
+    for _ in range(pages if wanted else 0):
         request = partial(
             client.conversations_list,
             types="public_channel,private_channel",
@@ -208,12 +217,12 @@ def find_channel_id(client: WebClient, name: str, *, pages: int = 10, caller: Ca
         )
         page = caller("conversations.list", request)
         for channel in page.get("channels") or []:
-            if channel.get("name") == wanted and channel.get("id"):
-                return str(channel["id"])
+            if channel.get("name") in wanted and channel.get("id"):
+                found[wanted[channel["name"]]] = str(channel["id"])
         cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
+        if len(found) == len(wanted) or not cursor:
             break
-    return None
+    return found
 
 
 def thread_has(

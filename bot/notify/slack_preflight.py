@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from functools import partial
 
 from slack_sdk import WebClient
 
 from bot.config.loader import Config
 from bot.errors import DeliveryError
-from bot.notify.slack_api import CHANNEL_ID, call, find_channel_id, make_client
+from bot.notify.slack_api import CHANNEL_ID, call, find_channel_ids, make_client
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,29 +45,35 @@ def alert_channels(config: Config) -> list[str]:
 
 def unreadable_channels(
     client: WebClient,
-    channels: Iterable[str],
+    channels: Collection[str],
     *,
     budget: float = BUDGET,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> dict[str, str]:
-    """Channel → why the bot cannot read it (or could not check it); readable channels are left out."""
+    """Channel → why the bot cannot read it (or could not check it); readable channels are left out.
+
+    One ``conversations.list`` pass finds the names (rules name ``#channels``, history takes IDs),
+    then one ``conversations.history`` call per channel, until the budget is spent."""
     deadline = monotonic() + budget
+    try:
+        ids = find_channel_ids(client, [c for c in channels if not CHANNEL_ID.match(c)])
+    except DeliveryError as exc:
+        return dict.fromkeys(channels, f"not checked: {exc}")
     problems: dict[str, str] = {}
     for channel in channels:
-        if monotonic() > deadline:
+        channel_id = channel if CHANNEL_ID.match(channel) else ids.get(channel)
+        if channel_id is None:
+            problems[channel] = (
+                "the bot cannot see it (conversations.list): invite the bot (/invite @incident-bot) "
+                "if it is private, or fix `channel:` in rules/ if it does not exist"
+            )
+        elif monotonic() > deadline:
             problems[channel] = f"not checked: Slack did not answer the other checks within {budget:g} s"
-            continue
-        try:
-            channel_id = channel if CHANNEL_ID.match(channel) else find_channel_id(client, channel)
-            if channel_id is None:
-                problems[channel] = (
-                    "the bot cannot see it (conversations.list): invite the bot (/invite @incident-bot) "
-                    "if it is private, or fix `channel:` in rules/ if it does not exist"
-                )
-                continue
-            call("conversations.history", partial(client.conversations_history, channel=channel_id, limit=1))
-        except DeliveryError as exc:
-            problems[channel] = f"not checked: {exc}" if exc.retryable else str(exc)
+        else:
+            try:
+                call("conversations.history", partial(client.conversations_history, channel=channel_id, limit=1))
+            except DeliveryError as exc:
+                problems[channel] = f"not checked: {exc}" if exc.retryable else str(exc)
     return problems
 
 

@@ -57,15 +57,28 @@ def test_one_problem_per_channel_it_cannot_find_or_read(emulator: SlackEmulator)
 
 
 def test_a_slow_slack_never_holds_start_up_past_the_budget(emulator: SlackEmulator) -> None:
-    emulator.delay_next("conversations.list", 2.0)
+    emulator.channel_id("#ml-alerts"), emulator.channel_id("#llm-alerts")
+    emulator.delay_next("conversations.history", 2.0)
     client = make_client("xoxb-test", base_url=emulator.base_url, timeout=0.2)
     started = time.monotonic()
 
     problems = unreadable_channels(client, ["#llm-alerts", "#ml-alerts"], budget=0.1)
 
     assert time.monotonic() - started < 1.5
-    assert problems["#llm-alerts"].startswith("not checked: Slack conversations.list: no answer")
+    assert problems["#llm-alerts"].startswith("not checked: Slack conversations.history: no answer")
     assert problems["#ml-alerts"] == "not checked: Slack did not answer the other checks within 0.1 s"
+
+
+def test_one_listing_finds_every_name_and_a_slow_one_leaves_all_unchecked(emulator: SlackEmulator) -> None:
+    emulator.channel_id("#ml-alerts"), emulator.channel_id("#llm-alerts")
+    client = make_client("xoxb-test", base_url=emulator.base_url, timeout=0.2)
+    assert unreadable_channels(client, ["#llm-alerts", "#ml-alerts", "C0ABCDEF1"]) == {}
+    assert len(emulator.calls_to("conversations.list")) == 1
+
+    emulator.delay_next("conversations.list", 2.0)
+    problems = unreadable_channels(client, ["#llm-alerts", "#ml-alerts"])
+    assert list(problems) == ["#llm-alerts", "#ml-alerts"]
+    assert all(p.startswith("not checked: Slack conversations.list: no answer") for p in problems.values())
 
 
 def test_without_a_slack_token_nothing_is_checked(emulator: SlackEmulator, config: Config) -> None:
