@@ -249,6 +249,7 @@ def _assemble(
         _check_model_policies(shown, doc, content, parsed, problems)
     known_metrics = _known_metric_names(parsed)
     _check_condition_names(rules.values(), known_metrics, models, problems)
+    _check_condition_settings(rules.values(), known_metrics, models, problems)
     _check_template_fields(rules.values(), known_metrics, models, problems)
     _check_slo_labels(parsed, problems)
     _check_prometheus_models(parsed, models, singles.get("settings", ("", EngineSettings()))[1], problems)
@@ -368,6 +369,33 @@ def _check_condition_names(
                     f"rules[{index}] ({rule.name}).condition: {name!r} is no metric of the metrics: catalogue, "
                     f"no model setting and no metric source's metric, so this rule would never fire; {guess} "
                     f"samples really arrive as {name}, declare it under metrics: (- name: {name})",
+                )
+            )
+
+
+def _check_condition_settings(
+    rules: Iterable[tuple[str, int, Rule, LocatedDocument]],
+    metrics: set[str],
+    models: Mapping[str, Model],
+    problems: list[ConfigProblem],
+) -> None:
+    """A condition reading a model setting never fires for a model of the rule that lacks it, which
+    is how a setting misspelt on one model (``baseline_acuracy: 0.90``) hides."""
+    settings = {key for model in models.values() for key in model.settings}
+    for shown, index, rule, doc in rules:
+        for name in sorted((rule.condition.names & settings) - metrics):
+            lacking = [m for m in sorted(models) if rule.applies_to(m) and name not in models[m].settings]
+            if not lacking:
+                continue
+            close = difflib.get_close_matches(name, models[lacking[0]].settings, n=1)
+            typo = f" ({lacking[0]} has {close[0]!r}: a typo?)" if close else ""
+            problems.append(
+                ConfigProblem(
+                    shown,
+                    doc.line_of(("rules", index, "condition")),
+                    f"rules[{index}] ({rule.name}).condition: model setting {name!r} is not set on "
+                    f"{', '.join(lacking)}{typo}, so this rule would never fire there; set it on the model, "
+                    f"narrow the rule's models:, or if samples arrive as {name}, declare it under metrics:",
                 )
             )
 

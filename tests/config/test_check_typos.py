@@ -75,3 +75,15 @@ def test_a_tab_in_the_indentation(shipped_copy: Path, capsys: Capsys) -> None:
 
     assert problem.startswith(f"rules/settings.yaml:{line}: not valid YAML: ")
     assert problem.endswith("YAML does not allow tabs for indentation; use spaces")
+
+
+def test_a_model_setting_misspelt_on_one_model(shipped_copy: Path, capsys: Capsys) -> None:
+    edit(shipped_copy, "models.yaml", "    baseline_accuracy: 0.90", "    baseline_acuracy: 0.90")
+
+    rules = (shipped_copy / "rules" / "ml.yaml").read_text().splitlines()
+    line = 1 + next(i for i, text in enumerate(rules) if "condition: current_accuracy" in text)
+
+    [problem] = check(shipped_copy, capsys)
+
+    assert problem.startswith(f"rules/ml.yaml:{line}: rules[2] (accuracy_degradation).condition: model setting ")
+    assert "not set on support-bot (support-bot has 'baseline_acuracy': a typo?)" in problem

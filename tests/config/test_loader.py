@@ -325,6 +325,41 @@ def test_a_misspelt_model_setting_in_a_condition_suggests_the_setting(config_dir
     assert "did you mean 'baseline_accuracy'?" in problem.message
 
 
+SECOND_MODEL = """\
+  - name: support-bot
+    baseline_acuracy: 0.90
+"""
+
+
+def test_a_setting_misspelt_on_one_model_is_found_through_the_rule_that_reads_it(config_dir: MakeDir) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "p99_latency_ms > baseline_accuracy * 5000")
+
+    problem = the_problem(config_dir(bad=text, models=MODEL + SECOND_MODEL))
+
+    assert (problem.file, problem.line) == ("rules/bad.yaml", line_of(text, "condition:"))
+    assert problem.message == (
+        "rules[0] (latency_spike).condition: model setting 'baseline_accuracy' is not set on support-bot "
+        "(support-bot has 'baseline_acuracy': a typo?), so this rule would never fire there; set it on the model, "
+        "narrow the rule's models:, or if samples arrive as baseline_accuracy, declare it under metrics:"
+    )
+
+
+@pytest.mark.parametrize(
+    ("replace", "by"),
+    [
+        ('models: ["*"]', 'models: ["fraud-*"]'),  # the rule covers only models that set it
+        ("  - name: p99_latency_ms\n", "  - name: p99_latency_ms\n  - name: baseline_accuracy\n"),  # pushed
+    ],
+    ids=["narrowed models", "declared as pushed"],
+)
+def test_a_setting_some_models_lack_is_fine_where_the_rule_cannot_miss_it(
+    config_dir: MakeDir, replace: str, by: str
+) -> None:
+    text = RULE.replace("p99_latency_ms > 5000", "p99_latency_ms > baseline_accuracy * 5000").replace(replace, by)
+
+    assert load_config(config_dir(rules=text, models=MODEL + SECOND_MODEL)).rules[0].name == "latency_spike"
+
+
 def test_an_unknown_name_with_nothing_close_says_how_to_declare_it(config_dir: MakeDir) -> None:
     text = RULE.replace("p99_latency_ms > 5000", "p99_latency_ms > 5000 and gpu_memory_mb > 100")
 
