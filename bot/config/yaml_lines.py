@@ -3,7 +3,9 @@
 PyYAML forgets line numbers once it builds Python objects, yet "rules/ml.yaml:14" is the
 whole point of a good configuration error. We compose the node tree, build plain objects
 ourselves and keep a map from each value's path (``("rules", 0, "severity")``) to its line.
-Duplicate keys, which PyYAML silently lets the last one win, are reported instead.
+Duplicate keys, which PyYAML silently lets the last one win, are reported instead, syntax errors
+carry a hint at their usual cause (a tab, an indentation, a missing space after a colon), and
+nesting is limited.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class LocatedDocument:
 
 
 MAX_DEPTH = 20
-"""How deeply collections may nest. The deepest real section is about six levels; PyYAML and
+"""How deeply collections may nest. Real files need four (file, rules, a rule, its labels); PyYAML and
 :func:`_build` recurse per level, so a few hundred ``- - - …`` would end in ``RecursionError``."""
 
 _HINTS: tuple[tuple[str, str, bool], ...] = (
