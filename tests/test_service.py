@@ -1,7 +1,8 @@
 """The alert service end to end on SQLite and PostgreSQL: metrics in, alerts and notifications out.
 
 Uses the shipped rules: ``latency_spike`` fires when ``p99_latency_ms > 5000`` has held for 2m,
-then cools down for 15m after it resolves; a sample older than 15m is no data.
+resolves once clear for 5m (``keep_firing_for``), then cools down for 15m; a sample older than
+15m is no data.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def alerts_for(engine: Engine, key: str = KEY) -> int:
 def history(engine: Engine, alert_id: int | None) -> list[EventKind]:
     with session(engine) as s:
         return [e.kind for e in store.history(s, alert_id or 0)]
+
+
+KEEP_FIRING_FOR = 5 * MINUTE
+
+
+def clear(service: AlertService, clock: FrozenClock, p99_latency_ms: float = 800) -> None:
+    """The latency recovers and stays recovered for ``keep_firing_for``: the alert auto-resolves."""
+    push(service, clock, p99_latency_ms)
+    service.evaluate_once()
+    clock.advance(KEEP_FIRING_FOR)
+    push(service, clock, p99_latency_ms)
+    service.evaluate_once()
 
 
 @pytest.fixture
@@ -128,13 +141,24 @@ def test_a_firing_alert_resolves_itself_when_the_condition_clears(
     clock.advance(MINUTE)
     push(service, clock, 800)
     service.evaluate_once()
+    assert open_alert(engine) is not None, "keep_firing_for holds it while the recovery is young"
+    assert notifications() == [("fired", KEY)], "and that is nobody's news"
+
+    clock.advance(KEEP_FIRING_FOR)
+    push(service, clock, 800)
+    service.evaluate_once()
 
     assert open_alert(engine) is None
     with session(engine) as s:
         resolved = store.get(s, firing.id or 0)
     assert resolved is not None and resolved.state is AlertState.RESOLVED
     assert resolved.resolved_by == SYSTEM_ACTOR and resolved.resolved_at == clock.now()
-    assert history(engine, firing.id) == [EventKind.PENDING, EventKind.FIRED, EventKind.AUTO_RESOLVED]
+    assert history(engine, firing.id) == [
+        EventKind.PENDING,
+        EventKind.FIRED,
+        EventKind.KEPT_FIRING,
+        EventKind.AUTO_RESOLVED,
+    ]
     assert notifications() == [("fired", KEY), ("auto_resolved", KEY)]
 
 
@@ -159,8 +183,7 @@ def test_the_cooldown_blocks_a_refire_until_it_has_passed(
     notifications: Callable[[], list[tuple[str, str]]],
 ) -> None:
     clock.advance(MINUTE)
-    push(service, clock, 800)
-    service.evaluate_once()
+    clear(service, clock)
     resolved_at = clock.now()
     assert notifications() == [("fired", KEY), ("auto_resolved", KEY)]
 
@@ -268,8 +291,7 @@ def test_an_acknowledged_alert_stays_open_until_the_condition_clears(
     service.evaluate_once()
     assert open_alert(engine).state is AlertState.ACKNOWLEDGED  # type: ignore[union-attr]
 
-    push(service, clock, 700)
-    service.evaluate_once()
+    clear(service, clock, 700)
     assert open_alert(engine) is None
 
 
@@ -304,8 +326,7 @@ def test_a_resolved_alert_cannot_be_acknowledged_or_resolved_again(
 def test_an_auto_resolved_alert_refuses_clicks_naming_auto_resolve(
     service: AlertService, clock: FrozenClock, firing: Alert
 ) -> None:
-    push(service, clock, 100)
-    service.evaluate_once()
+    clear(service, clock, 100)
     with pytest.raises(ActionRefused, match="Already resolved by auto-resolve"):
         service.acknowledge(firing.id or 0, actor="U_ANA")
 

@@ -20,7 +20,8 @@ from bot.config.durations import parse_duration
 ESCALATION_STEP_SECONDS = 20.0
 """The default policy's steps come every 20 demo seconds (20 s, 40 s, 60 s) instead of 15/30/60 min."""
 LONGEST_FOR_SECONDS = 5.0
-"""A rule's ``for:`` holds at most this long in the demo (latency_spike's 2 minutes become 5 s)."""
+"""A rule's ``for:`` (and ``keep_firing_for:``) holds at most this long in the demo (latency_spike's
+2 minutes become 5 s)."""
 GROUP_WAIT_SECONDS = 2.0
 
 
@@ -56,10 +57,17 @@ def compress(document: dict[str, Any], *, speed: float = 1.0) -> dict[str, Any]:
 
 
 def _compress_rule(rule: Any, speed: float) -> Any:
-    if not isinstance(rule, dict) or rule.get("for") in (None, ""):
+    """``for:`` and ``keep_firing_for:`` hold at most :data:`LONGEST_FOR_SECONDS` (then ``speed``)."""
+    if not isinstance(rule, dict):
         return rule
-    held = min(parse_duration(rule["for"]).total_seconds(), LONGEST_FOR_SECONDS)
-    return {**rule, "for": _seconds(held / speed)} if held > 0 else rule
+    out = dict(rule)
+    for key in ("for", "keep_firing_for"):
+        if out.get(key) in (None, ""):
+            continue
+        held = min(parse_duration(out[key]).total_seconds(), LONGEST_FOR_SECONDS)
+        if held > 0:
+            out[key] = _seconds(held / speed)
+    return out
 
 
 def write_demo_config(source: Path, target: Path, *, speed: float = 1.0) -> Path:

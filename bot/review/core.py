@@ -84,7 +84,8 @@ class _Fire:
     lifetime: timedelta | None
     """Firing to resolution."""
     held: timedelta | None
-    """Condition first true (pending included) to resolution: what a ``for:`` must outlast."""
+    """Condition first true (pending included) until it cleared: what a ``for:`` must outlast (a
+    ``keep_firing_for`` window after the condition cleared is not part of the breach)."""
     refire_gap: timedelta | None
 
 
@@ -142,7 +143,7 @@ def _fire(alert: Alert, events: Sequence[Event] | None, now: datetime, before: d
         acted_on=acted,
         auto_resolved=auto and resolved is not None,
         lifetime=resolved - fired_at if resolved is not None else None,
-        held=resolved - alert.started_at if resolved is not None else None,
+        held=min(resolved, alert.clear_since or resolved) - alert.started_at if resolved is not None else None,
         refire_gap=fired_at - before if before is not None and fired_at - before <= REFIRE_GAP else None,
     )
 

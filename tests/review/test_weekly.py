@@ -37,8 +37,12 @@ def fire_latency(service: AlertService, clock: FrozenClock, engine: Engine) -> i
 
 
 def clear_latency(service: AlertService, clock: FrozenClock) -> None:
-    service.ingest([(FRAUD, "p99_latency_ms", clock.now(), 800)])
-    service.evaluate_once()
+    """Latency back to normal, and kept there for the rule's 5m ``keep_firing_for``: auto-resolved."""
+    for _ in range(2):
+        service.ingest([(FRAUD, "p99_latency_ms", clock.now(), 800)])
+        service.evaluate_once()
+        clock.advance(5 * MIN)
+    clock.advance(-5 * MIN)
 
 
 def test_review_from_the_database(service: AlertService, clock: FrozenClock, engine: Engine, config: Config) -> None:
