@@ -120,11 +120,11 @@ def build_bot(
     return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app)
 
 
-PAGE_KINDS = frozenset({"alert.fired", "alert.escalated"})
+PAGE_KINDS = frozenset({"incident.opened", "incident.joined", "incident.escalated"})
 
 
 def page_result_hook(clock: Clock) -> ResultHook:
-    """The outbox's result hook that puts a page's fate in the alert's Slack thread (SPEC §1):
+    """The outbox's result hook that puts a page's fate in the incident's Slack thread (SPEC §1):
     a PagerDuty trigger that was accepted, or that failed for good, queues an ``alert.page_result``
     Slack reply in the transaction that records it -- once per PagerDuty outbox row."""
 
@@ -142,7 +142,7 @@ def page_result_hook(clock: Clock) -> ResultHook:
             return  # an outcome written again after its commit's answer was lost
         payload: dict[str, object] = {
             "outcome": "failed" if outcome == FAILED else "accepted",
-            "event": note.kind.removeprefix("alert."),
+            "event": note.kind.removeprefix("incident."),
             "dedup_key": dedup_key,
             "summary": f"[{note.payload.get('severity')}] {note.payload.get('title') or note.payload.get('key')}",
             "pagerduty_outbox_id": note.id,
@@ -155,6 +155,7 @@ def page_result_hook(clock: Clock) -> ResultHook:
             channel="slack",
             kind=PAGE_RESULT,
             alert_id=note.alert_id,
+            incident_id=note.payload.get("incident_id") if isinstance(note.payload.get("incident_id"), int) else None,
             payload=payload,
             idempotency_key=key,
             now=clock.now(),

@@ -6,28 +6,31 @@ listeners and the scheduler jobs all call in here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.alerts import lifecycle, store
-from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, EventKind, Transition
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind, Transition
 from bot.clock import Clock
 from bot.config.conditions import ConditionEvaluator
 from bot.config.loader import Config
+from bot.escalation.sweep import sweep
 from bot.evaluation.evaluate import PassInput, evaluate
 from bot.evaluation.rule_errors import RuleErrors
 from bot.evaluation.schedule import EvaluationSchedule
+from bot.incidents import incident as incidents
+from bot.incidents import store as incident_store
+from bot.incidents import tracker
+from bot.incidents.incident import Incident, IncidentTransition
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
-from bot.notify.outbox import enqueue
-from bot.notify.routing import PAGER, Delivery, pages_to, route
+from bot.notify.dispatch import Dispatcher, Hold, no_hold
+from bot.notify.routing import Routes, every_channel
 from bot.observability import Metrics, times_evaluation
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
@@ -37,26 +40,11 @@ from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
 
-Router = Callable[[Alert, lifecycle.Event, Config, datetime, bool], list[Delivery]]
-"""Decides which notifiers hear about an event, when, and with what extras."""
-
-Hold = Callable[[str, Alert, lifecycle.Event], timedelta]
-"""An extra wait before a notification may be delivered, per channel."""
+__all__ = ["AlertService", "ExternalPlan", "PassResult", "every_channel", "no_hold"]
 
 ExternalPlan = Callable[[Config, Mapping[str, Alert], Mapping[str, datetime], datetime], list[Transition]]
 """Pure decisions about alerts fired elsewhere (Alertmanager): given the configuration, the open
 alerts by key, the keys' last resolutions and now, the transitions to record."""
-
-
-def no_hold(_channel: str, _alert: Alert, _event: lifecycle.Event) -> timedelta:
-    return timedelta(0)
-
-
-def every_channel(channels: list[str]) -> Router:
-    """Route through the configured routing table to these notifier channels."""
-    return lambda alert, event, config, now, silenced: route(
-        alert, event, config=config, channels=channels, now=now, silenced=silenced
-    )
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,7 @@ class AlertService:
         engine: Engine,
         clock: Clock,
         config: Callable[[], Config],
-        router: Router,
+        router: Routes,
         *,
         hold: Hold = no_hold,
         metrics: Metrics | None = None,
@@ -79,8 +67,7 @@ class AlertService:
         self._engine = engine
         self._clock = clock
         self._config = config
-        self._router = router
-        self._hold = hold
+        self._dispatch = Dispatcher(router, hold=hold)
         self._evaluator = ConditionEvaluator()
         self.rule_errors = RuleErrors(metrics)
         """Rules that failed in the latest evaluation pass, for ``/healthz``."""
@@ -150,7 +137,7 @@ class AlertService:
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
             )
             transitions = evaluate(data, now=now, evaluator=self._evaluator, errors=self.rule_errors)
-            return self._record_pass(s, transitions, config, now, "evaluation pass")
+            return self._record_pass(s, transitions, config, now, "evaluation pass", storms=True)
 
     def evaluate_slos_once(self) -> PassResult:
         """One pass over every SLO's burn rate (:mod:`bot.slo.service`), recorded like a rule pass:
@@ -161,14 +148,23 @@ class AlertService:
             return self._record_pass(s, slo_transitions(s, config, now), config, now, "SLO pass")
 
     def _record_pass(
-        self, s: Session, transitions: list[Transition], config: Config, now: datetime, what: str
+        self,
+        s: Session,
+        transitions: list[Transition],
+        config: Config,
+        now: datetime,
+        what: str,
+        *,
+        storms: bool = False,
     ) -> PassResult:
         """Record a pass's transitions in the caller's transaction, or roll it all back if another
-        replica changed an alert meanwhile: the next tick decides again from fresh data."""
+        replica changed an alert meanwhile: the next tick decides again from fresh data. With
+        ``storms``, a rule breaching on many models at once folds into one storm incident."""
         try:
             silences = silence_store.active(s, now=now)
+            stormy = tracker.storms(s, transitions, config, now) if storms else set()
             for change in transitions:
-                self._record(s, change, config, now, silences)
+                self._record(s, change, config, now, silences, storms=stormy)
         except store.ConcurrentChange as exc:
             s.rollback()
             log.info("%s lost a race and will retry next tick: %s", what, exc)
@@ -176,40 +172,29 @@ class AlertService:
         return PassResult(transitions, conflicts=0)
 
     def escalate_due(self, limit: int = 500) -> int:
-        """Run every escalation step that is due; return how many ran.
-
-        The due rows are locked for this transaction (SKIP LOCKED on PostgreSQL), each step
-        moves the alert's step index forward in the same transaction that enqueues its
-        notifications, and the outbox's idempotency keys name the step: a step happens once,
-        whichever replica runs it and however often the process restarts.
-        """
+        """Run every escalation step that is due (:mod:`bot.escalation.sweep`); return how many ran."""
         config = self._config()
         now = self._clock.now()
-        ran = 0
-        late: list[timedelta] = []  # per step, recorded once the sweep has committed
         with open_session(self._engine) as s, s.begin():
             try:
-                silences = silence_store.active(s, now=now)
-                for alert in store.due_for_escalation(s, now=now, limit=limit):
-                    current: Alert | None = alert
-                    while current is not None and (change := lifecycle.escalate(current, now=now)) is not None:
-                        late.append(now - (lifecycle.next_deadline(current) or now))
-                        current = self._record(s, change, config, now, silences)
-                        ran += 1
+                record = lambda change: self._record_incident(s, change, config, now)  # noqa: E731
+                late = sweep(s, now=now, limit=limit, record=record)
             except store.ConcurrentChange as exc:
                 s.rollback()
                 log.info("escalation sweep lost a race and will retry next tick: %s", exc)
                 return 0
         if self._metrics:
             self._metrics.escalations_ran(late)
-        return ran
+        return len(late)
 
     def overdue_escalations(self, *, grace: timedelta = timedelta(seconds=30)) -> list[tuple[int, str, datetime]]:
         """The watchdog: escalations whose deadline passed more than ``grace`` ago and did not run."""
         with open_session(self._engine) as s:
-            overdue = store.overdue_escalations(s, before=self._clock.now() - grace)
-        for alert_id, key, deadline in overdue:
-            log.warning("escalation of alert %s (%s) is overdue: it was due at %s", alert_id, key, deadline.isoformat())
+            overdue = incident_store.overdue_escalations(s, before=self._clock.now() - grace)
+        for incident_id, group, deadline in overdue:
+            log.warning(
+                "escalation of incident %s (%s) is overdue: it was due at %s", incident_id, group, deadline.isoformat()
+            )
         return overdue
 
     def acknowledge(self, alert_id: int, *, actor: str) -> Alert:
@@ -237,6 +222,44 @@ class AlertService:
                     s.rollback()
                     continue
         raise store.ConcurrentChange(f"alert {alert_id} keeps changing; try again")
+
+    def acknowledge_incident(self, incident_id: int, *, actor: str) -> Incident:
+        """A person takes the whole incident: it and its firing alerts are acknowledged, the climb
+        stops, PagerDuty hears once; the people in Slack hear one reply, not one per alert."""
+        return self._act_on_incident(incident_id, incidents.acknowledge, lifecycle.acknowledge, actor)
+
+    def resolve_incident(self, incident_id: int, *, actor: str) -> Incident:
+        """A person declares the whole incident over: its open alerts resolve with it."""
+        return self._act_on_incident(incident_id, incidents.resolve, lifecycle.resolve, actor)
+
+    def _act_on_incident(
+        self,
+        incident_id: int,
+        decide: Callable[..., IncidentTransition],
+        each: Callable[..., Transition],
+        actor: str,
+    ) -> Incident:
+        """Raises ActionRefused (with the reason) or LookupError; the loser of two clicks at once
+        re-reads and is refused with what happened, as for an alert."""
+        for _ in range(3):
+            with open_session(self._engine) as s, s.begin():
+                current = incident_store.get(s, incident_id)
+                if current is None:
+                    raise LookupError(f"no incident with id {incident_id}")
+                now = self._clock.now()
+                change = decide(current, actor=actor, now=now)
+                config = self._config()
+                silences = silence_store.active(s, now=now)
+                try:
+                    for alert in incident_store.open_alerts(s, incident_id):
+                        if each is lifecycle.acknowledge and alert.state is not AlertState.FIRING:
+                            continue
+                        self._record(s, each(alert, actor=actor, now=now), config, now, silences, quiet=True)
+                    return self._record_incident(s, change, config, now, by_person=True)
+                except store.ConcurrentChange:
+                    s.rollback()
+                    continue
+        raise store.ConcurrentChange(f"incident {incident_id} keeps changing; try again")
 
     def silence(self, silence: Silence) -> Silence:
         with open_session(self._engine) as s, s.begin():
@@ -271,72 +294,87 @@ class AlertService:
                 return 0
         return released
 
-    def _record(self, s: Session, change: Transition, config: Config, now: datetime, silences: list[Silence]) -> Alert:
-        """Save one transition and enqueue its notifications, in the caller's transaction.
+    def _record(
+        self,
+        s: Session,
+        change: Transition,
+        config: Config,
+        now: datetime,
+        silences: list[Silence],
+        *,
+        storms: set[tuple[str, str]] | None = None,
+        quiet: bool = False,
+    ) -> Alert:
+        """Save one alert transition, keep its incident in step, and enqueue what people hear, in
+        the caller's transaction.
 
-        A silenced alert's transitions are stored (its history is complete) but reach no one,
-        and a silenced page is not recorded as paged, so no acknowledge or resolve follows it.
+        A firing alert joins its group's incident (or a storm's); when its incident's last alert
+        closes, or its last firing one is acknowledged, the incident follows. A silenced alert's
+        transitions are stored (its history is complete) but reach no one and join no incident
+        until the silence ends. ``quiet``: part of a person's action on the whole incident, which
+        says it once.
         """
         alert, event = change.alert, change.event
         muted = event.kind.notifies and is_silenced(silences, rule=alert.rule, model=alert.model, now=now)
-        if event.kind in (EventKind.FIRED, EventKind.ESCALATED) and not muted:
-            paged = pages_to(alert, event, config)
-            if paged:
-                alert = replace(alert, paged_keys=(*alert.paged_keys, *paged))
+        incident: Incident | None = None
+        if event.kind is EventKind.FIRED and not muted:
+            channel = config.alert_channel(alert.rule, alert.model)
+            placed = tracker.place(s, alert, config, now, storm=(alert.rule, channel) in (storms or set()))
+            incident = self._record_incident(s, placed, config, now, model=alert.model)
+            alert = replace(alert, incident_id=incident.id)
         saved = store.save(s, replace(change, alert=alert))
         _log_transition(saved, event, silenced=muted)
-        if event.kind.notifies:
-            # the router decides what to page from the keys paged *before* this event: saved's
-            # keys already include this event's pages, against which nothing would be left to page
-            self._enqueue(s, saved, event, config, now, silenced=muted, paged_before=change.alert.paged_keys)
+        follow: IncidentTransition | None = None
+        if quiet:
+            pass  # the person's action on the whole incident records the incident's change itself
+        elif event.kind in (EventKind.RESOLVED, EventKind.AUTO_RESOLVED):
+            follow = tracker.after_close(s, saved, actor=event.actor, now=now)
+        elif event.kind is EventKind.ACKNOWLEDGED:
+            follow = tracker.after_acknowledge(s, saved, actor=event.actor, now=now)
+        if follow is not None:
+            incident = self._record_incident(s, follow, config, now, model=saved.model)
+        if event.kind.notifies and not quiet:
+            if incident is None and saved.incident_id is not None:
+                incident = incident_store.get(s, saved.incident_id)
+            urgent = incident is not None and incident.severity in config.routing.page
+            self._dispatch.alert_event(s, saved, event, config, now, silenced=muted, urgent=urgent)
         return saved
 
-    def _enqueue(
+    def _record_incident(
         self,
         s: Session,
-        alert: Alert,
-        event: lifecycle.Event,
+        change: IncidentTransition,
         config: Config,
         now: datetime,
         *,
-        silenced: bool,
-        paged_before: tuple[str, ...] | None = None,
-    ) -> None:
-        routed = alert if paged_before is None else replace(alert, paged_keys=paged_before)
-        deliveries = self._router(routed, event, config, now, silenced)
-        paged_now = any(d.channel == PAGER for d in deliveries) and event.kind is EventKind.ESCALATED
-        for delivery in deliveries:
-            payload = {**notification_payload(alert, event), "paged_now": paged_now, **delivery.extra}
-            routing_key = str(delivery.extra.get("pagerduty_routing_key", ""))
-            key_part = hashlib.sha256(routing_key.encode()).hexdigest()[:12] if routing_key else ""
-            enqueue(
-                s,
-                channel=delivery.channel,
-                kind=f"alert.{event.kind.value}",
-                alert_id=alert.id,
-                payload=payload,
-                idempotency_key=f"{delivery.channel}:{alert.id}:{event.kind.value}:{alert.version}:{key_part}"[:300],
-                now=event.at,
-                not_before=event.at + max(delivery.hold, self._hold(delivery.channel, alert, event)),
-            )
+        model: str | None = None,
+        by_person: bool = False,
+    ) -> Incident:
+        """Save an incident transition with the pages it newly makes, and enqueue them (and, for an
+        escalation or a person's action on the whole incident, the chat rows). ``model``: whose
+        PagerDuty routing key pages (default: the incident's first alert's model)."""
+        lead_model = model if model is not None else _first_model(s, change.incident)
+        before = change.incident.paged_keys
+        paged = self._dispatch.pages(change.incident, change.event, config, model=lead_model)
+        incident = replace(change.incident, paged_keys=(*before, *paged)) if paged else change.incident
+        saved = incident_store.save(s, replace(change, incident=incident))
+        log.info(
+            "incident %s %s: %s (%s)%s",
+            saved.id,
+            change.event.kind.value,
+            saved.group_key,
+            saved.severity.value,
+            f", paged {len(paged)} service(s)" if paged else "",
+        )
+        self._dispatch.incident_event(
+            s, saved, change.event, config, now, model=lead_model, paged_before=before, by_person=by_person
+        )
+        return saved
 
 
-def notification_payload(alert: Alert, event: lifecycle.Event) -> dict[str, Any]:
-    """A self-contained, JSON-ready snapshot: the notifier needs nothing else to say what happened."""
-    snapshot = {
-        name: value.isoformat() if isinstance(value, datetime) else value for name, value in store.fields(alert).items()
-    }
-    return {
-        "event": event.kind.value,
-        "actor": event.actor,
-        "at": event.at.isoformat(),
-        "detail": event.detail,
-        "escalation": dict(event.data),
-        "alert_id": alert.id,
-        "key": alert.key,
-        "occurrence": alert.occurrence,
-        **snapshot,
-    }
+def _first_model(s: Session, incident: Incident) -> str:
+    members = incident_store.alerts(s, incident.id) if incident.id is not None else []
+    return members[0].model if members else ""
 
 
 def _log_transition(alert: Alert, event: lifecycle.Event, *, silenced: bool) -> None:

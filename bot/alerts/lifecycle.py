@@ -17,9 +17,8 @@
   it has stayed clear that long; a breach inside the window cancels the countdown;
 * after a fired alert resolves, the same key cannot fire again until its cooldown has passed;
 * RESOLVED is final. A click on a resolved alert is refused, it never reopens it;
-* a firing alert nobody acknowledges climbs its escalation policy, snapshotted when it opened
-  (so a configuration reload does not change a climb in progress): each step, counted from
-  when the alert fired, may raise its severity; Acknowledge stops the climb, Resolve ends it.
+* a firing alert joins an incident (:mod:`bot.incidents`): the incident, not the alert, escalates
+  on the policy snapshot the alert carries and pages.
 
 Every change is an :class:`Event` with an actor and a time; the service stores them as the
 alert's history and turns the notifiable ones into outbox entries.
@@ -33,7 +32,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.config.conditions import Outcome
-from bot.config.durations import humanize
 from bot.errors import ActionRefused
 from bot.severity import Severity
 
@@ -114,11 +112,8 @@ class Alert:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     policy: tuple[PolicyStep, ...] = ()
-    escalation_step: int = 0
-    """Index of the next policy step to run."""
-    next_escalation_at: datetime | None = None
-    paged_keys: tuple[str, ...] = ()
-    """PagerDuty routing keys this alert paged ("" = the default key): they hear ack and resolve."""
+    """The model's escalation policy when the alert opened: an incident it opens climbs on it."""
+    incident_id: int | None = None
     clear_since: datetime | None = None
     """When the condition of this firing alert last stopped holding, while ``keep_firing_for``
     keeps it open; ``None`` while the condition holds."""
@@ -251,7 +246,6 @@ def _cleared(
             return None
     resolved = replace(
         alert,
-        next_escalation_at=None,
         state=AlertState.RESOLVED,
         resolved_at=now,
         resolved_by=SYSTEM_ACTOR,
@@ -263,9 +257,7 @@ def _cleared(
 def acknowledge(alert: Alert, *, actor: str, now: datetime) -> Transition:
     """A person takes the alert. Refused unless it is firing, with a reason they can read."""
     if alert.state is AlertState.FIRING:
-        acked = replace(
-            alert, state=AlertState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor, next_escalation_at=None
-        )
+        acked = replace(alert, state=AlertState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor)
         return Transition(acked, Event(EventKind.ACKNOWLEDGED, actor, now))
     raise ActionRefused(_refusal(alert, "acknowledge"))
 
@@ -273,54 +265,13 @@ def acknowledge(alert: Alert, *, actor: str, now: datetime) -> Transition:
 def resolve(alert: Alert, *, actor: str, now: datetime) -> Transition:
     """A person declares the problem over; the cooldown then keeps the rule from re-firing at once."""
     if alert.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED):
-        done = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=actor, next_escalation_at=None)
+        done = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=actor)
         return Transition(done, Event(EventKind.RESOLVED, actor, now))
     raise ActionRefused(_refusal(alert, "resolve"))
 
 
-def escalate(alert: Alert, *, now: datetime) -> Transition | None:
-    """Run the next policy step if its time has come; ``None`` when nothing is due.
-
-    One step per call: after downtime the caller loops, so each overdue step still happens,
-    once, in order. The new severity is the more severe of the current one and the step's.
-    """
-    if alert.state is not AlertState.FIRING or alert.fired_at is None:
-        return None
-    if alert.escalation_step >= len(alert.policy):
-        return None
-    step = alert.policy[alert.escalation_step]
-    if alert.fired_at + step.after > now:
-        return None
-    number = alert.escalation_step + 1
-    severity = min(alert.severity, step.severity)
-    climbed = replace(alert, severity=severity, escalation_step=number)
-    climbed = replace(climbed, next_escalation_at=next_deadline(climbed))
-    raised = f"severity {alert.severity.value} → {severity.value}" if severity != alert.severity else ""
-    detail = f"unacknowledged for {humanize(step.after)}" + (f"; {raised}" if raised else "")
-    data: dict[str, object] = {
-        "step": number,
-        "steps": len(alert.policy),
-        "after_seconds": step.after.total_seconds(),
-        "from_severity": alert.severity.value,
-        "to_severity": severity.value,
-        "mention": step.mention,
-        "routing_key": step.routing_key,
-    }
-    return Transition(climbed, Event(EventKind.ESCALATED, SYSTEM_ACTOR, now, detail, data))
-
-
-def next_deadline(alert: Alert) -> datetime | None:
-    """When the next escalation step is due: only firing alerts climb."""
-    if alert.state is not AlertState.FIRING or alert.fired_at is None:
-        return None
-    if alert.escalation_step >= len(alert.policy):
-        return None
-    return alert.fired_at + alert.policy[alert.escalation_step].after
-
-
 def _fire(alert: Alert, actor: str, now: datetime) -> Transition:
     fired = replace(alert, state=AlertState.FIRING, fired_at=now)
-    fired = replace(fired, next_escalation_at=next_deadline(fired))
     return Transition(fired, Event(EventKind.FIRED, actor, now))
 
 

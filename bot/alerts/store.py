@@ -121,10 +121,8 @@ def to_alert(row: AlertRow) -> Alert:
         acknowledged_by=row.acknowledged_by,
         resolved_at=aware(row.resolved_at),
         resolved_by=row.resolved_by,
-        policy=tuple(_step(record) for record in row.policy or []),
-        escalation_step=row.escalation_step,
-        next_escalation_at=aware(row.next_escalation_at),
-        paged_keys=tuple(row.paged_keys or []),
+        policy=policy_steps(row.policy or []),
+        incident_id=row.incident_id,
         clear_since=aware(row.clear_since),
         version=row.version,
     )
@@ -147,12 +145,19 @@ def fields(alert: Alert) -> dict[str, Any]:
         "acknowledged_by": alert.acknowledged_by,
         "resolved_at": alert.resolved_at,
         "resolved_by": alert.resolved_by,
-        "policy": [_step_record(step) for step in alert.policy],
-        "escalation_step": alert.escalation_step,
-        "next_escalation_at": alert.next_escalation_at,
-        "paged_keys": list(alert.paged_keys),
+        "policy": policy_records(alert.policy),
+        "incident_id": alert.incident_id,
         "clear_since": alert.clear_since,
     }
+
+
+def policy_records(policy: Iterable[PolicyStep]) -> list[dict[str, Any]]:
+    """A policy snapshot as JSON-ready records (alerts and incidents store it alike)."""
+    return [_step_record(step) for step in policy]
+
+
+def policy_steps(records: Iterable[dict[str, Any]]) -> tuple[PolicyStep, ...]:
+    return tuple(_step(record) for record in records)
 
 
 def _step_record(step: PolicyStep) -> dict[str, Any]:
@@ -215,35 +220,6 @@ def open_alerts_of_model(session: Session, model: str) -> list[tuple[Alert, tupl
         (to_alert(row), (row.slack_channel, row.slack_ts) if row.slack_channel and row.slack_ts else None)
         for row in rows
     ]
-
-
-def due_for_escalation(session: Session, *, now: datetime, limit: int) -> list[Alert]:
-    """Firing alerts whose next escalation step is due, oldest deadline first, locked for us.
-
-    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` hands each due row to one replica; rows another
-    replica holds are skipped, not waited for. A replica that dies mid-transaction releases
-    its locks with its connection, so nothing stays claimed. SQLite has one writer at a time,
-    and the version check in :func:`save` refuses the loser of any race.
-    """
-    rows = session.exec(
-        select(AlertRow)
-        .where(AlertRow.state == AlertState.FIRING.value)
-        .where(col(AlertRow.next_escalation_at) <= now)
-        .order_by(col(AlertRow.next_escalation_at))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    return [to_alert(row) for row in rows]
-
-
-def overdue_escalations(session: Session, *, before: datetime) -> list[tuple[int, str, datetime]]:
-    """``(id, key, deadline)`` of escalations that should have run before ``before``: the watchdog."""
-    rows = session.exec(
-        select(AlertRow.id, AlertRow.dedup_key, AlertRow.next_escalation_at)
-        .where(AlertRow.state == AlertState.FIRING.value)
-        .where(col(AlertRow.next_escalation_at) < before)
-    ).all()
-    return [(int(i or 0), key, ensure_utc(at)) for i, key, at in rows if at is not None]
 
 
 def fired_since(session: Session, *, since: datetime) -> list[Alert]:

@@ -81,6 +81,14 @@ class Config:
         known = self.models.get(model)
         return rule.channel or (known.channel if known else None) or self.settings.default_channel
 
+    def alert_channel(self, rule: str, model: str) -> str:
+        """Where an alert of ``rule`` (perhaps not a configured rule: an SLO's, Alertmanager's) is told."""
+        configured = self.rule(rule)
+        if configured is not None:
+            return self.channel_for(configured, model)
+        known = self.models.get(model)
+        return (known.channel if known else None) or self.settings.default_channel
+
 
 def load_config(directory: Path | str) -> Config:
     """Load and validate ``directory``; raise :class:`ConfigError` naming every problem."""

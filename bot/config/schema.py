@@ -36,6 +36,7 @@ ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_le
 Channel = Annotated[str, Field(pattern=r"^(#[a-z0-9][a-z0-9._-]*|[CGD][A-Z0-9]{6,})$")]
 Scalar = str | int | float | bool
 NoDataChoice = Literal["keep", "resolve"]
+GroupLabel = Literal["model", "rule"]
 
 
 def _severity(value: object) -> object:
@@ -64,8 +65,21 @@ class EngineSettings(Strict):
     """What a firing alert does while its series is silent: ``keep`` firing, or ``resolve``."""
     keep_firing_for: Duration = timedelta(0)
     """The default hysteresis of every rule (see :attr:`Rule.keep_firing_for`)."""
+    group_by: list[GroupLabel] = Field(default_factory=lambda: list[GroupLabel](["model"]))
+    """The labels whose alerts make one incident (with the channel they are told in): ``[model]``,
+    ``[rule]``, ``[model, rule]`` or ``[]`` (everything in a channel)."""
+    storm_threshold: int = Field(default=10, ge=1)
+    """More new incidents than this of one rule in one channel within ``group_wait`` fold into one
+    storm incident."""
     accept_unknown_models: bool = False
     default_channel: Channel = "#ml-alerts"
+
+    @field_validator("group_by")
+    @classmethod
+    def _distinct_labels(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"group_by {value} names a label twice; use [model], [rule], [model, rule] or []")
+        return value
 
     @field_validator("evaluation_interval")
     @classmethod

@@ -73,14 +73,18 @@ def enqueue(
     idempotency_key: str,
     now: datetime,
     alert_id: int | None = None,
+    incident_id: int | None = None,
     not_before: datetime | None = None,
 ) -> None:
+    """Add a row in the caller's transaction. Rows naming an incident are delivered in order per
+    incident and channel (its root message before any update); others in order per alert."""
     session.add(
         OutboxRow(
             idempotency_key=idempotency_key,
             channel=channel,
             kind=kind,
             alert_id=alert_id,
+            incident_id=incident_id,
             payload=dict(payload),
             status=PENDING,
             not_before=not_before or now,
@@ -205,9 +209,13 @@ class Outbox:
         """Pending rows of ``channels`` that no live claim holds and no earlier row of their
         alert waits ahead of, whatever their ``not_before``."""
         earlier = aliased(OutboxRow)
+        same_incident = and_(
+            col(OutboxRow.incident_id).is_not(None), col(earlier.incident_id) == OutboxRow.incident_id
+        )
+        same_alert = and_(col(OutboxRow.incident_id).is_(None), col(earlier.alert_id) == OutboxRow.alert_id)
         blocked = exists().where(
             and_(
-                col(earlier.alert_id) == OutboxRow.alert_id,
+                or_(same_incident, same_alert),
                 col(earlier.channel) == OutboxRow.channel,
                 col(earlier.status) == PENDING,
                 col(earlier.id) < OutboxRow.id,
@@ -217,7 +225,7 @@ class Outbox:
             col(OutboxRow.status) == PENDING,
             col(OutboxRow.channel).in_(list(channels)),
             or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now),
-            or_(col(OutboxRow.alert_id).is_(None), ~blocked),
+            or_(and_(col(OutboxRow.alert_id).is_(None), col(OutboxRow.incident_id).is_(None)), ~blocked),
         ]
 
     @staticmethod
@@ -374,3 +382,18 @@ def pending_for(session: Session, *, channel: str, kind: str, alert_ids: Collect
         .order_by(col(OutboxRow.id))
     )
     return list(session.exec(query).all())
+
+
+def release_held(session: Session, *, incident_id: int, now: datetime) -> int:
+    """The incident pages now: its chat rows held for business hours go out at once, to their
+    normal channel (a quiet-channel choice is dropped). Returns how many rows were released."""
+    rows = session.exec(
+        select(OutboxRow)
+        .where(OutboxRow.incident_id == incident_id, OutboxRow.status == PENDING)
+        .where(col(OutboxRow.channel) != "pagerduty", col(OutboxRow.not_before) > now)
+    ).all()
+    for row in rows:
+        row.not_before = now
+        row.payload = {k: v for k, v in row.payload.items() if k != "slack_channel"}
+        session.add(row)
+    return len(rows)

@@ -62,11 +62,12 @@ SEVERITIES: Mapping[Severity, str] = {
 
 TRIGGER, ACKNOWLEDGE, RESOLVE = "trigger", "acknowledge", "resolve"
 _ACTIONS: Mapping[str, str] = {
-    "alert.fired": TRIGGER,
-    "alert.escalated": TRIGGER,
-    "alert.acknowledged": ACKNOWLEDGE,
-    "alert.resolved": RESOLVE,
-    "alert.auto_resolved": RESOLVE,
+    "incident.opened": TRIGGER,
+    "incident.joined": TRIGGER,
+    "incident.escalated": TRIGGER,
+    "incident.acknowledged": ACKNOWLEDGE,
+    "incident.resolved": RESOLVE,
+    "incident.auto_resolved": RESOLVE,
 }
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 _HINTS: Mapping[int, str] = {
@@ -128,7 +129,7 @@ def event_action(kind: str, payload: Mapping[str, Any]) -> str | None:
     a deliberate page whatever the severity, and dropping it here would lose it silently.
     """
     action = _ACTIONS.get(kind)
-    if kind == "alert.escalated" and not (_severity(payload).pages or _named_key(payload)):
+    if kind == "incident.escalated" and not (_severity(payload).pages or _named_key(payload)):
         return None
     return action
 
@@ -197,6 +198,10 @@ def _details(payload: Mapping[str, Any], severity: Severity) -> dict[str, Any]:
     )
     if payload.get("description"):
         details["description"] = payload["description"]
+    models = payload.get("models")
+    if isinstance(models, list) and len(models) > 1:  # an incident of several models (a storm)
+        details["models"] = models
+        details["model_count"] = len(models)
     return details
 
 

@@ -1,9 +1,18 @@
-"""Routing: which notifiers hear about an alert event, when, and with what extras (pure).
+"""Routing: which notifiers hear about an event, when, and with what extras (pure).
 
-Seed 001's table: P0 and P1 post to Slack and page PagerDuty at once; P2 and P3 post to Slack
-only and, outside business hours, wait for the next business morning or go to a quieter
-channel. An escalation that reaches a paging severity pages, as does a step that names its own
-PagerDuty routing key (an L2 service). A silenced alert is recorded but notifies no one.
+People hear about incidents (:mod:`bot.incidents`), so routing is split the same way:
+
+* an **alert** event reaches the chat channels (its section of the incident's root message and a
+  thread reply); PagerDuty never hears about a single alert;
+* an **incident** event pages: the incident triggers once (its dedup key names the incident), when
+  it opens at a paging severity, an alert raises it to one, or an escalation step reaches one or
+  names its own routing key (an L2 service); its acknowledge and resolve reach each key it paged,
+  once. Escalation steps and a person's action on the whole incident are also said in chat.
+
+Seed 001's table: P0 and P1 post to Slack and page PagerDuty at once; P2 and P3 post to Slack only
+and, outside business hours, wait for the next business morning or go to a quieter channel; an
+incident that pages is never held (its chat message goes out at once, to its normal channel). A
+silenced alert is recorded but notifies no one.
 """
 
 from __future__ import annotations
@@ -14,12 +23,16 @@ from datetime import datetime, timedelta
 
 from bot.alerts.lifecycle import Alert, Event, EventKind
 from bot.config.loader import Config
+from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind
 from bot.notify.business_hours import is_open, next_opening
 
 CHAT_CHANNELS = ("slack", "log", "recording")
 PAGER = "pagerduty"
 DEFAULT_KEY = ""
 """Stands for the default routing key (``PAGERDUTY_ROUTING_KEY`` or the model's own)."""
+
+TRIGGERS = (IncidentEventKind.OPENED, IncidentEventKind.JOINED, IncidentEventKind.ESCALATED)
+CLOSERS = (IncidentEventKind.ACKNOWLEDGED, IncidentEventKind.RESOLVED, IncidentEventKind.AUTO_RESOLVED)
 
 
 @dataclass(frozen=True)
@@ -30,53 +43,68 @@ class Delivery:
     """Merged into the notification payload (``slack_channel``, ``pagerduty_routing_key`` …)."""
 
 
-def route(
-    alert: Alert, event: Event, *, config: Config, channels: Collection[str], now: datetime, silenced: bool = False
-) -> list[Delivery]:
-    if silenced or not event.kind.notifies:
-        return []
-    deliveries = [_chat(channel, alert, event, config, now) for channel in channels if channel != PAGER]
-    if PAGER in channels:
-        deliveries += _pages(alert, event, config)
-    return deliveries
+@dataclass(frozen=True)
+class Routes:
+    """The routing table applied to the notifier channels this bot has."""
+
+    channels: tuple[str, ...]
+
+    def for_alert(
+        self, alert: Alert, event: Event, *, config: Config, now: datetime, silenced: bool, urgent: bool
+    ) -> list[Delivery]:
+        """Chat deliveries of an alert event. ``urgent``: its incident pages, so nothing waits."""
+        if silenced or not event.kind.notifies:
+            return []
+        return [_chat(c, alert.severity, event.kind, config, now, urgent) for c in self.channels if c != PAGER]
+
+    def for_incident(
+        self, incident: Incident, event: IncidentEvent, *, config: Config, model: str, by_person: bool
+    ) -> list[Delivery]:
+        """Pages (and, for an escalation or a person's action on the whole incident, chat)."""
+        deliveries: list[Delivery] = []
+        if event.kind is IncidentEventKind.ESCALATED or by_person:
+            deliveries += [Delivery(c) for c in self.channels if c != PAGER]
+        if PAGER not in self.channels:
+            return deliveries
+        if event.kind in TRIGGERS:
+            keys = pages_to(incident, event, config, model=model)
+        elif event.kind in CLOSERS:
+            keys = list(incident.paged_keys)
+        else:
+            keys = []
+        return deliveries + [Delivery(PAGER, extra={"pagerduty_routing_key": k} if k else {}) for k in keys]
 
 
-def pages_to(alert: Alert, event: Event, config: Config) -> list[str]:
-    """Routing keys this event triggers a page on (``DEFAULT_KEY`` for the default)."""
-    paging = set(config.routing.page)
+def every_channel(channels: Collection[str]) -> Routes:
+    """Route through the configured routing table to these notifier channels."""
+    return Routes(tuple(channels))
+
+
+def pages_to(incident: Incident, event: IncidentEvent, config: Config, *, model: str) -> list[str]:
+    """Routing keys this incident event triggers a page on (``DEFAULT_KEY`` for the default) that
+    the incident has not paged yet: one page per incident and key, however many alerts join."""
     keys: list[str] = []
-    if event.kind is EventKind.FIRED and alert.severity in paging:
-        keys.append(_model_key(alert, config))
-    elif event.kind is EventKind.ESCALATED:
-        was_paging = str(event.data.get("from_severity")) in {s.value for s in paging}
-        if alert.severity in paging and not was_paging:
-            keys.append(_model_key(alert, config))
+    if incident.severity in config.routing.page:
+        keys.append(_model_key(model, config))
+    if event.kind is IncidentEventKind.ESCALATED:
         step_key = event.data.get("routing_key")
         if isinstance(step_key, str) and step_key:
             keys.append(step_key)
-    return [k for k in dict.fromkeys(keys) if k not in alert.paged_keys]
+    return [k for k in dict.fromkeys(keys) if k not in incident.paged_keys]
 
 
-def _pages(alert: Alert, event: Event, config: Config) -> list[Delivery]:
-    if event.kind in (EventKind.FIRED, EventKind.ESCALATED):
-        keys = pages_to(alert, event, config)
-    else:  # acknowledge / resolve reach every service this alert paged
-        keys = list(alert.paged_keys)
-    return [Delivery(PAGER, extra={"pagerduty_routing_key": key} if key else {}) for key in keys]
-
-
-def _chat(channel: str, alert: Alert, event: Event, config: Config, now: datetime) -> Delivery:
-    hold = config.settings.group_wait if event.kind is EventKind.FIRED and channel == "slack" else timedelta(0)
+def _chat(channel: str, severity: object, kind: EventKind, config: Config, now: datetime, urgent: bool) -> Delivery:
+    hold = config.settings.group_wait if kind is EventKind.FIRED and channel == "slack" else timedelta(0)
     hours = config.business_hours
-    urgent = alert.severity in config.routing.page
-    if hours is None or urgent or event.kind not in (EventKind.FIRED, EventKind.ESCALATED) or is_open(hours, now):
+    loud = urgent or severity in config.routing.page
+    if hours is None or loud or kind is not EventKind.FIRED or is_open(hours, now):
         return Delivery(channel, hold)
     if hours.outside == "quiet_channel" and config.routing.quiet_channel:
         return Delivery(channel, hold, {"slack_channel": config.routing.quiet_channel})
     return Delivery(channel, max(hold, next_opening(hours, now) - now))
 
 
-def _model_key(alert: Alert, config: Config) -> str:
-    model = config.models.get(alert.model)
-    key = model.settings.get("pagerduty_routing_key") if model else None
+def _model_key(model: str, config: Config) -> str:
+    known = config.models.get(model)
+    key = known.settings.get("pagerduty_routing_key") if known else None
     return str(key) if key else DEFAULT_KEY

@@ -36,9 +36,31 @@ def _add_column(table: str, column: str, ddl_type: str) -> Migration:
     return step
 
 
+def _indexes(*specs: str) -> Migration:
+    """Indexes of columns added to existing tables (a fresh database already has them)."""
+
+    def step(connection: Connection) -> None:
+        for spec in specs:
+            connection.execute(text(f"CREATE INDEX IF NOT EXISTS {spec}"))
+
+    return step
+
+
+def _create_missing_tables(connection: Connection) -> None:
+    """New tables (``create_all`` skips those that exist, so a fresh database is left as it is)."""
+    SQLModel.metadata.create_all(connection)
+
+
 MIGRATIONS: list[Migration] = [
     _baseline,
     _add_column("alerts", "clear_since", "TIMESTAMP WITH TIME ZONE"),  # keep_firing_for's countdown
+    _create_missing_tables,  # incidents, incident_events
+    _add_column("alerts", "incident_id", "INTEGER REFERENCES incidents(id)"),
+    _add_column("outbox", "incident_id", "INTEGER"),
+    _indexes(
+        "ix_alerts_incident_id ON alerts (incident_id)",
+        "ix_outbox_pending_per_incident ON outbox (incident_id, channel, id) WHERE status = 'pending'",
+    ),
 ]
 """Step N brings a database from version N to N+1. Append; never edit a released step."""
 

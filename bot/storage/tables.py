@@ -64,18 +64,72 @@ class AlertRow(SQLModel, table=True):
     resolved_at: datetime | None = _ts(nullable=True)
     resolved_by: str | None = None
     policy: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    """The escalation policy snapshotted when the alert opened."""
+    """The escalation policy snapshotted when the alert opened (its incident climbs on it)."""
     escalation_step: int = 0
+    """Unused since incidents escalate (schema 3); kept so older databases need no rewrite."""
     next_escalation_at: datetime | None = _ts(nullable=True, index=True)
+    """Unused since incidents escalate (schema 3)."""
     paged_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """Unused since incidents page (schema 3)."""
     clear_since: datetime | None = _ts(nullable=True)
     """When a firing alert's condition stopped holding while ``keep_firing_for`` keeps it open."""
+    incident_id: int | None = Field(default=None, foreign_key="incidents.id", index=True)
+    """The incident the alert joined when it fired (none while pending)."""
     slack_channel: str | None = Field(default=None, max_length=40)
     slack_ts: str | None = Field(default=None, max_length=40)
     """Where the alert's root Slack message lives, once posted; updates and thread replies go there."""
     version: int = 0
     """Bumped on every update; an update names the version it read (optimistic locking),
     so of two people clicking at once exactly one wins."""
+
+
+class IncidentRow(SQLModel, table=True):
+    __tablename__ = "incidents"
+    __table_args__ = (
+        # one open incident per group, whatever the replicas do: a second opener gets an IntegrityError
+        Index(
+            "uq_incidents_open_group",
+            "group_key",
+            unique=True,
+            sqlite_where=text("state != 'resolved'"),
+            postgresql_where=text("state != 'resolved'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_key: str = Field(max_length=300)
+    channel: str = Field(max_length=100)
+    labels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    storm_rule: str | None = Field(default=None, max_length=100)
+    severity: str = Field(max_length=2)
+    state: str = Field(max_length=20, index=True)
+    title: str = ""
+    opened_at: datetime = _ts()
+    acknowledged_at: datetime | None = _ts(nullable=True)
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = _ts(nullable=True)
+    resolved_by: str | None = None
+    policy: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """The escalation policy snapshotted when the incident opened."""
+    escalation_step: int = 0
+    next_escalation_at: datetime | None = _ts(nullable=True, index=True)
+    paged_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    slack_channel: str | None = Field(default=None, max_length=40)
+    slack_ts: str | None = Field(default=None, max_length=40)
+    """Where the incident's root Slack message lives, once posted."""
+    version: int = 0
+
+
+class IncidentEventRow(SQLModel, table=True):
+    __tablename__ = "incident_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incidents.id", index=True)
+    kind: str = Field(max_length=40)
+    actor: str = Field(max_length=200)
+    at: datetime = _ts()
+    detail: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class AlertEventRow(SQLModel, table=True):
@@ -133,6 +187,14 @@ class OutboxRow(SQLModel, table=True):
             sqlite_where=text("status = 'pending'"),
             postgresql_where=text("status = 'pending'"),
         ),
+        Index(
+            "ix_outbox_pending_per_incident",
+            "incident_id",
+            "channel",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
         Index("ix_outbox_claimed_by", "claimed_by"),
     )
 
@@ -142,6 +204,8 @@ class OutboxRow(SQLModel, table=True):
     """Which notifier delivers it (``slack``, ``pagerduty``, ``log`` …)."""
     kind: str = Field(max_length=40)
     alert_id: int | None = Field(default=None, foreign_key="alerts.id", index=True)
+    incident_id: int | None = None
+    """Set for an incident's notifications: they are delivered in order per incident."""
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="pending", max_length=20)
     attempts: int = 0

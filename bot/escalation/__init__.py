@@ -1,0 +1,1 @@
+"""Escalation: an unacknowledged incident climbs its policy (pure planning, claiming sweep)."""

@@ -1,0 +1,1 @@
+"""Incidents: alerts grouped into the unit people hear about (pure core, store)."""

@@ -1,0 +1,211 @@
+"""Incident storage: the only module that speaks SQL about incidents and their history."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot.alerts import store as alert_store
+from bot.alerts.lifecycle import Alert, AlertState
+from bot.alerts.store import ConcurrentChange, policy_records, policy_steps
+from bot.clock import ensure_utc
+from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState, IncidentTransition
+from bot.severity import Severity
+from bot.storage.tables import AlertRow, IncidentEventRow, IncidentRow
+
+OPEN_ALERT_STATES = [AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value]
+
+
+def get(session: Session, incident_id: int) -> Incident | None:
+    row = session.get(IncidentRow, incident_id)
+    return to_incident(row) if row else None
+
+
+def open_for_group(session: Session, group_key: str) -> Incident | None:
+    row = session.exec(
+        select(IncidentRow).where(IncidentRow.group_key == group_key, IncidentRow.state != IncidentState.RESOLVED.value)
+    ).first()
+    return to_incident(row) if row else None
+
+
+def open_alerts(session: Session, incident_id: int) -> list[Alert]:
+    """The incident's firing and acknowledged alerts, oldest first."""
+    rows = session.exec(
+        select(AlertRow)
+        .where(AlertRow.incident_id == incident_id, col(AlertRow.state).in_(OPEN_ALERT_STATES))
+        .order_by(col(AlertRow.id))
+    ).all()
+    return [alert_store.to_alert(row) for row in rows]
+
+
+def alerts(session: Session, incident_id: int) -> list[Alert]:
+    """Every alert that joined the incident, oldest first."""
+    rows = session.exec(select(AlertRow).where(AlertRow.incident_id == incident_id).order_by(col(AlertRow.id))).all()
+    return [alert_store.to_alert(row) for row in rows]
+
+
+def save(session: Session, change: IncidentTransition) -> Incident:
+    """Write the transition's incident and event. Raises :class:`ConcurrentChange` when another
+    writer got there first (a second open incident for the group, or a newer version)."""
+    incident = change.incident
+    columns = fields(incident)
+    if incident.id is None:
+        row = IncidentRow(**columns, version=1)
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise ConcurrentChange(f"an open incident for {incident.group_key} already exists") from exc
+        saved = to_incident(row)
+    else:
+        result = session.execute(
+            update(IncidentRow)
+            .where(col(IncidentRow.id) == incident.id, col(IncidentRow.version) == incident.version)
+            .values(**columns, version=incident.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConcurrentChange(f"incident {incident.id} changed since it was read")
+        saved = replace(incident, version=incident.version + 1)
+    assert saved.id is not None
+    event = change.event
+    session.add(
+        IncidentEventRow(
+            incident_id=saved.id,
+            kind=event.kind.value,
+            actor=event.actor,
+            at=event.at,
+            detail=event.detail,
+            data=dict(event.data),
+        )
+    )
+    return saved
+
+
+def history(session: Session, incident_id: int) -> list[IncidentEvent]:
+    rows = session.exec(
+        select(IncidentEventRow).where(IncidentEventRow.incident_id == incident_id).order_by(col(IncidentEventRow.id))
+    ).all()
+    return [
+        IncidentEvent(IncidentEventKind(r.kind), r.actor, ensure_utc(r.at), r.detail, dict(r.data or {})) for r in rows
+    ]
+
+
+def due_for_escalation(session: Session, *, now: datetime, limit: int) -> list[Incident]:
+    """Firing incidents whose next escalation step is due, oldest deadline first, locked for us.
+
+    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` hands each due row to one replica; rows another
+    replica holds are skipped, not waited for. SQLite has one writer at a time, and the version
+    check in :func:`save` refuses the loser of any race.
+    """
+    rows = session.exec(
+        select(IncidentRow)
+        .where(IncidentRow.state == IncidentState.FIRING.value)
+        .where(col(IncidentRow.next_escalation_at) <= now)
+        .order_by(col(IncidentRow.next_escalation_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [to_incident(row) for row in rows]
+
+
+def overdue_escalations(session: Session, *, before: datetime) -> list[tuple[int, str, datetime]]:
+    """``(id, group, deadline)`` of escalations that should have run before ``before``: the watchdog."""
+    rows = session.exec(
+        select(IncidentRow.id, IncidentRow.group_key, IncidentRow.next_escalation_at)
+        .where(IncidentRow.state == IncidentState.FIRING.value)
+        .where(col(IncidentRow.next_escalation_at) < before)
+    ).all()
+    return [(int(i or 0), key, ensure_utc(at)) for i, key, at in rows if at is not None]
+
+
+def record_slack_message(session: Session, incident_id: int, *, channel: str, ts: str) -> bool:
+    """Remember where the incident's root message went; the first writer wins."""
+    result = session.execute(
+        update(IncidentRow)
+        .where(col(IncidentRow.id) == incident_id, col(IncidentRow.slack_ts).is_(None))
+        .values(slack_channel=channel, slack_ts=ts)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def slack_message(session: Session, incident_id: int) -> tuple[str, str] | None:
+    row = session.get(IncidentRow, incident_id)
+    if row is None or row.slack_channel is None or row.slack_ts is None:
+        return None
+    return row.slack_channel, row.slack_ts
+
+
+def by_slack_message(session: Session, channel: str, ts: str) -> Incident | None:
+    query = select(IncidentRow).where(IncidentRow.slack_channel == channel, IncidentRow.slack_ts == ts)
+    row = session.exec(query).first()
+    return to_incident(row) if row else None
+
+
+def opened_between(session: Session, *, since: datetime, until: datetime) -> int:
+    """How many incidents opened in ``[since, until)``: the weekly review counts them."""
+    query = (
+        select(func.count())
+        .select_from(IncidentRow)
+        .where(col(IncidentRow.opened_at) >= since, col(IncidentRow.opened_at) < until)
+    )
+    return int(session.exec(query).one())
+
+
+def active(session: Session) -> list[Incident]:
+    rows = session.exec(select(IncidentRow).where(IncidentRow.state != IncidentState.RESOLVED.value)).all()
+    return sorted((to_incident(r) for r in rows), key=lambda i: (i.severity.rank, i.opened_at))
+
+
+def to_incident(row: IncidentRow) -> Incident:
+    def aware(value: datetime | None) -> datetime | None:
+        return ensure_utc(value) if value is not None else None
+
+    return Incident(
+        id=row.id,
+        group_key=row.group_key,
+        channel=row.channel,
+        labels=dict(row.labels or {}),
+        storm_rule=row.storm_rule,
+        severity=Severity(row.severity),
+        state=IncidentState(row.state),
+        title=row.title,
+        opened_at=ensure_utc(row.opened_at),
+        acknowledged_at=aware(row.acknowledged_at),
+        acknowledged_by=row.acknowledged_by,
+        resolved_at=aware(row.resolved_at),
+        resolved_by=row.resolved_by,
+        policy=policy_steps(row.policy or []),
+        escalation_step=row.escalation_step,
+        next_escalation_at=aware(row.next_escalation_at),
+        paged_keys=tuple(row.paged_keys or []),
+        version=row.version,
+    )
+
+
+def fields(incident: Incident) -> dict[str, Any]:
+    """The incident as column values; also the incident part of notification payloads."""
+    return {
+        "group_key": incident.group_key,
+        "channel": incident.channel,
+        "labels": dict(incident.labels),
+        "storm_rule": incident.storm_rule,
+        "severity": incident.severity.value,
+        "state": incident.state.value,
+        "title": incident.title,
+        "opened_at": incident.opened_at,
+        "acknowledged_at": incident.acknowledged_at,
+        "acknowledged_by": incident.acknowledged_by,
+        "resolved_at": incident.resolved_at,
+        "resolved_by": incident.resolved_by,
+        "policy": policy_records(incident.policy),
+        "escalation_step": incident.escalation_step,
+        "next_escalation_at": incident.next_escalation_at,
+        "paged_keys": list(incident.paged_keys),
+    }
+

@@ -1,0 +1,95 @@
+"""Keeping incidents in step with their alerts: what each alert change does to its incident.
+
+The decisions are :mod:`bot.incidents.incident`'s (pure); this module reads what they need in
+the caller's transaction and returns the transitions, which the service saves with their pages.
+The database's unique open-group index settles two replicas opening the same group's incident
+at once: the loser's pass rolls back and decides again next tick.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlmodel import Session, col, func, select
+
+from bot.alerts.lifecycle import Alert, AlertState, EventKind, Transition
+from bot.config.loader import Config
+from bot.incidents import incident as core
+from bot.incidents import store
+from bot.incidents.incident import Incident, IncidentTransition
+from bot.storage.tables import AlertRow, IncidentRow
+
+
+def place(session: Session, alert: Alert, config: Config, now: datetime, *, storm: bool) -> IncidentTransition:
+    """``alert`` fired: it joins its group's open incident or opens one (a storm's, if ``storm``)."""
+    channel = config.alert_channel(alert.rule, alert.model)
+    if storm:
+        key, labels = core.storm_key(alert.rule, channel), {"rule": alert.rule}
+    else:
+        key, labels = core.group_key(alert, group_by=config.settings.group_by, channel=channel)
+    current = store.open_for_group(session, key)
+    if current is not None:
+        change = core.join(current, alert, now=now)
+    elif storm:
+        change = core.open_storm([alert], rule=alert.rule, channel=channel, now=now)
+    else:
+        change = core.open_with(alert, key=key, labels=labels, channel=channel, now=now)
+    return change
+
+
+def after_close(session: Session, alert: Alert, *, actor: str, now: datetime) -> IncidentTransition | None:
+    """One of the incident's alerts resolved (it is saved): the incident resolves with its last."""
+    current = _incident_of(session, alert)
+    if current is None:
+        return None
+    still_open = len(store.open_alerts(session, current.id or 0))
+    return core.alert_closed(current, still_open=still_open, actor=actor, now=now)
+
+
+def after_acknowledge(session: Session, alert: Alert, *, actor: str, now: datetime) -> IncidentTransition | None:
+    """One alert was acknowledged (it is saved): once every open alert of its incident is, so is
+    the incident, and its climb stops."""
+    current = _incident_of(session, alert)
+    if current is None or current.state is not core.IncidentState.FIRING:
+        return None
+    if any(a.state is not AlertState.ACKNOWLEDGED for a in store.open_alerts(session, current.id or 0)):
+        return None
+    return core.acknowledge(current, actor=actor, now=now)
+
+
+def storms(session: Session, changes: Iterable[Transition], config: Config, now: datetime) -> set[tuple[str, str]]:
+    """``(rule, channel)`` pairs whose new alerts in this pass fold into a storm incident: an open
+    storm for them exists, or together with the alerts of that rule that opened incidents in the
+    last ``group_wait`` they are more than ``settings.storm_threshold``."""
+    firing = Counter(
+        (c.alert.rule, config.alert_channel(c.alert.rule, c.alert.model))
+        for c in changes
+        if c.event.kind is EventKind.FIRED and c.alert.incident_id is None
+    )
+    out: set[tuple[str, str]] = set()
+    since = now - config.settings.group_wait
+    for (rule, channel), new in firing.items():
+        ongoing = store.open_for_group(session, core.storm_key(rule, channel)) is not None
+        many = new + _recent_incidents(session, rule, channel, since=since) > config.settings.storm_threshold
+        if ongoing or many:
+            out.add((rule, channel))
+    return out
+
+
+def _recent_incidents(session: Session, rule: str, channel: str, *, since: datetime) -> int:
+    """Incidents of ``channel`` opened since ``since`` by an alert of ``rule`` (storms excluded)."""
+    query = (
+        select(func.count(func.distinct(AlertRow.incident_id)))
+        .select_from(AlertRow)
+        .join(IncidentRow, col(IncidentRow.id) == AlertRow.incident_id)
+        .where(AlertRow.rule == rule, IncidentRow.channel == channel, col(IncidentRow.storm_rule).is_(None))
+        .where(col(IncidentRow.opened_at) >= since)
+    )
+    return int(session.exec(query).one())
+
+
+def _incident_of(session: Session, alert: Alert) -> Incident | None:
+    return store.get(session, alert.incident_id) if alert.incident_id is not None else None
+

@@ -1,0 +1,152 @@
+"""Dispatch: turn recorded alert and incident events into outbox rows, in the caller's transaction.
+
+Routing (:mod:`bot.notify.routing`) decides who hears what; this stage writes it down as
+self-contained notifications (the notifier needs nothing else to say what happened) with
+idempotency keys that name the event, so a retried pass or sweep never enqueues twice. Rows of
+an incident carry its id: the outbox delivers them in order per incident, root message first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from bot.alerts import store as alert_store
+from bot.alerts.lifecycle import Alert, Event
+from bot.config.loader import Config
+from bot.incidents import store as incident_store
+from bot.incidents.incident import Incident, IncidentEvent
+from bot.notify.outbox import enqueue, release_held
+from bot.notify.routing import PAGER, TRIGGERS, Routes
+
+Hold = Callable[[str, Alert, Event], timedelta]
+"""An extra wait before an alert notification may be delivered, per channel."""
+
+
+def no_hold(_channel: str, _alert: Alert, _event: Event) -> timedelta:
+    return timedelta(0)
+
+
+class Dispatcher:
+    def __init__(self, routes: Routes, *, hold: Hold = no_hold) -> None:
+        self.routes = routes
+        self._hold = hold
+
+    def alert_event(
+        self, s: Session, alert: Alert, event: Event, config: Config, now: datetime, *, silenced: bool, urgent: bool
+    ) -> None:
+        """Chat rows for one alert event (its section of the incident message, a thread reply)."""
+        for delivery in self.routes.for_alert(alert, event, config=config, now=now, silenced=silenced, urgent=urgent):
+            enqueue(
+                s,
+                channel=delivery.channel,
+                kind=f"alert.{event.kind.value}",
+                alert_id=alert.id,
+                incident_id=alert.incident_id,
+                payload={**notification_payload(alert, event), **delivery.extra},
+                idempotency_key=f"{delivery.channel}:{alert.id}:{event.kind.value}:{alert.version}"[:300],
+                now=event.at,
+                not_before=event.at + max(delivery.hold, self._hold(delivery.channel, alert, event)),
+            )
+
+    def pages(self, incident: Incident, event: IncidentEvent, config: Config, *, model: str) -> list[str]:
+        """The routing keys this incident event newly pages (record them before saving it)."""
+        deliveries = self.routes.for_incident(incident, event, config=config, model=model, by_person=False)
+        if event.kind not in TRIGGERS:
+            return []
+        return [str(d.extra.get("pagerduty_routing_key", "")) for d in deliveries if d.channel == PAGER]
+
+    def incident_event(
+        self,
+        s: Session,
+        incident: Incident,
+        event: IncidentEvent,
+        config: Config,
+        now: datetime,
+        *,
+        model: str,
+        paged_before: tuple[str, ...],
+        by_person: bool,
+    ) -> None:
+        """Pages, and chat rows for an escalation or a person's action on the whole incident. A page
+        releases the incident's chat rows held for business hours: it is urgent now."""
+        routed = replace(incident, paged_keys=paged_before)
+        deliveries = self.routes.for_incident(routed, event, config=config, model=model, by_person=by_person)
+        pages_now = [d for d in deliveries if d.channel == PAGER and event.kind in TRIGGERS]
+        members = incident_store.alerts(s, incident.id) if incident.id is not None else []
+        lead = members[0] if members else None
+        for delivery in deliveries:
+            payload = {
+                **incident_payload(incident, event, members),
+                "paged_now": bool(pages_now),
+                **delivery.extra,
+            }
+            routing_key = str(delivery.extra.get("pagerduty_routing_key", ""))
+            key_part = hashlib.sha256(routing_key.encode()).hexdigest()[:12] if routing_key else ""
+            enqueue(
+                s,
+                channel=delivery.channel,
+                kind=f"incident.{event.kind.value}",
+                alert_id=lead.id if lead else None,
+                incident_id=incident.id,
+                payload=payload,
+                idempotency_key=_key(delivery.channel, incident, event, key_part),
+                now=event.at,
+            )
+        if pages_now and incident.id is not None:
+            release_held(s, incident_id=incident.id, now=now)
+
+
+def notification_payload(alert: Alert, event: Event) -> dict[str, Any]:
+    """An alert event as a self-contained, JSON-ready snapshot."""
+    return {
+        "event": event.kind.value,
+        "actor": event.actor,
+        "at": event.at.isoformat(),
+        "detail": event.detail,
+        "escalation": dict(event.data),
+        "alert_id": alert.id,
+        "key": alert.key,
+        "occurrence": alert.occurrence,
+        **_json(alert_store.fields(alert)),
+    }
+
+
+def incident_payload(incident: Incident, event: IncidentEvent, members: list[Alert]) -> dict[str, Any]:
+    """An incident event as a self-contained snapshot. ``key`` and ``fired_at`` name the incident
+    (PagerDuty's dedup key is built from them: one PagerDuty incident per incident); ``model``,
+    ``rule``, ``values`` and ``description`` are its first alert's, for the page's details, and
+    ``models`` every model it holds (a storm's page lists them)."""
+    fields = _json(incident_store.fields(incident))
+    lead = members[0] if members else None
+    return {
+        "event": event.kind.value,
+        "actor": event.actor,
+        "at": event.at.isoformat(),
+        "detail": event.detail,
+        "escalation": dict(event.data),
+        "incident_id": incident.id,
+        "key": f"incident:{incident.id}",
+        "fired_at": incident.opened_at.isoformat(),
+        "model": lead.model if lead else "",
+        "rule": incident.storm_rule or (lead.rule if lead else ""),
+        "values": dict(lead.values) if lead else {},
+        "description": lead.description if lead else "",
+        "models": sorted({a.model for a in members}),
+        "alerts": len(members),
+        **fields,
+        "title": incident.title or (lead.title if lead else ""),
+    }
+
+
+def _key(channel: str, incident: Incident, event: IncidentEvent, key_part: str) -> str:
+    return f"{channel}:incident:{incident.id}:{event.kind.value}:{incident.version}:{key_part}"[:300]
+
+
+def _json(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value.isoformat() if isinstance(value, datetime) else value for name, value in values.items()}
