@@ -7,9 +7,12 @@ listeners and the scheduler jobs all call in here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -68,6 +71,8 @@ class AlertService:
         self._clock = clock
         self._config = config
         self._dispatch = Dispatcher(router, hold=hold)
+        self._local = threading.local()
+        """Per thread: the incident notifications of the pass being recorded (see :meth:`_whole_pass`)."""
         self._evaluator = ConditionEvaluator()
         self.rule_errors = RuleErrors(metrics)
         """Rules that failed in the latest evaluation pass, for ``/healthz``."""
@@ -163,8 +168,9 @@ class AlertService:
         try:
             silences = silence_store.active(s, now=now)
             stormy = tracker.storms(s, transitions, config, now) if storms else set()
-            for change in transitions:
-                self._record(s, change, config, now, silences, storms=stormy)
+            with self._whole_pass():
+                for change in transitions:
+                    self._record(s, change, config, now, silences, storms=stormy)
         except store.ConcurrentChange as exc:
             s.rollback()
             log.info("%s lost a race and will retry next tick: %s", what, exc)
@@ -358,6 +364,22 @@ class AlertService:
         paged = self._dispatch.pages(change.incident, change.event, config, model=lead_model)
         incident = replace(change.incident, paged_keys=(*before, *paged)) if paged else change.incident
         saved = incident_store.save(s, replace(change, incident=incident))
+        dispatch = partial(
+            self._dispatch.incident_event,
+            s,
+            saved,
+            change.event,
+            config,
+            now,
+            model=lead_model,
+            paged_before=before,
+            by_person=by_person,
+        )
+        deferred: list[Callable[[], None]] | None = getattr(self._local, "deferred", None)
+        if deferred is None:
+            dispatch()
+        else:
+            deferred.append(dispatch)
         log.info(
             "incident %s %s: %s (%s)%s",
             saved.id,
@@ -366,10 +388,19 @@ class AlertService:
             saved.severity.value,
             f", paged {len(paged)} service(s)" if paged else "",
         )
-        self._dispatch.incident_event(
-            s, saved, change.event, config, now, model=lead_model, paged_before=before, by_person=by_person
-        )
         return saved
+
+    @contextmanager
+    def _whole_pass(self) -> Iterator[None]:
+        """Incident notifications are written once the whole pass is recorded (in its transaction),
+        so they describe the incident as the pass leaves it: a storm's page lists every model."""
+        self._local.deferred = []
+        try:
+            yield
+            for dispatch in self._local.deferred:
+                dispatch()
+        finally:
+            self._local.deferred = None
 
 
 def _first_model(s: Session, incident: Incident) -> str:

@@ -77,6 +77,8 @@ class Dispatcher:
         releases the incident's chat rows held for business hours: it is urgent now."""
         routed = replace(incident, paged_keys=paged_before)
         deliveries = self.routes.for_incident(routed, event, config=config, model=model, by_person=by_person)
+        if not deliveries:
+            return
         pages_now = [d for d in deliveries if d.channel == PAGER and event.kind in TRIGGERS]
         members = incident_store.alerts(s, incident.id) if incident.id is not None else []
         lead = members[0] if members else None

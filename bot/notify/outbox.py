@@ -390,10 +390,14 @@ def release_held(session: Session, *, incident_id: int, now: datetime) -> int:
     rows = session.exec(
         select(OutboxRow)
         .where(OutboxRow.incident_id == incident_id, OutboxRow.status == PENDING)
-        .where(col(OutboxRow.channel) != "pagerduty", col(OutboxRow.not_before) > now)
+        .where(col(OutboxRow.channel) != "pagerduty")
     ).all()
+    released = 0
     for row in rows:
-        row.not_before = now
+        if ensure_utc(row.not_before) <= now and "slack_channel" not in row.payload:
+            continue
+        row.not_before = min(ensure_utc(row.not_before), now)
         row.payload = {k: v for k, v in row.payload.items() if k != "slack_channel"}
         session.add(row)
-    return len(rows)
+        released += 1
+    return released

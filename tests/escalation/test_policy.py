@@ -1,7 +1,7 @@
-"""escalate(): the pure escalation step, counted from when the alert fired.
+"""escalate(): the pure escalation step of an incident, counted from when it opened.
 
 The shipped default policy (seed 001): P3 at 15 min, P2 at 30 min, P1 at 60 min. Each call runs
-at most one step; the new severity is the more severe of the alert's and the step's.
+at most one step; the new severity is the more severe of the incident's and the step's.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.alerts.lifecycle import (
-    SYSTEM_ACTOR,
-    Alert,
-    AlertState,
-    EventKind,
-    PolicyStep,
-    Transition,
+from bot.alerts.lifecycle import SYSTEM_ACTOR, PolicyStep
+from bot.escalation.policy import escalate
+from bot.incidents.incident import (
+    Incident,
+    IncidentEventKind,
+    IncidentState,
+    IncidentTransition,
     acknowledge,
-    escalate,
     next_deadline,
     resolve,
 )
@@ -38,30 +37,29 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def firing(severity: Severity = Severity.P2, policy: tuple[PolicyStep, ...] = DEFAULT_POLICY) -> Alert:
-    """An alert that fired at T0, as the lifecycle leaves it: its first deadline set."""
-    alert = Alert(
-        rule="significant_data_drift",
-        model="fraud-detector-v2",
+def firing(severity: Severity = Severity.P2, policy: tuple[PolicyStep, ...] = DEFAULT_POLICY) -> Incident:
+    """An incident that opened at T0, as its first alert leaves it: its first deadline set."""
+    incident = Incident(
+        group_key="#ml-alerts|model=fraud-detector-v2",
+        channel="#ml-alerts",
         severity=severity,
-        state=AlertState.FIRING,
-        started_at=T0,
-        fired_at=T0,
+        state=IncidentState.FIRING,
+        opened_at=T0,
         policy=policy,
     )
-    return replace(alert, next_escalation_at=next_deadline(alert))
+    return replace(incident, next_escalation_at=next_deadline(incident))
 
 
-def climb(alert: Alert, now: datetime) -> list[Transition]:
+def climb(incident: Incident, now: datetime) -> list[IncidentTransition]:
     """What a sweep at ``now`` does: call escalate() until nothing more is due."""
-    changes: list[Transition] = []
-    while (change := escalate(alert, now=now)) is not None:
+    changes: list[IncidentTransition] = []
+    while (change := escalate(incident, now=now)) is not None:
         changes.append(change)
-        alert = change.alert
+        incident = change.incident
     return changes
 
 
-def test_a_fired_alert_knows_its_first_deadline() -> None:
+def test_an_opened_incident_knows_its_first_deadline() -> None:
     assert firing().next_escalation_at == at(15)
 
 
@@ -70,21 +68,14 @@ def test_nothing_runs_before_the_first_deadline(minutes: float) -> None:
     assert escalate(firing(), now=at(minutes)) is None
 
 
-def test_step_one_runs_at_exactly_fired_at_plus_fifteen_minutes() -> None:
+def test_step_one_runs_at_exactly_opened_at_plus_fifteen_minutes() -> None:
     change = escalate(firing(Severity.P3), now=at(15))
 
     assert change is not None
-    assert change.event.kind is EventKind.ESCALATED
+    assert change.event.kind is IncidentEventKind.ESCALATED
     assert change.event.actor == SYSTEM_ACTOR and change.event.at == at(15)
-    assert change.alert.escalation_step == 1
-    assert change.alert.state is AlertState.FIRING
-
-
-def test_steps_count_from_fired_at_not_from_when_the_condition_started() -> None:
-    alert = replace(firing(), started_at=at(-5))  # pending for 5 minutes before it fired at T0
-
-    assert escalate(alert, now=at(14)) is None
-    assert escalate(alert, now=at(15)) is not None
+    assert change.incident.escalation_step == 1
+    assert change.incident.state is IncidentState.FIRING
 
 
 @pytest.mark.parametrize(
@@ -105,7 +96,7 @@ def test_severity_becomes_the_more_severe_of_current_and_step(start: Severity, e
     for minutes in (15, 30, 60):
         change = escalate(alert, now=at(minutes))
         assert change is not None
-        alert = change.alert
+        alert = change.incident
         seen.append(alert.severity)
     assert seen == expected
 
@@ -114,9 +105,9 @@ def test_one_step_per_call_even_when_several_are_overdue() -> None:
     change = escalate(firing(), now=at(90))
 
     assert change is not None
-    assert change.alert.escalation_step == 1
+    assert change.incident.escalation_step == 1
     assert change.event.data["step"] == 1
-    assert change.alert.next_escalation_at == at(30)  # still overdue: the caller loops
+    assert change.incident.next_escalation_at == at(30)  # still overdue: the caller loops
 
 
 def test_after_downtime_a_loop_runs_each_overdue_step_once_in_order() -> None:
@@ -125,28 +116,28 @@ def test_after_downtime_a_loop_runs_each_overdue_step_once_in_order() -> None:
     assert [c.event.data["step"] for c in changes] == [1, 2, 3]
     assert [c.event.data["to_severity"] for c in changes] == ["P2", "P2", "P1"]
     assert all(c.event.at == at(90) for c in changes)
-    assert changes[-1].alert.escalation_step == 3
-    assert changes[-1].alert.next_escalation_at is None
-    assert escalate(changes[-1].alert, now=at(90)) is None
+    assert changes[-1].incident.escalation_step == 3
+    assert changes[-1].incident.next_escalation_at is None
+    assert escalate(changes[-1].incident, now=at(90)) is None
 
 
 def test_a_loop_only_runs_the_steps_that_are_due() -> None:
     changes = climb(firing(), now=at(45))
 
     assert [c.event.data["step"] for c in changes] == [1, 2]
-    assert changes[-1].alert.next_escalation_at == at(60)
+    assert changes[-1].incident.next_escalation_at == at(60)
 
 
 def test_calling_again_at_the_same_instant_runs_nothing_more() -> None:
     change = escalate(firing(), now=at(15))
     assert change is not None
 
-    assert escalate(change.alert, now=at(15)) is None
-    assert escalate(change.alert, now=at(29)) is None
+    assert escalate(change.incident, now=at(15)) is None
+    assert escalate(change.incident, now=at(29)) is None
 
 
-def test_an_acknowledged_alert_never_climbs() -> None:
-    acked = acknowledge(firing(), actor="U_ANA", now=at(10)).alert
+def test_an_acknowledged_incident_never_climbs() -> None:
+    acked = acknowledge(firing(), actor="U_ANA", now=at(10)).incident
 
     assert acked.next_escalation_at is None
     assert climb(acked, now=at(120)) == []
@@ -155,7 +146,7 @@ def test_an_acknowledged_alert_never_climbs() -> None:
 def test_acknowledging_midway_stops_the_climb() -> None:
     after_first = escalate(firing(), now=at(15))
     assert after_first is not None
-    acked = acknowledge(after_first.alert, actor="U_ANA", now=at(20)).alert
+    acked = acknowledge(after_first.incident, actor="U_ANA", now=at(20)).incident
 
     assert acked.next_escalation_at is None
     assert acked.escalation_step == 1
@@ -163,28 +154,21 @@ def test_acknowledging_midway_stops_the_climb() -> None:
 
 
 @pytest.mark.parametrize("minutes", [5, 45])
-def test_a_resolved_alert_never_climbs(minutes: float) -> None:
+def test_a_resolved_incident_never_climbs(minutes: float) -> None:
     alert = firing()
     for change in climb(alert, now=at(minutes)):
-        alert = change.alert
-    done = resolve(alert, actor="U_BEN", now=at(minutes)).alert
+        alert = change.incident
+    done = resolve(alert, actor="U_BEN", now=at(minutes)).incident
 
     assert done.next_escalation_at is None
     assert climb(done, now=at(120)) == []
 
 
-def test_an_alert_that_has_not_fired_never_climbs() -> None:
-    pending = replace(firing(), state=AlertState.PENDING, fired_at=None, next_escalation_at=None)
+def test_an_incident_without_a_policy_never_climbs() -> None:
+    incident = firing(policy=())
 
-    assert escalate(pending, now=at(120)) is None
-    assert next_deadline(pending) is None
-
-
-def test_an_alert_without_a_policy_never_climbs() -> None:
-    alert = firing(policy=())
-
-    assert alert.next_escalation_at is None
-    assert escalate(alert, now=at(120)) is None
+    assert incident.next_escalation_at is None
+    assert escalate(incident, now=at(120)) is None
 
 
 def test_the_event_carries_the_step_facts_for_notifiers() -> None:
@@ -226,7 +210,7 @@ def test_next_escalation_at_moves_to_each_next_step_then_none_after_the_last() -
     for minutes in (15, 30, 60):
         change = escalate(alert, now=at(minutes))
         assert change is not None
-        alert = change.alert
+        alert = change.incident
         deadlines.append(alert.next_escalation_at)
 
     assert deadlines == [at(15), at(30), at(60), None]
@@ -234,28 +218,21 @@ def test_next_escalation_at_moves_to_each_next_step_then_none_after_the_last() -
     assert escalate(alert, now=at(600)) is None
 
 
-def test_escalation_does_not_touch_what_the_alert_is_about() -> None:
-    alert = replace(firing(), title="drift", values={"drifted_feature_count": 9.0}, paged_keys=("",), id=7, version=3)
-    change = escalate(alert, now=at(15))
+def test_escalation_does_not_touch_what_the_incident_is_about() -> None:
+    incident = replace(firing(), title="drift", paged_keys=("",), id=7, version=3)
+    change = escalate(incident, now=at(15))
 
     assert change is not None
-    assert change.alert.title == "drift" and change.alert.values == {"drifted_feature_count": 9.0}
-    assert change.alert.paged_keys == ("",)  # who gets paged is routing's business, not the lifecycle's
-    assert (change.alert.id, change.alert.version) == (7, 3)  # the store bumps the version
+    assert change.incident.title == "drift"
+    assert change.incident.paged_keys == ("",)  # who gets paged is routing's business, not the policy's
+    assert (change.incident.id, change.incident.version) == (7, 3)  # the store bumps the version
 
 
-def test_the_occurrence_key_names_one_firing_and_differs_for_a_re_fire() -> None:
-    first = firing()
-    again = replace(firing(), started_at=at(90), fired_at=at(90))
+def test_the_page_names_the_incident_and_stays_the_same_across_the_climb() -> None:
+    incident = replace(firing(), id=12)
+    changes = climb(incident, now=at(60))
 
-    assert first.key == again.key == "significant_data_drift:fraud-detector-v2"
-    assert first.occurrence == "significant_data_drift:fraud-detector-v2:20260105T090000Z"
-    assert again.occurrence == "significant_data_drift:fraud-detector-v2:20260105T103000Z"
-    assert first.occurrence != again.occurrence
+    assert incident.occurrence == "incident:12:20260105T090000Z"
+    assert {c.incident.occurrence for c in changes} == {incident.occurrence}
 
 
-def test_the_occurrence_key_is_stable_across_the_climb() -> None:
-    alert = firing()
-    changes = climb(alert, now=at(60))
-
-    assert {c.alert.occurrence for c in changes} == {alert.occurrence}
