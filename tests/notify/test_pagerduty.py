@@ -35,7 +35,8 @@ from bot.notify.pagerduty import (
     occurrence_key,
     retry_after,
 )
-from bot.service import AlertService, every_channel, notification_payload
+from bot.notify.dispatch import notification_payload
+from bot.service import AlertService, every_channel
 from bot.settings import Settings
 from bot.severity import Severity
 from bot.storage.database import session
@@ -94,13 +95,24 @@ def alert(**overrides: Any) -> Alert:
     return Alert(**fields)
 
 
+INCIDENT_KIND = {
+    EventKind.FIRED: "opened",
+    EventKind.ESCALATED: "escalated",
+    EventKind.ACKNOWLEDGED: "acknowledged",
+    EventKind.RESOLVED: "resolved",
+    EventKind.AUTO_RESOLVED: "auto_resolved",
+}
+"""PagerDuty hears incidents: the page of an alert's incident for each thing that happened to it."""
+
+
 def note(kind: EventKind | str = EventKind.FIRED, *, subject: Alert | None = None, **extra: Any) -> Notification:
-    """A notification as the service writes it (``notification_payload``), plus ``extra`` payload keys."""
-    name = kind.value if isinstance(kind, EventKind) else kind
+    """A page as the service writes it: here the incident's identity is its single alert's snapshot
+    (``key`` and ``fired_at`` name what PagerDuty dedups on), plus ``extra`` payload keys."""
+    name = INCIDENT_KIND.get(kind, str(kind)) if isinstance(kind, EventKind) else kind
     event_kind = kind if isinstance(kind, EventKind) else EventKind.FIRED
     subject = subject or alert()
     payload = {**notification_payload(subject, Event(event_kind, "U1", FIRED_AT)), **extra}
-    return Notification(id=1, channel="pagerduty", kind=f"alert.{name}", alert_id=subject.id, payload=payload)
+    return Notification(id=1, channel="pagerduty", kind=f"incident.{name}", alert_id=subject.id, payload=payload)
 
 
 def sent(pd: PagerDutyEmulator) -> list[dict[str, Any]]:
@@ -276,7 +288,7 @@ def test_an_escalation_step_naming_its_own_service_pages_it_whatever_the_severit
     assert pd.incidents[(OTHER_KEY, OCCURRENCE)].status == "triggered"
 
 
-@pytest.mark.parametrize("kind", ["alert.pending", "alert.pending_cleared", "digest", "alert.silenced"])
+@pytest.mark.parametrize("kind", ["alert.fired", "alert.acknowledged", "incident.joined_quietly", "digest"])
 def test_kinds_pagerduty_has_no_part_in_are_ignored(
     pd: PagerDutyEmulator, notifier: PagerDutyNotifier, kind: str
 ) -> None:
@@ -464,7 +476,7 @@ def test_ignored_kinds_and_unbuildable_events_take_no_throttle_slot(seconds: Sec
     notifier = PagerDutyNotifier("http://127.0.0.1:9/v2/enqueue", routing_key=KEY, throttle=limiter)
     notifier.send(note("escalated", subject=alert(severity=Severity.P3)))
     with pytest.raises(DeliveryError):
-        notifier.send(Notification(1, "pagerduty", "alert.fired", 7, {"severity": "P9", "key": "r:m"}))
+        notifier.send(Notification(1, "pagerduty", "incident.opened", 7, {"severity": "P9", "key": "r:m"}))
     assert limiter.acquire(KEY) == 0.0
     notifier.close()
 
@@ -527,7 +539,7 @@ def test_a_page_rate_limited_once_is_delivered_exactly_once_through_the_outbox(
     clock.advance(timedelta(minutes=10))
     assert outbox.deliver_due() == 0
 
-    dedup_key = f"latency_spike:{FRAUD}:{fired_at:%Y%m%dT%H%M%SZ}"
+    dedup_key = f"incident:1:{fired_at:%Y%m%dT%H%M%SZ}"
     assert [(e["status"], e["body"]["event_action"]) for e in pd.events] == [(429, "trigger"), (202, "trigger")]
     assert list(pd.incidents) == [(KEY, dedup_key)] and pd.incidents[(KEY, dedup_key)].triggers == 1
 
