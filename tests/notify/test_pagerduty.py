@@ -24,6 +24,7 @@ from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind
 from bot.clock import FrozenClock, ensure_utc
 from bot.config.loader import Config
 from bot.errors import DeliveryError
+from bot.notify.dispatch import notification_payload
 from bot.notify.notifier import Notification
 from bot.notify.outbox import Outbox, pending
 from bot.notify.pagerduty import (
@@ -35,7 +36,6 @@ from bot.notify.pagerduty import (
     occurrence_key,
     retry_after,
 )
-from bot.notify.dispatch import notification_payload
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
 from bot.severity import Severity
