@@ -29,11 +29,15 @@ __all__ = [
     "MAX_HEADER_TEXT",
     "MAX_MESSAGE_BLOCKS",
     "MAX_MESSAGE_TEXT",
+    "MAX_OPTION_TEXT",
+    "MAX_OPTION_VALUE",
+    "MAX_OVERFLOW_OPTIONS",
     "MAX_SECTION_FIELDS",
     "MAX_SECTION_FIELD_TEXT",
     "MAX_SECTION_TEXT",
     "MAX_VIEW_BLOCKS",
     "MAX_VIEW_TITLE",
+    "MIN_OVERFLOW_OPTIONS",
     "VIEW_TYPES",
     "Problem",
     "check_blocks",
@@ -56,6 +60,10 @@ MAX_BUTTON_URL = 3_000
 MAX_ACTIONS_ELEMENTS = 25
 MAX_CONTEXT_ELEMENTS = 10
 MAX_CONTEXT_ELEMENT_TEXT = 2_000
+MIN_OVERFLOW_OPTIONS = 2
+MAX_OVERFLOW_OPTIONS = 5
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
 MAX_VIEW_TITLE = 24
 BUTTON_STYLES = frozenset({"primary", "danger"})
 VIEW_TYPES = frozenset({"modal", "home"})
@@ -82,6 +90,9 @@ def _check_element(element: Any, path: str, errors: list[str]) -> None:
         errors.append(f"missing required field: type [json-pointer:{path}]")
         return
     _check_len(element.get("action_id"), MAX_ACTION_ID, f"{path}/action_id", errors)
+    if element["type"] == "overflow":
+        _check_overflow(element, path, errors)
+        return
     if element["type"] != "button":
         return
     _check_len(_text_of(element.get("text")), MAX_BUTTON_TEXT, f"{path}/text/text", errors)
@@ -90,6 +101,24 @@ def _check_element(element: Any, path: str, errors: list[str]) -> None:
     style = element.get("style")
     if style is not None and style not in BUTTON_STYLES:
         errors.append(f"must be one of {sorted(BUTTON_STYLES)} [json-pointer:{path}/style]")
+
+
+def _check_overflow(element: dict[str, Any], path: str, errors: list[str]) -> None:
+    """An overflow menu holds 2 to 5 options, each with short text and value."""
+    options = element.get("options")
+    if not isinstance(options, list) or not MIN_OVERFLOW_OPTIONS <= len(options) <= MAX_OVERFLOW_OPTIONS:
+        count = len(options) if isinstance(options, list) else 0
+        errors.append(
+            f"must have {MIN_OVERFLOW_OPTIONS} to {MAX_OVERFLOW_OPTIONS} options, not {count} "
+            f"[json-pointer:{path}/options]"
+        )
+        return
+    for i, option in enumerate(options):
+        if not isinstance(option, dict):
+            errors.append(f"must be an object [json-pointer:{path}/options/{i}]")
+            continue
+        _check_len(_text_of(option.get("text")), MAX_OPTION_TEXT, f"{path}/options/{i}/text/text", errors)
+        _check_len(option.get("value"), MAX_OPTION_VALUE, f"{path}/options/{i}/value", errors)
 
 
 def _check_block(block: Any, path: str, errors: list[str]) -> None:

@@ -1,35 +1,35 @@
-"""Slack delivery: one root message per alert group, updated in place, state changes in its thread.
+"""Slack delivery: one root message per *incident*, updated in place, every change in its thread.
 
 The outbox hands over one notification at a time and owns every retry; this module decides
-which message an alert belongs to and keeps that message consistent with the database (the
-Web API calls and their failure classes are in :mod:`bot.notify.slack_api`). Messages are
-always rendered from the *current* alert rows, never from a notification's snapshot, so
-whatever order two clicks were delivered in, the root message ends consistent.
+which message a notification belongs to and keeps that message consistent with the database
+(the Web API calls and their failure classes are in :mod:`bot.notify.slack_api`; the message
+itself in :mod:`bot.notify.slack_incident`). A root is always rendered from the *current*
+incident and alert rows, never from a notification's snapshot, so whatever order two clicks were
+delivered in, the message ends consistent.
 
-Grouping (SPEC §2; layout in :mod:`bot.notify.slack_groups`). Routing holds a Slack "fired"
-notification for ``group_wait``, so alerts of one model that fire together are all in the
-database when the first of them is delivered. That delivery either
+People hear about incidents (SPEC §1). Every notification names its incident (``alert.*`` rows
+through their alert, ``incident.*`` rows in their payload), and the outbox delivers an incident's
+rows in order. The first delivery of an incident posts its root, holding every alert the
+incident already has -- including companions whose own "fired" row is still queued (routing held
+it for ``group_wait``) -- and records it on the incident and on each of those alerts (first writer
+wins), so their own rows find it and do nothing. A later alert *joins*: it is recorded there, the
+root is updated and "Also firing" (or "Fired again", for a re-fire of a rule:model the root
+already shows) is said in the thread, broadcast to the channel when it is louder than everything
+open. Every other change updates the root and replies in the thread: an alert acknowledged or
+resolved on its own, an escalation of the incident, a person's action on the whole incident,
+PagerDuty's answer to a page.
 
-* joins the model's group message in the same channel, if one was posted less than
-  ``group_interval`` ago, still has an open alert and has room: it records the alert there,
-  updates the message and says "Also firing" in the thread (an update notifies nobody); or
-* posts a new root message holding the alert *and* every alert of the model whose own Slack
-  post is queued and untried (not held for business hours), and records them all; their own
-  "fired" notifications then find a message recorded and do nothing.
-
-A group is only a set of alerts that recorded one ``(channel, ts)``, first writer wins, so
-two deliveries that race each end with a message showing exactly what it holds.
+Coalescing: a burst of changes is a burst of rows, and each re-renders the root from the
+database, so the first already shows the final state; a ``chat.update`` whose rendering equals the
+one this process last sent for that message (within :data:`COALESCE_FOR`) is not sent.
 
 Crash safety (SPEC §6): a post whose answer never arrived may still have reached the channel.
-Every post carries metadata naming its alerts and outbox row; before posting, a retry -- or a
-delivery whose group companion's post was tried and failed -- looks for that post in
-``conversations.history`` (thread replies in ``conversations.replies``) and records what it
-finds instead of posting twice. History takes a channel *ID* while rules name ``#name``s: IDs
-are learned from post answers, and a process that never had one for the channel (its first
-post timed out, or it started after a crash) looks the name up with ``conversations.list``.
-Residual risk: a delivery that died mid-post less than the outbox's claim timeout ago looks in
-progress, so its alert may be swept into another group while its own post stays behind as a
-stale duplicate.
+Every root carries metadata naming its incident, its alerts and its outbox row; before posting a
+root, a retry -- or any delivery of an incident whose earlier Slack rows were tried -- looks for it
+in ``conversations.history`` (thread replies in ``conversations.replies``) and records what it
+finds instead of posting twice. History takes a channel *ID* while rules name ``#name``s: IDs are
+learned from post answers, and a process that never had one for the channel (its first post timed
+out, or it started after a crash) looks the name up with ``conversations.list``.
 
 The weekly alert review (kind ``review.weekly``, no alert; :mod:`bot.review.weekly`) is one
 message to ``payload["channel"]``: a header with the title and the review as a code block, cut
@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -51,15 +52,16 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock, ensure_utc
 from bot.config.loader import Config
 from bot.errors import DeliveryError
-from bot.notify import outbox
-from bot.notify import slack_groups as groups
+from bot.incidents import store as incident_store
+from bot.incidents.incident import Incident
+from bot.notify import slack_incident as view
 from bot.notify.notifier import Notification
 from bot.notify.slack_api import (
     CHANNEL_ID,
@@ -84,7 +86,8 @@ __all__ = ["ChannelPacer", "Location", "SlackNotifier", "api_error", "make_clien
 
 log = logging.getLogger(__name__)
 
-ALERT_EVENT = "incident_bot_alert"
+INCIDENT_EVENT = "incident_bot_incident"
+"""The metadata event type of an incident's root message."""
 REPLY_EVENT = "incident_bot_reply"
 FIRED = "alert.fired"
 PAGE_RESULT = "alert.page_result"
@@ -95,8 +98,13 @@ REVIEW_EVENT = "incident_bot_review"
 REVIEW_SECTIONS = 45
 """Sections of the review message: a header and a note fit beside them within Slack's 50 blocks."""
 LOOKBACK = timedelta(minutes=1)
-"""How far before the alert fired the history search starts: tolerance for clock skew."""
+"""How far before the incident opened the history search starts: tolerance for clock skew."""
 HISTORY_PAGES = 5
+COALESCE_FOR = 60.0
+"""Seconds a rendering this process sent stays trusted: an update equal to it is skipped. Short,
+so a stale rendering another replica sent meanwhile is overwritten at the next change."""
+RENDERINGS = 1000
+"""Messages whose last rendering is remembered."""
 
 
 class SlackNotifier:
@@ -114,6 +122,7 @@ class SlackNotifier:
         pacer: ChannelPacer | None = None,
         channel_ids: Mapping[str, str] | None = None,
         metrics: Metrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._metrics = metrics
@@ -123,6 +132,9 @@ class SlackNotifier:
         self._pacer = pacer or ChannelPacer()
         self._ids: dict[str, str] = dict(channel_ids or {})
         self._ids_lock = threading.Lock()
+        self._monotonic = monotonic
+        self._sent: OrderedDict[Location, tuple[float, str, list[dict[str, Any]]]] = OrderedDict()
+        self._sent_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -142,219 +154,225 @@ class SlackNotifier:
         return cls(client, engine=engine, config=config, clock=clock, metrics=metrics)
 
     def send(self, notification: Notification) -> None:
-        """Put the alert in a root message (its group's or a new one), bring that message up to
-        date, and record a state change in its thread. Raises DeliveryError; the outbox retries."""
+        """Bring the incident's root message up to date (posting it first if it has none) and say
+        what changed in its thread. Raises DeliveryError; the outbox retries."""
         note = notification
         if note.kind == REVIEW:
             self._post_review(note)
             return
-        if note.alert_id is None or not note.kind.startswith("alert."):
-            raise DeliveryError(f"Slack cannot deliver {note.kind!r} without an alert", retryable=False)
+        if not note.kind.startswith(("alert.", "incident.")):
+            raise DeliveryError(f"Slack cannot deliver {note.kind!r}", retryable=False)
         with open_session(self._engine) as s:
-            alert = store.get(s, note.alert_id)
-            where = store.slack_message(s, note.alert_id)
-        if alert is None:
-            raise DeliveryError(f"alert {note.alert_id} no longer exists", retryable=False)
+            alert = store.get(s, note.alert_id) if note.alert_id is not None else None
+            incident_id = _incident_id(note, alert)
+            incident = incident_store.get(s, incident_id) if incident_id is not None else None
+            where = incident_store.slack_message(s, incident_id) if incident_id is not None else None
+        if incident is None:
+            raise DeliveryError(f"{note.kind} of outbox row {note.id} names no incident", retryable=False)
         config = self._config()
         if note.kind == PAGE_RESULT:
-            self._page_result(alert, where, note)
+            self._page_result(incident, where, note)
             return
-        if note.kind == FIRED:
-            self._fired(alert, where, note, config)
+        if note.kind == FIRED and alert is not None:
+            self._fired(incident, alert, where, note, config)
             return
         if where is None:  # its post failed for good earlier: this change posts the root
-            target = self._target(alert, note.payload, config)
-            where = self._found_earlier(alert, note, target, {})
-            if where is None:
-                where, members = self._post_root(alert, note, config, target=target, companions=[])
-            else:
-                members = self._refresh(where, config)
+            where = self._root(incident, note, config)
         else:
-            members = self._refresh(where, config)
+            self._refresh(incident, where, config)
         at = note.payload.get("at")
         now = ensure_utc(datetime.fromisoformat(at)) if isinstance(at, str) else self._clock.now()
-        text = state_reply(
-            alert,
-            note.kind.removeprefix("alert."),
-            str(note.payload.get("actor") or ""),
-            now,
-            escalation=note.payload.get("escalation"),
-            paged=bool(note.payload.get("paged_now")),
-        )
-        self._reply(where, alert, note, groups.named(alert, text) if len(members) > 1 else text)
+        if note.kind.startswith("incident."):
+            with open_session(self._engine) as s:
+                current = incident_store.get(s, incident.id or 0) or incident
+            text = view.incident_reply(current, note.kind.removeprefix("incident."), dict(note.payload), now=now)
+        elif alert is not None:
+            text = state_reply(
+                alert,
+                note.kind.removeprefix("alert."),
+                str(note.payload.get("actor") or ""),
+                now,
+                escalation=note.payload.get("escalation"),
+                paged=bool(note.payload.get("paged_now")),
+            )
+            text = view.named(alert, text) if self._several(incident) else text
+        else:
+            raise DeliveryError(f"{note.kind} of outbox row {note.id} names no alert", retryable=False)
+        self._reply(where, note, text)
 
     # ------------------------------------------------------------------ fired: skip, join or post
 
-    def _fired(self, alert: Alert, where: Location | None, note: Notification, config: Config) -> None:
-        if where is not None:
-            if note.attempts == 0:
-                log.debug("alert %s is already in Slack message %s (posted with its group)", alert.id, where[1])
-                return
-            # an earlier attempt recorded the message and may have died before updating it or replying
-            self._refresh(where, config)
-            posted = groups.posted_at(where[1])
-            if posted is not None and posted < (alert.fired_at or alert.started_at):
-                self._reply(where, alert, note, groups.also_firing([alert]))  # it had joined an older group
+    def _fired(
+        self, incident: Incident, alert: Alert, where: Location | None, note: Notification, config: Config
+    ) -> None:
+        if where is None:
+            self._root(incident, note, config)
             return
-        target = self._target(alert, note.payload, config)
-        queued = self._queued(alert, target, config)
-        found = self._found_earlier(alert, note, target, queued.tried)
-        if found is not None:
-            self._refresh(found, config)
-            return
-        group = self._open_group(alert, target, config)
-        if group is None:
-            self._post_root(alert, note, config, target=target, companions=queued.companions)
-            return
-        where, members = group
-        newcomers = [alert, *queued.companions][: groups.MAX_GROUP - len(members)]
         with open_session(self._engine) as s, s.begin():
-            joined = [a for a in _by_id(newcomers) if _record(s, a, where)]
-            winner = None if alert in joined else store.slack_message(s, alert.id or 0)
-        if winner is not None:  # another delivery recorded it first: that message is the one to update
-            log.warning("alert %s: recorded in %s by another delivery; not joining %s", alert.id, winner, where)
-            self._refresh(winner, config)
-            if joined:
-                self._refresh(where, config)
+            recorded = store.slack_message(s, alert.id or 0)
+            joined = recorded is None and _record(s, alert, where)
+        if recorded is not None and note.attempts == 0:
+            log.debug("alert %s is already in Slack message %s (posted with its incident)", alert.id, recorded[1])
             return
-        log.debug("alerts %s join the Slack group message %s", [a.id for a in joined], where[1])
-        self._refresh(where, config)
-        self._reply(where, alert, note, groups.also_firing(joined), broadcast=groups.louder(joined, members))
-
-    def _open_group(self, alert: Alert, target: str, config: Config) -> tuple[Location, list[Alert]] | None:
-        """The model's newest group message in ``target`` that still takes alerts, if any."""
-        now = self._clock.now()
-        with open_session(self._engine) as s:
-            places = {where for _other, where in store.open_alerts_of_model(s, alert.model) if where is not None}
-            interval = config.settings.group_interval
-            for where in sorted(places, key=lambda w: w[1], reverse=True):  # newest first: a ts is a Unix time
-                members = store.alerts_in_message(s, *where)
-                takes = groups.takes_alerts(where[1], members, now=now, group_interval=interval)
-                if takes and self._same_channel(where[0], target, members, config):
-                    return where, members
-        return None
-
-    def _queued(self, alert: Alert, target: str, config: Config) -> groups.Queued:
-        """The model's alerts with no message yet whose Slack post is queued for ``target``."""
-        with open_session(self._engine) as s:
-            waiting = {
-                other.id: other
-                for other, where in store.open_alerts_of_model(s, alert.model)
-                if where is None and other.id is not None and other.id != alert.id
-            }
-            rows = outbox.pending_for(s, channel=self.channel, kind=FIRED, alert_ids=list(waiting))
-            return groups.queued_with(
-                rows,
-                waiting,
-                now=self._clock.now(),
-                group_wait=config.settings.group_wait,
-                same_channel=lambda other, row: self._target(other, row.payload, config) == target,
-            )
+        if recorded is not None:
+            # an earlier attempt recorded the message and may have died before updating it or replying
+            posted = view.posted_at(recorded[1])
+            joined = posted is not None and posted < (alert.fired_at or alert.started_at)
+        members = self._refresh(incident, where, config)
+        if not joined:
+            return
+        log.debug("alert %s joins the Slack message %s of incident %s", alert.id, where[1], incident.id)
+        refired = [alert] if any(m.key == alert.key and m.id != alert.id for m in members) else []
+        text = view.also_firing([alert], refired=refired)
+        self._reply(where, note, text, broadcast=view.louder([alert], members))
 
     # ------------------------------------------------------------------ root message
 
-    def _post_root(
-        self, alert: Alert, note: Notification, config: Config, *, target: str, companions: list[Alert]
-    ) -> tuple[Location, list[Alert]]:
-        """Post a root message holding ``alert`` and ``companions``; record it for each of them."""
-        members = [alert, *companions]
-        text, blocks = self._render(members, config)
-        payload: dict[str, Any] = {"alert_id": alert.id, "outbox_id": note.id}
-        if companions:
-            payload["alert_ids"] = [m.id for m in groups.by_severity(members)]
-        metadata = {"event_type": ALERT_EVENT, "event_payload": payload}
-        what = f"alert {alert.id}" if not companions else f"alerts {[m.id for m in groups.by_severity(members)]}"
-        posted = self._post(target, text=text, blocks=blocks, metadata=metadata, what=what)
-        with open_session(self._engine) as s, s.begin():
-            won = [m for m in _by_id(members) if _record(s, m, posted)]
-            winner = None if alert in won else store.slack_message(s, alert.id or 0)
-        if len(won) < len(members):
-            lost = [m.id for m in members if m not in won]
-            log.warning("Slack message %s: alerts %s were recorded elsewhere first; it shows the rest", posted, lost)
-            if won:
-                won = self._refresh(posted, config)
-        if winner is not None:
-            _duplicate(alert, winner, posted)
-            return winner, self._refresh(winner, config)
-        return posted, won
+    def _root(self, incident: Incident, note: Notification, config: Config) -> Location:
+        """The incident's root: one an earlier attempt posted, if it can be found, else a new one."""
+        target = self._target(incident, note.payload)
+        found = self._found_earlier(incident, note, target)
+        if found is not None:
+            self._refresh(incident, found, config)
+            return found
+        return self._post_root(incident, note, config, target=target)
 
-    def _found_earlier(
-        self, alert: Alert, note: Notification, target: str, tried: Mapping[int, datetime]
-    ) -> Location | None:
-        """A root message listing this alert that an earlier attempt posted -- this row's, on a
-        retry, or a ``tried`` companion's -- recorded for every alert it lists. Searched only
-        when such an attempt exists, from the earliest of their fire times."""
-        rows = {**tried, **({note.id: alert.fired_at or alert.started_at} if note.attempts > 0 else {})}
-        if not rows:
+    def _post_root(self, incident: Incident, note: Notification, config: Config, *, target: str) -> Location:
+        """Post the incident's root holding every alert it has; record it for the incident and them."""
+        with open_session(self._engine) as s:
+            members = incident_store.alerts(s, incident.id or 0)
+        text, blocks = view.render(incident, members, now=self._clock.now(), config=config)
+        ids = [m.id for m in _by_id(members)]
+        payload: dict[str, Any] = {"incident_id": incident.id, "outbox_id": note.id, "alert_ids": ids}
+        metadata = {"event_type": INCIDENT_EVENT, "event_payload": payload}
+        what = f"incident {incident.id} (alerts {ids})"
+        posted = self._post(target, text=text, blocks=blocks, metadata=metadata, what=what)
+        self._remember(posted, text, blocks)
+        with open_session(self._engine) as s, s.begin():
+            won = incident_store.record_slack_message(s, incident.id or 0, channel=posted[0], ts=posted[1])
+            if won:
+                for member in _by_id(members):
+                    _record(s, member, posted)
+            winner = incident_store.slack_message(s, incident.id or 0)
+        if not won and winner is not None and winner != posted:
+            _duplicate(incident, winner, posted)
+            self._refresh(incident, winner, config)
+            return winner
+        if incident.storm_rule and not view.models_fit(members):
+            for part, reply in enumerate(view.model_list_replies(members)):
+                self._reply(posted, note, reply, part=f"models{part}")
+        return posted
+
+    def _found_earlier(self, incident: Incident, note: Notification, target: str) -> Location | None:
+        """A root of this incident that an earlier attempt posted -- this row's, on a retry, or an
+        earlier row of the incident that was tried and then failed -- recorded for the incident and
+        the alerts it lists. Searched only when such an attempt exists, from the incident's opening."""
+        if note.attempts == 0 and not self._tried_before(incident, note):
             return None
         channel_id = self._channel_id(target) or self._look_up_channel(target)
         if channel_id is None:
-            log.warning("alert %s: the ID of %s is not known, so no earlier post can be sought", alert.id, target)
+            log.warning("incident %s: the ID of %s is not known, so no earlier post can be sought", incident.id, target)
             return None
-
-        def lists_alert(message: Mapping[str, Any]) -> bool:
-            return metadata_names(message, ALERT_EVENT) and alert.id in metadata_alert_ids(message)
-
+        ours = partial(metadata_names, event_type=INCIDENT_EVENT, incident_id=incident.id)
         try:
-            oldest = min(rows.values()) - LOOKBACK
             message = find_in_history(
-                self._client, channel_id, oldest=oldest, match=lists_alert, pages=HISTORY_PAGES, caller=self._call
+                self._client,
+                channel_id,
+                oldest=incident.opened_at - LOOKBACK,
+                match=ours,
+                pages=HISTORY_PAGES,
+                caller=self._call,
             )
         except DeliveryError as exc:
             if exc.retryable:
                 raise
-            log.warning("alert %s: cannot search %s for an earlier post (%s); posting", alert.id, target, exc)
+            log.warning("incident %s: cannot search %s for an earlier post (%s); posting", incident.id, target, exc)
             return None
         if message is None:
             return None
         where = (channel_id, str(message["ts"]))
-        log.info("alert %s: found an earlier Slack post %s naming it; not posting again", alert.id, where[1])
+        log.info("incident %s: found an earlier Slack post %s; not posting again", incident.id, where[1])
         with open_session(self._engine) as s, s.begin():
-            for alert_id in sorted({alert.id or 0, *metadata_alert_ids(message)}):  # lock order: see _by_id
+            incident_store.record_slack_message(s, incident.id or 0, channel=where[0], ts=where[1])
+            for alert_id in sorted(metadata_alert_ids(message)):  # lock order: see _by_id
                 store.record_slack_message(s, alert_id, channel=where[0], ts=where[1])
-            recorded = store.slack_message(s, alert.id or 0)
+            recorded = incident_store.slack_message(s, incident.id or 0)
         if recorded is not None and recorded != where:
-            _duplicate(alert, recorded, where)
+            _duplicate(incident, recorded, where)
         return recorded or where
 
-    def _refresh(self, where: Location, config: Config) -> list[Alert]:
-        """Re-render a root message from every alert recorded in it; return those alerts."""
+    def _tried_before(self, incident: Incident, note: Notification) -> bool:
+        """Whether an earlier Slack row of the incident was tried: its post may be in Slack."""
         with open_session(self._engine) as s:
-            members = store.alerts_in_message(s, *where)
-        if not members:
-            return []
-        text, blocks = self._render(members, config)
+            query = select(OutboxRow.id).where(
+                OutboxRow.incident_id == incident.id,
+                OutboxRow.channel == self.channel,
+                col(OutboxRow.id) < note.id,
+                col(OutboxRow.last_error).is_not(None),
+            )
+            return s.exec(query.limit(1)).first() is not None
+
+    def _refresh(self, incident: Incident, where: Location, config: Config) -> list[Alert]:
+        """Re-render the incident's root from the database; return the incident's alerts. An
+        update equal to the last one this process sent for the message is not sent."""
+        with open_session(self._engine) as s:
+            current = incident_store.get(s, incident.id or 0) or incident
+            members = incident_store.alerts(s, incident.id or 0)
+        text, blocks = view.render(current, members, now=self._clock.now(), config=config)
+        if self._unchanged(where, text, blocks):
+            log.debug("incident %s: Slack message %s already shows this; no update", incident.id, where[1])
+            return members
         channel, ts = where
         self._call("chat.update", lambda: self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
+        self._remember(where, text, blocks)
         return members
 
-    def _render(self, members: Sequence[Alert], config: Config) -> tuple[str, list[dict[str, Any]]]:
-        return groups.render(members, now=self._clock.now(), runbook=lambda a: groups.has_runbook(a, config))
+    def _remember(self, where: Location, text: str, blocks: list[dict[str, Any]]) -> None:
+        with self._sent_lock:
+            self._sent[where] = (self._monotonic(), text, blocks)
+            self._sent.move_to_end(where)
+            while len(self._sent) > RENDERINGS:
+                self._sent.popitem(last=False)
+
+    def _unchanged(self, where: Location, text: str, blocks: list[dict[str, Any]]) -> bool:
+        with self._sent_lock:
+            last = self._sent.get(where)
+        return last is not None and self._monotonic() - last[0] < COALESCE_FOR and last[1:] == (text, blocks)
+
+    def _several(self, incident: Incident) -> bool:
+        with open_session(self._engine) as s:
+            return len(view.newest_per_key(incident_store.alerts(s, incident.id or 0))) > 1
 
     # ------------------------------------------------------------------ thread replies
 
-    def _reply(self, where: Location, alert: Alert, note: Notification, text: str, *, broadcast: bool = False) -> None:
+    def _reply(
+        self, where: Location, note: Notification, text: str, *, broadcast: bool = False, part: str = ""
+    ) -> None:
         channel, root_ts = where
-        if note.attempts > 0 and self._reply_exists(where, note):
-            log.info("alert %s: reply for outbox row %s is already in the thread", alert.id, note.id)
+        if note.attempts > 0 and self._reply_exists(where, note, part):
+            log.info("reply for outbox row %s is already in the thread", note.id)
             return
-        metadata = {"event_type": REPLY_EVENT, "event_payload": {"alert_id": alert.id, "outbox_id": note.id}}
-        what = f"{note.kind.removeprefix('alert.')} reply for alert {alert.id}"
+        event_payload: dict[str, Any] = {"alert_id": note.alert_id, "outbox_id": note.id}
+        if part:
+            event_payload["part"] = part
+        metadata = {"event_type": REPLY_EVENT, "event_payload": event_payload}
+        subject = f"alert {note.alert_id}" if note.kind.startswith("alert.") else "its incident"
+        what = f"{note.kind.split('.', 1)[1]} reply for {subject}"
         self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast, what=what)
 
-    def _page_result(self, alert: Alert, where: Location | None, note: Notification) -> None:
-        """Say in the alert's thread whether PagerDuty took its page. The alert's own post goes
-        first (the outbox keeps an alert's notifications in order), so no root means it failed."""
+    def _page_result(self, incident: Incident, where: Location | None, note: Notification) -> None:
+        """Say in the incident's thread whether PagerDuty took its page. The incident's root goes
+        first (the outbox keeps an incident's notifications in order), so no root means it failed."""
         if where is None:
-            raise DeliveryError(f"alert {alert.id} has no Slack message to reply under", retryable=False)
-        with open_session(self._engine) as s:
-            grouped = len(store.alerts_in_message(s, *where)) > 1
-        text = page_result_reply(note.payload)
-        self._reply(where, alert, note, groups.named(alert, text) if grouped else text)
+            raise DeliveryError(f"incident {incident.id} has no Slack message to reply under", retryable=False)
+        self._reply(where, note, page_result_reply(note.payload))
 
-    def _reply_exists(self, where: Location, note: Notification) -> bool:
+    def _reply_exists(self, where: Location, note: Notification, part: str = "") -> bool:
         try:
-            ours = partial(metadata_names, event_type=REPLY_EVENT, outbox_id=note.id)
+            expected: dict[str, Any] = {"outbox_id": note.id}
+            if part:
+                expected["part"] = part
+            ours = partial(metadata_names, event_type=REPLY_EVENT, **expected)
             return thread_has(self._client, *where, ours, caller=self._call)
         except DeliveryError as exc:
             if exc.retryable:
@@ -464,19 +482,10 @@ class SlackNotifier:
         with self._ids_lock:
             return self._ids.get(channel)
 
-    def _same_channel(self, channel_id: str, target: str, members: Sequence[Alert], config: Config) -> bool:
-        """Whether a message recorded in ``channel_id`` is in ``target`` (a ``#name`` or an ID).
-        Until this process learns the name's ID, the members' configured channel decides."""
-        known = self._channel_id(target)
-        if known is not None or channel_id == target:
-            return channel_id in (known, target)
-        return all(groups.configured_channel(m, config) == target for m in members)
-
-    @staticmethod
-    def _target(alert: Alert, payload: Mapping[str, Any], config: Config) -> str:
-        """Routing may name the channel (a quiet channel outside business hours); else the rule's."""
+    def _target(self, incident: Incident, payload: Mapping[str, Any]) -> str:
+        """Routing may name the channel (a quiet channel outside business hours); else the incident's."""
         chosen = payload.get("slack_channel")
-        return chosen if isinstance(chosen, str) and chosen else groups.configured_channel(alert, config)
+        return chosen if isinstance(chosen, str) and chosen else incident.channel
 
     def _call(self, method: str, request: Callable[[], SlackResponse]) -> SlackResponse:
         started = time.perf_counter()
@@ -487,19 +496,27 @@ class SlackNotifier:
                 self._metrics.api_call("slack", method, time.perf_counter() - started)
 
 
+def _incident_id(note: Notification, alert: Alert | None) -> int | None:
+    """The incident a notification is about: ``incident.*`` payloads name it, alerts know theirs."""
+    named = note.payload.get("incident_id")
+    if isinstance(named, int) and not isinstance(named, bool):
+        return named
+    return alert.incident_id if alert is not None else None
+
+
 def _by_id(alerts: Sequence[Alert]) -> list[Alert]:
     """Alerts in id order: every transaction that records several alerts' message locks their
-    rows in the same order, so two replicas recording overlapping groups cannot deadlock."""
+    rows in the same order, so two replicas recording overlapping incidents cannot deadlock."""
     return sorted(alerts, key=lambda a: a.id or 0)
 
 
 def _record(session: Session, alert: Alert, where: Location) -> bool:
-    """Record ``where`` as the alert's root message; first writer wins (see the store)."""
+    """Record ``where`` as the alert's root message too (lookups by message find it); first writer wins."""
     return alert.id is not None and store.record_slack_message(session, alert.id, channel=where[0], ts=where[1])
 
 
-def _duplicate(alert: Alert, kept: Location, extra: Location) -> None:
-    log.warning("alert %s: two root messages were posted; keeping %s, %s is a duplicate", alert.id, kept, extra)
+def _duplicate(incident: Incident, kept: Location, extra: Location) -> None:
+    log.warning("incident %s: two root messages were posted; keeping %s, %s is a duplicate", incident.id, kept, extra)
 
 
 def review_blocks(title: str, body: str) -> list[dict[str, Any]]:

@@ -39,6 +39,16 @@ ACKNOWLEDGE_ACTION = "alert_acknowledge"
 RESOLVE_ACTION = "alert_resolve"
 RUNBOOK_ACTION = "alert_runbook"
 SILENCE_ACTION = "alert_silence"
+"""The per-alert action ids: the overflow menu's single-alert fallback button, and messages
+posted before incidents (their buttons carry an alert id and still work)."""
+INCIDENT_ACKNOWLEDGE_ACTION = "incident_acknowledge"
+INCIDENT_RESOLVE_ACTION = "incident_resolve"
+INCIDENT_RUNBOOK_ACTION = "incident_runbook"
+INCIDENT_SILENCE_ACTION = "incident_silence"
+"""The incident root's buttons: their value is the incident id, they act on the whole incident."""
+ALERT_MENU_ACTION = "alert_menu"
+"""The overflow menu on one alert's section: option values ``acknowledge:<id>``, ``resolve:<id>``,
+``runbook:<id>`` act on that alert alone."""
 SILENCE_BUTTON_TEXT = "Silence 1h"
 
 SECTION_LIMIT = 3000

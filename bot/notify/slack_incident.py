@@ -1,57 +1,80 @@
-"""Alert groups in Slack: alerts of one model that fire together share one root message.
+"""The incident's root message in Slack: one message per incident, rendered from the incident and
+its alerts as stored (pure; the notifier in :mod:`bot.notify.slack` does the I/O).
 
-A group message is nothing more than several alerts that recorded the same root message
-(``slack_channel``, ``slack_ts``), so there is no group table to keep consistent: rendering
-a root message means rendering every alert recorded there, and a click on any of them
-re-renders the whole message from the database. This module is the pure half of grouping
-(how a group looks in Block Kit, when a group may still take an alert, which queued alerts
-fired together with one being delivered); the notifier in :mod:`bot.notify.slack` does the I/O.
+People hear about incidents, not alerts (SPEC §1), so the root shows the incident first -- its
+worst severity (emoji), what it is about, how many alerts it holds and in which states -- with
+buttons that act on the *whole* incident (their value is the incident id), then one section per
+alert with an overflow menu that acts on that alert alone. Only the newest alert of each dedup key
+(``rule:model``) is shown: a re-fire inside an open incident updates its section, it adds none.
 
-A message of one alert renders exactly as :func:`~bot.notify.slack_blocks.alert_message`;
-a group shows a header naming the model and its alerts, most severe first, each with its own
-state line and its own buttons (whose value is that alert's id, so a click acts on one alert).
+Block Kit limits: an incident of up to :data:`DETAILED_ALERTS` alerts shows each in full (title,
+description, values, state); a bigger one (a storm) shows one line per alert, up to
+:data:`COMPACT_ALERTS`, then "…and N more". A storm also names its models in one section, as many
+as fit in 3,000 characters; :func:`models_fit` says when they did not, so the notifier can post the
+full list in the thread.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from slack_sdk.models.blocks import ActionsBlock, Block, DividerBlock, HeaderBlock, PlainTextObject
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    Option,
+    OverflowMenuElement,
+    PlainTextObject,
+    SectionBlock,
+)
 
-from bot.alerts.lifecycle import Alert, AlertState
-from bot.clock import ensure_utc
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState
+from bot.config.durations import humanize
 from bot.config.loader import Config
+from bot.incidents.incident import Incident, IncidentState
 from bot.notify.slack_blocks import (
+    ALERT_MENU_ACTION,
+    BOOKKEEPING_PREFIX,
     FIELDS_PER_SECTION,
     HEADER_LIMIT,
+    INCIDENT_ACKNOWLEDGE_ACTION,
+    INCIDENT_RESOLVE_ACTION,
+    INCIDENT_RUNBOOK_ACTION,
+    INCIDENT_SILENCE_ACTION,
     MESSAGE_BLOCKS,
+    RESOLVE_ACTION,
     SECTION_LIMIT,
-    alert_buttons,
-    alert_message,
+    SILENCE_BUTTON_TEXT,
     alert_title,
     clip,
     context_line,
     escape_mrkdwn,
     fired_line,
+    format_value,
+    mention,
+    mention_target,
     rule_line,
     section,
+    short_state,
     state_line,
     summary,
     value_sections,
 )
-from bot.storage.tables import OutboxRow
 
-BLOCKS_PER_ALERT = 6
-"""Divider, title and description, values, state, buttons, context: the most one entry takes."""
-MAX_GROUP = (MESSAGE_BLOCKS - 1) // BLOCKS_PER_ALERT
-"""Alerts one message can hold (8): a header plus six blocks each stays within Slack's 50
-blocks. A group that is full stops taking alerts; the next alert of the model starts a new one."""
-DESCRIPTION_LIMIT = 1000
-"""A group shows up to eight descriptions; keeping each short keeps the message readable."""
+DETAILED_ALERTS = 10
+"""Alerts shown in full (divider, section with menu, values, context: 4 blocks each): with the
+header, status, models, buttons and closing lines an incident stays within Slack's 50 blocks."""
+COMPACT_ALERTS = 40
+"""Alerts shown as one line each when there are more than :data:`DETAILED_ALERTS`."""
+DESCRIPTION_LIMIT = 500
+COMPACT_VALUES = 3
+"""Values a compact line shows."""
 
 _STATE_WORDS = (
     (AlertState.FIRING, "firing"),
@@ -59,72 +82,235 @@ _STATE_WORDS = (
     (AlertState.RESOLVED, "resolved"),
     (AlertState.PENDING, "pending"),
 )
+_STATE_EMOJI = {AlertState.FIRING: "🔥", AlertState.ACKNOWLEDGED: "✅", AlertState.RESOLVED: "🟢"}
 
 
 def by_severity(alerts: Iterable[Alert]) -> list[Alert]:
-    """Most severe first, then oldest: the order a group lists its alerts in, stable across updates."""
+    """Most severe first, then oldest: the order the root lists alerts in, stable across updates."""
     return sorted(alerts, key=lambda a: (a.severity.rank, a.fired_at or a.started_at, a.id or 0))
 
 
-def render(
-    alerts: Sequence[Alert], *, now: datetime, runbook: Callable[[Alert], bool]
-) -> tuple[str, list[dict[str, Any]]]:
-    """The root message holding ``alerts``: the single-alert layout for one, a group for more."""
-    ordered = by_severity(alerts)
-    if len(ordered) == 1:
-        return alert_message(ordered[0], now=now, runbook=runbook(ordered[0]))
-    return group_message(ordered, now=now, runbook=runbook)
+def newest_per_key(alerts: Iterable[Alert]) -> list[Alert]:
+    """The newest alert of each dedup key, most severe first: what the root shows."""
+    newest: dict[str, Alert] = {}
+    for alert in alerts:
+        known = newest.get(alert.key)
+        if known is None or (alert.id or 0) > (known.id or 0):
+            newest[alert.key] = alert
+    return by_severity(newest.values())
 
 
-def group_message(
-    alerts: Sequence[Alert], *, now: datetime, runbook: Callable[[Alert], bool]
-) -> tuple[str, list[dict[str, Any]]]:
-    """A group: header, then one entry per alert with its own state and buttons.
-
-    Two deliveries racing to join one group can leave it a little over :data:`MAX_GROUP`; the
-    extra alerts are then named in a last context line rather than breaking the 50-block limit.
-    """
-    ordered = by_severity(alerts)
-    header = group_header(ordered)
-    shown = ordered[:MAX_GROUP]
-    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=header, emoji=True))]
-    for alert in shown:
-        blocks.extend(_entry(alert, now=now, runbook=runbook(alert)))
-    if len(ordered) > len(shown):
-        rest = ", ".join(escape_mrkdwn(alert_title(a)) for a in ordered[len(shown) :])
-        blocks.append(context_line(f"…and {len(ordered) - len(shown)} more in this group: {rest} (see `/alerts`)"))
-    fallback = "\n".join([header, *(summary(a) for a in ordered)])
-    return clip(fallback, SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
-
-
-def group_header(alerts: Sequence[Alert]) -> str:
-    """``🟠 3 alerts firing for support-bot``; once some changed, how many are in which state.
-
-    The emoji is the most severe *open* alert's, so a resolved P0 no longer colours a group
-    whose remaining alerts are P3.
-    """
-    still_open = [a for a in alerts if a.state.is_open]
-    lead = by_severity(still_open or alerts)[0]
-    count, model = len(alerts), lead.model
+def counts(alerts: Sequence[Alert]) -> str:
+    """``3 alerts: 2 firing, 1 acknowledged`` (``1 alert: firing``)."""
     states = Counter(a.state for a in alerts)
-    if states[AlertState.FIRING] == count:
-        text = f"{lead.severity.emoji} {count} alerts firing for {model}"
-    elif states[AlertState.RESOLVED] == count:
-        text = f"{lead.severity.emoji} {count} alerts for {model} · all resolved"
-    else:
-        parts = ", ".join(f"{states[state]} {word}" for state, word in _STATE_WORDS if states[state])
-        text = f"{lead.severity.emoji} {count} alerts for {model} · {parts}"
+    parts = ", ".join(f"{states[state]} {word}" for state, word in _STATE_WORDS if states[state])
+    if len(alerts) == 1:
+        return f"1 alert: {parts.removeprefix('1 ')}"
+    if len(states) == 1:
+        return f"{len(alerts)} alerts: all {parts.split(' ', 1)[1]}"
+    return f"{len(alerts)} alerts: {parts}"
+
+
+def models(alerts: Iterable[Alert]) -> list[str]:
+    return sorted({a.model for a in alerts})
+
+
+def subject(incident: Incident, shown: Sequence[Alert]) -> str:
+    """What the incident is about: a storm's rule and model count, else its group labels."""
+    if incident.storm_rule:
+        return f"Storm: {incident.storm_rule} on {len(models(shown))} models"
+    if len(shown) == 1:
+        return alert_title(shown[0])
+    labels = ", ".join(incident.labels.values())
+    return labels or incident.title or "alerts"
+
+
+def header(incident: Incident, shown: Sequence[Alert]) -> str:
+    """``🟠 P1 · support-bot · 3 alerts: 2 firing, 1 acknowledged``: the incident's severity (the
+    worst of its alerts and escalation steps). A one-alert incident reads like the alert."""
+    sev = incident.severity
+    text = f"{sev.emoji} {sev.value} · {subject(incident, shown)}"
+    if len(shown) > 1 or incident.storm_rule:
+        text += f" · {counts(shown)}"
     return text if len(text) <= HEADER_LIMIT else text[: HEADER_LIMIT - 1] + "…"
 
 
-def also_firing(alerts: Sequence[Alert]) -> str:
-    """The thread reply when alerts join a group that was already posted."""
-    return "\n".join(f"➕ Also firing: {_name(a)}" for a in by_severity(alerts))
+def status_line(incident: Incident, *, now: datetime) -> str:
+    """Where the incident stands as a whole: who took it, who ended it, how far it climbed."""
+    if incident.state is IncidentState.ACKNOWLEDGED:
+        at = incident.acknowledged_at or now
+        text = f"✅ Acknowledged by {mention(incident.acknowledged_by)} at {at:%H:%M} UTC"
+    elif incident.state is IncidentState.RESOLVED:
+        took = humanize((incident.resolved_at or now) - incident.opened_at)
+        who = incident.resolved_by
+        if who in (None, SYSTEM_ACTOR) or (who or "").startswith("rule:"):
+            text = f"🟢 Auto-resolved: every alert cleared after {took}"
+        else:
+            text = f"🟢 Resolved by {mention(who)} after {took}"
+    else:
+        text = f"🔥 Firing since {incident.opened_at:%H:%M} UTC: not acknowledged yet"
+    if incident.escalation_step:
+        text += f" · ⏫ escalated to {incident.severity.value} (step {incident.escalation_step}/{len(incident.policy)})"
+    if incident.paged_keys:
+        text += " · 📟 paged PagerDuty"
+    return text
+
+
+def incident_buttons(incident: Incident, *, runbook: bool) -> list[ButtonElement]:
+    """The root's buttons, following the incident's state; each names the incident."""
+    value = str(incident.id)
+    buttons: list[ButtonElement] = []
+    if incident.state is IncidentState.FIRING:
+        buttons.append(
+            ButtonElement(text="Acknowledge", action_id=INCIDENT_ACKNOWLEDGE_ACTION, value=value, style="primary")
+        )
+    if incident.state.is_open:
+        style = "primary" if incident.state is IncidentState.ACKNOWLEDGED else None
+        buttons.append(ButtonElement(text="Resolve", action_id=INCIDENT_RESOLVE_ACTION, value=value, style=style))
+    if runbook:
+        buttons.append(ButtonElement(text="Runbook", action_id=INCIDENT_RUNBOOK_ACTION, value=value))
+    if incident.state.is_open:
+        buttons.append(ButtonElement(text=SILENCE_BUTTON_TEXT, action_id=INCIDENT_SILENCE_ACTION, value=value))
+    return buttons
+
+
+def alert_menu(alert: Alert, *, runbook: bool) -> OverflowMenuElement | ButtonElement | None:
+    """The accessory of one alert's section: act on that alert alone. An overflow menu needs two
+    options, so an acknowledged alert without a runbook gets a plain Resolve button."""
+    value = str(alert.id)
+    options: list[Option] = []
+    if alert.state is AlertState.FIRING:
+        options.append(Option(text="Acknowledge this alert", value=f"acknowledge:{value}"))
+    if alert.state.is_open:
+        options.append(Option(text="Resolve this alert", value=f"resolve:{value}"))
+    if not options:
+        return None
+    if runbook:
+        options.append(Option(text="Runbook for this alert", value=f"runbook:{value}"))
+    if len(options) == 1:
+        return ButtonElement(text="Resolve this alert", action_id=RESOLVE_ACTION, value=value)
+    return OverflowMenuElement(action_id=ALERT_MENU_ACTION, options=options)
+
+
+def render(
+    incident: Incident, alerts: Sequence[Alert], *, now: datetime, config: Config | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The incident's root message (fallback text and blocks) from its current state."""
+    shown = newest_per_key(alerts)
+
+    def runbook(alert: Alert) -> bool:
+        return config is None or has_runbook(alert, config)
+
+    head = header(incident, shown)
+    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=head, emoji=True))]
+    if len(shown) == 1 and not incident.storm_rule:
+        blocks += _single(incident, shown[0], now=now, runbook=runbook(shown[0]))
+    else:
+        blocks.append(section(status_line(incident, now=now)))
+        if incident.storm_rule:
+            blocks.append(section(models_section(shown)[0]))
+        blocks += _actions(incident, runbook=any(runbook(a) for a in shown[:1]))
+        detailed = len(shown) <= DETAILED_ALERTS
+        listed = shown if detailed else shown[:COMPACT_ALERTS]
+        for alert in listed:
+            entry = _entry if detailed else _compact
+            blocks += entry(alert, now=now, runbook=runbook(alert))
+        if len(shown) > len(listed):
+            rest = ", ".join(escape_mrkdwn(alert_title(a)) for a in shown[len(listed) :])
+            blocks.append(context_line(f"…and {len(shown) - len(listed)} more alerts: {rest} (see `/alerts`)"))
+        blocks.append(context_line(incident_line(incident)))
+    fallback = "\n".join([head, *(summary(a) for a in shown[:COMPACT_ALERTS])])
+    return clip(fallback, SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
+
+
+def incident_line(incident: Incident) -> str:
+    return f"Incident #{incident.id} · group `{escape_mrkdwn(incident.group_key)}`"
+
+
+def models_section(alerts: Sequence[Alert]) -> tuple[str, bool]:
+    """A storm's models, each with its state's emoji, as many as fit one section; then "…and N
+    more". Returns the text and whether every model was named."""
+    state_of: dict[str, Alert] = {}
+    for alert in alerts:
+        state_of[alert.model] = alert
+    names = sorted(state_of)
+    head = f"*{len(names)} models:* "
+    parts: list[str] = []
+    size = len(head)
+    for i, name in enumerate(names):
+        part = f"{_STATE_EMOJI.get(state_of[name].state, '')} `{escape_mrkdwn(name)}`".strip()
+        room_for_more = len(" …and 99999 more (full list in the thread)")
+        if size + len(part) + 2 + room_for_more > SECTION_LIMIT:
+            return head + ", ".join(parts) + f" …and {len(names) - i} more (full list in the thread)", False
+        parts.append(part)
+        size += len(part) + 2
+    return head + ", ".join(parts), True
+
+
+def models_fit(alerts: Sequence[Alert]) -> bool:
+    return models_section(newest_per_key(alerts))[1]
+
+
+def model_list_replies(alerts: Sequence[Alert]) -> list[str]:
+    """The full list of a storm's models, for the thread, in replies of at most 3,000 characters."""
+    lines = [f"{_STATE_EMOJI.get(a.state, '')} `{escape_mrkdwn(a.model)}`" for a in newest_per_key(alerts)]
+    replies: list[str] = []
+    current = f"📋 All {len(lines)} models of this storm:"
+    for line in lines:
+        if len(current) + len(line) + 1 > SECTION_LIMIT:
+            replies.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    replies.append(current)
+    return replies
+
+
+# --------------------------------------------------------------------------- thread replies
+
+
+def also_firing(alerts: Sequence[Alert], *, refired: Sequence[Alert] = ()) -> str:
+    """The thread reply when alerts join an incident that was already posted."""
+    again = {a.id for a in refired}
+    return "\n".join(
+        f"🔁 Fired again: {_name(a)}" if a.id in again else f"➕ Also firing: {_name(a)}" for a in by_severity(alerts)
+    )
 
 
 def named(alert: Alert, reply: str) -> str:
-    """A state-change reply in a group's thread says which of the group's alerts changed."""
+    """A state-change reply in an incident of several alerts says which alert changed."""
     return f"{reply} — {_name(alert)}"
+
+
+def incident_reply(incident: Incident, kind: str, payload: dict[str, Any], *, now: datetime) -> str:
+    """The thread reply of an incident event: an escalation, or a person's action on all of it."""
+    actor = str(payload.get("actor") or "")
+    if kind == "escalated":
+        step = payload.get("escalation")
+        return escalation_reply(incident, step if isinstance(step, dict) else {}, paged=bool(payload.get("paged_now")))
+    if kind == "acknowledged":
+        at = incident.acknowledged_at or now
+        return f"✅ Acknowledged by {mention(actor)} at {at:%H:%M} UTC — the whole incident"
+    if kind in ("resolved", "auto_resolved"):
+        took = humanize((incident.resolved_at or now) - incident.opened_at)
+        if kind == "auto_resolved":
+            return f"🟢 Auto-resolved after {took}: every alert cleared"
+        return f"🟢 Resolved by {mention(actor)} after {took} — the whole incident"
+    return f"ℹ️ Incident {escape_mrkdwn(kind.replace('_', ' '))} ({mention(actor)})"
+
+
+def escalation_reply(incident: Incident, step: dict[str, object], *, paged: bool) -> str:
+    """ "⏫ Escalated to P1 — step 2/3, unacknowledged for 1h; paged PagerDuty · cc @ml-oncall"."""
+    waited = step.get("after_seconds")
+    waited_text = humanize(timedelta(seconds=float(waited))) if isinstance(waited, int | float) else "a while"
+    before, after = step.get("from_severity"), step.get("to_severity", incident.severity.value)
+    head = f"⏫ Escalated to {after}" if before != after else f"⏫ Still unacknowledged ({after})"
+    number = f"step {step['step']}/{step['steps']}" if "step" in step and "steps" in step else "escalation"
+    text = f"{head} — {number}, unacknowledged for {waited_text}"
+    text += "; paged PagerDuty" if paged else "; no page"
+    who = step.get("mention")
+    if isinstance(who, str) and who:
+        text += f" · cc {mention_target(who)}"
+    return text
 
 
 def posted_at(ts: str) -> datetime | None:
@@ -135,67 +321,20 @@ def posted_at(ts: str) -> datetime | None:
         return None
 
 
-def takes_alerts(ts: str, members: Sequence[Alert], *, now: datetime, group_interval: timedelta) -> bool:
-    """Whether a group message may take another alert: posted less than ``group_interval`` ago,
-    not full, and not over (some alert in it still open). Past that, a new alert of the model is
-    news of its own and gets a new message, which notifies the channel."""
-    posted = posted_at(ts)
-    return (
-        posted is not None
-        and now - posted < group_interval
-        and len(members) < MAX_GROUP
-        and any(m.state.is_open for m in members)
-    )
-
-
-@dataclass
-class Queued:
-    """The model's other alerts whose Slack post is still queued, for the same channel."""
-
-    companions: list[Alert] = field(default_factory=list)
-    """Untried and due within ``group_wait``: they fired together with the alert, so share its message."""
-    tried: dict[int, datetime] = field(default_factory=dict)
-    """Outbox row id -> fire time of posts tried with no known outcome: they may be in Slack already."""
-
-
-def queued_with(
-    rows: Iterable[OutboxRow],
-    waiting: Mapping[int, Alert],
-    *,
-    now: datetime,
-    group_wait: timedelta,
-    same_channel: Callable[[Alert, OutboxRow], bool],
-) -> Queued:
-    """Sort the pending "fired" rows of alerts that have no message yet (``waiting``, by id).
-
-    Rows held past ``group_wait`` (business hours) are left alone: grouping must not bring
-    them forward. A row claimed for delivery right now (the outbox claims a batch at once, so
-    the alerts of one evaluation pass are claimed together) counts as untried; a row whose
-    attempt failed, or whose claim expired with its process, may have posted already.
-    """
-    queued = Queued()
-    for row in rows:
-        other = waiting.get(row.alert_id or 0)
-        if other is None or ensure_utc(row.not_before) > now + group_wait or not same_channel(other, row):
-            continue
-        in_flight = row.claimed_until is not None and ensure_utc(row.claimed_until) > now
-        if row.last_error is None and (row.attempts == 0 or in_flight):
-            queued.companions.append(other)
-        else:
-            queued.tried[row.id or 0] = other.fired_at or other.started_at
-    queued.companions = by_severity(queued.companions)[: MAX_GROUP - 1]
-    return queued
-
-
 def louder(newcomers: Iterable[Alert], members: Iterable[Alert]) -> bool:
-    """Whether joining alerts are more severe than everything still open in the group.
+    """Whether joining alerts are more severe than everything else still open in the incident.
 
     A chat.update notifies nobody, and a thread reply only the thread's followers; a P0 that
-    joins a P3 group must reach the channel, so its reply is broadcast there too.
+    joins a P3 incident must reach the channel, so its reply is broadcast there too.
     """
-    joining = min((a.severity.rank for a in newcomers), default=99)
-    present = min((m.severity.rank for m in members if m.state.is_open), default=99)
-    return joining < present
+    joining = list(newcomers)
+    ids = {a.id for a in joining}
+    worst_new = min((a.severity.rank for a in joining), default=99)
+    present = min((m.severity.rank for m in members if m.state.is_open and m.id not in ids), default=99)
+    return worst_new < present
+
+
+# --------------------------------------------------------------------------- configuration
 
 
 def configured_channel(alert: Alert, config: Config) -> str:
@@ -216,25 +355,58 @@ def has_runbook(alert: Alert, config: Config) -> bool:
     return config.runbook_for_model(alert.model) is not None
 
 
+# --------------------------------------------------------------------------- blocks
+
+
 def _name(alert: Alert) -> str:
     return f"{alert.severity.emoji} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"
 
 
+def _actions(incident: Incident, *, runbook: bool) -> list[Block]:
+    buttons = incident_buttons(incident, runbook=runbook)
+    return [ActionsBlock(block_id="incident_actions", elements=buttons)] if buttons else []
+
+
+def _single(incident: Incident, alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
+    """An incident of one alert reads like the alert: description, values, state, buttons."""
+    blocks: list[Block] = []
+    if alert.description.strip():
+        blocks.append(section(escape_mrkdwn(alert.description)))
+    blocks.extend(value_sections(alert.values))
+    state = state_line(alert, now=now)
+    if incident.escalation_step or incident.paged_keys:
+        state += "\n" + status_line(incident, now=now)
+    blocks.append(section(f"{state}\n{fired_line(alert)}"))
+    blocks += _actions(incident, runbook=runbook)
+    blocks.append(context_line(f"{rule_line(alert)} · {incident_line(incident)}"))
+    return blocks
+
+
+def _with_menu(text: str, alert: Alert, *, runbook: bool) -> SectionBlock:
+    menu = alert_menu(alert, runbook=runbook)
+    body = MarkdownTextObject(text=clip(text, SECTION_LIMIT), verbatim=True)
+    # block_id must be unique within a message, or Slack refuses it with invalid_blocks
+    return SectionBlock(block_id=f"alert_{alert.id}", text=body, accessory=menu)
+
+
 def _entry(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
-    """One alert of a group, in at most :data:`BLOCKS_PER_ALERT` blocks."""
-    title = _name(alert)
+    """One alert in full, in four blocks at most."""
     description = escape_mrkdwn(alert.description.strip())
-    blocks: list[Block] = [
-        DividerBlock(),
-        section(f"{title}\n{clip(description, DESCRIPTION_LIMIT)}" if description else title),
-    ]
+    lines = [_name(alert)]
+    if description:
+        lines.append(clip(description, DESCRIPTION_LIMIT))
+    lines += [state_line(alert, now=now), fired_line(alert)]
+    blocks: list[Block] = [DividerBlock(), _with_menu("\n".join(lines), alert, runbook=runbook)]
     values = list(alert.values.items())
-    blocks.extend(value_sections(dict(values[:FIELDS_PER_SECTION])))  # one section at most
-    blocks.append(section(f"{state_line(alert, now=now)}\n{fired_line(alert)}"))
-    buttons = alert_buttons(alert, runbook=runbook)
-    if buttons:
-        # block_id must be unique within a message, or Slack refuses it with invalid_blocks
-        blocks.append(ActionsBlock(block_id=f"alert_actions_{alert.id}", elements=buttons))
+    blocks.extend(value_sections(dict(values[:FIELDS_PER_SECTION]))[:1])
     hidden = len(values) - FIELDS_PER_SECTION
     blocks.append(context_line(rule_line(alert) + (f" · {hidden} more values" if hidden > 0 else "")))
     return blocks
+
+
+def _compact(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
+    """One alert in one line (a storm's many models)."""
+    shown = [(k, v) for k, v in alert.values.items() if not k.startswith(BOOKKEEPING_PREFIX)][:COMPACT_VALUES]
+    values = " · ".join(f"{escape_mrkdwn(k)} {escape_mrkdwn(format_value(v))}" for k, v in shown)
+    text = f"{_name(alert)} — {short_state(alert)}" + (f"\n{values}" if values else "")
+    return [_with_menu(text, alert, runbook=runbook)]

@@ -35,7 +35,7 @@ from bot.clock import Clock
 from bot.config.durations import DURATION_HINT, humanize, parse_duration
 from bot.config.loader import Config
 from bot.notify.slack_blocks import SILENCE_ACTION, escape_mrkdwn, mention, slack_date
-from bot.notify.slack_groups import named
+from bot.notify.slack_incident import named
 from bot.service import AlertService
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence

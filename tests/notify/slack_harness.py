@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from bot.alerts import store
 from bot.clock import FrozenClock
+from bot.incidents import store as incident_store
 from bot.notify.outbox import Outbox
 from bot.notify.slack import SlackNotifier
 from bot.service import AlertService
@@ -23,6 +24,7 @@ CHANNEL = "#llm-alerts"
 COST_KEY = "llm_cost_runaway:support-bot"
 ACCURACY_KEY = "accuracy_degradation:support-bot"
 DRIFT_KEY = "significant_data_drift:support-bot"
+INCIDENT_BUTTONS = ["incident_acknowledge", "incident_resolve", "incident_runbook", "incident_silence"]
 
 
 @dataclass
@@ -68,6 +70,17 @@ class Harness:
             where = store.slack_message(s, self.alert_id(key))
         assert where is not None
         return where
+
+    def incident_id(self, key: str = COST_KEY) -> int:
+        """The incident the newest alert of ``key`` joined."""
+        with open_session(self.engine) as s:
+            alert = store.get(s, self.alert_id(key))
+        assert alert is not None and alert.incident_id is not None, f"{key} joined no incident"
+        return alert.incident_id
+
+    def incident_root(self, key: str = COST_KEY) -> tuple[str, str] | None:
+        with open_session(self.engine) as s:
+            return incident_store.slack_message(s, self.incident_id(key))
 
     def root_message(self, key: str = COST_KEY) -> dict[str, Any]:
         channel, ts = self.root(key)

@@ -17,22 +17,26 @@ from bot.errors import DeliveryError
 from bot.notify.outbox import FAILED, SENT
 from bot.notify.slack import ChannelPacer, api_error
 from tests.emulators.slack_api import SlackEmulator
-from tests.notify.slack_harness import CHANNEL, FakeTime, Harness, action_ids, mrkdwn
+from tests.notify.slack_harness import CHANNEL, INCIDENT_BUTTONS, FakeTime, Harness, action_ids, mrkdwn
 
 
 def test_fired_posts_one_root_message_with_buttons_and_metadata(bot: Harness, slack: SlackEmulator) -> None:
     bot.metrics(daily_cost_usd=450)
     assert bot.deliver() == 1
     [message] = slack.messages(CHANNEL)
-    assert action_ids(message) == ["alert_acknowledge", "alert_resolve", "alert_runbook", "alert_silence"]
+    assert action_ids(message) == INCIDENT_BUTTONS
     assert message["blocks"][0]["text"]["text"] == "🟠 P1 · LLM cost approaching budget for support-bot"
     [row] = bot.rows()
     alert_id = bot.alert_id()
-    assert message["metadata"] == {
-        "event_type": "incident_bot_alert",
-        "event_payload": {"alert_id": alert_id, "outbox_id": row.id},
+    incident_id = bot.incident_id()
+    assert {b["value"] for b in message["blocks"] if b["type"] == "actions" for b in b["elements"]} == {
+        str(incident_id)
     }
-    assert bot.root() == (slack.channel_id(CHANNEL), message["ts"])
+    assert message["metadata"] == {
+        "event_type": "incident_bot_incident",
+        "event_payload": {"incident_id": incident_id, "outbox_id": row.id, "alert_ids": [alert_id]},
+    }
+    assert bot.root() == (slack.channel_id(CHANNEL), message["ts"]) == bot.incident_root()
     assert row.status == SENT
     assert slack.calls_to("chat.update") == [] and slack.calls_to("conversations.history") == []
 
@@ -47,7 +51,7 @@ def test_acknowledge_updates_the_root_and_replies_in_its_thread(bot: Harness, sl
     assert update.params["channel"] == slack.channel_id(CHANNEL)
     message = bot.root_message()
     assert "Acknowledged by <@U1> at 09:02 UTC" in mrkdwn(message)
-    assert action_ids(message) == ["alert_resolve", "alert_runbook", "alert_silence"]
+    assert action_ids(message) == ["incident_resolve", "incident_runbook", "incident_silence"]
     _root, reply = slack.thread(CHANNEL, message["ts"])
     assert reply["text"] == "✅ Acknowledged by <@U1> at 09:02 UTC"
     assert len(slack.messages(CHANNEL)) == 1
@@ -64,12 +68,15 @@ def test_each_change_and_each_post_is_one_log_line(
     bot.deliver()
     bot.metrics(daily_cost_usd=450)  # evaluated again, nothing changes: nothing to say
     bot.deliver()
-    alert_id, (channel, ts) = bot.alert_id(), bot.root()
+    alert_id, (channel, ts), incident = bot.alert_id(), bot.root(), bot.incident_id()
     lines = [(r.name, r.getMessage()) for r in caplog.records if r.levelno == logging.INFO and r.name.startswith("bot")]
+    group = "#llm-alerts|model=support-bot"
     assert lines == [
+        ("bot.service", f"incident {incident} opened: {group} (P1)"),
         ("bot.service", f"alert {alert_id} fired: llm_cost_runaway:support-bot (P1) by rule:llm_cost_runaway"),
-        ("bot.notify.slack", f"posted alert {alert_id} to Slack {channel} as {ts}"),
+        ("bot.notify.slack", f"posted incident {incident} (alerts [{alert_id}]) to Slack {channel} as {ts}"),
         ("bot.service", f"alert {alert_id} acknowledged: llm_cost_runaway:support-bot (P1) by U1"),
+        ("bot.service", f"incident {incident} acknowledged: {group} (P1)"),
         ("bot.notify.slack", f"posted acknowledged reply for alert {alert_id} to Slack {channel} in thread {ts}"),
     ]
 
@@ -82,24 +89,25 @@ def test_auto_resolve_shows_resolved(bot: Harness, slack: SlackEmulator) -> None
     assert bot.deliver() == 1
     message = bot.root_message()
     assert "Auto-resolved: condition cleared after 23 min" in mrkdwn(message)
-    assert action_ids(message) == ["alert_runbook"]
+    assert action_ids(message) == ["incident_runbook"]
     assert slack.thread(CHANNEL, message["ts"])[1]["text"] == "🟢 Auto-resolved: condition cleared after 23 min"
 
 
 def test_the_message_ends_consistent_with_the_database_whatever_the_click_order(
     bot: Harness, slack: SlackEmulator
 ) -> None:
+    """Two changes delivered together: the first update already renders the final state from the
+    database, so the second row sends no update (coalesced), only its thread reply."""
     bot.metrics(daily_cost_usd=450)
     bot.deliver()
     bot.service.acknowledge(bot.alert_id(), actor="U1")
     bot.clock.advance(timedelta(minutes=5))
     bot.service.resolve(bot.alert_id(), actor="U2")
     assert bot.deliver() == 2
-    updates = slack.calls_to("chat.update")
-    assert len(updates) == 2
-    assert all("Resolved by <@U2> after 5 min" in str(u.params["blocks"]) for u in updates)
+    [update] = slack.calls_to("chat.update")
+    assert "Resolved by <@U2> after 5 min" in str(update.params["blocks"])
     message = bot.root_message()
-    assert action_ids(message) == ["alert_runbook"]
+    assert action_ids(message) == ["incident_runbook"]
     replies = [m["text"] for m in slack.thread(CHANNEL, message["ts"])[1:]]
     assert replies == ["✅ Acknowledged by <@U1> at 09:00 UTC", "🟢 Resolved by <@U2> after 5 min"]
 
@@ -138,10 +146,11 @@ def test_timeout_after_slack_stored_the_post_is_found_again_not_reposted(
         bot = make_harness(timeout=0.3, channel_ids={CHANNEL: slack.channel_id(CHANNEL)})
     else:
         bot = make_harness(timeout=0.3)
-        bot.metrics(current_accuracy=0.5)  # another alert to the same channel teaches the notifier its ID
+        bot.metrics(current_accuracy=0.5)  # another incident in the same channel teaches the notifier its ID
         assert bot.deliver() == 1
-        bot.clock.advance(timedelta(minutes=6))  # past group_interval, so the next alert posts a message of its own
-    before = len(slack.messages(CHANNEL))
+        bot.metrics(current_accuracy=0.99)  # it ends, so the next alert opens an incident (a root) of its own
+        assert bot.deliver() == 1
+    before, posts = len(slack.messages(CHANNEL)), len(slack.calls_to("chat.postMessage"))
     slack.delay_next("chat.postMessage", 1.5)
     bot.metrics(daily_cost_usd=450)
     assert bot.deliver() == 0  # timed out, but the emulator stored the message
@@ -150,7 +159,7 @@ def test_timeout_after_slack_stored_the_post_is_found_again_not_reposted(
     assert bot.deliver() == 1
     assert len(slack.calls_to("conversations.history")) == 1
     assert len(slack.messages(CHANNEL)) == before + 1
-    assert len(slack.calls_to("chat.postMessage")) == before + 1
+    assert len(slack.calls_to("chat.postMessage")) == posts + 1
     assert bot.root() == (slack.channel_id(CHANNEL), slack.messages(CHANNEL)[-1]["ts"])
 
 
@@ -201,9 +210,9 @@ def test_channel_not_found_fails_for_good_and_a_later_ack_posts_the_root(bot: Ha
     assert bot.deliver() == 1
     message = bot.root_message()
     assert "Acknowledged by <@U1>" in mrkdwn(message) and action_ids(message) == [
-        "alert_resolve",
-        "alert_runbook",
-        "alert_silence",
+        "incident_resolve",
+        "incident_runbook",
+        "incident_silence",
     ]
     assert slack.calls_to("chat.update") == []
     assert len(slack.thread(CHANNEL, message["ts"])) == 2
@@ -212,11 +221,10 @@ def test_channel_not_found_fails_for_good_and_a_later_ack_posts_the_root(bot: Ha
 def test_posts_to_one_channel_are_a_second_apart(bot: Harness, slack: SlackEmulator, fake_time: FakeTime) -> None:
     bot.metrics(daily_cost_usd=450)
     assert bot.deliver() == 1
-    bot.clock.advance(timedelta(minutes=6))  # past group_interval: a second root message, same channel
-    bot.metrics(current_accuracy=0.5)
+    bot.service.acknowledge(bot.alert_id(), actor="U1")
     assert bot.deliver() == 1
     first, second = slack.calls_to("chat.postMessage")
-    assert not first.params.get("thread_ts") and not second.params.get("thread_ts")
+    assert not first.params.get("thread_ts") and second.params.get("thread_ts") == bot.root()[1]
     assert second.at - first.at >= 1.0
     assert fake_time.sleeps == [1.0]
 
