@@ -244,7 +244,7 @@ def test_a_call_that_gets_no_answer_is_timed_too() -> None:
 
     try:
         with pytest.raises(DeliveryError):
-            notifier.send(Notification(1, "pagerduty", "alert.fired", 1, payload))
+            notifier.send(Notification(1, "pagerduty", "incident.opened", 1, payload))
     finally:
         notifier.close()
 

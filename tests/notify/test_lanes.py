@@ -304,7 +304,7 @@ def test_a_stuck_lane_does_not_hold_up_the_other(
         assert alert_id is not None
         service.acknowledge(alert_id, actor="U1")
         slack_api.wait_for(lambda c: c.method == "chat.update" and "acknowledged" in str(c.params).lower(), WAIT)
-        assert pending_on(db, "pagerduty") == ["alert.fired", "alert.acknowledged"]  # the page still waits
+        assert pending_on(db, "pagerduty") == ["incident.opened", "incident.acknowledged"]  # the page still waits
 
 
 # ------------------------------------------------------------------ shutdown

@@ -97,7 +97,7 @@ def test_an_accepted_page_is_a_thread_reply_with_its_dedup_key(paging: Paging) -
     assert outbox.deliver_due() == 3  # the root post, the page, and the page's result
     [trigger] = [e for e in paging.pd.accepted if e["body"]["event_action"] == "trigger"]
     dedup_key = trigger["body"]["dedup_key"]
-    assert dedup_key == f"{COST_KEY}:20260105T090000Z"
+    assert dedup_key == "incident:1:20260105T090000Z", "the page names the alert's incident"
 
     _root, reply = paging.thread(alert_id)
     assert reply["text"] == f"📟 PagerDuty accepted the page (dedup key `{dedup_key}`)"
@@ -187,16 +187,16 @@ def test_the_hook_reports_pages_only_and_each_row_once(paging: Paging) -> None:
     hook = page_result_hook(paging.clock)
     payload = {"key": COST_KEY, "severity": "P3", "fired_at": paging.clock.now().isoformat(), "title": "t"}
     cases = [
-        Notification(101, "pagerduty", "alert.acknowledged", alert_id, payload),  # not a page
-        Notification(102, "pagerduty", "alert.escalated", alert_id, payload),  # P3: PagerDuty had no part
-        Notification(103, "slack", "alert.fired", alert_id, payload),  # not PagerDuty
-        Notification(104, "pagerduty", "alert.fired", None, payload),  # no alert to reply under
+        Notification(101, "pagerduty", "incident.acknowledged", alert_id, payload),  # not a page
+        Notification(102, "pagerduty", "incident.escalated", alert_id, payload),  # P3: PagerDuty had no part
+        Notification(103, "slack", "incident.opened", alert_id, payload),  # not PagerDuty
+        Notification(104, "pagerduty", "incident.opened", None, payload),  # no alert to reply under
     ]
     with open_session(paging.engine) as s, s.begin():
         for note in cases:
             hook(s, note, SENT, None)
     assert paging.rows(PAGE_RESULT) == []
-    page = Notification(105, "pagerduty", "alert.escalated", alert_id, {**payload, "severity": "P1"})
+    page = Notification(105, "pagerduty", "incident.escalated", alert_id, {**payload, "severity": "P1"})
     for _ in range(2):  # an outcome written twice (its first commit's answer was lost)
         with open_session(paging.engine) as s, s.begin():
             hook(s, page, FAILED, "PagerDuty trigger …: refused")
