@@ -2,7 +2,8 @@
 
 Each replica has its own engine (its own connection pool, like a second process). The due rows
 are claimed with ``FOR UPDATE SKIP LOCKED``, so whichever replica runs a step, it runs once:
-one ``escalated`` event per alert and step, one outbox row per step and channel, none missed.
+one ``escalated`` event per incident and step, one outbox row per step and channel, none missed.
+Each model's alert is its own incident here (a storm threshold above the fleet).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from sqlmodel import col, select
 from bot.alerts.lifecycle import Alert, EventKind
 from bot.clock import FrozenClock
 from bot.config.loader import Config
+from bot.incidents.incident import IncidentEventKind
 from bot.service import AlertService, every_channel
 from bot.storage.database import make_engine, session
-from bot.storage.tables import AlertEventRow, AlertRow, OutboxRow
+from bot.storage.tables import IncidentEventRow, IncidentRow, OutboxRow
 
 MINUTE = timedelta(minutes=1)
 ALERTS = 200
@@ -39,7 +41,8 @@ def slow_hold(_channel: str, _alert: Alert, _event: object) -> timedelta:
 
 @pytest.fixture
 def open_to_any_model(config: Config) -> Config:
-    return replace(config, settings=config.settings.model_copy(update={"accept_unknown_models": True}))
+    update = {"accept_unknown_models": True, "storm_threshold": 10 * ALERTS}
+    return replace(config, settings=config.settings.model_copy(update=update))
 
 
 @pytest.fixture
@@ -101,31 +104,31 @@ def sweep_until_idle(service: AlertService, *, limit: int = 20) -> int:
 
 
 def escalation_steps(engine: Engine) -> dict[int, list[object]]:
-    """alert id → the steps of its ``escalated`` events, in the order they were stored."""
+    """incident id → the steps of its ``escalated`` events, in the order they were stored."""
     with session(engine) as s:
         rows = s.exec(
-            select(AlertEventRow.alert_id, AlertEventRow.data)
-            .where(AlertEventRow.kind == EventKind.ESCALATED.value)
-            .order_by(col(AlertEventRow.id))
+            select(IncidentEventRow.incident_id, IncidentEventRow.data)
+            .where(IncidentEventRow.kind == IncidentEventKind.ESCALATED.value)
+            .order_by(col(IncidentEventRow.id))
         ).all()
     steps: dict[int, list[object]] = defaultdict(list)
-    for alert_id, data in rows:
-        steps[alert_id].append(data["step"])
+    for incident_id, data in rows:
+        steps[incident_id].append(data["step"])
     return dict(steps)
 
 
 def escalation_rows(engine: Engine) -> list[tuple[str, int | None, object, str]]:
-    """(channel, alert id, step, idempotency key) of every escalation notification enqueued."""
+    """(channel, incident id, step, idempotency key) of every escalation notification enqueued."""
     with session(engine) as s:
-        rows = s.exec(select(OutboxRow).where(OutboxRow.kind == "alert.escalated")).all()
-    return [(r.channel, r.alert_id, r.payload["escalation"]["step"], r.idempotency_key) for r in rows]
+        rows = s.exec(select(OutboxRow).where(OutboxRow.kind == "incident.escalated")).all()
+    return [(r.channel, r.incident_id, r.payload["escalation"]["step"], r.idempotency_key) for r in rows]
 
 
 def test_two_replicas_sweeping_a_backlog_run_every_step_exactly_once(
     pg_engine: Engine, clock: FrozenClock, replicas: list[AlertService]
 ) -> None:
     fire_drift_alerts(replicas[0], clock, ALERTS)
-    clock.advance(61 * MINUTE)  # both replicas were down for an hour: three steps overdue on each alert
+    clock.advance(61 * MINUTE)  # both replicas were down for an hour: three steps overdue on each incident
 
     ran = run_concurrently(replicas, sweep_until_idle)
 
@@ -139,14 +142,15 @@ def test_two_replicas_sweeping_a_backlog_run_every_step_exactly_once(
 
     rows = escalation_rows(pg_engine)
     per_channel = Counter((channel, alert_id, step) for channel, alert_id, step, _ in rows)
-    assert set(per_channel.values()) == {1}  # one row per alert, step and channel
+    assert set(per_channel.values()) == {1}  # one row per incident, step and channel
     assert Counter(channel for channel, *_ in rows) == {"recording": ALERTS * 3, "pagerduty": ALERTS}
     assert {step for channel, _, step, _ in rows if channel == "pagerduty"} == {3}  # paged once, at P1
     assert len({key for *_, key in rows}) == len(rows)
 
     with session(pg_engine) as s:
-        alerts = s.exec(select(AlertRow)).all()
-    assert {(a.severity, a.escalation_step, a.next_escalation_at, tuple(a.paged_keys)) for a in alerts} == {
+        incidents = s.exec(select(IncidentRow)).all()
+    assert len(incidents) == ALERTS
+    assert {(i.severity, i.escalation_step, i.next_escalation_at, tuple(i.paged_keys)) for i in incidents} == {
         ("P1", 3, None, ("",))
     }
 

@@ -1,7 +1,8 @@
-"""The escalation timeline through the service, on an injected clock: an hour of alert life in milliseconds.
+"""The escalation timeline through the service, on an injected clock: an hour of incident life in milliseconds.
 
-Shipped default policy (seed 001), counted from when the alert fired: P3 at 15 min, P2 at 30 min,
-P1 at 60 min; reaching P1 pages PagerDuty. ``significant_data_drift`` is a P2 rule without a
+Shipped default policy (seed 001), counted from when the incident opened (its first alert fired):
+P3 at 15 min, P2 at 30 min, P1 at 60 min; reaching P1 pages PagerDuty, once per incident.
+``significant_data_drift`` is a P2 rule without a
 ``for:`` (it fires on the first evaluation that sees 9 of 10 features drifted); ``llm_cost_runaway``
 is a P1 rule for ``support-bot`` (fires when the day's cost passes 80% of the budget).
 
@@ -20,14 +21,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from bot.alerts import store
-from bot.alerts.lifecycle import Alert, AlertState, EventKind, PolicyStep
+from bot.alerts.lifecycle import Alert, AlertState, PolicyStep
 from bot.clock import FrozenClock
 from bot.config.loader import Config
 from bot.config.schema import EscalationStep
+from bot.incidents import store as incident_store
+from bot.incidents.incident import Incident, IncidentEventKind, IncidentState
 from bot.service import AlertService, every_channel
 from bot.severity import Severity
 from bot.storage.database import session
-from bot.storage.tables import AlertEventRow, AlertRow, OutboxRow
+from bot.storage.tables import AlertRow, IncidentEventRow, OutboxRow
 
 FRAUD = "fraud-detector-v2"
 SUPPORT = "support-bot"
@@ -105,10 +108,19 @@ class Bot:
         assert row is not None, f"no alert for {key}"
         return store.to_alert(row)
 
-    def notes(self, key: str = DRIFT) -> list[Note]:
-        alert_id = self.alert(key).id
+    def incident(self, key: str = DRIFT) -> Incident:
+        """The incident the newest alert for ``key`` joined."""
         with session(self.engine) as s:
-            rows = s.exec(select(OutboxRow).where(OutboxRow.alert_id == alert_id).order_by(col(OutboxRow.id))).all()
+            found = incident_store.get(s, self.alert(key).incident_id or 0)
+        assert found is not None, f"the alert for {key} joined no incident"
+        return found
+
+    def notes(self, key: str = DRIFT) -> list[Note]:
+        """What the incident of ``key``'s newest alert said, in order."""
+        incident_id = self.alert(key).incident_id
+        with session(self.engine) as s:
+            query = select(OutboxRow).where(OutboxRow.incident_id == incident_id).order_by(col(OutboxRow.id))
+            rows = s.exec(query).all()
         return [
             Note(
                 r.channel,
@@ -125,9 +137,10 @@ class Bot:
         """(kind, routing key) of what went to PagerDuty ("" = the default key)."""
         return [(n.kind, n.routing_key) for n in self.notes(key) if n.channel == "pagerduty"]
 
-    def history(self, key: str = DRIFT) -> list[tuple[EventKind, str]]:
+    def history(self, key: str = DRIFT) -> list[tuple[IncidentEventKind, str]]:
         with session(self.engine) as s:
-            return [(e.kind, str(e.data.get("to_severity", ""))) for e in store.history(s, self.alert(key).id or 0)]
+            events = incident_store.history(s, self.alert(key).incident_id or 0)
+            return [(e.kind, str(e.data.get("to_severity", ""))) for e in events]
 
 
 @pytest.fixture
@@ -159,28 +172,29 @@ def test_nobody_acknowledges_a_p2_alert_for_an_hour(bot: Bot) -> None:
         PolicyStep(30 * MINUTE, Severity.P2),
         PolicyStep(60 * MINUTE, Severity.P1),
     )
-    assert alert.next_escalation_at == bot.at(15)
+    assert bot.incident().next_escalation_at == bot.at(15)
 
     ran = bot.run_until(90, feed=bot.drift, every=TICK)  # evaluation every 30 s, the condition stays true
 
     assert ran == {15: 1, 30: 1, 60: 1}
     assert bot.notes() == [
         Note("recording", "alert.fired", "P2", None, "", bot.at(0)),
-        Note("recording", "alert.escalated", "P2", 1, "", bot.at(15)),  # P2 stays P2 at the P3 step
-        Note("recording", "alert.escalated", "P2", 2, "", bot.at(30)),
-        Note("recording", "alert.escalated", "P1", 3, "", bot.at(60)),
-        Note("pagerduty", "alert.escalated", "P1", 3, "", bot.at(60)),  # the one page
+        Note("recording", "incident.escalated", "P2", 1, "", bot.at(15)),  # P2 stays P2 at the P3 step
+        Note("recording", "incident.escalated", "P2", 2, "", bot.at(30)),
+        Note("recording", "incident.escalated", "P1", 3, "", bot.at(60)),
+        Note("pagerduty", "incident.escalated", "P1", 3, "", bot.at(60)),  # the one page
     ]
     assert bot.history() == [
-        (EventKind.FIRED, ""),
-        (EventKind.ESCALATED, "P2"),
-        (EventKind.ESCALATED, "P2"),
-        (EventKind.ESCALATED, "P1"),
+        (IncidentEventKind.OPENED, ""),
+        (IncidentEventKind.ESCALATED, "P2"),
+        (IncidentEventKind.ESCALATED, "P2"),
+        (IncidentEventKind.ESCALATED, "P1"),
     ]
-    final = bot.alert()
-    assert (final.state, final.severity, final.escalation_step) == (AlertState.FIRING, Severity.P1, 3)
+    final = bot.incident()
+    assert (final.state, final.severity, final.escalation_step) == (IncidentState.FIRING, Severity.P1, 3)
     assert final.next_escalation_at is None
     assert final.paged_keys == ("",)
+    assert bot.alert().severity is Severity.P2, "the alert is what it is; its incident climbed"
 
 
 def test_evaluation_ticks_do_not_disturb_the_deadlines(bot: Bot) -> None:
@@ -190,8 +204,8 @@ def test_evaluation_ticks_do_not_disturb_the_deadlines(bot: Bot) -> None:
         bot.drift()
         assert bot.service.evaluate_once().transitions == []
 
-    alert = bot.alert()
-    assert (alert.escalation_step, alert.next_escalation_at, alert.fired_at) == (0, bot.at(15), bot.at(0))
+    incident = bot.incident()
+    assert (incident.escalation_step, incident.next_escalation_at, incident.opened_at) == (0, bot.at(15), bot.at(0))
 
 
 def test_a_step_is_due_at_exactly_its_deadline_not_a_moment_before(bot: Bot) -> None:
@@ -210,7 +224,7 @@ def test_escalate_due_many_times_at_one_instant_runs_each_step_once(bot: Bot) ->
     runs = [bot.service.escalate_due() for _ in range(5)] + [bot.replica().escalate_due() for _ in range(3)]
 
     assert runs == [1, 0, 0, 0, 0, 0, 0, 0]
-    assert [n.step for n in bot.notes() if n.kind == "alert.escalated"] == [1]
+    assert [n.step for n in bot.notes() if n.kind == "incident.escalated"] == [1]
 
 
 def test_after_downtime_the_overdue_steps_run_once_each_in_order(bot: Bot) -> None:
@@ -220,7 +234,7 @@ def test_after_downtime_the_overdue_steps_run_once_each_in_order(bot: Bot) -> No
     assert bot.replica().escalate_due() == 3  # the restarted process picks up the deadlines from the DB
     assert bot.replica().escalate_due() == 0
 
-    assert [(n.channel, n.severity, n.step, n.at) for n in bot.notes() if n.kind == "alert.escalated"] == [
+    assert [(n.channel, n.severity, n.step, n.at) for n in bot.notes() if n.kind == "incident.escalated"] == [
         ("recording", "P2", 1, bot.at(75)),
         ("recording", "P2", 2, bot.at(75)),
         ("recording", "P1", 3, bot.at(75)),
@@ -239,12 +253,13 @@ def test_acknowledging_at_twenty_minutes_stops_the_climb(bot: Bot) -> None:
     ran = bot.run_until(120, feed=bot.drift, every=5 * MINUTE)
 
     assert ran == {}
-    acked = bot.alert()
-    assert (acked.state, acked.severity, acked.escalation_step) == (AlertState.ACKNOWLEDGED, Severity.P2, 1)
+    assert bot.alert().state is AlertState.ACKNOWLEDGED
+    acked = bot.incident()
+    assert (acked.state, acked.severity, acked.escalation_step) == (IncidentState.ACKNOWLEDGED, Severity.P2, 1)
     assert acked.next_escalation_at is None
     assert [(n.channel, n.kind) for n in bot.notes()] == [
         ("recording", "alert.fired"),
-        ("recording", "alert.escalated"),
+        ("recording", "incident.escalated"),
         ("recording", "alert.acknowledged"),
     ]
     assert bot.pages() == []  # never paged, so PagerDuty hears nothing of the acknowledge
@@ -257,7 +272,7 @@ def test_acknowledging_a_paged_alert_tells_pagerduty(bot: Bot) -> None:
     bot.run_until(70, feed=bot.drift)
     bot.service.resolve(alert.id or 0, actor="U_ANA")
 
-    assert bot.pages() == [("alert.escalated", ""), ("alert.acknowledged", ""), ("alert.resolved", "")]
+    assert bot.pages() == [("incident.escalated", ""), ("incident.acknowledged", ""), ("incident.resolved", "")]
 
 
 def test_resolving_ends_the_climb(bot: Bot) -> None:
@@ -266,10 +281,11 @@ def test_resolving_ends_the_climb(bot: Bot) -> None:
     bot.service.resolve(alert.id or 0, actor="U_BEN")
 
     assert bot.run_until(120, every=5 * MINUTE) == {}
-    done = bot.alert()
-    assert (done.state, done.severity, done.escalation_step) == (AlertState.RESOLVED, Severity.P2, 2)
+    done = bot.incident()
+    assert (done.state, done.severity, done.escalation_step) == (IncidentState.RESOLVED, Severity.P2, 2)
     assert done.next_escalation_at is None
-    assert [n.kind for n in bot.notes()] == ["alert.fired", "alert.escalated", "alert.escalated", "alert.resolved"]
+    kinds = [n.kind for n in bot.notes()]
+    assert kinds == ["alert.fired", "incident.escalated", "incident.escalated", "alert.resolved"]
 
 
 def test_an_auto_resolve_ends_the_climb(bot: Bot) -> None:
@@ -279,7 +295,8 @@ def test_an_auto_resolve_ends_the_climb(bot: Bot) -> None:
 
     assert bot.run_until(120, feed=lambda: bot.drift(drifted=0), every=5 * MINUTE) == {}
     assert bot.alert().state is AlertState.RESOLVED
-    assert [n.kind for n in bot.notes()] == ["alert.fired", "alert.escalated", "alert.auto_resolved"]
+    assert [n.kind for n in bot.notes()] == ["alert.fired", "incident.escalated", "alert.auto_resolved"]
+    assert bot.incident().state is IncidentState.RESOLVED
 
 
 def test_no_data_neither_resolves_nor_stops_the_climb(bot: Bot) -> None:
@@ -287,7 +304,7 @@ def test_no_data_neither_resolves_nor_stops_the_climb(bot: Bot) -> None:
     fired(bot)
 
     assert bot.run_until(61) == {15: 1, 30: 1, 60: 1}
-    assert bot.pages() == [("alert.escalated", "")]
+    assert bot.pages() == [("incident.escalated", "")]
 
 
 # --------------------------------------------------------------------------- P1 rules
@@ -295,19 +312,19 @@ def test_no_data_neither_resolves_nor_stops_the_climb(bot: Bot) -> None:
 
 def test_a_p1_alert_pages_at_fire_and_its_p1_step_does_not_page_again(bot: Bot) -> None:
     alert = fired(bot, bot.cost, COST)
-    assert alert.severity is Severity.P1 and alert.paged_keys == ("",)
+    assert alert.severity is Severity.P1 and bot.incident(COST).paged_keys == ("",)
 
     assert bot.run_until(90, feed=bot.cost) == {15: 1, 30: 1, 60: 1}
 
     assert [(n.channel, n.kind, n.severity, n.step) for n in bot.notes(COST)] == [
         ("recording", "alert.fired", "P1", None),
-        ("pagerduty", "alert.fired", "P1", None),  # paged at once
-        ("recording", "alert.escalated", "P1", 1),  # a P1 alert stays P1 at the P3 and P2 steps
-        ("recording", "alert.escalated", "P1", 2),
-        ("recording", "alert.escalated", "P1", 3),  # and its P1 step does not page a second time
+        ("pagerduty", "incident.opened", "P1", None),  # paged at once (written as the pass ends)
+        ("recording", "incident.escalated", "P1", 1),  # a P1 incident stays P1 at the P3 and P2 steps
+        ("recording", "incident.escalated", "P1", 2),
+        ("recording", "incident.escalated", "P1", 3),  # and its P1 step does not page a second time
     ]
     bot.service.acknowledge(alert.id or 0, actor="U_ANA")
-    assert bot.pages(COST) == [("alert.fired", ""), ("alert.acknowledged", "")]
+    assert bot.pages(COST) == [("incident.opened", ""), ("incident.acknowledged", "")]
 
 
 # --------------------------------------------------------------------------- configuration
@@ -330,9 +347,9 @@ def test_a_reload_does_not_change_a_climb_in_progress_but_new_alerts_get_the_new
     ran = bot.run_until(61, feed=both_drift)
 
     assert ran == {7: 1, 15: 1, 30: 1, 60: 1}  # the new alert's step at 5+2 min, the old one's at 15/30/60
-    assert bot.pages(f"significant_data_drift:{SUPPORT}") == [("alert.escalated", "")]
-    assert bot.pages() == [("alert.escalated", "")]
-    assert [n.step for n in bot.notes() if n.channel == "recording" and n.kind == "alert.escalated"] == [1, 2, 3]
+    assert bot.pages(f"significant_data_drift:{SUPPORT}") == [("incident.escalated", "")]
+    assert bot.pages() == [("incident.escalated", "")]
+    assert [n.step for n in bot.notes() if n.channel == "recording" and n.kind == "incident.escalated"] == [1, 2, 3]
 
 
 def fired_later(bot: Bot) -> Alert:
@@ -358,16 +375,16 @@ def test_a_per_model_policy_step_with_a_routing_key_pages_that_service_too(bot: 
     bot.run_until(61, feed=bot.drift)
     bot.service.acknowledge(alert.id or 0, actor="U_ANA")
 
-    assert bot.alert().paged_keys == ("", "L2-KEY")
+    assert bot.incident().paged_keys == ("", "L2-KEY")
     assert bot.pages() == [
-        ("alert.escalated", ""),  # P2 → P1 pages the default service
-        ("alert.escalated", "L2-KEY"),  # and the step names the L2 service
-        ("alert.acknowledged", ""),  # the acknowledge reaches both
-        ("alert.acknowledged", "L2-KEY"),
+        ("incident.escalated", ""),  # P2 → P1 pages the default service
+        ("incident.escalated", "L2-KEY"),  # and the step names the L2 service
+        ("incident.acknowledged", ""),  # the acknowledge reaches both
+        ("incident.acknowledged", "L2-KEY"),
     ]
-    last = [n for n in bot.notes() if n.kind == "alert.escalated"][-1]
+    last = [n for n in bot.notes() if n.kind == "incident.escalated"][-1]
     with session(bot.engine) as s:
-        data = s.exec(select(AlertEventRow.data).where(AlertEventRow.kind == "escalated")).all()[-1]
+        data = s.exec(select(IncidentEventRow.data).where(IncidentEventRow.kind == "escalated")).all()[-1]
     assert data["mention"] == "@ml-platform-team" and data["routing_key"] == "L2-KEY"
     assert last.step == 3
 
@@ -380,27 +397,28 @@ def test_a_step_key_below_paging_severity_pages_only_that_key(bot: Bot) -> None:
     bot.run_until(16, feed=bot.drift)
     bot.service.resolve(alert.id or 0, actor="U_BEN")
 
-    assert bot.pages() == [("alert.escalated", "L2-KEY"), ("alert.resolved", "L2-KEY")]
+    assert bot.pages() == [("incident.escalated", "L2-KEY"), ("incident.resolved", "L2-KEY")]
 
 
 # --------------------------------------------------------------------------- the watchdog
 
 
 def test_the_watchdog_lists_an_escalation_that_did_not_run_in_time(bot: Bot) -> None:
-    alert = fired(bot)
+    fired(bot)
+    incident = bot.incident()
 
     bot.clock.set(bot.at(15) + timedelta(seconds=30))
     assert bot.service.overdue_escalations() == []  # within the 30 s grace
 
     bot.clock.set(bot.at(15) + timedelta(seconds=31))
-    assert bot.service.overdue_escalations() == [(alert.id, DRIFT, bot.at(15))]
+    assert bot.service.overdue_escalations() == [(incident.id, incident.group_key, bot.at(15))]
     assert bot.service.overdue_escalations(grace=timedelta(minutes=1)) == []
 
     bot.service.escalate_due()
     assert bot.service.overdue_escalations() == []
 
 
-def test_the_watchdog_ignores_acknowledged_and_resolved_alerts(bot: Bot) -> None:
+def test_the_watchdog_ignores_acknowledged_and_resolved_incidents(bot: Bot) -> None:
     alert = fired(bot)
     bot.service.acknowledge(alert.id or 0, actor="U_ANA")
     fired_later(bot)
