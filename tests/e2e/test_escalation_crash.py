@@ -32,7 +32,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.storage.database import make_engine, session
-from bot.storage.tables import AlertEventRow, AlertRow, OutboxRow
+from bot.storage.tables import AlertRow, IncidentEventRow, IncidentRow, OutboxRow
 from tests.e2e.test_serve import free_port
 from tests.emulators.pagerduty_events import PagerDutyEmulator
 from tests.emulators.slack_api import Call, SlackEmulator
@@ -235,18 +235,24 @@ class Scenario:
         alert = self.alert()
         return alert.fired_at if alert else None
 
-    def escalations(self) -> list[AlertEventRow]:
+    def incident(self) -> IncidentRow | None:
+        """The incident the alert joined: it climbs and pages."""
+        alert = self.alert()
         with session(self.engine) as s:
-            return list(s.exec(select(AlertEventRow).where(AlertEventRow.kind == "escalated")).all())
+            return s.get(IncidentRow, alert.incident_id) if alert and alert.incident_id else None
+
+    def escalations(self) -> list[IncidentEventRow]:
+        with session(self.engine) as s:
+            return list(s.exec(select(IncidentEventRow).where(IncidentEventRow.kind == "escalated")).all())
 
     def outbox(self) -> list[OutboxRow]:
         with session(self.engine) as s:
             return list(s.exec(select(OutboxRow).order_by(col(OutboxRow.id))).all())
 
     def explain(self) -> str:
-        alert = self.alert()
+        found = self.incident()
         lines = [
-            f"alert: {alert and (alert.state, alert.severity, alert.escalation_step, alert.next_escalation_at)}",
+            f"incident: {found and (found.state, found.severity, found.escalation_step, found.next_escalation_at)}",
             f"escalated events: {[(e.data.get('step'), e.at) for e in self.escalations()]}",
             f"outbox: {[(o.id, o.channel, o.kind, o.status, o.attempts, o.last_error) for o in self.outbox()]}",
             f"slack: {[(c.method, c.params.get('thread_ts'), outbox_id(c), c.ok) for c in self.slack.calls]}",
@@ -276,7 +282,7 @@ def scenario(tmp_path: Path, slack: SlackEmulator, pagerduty: PagerDutyEmulator)
 def assert_every_step_exactly_once(scenario: Scenario) -> None:
     """One root post, one thread reply per step (each naming its own outbox row), one page."""
     slack, pagerduty = scenario.slack, scenario.pagerduty
-    alert = scenario.alert()
+    alert = scenario.incident()
     assert alert is not None
     assert (alert.state, alert.severity, alert.escalation_step, alert.next_escalation_at) == ("firing", "P1", 3, None)
     assert sorted(e.data["step"] for e in scenario.escalations()) == [1, 2, 3]
@@ -289,7 +295,7 @@ def assert_every_step_exactly_once(scenario: Scenario) -> None:
     assert result.params["thread_ts"] == alert.slack_ts
     assert result.params["text"].startswith("📟 PagerDuty accepted the page (dedup key"), result.params["text"]
     assert {c.params["thread_ts"] for c in thread} == {alert.slack_ts}
-    escalated = [o for o in scenario.outbox() if (o.channel, o.kind) == ("slack", "alert.escalated")]
+    escalated = [o for o in scenario.outbox() if (o.channel, o.kind) == ("slack", "incident.escalated")]
     slack_steps = {o.id: o.payload["escalation"]["step"] for o in escalated}
     assert sorted(slack_steps.values()) == [1, 2, 3]
     assert sorted(outbox_id(c) or 0 for c in thread) == sorted(i or 0 for i in slack_steps), "one reply per step"
@@ -297,7 +303,7 @@ def assert_every_step_exactly_once(scenario: Scenario) -> None:
 
     [page] = triggers(pagerduty)
     assert page["routing_key"] == ROUTING_KEY
-    assert page["dedup_key"].startswith(f"{RULE}:{MODEL}:")
+    assert page["dedup_key"].startswith(f"incident:{alert.id}:"), "the page names the incident"
     assert page["payload"]["severity"] == "error"  # P1
     [incident] = pagerduty.all_incidents
     assert (incident.triggers, incident.status) == (1, "triggered")
@@ -317,7 +323,7 @@ def test_sigkill_between_two_steps_loses_and_doubles_nothing(scenario: Scenario)
     scenario.wait(lambda: len(replies(slack)) >= 1, "step 1's thread reply")
     first.kill()
     killed_at = datetime.now(UTC)
-    alert = scenario.alert()
+    alert = scenario.incident()
     assert alert is not None
     assert alert.escalation_step == 1, "the process must die between step 1 and step 2: " + scenario.explain()
     step_2_due = alert.next_escalation_at
@@ -328,7 +334,7 @@ def test_sigkill_between_two_steps_loses_and_doubles_nothing(scenario: Scenario)
     # stay dead until step 2 is overdue: nobody runs it meanwhile
     while datetime.now(UTC) < step_2_due + timedelta(seconds=1):
         time.sleep(0.1)
-    assert scenario.alert().escalation_step == 1  # type: ignore[union-attr]
+    assert scenario.incident().escalation_step == 1  # type: ignore[union-attr]
     restarted_at = datetime.now(UTC)
     scenario.start()
 
@@ -357,7 +363,7 @@ def test_sigkill_while_a_thread_reply_is_in_flight_does_not_post_it_twice(scenar
     in_flight = scenario.wait(second_reply, "step 2's reply to reach Slack")
     first.kill()
     [row] = [o for o in scenario.outbox() if o.id == outbox_id(in_flight)]
-    assert (row.kind, row.status, row.attempts) == ("alert.escalated", "pending", 1)
+    assert (row.kind, row.status, row.attempts) == ("incident.escalated", "pending", 1)
     assert row.payload["escalation"]["step"] == 2
     assert row.claimed_until is not None, "the dead process's claim is still on the row"
     assert len(replies(slack)) == 2  # Slack has the reply: only the answer was lost

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from bot.storage.database import session
-from bot.storage.tables import AlertEventRow, AlertRow, OutboxRow
+from bot.storage.tables import AlertRow, IncidentEventRow, IncidentRow, OutboxRow
 from tests.e2e.test_escalation_crash import (
     TOKEN,
     Served,
@@ -117,15 +117,19 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
         with session(pg_engine) as s:
             return list(s.exec(select(AlertRow).order_by(col(AlertRow.id))).all())
 
+    def incidents() -> list[IncidentRow]:
+        with session(pg_engine) as s:
+            return list(s.exec(select(IncidentRow).order_by(col(IncidentRow.id))).all())
+
     def outbox() -> list[OutboxRow]:
         with session(pg_engine) as s:
             return list(s.exec(select(OutboxRow).order_by(col(OutboxRow.id))).all())
 
     def explain() -> str:
-        rows = alerts()
+        rows = incidents()
         queue = Counter((o.channel, o.kind, o.status) for o in outbox())
         return (
-            f"alerts: {len(rows)}, by (state, severity, step): "
+            f"alerts: {len(alerts())}, incidents by (state, severity, step): "
             f"{Counter((r.state, r.severity, r.escalation_step) for r in rows)}\n"
             f"outbox: {sorted(queue.items())}\n"
             f"slack roots {len(roots(slack))}, replies {len(replies(slack))}; "
@@ -140,7 +144,7 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
         (a if n % 2 == 0 else b).push(samples)
         time.sleep(0.3)
 
-    wait_until(lambda: len(triggers(pagerduty)) >= ALERTS, "every alert's page", timeout=45, explain=explain)
+    wait_until(lambda: len(triggers(pagerduty)) >= ALERTS, "every incident's page", timeout=45, explain=explain)
     wait_until(
         # a reply per step, and one saying PagerDuty accepted the page
         lambda: len(replies(slack)) >= (len(STEPS) + 1) * ALERTS and all(o.status != "pending" for o in outbox()),
@@ -150,47 +154,50 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
     )
     time.sleep(2)  # a few more ticks of both replicas: nothing more may happen
 
-    rows = alerts()
-    assert sorted(r.model for r in rows) == MODELS, "one alert per model, none missed, none doubled"
+    fired = alerts()
+    assert sorted(r.model for r in fired) == MODELS, "one alert per model, none missed, none doubled"
+    rows = incidents()
+    assert sorted(r.incident_id or 0 for r in fired) == sorted(r.id or 0 for r in rows), "an incident per model"
     assert {(r.state, r.severity, r.escalation_step, r.next_escalation_at) for r in rows} == {("firing", "P1", 3, None)}
     with session(pg_engine) as s:
-        escalated = s.exec(select(AlertEventRow).where(AlertEventRow.kind == "escalated")).all()
-    assert Counter((e.alert_id, e.data["step"]) for e in escalated) == {
+        escalated = s.exec(select(IncidentEventRow).where(IncidentEventRow.kind == "escalated")).all()
+    assert Counter((e.incident_id, e.data["step"]) for e in escalated) == {
         (r.id, step): 1 for r in rows for step in range(1, len(STEPS) + 1)
     }
 
-    # Slack: one root message per alert, in the model's channel, and one reply per step in its thread
+    # Slack: one root message per incident, in the model's channel, and one reply per step in its thread
     root_calls = roots(slack)
     assert len(root_calls) == ALERTS
     by_ts = {r.slack_ts: r for r in rows}
-    assert {c.response["ts"] for c in root_calls} == set(by_ts), "every alert recorded its own root message"
-    assert all(c.params["channel"] == f"#alerts-{by_ts[c.response['ts']].model}" for c in root_calls)
+    model_of = {r.incident_id: r.model for r in fired}
+    assert {c.response["ts"] for c in root_calls} == set(by_ts), "every incident recorded its own root message"
+    assert all(c.params["channel"] == f"#alerts-{model_of[by_ts[c.response['ts']].id]}" for c in root_calls)
     steps_of = {
-        o.id: (o.alert_id, o.payload["escalation"]["step"])
+        o.id: (o.incident_id, o.payload["escalation"]["step"])
         for o in outbox()
-        if (o.channel, o.kind) == ("slack", "alert.escalated")
+        if (o.channel, o.kind) == ("slack", "incident.escalated")
     }
-    results = {o.id: o.alert_id for o in outbox() if (o.channel, o.kind) == ("slack", "alert.page_result")}
+    results = {o.id: o.incident_id for o in outbox() if (o.channel, o.kind) == ("slack", "alert.page_result")}
     thread: dict[int, list[int]] = defaultdict(list)
     paged: Counter[int] = Counter()
     for call in replies(slack):
         alert = by_ts[call.params["thread_ts"]]
         if outbox_id(call) in results:
-            assert results[outbox_id(call) or 0] == alert.id, "a page result went into another alert's thread"
+            assert results[outbox_id(call) or 0] == alert.id, "a page result went into another incident's thread"
             paged[alert.id or 0] += 1
             continue
         owner, step = steps_of[outbox_id(call) or 0]
-        assert owner == alert.id, "a reply went into another alert's thread"
+        assert owner == alert.id, "a reply went into another incident's thread"
         thread[alert.id or 0].append(step)
     assert {alert_id: sorted(s) for alert_id, s in thread.items()} == {r.id: [1, 2, 3] for r in rows}
-    assert paged == {r.id: 1 for r in rows}, "one page-result reply per alert"
+    assert paged == {r.id: 1 for r in rows}, "one page-result reply per incident"
 
-    # PagerDuty: exactly one trigger per alert occurrence, on the model's routing key, at P1
+    # PagerDuty: exactly one trigger per incident, on the model's routing key, at P1
     pages = triggers(pagerduty)
     assert len(pages) == ALERTS
     assert Counter(p["dedup_key"] for p in pages).most_common(1)[0][1] == 1
     assert {p["routing_key"] for p in pages} == {f"rk-{name}" for name in MODELS}
-    assert {p["dedup_key"].rsplit(":", 1)[0] for p in pages} == {f"{RULE}:{name}" for name in MODELS}
+    assert {p["dedup_key"].rsplit(":", 1)[0] for p in pages} == {f"incident:{r.id}" for r in rows}
     assert {p["payload"]["severity"] for p in pages} == {"error"}
     assert all(i.triggers == 1 for i in pagerduty.all_incidents) and len(pagerduty.all_incidents) == ALERTS
     assert {(o.channel, o.status) for o in outbox()} == {("slack", "sent"), ("pagerduty", "sent")}

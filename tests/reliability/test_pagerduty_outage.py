@@ -1,7 +1,7 @@
 """PagerDuty down for a while (SPEC §6): 500s, then timeouts (the event applied, the answer
 too late), then 429s. Triggers, acknowledgements and resolutions made meanwhile wait in the
-outbox and go out once PagerDuty answers again: each exactly once, in order, on one incident
-per alert occurrence."""
+outbox and go out once PagerDuty answers again: each exactly once, in order, on one PagerDuty
+incident per incident."""
 
 from __future__ import annotations
 
@@ -71,13 +71,13 @@ def test_pagerduty_500s_timeouts_and_429s_delay_every_page_and_lose_or_double_no
         assert paged is not None and accuracy is not None
         assert (paged.acknowledged_by, paged.resolved_by) == (USER, USER)
         pages = [o for o in outbox(run.engine) if o.channel == "pagerduty"]
-        assert sorted((o.alert_id, o.kind) for o in pages) == sorted(
+        assert sorted((o.incident_id or 0, o.kind) for o in pages) == sorted(
             [
-                (paged.id, "alert.fired"),
-                (paged.id, "alert.acknowledged"),
-                (paged.id, "alert.resolved"),
-                (accuracy.id, "alert.fired"),
-                (accuracy.id, "alert.auto_resolved"),
+                (paged.incident_id or 0, "incident.opened"),
+                (paged.incident_id or 0, "incident.resolved"),
+                (paged.incident_id or 0, "incident.acknowledged"),
+                (accuracy.incident_id or 0, "incident.opened"),
+                (accuracy.incident_id or 0, "incident.auto_resolved"),
             ]
         ), why()
 
@@ -85,8 +85,8 @@ def test_pagerduty_500s_timeouts_and_429s_delay_every_page_and_lose_or_double_no
         summary = pagerduty_summary(pagerduty)
         keys = {key for _action, key in summary}
         assert len(keys) == 2, why()
-        [cost_key] = [k for k in keys if k.startswith("llm_cost_runaway:support-bot:")]
-        [accuracy_key] = [k for k in keys if k.startswith("accuracy_degradation:fraud-detector-v2:")]
+        [cost_key] = [k for k in keys if k.startswith(f"incident:{paged.incident_id}:")]
+        [accuracy_key] = [k for k in keys if k.startswith(f"incident:{accuracy.incident_id}:")]
         assert +summary == {
             ("trigger", cost_key): 1,
             ("acknowledge", cost_key): 1,
