@@ -1,4 +1,12 @@
-"""The alert message's buttons: Acknowledge, Resolve, Runbook.
+"""The incident message's buttons and menus: Acknowledge, Resolve, Runbook.
+
+The root's buttons name the *incident* (``incident_acknowledge`` and friends, value the incident
+id) and act on the whole of it through :meth:`AlertService.acknowledge_incident` /
+:meth:`~AlertService.resolve_incident`; the overflow menu on an alert's section acts on that alert
+alone (``acknowledge:<id>``, ``resolve:<id>``, ``runbook:<id>``). Buttons of messages posted before
+incidents carry an alert id (``alert_acknowledge`` …) and still work. Under ``access: allow:
+channel_members`` the channel checked is the incident's own (where its root lives), not whatever
+channel the click payload claims.
 
 Every handler acknowledges first (Slack shows an error after 3 seconds) and hands the rest of
 the work to :class:`bot.slack.after_ack.AfterAck`, so the serving loop is free for the next
@@ -16,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -30,7 +38,19 @@ from bot.alerts.lifecycle import Alert
 from bot.config.loader import Config
 from bot.config.schema import Access
 from bot.errors import ActionRefused
-from bot.notify.slack_blocks import ACKNOWLEDGE_ACTION, RESOLVE_ACTION, RUNBOOK_ACTION, runbook_modal
+from bot.incidents import store as incident_store
+from bot.incidents.incident import Incident
+from bot.notify.slack_blocks import (
+    ACKNOWLEDGE_ACTION,
+    ALERT_MENU_ACTION,
+    INCIDENT_ACKNOWLEDGE_ACTION,
+    INCIDENT_RESOLVE_ACTION,
+    INCIDENT_RUNBOOK_ACTION,
+    RESOLVE_ACTION,
+    RUNBOOK_ACTION,
+    runbook_modal,
+)
+from bot.notify.slack_incident import newest_per_key
 from bot.service import AlertService
 from bot.slack import messages
 from bot.slack.after_ack import AfterAck
@@ -44,6 +64,8 @@ RESOLVE = RESOLVE_ACTION
 RUNBOOK = RUNBOOK_ACTION
 
 VERBS = {ACKNOWLEDGE: "acknowledge", RESOLVE: "resolve"}
+INCIDENT_VERBS = {INCIDENT_ACKNOWLEDGE_ACTION: "acknowledge", INCIDENT_RESOLVE_ACTION: "resolve"}
+MENU_VERBS = ("acknowledge", "resolve", "runbook")
 DATABASE_PATIENCE = 20.0
 """How long a click waits for an unavailable database before the clicker is told to try again."""
 
@@ -104,13 +126,16 @@ async def clicked_alert(
 
 
 def parse_click(body: dict[str, Any]) -> Click:
-    """Read a button click; clicks from the App Home carry no channel."""
+    """Read a button click or an overflow menu choice (its value is the chosen option's); clicks
+    from the App Home carry no channel."""
     action = body["actions"][0]
     channel = body.get("channel") or {}
     container = body.get("container") or {}
+    chosen = action.get("selected_option")
+    value = chosen.get("value", "") if isinstance(chosen, dict) else action.get("value", "")
     return Click(
         action_id=str(action.get("action_id", "")),
-        value=str(action.get("value", "")),
+        value=str(value),
         user=str((body.get("user") or {}).get("id", "")),
         channel=channel.get("id") or container.get("channel_id"),
         trigger_id=body.get("trigger_id"),
@@ -119,9 +144,16 @@ def parse_click(body: dict[str, Any]) -> Click:
 
 
 def alert_id_of(value: str) -> int | None:
-    """The alert id a button carries (``str(alert.id)``), or None for anything else."""
+    """The alert (or incident) id a button carries (``str(alert.id)``), or None for anything else."""
     text = value.strip()
     return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
+
+
+def menu_choice(value: str) -> tuple[str, int] | None:
+    """``("resolve", 7)`` from an alert menu's ``resolve:7``, or None for anything else."""
+    verb, _, rest = value.partition(":")
+    alert_id = alert_id_of(rest)
+    return (verb, alert_id) if verb in MENU_VERBS and alert_id is not None else None
 
 
 class MembershipCache:
@@ -147,7 +179,14 @@ class MembershipCache:
 
 
 async def access_refusal(
-    client: AsyncWebClient, access: Access, cache: MembershipCache, *, user: str, channel: str | None, verb: str
+    client: AsyncWebClient,
+    access: Access,
+    cache: MembershipCache,
+    *,
+    user: str,
+    channel: str | None,
+    verb: str,
+    what: str = "alert",
 ) -> str | None:
     """None when ``user`` may act under the ``access:`` policy, else the message saying why not.
 
@@ -159,17 +198,17 @@ async def access_refusal(
         if access.allow == "usergroup":
             group = str(access.usergroup)
             users = await cache.members(f"usergroup:{group}", lambda: _usergroup_users(client, group))
-            return None if user in users else messages.not_allowed_usergroup(verb, group)
+            return None if user in users else messages.not_allowed_usergroup(verb, group, what=what)
         if channel is None:
-            return messages.no_channel_to_check(verb)
+            return messages.no_channel_to_check(verb, what=what)
         users = await cache.members(f"channel:{channel}", lambda: _channel_members(client, channel))
-        return None if user in users else messages.not_allowed_channel(verb, channel)
+        return None if user in users else messages.not_allowed_channel(verb, channel, what=what)
     except SlackApiError as exc:
         log.warning("access check for %s failed: %s", user, exc.response.get("error"))
-        return messages.access_check_failed(verb, str(exc.response.get("error", "error")))
+        return messages.access_check_failed(verb, str(exc.response.get("error", "error")), what=what)
     except Exception as exc:  # Slack unreachable: refuse rather than let anyone through
         log.warning("access check for %s failed", user, exc_info=True)
-        return messages.access_check_failed(verb, type(exc).__name__)
+        return messages.access_check_failed(verb, type(exc).__name__, what=what)
 
 
 async def _channel_members(client: AsyncWebClient, channel: str) -> frozenset[str]:
@@ -214,35 +253,58 @@ def register(
     after_ack: AfterAck,
     membership: MembershipCache | None = None,
 ) -> None:
-    """Attach the three button handlers to ``app``; each only parses the click and acks."""
+    """Attach the button and menu handlers to ``app``; each only parses the click and acks."""
     cache = membership or MembershipCache()
 
     async def change_state(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         click = parse_click(body)
-        await after_ack.submit(lambda: _change_state(click))
+        await after_ack.submit(lambda: _change_alert(click, VERBS[click.action_id], alert_id_of(click.value)))
 
-    async def _change_state(click: Click) -> None:
+    async def change_incident(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        click = parse_click(body)
+        await after_ack.submit(lambda: _change_incident(click))
+
+    async def alert_menu(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        click = parse_click(body)
+        await after_ack.submit(lambda: _alert_menu(click))
+
+    async def _alert_menu(click: Click) -> None:
+        choice = menu_choice(click.value)
+        if choice is None:
+            await refuse(after_ack.client, click, messages.bad_menu_choice(click.value))
+            return
+        verb, alert_id = choice
+        if verb == "runbook":
+            await _open_runbook(click, alert_id)
+        else:
+            await _change_alert(click, verb, alert_id)
+
+    async def _channel_to_check(click: Click, find: Callable[[Engine, int], str | None], subject: int) -> str | None:
+        """The channel ``access: channel_members`` checks: where the incident's root lives (from the
+        database, so a forged payload cannot name another channel), else the click's."""
+        if config().access.allow != "channel_members":
+            return click.channel
+        return await after_ack.db(find, engine, subject) or click.channel
+
+    async def _change_alert(click: Click, verb: str, alert_id: int | None) -> None:
         client = after_ack.client
-        verb = VERBS[click.action_id]
-        alert_id = alert_id_of(click.value)
         if alert_id is None:
             await refuse(client, click, messages.bad_button(click.value))
             return
-        access = config().access
-        channel = click.channel
-        if channel is None and access.allow == "channel_members":
-            try:
-                channel = await after_ack.db(_alert_channel, engine, alert_id)
-            except Exception:
-                log.exception("finding the channel of alert %s failed", alert_id)
-                await tell(client, click, messages.TRY_AGAIN)
-                return
-        refusal = await access_refusal(client, access, cache, user=click.user, channel=channel, verb=verb)
+        try:
+            channel = await _channel_to_check(click, _alert_channel, alert_id)
+        except Exception:
+            log.exception("finding the channel of alert %s failed", alert_id)
+            await tell(client, click, messages.TRY_AGAIN)
+            return
+        refusal = await access_refusal(client, config().access, cache, user=click.user, channel=channel, verb=verb)
         if refusal is not None:
             await refuse(client, click, refusal)
             return
-        act = service.acknowledge if click.action_id == ACKNOWLEDGE else service.resolve
+        act = service.acknowledge if verb == "acknowledge" else service.resolve
         try:  # a repeat click is refused after one read by primary key, with no write
             # done, the service logs the change ("alert 7 acknowledged … by U…"): the click's one line
             await patiently(lambda: after_ack.db(act, alert_id, actor=click.user), what=f"{verb} {alert_id}")
@@ -256,17 +318,68 @@ def register(
             log.exception("%s of alert %s by %s failed", verb, alert_id, click.user)
             await tell(client, click, messages.TRY_AGAIN)
 
+    async def _change_incident(click: Click) -> None:
+        client = after_ack.client
+        verb = INCIDENT_VERBS[click.action_id]
+        incident_id = alert_id_of(click.value)
+        if incident_id is None:
+            await refuse(client, click, messages.bad_button(click.value))
+            return
+        try:
+            channel = await _channel_to_check(click, _incident_channel, incident_id)
+        except Exception:
+            log.exception("finding the channel of incident %s failed", incident_id)
+            await tell(client, click, messages.TRY_AGAIN)
+            return
+        access = config().access
+        refusal = await access_refusal(
+            client, access, cache, user=click.user, channel=channel, verb=verb, what="incident"
+        )
+        if refusal is not None:
+            await refuse(client, click, refusal)
+            return
+        act = service.acknowledge_incident if verb == "acknowledge" else service.resolve_incident
+        try:  # the loser of two clicks at once is refused with what happened ("Already acknowledged by …")
+            await patiently(
+                lambda: after_ack.db(act, incident_id, actor=click.user), what=f"{verb} incident {incident_id}"
+            )
+        except ActionRefused as exc:
+            await refuse(client, click, messages.refused(str(exc)))
+        except LookupError:
+            await refuse(client, click, messages.incident_not_found(incident_id))
+        except store.ConcurrentChange:
+            await refuse(client, click, messages.INCIDENT_KEEPS_CHANGING)
+        except Exception:
+            log.exception("%s of incident %s by %s failed", verb, incident_id, click.user)
+            await tell(client, click, messages.TRY_AGAIN)
+
     async def open_runbook(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         click = parse_click(body)
-        await after_ack.submit(lambda: _open_runbook(click))
+        await after_ack.submit(lambda: _open_runbook(click, alert_id_of(click.value)))
 
-    async def _open_runbook(click: Click) -> None:
-        client = after_ack.client
-        clicked = await clicked_alert(after_ack, click, lambda alert_id: _load_alert(engine, alert_id), why="runbook")
-        if clicked is None:
+    async def open_incident_runbook(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        click = parse_click(body)
+        await after_ack.submit(lambda: _open_incident_runbook(click))
+
+    async def _open_incident_runbook(click: Click) -> None:
+        clicked = await clicked_incident(after_ack, click, lambda i: _incident_lead(engine, i), why="runbook")
+        if clicked is not None:
+            await _show_runbook(click, clicked[1][1], what=f"incident {clicked[0]}")
+
+    async def _open_runbook(click: Click, alert_id: int | None) -> None:
+        if alert_id is None:
+            await refuse(after_ack.client, click, messages.bad_button(click.value))
             return
-        alert_id, alert = clicked
+        clicked = await clicked_alert(
+            after_ack, replace(click, value=str(alert_id)), lambda i: _load_alert(engine, i), why="runbook"
+        )
+        if clicked is not None:
+            await _show_runbook(click, clicked[1], what=f"alert {clicked[0]}")
+
+    async def _show_runbook(click: Click, alert: Alert, *, what: str) -> None:
+        client = after_ack.client
         text = render_runbook(config(), alert.model, rule=alert.rule)
         if text is None:
             await refuse(client, click, messages.no_runbook(alert.model))
@@ -274,14 +387,58 @@ def register(
         try:  # the trigger_id expires 3 s after the click: nothing slow may come before this call
             await client.views_open(trigger_id=click.trigger_id, view=runbook_modal(alert.model, text))
         except Exception:
-            log.warning("views.open for the runbook of alert %s failed", alert_id, exc_info=True)
+            log.warning("views.open for the runbook of %s failed", what, exc_info=True)
             await tell(client, click, messages.TRY_AGAIN)
             return
-        log.info("runbook of alert %s (%s) opened for %s", alert_id, alert.model, click.user)
+        log.info("runbook of %s (%s) opened for %s", what, alert.model, click.user)
 
     app.action(ACKNOWLEDGE)(change_state)
     app.action(RESOLVE)(change_state)
     app.action(RUNBOOK)(open_runbook)
+    app.action(INCIDENT_ACKNOWLEDGE_ACTION)(change_incident)
+    app.action(INCIDENT_RESOLVE_ACTION)(change_incident)
+    app.action(INCIDENT_RUNBOOK_ACTION)(open_incident_runbook)
+    app.action(ALERT_MENU_ACTION)(alert_menu)
+
+
+async def clicked_incident(
+    after_ack: AfterAck, click: Click, load: Callable[[int], T | None], *, why: str
+) -> tuple[int, T] | None:
+    """Read what an incident button names, or tell the person why not and return ``None``."""
+    incident_id = alert_id_of(click.value)
+    if incident_id is None:
+        await refuse(after_ack.client, click, messages.bad_button(click.value))
+        return None
+    try:
+        found = await after_ack.db(load, incident_id)
+    except Exception:
+        log.exception("reading incident %s for its %s failed", incident_id, why)
+        await tell(after_ack.client, click, messages.TRY_AGAIN)
+        return None
+    if found is None:
+        await refuse(after_ack.client, click, messages.incident_not_found(incident_id))
+        return None
+    return incident_id, found
+
+
+def _incident_lead(engine: Engine, incident_id: int) -> tuple[Incident, Alert] | None:
+    """The incident and the alert that speaks for it (its most severe open one, else its first)."""
+    with open_session(engine) as s:
+        incident = incident_store.get(s, incident_id)
+        if incident is None:
+            return None
+        shown = newest_per_key(incident_store.alerts(s, incident_id))
+    if not shown:
+        return None
+    lead = next((a for a in shown if a.state.is_open), shown[0])
+    return incident, lead
+
+
+def _incident_channel(engine: Engine, incident_id: int) -> str | None:
+    """Where the incident's root message lives."""
+    with open_session(engine) as s:
+        where = incident_store.slack_message(s, incident_id)
+    return where[0] if where else None
 
 
 def _load_alert(engine: Engine, alert_id: int) -> Alert | None:
@@ -290,7 +447,9 @@ def _load_alert(engine: Engine, alert_id: int) -> Alert | None:
 
 
 def _alert_channel(engine: Engine, alert_id: int) -> str | None:
-    """Where the alert's root message lives, for clicks that come without a channel (App Home)."""
+    """Where the alert's incident's root message lives (else the alert's own message)."""
     with open_session(engine) as s:
-        where = store.slack_message(s, alert_id)
+        alert = store.get(s, alert_id)
+        where = incident_store.slack_message(s, alert.incident_id) if alert and alert.incident_id else None
+        where = where or store.slack_message(s, alert_id)
     return where[0] if where else None

@@ -32,6 +32,7 @@ REVIEW_TRUNCATED = (
 )
 TRY_AGAIN = "Something went wrong on my side and nothing was changed. Please try again in a moment."
 KEEPS_CHANGING = "This alert kept changing while I tried; nothing was changed. Please try again."
+INCIDENT_KEEPS_CHANGING = "This incident kept changing while I tried; nothing was changed. Please try again."
 
 _SLACK_USER_ID = re.compile(r"(?<![<@\w])\b[UW](?=[A-Z0-9]*\d)[A-Z0-9]+\b")
 """A raw Slack user id (``U0123ABC``) in a sentence; requires a digit so ``UTC`` is left alone."""
@@ -51,27 +52,27 @@ def refused(reason: str) -> str:
     return f":no_entry_sign: {mention_users(reason)}"
 
 
-def not_allowed_channel(verb: str, channel: str) -> str:
-    return f":no_entry_sign: You are not allowed to {verb} this alert: only members of <#{channel}> may act on alerts."
+def not_allowed_channel(verb: str, channel: str, *, what: str = "alert") -> str:
+    return f":no_entry_sign: You are not allowed to {verb} this {what}: only members of <#{channel}> may act on alerts."
 
 
-def not_allowed_usergroup(verb: str, usergroup: str) -> str:
+def not_allowed_usergroup(verb: str, usergroup: str, *, what: str = "alert") -> str:
     return (
-        f":no_entry_sign: You are not allowed to {verb} this alert: "
+        f":no_entry_sign: You are not allowed to {verb} this {what}: "
         f"only members of the <!subteam^{usergroup}> group may act on alerts."
     )
 
 
-def no_channel_to_check(verb: str) -> str:
+def no_channel_to_check(verb: str, *, what: str = "alert") -> str:
     return (
-        f":no_entry_sign: You are not allowed to {verb} this alert from here: only members of the alert's "
-        "channel may act on alerts, and I cannot tell which channel that is. Use the buttons on the alert message."
+        f":no_entry_sign: You are not allowed to {verb} this {what} from here: only members of the {what}'s "
+        f"channel may act on alerts, and I cannot tell which channel that is. Use the buttons on the {what} message."
     )
 
 
-def access_check_failed(verb: str, detail: str) -> str:
+def access_check_failed(verb: str, detail: str, *, what: str = "alert") -> str:
     return (
-        f":warning: I could not check whether you may {verb} this alert (Slack said: `{escape_mrkdwn(detail)}`), "
+        f":warning: I could not check whether you may {verb} this {what} (Slack said: `{escape_mrkdwn(detail)}`), "
         "so nothing was changed. Ask an admin to check the `access:` section of the configuration "
         "and that the bot can read the channel or user group."
     )
@@ -83,6 +84,14 @@ def bad_button(value: object) -> str:
 
 def alert_not_found(alert_id: int) -> str:
     return f":warning: Alert #{alert_id} does not exist (any more); nothing was changed."
+
+
+def incident_not_found(incident_id: int) -> str:
+    return f":warning: Incident #{incident_id} does not exist (any more); nothing was changed."
+
+
+def bad_menu_choice(value: object) -> str:
+    return f":warning: This menu choice refers to an alert I cannot read (`{escape_mrkdwn(str(value)[:100])}`)."
 
 
 def no_runbook(model: str) -> str:

@@ -11,8 +11,12 @@ answered at once (usage, close matches, a bad duration); the silence itself is w
 after-ack worker (:class:`bot.slack.after_ack.AfterAck`) and confirmed through the
 ``response_url``. Every reply is ephemeral.
 
+The incident root's ``Silence 1h`` button (``incident_silence``, value the incident id) mutes what
+the incident groups: its ``group_by`` labels (the model, by default), or a storm's rule; a message
+posted before incidents has a per-alert button that mutes its rule on its model.
+
 Who may silence follows the ``access:`` policy of Acknowledge and Resolve. A button checks the
-alert's channel, as they do. A command has no alert: under ``channel_members`` it must be run in
+incident's channel, as they do. A command has no alert: under ``channel_members`` it must be run in
 a channel the target's alerts are posted to, by a member of that channel -- otherwise anyone could
 run it from a channel of their own (or a DM with the bot) and mute someone else's alerts.
 """
@@ -34,7 +38,9 @@ from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
 from bot.config.durations import DURATION_HINT, humanize, parse_duration
 from bot.config.loader import Config
-from bot.notify.slack_blocks import SILENCE_ACTION, escape_mrkdwn, mention, slack_date
+from bot.incidents import store as incident_store
+from bot.incidents.incident import Incident
+from bot.notify.slack_blocks import INCIDENT_SILENCE_ACTION, SILENCE_ACTION, escape_mrkdwn, mention, slack_date
 from bot.notify.slack_incident import named
 from bot.service import AlertService
 from bot.silences import store as silence_store
@@ -45,6 +51,7 @@ from bot.slack.actions import (
     MembershipCache,
     access_refusal,
     clicked_alert,
+    clicked_incident,
     parse_click,
     patiently,
     refuse,
@@ -432,18 +439,12 @@ def register(
         await after_ack.submit(lambda: _silence_alert(click))
 
     async def _silence_alert(click: Click) -> None:
-        client = after_ack.client
         clicked = await clicked_alert(
             after_ack, click, lambda alert_id: _alert_and_message(engine, alert_id), why="silence"
         )
         if clicked is None:
             return
         alert_id, (alert, where, grouped) = clicked
-        channel = click.channel or (where[0] if where else None)
-        refusal = await access_refusal(client, config().access, cache, user=click.user, channel=channel, verb=VERB)
-        if refusal is not None:
-            await refuse(client, click, refusal)
-            return
         now = clock.now()
         wanted = Silence(
             rule=alert.rule,
@@ -453,31 +454,61 @@ def register(
             created_by=click.user,
             reason=f"Silence 1h button on alert #{alert_id}",
         )
+        note = named(alert, thread_reply(click.user)) if grouped else thread_reply(click.user)
+        await _silence(click, wanted, where, note, what=f"alert {alert_id}")
+
+    async def incident_button(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        click = parse_click(body)
+        await after_ack.submit(lambda: _silence_incident(click))
+
+    async def _silence_incident(click: Click) -> None:
+        clicked = await clicked_incident(after_ack, click, lambda i: _incident_and_lead(engine, i), why="silence")
+        if clicked is None:
+            return
+        incident_id, (incident, where, lead) = clicked
+        rule, model = incident_target(incident, lead)
+        now = clock.now()
+        wanted = Silence(
+            rule=rule,
+            model=model,
+            starts_at=now,
+            ends_at=now + BUTTON_DURATION,
+            created_by=click.user,
+            reason=f"Silence 1h button on incident #{incident_id}",
+        )
+        await _silence(click, wanted, where, thread_reply(click.user), what=f"incident {incident_id}")
+
+    async def _silence(click: Click, wanted: Silence, where: tuple[str, str] | None, note: str, *, what: str) -> None:
+        client = after_ack.client
+        channel = (where[0] if where else None) or click.channel
+        refusal = await access_refusal(client, config().access, cache, user=click.user, channel=channel, verb=VERB)
+        if refusal is not None:
+            await refuse(client, click, refusal)
+            return
         try:
             covering = await after_ack.db(_covering, engine, wanted)
             if covering is not None:  # a second click (or a colleague's) adds nothing
                 await refuse(client, click, already_silenced_reply(covering))
                 return
-            silence = await patiently(lambda: after_ack.db(service.silence, wanted), what=f"silence {alert_id}")
+            silence = await patiently(lambda: after_ack.db(service.silence, wanted), what=f"silence {what}")
         except Exception:
-            log.exception("silencing alert %s for %s failed", alert_id, click.user)
+            log.exception("silencing %s for %s failed", what, click.user)
             await tell(client, click, messages.TRY_AGAIN)
             return
-        log.info("silence #%s of %s by %s (button on alert %s)", silence.id, silence.describe(), click.user, alert_id)
+        log.info("silence #%s of %s by %s (button on %s)", silence.id, silence.describe(), click.user, what)
         await tell(client, click, button_reply(silence))
         thread = where or ((click.channel, click.message_ts) if click.channel and click.message_ts else None)
         if thread is None:
             return
-        text = thread_reply(click.user)
         try:
-            await client.chat_postMessage(
-                channel=thread[0], thread_ts=thread[1], text=named(alert, text) if grouped else text
-            )
+            await client.chat_postMessage(channel=thread[0], thread_ts=thread[1], text=note)
         except Exception:  # the silence holds; only the note in the thread is missing
-            log.warning("could not note silence #%s in the thread of alert %s", silence.id, alert_id, exc_info=True)
+            log.warning("could not note silence #%s in the thread of %s", silence.id, what, exc_info=True)
 
     app.command(COMMAND)(silence_command)
     app.action(SILENCE_ACTION)(silence_button)
+    app.action(INCIDENT_SILENCE_ACTION)(incident_button)
 
 
 @dataclass(frozen=True)
@@ -509,6 +540,25 @@ def _covering(engine: Engine, wanted: Silence) -> Silence | None:
         if s.rule == wanted.rule and s.model == wanted.model and s.ends_at >= wanted.ends_at - slack:
             return s
     return None
+
+
+def incident_target(incident: Incident, lead: Alert) -> tuple[str | None, str | None]:
+    """What the incident's Silence button mutes: ``(rule, model)`` from its group labels (a storm:
+    its rule), else -- an incident grouped by nothing -- its lead alert's rule on its model."""
+    rule = incident.storm_rule or incident.labels.get("rule")
+    model = None if incident.storm_rule else incident.labels.get("model")
+    return (rule, model) if rule or model else (lead.rule, lead.model)
+
+
+def _incident_and_lead(engine: Engine, incident_id: int) -> tuple[Incident, tuple[str, str] | None, Alert] | None:
+    """The incident, its root message (if posted) and the alert that speaks for it."""
+    with open_session(engine) as s:
+        incident = incident_store.get(s, incident_id)
+        where = incident_store.slack_message(s, incident_id)
+        alerts = incident_store.alerts(s, incident_id)
+    if incident is None or not alerts:
+        return None
+    return incident, where, next((a for a in alerts if a.state.is_open), alerts[0])
 
 
 def _alert_and_message(engine: Engine, alert_id: int) -> tuple[Alert, tuple[str, str] | None, bool] | None:

@@ -165,12 +165,12 @@ def test_metric_fires_alert_to_slack_click_acknowledges_and_recovery_auto_resolv
     )
     ts = str(posted.response["ts"])
     shown = buttons(posted.params.get("blocks"))
-    assert set(shown) == {"alert_acknowledge", "alert_resolve", "alert_runbook", "alert_silence"}, shown
-    alert_id = shown["alert_acknowledge"]
-    assert alert_id.isdigit() and set(shown.values()) == {alert_id}, shown
+    assert set(shown) == {"incident_acknowledge", "incident_resolve", "incident_runbook", "incident_silence"}, shown
+    incident_id = shown["incident_acknowledge"]
+    assert incident_id.isdigit() and set(shown.values()) == {incident_id}, "every button names the incident"
 
     # 2. A signed click on Acknowledge is answered at once, then the message and its thread change.
-    body = click_body(run, "alert_acknowledge", value=alert_id, ts=ts)
+    body = click_body(run, "incident_acknowledge", value=incident_id, ts=ts)
     started = time.monotonic()
     answer = run.http.post(
         f"{run.base}/slack/events",
@@ -183,7 +183,7 @@ def test_metric_fires_alert_to_slack_click_acknowledges_and_recovery_auto_resolv
 
     acked = slack.wait_for(lambda c: is_update(c, ts, f"<@{USER}>"), timeout=WAIT)
     assert f"Acknowledged by <@{USER}>" in rendered(acked.params)
-    assert "alert_acknowledge" not in buttons(acked.params.get("blocks"))
+    assert "incident_acknowledge" not in buttons(acked.params.get("blocks"))
     message = next(m for m in slack.messages(CHANNEL) if m["ts"] == ts)
     assert f"Acknowledged by <@{USER}>" in rendered(message)
 
@@ -197,7 +197,7 @@ def test_metric_fires_alert_to_slack_click_acknowledges_and_recovery_auto_resolv
     run.push(10)
     resolved = slack.wait_for(lambda c: is_update(c, ts, "auto-resolved"), timeout=WAIT)
     left = buttons(resolved.params.get("blocks"))
-    assert "alert_acknowledge" not in left and "alert_resolve" not in left, left
+    assert "incident_acknowledge" not in left and "incident_resolve" not in left, left
 
     # Many evaluation ticks have passed (firing, acknowledged, resolved): one root message only.
     assert len(run.root_posts()) == 1, [rendered(c.params)[:200] for c in run.root_posts()]

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import uvicorn
@@ -27,6 +27,8 @@ from bot.alerts.lifecycle import Alert
 from bot.clock import FrozenClock
 from bot.config.loader import Config, load_config
 from bot.config.schema import Access
+from bot.incidents import store as incident_store
+from bot.incidents.incident import Incident
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
 from bot.slack import SlackApp, build_slack_app, slack_routes
@@ -99,6 +101,33 @@ class SlackEnv:
         )
         payload.update(overrides or {})
         return urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+
+    def choose(self, verb: str, *, user: str = ANA, alert_id: int | None = None) -> httpx.Response:
+        """Pick ``verb`` in the overflow menu of an alert's section of the incident message."""
+        value = f"{verb}:{self.alert_id if alert_id is None else alert_id}"
+        menu = {
+            "action_id": "alert_menu",
+            "block_id": f"alert_{self.alert_id}",
+            "type": "overflow",
+            "selected_option": {"text": {"type": "plain_text", "text": verb}, "value": value},
+            "action_ts": f"{time.time():.6f}",
+        }
+        body, content_type = self.click_body("alert_menu", user=user, value="")
+        payload = json.loads(parse_qs(body.decode())["payload"][0])
+        payload["actions"] = [menu]
+        return self.post(urlencode({"payload": json.dumps(payload)}).encode(), content_type)
+
+    @property
+    def incident_id(self) -> int:
+        incident_id = self.alert().incident_id
+        assert incident_id is not None
+        return incident_id
+
+    def incident(self) -> Incident:
+        with open_session(self.engine) as s:
+            found = incident_store.get(s, self.incident_id)
+        assert found is not None
+        return found
 
     def command(self, command: str, text: str = "", *, user: str = ANA) -> httpx.Response:
         form = {

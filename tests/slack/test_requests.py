@@ -15,6 +15,7 @@ import pytest
 
 from bot.alerts import store
 from bot.alerts.lifecycle import AlertState
+from bot.incidents import store as incident_store
 from bot.storage.database import session as open_session
 from tests.slack.harness import ANA, BEN, EVE, SECRET, SlackEnv, sign, slack_env
 
@@ -62,6 +63,7 @@ def test_a_click_is_one_log_line_whether_it_changes_the_alert_or_not(
     lines = [(r.name, r.getMessage()) for r in caplog.records if r.name in ("bot.service", "bot.slack.actions")]
     assert lines == [
         ("bot.service", f"alert {alert.id} acknowledged: {alert.key} ({alert.severity}) by {ANA}"),
+        ("bot.service", f"incident {alert.incident_id} acknowledged: #llm-alerts|model=support-bot (P1)"),
         (
             "bot.slack.actions",
             f"{BEN}'s alert_acknowledge click (value '{alert.id}') changed nothing: "
@@ -119,6 +121,64 @@ def test_a_button_with_a_bad_alert_id_gets_an_ephemeral_error(env: SlackEnv, val
     assert call.params["user"] == ANA
     assert "cannot read" in call.params["text"] or "does not exist" in call.params["text"]
     assert env.alert().state is AlertState.FIRING
+
+
+def test_the_roots_buttons_act_on_the_whole_incident_and_refuse_a_second_click(env: SlackEnv) -> None:
+    incident = str(env.incident_id)
+    env.click("incident_acknowledge", user=ANA, value=incident)
+    env.wait_until(lambda: env.incident().state.value == "acknowledged")
+    assert env.alert().state is AlertState.ACKNOWLEDGED and env.alert().acknowledged_by == ANA
+    env.click("incident_acknowledge", user=BEN, value=incident)
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert call.params["user"] == BEN
+    assert call.params["text"] == f":no_entry_sign: Already acknowledged by <@{ANA}> at 09:00 UTC."
+    env.click("incident_resolve", user=BEN, value=incident)
+    env.wait_until(lambda: env.incident().state.value == "resolved")
+    assert env.alert().state is AlertState.RESOLVED and env.alert().resolved_by == BEN
+    env.click("incident_resolve", user=ANA, value=incident)
+    call = env.slack.wait_for("chat.postEphemeral", count=2)
+    assert f"Already resolved by <@{BEN}>" in call.params["text"]
+
+
+def test_an_incident_button_naming_no_incident_is_refused(env: SlackEnv) -> None:
+    env.click("incident_acknowledge", user=ANA, value="999999")
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert "Incident #999999 does not exist" in call.params["text"]
+    env.click("incident_resolve", user=ANA, value="<!channel>")
+    call = env.slack.wait_for("chat.postEphemeral", count=2)
+    assert "<!channel>" not in call.params["text"] and "&lt;!channel&gt;" in call.params["text"]
+    assert env.alert().state is AlertState.FIRING
+
+
+def test_the_menu_on_an_alerts_section_acts_on_that_alert_alone(env: SlackEnv) -> None:
+    env.choose("resolve", user=BEN)
+    env.wait_until(lambda: env.alert().state is AlertState.RESOLVED)
+    assert env.alert().resolved_by == BEN
+    env.choose("acknowledge", user=ANA)
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert f"Already resolved by <@{BEN}>" in call.params["text"]
+    env.choose("delete", user=ANA)
+    call = env.slack.wait_for("chat.postEphemeral", count=2)
+    assert "menu choice refers to an alert I cannot read" in call.params["text"]
+
+
+def test_channel_members_checks_the_incidents_own_channel_not_the_payloads(env: SlackEnv) -> None:
+    """A click whose payload names a channel EVE is in cannot act on an incident posted elsewhere."""
+    env.config.allow("channel_members")
+    elsewhere = env.slack.channel_id("#ml-alerts")
+    with open_session(env.engine) as s, s.begin():
+        incident_store.record_slack_message(s, env.incident_id, channel=elsewhere, ts="1767603600.000100")
+    env.slack.set_members(env.channel, [EVE])
+    env.slack.set_members(elsewhere, [ANA])
+    env.click("incident_acknowledge", user=EVE, value=str(env.incident_id))
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert f"not allowed to acknowledge this incident: only members of <#{elsewhere}>" in call.params["text"]
+    env.choose("resolve", user=EVE)
+    call = env.slack.wait_for("chat.postEphemeral", count=2)
+    assert f"only members of <#{elsewhere}>" in call.params["text"]
+    assert env.alert().state is AlertState.FIRING
+    env.click("incident_acknowledge", user=ANA, value=str(env.incident_id))
+    env.wait_until(lambda: env.alert().state is AlertState.ACKNOWLEDGED)
 
 
 def test_channel_members_policy_refuses_a_non_member(env: SlackEnv) -> None:

@@ -18,6 +18,7 @@ from bot.alerts import store
 from bot.alerts.lifecycle import AlertState
 from bot.config.loader import Config
 from bot.config.schema import Model
+from bot.incidents import store as incident_store
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.slack.silences import (
@@ -224,7 +225,32 @@ def post_root(env: SlackEnv) -> str:
     ts = str(answer["ts"])
     with open_session(env.engine) as s, s.begin():
         store.record_slack_message(s, env.alert_id, channel=str(answer["channel"]), ts=ts)
+        incident_store.record_slack_message(s, env.incident_id, channel=str(answer["channel"]), ts=ts)
     return ts
+
+
+def test_the_incidents_silence_button_mutes_what_the_incident_groups(env: SlackEnv) -> None:
+    """An incident grouped by model (the default) mutes the model, every rule, for an hour."""
+    ts = post_root(env)
+    env.click("incident_silence", user=ANA, value=str(env.incident_id))
+    reply = env.slack.wait_for(lambda c: c.method == "chat.postMessage" and bool(c.params.get("thread_ts")))
+    assert reply.params["thread_ts"] == ts and reply.params["text"] == f"🔕 Silenced for 1 h by <@{ANA}>"
+    [silence] = active(env)
+    assert (silence.rule, silence.model, silence.created_by) == (None, BOT_MODEL, ANA)
+    assert silence.reason == f"Silence 1h button on incident #{env.incident_id}"
+    env.click("incident_silence", user=BEN, value=str(env.incident_id))
+    call = env.slack.wait_for("chat.postEphemeral", count=2)
+    assert call.params["user"] == BEN and len(active(env)) == 1, "a second click adds nothing"
+
+
+def test_the_incidents_silence_button_follows_the_access_policy_of_the_incidents_channel(env: SlackEnv) -> None:
+    env.config.allow("channel_members")
+    post_root(env)
+    env.slack.set_members(env.channel, [ANA])
+    env.click("incident_silence", user=EVE, value=str(env.incident_id))
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert call.params["user"] == EVE and "not allowed to silence" in call.params["text"]
+    assert active(env) == []
 
 
 def test_silence_button_mutes_the_rule_on_the_model_for_an_hour_until_it_ends(env: SlackEnv) -> None:
