@@ -84,13 +84,21 @@ class Incident:
     next_escalation_at: datetime | None = None
     paged_keys: tuple[str, ...] = ()
     """PagerDuty routing keys this incident paged ("" = the default key): they hear ack and resolve."""
+    page_key: str | None = None
+    """The key PagerDuty knows this incident by, when not ``incident:<id>`` (an alert adopted
+    from before incidents existed keeps the key it paged under)."""
     id: int | None = None
     version: int = 0
 
     @property
+    def page_name(self) -> str:
+        """The key PagerDuty dedups this incident's pages on, before the time of opening is added."""
+        return self.page_key or f"incident:{self.id}"
+
+    @property
     def occurrence(self) -> str:
         """Names this incident for PagerDuty: one dedup key, however many alerts it holds."""
-        return f"incident:{self.id}:{self.opened_at:%Y%m%dT%H%M%SZ}"
+        return f"{self.page_name}:{self.opened_at:%Y%m%dT%H%M%SZ}"
 
 
 @dataclass(frozen=True)

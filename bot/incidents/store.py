@@ -184,6 +184,7 @@ def to_incident(row: IncidentRow) -> Incident:
         escalation_step=row.escalation_step,
         next_escalation_at=aware(row.next_escalation_at),
         paged_keys=tuple(row.paged_keys or []),
+        page_key=row.page_key,
         version=row.version,
     )
 
@@ -207,5 +208,6 @@ def fields(incident: Incident) -> dict[str, Any]:
         "escalation_step": incident.escalation_step,
         "next_escalation_at": incident.next_escalation_at,
         "paged_keys": list(incident.paged_keys),
+        "page_key": incident.page_key,
     }
 

@@ -133,7 +133,7 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
         "detail": event.detail,
         "escalation": dict(event.data),
         "incident_id": incident.id,
-        "key": f"incident:{incident.id}",
+        "key": incident.page_name,
         "fired_at": incident.opened_at.isoformat(),
         "model": lead.model if lead else "",
         "rule": incident.storm_rule or (lead.rule if lead else ""),

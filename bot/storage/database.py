@@ -51,6 +51,30 @@ def _create_missing_tables(connection: Connection) -> None:
     SQLModel.metadata.create_all(connection)
 
 
+def _adopt_open_alerts(connection: Connection) -> None:
+    """Alerts open when incidents arrived become an incident each, carrying on from where they
+    were: the same Slack message, escalation step and deadline, pages and PagerDuty key."""
+    open_orphans = "state IN ('firing', 'acknowledged') AND incident_id IS NULL"
+    connection.execute(
+        text(
+            "INSERT INTO incidents (group_key, channel, labels, severity, state, title, opened_at, acknowledged_at,"
+            " acknowledged_by, policy, escalation_step, next_escalation_at, paged_keys, slack_channel, slack_ts,"
+            " page_key, version)"
+            " SELECT 'legacy-alert:' || CAST(id AS VARCHAR), COALESCE(slack_channel, ''), '{}', severity, state, title,"
+            " COALESCE(fired_at, started_at), acknowledged_at, acknowledged_by, policy, escalation_step,"
+            " next_escalation_at, paged_keys, slack_channel, slack_ts, dedup_key, 1"
+            f" FROM alerts WHERE {open_orphans}"
+        )
+    )
+    connection.execute(
+        text(
+            "UPDATE alerts SET incident_id = (SELECT i.id FROM incidents i"
+            " WHERE i.group_key = 'legacy-alert:' || CAST(alerts.id AS VARCHAR))"
+            f" WHERE {open_orphans}"
+        )
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _baseline,
     _add_column("alerts", "clear_since", "TIMESTAMP WITH TIME ZONE"),  # keep_firing_for's countdown
@@ -61,6 +85,7 @@ MIGRATIONS: list[Migration] = [
         "ix_alerts_incident_id ON alerts (incident_id)",
         "ix_outbox_pending_per_incident ON outbox (incident_id, channel, id) WHERE status = 'pending'",
     ),
+    _adopt_open_alerts,
 ]
 """Step N brings a database from version N to N+1. Append; never edit a released step."""
 

@@ -117,6 +117,9 @@ class IncidentRow(SQLModel, table=True):
     slack_channel: str | None = Field(default=None, max_length=40)
     slack_ts: str | None = Field(default=None, max_length=40)
     """Where the incident's root Slack message lives, once posted."""
+    page_key: str | None = Field(default=None, max_length=300)
+    """The key PagerDuty knows a page by, when not ``incident:<id>``: an alert that was open and
+    paged under its own key before incidents existed keeps it, so its acknowledge still lands."""
     version: int = 0
 
 
