@@ -32,8 +32,11 @@ def _cells(review: RuleReview) -> tuple[str, ...]:
     )
 
 
-def render_review(reviews: Sequence[RuleReview], *, now: datetime, window: timedelta) -> str:
-    """The whole review; a quiet window says so in one line."""
+def render_review(
+    reviews: Sequence[RuleReview], *, now: datetime, window: timedelta, incidents: int | None = None
+) -> str:
+    """The whole review; a quiet window says so in one line. ``incidents``: how many incidents
+    opened in the window (what people heard about), beside the alerts that made them."""
     start = now - window
     title = f"Alert review — {text.window_title(window).lower()} ({start:%Y-%m-%d %H:%M} → {now:%Y-%m-%d %H:%M} UTC)"
     if not reviews:
@@ -49,7 +52,9 @@ def render_review(reviews: Sequence[RuleReview], *, now: datetime, window: timed
     rule = "─" * len(joined(HEADERS))
     fires = sum(r.fires for r in reviews)
     acted = sum(r.acted_on for r in reviews)
-    total = f"Total: {fires} fires, {acted} acted on" + (f" ({fires / acted:.1f} alerts per action)" if acted else "")
+    heard = f"{incidents} incident{'' if incidents == 1 else 's'} from " if incidents is not None else ""
+    per_action = f" ({fires / acted:.1f} alerts per action)" if acted else ""
+    total = f"Total: {heard}{fires} fires, {acted} acted on{per_action}"
     lines = [title, rule, joined(HEADERS), rule, *(joined(row) for row in rows[1:]), rule, total]
     flagged = [r for r in reviews if r.flagged]
     if flagged:

@@ -21,6 +21,7 @@ from sqlmodel import select
 from bot.alerts import store
 from bot.alerts.lifecycle import Timing
 from bot.config.loader import Config
+from bot.incidents import store as incident_store
 from bot.notify.outbox import enqueue
 from bot.review.core import REFIRE_GAP, RuleReview, review
 from bot.review.render import render_review
@@ -50,8 +51,11 @@ def load_review(engine: Engine, config: Config | None, now: datetime, window: ti
 
 
 def weekly_review_text(engine: Engine, config: Config | None, now: datetime, window: timedelta = WEEK) -> str:
-    """The text of ``/alerts review [window]``, ``incident-bot alerts review`` and the weekly post."""
-    return render_review(load_review(engine, config, now, window), now=now, window=window)
+    """The text of ``/alerts review [window]``, ``incident-bot alerts review`` and the weekly post:
+    per rule, and how many incidents people heard about."""
+    with open_session(engine) as s:
+        incidents = incident_store.opened_between(s, since=now - window, until=now)
+    return render_review(load_review(engine, config, now, window), now=now, window=window, incidents=incidents)
 
 
 def week_of(now: datetime, config: Config) -> tuple[str, bool]:

@@ -73,6 +73,7 @@ def test_review_from_the_database(service: AlertService, clock: FrozenClock, eng
 
     text = weekly_review_text(engine, config, clock.now())
     assert "⚠ latency_spike │     4 │    1 │ 3 min" in text
+    assert "Total: 4 incidents from 4 fires, 1 acted on" in text, "what people heard about, beside the alerts"
     # a window that ends before the first fire sees nothing
     assert "No alert fired" in weekly_review_text(engine, config, start, timedelta(days=1))
 
