@@ -243,17 +243,7 @@ class SlackSandbox(SlackEmulator):
             "message": shown,
             "state": {"values": {}},
             "response_url": self.response_url(channel=channel, ts=ts),
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": action_id,
-                    "block_id": block_id or button.get("block_id", ""),
-                    "text": button.get("text", {"type": "plain_text", "text": action_id}),
-                    "value": button.get("value", value),
-                    "action_ts": f"{time.time():.6f}",
-                    **({"style": button["style"]} if button.get("style") else {}),
-                }
-            ],
+            "actions": [_action(button, action_id, value=value, block_id=block_id)],
         }
         form = urlencode({"payload": json.dumps(payload)}).encode()
         status, _body = self._send(form, "application/x-www-form-urlencoded")
@@ -383,15 +373,40 @@ def pagerduty_lane(events: list[Event]) -> list[JsonDict]:
 
 
 def _find_button(blocks: list[JsonDict], action_id: str, value: str) -> JsonDict | None:
-    """The clicked button (with its block's ``block_id``): Slack echoes its text, value and style."""
+    """The clicked button (with its block's ``block_id``): Slack echoes its text, value and style.
+    For an overflow menu, ``value`` names the option chosen."""
     for block in blocks:
         elements = block.get("elements") if block.get("type") == "actions" else [block.get("accessory")]
         for element in elements or []:
             if not isinstance(element, dict) or element.get("action_id") != action_id:
                 continue
+            if element.get("type") == "overflow":
+                options = [o for o in element.get("options") or [] if isinstance(o, dict)]
+                chosen = next((o for o in options if str(o.get("value", "")) == value), None)
+                if chosen is not None:
+                    return {**element, "block_id": block.get("block_id", ""), "selected_option": chosen}
+                continue
             if not value or str(element.get("value", "")) == value:
                 return {**element, "block_id": block.get("block_id", "")}
     return None
+
+
+def _action(element: JsonDict, action_id: str, *, value: str, block_id: str) -> JsonDict:
+    """The ``actions[0]`` of a ``block_actions`` payload, as Slack sends it for a button or an overflow menu."""
+    common = {
+        "action_id": action_id,
+        "block_id": block_id or element.get("block_id", ""),
+        "action_ts": f"{time.time():.6f}",
+    }
+    if element.get("type") == "overflow":
+        return {"type": "overflow", **common, "selected_option": element["selected_option"]}
+    return {
+        "type": "button",
+        **common,
+        "text": element.get("text", {"type": "plain_text", "text": action_id}),
+        "value": element.get("value", value),
+        **({"style": element["style"]} if element.get("style") else {}),
+    }
 
 
 def _json_or_none(body: bytes) -> Any:

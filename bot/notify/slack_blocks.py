@@ -392,7 +392,7 @@ def runbook_modal(model: str, markdown: str) -> dict[str, Any]:
 
 
 def alerts_list(alerts: Sequence[Alert], *, now: datetime) -> tuple[str, list[dict[str, Any]]]:
-    """The ``/alerts`` reply: active alerts, most severe first, each with its state and age."""
+    """The ``/alerts`` reply: active alerts, most severe first, each with its state, age and incident."""
     shown = _sorted_active(alerts)
     if not shown:
         return "No active alerts 🎉", [section("No active alerts 🎉").to_dict()]
@@ -438,9 +438,11 @@ def _alert_lines(alerts: Sequence[Alert], *, now: datetime, limit: int) -> list[
             state = f"🔥 {alert.state.value}"
         title = escape_mrkdwn(alert_title(alert))
         model = escape_mrkdwn(alert.model)
+        incident = f" · incident #{alert.incident_id}" if alert.incident_id is not None else ""
         blocks.append(
             section(
-                f"{alert.severity.emoji} *{alert.severity.value}* · {title}\n`{model}` · {state} · firing for {age}"
+                f"{alert.severity.emoji} *{alert.severity.value}* · {title}\n"
+                f"`{model}` · {state} · firing for {age}{incident}"
             )
         )
     if len(alerts) > limit:

@@ -22,11 +22,12 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
-from bot.alerts import store
 from bot.alerts.lifecycle import AlertState
 from bot.demo.pagerduty_events import Event
 from bot.demo.runner import DEMO_TOKEN, Demo, running_demo
 from bot.demo.sandbox_ui import DEMO_USER
+from bot.incidents import store as incident_store
+from bot.incidents.incident import IncidentState
 from bot.storage.database import session
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -40,8 +41,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ACK = 'button[data-action-id="alert_acknowledge"]'
-RESOLVE = 'button[data-action-id="alert_resolve"]'
+ACK = 'button[data-action-id="incident_acknowledge"]'
+RESOLVE = 'button[data-action-id="incident_resolve"]'
 
 
 def _unavailable(reason: str) -> None:
@@ -91,21 +92,24 @@ def test_the_page_loads_an_alert_appears_and_acknowledge_updates_it(page: Any, d
 
     button = page.locator(ACK).first
     button.wait_for(state="visible")  # the replayed latency spike fires within a few seconds at 4x
-    alert_id = button.get_attribute("data-value")
-    assert alert_id and alert_id.isdigit()
-    message = page.locator("div.msg:not(.reply)", has=page.locator(f'{ACK}[data-value="{alert_id}"]'))
+    incident_id = button.get_attribute("data-value")  # the root's buttons name the incident
+    assert incident_id and incident_id.isdigit()
+    message = page.locator("div.msg:not(.reply)", has=page.locator(f'{ACK}[data-value="{incident_id}"]'))
     ts = message.get_attribute("data-ts")
     button.click()
 
     this_message = page.locator(f'div.msg[data-ts="{ts}"]:not(.reply)')
     this_message.locator(".content", has_text="Acknowledged by @demo").first.wait_for()
-    page.locator(f'{ACK}[data-value="{alert_id}"]').wait_for(state="detached")
-    assert this_message.locator('button[data-action-id="alert_resolve"]').count() >= 1  # Resolve stays
+    page.locator(f'{ACK}[data-value="{incident_id}"]').wait_for(state="detached")
+    assert this_message.locator(RESOLVE).count() >= 1  # Resolve stays
     # the thread under the message records it too, and the database agrees: the demo user acted
     this_message.locator(".thread", has_text="Acknowledged by @demo").first.wait_for()
     with session(demo.bot.engine) as s:
-        alert = store.get(s, int(alert_id))
-    assert alert is not None and alert.state is AlertState.ACKNOWLEDGED and alert.acknowledged_by == "U0DEMO"
+        incident = incident_store.get(s, int(incident_id))
+        alerts = incident_store.alerts(s, int(incident_id))
+    assert incident is not None and incident.state is IncidentState.ACKNOWLEDGED
+    assert incident.acknowledged_by == "U0DEMO"
+    assert all(a.state is AlertState.ACKNOWLEDGED for a in alerts if a.state is not AlertState.RESOLVED)
 
 
 def _accepted_trigger(event: Event) -> bool:
@@ -113,22 +117,21 @@ def _accepted_trigger(event: Event) -> bool:
 
 
 def _paged_and_unacknowledged(demo: Demo) -> tuple[int, str]:
-    """An alert the PagerDuty lane took a trigger for and nobody has acknowledged: (alert id, dedup key).
-
-    Waits on the lane's events; another test may already have acknowledged the first alert paged.
-    """
+    """An incident the PagerDuty lane took a trigger for and nobody has acknowledged: (incident id,
+    dedup key). Waits on the lane's events; another test may already have acknowledged the first."""
     for count in range(1, 50):
         dedup_key = demo.pagerduty.wait_for(_accepted_trigger, timeout=30, count=count)["body"]["dedup_key"]
+        incident_id = int(dedup_key.split(":")[1])  # the key is incident:<id>:<opened-at>
         with session(demo.bot.engine) as s:
-            alert = store.open_alerts(s).get(dedup_key.rsplit(":", 1)[0])  # the key is rule:model:fired-at
-        if alert is not None and alert.id is not None and alert.state is AlertState.FIRING:
-            return alert.id, dedup_key
-    raise AssertionError("every alert paged was already acknowledged")
+            incident = incident_store.get(s, incident_id)
+        if incident is not None and incident.state is IncidentState.FIRING:
+            return incident_id, dedup_key
+    raise AssertionError("every incident paged was already acknowledged")
 
 
 def test_a_page_shows_in_the_pagerduty_panel_and_acknowledge_and_resolve_follow_it(page: Any, demo: Demo) -> None:
     page.goto(demo.sandbox_url)
-    alert_id, dedup_key = _paged_and_unacknowledged(demo)
+    incident_id, dedup_key = _paged_and_unacknowledged(demo)
     lane = page.locator("#pagerduty")
     trigger = lane.locator(f'li.pd-trigger[data-dedup-key="{dedup_key}"]')
     trigger.wait_for()
@@ -136,11 +139,11 @@ def test_a_page_shows_in_the_pagerduty_panel_and_acknowledge_and_resolve_follow_
     assert trigger.locator(".pd-summary").inner_text().startswith("[P1] ")
     assert trigger.locator(".pd-key").inner_text() == dedup_key
 
-    page.locator(f'{ACK}[data-value="{alert_id}"]').click()
+    page.locator(f'{ACK}[data-value="{incident_id}"]').click()
     acknowledged = lane.locator(f'li.pd-acknowledge[data-dedup-key="{dedup_key}"]')
     acknowledged.wait_for()
     assert acknowledged.locator(".pd-summary").inner_text() == trigger.locator(".pd-summary").inner_text()
-    page.locator(f'{RESOLVE}[data-value="{alert_id}"]').first.click()
+    page.locator(f'{RESOLVE}[data-value="{incident_id}"]').first.click()
     lane.locator(f'li.pd-resolve[data-dedup-key="{dedup_key}"]').wait_for()
     (incident,) = [i for i in demo.pagerduty.all_incidents if i.dedup_key == dedup_key]
     assert incident.status == "resolved" and incident.events[-2:] == ["acknowledge", "resolve"]

@@ -165,6 +165,28 @@ def test_a_click_is_a_signed_block_actions_payload(sandbox: SlackSandbox, stand_
     assert sandbox.state()["modal"] is None
 
 
+def test_an_alert_menu_choice_is_an_overflow_block_actions_payload(sandbox: SlackSandbox, stand_in: StandInBot) -> None:
+    options = [
+        {"text": {"type": "plain_text", "text": t}, "value": v}
+        for t, v in (("Ack", "acknowledge:7"), ("Res", "resolve:7"))
+    ]
+    menu = {"type": "overflow", "action_id": "alert_menu", "options": options}
+    posted = WebClient(token=TOKEN, base_url=sandbox.base_url).chat_postMessage(
+        channel="#ml-alerts",
+        text="incident",
+        blocks=[{"type": "section", "block_id": "alert_7", "text": {"type": "mrkdwn", "text": "x"}, "accessory": menu}],
+    )
+    channel, ts = str(posted["channel"]), str(posted["ts"])
+    click = {"channel": channel, "ts": ts, "action_id": "alert_menu", "value": "resolve:7"}
+    assert httpx.post(sandbox.url + "/sandbox/click", json=click).json() == {"ok": True}
+    (received,) = stand_in.requests
+    (action,) = json.loads(received["form"]["payload"])["actions"]
+    assert (action["type"], action["action_id"], action["block_id"]) == ("overflow", "alert_menu", "alert_7")
+    assert action["selected_option"]["value"] == "resolve:7" and "value" not in action
+    unknown = {**click, "value": "delete:7"}
+    assert httpx.post(sandbox.url + "/sandbox/click", json=unknown).status_code == 404
+
+
 def test_unknown_buttons_and_a_failing_bot_are_reported(sandbox: SlackSandbox, stand_in: StandInBot) -> None:
     channel, ts = _alert(sandbox)
     missing = httpx.post(sandbox.url + "/sandbox/click", json={"channel": channel, "ts": ts, "action_id": "nope"})
@@ -255,4 +277,3 @@ def test_the_pagerduty_lane_shows_trigger_acknowledge_and_resolve_as_they_arrive
     assert {(r["summary"], r["severity"]) for r in rows[:3]} == {("[P1] P99 latency >5s for support-bot", "error")}
     assert rows[0]["at"] <= rows[1]["at"] <= rows[2]["at"]
     assert (lane.all_incidents[0].status, lane.all_incidents[0].events) == ("resolved", [TRIGGER, ACKNOWLEDGE, RESOLVE])
-

@@ -274,7 +274,12 @@ def test_alerts_list_puts_the_most_severe_first_with_state_and_age() -> None:
     alerts = [
         make_alert(id=1, severity=Severity.P2, title="Drift for support-bot", fired_at=NOW - timedelta(hours=2)),
         make_alert(
-            id=2, severity=Severity.P0, title="Down for fraud", model="fraud", fired_at=NOW - timedelta(minutes=12)
+            id=2,
+            severity=Severity.P0,
+            title="Down for fraud",
+            model="fraud",
+            fired_at=NOW - timedelta(minutes=12),
+            incident_id=5,
         ),
         acked(id=3, fired_at=NOW - timedelta(minutes=30)),
         resolved(id=4),
@@ -283,7 +288,7 @@ def test_alerts_list_puts_the_most_severe_first_with_state_and_age() -> None:
     assert text == "3 active alerts (1 P0, 1 P1, 1 P2)"
     lines = [b["text"]["text"] for b in blocks[1:]]
     assert [line.split(" ")[0] for line in lines] == ["🔴", "🟠", "🟡"]
-    assert "`fraud` · 🔥 firing · firing for 12 min" in lines[0]
+    assert "`fraud` · 🔥 firing · firing for 12 min · incident #5" in lines[0], "which incident it belongs to"
     assert "✅ acknowledged by <@U1> · firing for 30 min" in lines[1]
     assert "firing for 2 h" in lines[2]
     assert check_blocks(blocks) == []
