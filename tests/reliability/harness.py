@@ -34,7 +34,8 @@ from bot.clock import SystemClock
 from bot.config.holder import ConfigHolder
 from bot.notify.notifier import Notifier
 from bot.notify.pagerduty import PagerDutyNotifier
-from bot.notify.slack import ALERT_EVENT, REPLY_EVENT, SlackNotifier
+from bot.notify.slack import INCIDENT_EVENT as ALERT_EVENT
+from bot.notify.slack import REPLY_EVENT, SlackNotifier
 from bot.settings import Settings
 from bot.storage.database import make_engine, session
 from bot.storage.tables import AlertRow, OutboxRow
