@@ -32,6 +32,11 @@ a rule test finds it before the rule ships. ``incident-bot test-rules FILE`` run
                 title: "P99 latency >5s for support-bot"   # optional, exact
                 description: "..."                         # optional, exact
                 values: {p99_latency_ms: 6100}             # optional, each one exact
+            incidents:          # optional: every open incident, named by the open alerts it holds
+              - alerts: [latency_spike:support-bot]        # rule:model keys
+                severity: P1                               # optional: the worst of its alerts
+                state: firing                              # optional: firing | acknowledged
+                storm: false                               # optional: a fleet-wide storm incident?
 
 Series values use promtool's expanding notation, one value per ``interval`` from time 0:
 
@@ -48,8 +53,10 @@ Time starts at 0 (a fixed instant) and rules are evaluated every ``evaluation_in
 same pure core the service runs (:func:`bot.evaluation.evaluate.evaluate`), keeping open alerts
 and cooldowns exactly as the service does, without a database. At each ``eval_time`` (after any
 evaluation and actions at that instant) the firing and acknowledged alerts are compared with the
-expected ones; pending alerts are not listed, as in promtool. Escalation and notifications are not
-simulated. A malformed file raises :class:`~bot.errors.ConfigError` naming file and line.
+expected ones; pending alerts are not listed, as in promtool. Incidents are grouped as the service
+groups them (``settings.group_by``, storms); escalation and notifications are not simulated, so an
+incident's severity is its alerts' worst. An ``eval_time`` checks ``alerts:``, ``incidents:`` or both.
+A malformed file raises :class:`~bot.errors.ConfigError` naming file and line.
 """
 
 from __future__ import annotations

@@ -118,6 +118,6 @@ def _check_names(spec: FileSpec, config: Config, shown: str, doc: LocatedDocumen
         for i, action in enumerate(case.actions):
             check(action.model, action.rule, ("tests", c, "actions", i))
         for k, expect in enumerate(case.alert_rule_test):
-            for i, alert in enumerate(expect.alerts):
+            for i, alert in enumerate(expect.alerts or []):
                 check(alert.model, alert.rule, ("tests", c, "alert_rule_test", k, "alerts", i))
     return problems

@@ -17,9 +17,10 @@ from bot.errors import ActionRefused
 from bot.evaluation.evaluate import PassInput, current_values, evaluate
 from bot.evaluation.schedule import EARLY_TOLERANCE, EvaluationSchedule
 from bot.metrics.samples import Sample
+from bot.rule_tests.incidents import IncidentBook
 from bot.rule_tests.notation import MAX_VALUES
 from bot.rule_tests.results import CaseResult
-from bot.rule_tests.spec import ActionSpec, AlertCheck, CaseSpec, ExpectedAlert
+from bot.rule_tests.spec import ActionSpec, AlertCheck, CaseSpec, ExpectedAlert, ExpectedIncident
 
 # --- simulation --------------------------------------------------------------------------------
 
@@ -43,6 +44,7 @@ class _Simulation:
         self.start = self.schedule.tick_at(FrozenClock().now())
         self.jitter = jitter
         self.rng = random.Random(seed)
+        self.book = IncidentBook(config)
         spacing = case.interval or evaluation_interval
         self.series: dict[tuple[str, str], tuple[list[datetime], list[float | str]]] = {}
         for spec in case.input_series:
@@ -96,11 +98,14 @@ class _Simulation:
     def _evaluate(self, now: datetime) -> None:
         """What ``AlertService.evaluate_once`` does, with dictionaries in place of tables."""
         data = PassInput(self.config, self.samples_at(now), self.open, self.last_resolved)
-        for change in evaluate(data, now=now, evaluator=self.evaluator):  # a list: applied after the pass
+        changes = evaluate(data, now=now, evaluator=self.evaluator)  # a list: applied after the pass
+        self.book.begin_pass(changes, now)
+        for change in changes:
             self._apply(change)
 
     def _apply(self, change: Transition) -> None:
         alert = change.alert
+        self.book.record(change, change.event.at)
         self.last_seen[alert.key] = change
         if alert.state.is_open:
             self.open[alert.key] = alert
@@ -122,9 +127,42 @@ class _Simulation:
             self.messages.append(f"at {_offset(now - self.start)}: cannot {action.action} {key}: {exc}")
 
     def _check(self, check: AlertCheck, now: datetime) -> None:
+        if check.alerts is not None:
+            self._check_alerts(check.alerts, now)
+        if check.incidents is not None:
+            self._check_incidents(check.incidents, now)
+
+    def _check_incidents(self, expected: list[ExpectedIncident], now: datetime) -> None:
+        """Open incidents, each named by the open alerts it holds, against the expected ones."""
+        got = {tuple(keys): incident for incident, keys in self.book.open_incidents()}
+        want = {tuple(sorted(e.alerts)): e for e in expected}
+        problems: list[str] = []
+        for keys, exp in want.items():
+            incident, named = got.get(keys), ", ".join(keys)
+            if incident is None:
+                problems.append(f"missing an incident of {named}")
+                continue
+            if exp.severity is not None and exp.severity is not incident.severity:
+                problems.append(f"{named}: severity expected {exp.severity.value}, got {incident.severity.value}")
+            if exp.state is not None and exp.state != incident.state.value:
+                problems.append(f"{named}: state expected {exp.state}, got {incident.state.value}")
+            if exp.storm is not None and exp.storm != (incident.storm_rule is not None):
+                problems.append(f"{named}: {'a storm' if exp.storm else 'not a storm'} expected")
+        problems += [f"unexpected incident of {', '.join(keys)}" for keys in sorted(got.keys() - want.keys())]
+        if not problems:
+            return
+        lines = [f"at {_offset(now - self.start)}: open incidents differ from the expected ones", "  got:"]
+        lines += [
+            f"    {i.severity.value} {i.state.value}{' storm' if i.storm_rule else ''}: {', '.join(keys)}"
+            for keys, i in sorted(got.items())
+        ] or ["    (none)"]
+        lines += [f"  - {p}" for p in problems]
+        self.messages.append("\n".join(lines))
+
+    def _check_alerts(self, expected_alerts: list[ExpectedAlert], now: datetime) -> None:
         shown = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
         got = {k: a for k, a in self.open.items() if a.state in shown}
-        expected = {dedup_key(e.rule, e.model): e for e in check.alerts}
+        expected = {dedup_key(e.rule, e.model): e for e in expected_alerts}
         problems: list[str] = []
         for key, exp in expected.items():
             alert = got.get(key)
@@ -137,7 +175,7 @@ class _Simulation:
         if not problems:
             return
         lines = [f"at {_offset(now - self.start)}: open alerts differ from the expected ones", "  expected:"]
-        lines += [f"    {_describe_expected(e)}" for e in check.alerts] or ["    (none)"]
+        lines += [f"    {_describe_expected(e)}" for e in expected_alerts] or ["    (none)"]
         lines.append("  got:")
         lines += [f"    {self._describe(a)}" for _, a in sorted(got.items())] or ["    (none)"]
         lines += [f"  - {p}" for p in problems]

@@ -96,9 +96,27 @@ class ExpectedAlert(_Strict):
     values: dict[str, float | str] | None = None
 
 
+class ExpectedIncident(_Strict):
+    """An open incident, named by the open alerts it holds (``rule:model`` keys)."""
+
+    alerts: list[str] = Field(min_length=1)
+    severity: SeverityField | None = None
+    state: Literal["firing", "acknowledged"] | None = None
+    storm: bool | None = None
+
+
 class AlertCheck(_Strict):
     eval_time: Duration
-    alerts: list[ExpectedAlert]
+    alerts: list[ExpectedAlert] | None = None
+    """Every open alert people were told about; ``[]`` = none; left out = not checked."""
+    incidents: list[ExpectedIncident] | None = None
+    """Every open incident; ``[]`` = none; left out = not checked."""
+
+    @model_validator(mode="after")
+    def _checks_something(self) -> AlertCheck:
+        if self.alerts is None and self.incidents is None:
+            raise ValueError("give alerts: or incidents: (or both) to check at this eval_time")
+        return self
 
 
 class ActionSpec(_Strict):
@@ -123,5 +141,13 @@ class FileSpec(_Strict):
     tests: list[CaseSpec] = Field(min_length=1)
 
 
-_SPECS: tuple[type[BaseModel], ...] = (SeriesSpec, ExpectedAlert, AlertCheck, ActionSpec, CaseSpec, FileSpec)
+_SPECS: tuple[type[BaseModel], ...] = (
+    SeriesSpec,
+    ExpectedAlert,
+    ExpectedIncident,
+    AlertCheck,
+    ActionSpec,
+    CaseSpec,
+    FileSpec,
+)
 _KEYS = frozenset(f.alias or name for spec in _SPECS for name, f in spec.model_fields.items())
