@@ -727,3 +727,21 @@ def test_the_error_text_is_one_line_per_problem_with_file_and_line(config_dir: M
     assert len(lines) == 2
     assert lines[0].startswith(f"rules/bad.yaml:{line_of(text, 'severity:')}: rules[0] (latency_spike).severity: ")
     assert lines[1].startswith(f"rules/bad.yaml:{line_of(text, 'colour:')}: rules[0] (latency_spike).colour: ")
+
+
+@pytest.mark.parametrize("group_by", ["[model]", "[rule]", "[model, rule]", "[]"])
+def test_group_by_takes_model_rule_both_or_neither(config_dir: MakeDir, group_by: str) -> None:
+    config = load_config(config_dir(settings=f"settings:\n  group_by: {group_by}\n"))
+
+    assert config.settings.group_by == [label.strip() for label in group_by.strip("[]").split(",") if label.strip()]
+
+
+@pytest.mark.parametrize(
+    ("group_by", "says"),
+    [("[team]", "settings.group_by[0]: Input should be 'model' or 'rule' (got 'team')"), ("[model, model]", "names a label twice")],
+)
+def test_a_bad_group_by_names_the_line_and_what_is_allowed(config_dir: MakeDir, group_by: str, says: str) -> None:
+    problem = the_problem(config_dir(settings=f"settings:\n  storm_threshold: 5\n  group_by: {group_by}\n"))
+
+    assert problem.line == 3
+    assert says in problem.message
