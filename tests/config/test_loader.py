@@ -738,7 +738,10 @@ def test_group_by_takes_model_rule_both_or_neither(config_dir: MakeDir, group_by
 
 @pytest.mark.parametrize(
     ("group_by", "says"),
-    [("[team]", "settings.group_by[0]: Input should be 'model' or 'rule' (got 'team')"), ("[model, model]", "names a label twice")],
+    [
+        ("[team]", "settings.group_by[0]: Input should be 'model' or 'rule' (got 'team')"),
+        ("[model, model]", "names a label twice"),
+    ],
 )
 def test_a_bad_group_by_names_the_line_and_what_is_allowed(config_dir: MakeDir, group_by: str, says: str) -> None:
     problem = the_problem(config_dir(settings=f"settings:\n  storm_threshold: 5\n  group_by: {group_by}\n"))
