@@ -76,7 +76,7 @@ from bot.notify.slack_api import (
     metadata_names,
     thread_has,
 )
-from bot.notify.slack_blocks import escape_mrkdwn, page_result_reply, split_sections, state_reply
+from bot.notify.slack_blocks import alert_message, escape_mrkdwn, page_result_reply, split_sections, state_reply
 from bot.observability import Metrics
 from bot.settings import Settings
 from bot.storage.database import session as open_session
@@ -167,9 +167,10 @@ class SlackNotifier:
             incident_id = _incident_id(note, alert)
             incident = incident_store.get(s, incident_id) if incident_id is not None else None
             where = incident_store.slack_message(s, incident_id) if incident_id is not None else None
-        if incident is None:
-            raise DeliveryError(f"{note.kind} of outbox row {note.id} names no incident", retryable=False)
         config = self._config()
+        if incident is None:
+            self._legacy(alert, note, config)
+            return
         if note.kind == PAGE_RESULT:
             self._page_result(incident, where, note)
             return
@@ -199,6 +200,24 @@ class SlackNotifier:
         else:
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no alert", retryable=False)
         self._reply(where, note, text)
+
+    def _legacy(self, alert: Alert | None, note: Notification, config: Config) -> None:
+        """A change of an alert posted before incidents (it joined none): its own message is
+        updated in the per-alert layout, whose buttons still work, and the change said in its thread."""
+        with open_session(self._engine) as s:
+            where = store.slack_message(s, alert.id or 0) if alert is not None else None
+        if alert is None or where is None or note.kind in (FIRED, PAGE_RESULT):
+            raise DeliveryError(f"{note.kind} of outbox row {note.id} names no incident", retryable=False)
+        text, blocks = alert_message(alert, now=self._clock.now(), runbook=view.has_runbook(alert, config))
+        if not self._unchanged(where, text, blocks):
+            channel, ts = where
+            self._call(
+                "chat.update", lambda: self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+            )
+            self._remember(where, text, blocks)
+        now = self._clock.now()
+        actor = str(note.payload.get("actor") or "")
+        self._reply(where, note, state_reply(alert, note.kind.removeprefix("alert."), actor, now))
 
     # ------------------------------------------------------------------ fired: skip, join or post
 

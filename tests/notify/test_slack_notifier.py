@@ -16,6 +16,8 @@ from bot.alerts import store
 from bot.errors import DeliveryError
 from bot.notify.outbox import FAILED, SENT
 from bot.notify.slack import ChannelPacer, api_error
+from bot.storage.database import session as open_session
+from bot.storage.tables import AlertRow
 from tests.emulators.slack_api import SlackEmulator
 from tests.notify.slack_harness import CHANNEL, INCIDENT_BUTTONS, FakeTime, Harness, action_ids, mrkdwn
 
@@ -278,3 +280,20 @@ def test_error_classification() -> None:
         refused = _error(200, error)
         assert not refused.retryable and error in str(refused)
     assert "invite the bot" in str(_error(200, "not_in_channel"))
+
+
+def test_an_alert_posted_before_incidents_keeps_its_own_message(bot: Harness, slack: SlackEmulator) -> None:
+    """An alert that joined no incident (posted by an older version) is updated in the per-alert
+    layout, whose buttons still work, and its change is said in its thread."""
+    bot.metrics(daily_cost_usd=450)
+    bot.deliver()
+    with open_session(bot.engine) as s, s.begin():
+        row = s.get(AlertRow, bot.alert_id())
+        assert row is not None
+        row.incident_id = None
+        s.add(row)
+    bot.service.acknowledge(bot.alert_id(), actor="U1")
+    assert bot.deliver() == 1
+    message = bot.root_message()
+    assert action_ids(message) == ["alert_resolve", "alert_runbook", "alert_silence"]
+    assert slack.thread(CHANNEL, message["ts"])[1]["text"] == "✅ Acknowledged by <@U1> at 09:00 UTC"
