@@ -50,7 +50,6 @@ from functools import partial
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.web import SlackResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -64,25 +63,33 @@ from bot.incidents.incident import Incident
 from bot.notify import slack_incident as view
 from bot.notify.notifier import Notification
 from bot.notify.slack_api import (
-    CHANNEL_ID,
     ChannelPacer,
     Location,
+    SlackPoster,
     api_error,
-    call,
-    find_channel_id,
     find_in_history,
     make_client,
     metadata_alert_ids,
     metadata_names,
     thread_has,
 )
-from bot.notify.slack_blocks import alert_message, escape_mrkdwn, page_result_reply, split_sections, state_reply
+from bot.notify.slack_blocks import alert_message, page_result_reply, state_reply
+from bot.notify.slack_review import REVIEW, REVIEW_EVENT, review_blocks
 from bot.observability import Metrics
 from bot.settings import Settings
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
 
-__all__ = ["ChannelPacer", "Location", "SlackNotifier", "api_error", "make_client"]
+__all__ = [
+    "REVIEW",
+    "REVIEW_EVENT",
+    "ChannelPacer",
+    "Location",
+    "SlackNotifier",
+    "api_error",
+    "make_client",
+    "review_blocks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +99,6 @@ REPLY_EVENT = "incident_bot_reply"
 FIRED = "alert.fired"
 PAGE_RESULT = "alert.page_result"
 """What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
-REVIEW = "review.weekly"
-"""The weekly alert review's kind (``bot.review.weekly.KIND``; not imported: review depends on notify)."""
-REVIEW_EVENT = "incident_bot_review"
-REVIEW_SECTIONS = 45
-"""Sections of the review message: a header and a note fit beside them within Slack's 50 blocks."""
 LOOKBACK = timedelta(minutes=1)
 """How far before the incident opened the history search starts: tolerance for clock skew."""
 HISTORY_PAGES = 5
@@ -107,7 +109,7 @@ RENDERINGS = 1000
 """Messages whose last rendering is remembered."""
 
 
-class SlackNotifier:
+class SlackNotifier(SlackPoster):
     """The ``slack`` notifier of the outbox (see the module docstring for what it promises)."""
 
     channel = "slack"
@@ -124,14 +126,10 @@ class SlackNotifier:
         metrics: Metrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
-        self._metrics = metrics
+        super().__init__(client, pacer=pacer, channel_ids=channel_ids, metrics=metrics)
         self._engine = engine
         self._config = config
         self._clock = clock
-        self._pacer = pacer or ChannelPacer()
-        self._ids: dict[str, str] = dict(channel_ids or {})
-        self._ids_lock = threading.Lock()
         self._monotonic = monotonic
         self._sent: OrderedDict[Location, tuple[float, str, list[dict[str, Any]]]] = OrderedDict()
         self._sent_lock = threading.Lock()
@@ -440,79 +438,10 @@ class SlackNotifier:
             return False
         return found is not None
 
-    # ------------------------------------------------------------------ Web API
-
-    def _post(
-        self,
-        channel: str,
-        *,
-        text: str,
-        metadata: dict[str, Any],
-        blocks: list[dict[str, Any]] | None = None,
-        thread_ts: str | None = None,
-        broadcast: bool = False,
-        what: str,
-    ) -> Location:
-        """Post a message (``what`` names it in the log line that says it was posted)."""
-        self._pacer.wait(self._channel_id(channel) or channel)
-        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast else {}
-        answer = self._call(
-            "chat.postMessage",
-            lambda: self._client.chat_postMessage(
-                channel=channel,
-                text=text,
-                blocks=blocks,
-                metadata=metadata,
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
-                **extra,
-            ),
-        )
-        channel_id, ts = str(answer["channel"]), str(answer["ts"])
-        log.info("posted %s to Slack %s %s", what, channel_id, f"in thread {thread_ts}" if thread_ts else f"as {ts}")
-        if channel_id != channel:
-            with self._ids_lock:
-                self._ids[channel] = channel_id
-            self._pacer.alias(channel, channel_id)
-        return channel_id, ts
-
-    def _look_up_channel(self, name: str) -> str | None:
-        """The ID of ``#name`` by ``conversations.list``: a retry must search the channel's history,
-        and a process learns IDs only from the answers to its posts -- which a post that timed
-        out, or a process started after a crash, never saw. Raises a retryable DeliveryError; a
-        refusal (a missing scope) is logged and gives None."""
-        try:
-            found = find_channel_id(self._client, name, caller=self._call)
-        except DeliveryError as exc:
-            if exc.retryable:
-                raise
-            log.warning("cannot look up the ID of %s (%s)", name, exc)
-            return None
-        if found is not None:
-            with self._ids_lock:
-                self._ids[name] = found
-            self._pacer.alias(name, found)
-        return found
-
-    def _channel_id(self, channel: str) -> str | None:
-        if CHANNEL_ID.match(channel):
-            return channel
-        with self._ids_lock:
-            return self._ids.get(channel)
-
     def _target(self, incident: Incident, payload: Mapping[str, Any]) -> str:
         """Routing may name the channel (a quiet channel outside business hours); else the incident's."""
         chosen = payload.get("slack_channel")
         return chosen if isinstance(chosen, str) and chosen else incident.channel
-
-    def _call(self, method: str, request: Callable[[], SlackResponse]) -> SlackResponse:
-        started = time.perf_counter()
-        try:
-            return call(method, request)
-        finally:
-            if self._metrics:  # failed calls too: a slow Slack shows before it errors
-                self._metrics.api_call("slack", method, time.perf_counter() - started)
 
 
 def _incident_id(note: Notification, alert: Alert | None) -> int | None:
@@ -536,16 +465,3 @@ def _record(session: Session, alert: Alert, where: Location) -> bool:
 
 def _duplicate(incident: Incident, kept: Location, extra: Location) -> None:
     log.warning("incident %s: two root messages were posted; keeping %s, %s is a duplicate", incident.id, kept, extra)
-
-
-def review_blocks(title: str, body: str) -> list[dict[str, Any]]:
-    """The review message: a header, the text as a code block in sections of at most 3,000
-    characters, and a note if it is longer than one message can hold."""
-    header = {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}}
-    chunks = split_sections(f"```\n{escape_mrkdwn(body)}\n```")
-    blocks: list[dict[str, Any]] = [header]
-    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in chunks[:REVIEW_SECTIONS]]
-    if len(chunks) > REVIEW_SECTIONS:
-        note = "_The review is longer than one Slack message; `incident-bot alerts review` prints it all._"
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    return blocks

@@ -1,13 +1,14 @@
-"""The Slack Web API edge of the notifier: client, per-channel pacing, error classification.
+"""The Slack Web API edge of the notifier: client, per-channel pacing, error classification, posting.
 
 Kept apart from :mod:`bot.notify.slack` so the notifier reads as what it decides (which
-message an alert goes to) while this module holds how a call is made and what a failure means:
+message an incident shows) while this module holds how a call is made and what a failure means:
 the outbox is the one place that retries, so every failure leaves here as a
 :class:`~bot.errors.DeliveryError` saying whether a retry can help.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -22,6 +23,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web import SlackResponse
 
 from bot.errors import DeliveryError
+from bot.observability import Metrics
 from bot.settings import DEFAULT_SLACK_API_URL
 
 Location = tuple[str, str]
@@ -234,3 +236,93 @@ def thread_has(
         lambda: client.conversations_replies(channel=channel, ts=root_ts, include_all_metadata=True, limit=1000),
     )
     return any(match(m) for m in thread.get("messages") or [])
+
+
+log = logging.getLogger("bot.notify.slack")
+"""The notifier's logger: what it posted is part of its log (one line per post)."""
+
+
+class SlackPoster:
+    """Posting for the notifier: one channel's posts paced, channel IDs learned from answers (or
+    looked up by name), every call classified into a DeliveryError and timed."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        pacer: ChannelPacer | None = None,
+        channel_ids: Mapping[str, str] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._pacer = pacer or ChannelPacer()
+        self._ids: dict[str, str] = dict(channel_ids or {})
+        self._ids_lock = threading.Lock()
+
+    def _post(
+        self,
+        channel: str,
+        *,
+        text: str,
+        metadata: dict[str, Any],
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+        what: str,
+    ) -> Location:
+        """Post a message (``what`` names it in the log line that says it was posted)."""
+        self._pacer.wait(self._channel_id(channel) or channel)
+        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast else {}
+        answer = self._call(
+            "chat.postMessage",
+            lambda: self._client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                metadata=metadata,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+                **extra,
+            ),
+        )
+        channel_id, ts = str(answer["channel"]), str(answer["ts"])
+        log.info("posted %s to Slack %s %s", what, channel_id, f"in thread {thread_ts}" if thread_ts else f"as {ts}")
+        if channel_id != channel:
+            with self._ids_lock:
+                self._ids[channel] = channel_id
+            self._pacer.alias(channel, channel_id)
+        return channel_id, ts
+
+    def _look_up_channel(self, name: str) -> str | None:
+        """The ID of ``#name`` by ``conversations.list``: a retry must search the channel's history,
+        and a process learns IDs only from the answers to its posts -- which a post that timed
+        out, or a process started after a crash, never saw. Raises a retryable DeliveryError; a
+        refusal (a missing scope) is logged and gives None."""
+        try:
+            found = find_channel_id(self._client, name, caller=self._call)
+        except DeliveryError as exc:
+            if exc.retryable:
+                raise
+            log.warning("cannot look up the ID of %s (%s)", name, exc)
+            return None
+        if found is not None:
+            with self._ids_lock:
+                self._ids[name] = found
+            self._pacer.alias(name, found)
+        return found
+
+    def _channel_id(self, channel: str) -> str | None:
+        if CHANNEL_ID.match(channel):
+            return channel
+        with self._ids_lock:
+            return self._ids.get(channel)
+
+    def _call(self, method: str, request: Callable[[], SlackResponse]) -> SlackResponse:
+        started = time.perf_counter()
+        try:
+            return call(method, request)
+        finally:
+            if self._metrics:  # failed calls too: a slow Slack shows before it errors
+                self._metrics.api_call("slack", method, time.perf_counter() - started)
