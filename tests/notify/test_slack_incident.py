@@ -424,6 +424,29 @@ def test_a_storm_incident_is_one_root_that_follows_its_models(
     assert "🟢 `model-0`" in mrkdwn(current)
 
 
+def test_a_storm_too_big_to_name_in_its_root_lists_every_model_in_its_thread(
+    make_harness: Callable[..., Harness], slack: SlackEmulator, tmp_path: Path
+) -> None:
+    names = [f"a-model-with-a-rather-long-name-for-the-fleet-{i:03d}" for i in range(80)]
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "storm.yaml").write_text(
+        "settings:\n  storm_threshold: 2\nmetrics:\n  - name: p99_latency_ms\nrules:\n"
+        '  - name: slow\n    models: ["*"]\n    condition: p99_latency_ms > 5000\n    severity: P2\n'
+        '    title: "Slow {model}"\n    channel: "#llm-alerts"\nmodels:\n' + "".join(f"  - name: {n}\n" for n in names)
+    )
+    bot = make_harness(group_wait=GROUP_WAIT, base=load_config(tmp_path))
+    bot.service.ingest([(n, "p99_latency_ms", bot.clock.now(), 6000.0) for n in names])
+    bot.service.evaluate_once()
+    bot.clock.advance(GROUP_WAIT)
+    assert bot.deliver() == 80
+    [post] = roots(slack)
+    assert check_message({"text": post.params["text"], "blocks": post.params["blocks"]}) is None
+    assert "more (full list in the thread)" in str(post.params["blocks"])
+    listed = "\n".join(r.params["text"] for r in replies(slack))
+    assert all(f"`{n}`" in listed for n in names), "every model is named in the thread"
+    assert slack.calls_to("chat.update") == [], "the other 79 rows found their alert in the root"
+
+
 def test_a_post_whose_answer_was_lost_is_found_again_not_reposted(
     make_harness: Callable[..., Harness], slack: SlackEmulator
 ) -> None:
