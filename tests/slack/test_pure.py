@@ -14,7 +14,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.config.loader import Config
 from bot.metrics.samples import Sample
 from bot.slack import messages
-from bot.slack.actions import MembershipCache, alert_id_of, parse_click
+from bot.slack.actions import MembershipCache, alert_id_of, menu_choice, parse_click
 from bot.slack.app import malformed, signature_ok
 from bot.slack.commands import (
     MAX_SECTIONS,
@@ -119,6 +119,36 @@ def test_parse_click_reads_the_block_actions_payload() -> None:
 )
 def test_alert_id_of(value: str, expected: int | None) -> None:
     assert alert_id_of(value) == expected
+
+
+def test_an_overflow_choice_is_read_as_the_clicks_value() -> None:
+    option = {"text": {"type": "plain_text", "text": "Resolve this alert"}, "value": "resolve:7"}
+    body = {
+        "user": {"id": "U1"},
+        "channel": {"id": "C1"},
+        "actions": [{"action_id": "alert_menu", "type": "overflow", "selected_option": option}],
+    }
+    assert parse_click(body).value == "resolve:7"
+    odd = {**body, "actions": [{"action_id": "alert_menu", "type": "overflow", "selected_option": "resolve:7"}]}
+    assert parse_click(odd).value == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("acknowledge:7", ("acknowledge", 7)),
+        ("resolve:12", ("resolve", 12)),
+        ("runbook:3", ("runbook", 3)),
+        ("delete:7", None),
+        ("resolve:", None),
+        ("resolve:-1", None),
+        ("resolve:<!channel>", None),
+        ("7", None),
+        ("", None),
+    ],
+)
+def test_menu_choice(value: str, expected: tuple[str, int] | None) -> None:
+    assert menu_choice(value) == expected
 
 
 def test_membership_cache_remembers_for_its_ttl() -> None:
