@@ -230,13 +230,16 @@ class Outbox:
 
     @staticmethod
     def _rank() -> ColumnElement[str]:
-        """A row's place in the queue: the most severe of its alert's pending rows on its channel
-        (``P0`` … ``P3``, then :data:`UNRANKED`), so the row an urgent update waits for ranks with it."""
+        """A row's place in the queue: the most severe of its incident's (or, outside incidents, its
+        alert's) pending rows on its channel (``P0`` … ``P3``, then :data:`UNRANKED`), so the row an
+        urgent update waits for ranks with it."""
         mate = aliased(OutboxRow)
+        same_incident = and_(col(OutboxRow.incident_id).is_not(None), col(mate.incident_id) == OutboxRow.incident_id)
+        same_alert = and_(col(OutboxRow.incident_id).is_(None), col(mate.alert_id) == OutboxRow.alert_id)
         most_severe = (
             select(func.min(_severity(mate)))
             .where(
-                col(mate.alert_id) == OutboxRow.alert_id,
+                or_(same_incident, same_alert),
                 col(mate.channel) == OutboxRow.channel,
                 col(mate.status) == PENDING,
             )
