@@ -742,7 +742,8 @@ def describe(repo: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "not a git checkout"
     changed = [line[3:] for line in dirty if line.strip()]
-    return head[:90] + (f"; uncommitted changes in {', '.join(changed)}" if changed else "")
+    head = head if len(head) <= 80 else head[:79] + "…"
+    return head + (f"; uncommitted changes in {', '.join(changed)}" if changed else "")
 
 
 def main() -> int:
