@@ -85,6 +85,7 @@ def test_slo_status_prints_seed_000s_table_for_one_model(database: Engine, capsy
         "availability         │ ≥ 99.5% │ 99.8%   │ 60% (30 min 14 s) │ 0.4×       │ 99.8%      │ ✅ ok",
         rule,
         "Overall SLO Compliance: 75%",
+        "Data for 100% of the window",
     ]
 
 
@@ -99,6 +100,24 @@ def test_slo_status_without_a_model_lists_models_worst_first_then_tables(
     assert lines[1].startswith("⚪ fraud-detector-v2 — SLO compliance no data (0/0 ok, 1 no data)")
     assert "SLO Dashboard - support-bot - Last 1 Day" in out
     assert "SLO Dashboard - fraud-detector-v2 - Last 1 Day" in out
+
+
+def test_slo_status_on_sparse_data_says_how_much_data_there_is(
+    database: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a bot that started pushing 10 minutes ago, after one bad sample 3 h ago: no "−5900% (spent)" beside ✅
+    points: list[Point] = [
+        (BOT, "response_time_p95_ms", NOW - 3 * HOUR, 6100),
+        (BOT, "response_time_p95_ms", NOW - 10 * MIN, 1500),
+    ]
+    with session(database) as s, s.begin():
+        metric_store.record(s, points)
+    assert run_cli(["slo", "status", BOT, "--config-dir", str(REPO)], NOW) == 0
+    out = capsys.readouterr().out
+    (latency,) = [line for line in out.splitlines() if line.startswith("response_time_p95_ms")]
+    assert "│ data for <1% of 7 d │" in latency and latency.endswith("✅ ok")
+    assert "spent" not in out and "-" not in latency.replace("─", "")
+    assert out.rstrip().endswith("a budget is projected once 10% of the window has data")
 
 
 def test_unknown_model_is_an_error_with_close_matches(database: Engine, capsys: pytest.CaptureFixture[str]) -> None:
