@@ -18,7 +18,7 @@ from bot.metrics.samples import Sample
 from bot.metrics.store import Point
 from bot.settings import Settings
 from bot.slo import cli as slo_cli
-from bot.slo.chart import budget_burndown, render_budget_chart
+from bot.slo.chart import Burndown, budget_burndown, budget_figure, render_budget_chart
 from bot.slo.dashboard import slo_row
 from bot.slo.service import slo_chart
 from bot.slo.spec import SloSpec
@@ -183,6 +183,41 @@ def test_burndown_of_a_window_without_data_is_empty_not_full() -> None:
     assert budget_burndown(spec, {}, NOW).points == ()
     short = budget_burndown(spec, {}, NOW, window=HOUR)
     assert short.window == HOUR
+
+
+def chart_texts(lines: list[Burndown]) -> tuple[list[str], list[str], tuple[datetime, datetime]]:
+    """What a reader sees on the chart: the words across it, the legend, and the time axis' ends."""
+    from matplotlib.dates import num2date
+
+    (axes,) = budget_figure(lines, title="t").axes
+    legend = axes.get_legend()
+    left, right = axes.get_xlim()
+    span = (num2date(left), num2date(right))
+    return [t.get_text() for t in axes.texts], [t.get_text() for t in legend.get_texts()], span
+
+
+def test_a_chart_without_data_says_so_over_the_window_not_1970() -> None:
+    spec = SloSpec("m", "latency_ms", "below", 2000, 3000, 5000)  # 7 d
+    words, legend, (start, end) = chart_texts([budget_burndown(spec, {}, NOW)])
+    assert words == ["no data in the window"]
+    assert legend == ["latency_ms (no data)"]
+    assert (start, end) == (NOW - 7 * DAY, NOW)
+
+
+def test_a_chart_with_too_little_data_shows_no_line_and_says_how_much_there_is() -> None:
+    # one bad sample 3 h ago (15 min of 7 d): the line would plunge to −9900%; the dashboard shows no budget either
+    spec = SloSpec("m", "latency_ms", "below", 2000, 3000, 5000)
+    line = budget_burndown(spec, {"latency_ms": [Sample(6100, NOW - 3 * HOUR)]}, NOW)
+    assert line.points == () and line.coverage == pytest.approx(15 / 10080)
+    words, legend, (start, end) = chart_texts([line])
+    assert words == ["too little data in the window for a budget"]
+    assert legend == ["latency_ms (data for <1% of 7 d)"]
+    assert (start, end) == (NOW - 7 * DAY, NOW)
+    # with data, the axis spans the window too and nothing is written across the chart
+    full = budget_burndown(spec, {"latency_ms": every(1500, start=NOW - 7 * DAY, end=NOW, step=HOUR)}, NOW)
+    words, legend, (start, end) = chart_texts([full, line])
+    assert words == [] and legend == ["latency_ms (100% left)", "latency_ms (data for <1% of 7 d)"]
+    assert (start, end) == (NOW - 7 * DAY, NOW)
 
 
 def test_chart_is_a_png_of_sensible_size(engine: Engine, config: Config) -> None:
