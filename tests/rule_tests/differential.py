@@ -44,16 +44,20 @@ def bot_config(workdir: Path, *, no_data: str) -> Config:
     """The configuration every case runs against: one model, ``stale_after: 5m``, ``no_data`` as
     given, loaded from files the way ``serve`` loads them; each case swaps in its own rule."""
     directory = workdir / f"bot-{no_data}"
+    _write_config(directory, no_data, _bot_rule(">", 0, 0, 0), 60)
+    return load_config(directory)
+
+
+def _write_config(directory: Path, no_data: str, rule: dict[str, object], eval_interval: int) -> None:
     (directory / "rules").mkdir(parents=True, exist_ok=True)
-    settings = {"evaluation_interval": "1m", "stale_after": duration(LOOKBACK), "no_data": no_data}
+    settings = {"evaluation_interval": duration(eval_interval), "stale_after": duration(LOOKBACK), "no_data": no_data}
     document = {
         "settings": settings,
         "models": [{"name": MODEL}],
         "metrics": [{"name": "x", "description": "the generated series"}],
-        "rules": [_bot_rule(">", 0, 0, 0)],
+        "rules": [rule],
     }
     (directory / "rules" / "case.yaml").write_text(json.dumps(document, indent=1))
-    return load_config(directory)
 
 
 def _bot_rule(op: str, threshold: float, for_seconds: int, keep_seconds: int) -> dict[str, object]:
@@ -82,18 +86,34 @@ def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str) -> dict[in
         rule = _bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds)
         if case.number % 2:
             rule["no_data"] = no_data
-        spec = CaseSpec.model_validate(
-            {
-                "name": case.name,
-                "interval": duration(case.sample_interval),
-                "input_series": [{"model": MODEL, "metric": "x", "values": case.notation}],
-                "alert_rule_test": [{"eval_time": duration(t), "alerts": []} for t in case.eval_times()],
-            }
-        )
+        spec = CaseSpec.model_validate(_bot_case(case, frozenset()))
         config = replace(configs[case.number % 2], rules=(Rule.model_validate(rule),))
         result = _Simulation(spec, config, timedelta(seconds=case.eval_interval)).run()
         firing[case.number] = _firing_times(case.name, result.messages)
     return firing
+
+
+def _bot_case(case: Case, firing: Firing) -> dict[str, object]:
+    """The case as an incident-bot rule test expecting the alert firing exactly at ``firing``."""
+    alert = {"rule": RULE, "model": MODEL, "severity": "P2"}
+    return {
+        "name": case.name,
+        "interval": duration(case.sample_interval),
+        "input_series": [{"model": MODEL, "metric": "x", "values": case.notation}],
+        "alert_rule_test": [
+            {"eval_time": duration(t), "alerts": [alert] if t in firing else []} for t in case.eval_times()
+        ],
+    }
+
+
+def rule_test_file(case: Case, firing: Firing, directory: Path) -> Path:
+    """What a user runs with ``incident-bot test-rules``: a configuration holding the case's rule
+    (``no_data: resolve``) and a rule test file expecting the alert firing exactly at ``firing``."""
+    rule = _bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds)
+    _write_config(directory, "resolve", rule, case.eval_interval)
+    path = directory / "rule-tests.yaml"
+    path.write_text(yaml.safe_dump({"config_dir": ".", "tests": [_bot_case(case, firing)]}, sort_keys=False))
+    return path
 
 
 _BOT_DIFF = re.compile(r"^at (?P<at>\S+): open alerts differ from the expected ones$")

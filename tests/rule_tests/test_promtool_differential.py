@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.rule_tests import run_rule_tests
 from tests.rule_tests.differential import (
     PROMTOOL,
     Verdicts,
@@ -29,9 +30,10 @@ from tests.rule_tests.differential import (
     explain,
     keep_problems,
     promtool_files,
+    rule_test_file,
     run_promtool,
 )
-from tests.rule_tests.generate import OPERATORS, SCHEDULES, Case, generate
+from tests.rule_tests.generate import KINDS, OPERATORS, SCHEDULES, Case, generate
 from tests.sources.helpers import require_binary
 
 SEED = 19
@@ -86,6 +88,19 @@ def test_no_data_keep_differs_only_by_outliving_a_silent_series(case: Case, verd
     if None not in reasons and len(set(reasons)) == 1:
         pytest.xfail(str(reasons[0]))
     pytest.fail(shown, pytrace=False)
+
+
+def test_incident_bot_test_rules_passes_files_expecting_prometheus_answers(verdicts: Verdicts, tmp_path: Path) -> None:
+    """The public path too: ``test-rules`` files (YAML, configuration loaded from disk) whose
+    expectations are promtool's answers pass, for a sample of the cases of every kind."""
+    cases = _cases(COUNT)
+    sample = [case for kind in KINDS for case in [c for c in cases if c.kind == kind][:6]]
+    failed = []
+    for case in sample:
+        report = run_rule_tests(rule_test_file(case, verdicts.prometheus[case.number], tmp_path / case.name))
+        if not report.ok:
+            failed.append(f"{case.describe()}\n{report.format()}")
+    assert not failed, "\n".join(failed)
 
 
 # --- the harness itself ------------------------------------------------------------------------
