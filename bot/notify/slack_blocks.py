@@ -138,7 +138,7 @@ def alert_message(alert: Alert, *, now: datetime, runbook: bool = True) -> tuple
 
 def summary(alert: Alert) -> str:
     """One line naming the alert and its state: notification text, and a group's reply lines."""
-    return f"{alert.severity.emoji} {alert.severity.value} · {escape_mrkdwn(alert_title(alert))} — {short_state(alert)}"
+    return f"{state_emoji(alert)} {alert.severity.value} · {escape_mrkdwn(alert_title(alert))} — {short_state(alert)}"
 
 
 def rule_line(alert: Alert) -> str:
@@ -229,8 +229,19 @@ def alert_title(alert: Alert) -> str:
     return title if alert.model in title else f"{title} · {alert.model}"
 
 
+RESOLVED_EMOJI = "🟢"
+"""Green, like the "🟢 Resolved" state line (✅ already means "acknowledged" in these messages)."""
+
+
+def state_emoji(alert: Alert) -> str:
+    """The alert's colour: its severity's while open, green once resolved, so a message whose
+    problem is over stops looking like a fire in the channel."""
+    return RESOLVED_EMOJI if alert.state is AlertState.RESOLVED else alert.severity.emoji
+
+
 def _header(alert: Alert) -> str:
-    text = f"{alert.severity.emoji} {alert.severity.value} · {alert_title(alert)}"
+    resolved = "Resolved · " if alert.state is AlertState.RESOLVED else ""
+    text = f"{state_emoji(alert)} {resolved}{alert.severity.value} · {alert_title(alert)}"
     return text if len(text) <= HEADER_LIMIT else text[: HEADER_LIMIT - 1] + "…"
 
 

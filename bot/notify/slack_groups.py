@@ -29,6 +29,7 @@ from bot.notify.slack_blocks import (
     FIELDS_PER_SECTION,
     HEADER_LIMIT,
     MESSAGE_BLOCKS,
+    RESOLVED_EMOJI,
     SECTION_LIMIT,
     alert_buttons,
     alert_message,
@@ -39,6 +40,7 @@ from bot.notify.slack_blocks import (
     fired_line,
     rule_line,
     section,
+    state_emoji,
     state_line,
     summary,
     value_sections,
@@ -101,7 +103,7 @@ def group_header(alerts: Sequence[Alert]) -> str:
     """``🟠 3 alerts firing for support-bot``; once some changed, how many are in which state.
 
     The emoji is the most severe *open* alert's, so a resolved P0 no longer colours a group
-    whose remaining alerts are P3.
+    whose remaining alerts are P3; once every alert is resolved it is green, not a fire.
     """
     still_open = [a for a in alerts if a.state.is_open]
     lead = by_severity(still_open or alerts)[0]
@@ -110,7 +112,7 @@ def group_header(alerts: Sequence[Alert]) -> str:
     if states[AlertState.FIRING] == count:
         text = f"{lead.severity.emoji} {count} alerts firing for {model}"
     elif states[AlertState.RESOLVED] == count:
-        text = f"{lead.severity.emoji} {count} alerts for {model} · all resolved"
+        text = f"{RESOLVED_EMOJI} {count} alerts for {model} · all resolved"
     else:
         parts = ", ".join(f"{states[state]} {word}" for state, word in _STATE_WORDS if states[state])
         text = f"{lead.severity.emoji} {count} alerts for {model} · {parts}"
@@ -217,7 +219,7 @@ def has_runbook(alert: Alert, config: Config) -> bool:
 
 
 def _name(alert: Alert) -> str:
-    return f"{alert.severity.emoji} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"
+    return f"{state_emoji(alert)} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"
 
 
 def _entry(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:

@@ -217,6 +217,19 @@ def test_numbers_are_formatted_for_people(value: object, shown: str) -> None:
     assert format_value(value) == shown
 
 
+def test_a_resolved_alert_loses_its_firing_colour() -> None:
+    # open: the severity's colour, whatever the state; resolved (by a person or by itself): green
+    for alert in (make_alert(), acked()):
+        text, blocks = alert_message(alert, now=NOW)
+        assert blocks[0]["text"]["text"] == "🟠 P1 · LLM cost approaching budget for support-bot"
+        assert text.startswith("🟠 P1 · ")
+    for alert in (resolved(), resolved(by=SYSTEM_ACTOR)):
+        text, blocks = alert_message(alert, now=NOW)
+        assert blocks[0]["text"]["text"] == "🟢 Resolved · P1 · LLM cost approaching budget for support-bot"
+        assert text.startswith("🟢 P1 · LLM cost approaching budget for support-bot — ")
+        assert "🟠" not in text + mrkdwn(blocks)
+
+
 def test_state_lines_say_who_and_when() -> None:
     assert "✅ Acknowledged by <@U1> at 14:02 UTC" in mrkdwn(alert_message(acked(), now=NOW)[1])
     assert "🟢 Resolved by <@U2> after 23 min" in mrkdwn(alert_message(resolved(), now=NOW)[1])

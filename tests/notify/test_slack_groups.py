@@ -316,7 +316,7 @@ def test_metadata_of_a_single_alert_post_is_unchanged(bot: Harness, slack: Slack
     [
         ((AlertState.FIRING, AlertState.FIRING), "🔴 2 alerts firing for support-bot"),
         ((AlertState.RESOLVED, AlertState.ACKNOWLEDGED), "🟡 2 alerts for support-bot · 1 acknowledged, 1 resolved"),
-        ((AlertState.RESOLVED, AlertState.RESOLVED), "🔴 2 alerts for support-bot · all resolved"),
+        ((AlertState.RESOLVED, AlertState.RESOLVED), "🟢 2 alerts for support-bot · all resolved"),
     ],
     ids=["all-firing", "the-p0-resolved", "all-resolved"],
 )
@@ -329,3 +329,15 @@ def test_group_header_counts_states_and_takes_the_most_severe_open_alerts_colour
         for n, sev, state in ((1, Severity.P0, states[0]), (2, Severity.P2, states[1]))
     )
     assert group_header([p2, p0]) == expected
+
+
+def test_a_resolved_alert_in_a_group_is_listed_in_green() -> None:
+    fired = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    p0, p2 = (
+        Alert(id=n, rule=f"r{n}", model="support-bot", severity=sev, state=state, started_at=fired, fired_at=fired)
+        for n, sev, state in ((1, Severity.P0, AlertState.RESOLVED), (2, Severity.P2, AlertState.FIRING))
+    )
+    text, blocks = group_message([p0, p2], now=fired, runbook=lambda _a: True)
+    body = mrkdwn({"blocks": blocks})
+    assert "🟢 *P0 · r1 · support-bot*" in body and "🟡 *P2 · r2 · support-bot*" in body
+    assert "🔴" not in text + body  # the resolved P0 no longer colours anything
