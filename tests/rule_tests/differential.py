@@ -33,6 +33,9 @@ RULE = "r"
 ISOLATE_AT_MOST = 40
 """Failing cases re-run one by one; past that the batch's own diff is precise enough per case."""
 
+JITTER = 0.9
+"""A pass may start this fraction of an interval after its tick (or a few ms before it)."""
+
 Firing = frozenset[int]
 """The evaluation times (seconds) at which a case's alert is firing."""
 
@@ -72,9 +75,10 @@ def _bot_rule(op: str, threshold: float, for_seconds: int, keep_seconds: int) ->
     }
 
 
-def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str) -> dict[int, Firing]:
+def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str, jitter: float = 0.0) -> dict[int, Firing]:
     """incident-bot's firing times per case number with ``no_data`` as given: in ``settings:`` for
-    even-numbered cases, on the rule (over a ``settings:`` saying the opposite) for odd ones.
+    even-numbered cases, on the rule (over a ``settings:`` saying the opposite) for odd ones. With
+    ``jitter`` each pass starts off its tick as ``test-rules --jitter`` makes it (seeded by case).
 
     Each case is a rule test run in-process (the parsed form of a test file, without the YAML,
     which would cost more than the runs) that expects no alert at every evaluation time, so each
@@ -88,7 +92,8 @@ def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str) -> dict[in
             rule["no_data"] = no_data
         spec = CaseSpec.model_validate(_bot_case(case, frozenset()))
         config = replace(configs[case.number % 2], rules=(Rule.model_validate(rule),))
-        result = _Simulation(spec, config, timedelta(seconds=case.eval_interval)).run()
+        every = timedelta(seconds=case.eval_interval)
+        result = _Simulation(spec, config, every, jitter=jitter, seed=case.number).run()
         firing[case.number] = _firing_times(case.name, result.messages)
     return firing
 
@@ -253,6 +258,8 @@ class Verdicts:
     """incident-bot with ``no_data: resolve``: what promtool was asked to confirm."""
     keep: dict[int, Firing]
     """incident-bot with ``no_data: keep``."""
+    jittered: dict[int, Firing]
+    """incident-bot with ``no_data: resolve``, each pass starting up to :data:`JITTER` of an interval late."""
     prometheus: dict[int, Firing]
     said: dict[int, str]
 
@@ -261,6 +268,7 @@ def differential(cases: list[Case], workdir: Path) -> Verdicts:
     """Both sides over all ``cases``: one promtool run for the lot, then each disputed case alone."""
     bot = bot_firing(cases, workdir, no_data="resolve")
     keep = bot_firing(cases, workdir, no_data="keep")
+    jittered = bot_firing(cases, workdir, no_data="resolve", jitter=JITTER)
     batch = run_promtool(promtool_files(cases, bot, workdir / "promtool"))
     prometheus = dict(bot)
     said: dict[int, str] = {}
@@ -275,7 +283,7 @@ def differential(cases: list[Case], workdir: Path) -> Verdicts:
         prometheus[case.number] = frozenset(
             t for t in case.eval_times() if (differs[t] if t in differs else t in bot[case.number])
         )
-    return Verdicts(bot, keep, prometheus, said)
+    return Verdicts(bot, keep, jittered, prometheus, said)
 
 
 def keep_problems(case: Case, keep: Firing, prometheus: Firing) -> list[str]:

@@ -90,6 +90,16 @@ def test_no_data_keep_differs_only_by_outliving_a_silent_series(case: Case, verd
     pytest.fail(shown, pytrace=False)
 
 
+def test_a_pass_that_starts_late_or_early_changes_no_answer(verdicts: Verdicts, request: pytest.FixtureRequest) -> None:
+    """``for:`` and staleness are judged as of each pass's tick, so passes that start up to 0.9 of
+    an interval late or a few milliseconds early fire exactly when on-time passes (and Prometheus) do."""
+    cases = _cases(_count(request.config))
+    moved = [case for case in cases if verdicts.jittered[case.number] != verdicts.bot[case.number]]
+    jittered, prometheus = verdicts.jittered, verdicts.prometheus
+    shown = "\n".join(explain(case, jittered[case.number], prometheus[case.number], "jittered") for case in moved[:5])
+    assert not moved, f"{len(moved)} cases answer differently under jitter:\n{shown}"
+
+
 def test_incident_bot_test_rules_passes_files_expecting_prometheus_answers(verdicts: Verdicts, tmp_path: Path) -> None:
     """The public path too: ``test-rules`` files (YAML, configuration loaded from disk) whose
     expectations are promtool's answers pass, for a sample of the cases of every kind."""
