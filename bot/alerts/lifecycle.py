@@ -255,9 +255,9 @@ def _cleared(
         state=AlertState.RESOLVED,
         resolved_at=now,
         resolved_by=SYSTEM_ACTOR,
-        values={**alert.values, **values},
     )
-    return Transition(resolved, Event(EventKind.AUTO_RESOLVED, actor, now, why))
+    recovered: dict[str, object] = {"recovered": dict(values)} if values else {}  # values keep what fired it
+    return Transition(resolved, Event(EventKind.AUTO_RESOLVED, actor, now, why, recovered))
 
 
 def acknowledge(alert: Alert, *, actor: str, now: datetime) -> Transition:
