@@ -230,8 +230,8 @@ def register(
             await refuse(client, click, messages.bad_button(click.value))
             return
         access = config().access
-        channel = click.channel
-        if channel is None and access.allow == "channel_members":
+        channel = None
+        if access.allow == "channel_members":  # the alert's own channel: the click's is the clicker's word
             try:
                 channel = await after_ack.db(_alert_channel, engine, alert_id)
             except Exception:
@@ -290,7 +290,10 @@ def _load_alert(engine: Engine, alert_id: int) -> Alert | None:
 
 
 def _alert_channel(engine: Engine, alert_id: int) -> str | None:
-    """Where the alert's root message lives, for clicks that come without a channel (App Home)."""
+    """Where the alert's root message lives: the channel whose members the ``channel_members``
+    policy lets act on it. Never the channel a click names: that is where the clicked copy of the
+    message is (a shared copy's buttons work in any channel the clicker picked), so a non-member
+    could act by clicking in a channel of his own."""
     with open_session(engine) as s:
         where = store.slack_message(s, alert_id)
     return where[0] if where else None
