@@ -16,15 +16,21 @@ import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
+from sqlalchemy.engine import Engine
 
+from bot.alerts import store as alert_store
+from bot.alerts.lifecycle import AlertState, dedup_key
+from bot.clock import FrozenClock
 from bot.config.loader import Config, load_config
-from bot.config.schema import Rule
+from bot.config.schema import Model, Rule
 from bot.rule_tests.simulation import _Simulation
 from bot.rule_tests.spec import CaseSpec
+from bot.service import AlertService, every_channel
+from bot.storage.database import session as open_session
 from tests.rule_tests.generate import LOOKBACK, OPERATORS, Case, duration, number
 
 PROMTOOL = Path("/usr/bin/promtool")
@@ -144,6 +150,34 @@ def parse_offset(text: str) -> int:
         raise ValueError(f"not a duration: {text!r}")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def service_firing(cases: Iterable[Case], engine: Engine, workdir: Path) -> dict[int, Firing]:
+    """The production path for the same cases: samples stored with their timestamps, then
+    :meth:`AlertService.evaluate_once` at each tick and the open alerts read back from the
+    database (``no_data: resolve``). Each case watches its own model, so one database serves all."""
+    base = bot_config(workdir, no_data="resolve")
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)  # a tick of every schedule
+    clock = FrozenClock(start)
+    firing: dict[int, Firing] = {}
+    for case in cases:
+        model = f"{MODEL}-{case.number}"
+        rule = {**_bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds), "models": [model]}
+        config = replace(base, rules=(Rule.model_validate(rule),), models={model: Model(name=model)})
+        service = AlertService(engine, clock, lambda config=config: config, every_channel(["recording"]))
+        every = timedelta(seconds=case.sample_interval)
+        service.ingest([(model, "x", start + every * i, v) for i, v in enumerate(case.values) if v is not None])
+        times: set[int] = set()
+        for t in case.eval_times():
+            tick = start + timedelta(seconds=t)
+            clock.set(tick)
+            service.evaluate_once(at=tick)
+            with open_session(engine) as session:
+                alert = alert_store.open_alerts(session).get(dedup_key(RULE, model))
+            if alert is not None and alert.state is AlertState.FIRING:
+                times.add(t)
+        firing[case.number] = frozenset(times)
+    return firing
 
 
 # --- promtool ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from bot.rule_tests import run_rule_tests
+from bot.storage.database import make_engine, migrate
 from tests.rule_tests.differential import (
     PROMTOOL,
     Verdicts,
@@ -32,6 +33,7 @@ from tests.rule_tests.differential import (
     promtool_files,
     rule_test_file,
     run_promtool,
+    service_firing,
 )
 from tests.rule_tests.generate import KINDS, OPERATORS, SCHEDULES, Case, generate
 from tests.sources.helpers import require_binary
@@ -111,6 +113,21 @@ def test_incident_bot_test_rules_passes_files_expecting_prometheus_answers(verdi
         if not report.ok:
             failed.append(f"{case.describe()}\n{report.format()}")
     assert not failed, "\n".join(failed)
+
+
+def test_the_service_fires_as_the_rule_tests_do(verdicts: Verdicts, tmp_path: Path) -> None:
+    """The running bot's own pass (samples stored in SQLite, ``AlertService.evaluate_once`` at each
+    tick) fires exactly when the rule tests and Prometheus do, for a sample of every kind."""
+    engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
+    migrate(engine)
+    sample = [case for kind in KINDS for case in [c for c in _cases(COUNT) if c.kind == kind][:2]]
+    try:
+        firing = service_firing(sample, engine, tmp_path)
+    finally:
+        engine.dispose()
+    moved = [case for case in sample if firing[case.number] != verdicts.prometheus[case.number]]
+    shown = "\n".join(explain(case, firing[case.number], verdicts.prometheus[case.number], "service") for case in moved)
+    assert not moved, f"{len(moved)} of {len(sample)} cases fire differently in the service:\n{shown}"
 
 
 # --- the harness itself ------------------------------------------------------------------------
