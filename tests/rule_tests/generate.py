@@ -33,9 +33,22 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 _OPERATOR_WEIGHTS = {">": 4, ">=": 3, "<": 3, "<=": 3, "==": 1, "!=": 1}
 
-SCHEDULES: tuple[tuple[int, int], ...] = ((60, 60), (60, 120), (60, 240), (60, 90), (120, 120), (120, 240), (30, 60))
+SCHEDULES: tuple[tuple[int, int], ...] = (
+    (60, 60),
+    (60, 120),
+    (60, 240),
+    (60, 90),
+    (60, 30),
+    (120, 120),
+    (120, 240),
+    (120, 60),
+    (30, 60),
+    (15, 15),
+    (300, 300),
+)
 """(evaluation interval, sample interval) in seconds: samples as often as the evaluations, rarer,
-and off the evaluation grid (every 90s against every 60s)."""
+more often, and off the evaluation grid (every 90s against every 60s); evaluations from 15s to 5m
+(at 5m the previous tick's sample is exactly at the edge of the lookback)."""
 
 KINDS = ("breach", "gap", "flap", "threshold", "stop", "random", "ramp")
 

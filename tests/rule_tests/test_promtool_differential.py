@@ -39,7 +39,7 @@ from tests.rule_tests.generate import KINDS, OPERATORS, SCHEDULES, Case, generat
 from tests.sources.helpers import require_binary
 
 SEED = 19
-COUNT = 600
+COUNT = 700
 SLOW_COUNT = 20000
 
 KNOWN_KEEP_FINDINGS = {
