@@ -34,6 +34,7 @@ from slack_sdk.models.views import View
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
 from bot.config.durations import humanize
+from bot.safe_text import neutralise
 
 ACKNOWLEDGE_ACTION = "alert_acknowledge"
 RESOLVE_ACTION = "alert_resolve"
@@ -59,9 +60,11 @@ def escape_mrkdwn(text: object) -> str:
     """Escape the three characters Slack treats as control characters (``& < >``).
 
     That is all Slack asks for: with them escaped, ``<!channel>``, ``<@U1>`` and ``<url|x>``
-    become visible text instead of mentions or links.
+    become visible text instead of mentions or links. Bidirectional overrides and zero-width
+    characters are shown as ``[U+202E]`` (:func:`bot.safe_text.neutralise`), so a label cannot
+    reorder or hide what the reader sees.
     """
-    out = str(text)
+    out = neutralise(str(text))
     for raw, escaped in _ESCAPES:
         out = out.replace(raw, escaped)
     return out
