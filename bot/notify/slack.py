@@ -54,7 +54,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.alerts import store
-from bot.alerts.lifecycle import Alert
+from bot.alerts.lifecycle import Alert, AlertState
 from bot.clock import Clock, ensure_utc
 from bot.config.loader import Config
 from bot.errors import DeliveryError
@@ -329,7 +329,17 @@ class SlackNotifier:
         return members
 
     def _render(self, members: Sequence[Alert], config: Config) -> tuple[str, list[dict[str, Any]]]:
-        return groups.render(members, now=self._clock.now(), runbook=lambda a: groups.has_runbook(a, config))
+        """The root message; an auto-resolved alert shows the values that fired it beside the
+        recovered ones, which its AUTO_RESOLVED event holds (read only when there is one)."""
+        auto = [m.id for m in members if m.id is not None and m.state is AlertState.RESOLVED]
+        recovered: dict[int, Mapping[str, object]] = {}
+        if auto:
+            with open_session(self._engine) as s:
+                recovered = groups.recovered_values(store.histories(s, auto))
+        now = self._clock.now()
+        return groups.render(
+            members, now=now, runbook=lambda a: groups.has_runbook(a, config), recovered=recovered
+        )
 
     # ------------------------------------------------------------------ thread replies
 

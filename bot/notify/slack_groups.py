@@ -22,7 +22,7 @@ from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, Block, DividerBlock, HeaderBlock, PlainTextObject
 
-from bot.alerts.lifecycle import Alert, AlertState
+from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind
 from bot.clock import ensure_utc
 from bot.config.loader import Config
 from bot.notify.slack_blocks import (
@@ -38,6 +38,7 @@ from bot.notify.slack_blocks import (
     context_line,
     escape_mrkdwn,
     fired_line,
+    resolved_values,
     rule_line,
     section,
     state_emoji,
@@ -69,17 +70,38 @@ def by_severity(alerts: Iterable[Alert]) -> list[Alert]:
 
 
 def render(
-    alerts: Sequence[Alert], *, now: datetime, runbook: Callable[[Alert], bool]
+    alerts: Sequence[Alert],
+    *,
+    now: datetime,
+    runbook: Callable[[Alert], bool],
+    recovered: Mapping[int, Mapping[str, object]] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The root message holding ``alerts``: the single-alert layout for one, a group for more."""
+    """The root message holding ``alerts``: the single-alert layout for one, a group for more.
+    ``recovered``: alert id → the values its auto-resolve saw (:func:`recovered_values`)."""
     ordered = by_severity(alerts)
     if len(ordered) == 1:
-        return alert_message(ordered[0], now=now, runbook=runbook(ordered[0]))
-    return group_message(ordered, now=now, runbook=runbook)
+        only = ordered[0]
+        return alert_message(only, now=now, runbook=runbook(only), recovered=(recovered or {}).get(only.id or 0))
+    return group_message(ordered, now=now, runbook=runbook, recovered=recovered)
+
+
+def recovered_values(histories: Mapping[int, Sequence[Event]]) -> dict[int, Mapping[str, object]]:
+    """Alert id → the values its auto-resolve saw (the AUTO_RESOLVED event's ``data["recovered"]``)."""
+    out: dict[int, Mapping[str, object]] = {}
+    for alert_id, events in histories.items():
+        for event in events:
+            values = event.data.get("recovered")
+            if event.kind is EventKind.AUTO_RESOLVED and isinstance(values, Mapping):
+                out[alert_id] = values
+    return out
 
 
 def group_message(
-    alerts: Sequence[Alert], *, now: datetime, runbook: Callable[[Alert], bool]
+    alerts: Sequence[Alert],
+    *,
+    now: datetime,
+    runbook: Callable[[Alert], bool],
+    recovered: Mapping[int, Mapping[str, object]] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """A group: header, then one entry per alert with its own state and buttons.
 
@@ -91,7 +113,7 @@ def group_message(
     shown = ordered[:MAX_GROUP]
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=header, emoji=True))]
     for alert in shown:
-        blocks.extend(_entry(alert, now=now, runbook=runbook(alert)))
+        blocks.extend(_entry(alert, now=now, runbook=runbook(alert), recovered=(recovered or {}).get(alert.id or 0)))
     if len(ordered) > len(shown):
         rest = ", ".join(escape_mrkdwn(alert_title(a)) for a in ordered[len(shown) :])
         blocks.append(context_line(f"…and {len(ordered) - len(shown)} more in this group: {rest} (see `/alerts`)"))
@@ -222,7 +244,7 @@ def _name(alert: Alert) -> str:
     return f"{state_emoji(alert)} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"
 
 
-def _entry(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
+def _entry(alert: Alert, *, now: datetime, runbook: bool, recovered: Mapping[str, object] | None) -> list[Block]:
     """One alert of a group, in at most :data:`BLOCKS_PER_ALERT` blocks."""
     title = _name(alert)
     description = escape_mrkdwn(alert.description.strip())
@@ -231,7 +253,8 @@ def _entry(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
         section(f"{title}\n{clip(description, DESCRIPTION_LIMIT)}" if description else title),
     ]
     values = list(alert.values.items())
-    blocks.extend(value_sections(dict(values[:FIELDS_PER_SECTION])))  # one section at most
+    shown = dict(values[:FIELDS_PER_SECTION])  # one section at most
+    blocks.extend(value_sections(shown, recovered=resolved_values(alert, recovered)))
     blocks.append(section(f"{state_line(alert, now=now)}\n{fired_line(alert)}"))
     buttons = alert_buttons(alert, runbook=runbook)
     if buttons:

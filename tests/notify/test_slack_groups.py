@@ -187,7 +187,11 @@ def test_an_auto_resolve_in_a_group_names_the_alert_and_keeps_the_others(bot: Ha
     assert current["blocks"][0]["text"]["text"] == "🟠 3 alerts for support-bot · 2 firing, 1 resolved"
     assert actions(current)[str(bot.alert_id(COST_KEY))] == ["alert_runbook"]
     [reply] = replies(slack)
-    assert reply.params["text"].startswith("🟢 Auto-resolved: condition cleared after 23 min 10 s — ")
+    assert reply.params["text"].startswith(
+        "🟢 Auto-resolved: condition cleared after 23 min 10 s"
+        " · fired at: daily_budget_usd 500, daily_cost_usd 450 · recovered: daily_cost_usd 120 — "
+    )
+    assert "fired at: 450 · recovered: 120" in str(current["blocks"])
     assert "LLM cost approaching budget" in reply.params["text"]
 
 

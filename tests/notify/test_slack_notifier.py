@@ -83,7 +83,13 @@ def test_auto_resolve_shows_resolved(bot: Harness, slack: SlackEmulator) -> None
     message = bot.root_message()
     assert "Auto-resolved: condition cleared after 23 min" in mrkdwn(message)
     assert action_ids(message) == ["alert_runbook"]
-    assert slack.thread(CHANNEL, message["ts"])[1]["text"] == "🟢 Auto-resolved: condition cleared after 23 min"
+    # the root shows what fired it and what it recovered to, labelled; so does the thread reply
+    assert "*daily_cost_usd*\\nfired at: 450 · recovered: 120" in mrkdwn(message)
+    assert "*daily_budget_usd*\\nfired at: 500 · recovered: 500" in mrkdwn(message)
+    assert slack.thread(CHANNEL, message["ts"])[1]["text"] == (
+        "🟢 Auto-resolved: condition cleared after 23 min"
+        " · fired at: daily_budget_usd 500, daily_cost_usd 450 · recovered: daily_cost_usd 120"
+    )
 
 
 def test_the_message_ends_consistent_with_the_database_whatever_the_click_order(
