@@ -62,6 +62,7 @@ from bot.notify import outbox
 from bot.notify import slack_groups as groups
 from bot.notify.notifier import Notification
 from bot.notify.slack_api import (
+    CHANNEL_GONE,
     CHANNEL_ID,
     ChannelPacer,
     Location,
@@ -92,6 +93,7 @@ PAGE_RESULT = "alert.page_result"
 REVIEW = "review.weekly"
 """The weekly alert review's kind (``bot.review.weekly.KIND``; not imported: review depends on notify)."""
 REVIEW_EVENT = "incident_bot_review"
+FALLBACK_EVENT = "incident_bot_fallback"
 REVIEW_SECTIONS = 45
 """Sections of the review message: a header and a note fit beside them within Slack's 50 blocks."""
 LOOKBACK = timedelta(minutes=1)
@@ -426,7 +428,44 @@ class SlackNotifier:
         broadcast: bool = False,
         what: str,
     ) -> Location:
-        """Post a message (``what`` names it in the log line that says it was posted)."""
+        """Post a message (``what`` names it in the log line that says it was posted). A root
+        message the bot cannot post in ``channel`` (gone, archived, the bot not in it) goes to
+        ``default_channel``, with a reply in its thread saying why, rather than nowhere."""
+        post = partial(self._post_in, text=text, metadata=metadata, blocks=blocks, broadcast=broadcast)
+        try:
+            return post(channel, thread_ts=thread_ts, what=what)
+        except DeliveryError as exc:
+            fallback = self._config().settings.default_channel
+            is_fallback = channel in (fallback, self._channel_id(fallback))
+            if thread_ts is not None or exc.code not in CHANNEL_GONE or is_fallback:
+                raise
+            why = f"could not post in {channel if channel.startswith('#') else f'<#{channel}>'}: {exc.code}"
+        log.warning("%s; posting %s in %s instead", why, what, fallback)
+        where = post(fallback, thread_ts=None, what=what)
+        note = f":warning: incident-bot {why}, so this is posted here. Invite the bot or fix `channel:` in rules/."
+        try:
+            self._post_in(
+                where[0],
+                text=note,
+                metadata={"event_type": FALLBACK_EVENT, "event_payload": {"channel": channel}},
+                thread_ts=where[1],
+                what=f"the note on {what}",
+            )
+        except DeliveryError as exc:  # the alert is posted; the note is a courtesy, not worth a repost
+            log.warning("could not add the fallback note under %s: %s", where, exc)
+        return where
+
+    def _post_in(
+        self,
+        channel: str,
+        *,
+        text: str,
+        metadata: dict[str, Any],
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+        what: str,
+    ) -> Location:
         self._pacer.wait(self._channel_id(channel) or channel)
         extra: dict[str, Any] = {"reply_broadcast": True} if broadcast else {}
         answer = self._call(
