@@ -38,6 +38,8 @@ from tests.rule_tests.differential import (
 from tests.rule_tests.generate import KINDS, OPERATORS, SCHEDULES, Case, generate
 from tests.sources.helpers import require_binary
 
+PACKAGE = "prometheus"
+"""Debian's package that ships ``promtool``."""
 SEED = 19
 COUNT = 700
 SLOW_COUNT = 20000
@@ -69,7 +71,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="module")
 def verdicts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Verdicts:
-    require_binary(PROMTOOL)
+    require_binary(PROMTOOL, PACKAGE)
     return differential(_cases(_count(request.config)), tmp_path_factory.mktemp("differential"))
 
 
@@ -173,7 +175,7 @@ def _longest_silence(case: Case) -> int:
 
 def test_a_disagreement_is_found_at_its_case_and_time(tmp_path: Path) -> None:
     """Tamper with incident-bot's answer for one case at one time: promtool must dispute exactly that."""
-    require_binary(PROMTOOL)
+    require_binary(PROMTOOL, PACKAGE)
     cases = _cases(COUNT)[:40]
     firing = bot_firing(cases, tmp_path, no_data="resolve")
     victim = next(case for case in cases if firing[case.number])
@@ -189,7 +191,7 @@ def test_a_disagreement_is_found_at_its_case_and_time(tmp_path: Path) -> None:
 def test_the_issue_example_never_fires_as_in_prometheus(tmp_path: Path) -> None:
     """Issue 19: ``for: 10m`` on two breaching samples 8 minutes apart with a gap between (samples
     every 4m, evaluations every 2m, ``-11 0 _ 0`` against ``x >= -1``): Prometheus never fires."""
-    require_binary(PROMTOOL)
+    require_binary(PROMTOOL, PACKAGE)
     case = Case(0, "issue 19", ">=", -1, 5, 0, 120, 240, (-11.0, 0.0, None, 0.0), 1200)
 
     verdicts = differential([case], tmp_path)
@@ -202,7 +204,7 @@ def test_the_issue_example_never_fires_as_in_prometheus(tmp_path: Path) -> None:
 def test_keep_resolves_when_keep_firing_for_is_over_though_the_series_stopped(tmp_path: Path) -> None:
     """F1's smallest case: ``x > 0``, ``keep_firing_for: 6m`` (evaluations and samples every 2m);
     the data says clear at 2m and stops; Prometheus resolves at 8m, when keep_firing_for is over."""
-    require_binary(PROMTOOL)
+    require_binary(PROMTOOL, PACKAGE)
     case = Case(0, "F1", ">", 0, 0, 3, 120, 120, (1.0, -1.0), 960)
 
     verdicts = differential([case], tmp_path)
