@@ -375,3 +375,35 @@ def explain(case: Case, ours: Firing, theirs: Firing, ours_label: str = "inciden
 
 def _indented(document: dict[str, object]) -> list[str]:
     return ["    " + line for line in yaml.safe_dump(document, sort_keys=False, width=200).splitlines()]
+
+
+def main() -> int:
+    """``python -m tests.rule_tests.differential --seed 7 --count 5000``: explore past CI's cases;
+    prints each disagreement as the tests would and exits 1 if there is any."""
+    import argparse
+    import tempfile
+
+    from tests.rule_tests.generate import generate
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--count", type=int, default=1000)
+    args = parser.parse_args()
+    cases = generate(args.seed, args.count)
+    with tempfile.TemporaryDirectory() as workdir:
+        verdicts = differential(cases, Path(workdir))
+    sides = {"no_data: resolve": verdicts.bot, "no_data: keep": verdicts.keep, "jittered": verdicts.jittered}
+    found = 0
+    for case in cases:
+        theirs = verdicts.prometheus[case.number]
+        for what, side in sides.items():
+            ours = side[case.number]
+            if keep_problems(case, ours, theirs) if what == "no_data: keep" else ours != theirs:
+                found += 1
+                print(f"--- {what}\n{explain(case, ours, theirs, f'incident-bot ({what})')}\n")
+    print(f"{len(cases)} cases (seed {args.seed}): {found} disagreements")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,7 +8,8 @@ A disagreeing case fails on its own, printed in promtool notation with each side
 evaluation and a promtool test file that reproduces Prometheus' answer. With ``no_data: keep`` the
 one allowed difference is a firing alert that outlives its silent series.
 
-``--slow`` runs many more cases. Where ``/usr/bin/promtool`` is missing these tests are skipped
+``--slow`` runs many more cases; ``python -m tests.rule_tests.differential --seed N --count M``
+explores other seeds without pytest. Where ``/usr/bin/promtool`` is missing these tests are skipped
 with the reason; ``REQUIRE_PROMETHEUS=1`` (set by ``.ci/run``) makes that a failure.
 """
 
