@@ -69,6 +69,11 @@ ENQUEUED_CHANNELS = "outbox.enqueued_channels"
 UNRANKED = "P9"
 """The rank of a row without a severity (the weekly review): after every alert."""
 
+_EARLIER = aliased(OutboxRow, name="earlier")
+_MATE = aliased(OutboxRow, name="mate")
+"""The outbox table again, for the claim's subqueries: made once, as building an alias costs
+tens of milliseconds, which every claim would otherwise add to a notification's latency."""
+
 
 @dataclass(frozen=True)
 class Pause:
@@ -232,11 +237,17 @@ class Outbox:
         with open_session(self._engine) as s:
             return len(s.exec(select(OutboxRow.id).where(OutboxRow.status == PENDING)).all())
 
+    def failed_counts(self) -> dict[str, int]:
+        """Notifications that failed for good, by channel (every replica's: they share the table)."""
+        query = select(OutboxRow.channel, func.count()).where(OutboxRow.status == FAILED).group_by(OutboxRow.channel)
+        with open_session(self._engine) as s:
+            return {channel: int(count) for channel, count in s.exec(query).all()}
+
     @staticmethod
     def _claimable(now: datetime, channels: Collection[str]) -> list[ColumnElement[bool]]:
         """Pending rows of ``channels`` that no live claim holds and no earlier row of their
         alert waits ahead of, whatever their ``not_before``."""
-        earlier = aliased(OutboxRow)
+        earlier = _EARLIER
         blocked = exists().where(
             and_(
                 col(earlier.alert_id) == OutboxRow.alert_id,
@@ -256,7 +267,7 @@ class Outbox:
     def _rank() -> ColumnElement[str]:
         """A row's place in the queue: the most severe of its alert's pending rows on its channel
         (``P0`` … ``P3``, then :data:`UNRANKED`), so the row an urgent update waits for ranks with it."""
-        mate = aliased(OutboxRow)
+        mate = _MATE
         most_severe = (
             select(func.min(_severity(mate)))
             .where(
