@@ -82,9 +82,12 @@ def _bot_rule(op: str, threshold: float, for_seconds: int, keep_seconds: int) ->
 
 
 def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str, jitter: float = 0.0) -> dict[int, Firing]:
-    """incident-bot's firing times per case number with ``no_data`` as given: in ``settings:`` for
-    even-numbered cases, on the rule (over a ``settings:`` saying the opposite) for odd ones. With
-    ``jitter`` each pass starts off its tick as ``test-rules --jitter`` makes it (seeded by case).
+    """incident-bot's firing times per case number with ``no_data`` as given. Where each key is
+    written varies, so the defaults and the overrides are both tried: ``no_data`` is in
+    ``settings:`` for even-numbered cases and on the rule (over a ``settings:`` saying the
+    opposite) for odd ones; ``keep_firing_for`` is in ``settings:`` for every other pair of cases,
+    else on the rule (even ``0s``, over a ``settings:`` default of 1h). With ``jitter`` each pass
+    starts off its tick as ``test-rules --jitter`` makes it (seeded by case).
 
     Each case is a rule test run in-process (the parsed form of a test file, without the YAML,
     which would cost more than the runs) that expects no alert at every evaluation time, so each
@@ -96,8 +99,14 @@ def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str, jitter: fl
         rule = _bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds)
         if case.number % 2:
             rule["no_data"] = no_data
+        keep_firing_for = timedelta(hours=1)
+        if case.number % 4 >= 2:
+            keep_firing_for = timedelta(seconds=case.keep_seconds)
+            del rule["keep_firing_for"]
+        base = configs[case.number % 2]
+        settings = base.settings.model_copy(update={"keep_firing_for": keep_firing_for})
+        config = replace(base, settings=settings, rules=(Rule.model_validate(rule),))
         spec = CaseSpec.model_validate(_bot_case(case, frozenset()))
-        config = replace(configs[case.number % 2], rules=(Rule.model_validate(rule),))
         every = timedelta(seconds=case.eval_interval)
         result = _Simulation(spec, config, every, jitter=jitter, seed=case.number).run()
         firing[case.number] = _firing_times(case.name, result.messages)
