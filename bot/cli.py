@@ -1,4 +1,4 @@
-"""The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review."""
+"""The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review, outbox."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot import __version__
 from bot.errors import ConfigError
+from bot.notify import outbox_cli
 from bot.slo import cli as slo_cli
 
 
@@ -45,9 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--speed", type=_positive, default=1.0, help="replay the incident this many times faster")
     demo.add_argument("--open", action="store_true", help="open the sandbox page in a web browser")
     slo_cli.add_parsers(sub)  # slo status, alerts review
+    outbox_cli.add_parser(sub)  # outbox list, retry, drop
     args = parser.parse_args(argv)
     if args.command in ("slo", "alerts"):
         return slo_cli.run(args)
+    if args.command == "outbox":
+        return outbox_cli.run(args)
     if args.command == "demo":
         from bot.demo.runner import run_demo
 
