@@ -118,10 +118,19 @@ def _test_rules(file: Path, config_dir: Path | None, *, jitter: float, seed: int
 
 
 def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> int:
+    import logging
+
     import uvicorn
     from pydantic import ValidationError
 
     from bot.app import build_bot
+    from bot.http_limits import (
+        AcceptErrorFilter,
+        ConnectionLimits,
+        guarded_protocol,
+        raise_open_file_limit,
+        refuse_ambiguous_framing,
+    )
     from bot.logs import configure_logging
     from bot.notify.slack_preflight import warn_unreadable_channels
     from bot.settings import Settings
@@ -139,8 +148,12 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
         return 2
     signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
     warn_unreadable_channels(settings, bot.config())  # once, at start: a few seconds at most
+    limits = ConnectionLimits(max_connections=settings.http_max_connections).within(raise_open_file_limit())
+    logging.getLogger("asyncio").addFilter(AcceptErrorFilter())
     uvicorn.run(
-        bot.app,
+        refuse_ambiguous_framing(bot.app),
+        http=guarded_protocol(limits),  # idle, slow and excess connections cannot starve the bot
+        timeout_keep_alive=limits.keep_alive,
         host=host if host is not None else settings.host,
         port=port if port is not None else settings.port,
         log_config=None,  # uvicorn's own lines go through the handler above: one format, one level
