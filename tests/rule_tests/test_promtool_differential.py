@@ -60,6 +60,11 @@ def _cases(count: int) -> list[Case]:
     return generate(SEED, count)
 
 
+def _of_every_kind(per_kind: int) -> list[Case]:
+    """The first ``per_kind`` default cases of each kind: a sample for the slower paths."""
+    return [case for kind in KINDS for case in [c for c in _cases(COUNT) if c.kind == kind][:per_kind]]
+
+
 def _count(config: pytest.Config) -> int:
     return SLOW_COUNT if config.getoption("--slow") else COUNT
 
@@ -108,22 +113,20 @@ def test_a_pass_that_starts_late_or_early_changes_no_answer(verdicts: Verdicts, 
 def test_incident_bot_test_rules_passes_files_expecting_prometheus_answers(verdicts: Verdicts, tmp_path: Path) -> None:
     """The public path too: ``test-rules`` files (YAML, configuration loaded from disk) whose
     expectations are promtool's answers pass, for a sample of the cases of every kind."""
-    cases = _cases(COUNT)
-    sample = [case for kind in KINDS for case in [c for c in cases if c.kind == kind][:6]]
     failed = []
-    for case in sample:
+    for case in _of_every_kind(6):
         report = run_rule_tests(rule_test_file(case, verdicts.prometheus[case.number], tmp_path / case.name))
         if not report.ok:
             failed.append(f"{case.describe()}\n{report.format()}")
     assert not failed, "\n".join(failed)
 
 
-def test_the_service_fires_as_the_rule_tests_do(verdicts: Verdicts, tmp_path: Path) -> None:
+def test_the_service_fires_when_prometheus_fires(verdicts: Verdicts, tmp_path: Path) -> None:
     """The running bot's own pass (samples stored in SQLite, ``AlertService.evaluate_once`` at each
     tick) fires exactly when the rule tests and Prometheus do, for a sample of every kind."""
     engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
     migrate(engine)
-    sample = [case for kind in KINDS for case in [c for c in _cases(COUNT) if c.kind == kind][:2]]
+    sample = _of_every_kind(2)
     try:
         firing = service_firing(sample, engine, tmp_path)
     finally:
