@@ -4,11 +4,20 @@ in sends the alert to ``default_channel`` with a note, instead of failing notifi
 
 from __future__ import annotations
 
+import itertools
+import random
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.engine import Engine
 
-from bot.notify.outbox import FAILED, SENT
+from bot.clock import SystemClock
+from bot.config.loader import Config
+from bot.notify.lanes import Lanes
+from bot.notify.outbox import FAILED, SENT, Backoff, Outbox
+from bot.notify.slack import ChannelPacer, SlackNotifier, make_client
+from bot.service import AlertService, every_channel
 from tests.emulators.slack_api import SlackEmulator
 from tests.notify.slack_harness import CHANNEL, Harness, action_ids, mrkdwn
 
@@ -51,6 +60,31 @@ def test_a_refused_token_pauses_longer_while_it_stays_refused(bot: Harness, slac
         bot.clock.advance(timedelta(seconds=waits[-1]))
     assert waits[-1] > waits[0] and bot.outbox.pauses()["slack"].streak == 6
     assert bot.deliver() == 1
+
+
+def test_a_paused_lane_sleeps_through_each_pause_and_resumes_on_its_own(db: Engine, config: Config) -> None:
+    """The lane polls once a minute here, so each retry after a pause came from the pause's own deadline."""
+    clock = SystemClock()
+    chosen = replace(config, settings=config.settings.model_copy(update={"group_wait": timedelta(0)}))
+    with SlackEmulator() as slack:
+        client = make_client("xoxb-test", base_url=slack.base_url, timeout=5.0)
+        pacer = ChannelPacer(0.001)  # so the gaps between tries are the pauses, not the pacing
+        notifier = SlackNotifier(client, engine=db, config=lambda: chosen, clock=clock, pacer=pacer)
+        outbox = Outbox(db, clock, {"slack": notifier}, backoff=Backoff(base=0.1, cap=0.4), rng=random.Random(3))
+        service = AlertService(db, clock, lambda: chosen, every_channel(["slack"]))
+        slack.error_next("chat.postMessage", "invalid_auth", times=3)
+        lanes = Lanes(outbox, db, poll=60.0)
+        lanes.start()
+        try:
+            service.ingest([("support-bot", "daily_cost_usd", clock.now(), 450.0)])
+            service.evaluate_once()
+            slack.wait_for(lambda c: c.method == "chat.postMessage" and c.ok, timeout=10.0)
+        finally:
+            lanes.stop()
+        tries = slack.calls_to("chat.postMessage")
+    assert [c.ok for c in tries] == [False, False, False, True]
+    assert all(later.at - earlier.at >= 0.05 for earlier, later in itertools.pairwise(tries))
+    assert outbox.pauses() == {}
 
 
 @pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived"])
