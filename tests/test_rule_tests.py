@@ -141,9 +141,9 @@ def test_a_missing_alert_names_the_missing_metric_or_the_cooldown(tmp_path: Path
         input_series:
           - model: support-bot
             metric: p99_latency_ms
-            values: "6100x3 100 6100x30"
+            values: "6100x3 100x5 6100x30"
         alert_rule_test:
-          - eval_time: 10m
+          - eval_time: 12m
             alerts:
               - {rule: latency_spike, model: support-bot, severity: P1}
               - {rule: significant_data_drift, model: support-bot, severity: P2}
@@ -151,7 +151,7 @@ def test_a_missing_alert_names_the_missing_metric_or_the_cooldown(tmp_path: Path
     )
 
     out = report.format()
-    assert "missing latency_spike:support-bot: auto-resolved at 4m; in cooldown until 19m" in out
+    assert "missing latency_spike:support-bot: auto-resolved at 9m; in cooldown until 24m" in out
     assert "missing significant_data_drift:support-bot: no data for drifted_feature_count, total_features" in out
 
 
@@ -180,7 +180,7 @@ def test_actions_acknowledge_and_a_refused_action_fails_the_case(tmp_path: Path,
 
 
 def test_the_config_dir_argument_serves_a_file_that_names_none(tmp_path: Path, repo_root: Path) -> None:
-    report = run(tmp_path, repo_root, LATENCY_SERIES, "alert_rule_test: [{eval_time: 7m, alerts: []}]")
+    report = run(tmp_path, repo_root, LATENCY_SERIES, "alert_rule_test: [{eval_time: 12m, alerts: []}]")
 
     assert report.ok, report.format()
     assert report.format() == "PASS the case\n1 passed, 0 failed"
