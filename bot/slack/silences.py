@@ -439,7 +439,7 @@ def register(
         if clicked is None:
             return
         alert_id, (alert, where, grouped) = clicked
-        channel = click.channel or (where[0] if where else None)
+        channel = where[0] if where else None  # the alert's channel, never the one the click names
         refusal = await access_refusal(client, config().access, cache, user=click.user, channel=channel, verb=VERB)
         if refusal is not None:
             await refuse(client, click, refusal)
