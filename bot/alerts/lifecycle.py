@@ -209,7 +209,7 @@ def observe(
             policy=seen.policy,
         )
         if timing.for_ > timedelta(0):
-            return Transition(base, Event(EventKind.PENDING, actor, now, f"must hold for {timing.for_}"))
+            return Transition(base, Event(EventKind.PENDING, actor, now, f"must hold for {humanize(timing.for_)}"))
         return _fire(base, actor, now)
     if seen.outcome is Outcome.TRUE:
         if alert.state is AlertState.PENDING and now - alert.started_at >= timing.for_:
@@ -245,7 +245,7 @@ def _cleared(
     if timing.keep_firing_for > timedelta(0):
         if alert.clear_since is None:
             held = replace(alert, clear_since=now)
-            detail = f"{why}; keeps firing until clear for {timing.keep_firing_for} (keep_firing_for)"
+            detail = f"{why}; keeps firing until clear for {humanize(timing.keep_firing_for)} (keep_firing_for)"
             return Transition(held, Event(EventKind.KEPT_FIRING, actor, now, detail))
         if now - alert.clear_since < timing.keep_firing_for:
             return None
