@@ -132,9 +132,11 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
         refuse_ambiguous_framing,
     )
     from bot.logs import configure_logging
+    from bot.memory import bound_arenas
     from bot.notify.slack_preflight import warn_unreadable_channels
     from bot.settings import Settings
 
+    bound_arenas()  # before any thread exists: the threads made later share two malloc arenas
     try:
         settings = Settings()
     except ValidationError as exc:
