@@ -36,8 +36,13 @@ Printed: requests, throughput, p50 / p99 / max latency per kind, errors (any ans
 the growth, its CPU time, and the books at the end: samples stored against samples accepted,
 the outbox drained, the Slack and PagerDuty calls made.
 
+With ``--backlog N`` (issue 12, point 7) the outbox holds N Slack notifications before the bot
+starts, as an outage or an alert storm leaves it: the run then also prints the bot's RSS once the
+backlog has drained, 5 s and 65 s later (after ``serve``'s memory trim, once a minute).
+
     python bench/soak.py [--minutes 3] [--rate 50] [--batch 20] [--interactive-rate 5]
         [--evaluation-interval 5s] [--database-url postgresql://postgres@127.0.0.1:5432/test]
+        [--backlog 10000]
 
 Figures go to ``bench/RESULTS.md`` ("Soak"); this is not a timed test.
 """
@@ -345,7 +350,14 @@ async def steady(
 
 
 async def load(
-    args: argparse.Namespace, bot_url: str, slack: ChildServer, pid: int, rss: list[tuple[float, int]]
+    args: argparse.Namespace,
+    bot_url: str,
+    slack: ChildServer,
+    pid: int,
+    rss: list[tuple[float, int]],
+    *,
+    db_url: str,
+    backlog_left: list[tuple[float, int]],
 ) -> Results:
     import aiohttp
 
@@ -375,6 +387,9 @@ async def load(
             found = await asyncio.to_thread(slack.ask, "buttons")
             interactions.alerts.update(found)
             rss.append((loop.time() - start, rss_kb(pid)))
+            if args.backlog:
+                state = await asyncio.to_thread(books, db_url)
+                backlog_left.append((loop.time() - start, int(state["outbox"].get("pending", 0))))
             await asyncio.sleep(5)
 
     tasks: set[asyncio.Task[None]] = set()
@@ -401,6 +416,36 @@ def quantile(values: list[float], q: float) -> float:
         return float("nan")
     k = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
     return ordered[k] * 1000
+
+
+def seed_backlog(url: str, count: int) -> None:
+    """``count`` Slack notifications pending in the outbox before the bot starts, as a Slack outage
+    or a storm of alerts leaves them: weekly-review posts of about 2 KB each (they need no alert),
+    over 200 channels, since the bot paces its posts at one a second per channel as Slack does."""
+    from datetime import UTC, datetime
+
+    from bot.notify.outbox import enqueue
+    from bot.storage.database import make_engine, migrate, session
+
+    engine = make_engine(url)
+    migrate(engine)
+    now = datetime.now(UTC)
+    table = "\n".join(f"model-{i:04d}  fired {i % 7}  acknowledged {i % 5}  resolved {i % 3}" for i in range(40))
+    try:
+        with session(engine) as s:
+            for i in range(count):
+                enqueue(
+                    s,
+                    channel="slack",
+                    kind="review.weekly",
+                    payload={"text": f"backlog {i}\n{table}", "channel": f"#backlog-{i % 200:03d}",
+                             "title": f"Backlog {i}", "week": f"backlog-{i}"},
+                    idempotency_key=f"soak-backlog:{i}",
+                    now=now,
+                )  # fmt: skip
+            s.commit()
+    finally:
+        engine.dispose()
 
 
 def books(url: str) -> dict[str, Any]:
@@ -453,6 +498,9 @@ def main() -> int:
     parser.add_argument("--evaluation-interval", default="5s")
     parser.add_argument("--database-url", default=None, help="PostgreSQL server to create a scratch database on")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument(
+        "--backlog", type=int, default=0, help="notifications waiting in the outbox when the bot starts (e.g. 10000)"
+    )
     parser.add_argument("--role", choices=["soak", "slack", "pagerduty"], default="soak", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.models >= 9 or not 1 <= args.batch <= args.models:
@@ -489,6 +537,8 @@ def main() -> int:
                 "LOG_LEVEL": "WARNING",
                 "PYTHONPATH": str(REPO),
             }
+            if args.backlog:
+                seed_backlog(url, args.backlog)
             log = folder / "bot.log"
             command = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)]
             proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -505,10 +555,16 @@ def main() -> int:
                 flush=True,
             )
             wall = time.perf_counter()
-            results = asyncio.run(load(args, bot_url, slack, proc.pid, rss))
+            backlog_left: list[tuple[float, int]] = []
+            results = asyncio.run(load(args, bot_url, slack, proc.pid, rss, db_url=url, backlog_left=backlog_left))
             wall = time.perf_counter() - wall
             rss_end, cpu_end, hwm = rss_kb(proc.pid), cpu_seconds(proc.pid), hwm_kb(proc.pid)
-            state, drained = drain(url)
+            state, drained = drain(url, timeout=max(90.0, args.backlog / 2))
+            time.sleep(5)  # quiet: what the bot holds once nothing is left to do
+            rss_idle = rss_kb(proc.pid)
+            if args.backlog:
+                time.sleep(60)  # and after serve's next memory trim (every minute)
+            rss_settled = rss_kb(proc.pid)
             slack_calls, pages = slack.ask("counts"), pagerduty.ask("counts")
             alive = proc.poll() is None
             log_tail = log.read_text(errors="replace")
@@ -559,6 +615,16 @@ def main() -> int:
     )
     minutes = [f"{t / 60:.0f} min {kb / 1024:.1f} MB" for t, kb in rss if int(t) % 60 < 5]
     print("  RSS every minute: " + ", ".join(minutes))
+    print(
+        f"  RSS once the outbox had drained: {rss_idle / 1024:.1f} MB 5 s later, {rss_settled / 1024:.1f} MB "
+        f"{65 if args.backlog else 5} s later"
+    )
+    if args.backlog:
+        emptied = next((t for t, pending in backlog_left if pending == 0), None)
+        print(
+            f"backlog: {args.backlog} notifications pending at start-up, "
+            + (f"all sent {emptied:.0f} s into the load" if emptied is not None else "not all sent during the load")
+        )
     cpu = cpu_end - cpu_start
     print(f"bot CPU: {cpu:.1f} s over {wall:.0f} s ({cpu / wall * 100:.0f}% of a core)")
     stored = state["samples"]

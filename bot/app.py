@@ -6,16 +6,19 @@ build the same bot with an injected clock, database and notifiers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,6 +32,8 @@ from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.jobs import build_scheduler
+from bot.memory import TRIM_EVERY
+from bot.memory import trim as trim_memory
 from bot.metrics.api import metric_routes
 from bot.notify.lanes import Lanes
 from bot.notify.notifier import LogNotifier, Notification, Notifier
@@ -100,6 +105,7 @@ def build_bot(
         extra=[
             *[job for job in [prometheus_job(settings, holder, service.ingest, clock)] if job is not None],
             (service.evaluate_slos_once, "slo-evaluation", max(SLO_INTERVAL, interval)),
+            (trim_memory, "memory-trim", TRIM_EVERY),
             (
                 lambda: post_weekly_review(engine, holder(), clock.now(), channels=list(chosen)),
                 "weekly-review",
@@ -116,6 +122,7 @@ def build_bot(
         lanes=lanes,
         engine=engine,
         metrics=metrics,
+        outbox=outbox,
     )
     return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app)
 
@@ -201,6 +208,7 @@ def build_web_app(
     lanes: Lanes,
     engine: Engine,
     metrics: Metrics | None = None,
+    outbox: Outbox | None = None,
 ) -> Starlette:
     slack_app: SlackApp | None = None
 
@@ -219,12 +227,17 @@ def build_web_app(
             lanes.stop()
 
     async def healthz(_request: Request) -> JSONResponse:
-        """Rules that failed in the latest pass make the status "degraded" and are named; the code
-        stays 200, as a restart would not mend a rule (and a liveness probe would restart)."""
+        """Rules that failed in the latest pass, notifications that failed for good (until
+        ``incident-bot outbox retry`` or ``drop``) and paused delivery make the status "degraded"
+        and are named; the code stays 200, as a restart would mend none of them (and a liveness
+        probe would restart)."""
+        detail: dict[str, Any] = {}
         failing = service.rule_errors.failing()
-        if not failing:
-            return JSONResponse({"status": "ok", "scheduler": scheduler.running})
-        return JSONResponse({"status": "degraded", "scheduler": scheduler.running, "rule_errors": failing})
+        if failing:
+            detail["rule_errors"] = failing
+        if outbox is not None:
+            detail |= await asyncio.to_thread(delivery_health, outbox)
+        return JSONResponse({"status": "degraded" if detail else "ok", "scheduler": scheduler.running, **detail})
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -243,6 +256,23 @@ def build_web_app(
     if metrics:
         routes += metrics_routes(metrics)
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def delivery_health(outbox: Outbox) -> dict[str, Any]:
+    """``/healthz``'s delivery detail: failed notifications by channel, and paused channels with
+    why; empty when there is nothing to say. A database that cannot be read adds nothing here."""
+    detail: dict[str, Any] = {}
+    try:
+        failed = outbox.failed_counts()
+    except SQLAlchemyError as exc:
+        log.warning("GET /healthz: cannot count failed notifications: %s", exc)
+        failed = {}
+    if failed:
+        detail["notifications_failed"] = failed
+    paused = outbox.pauses()
+    if paused:
+        detail["delivery_paused"] = {channel: pause.reason for channel, pause in paused.items()}
+    return detail
 
 
 def _secret(value: SecretStr | None) -> bool:

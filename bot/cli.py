@@ -1,4 +1,4 @@
-"""The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review."""
+"""The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review, outbox."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot import __version__
 from bot.errors import ConfigError
+from bot.notify import outbox_cli
 from bot.slo import cli as slo_cli
 
 
@@ -45,9 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--speed", type=_positive, default=1.0, help="replay the incident this many times faster")
     demo.add_argument("--open", action="store_true", help="open the sandbox page in a web browser")
     slo_cli.add_parsers(sub)  # slo status, alerts review
+    outbox_cli.add_parser(sub)  # outbox list, retry, drop
     args = parser.parse_args(argv)
     if args.command in ("slo", "alerts"):
         return slo_cli.run(args)
+    if args.command == "outbox":
+        return outbox_cli.run(args)
     if args.command == "demo":
         from bot.demo.runner import run_demo
 
@@ -114,14 +118,25 @@ def _test_rules(file: Path, config_dir: Path | None, *, jitter: float, seed: int
 
 
 def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> int:
+    import logging
+
     import uvicorn
     from pydantic import ValidationError
 
     from bot.app import build_bot
+    from bot.http_limits import (
+        AcceptErrorFilter,
+        ConnectionLimits,
+        guarded_protocol,
+        raise_open_file_limit,
+        refuse_ambiguous_framing,
+    )
     from bot.logs import configure_logging
+    from bot.memory import bound_arenas
     from bot.notify.slack_preflight import warn_unreadable_channels
     from bot.settings import Settings
 
+    bound_arenas()  # before any thread exists: the threads made later share two malloc arenas
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -135,8 +150,12 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
         return 2
     signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
     warn_unreadable_channels(settings, bot.config())  # once, at start: a few seconds at most
+    limits = ConnectionLimits(max_connections=settings.http_max_connections).within(raise_open_file_limit())
+    logging.getLogger("asyncio").addFilter(AcceptErrorFilter())
     uvicorn.run(
-        bot.app,
+        refuse_ambiguous_framing(bot.app),
+        http=guarded_protocol(limits),  # idle, slow and excess connections cannot starve the bot
+        timeout_keep_alive=limits.keep_alive,
         host=host if host is not None else settings.host,
         port=port if port is not None else settings.port,
         log_config=None,  # uvicorn's own lines go through the handler above: one format, one level

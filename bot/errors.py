@@ -49,12 +49,25 @@ class DeliveryError(IncidentBotError):
 
     ``retryable`` separates outages (retry with backoff) from rejections (a 400: retrying
     the same payload cannot succeed). ``retry_after`` is the wait the remote side asked for.
+    ``pauses`` says the failure is the notifier's, not the notification's (a revoked or rotated
+    token): every other notification would fail the same way, so the whole channel waits and
+    retries until it clears. ``code`` is the remote side's error code (Slack's ``error``), if any.
     """
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        pauses: bool = False,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable or pauses
         self.retry_after = retry_after
+        self.pauses = pauses
+        self.code = code
 
 
 class MissingExtra(IncidentBotError):

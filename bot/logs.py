@@ -5,13 +5,16 @@ shippers (``time``, ``level``, ``logger``, ``message``, and ``exception`` with t
 there is one). Libraries that log routine work at INFO -- APScheduler twice per job tick (about
 seven lines a second), httpx once per request, slack_sdk once per retried call -- are held at
 WARNING unless ``LOG_LEVEL=DEBUG`` asks for everything. Every line is searched for the secrets
-the bot was given (tokens, signing secret, routing key) and they are written as ``[redacted]``.
+the bot was given (tokens, signing secret, routing key) and they are written as ``[redacted]``,
+and so are Slack's ``response_url``s: each is a bearer credential for answering in its channel
+for 30 minutes, and slack_sdk's webhook client logs the URL it posts to at DEBUG.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
@@ -22,6 +25,15 @@ NOISY = ("apscheduler", "httpx", "slack_sdk.web.base_client", "slack_sdk.web.asy
 MIN_SECRET_LENGTH = 8
 """Shorter values are not searched for: they would mangle ordinary words, and no issued token is that short."""
 REDACTED = "[redacted]"
+RESPONSE_URLS = (
+    (re.compile(r"https://hooks\.slack(?:-gov)?\.com/[^\s\"'<>&,;)}\]]+"), REDACTED),
+    (re.compile(r"(response_url['\"]?\s*[:=]\s*['\"]?)[^\s\"'&,;)}\]]+"), rf"\g<1>{REDACTED}"),
+)
+"""Slack's response URLs wherever they appear, and any value given for a ``response_url`` key
+(a payload dumped as JSON, a dict or a form body)."""
+WEBHOOK_LOGGERS = "slack_sdk.webhook"
+"""The client the bot uses only for response URLs: every URL its lines name is one."""
+WEBHOOK_URL = re.compile(r"(url: )[^\s,]+")
 
 
 def configure_logging(
@@ -39,9 +51,14 @@ def configure_logging(
     return handler
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
+def redact(text: str, secrets: Iterable[str], *, logger: str = "") -> str:
+    """``text`` (a line of ``logger``) without the given secrets or any response URL."""
     for secret in secrets:
         text = text.replace(secret, REDACTED)
+    for pattern, replacement in RESPONSE_URLS:
+        text = pattern.sub(replacement, text)
+    if logger.startswith(WEBHOOK_LOGGERS):
+        text = WEBHOOK_URL.sub(rf"\g<1>{REDACTED}", text)
     return text
 
 
@@ -53,7 +70,7 @@ class TextFormatter(logging.Formatter):
         self._secrets = list(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self._secrets)
+        return redact(super().format(record), self._secrets, logger=record.name)
 
 
 class JsonFormatter(logging.Formatter):
@@ -76,4 +93,5 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps({key: redact(value, self._secrets) for key, value in entry.items()}, ensure_ascii=False)
+        scrubbed = {key: redact(value, self._secrets, logger=record.name) for key, value in entry.items()}
+        return json.dumps(scrubbed, ensure_ascii=False)

@@ -2,8 +2,9 @@
 
 An incident bot that silently stops delivering is worse than none, so its own health is
 scraped like any other service: notifications sent / failed / retried per channel, how long an
-evaluation pass takes, how late escalation steps run, Slack and PagerDuty API latency, and two
-gauges read from the database at scrape time (alerts by state and severity, outbox depth).
+evaluation pass takes, how late escalation steps run, Slack and PagerDuty API latency, and
+gauges read from the database at scrape time (alerts by state and severity, outbox depth, and
+notifications that failed for good and wait for ``incident-bot outbox retry`` or ``drop``).
 
 Design choices:
 
@@ -14,7 +15,7 @@ Design choices:
   a component built without one (most unit tests) records nothing and needs no stub.
 * The gauges are computed when ``/metrics`` is scraped, from the database, not kept up to date
   in memory: several replicas share one database, and every replica then reports the same
-  truth instead of its own partial view. The queries are two ``GROUP BY`` counts over indexed
+  truth instead of its own partial view. The queries are ``GROUP BY`` counts over indexed
   columns, cheap at a scrape every 15–60 s.
 * This module imports nothing from ``bot.notify`` or ``bot.service``: those import it, and a
   cycle would break whichever is imported first.
@@ -52,6 +53,8 @@ PATH: Final = "/metrics"
 OUTBOX_PENDING: Final = "pending"
 """``bot.notify.outbox.PENDING``, repeated rather than imported (see the module docstring); a test
 checks that the two agree."""
+OUTBOX_FAILED: Final = "failed"
+"""``bot.notify.outbox.FAILED``, likewise."""
 
 Outcome = Literal["sent", "failed", "retried"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("sent", "failed", "retried")
@@ -187,9 +190,9 @@ class DatabaseCollector(Collector):
         yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
-        alerts, depth, up = self._families()
+        alerts, depth, failed, up = self._families()
         try:
-            counts, pending = self._query()
+            counts, pending, failures = self._query()
         except SQLAlchemyError as exc:
             log.warning("GET /metrics: cannot read the database for the alert and outbox gauges: %s", exc)
             up.add_metric([], 0.0)
@@ -202,10 +205,12 @@ class DatabaseCollector(Collector):
             alerts.add_metric(list(pair), float(counts.get(pair, 0)))
         for channel in sorted({*self._channels, *pending}):
             depth.add_metric([channel], float(pending.get(channel, 0)))
+        for channel in sorted({*self._channels, *failures}):
+            failed.add_metric([channel], float(failures.get(channel, 0)))
         up.add_metric([], 1.0)
-        yield from (alerts, depth, up)
+        yield from (alerts, depth, failed, up)
 
-    def _query(self) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    def _query(self) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]]:
         open_states = [state.value for state in OPEN_STATES]
         with open_session(self._engine) as s:
             by_state = s.exec(
@@ -213,21 +218,32 @@ class DatabaseCollector(Collector):
                 .where(col(AlertRow.state).in_(open_states))
                 .group_by(col(AlertRow.state), col(AlertRow.severity))
             ).all()
-            by_channel = s.exec(
-                select(OutboxRow.channel, func.count())
-                .where(OutboxRow.status == OUTBOX_PENDING)
-                .group_by(col(OutboxRow.channel))
-            ).all()
-        return {(state, severity): n for state, severity, n in by_state}, dict(by_channel)
+            by_channel = {
+                status: dict(
+                    s.exec(
+                        select(OutboxRow.channel, func.count())
+                        .where(OutboxRow.status == status)
+                        .group_by(col(OutboxRow.channel))
+                    ).all()
+                )
+                for status in (OUTBOX_PENDING, OUTBOX_FAILED)
+            }
+        alerts = {(state, severity): n for state, severity, n in by_state}
+        return alerts, by_channel[OUTBOX_PENDING], by_channel[OUTBOX_FAILED]
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily(
                 "incident_bot_alerts", "Open alerts by state and severity.", labels=["state", "severity"]
             ),
             GaugeMetricFamily(
                 "incident_bot_outbox_depth", "Notifications waiting in the outbox, by channel.", labels=["channel"]
+            ),
+            GaugeMetricFamily(
+                "incident_bot_outbox_failed",
+                "Notifications that failed for good, by channel (incident-bot outbox list / retry / drop).",
+                labels=["channel"],
             ),
             GaugeMetricFamily("incident_bot_database_up", "1 when this scrape could read the database, else 0."),
         )

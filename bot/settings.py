@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     ingest_max_bytes: int = Field(default=1024 * 1024, gt=0)
     host: str = "0.0.0.0"  # all interfaces, as a container needs; 127.0.0.1 keeps the bot to this machine
     port: int = Field(default=3000, ge=0, le=65535)
+    # connections serve holds at once (lowered to fit the open-file limit); see bot.http_limits
+    http_max_connections: int = Field(default=1000, gt=0)
     bot_config_dir: Path | None = None
     evaluation_interval: str | None = None  # a duration such as "30s"; overrides the config file
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -7,18 +7,22 @@ import inspect
 import io
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from bot.config.holder import ConfigHolder
 from bot.jobs import build_scheduler
 from bot.logs import NOISY, configure_logging
 from bot.settings import Settings
 
 TOKEN = "xoxb-1234-5678-abcdefghijkl"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -119,3 +123,13 @@ def test_a_minute_of_idle_scheduler_ticks_writes_no_line() -> None:
     finally:
         scheduler.shutdown(wait=True)
     assert [line for line in out.getvalue().splitlines() if " INFO " in line] == []
+
+
+def test_a_configuration_reload_is_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for part in ("rules", "runbooks"):
+        shutil.copytree(REPO / part, tmp_path / part)
+    holder = ConfigHolder(tmp_path)
+    caplog.set_level(logging.INFO)
+    assert holder.reload()
+    [line] = [r for r in caplog.records if r.name.startswith("bot")]
+    assert line.levelno == logging.INFO and line.getMessage().startswith(f"configuration reloaded from {tmp_path}: ")

@@ -25,7 +25,7 @@ from bot.errors import DeliveryError
 from bot.notify import outbox
 from bot.notify.notifier import Notification, Notifier, RecordingNotifier
 from bot.notify.pagerduty import PagerDutyNotifier
-from bot.observability import OUTBOX_PENDING, PATH, Metrics
+from bot.observability import OUTBOX_FAILED, OUTBOX_PENDING, PATH, Metrics
 from bot.settings import Settings
 from bot.storage.database import make_engine
 from tests.emulators.pagerduty_events import PagerDutyEmulator
@@ -112,12 +112,14 @@ def test_an_idle_bot_exposes_every_family_at_zero(bot: Bot) -> None:
         "incident_bot_api_seconds",
         "incident_bot_alerts",
         "incident_bot_outbox_depth",
+        "incident_bot_outbox_failed",
         "incident_bot_database_up",
     } <= page.keys()
     for outcome in ("sent", "failed", "retried"):
         assert notifications(page, "recording", outcome) == 0
     assert value(page, "incident_bot_alerts", state="firing", severity="P0") == 0
     assert value(page, "incident_bot_outbox_depth", channel="recording") == 0
+    assert value(page, "incident_bot_outbox_failed", channel="recording") == 0
     assert value(page, "incident_bot_database_up") == 1
     assert all(s.labels.get("state") != "resolved" for s in page["incident_bot_alerts"])
 
@@ -179,6 +181,7 @@ def test_a_refused_notification_counts_as_failed_and_leaves_the_queue(bot: Bot, 
     assert notifications(page, "recording", "failed") == 1
     assert notifications(page, "recording", "retried") == 0
     assert value(page, "incident_bot_outbox_depth", channel="recording") < queued
+    assert value(page, "incident_bot_outbox_failed", channel="recording") == 1, "and waits in sight for retry or drop"
 
 
 def test_escalation_lateness_is_the_time_past_the_steps_deadline(bot: Bot, clock: FrozenClock) -> None:
@@ -280,3 +283,4 @@ def test_bots_in_one_process_keep_separate_registries(tmp_path: Path, clock: Fro
 
 def test_the_outbox_depth_gauge_counts_the_outboxs_pending_status() -> None:
     assert OUTBOX_PENDING == outbox.PENDING  # repeated in bot.observability to avoid an import cycle
+    assert OUTBOX_FAILED == outbox.FAILED

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.config.conditions import Outcome
+from bot.config.durations import humanize
 from bot.errors import ActionRefused
 from bot.severity import Severity
 
@@ -204,7 +205,7 @@ def observe(
             policy=seen.policy,
         )
         if timing.for_ > timedelta(0):
-            return Transition(base, Event(EventKind.PENDING, actor, now, f"must hold for {timing.for_}"))
+            return Transition(base, Event(EventKind.PENDING, actor, now, f"must hold for {humanize(timing.for_)}"))
         return _fire(base, actor, now)
     if seen.outcome is Outcome.TRUE:
         if alert.state is AlertState.PENDING and now - alert.started_at >= timing.for_:
@@ -240,7 +241,7 @@ def _cleared(
     if timing.keep_firing_for > timedelta(0):
         if alert.clear_since is None:
             held = replace(alert, clear_since=now)
-            detail = f"{why}; keeps firing until clear for {timing.keep_firing_for} (keep_firing_for)"
+            detail = f"{why}; keeps firing until clear for {humanize(timing.keep_firing_for)} (keep_firing_for)"
             return Transition(held, Event(EventKind.KEPT_FIRING, actor, now, detail))
         if now - alert.clear_since < timing.keep_firing_for:
             return None
@@ -249,9 +250,9 @@ def _cleared(
         state=AlertState.RESOLVED,
         resolved_at=now,
         resolved_by=SYSTEM_ACTOR,
-        values={**alert.values, **values},
     )
-    return Transition(resolved, Event(EventKind.AUTO_RESOLVED, actor, now, why))
+    recovered: dict[str, object] = {"recovered": dict(values)} if values else {}  # values keep what fired it
+    return Transition(resolved, Event(EventKind.AUTO_RESOLVED, actor, now, why, recovered))
 
 
 def acknowledge(alert: Alert, *, actor: str, now: datetime) -> Transition:

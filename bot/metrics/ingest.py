@@ -31,6 +31,7 @@ from bot.clock import ensure_utc
 from bot.config.durations import humanize
 from bot.errors import IncidentBotError
 from bot.metrics.store import Point
+from bot.safe_text import first_unstorable, unstorable
 
 METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
 """Metric and label names: the identifiers rule conditions can name (``p99_latency_ms``)."""
@@ -107,7 +108,7 @@ def _decode(body: bytes) -> Any:
     if not text.strip():
         raise IngestError(422, "empty body: send a JSON object or a list of objects")
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_int=_integer, object_pairs_hook=_unique_keys)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_int=_integer, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise IngestError(422, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except _DuplicateKey as exc:
@@ -116,6 +117,10 @@ def _decode(body: bytes) -> Any:
         raise IngestError(422, "invalid JSON: nested too deeply") from None
     except ValueError as exc:  # NaN/Infinity literals, integers longer than Python's digit limit
         raise IngestError(422, f"invalid JSON: {exc}") from None
+    hostile = first_unstorable(data)  # a NUL or a lone surrogate: no database column takes it, retrying won't help
+    if hostile:
+        raise IngestError(422, f"{hostile}; send valid Unicode text without NUL characters")
+    return data
 
 
 def _refuse_constant(literal: str) -> Any:
@@ -314,4 +319,6 @@ def _preview(value: Any, limit: int = 60) -> str:
     if isinstance(value, list | dict):
         return "[...]" if isinstance(value, list) else "{...}"
     text = json.dumps(value, ensure_ascii=False)
+    if unstorable(text):  # a lone surrogate cannot be encoded into the answer: show it escaped
+        text = json.dumps(value)
     return text if len(text) <= limit else text[: limit - 1] + '…"'

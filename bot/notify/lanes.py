@@ -56,9 +56,12 @@ class Lane:
         self._wake.set()
 
     def stop(self) -> None:
-        """Ask the lane to stop and wait for its send in flight, if any, to finish."""
+        """Ask the lane to stop; :meth:`join` waits for it."""
         self._stop.set()
         self._wake.set()
+
+    def join(self) -> None:
+        """Wait for the lane's send in flight, if any, to finish."""
         if self._thread is not None:
             self._thread.join(JOIN_TIMEOUT)
             if self._thread.is_alive():
@@ -125,6 +128,8 @@ class Lanes:
                 _STARTED.remove(self)
         for lane in self._lanes.values():
             lane.stop()
+        for lane in self._lanes.values():  # all asked first: shutdown waits for the slowest send, not the sum
+            lane.join()
 
     def wake(self, channels: Iterable[str]) -> None:
         for channel in channels:

@@ -12,6 +12,12 @@ Each notifier channel is delivered on its own (:mod:`bot.notify.lanes`): ``deliv
 the channels to serve, and :func:`enqueue` notes in the session which channels it wrote to, so
 the transaction's commit can wake exactly those.
 
+A failure that is the notifier's rather than the notification's (``DeliveryError.pauses``: Slack
+refusing a revoked or rotated token) pauses that channel: its row waits with backoff, and no other
+row of the channel is tried until the pause ends, when one row tries again (and the pause grows
+while the token is still refused). Nothing fails for good on it; the first send that goes through
+ends the pause, and the rows go out in their order.
+
 If the database is unavailable when a send's outcome is to be written (restarting, or a SQLite
 file locked longer than the busy timeout), the outcome is kept in memory and written at the start
 of the next pass, so the row is not left claimed until ``claim_timeout`` while the process lives.
@@ -42,7 +48,7 @@ from bot.storage.tables import OutboxRow
 
 log = logging.getLogger(__name__)
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENT, FAILED, DROPPED = "pending", "sent", "failed", "dropped"
 
 ResultHook = Callable[[Session, Notification, str, str | None], None]
 """Told a row's final outcome -- ``"sent"``, or ``"failed"`` with the error -- inside the
@@ -62,6 +68,20 @@ ENQUEUED_CHANNELS = "outbox.enqueued_channels"
 
 UNRANKED = "P9"
 """The rank of a row without a severity (the weekly review): after every alert."""
+
+_EARLIER = aliased(OutboxRow, name="earlier")
+_MATE = aliased(OutboxRow, name="mate")
+"""The outbox table again, for the claim's subqueries: made once, as building an alias costs
+tens of milliseconds, which every claim would otherwise add to a notification's latency."""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A channel held back by a failure of the notifier itself: until when, why, how many in a row."""
+
+    until: datetime
+    reason: str
+    streak: int
 
 
 def enqueue(
@@ -131,6 +151,8 @@ class Outbox:
         self._rng = rng or random.Random()
         self._metrics = metrics
         self._on_result = on_result
+        self._paused: dict[str, Pause] = {}
+        """Channels whose notifier refused to work at all (see the module docstring), by channel."""
         self._unwritten: dict[int, tuple[str, dict[str, Any], Result | None]] = {}
         """Outcomes of sends (row id → channel, column values, and the final result for
         ``on_result``) the database refused to take; see the docstring. Each channel's are written
@@ -139,6 +161,14 @@ class Outbox:
     @property
     def channels(self) -> list[str]:
         return list(self._notifiers)
+
+    def pauses(self) -> dict[str, Pause]:
+        """The channels paused now (their pause may have ended and wait for a try that ends it)."""
+        return dict(self._paused)
+
+    def _unpaused(self, channels: Collection[str]) -> list[str]:
+        now = self._clock.now()
+        return [c for c in channels if c not in self._paused or self._paused[c].until <= now]
 
     def deliver_due(
         self,
@@ -157,6 +187,7 @@ class Outbox:
         again in rank order, so a P0 queued behind slow sends (Slack's pacing) goes next.
         """
         serving = list(self._notifiers) if channels is None else [c for c in channels if c in self._notifiers]
+        serving = self._unpaused(serving)
         if not serving or not self._write_kept_outcomes(serving):
             return 0  # the database is still unavailable: nothing can be claimed either
         sent = attempted = 0
@@ -165,7 +196,7 @@ class Outbox:
             if not claimed:
                 break
             for i, note in enumerate(claimed):
-                if i and interrupted() and self._release(claimed[i:]):
+                if i and (interrupted() or note.channel in self._paused) and self._release(claimed[i:]):
                     break
                 attempted += 1
                 if self._deliver(note):
@@ -193,22 +224,34 @@ class Outbox:
     def due_in(self, channels: Collection[str]) -> timedelta | None:
         """How long until the earliest row these channels could claim is due (zero or less: it
         is), or None: a lane sleeps that long. Rows claimed elsewhere or waiting on an earlier row
-        of their alert do not count; the lane's regular poll finds them."""
+        of their alert do not count; the lane's regular poll finds them. Paused channels are due
+        when their pause ends."""
         now = self._clock.now()
-        query = select(func.min(OutboxRow.not_before)).where(*self._claimable(now, channels))
+        serving = self._unpaused(channels)
+        resumes = [self._paused[c].until - now for c in channels if c not in serving]
+        if not serving:
+            return min(resumes, default=None)
+        query = select(func.min(OutboxRow.not_before)).where(*self._claimable(now, serving))
         with open_session(self._engine) as s:
             found = s.exec(query).one()
-        return ensure_utc(found) - now if found is not None else None
+        due = [*resumes, *([ensure_utc(found) - now] if found is not None else [])]
+        return min(due, default=None)
 
     def depth(self) -> int:
         with open_session(self._engine) as s:
             return len(s.exec(select(OutboxRow.id).where(OutboxRow.status == PENDING)).all())
 
+    def failed_counts(self) -> dict[str, int]:
+        """Notifications that failed for good, by channel (every replica's: they share the table)."""
+        query = select(OutboxRow.channel, func.count()).where(OutboxRow.status == FAILED).group_by(OutboxRow.channel)
+        with open_session(self._engine) as s:
+            return {channel: int(count) for channel, count in s.exec(query).all()}
+
     @staticmethod
     def _claimable(now: datetime, channels: Collection[str]) -> list[ColumnElement[bool]]:
         """Pending rows of ``channels`` that no live claim holds and no earlier row of their
         alert waits ahead of, whatever their ``not_before``."""
-        earlier = aliased(OutboxRow)
+        earlier = _EARLIER
         same_incident = and_(
             col(OutboxRow.incident_id).is_not(None), col(earlier.incident_id) == OutboxRow.incident_id
         )
@@ -233,7 +276,7 @@ class Outbox:
         """A row's place in the queue: the most severe of its incident's (or, outside incidents, its
         alert's) pending rows on its channel (``P0`` … ``P3``, then :data:`UNRANKED`), so the row an
         urgent update waits for ranks with it."""
-        mate = aliased(OutboxRow)
+        mate = _MATE
         same_incident = and_(col(OutboxRow.incident_id).is_not(None), col(mate.incident_id) == OutboxRow.incident_id)
         same_alert = and_(col(OutboxRow.incident_id).is_(None), col(mate.alert_id) == OutboxRow.alert_id)
         most_severe = (
@@ -291,6 +334,9 @@ class Outbox:
         self._finish(note, status=SENT, error=None, sent=True)
         if self._metrics:
             self._metrics.notification(note.channel, "sent")
+        ended = self._paused.pop(note.channel, None)
+        if ended is not None:
+            log.warning("%s delivery resumed: outbox row %s went out (paused: %s)", note.channel, note.id, ended.reason)
         return True
 
     def _record_failure(self, note: Notification, error: DeliveryError) -> None:
@@ -301,7 +347,10 @@ class Outbox:
             log.error("outbox row %s (%s) failed for good: %s", note.id, note.channel, error)
             self._finish(note, status=FAILED, error=str(error), sent=False)
             return
-        wait = self._backoff.delay(attempts, error.retry_after, self._rng)
+        if error.pauses:
+            wait = self._pause(note.channel, error)
+        else:
+            wait = self._backoff.delay(attempts, error.retry_after, self._rng)
         log.warning(
             "outbox row %s (%s) attempt %d failed, retry in %.1fs: %s", note.id, note.channel, attempts, wait, error
         )
@@ -314,6 +363,14 @@ class Outbox:
                 "not_before": self._clock.now() + timedelta(seconds=wait),
             },
         )
+
+    def _pause(self, channel: str, error: DeliveryError) -> float:
+        """Hold ``channel`` back for a backoff that grows with each refusal in a row; return it."""
+        streak = self._paused[channel].streak + 1 if channel in self._paused else 1
+        wait = self._backoff.delay(streak, error.retry_after, self._rng)
+        self._paused[channel] = Pause(self._clock.now() + timedelta(seconds=wait), str(error), streak)
+        log.error("%s delivery paused, trying again in %.1fs (refusal %d in a row): %s", channel, wait, streak, error)
+        return wait
 
     def _finish(self, note: Notification, *, status: str, error: str | None, sent: bool) -> None:
         now = self._clock.now()

@@ -63,6 +63,7 @@ from bot.incidents.incident import Incident
 from bot.notify import slack_incident as view
 from bot.notify.notifier import Notification
 from bot.notify.slack_api import (
+    CHANNEL_GONE,
     ChannelPacer,
     Location,
     SlackPoster,
@@ -99,6 +100,7 @@ REPLY_EVENT = "incident_bot_reply"
 FIRED = "alert.fired"
 PAGE_RESULT = "alert.page_result"
 """What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
+FALLBACK_EVENT = "incident_bot_fallback"
 LOOKBACK = timedelta(minutes=1)
 """How far before the incident opened the history search starts: tolerance for clock skew."""
 HISTORY_PAGES = 5
@@ -437,6 +439,43 @@ class SlackNotifier(SlackPoster):
             log.warning("weekly review: cannot search %s for an earlier post (%s); posting", target, exc)
             return False
         return found is not None
+
+    def _post(
+        self,
+        channel: str,
+        *,
+        text: str,
+        metadata: dict[str, Any],
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+        what: str,
+    ) -> Location:
+        """A root message the bot cannot post in ``channel`` (gone, archived, the bot not in it)
+        goes to ``default_channel``, with a reply in its thread saying why, rather than nowhere."""
+        post = partial(super()._post, text=text, metadata=metadata, blocks=blocks, broadcast=broadcast)
+        try:
+            return post(channel, thread_ts=thread_ts, what=what)
+        except DeliveryError as exc:
+            fallback = self._config().settings.default_channel
+            is_fallback = channel in (fallback, self._channel_id(fallback))
+            if thread_ts is not None or exc.code not in CHANNEL_GONE or is_fallback:
+                raise
+            why = f"could not post in {channel if channel.startswith('#') else f'<#{channel}>'}: {exc.code}"
+        log.warning("%s; posting %s in %s instead", why, what, fallback)
+        where = post(fallback, thread_ts=None, what=what)
+        note = f":warning: incident-bot {why}, so this is posted here. Invite the bot or fix `channel:` in rules/."
+        try:
+            super()._post(
+                where[0],
+                text=note,
+                metadata={"event_type": FALLBACK_EVENT, "event_payload": {"channel": channel}},
+                thread_ts=where[1],
+                what=f"the note on {what}",
+            )
+        except DeliveryError as exc:  # the incident is posted; the note is a courtesy, not worth a repost
+            log.warning("could not add the fallback note under %s: %s", where, exc)
+        return where
 
     def _target(self, incident: Incident, payload: Mapping[str, Any]) -> str:
         """Routing may name the channel (a quiet channel outside business hours); else the incident's."""

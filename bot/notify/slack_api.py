@@ -34,6 +34,11 @@ _RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
 )
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
+CREDENTIAL_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
+"""The token, not the message, is refused: a rotated or revoked token is fixed by an operator while
+the bot waits, so these pause Slack delivery (retrying with backoff) instead of failing notifications."""
+CHANNEL_GONE = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
+"""The bot cannot post in the channel: a root message goes to ``default_channel`` instead."""
 _HINTS = {
     "channel_not_found": "the channel does not exist or the bot cannot see it; fix `channel:` in rules/",
     "not_in_channel": "invite the bot to the channel (/invite @incident-bot)",
@@ -108,23 +113,26 @@ def call(method: str, request: Callable[[], SlackResponse]) -> SlackResponse:
 
 
 def api_error(method: str, exc: SlackApiError) -> DeliveryError:
-    """Classify a Slack error: rate limits and outages retry, rejections do not."""
+    """Classify a Slack error: rate limits and outages retry, a refused token pauses delivery
+    (:data:`CREDENTIAL_ERRORS`), other rejections do not retry."""
     response = exc.response
     status = int(getattr(response, "status_code", 0) or 0)
     data = response.data if isinstance(getattr(response, "data", None), dict) else {}
     error = str(data.get("error") or f"http_{status}")
     if status == 429 or error == "ratelimited":
         retry_after = _retry_after(getattr(response, "headers", None) or {})
-        return DeliveryError(f"Slack {method}: rate limited (HTTP {status})", retryable=True, retry_after=retry_after)
+        return DeliveryError(
+            f"Slack {method}: rate limited (HTTP {status})", retryable=True, retry_after=retry_after, code=error
+        )
     if status >= 500 or status in _RETRYABLE_STATUS or error in _RETRYABLE_ERRORS:
-        return DeliveryError(f"Slack {method}: {error} (HTTP {status})", retryable=True)
+        return DeliveryError(f"Slack {method}: {error} (HTTP {status})", retryable=True, code=error)
     message = f"Slack {method} refused: {error}"
     if error in _HINTS:
         message += f" — {_HINTS[error]}"
     details = data.get("errors") or (data.get("response_metadata") or {}).get("messages") or []
     if details:
         message += f" ({'; '.join(str(d) for d in details[:3])})"
-    return DeliveryError(message, retryable=False)
+    return DeliveryError(message, retryable=False, pauses=error in CREDENTIAL_ERRORS, code=error)
 
 
 def _retry_after(headers: Mapping[str, Any]) -> float | None:

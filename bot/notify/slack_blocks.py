@@ -34,6 +34,7 @@ from slack_sdk.models.views import View
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
 from bot.config.durations import humanize
+from bot.safe_text import neutralise
 
 ACKNOWLEDGE_ACTION = "alert_acknowledge"
 RESOLVE_ACTION = "alert_resolve"
@@ -69,9 +70,11 @@ def escape_mrkdwn(text: object) -> str:
     """Escape the three characters Slack treats as control characters (``& < >``).
 
     That is all Slack asks for: with them escaped, ``<!channel>``, ``<@U1>`` and ``<url|x>``
-    become visible text instead of mentions or links.
+    become visible text instead of mentions or links. Bidirectional overrides and zero-width
+    characters are shown as ``[U+202E]`` (:func:`bot.safe_text.neutralise`), so a label cannot
+    reorder or hide what the reader sees.
     """
-    out = str(text)
+    out = neutralise(str(text))
     for raw, escaped in _ESCAPES:
         out = out.replace(raw, escaped)
     return out
@@ -132,12 +135,15 @@ def slack_date(moment: datetime) -> str:
 # --------------------------------------------------------------------------- alert message
 
 
-def alert_message(alert: Alert, *, now: datetime, runbook: bool = True) -> tuple[str, list[dict[str, Any]]]:
-    """The root message of an alert: fallback text and blocks, rendered from its current state."""
+def alert_message(
+    alert: Alert, *, now: datetime, runbook: bool = True, recovered: Mapping[str, object] | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The root message of an alert: fallback text and blocks, rendered from its current state.
+    ``recovered``: the values an auto-resolve saw (its event's ``data["recovered"]``)."""
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=_header(alert), emoji=True))]
     if alert.description.strip():
         blocks.append(section(escape_mrkdwn(alert.description)))
-    blocks.extend(value_sections(alert.values))
+    blocks.extend(value_sections(alert.values, recovered=resolved_values(alert, recovered)))
     blocks.append(section(f"{state_line(alert, now=now)}\n{fired_line(alert)}"))
     buttons = alert_buttons(alert, runbook=runbook)
     if buttons:
@@ -148,7 +154,7 @@ def alert_message(alert: Alert, *, now: datetime, runbook: bool = True) -> tuple
 
 def summary(alert: Alert) -> str:
     """One line naming the alert and its state: notification text, and a group's reply lines."""
-    return f"{alert.severity.emoji} {alert.severity.value} · {escape_mrkdwn(alert_title(alert))} — {short_state(alert)}"
+    return f"{state_emoji(alert)} {alert.severity.value} · {escape_mrkdwn(alert_title(alert))} — {short_state(alert)}"
 
 
 def rule_line(alert: Alert) -> str:
@@ -191,7 +197,10 @@ def state_reply(
     if kind == EventKind.RESOLVED:
         return f"🟢 Resolved by {mention(actor)} after {humanize((alert.resolved_at or now) - since)}"
     if kind == EventKind.AUTO_RESOLVED:
-        return f"🟢 Auto-resolved: condition cleared after {humanize((alert.resolved_at or now) - since)}"
+        text = f"🟢 Auto-resolved: condition cleared after {humanize((alert.resolved_at or now) - since)}"
+        data = escalation if isinstance(escalation, Mapping) else {}
+        recovered = data.get("recovered")
+        return text + recovery_text(alert.values, recovered if isinstance(recovered, Mapping) else {})
     if kind == EventKind.FIRED:
         return f"🔥 Fired at {since:%H:%M} UTC"
     return f"ℹ️ {escape_mrkdwn(kind.replace('_', ' ').capitalize())} ({mention(actor)})"
@@ -239,8 +248,19 @@ def alert_title(alert: Alert) -> str:
     return title if alert.model in title else f"{title} · {alert.model}"
 
 
+RESOLVED_EMOJI = "🟢"
+"""Green, like the "🟢 Resolved" state line (✅ already means "acknowledged" in these messages)."""
+
+
+def state_emoji(alert: Alert) -> str:
+    """The alert's colour: its severity's while open, green once resolved, so a message whose
+    problem is over stops looking like a fire in the channel."""
+    return RESOLVED_EMOJI if alert.state is AlertState.RESOLVED else alert.severity.emoji
+
+
 def _header(alert: Alert) -> str:
-    text = f"{alert.severity.emoji} {alert.severity.value} · {alert_title(alert)}"
+    resolved = "Resolved · " if alert.state is AlertState.RESOLVED else ""
+    text = f"{state_emoji(alert)} {resolved}{alert.severity.value} · {alert_title(alert)}"
     return text if len(text) <= HEADER_LIMIT else text[: HEADER_LIMIT - 1] + "…"
 
 
@@ -265,12 +285,46 @@ BOOKKEEPING_PREFIX = "am_"
 """Values the Alertmanager input keeps for itself (fingerprints, group key): not for people."""
 
 
-def value_sections(values: Mapping[str, object]) -> list[Block]:
-    values = {k: v for k, v in values.items() if not k.startswith(BOOKKEEPING_PREFIX)}
+def resolved_values(alert: Alert, recovered: Mapping[str, object] | None) -> Mapping[str, object] | None:
+    """What :func:`value_sections` labels: for a resolved alert its values are the ones that fired
+    it (and ``recovered`` what an auto-resolve saw); an open alert's values need no label."""
+    return (recovered or {}) if alert.state is AlertState.RESOLVED else None
+
+
+def _shown(values: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in values.items() if not k.startswith(BOOKKEEPING_PREFIX)}
+
+
+def recovery_text(fired: Mapping[str, object], recovered: Mapping[str, object]) -> str:
+    """`` · fired at: p99_latency_ms 6,100 · recovered: p99_latency_ms 200``, for an auto-resolve's
+    thread reply: what fired it, and what changed since (a model setting that fed the condition,
+    the same before and after, is not news)."""
+    fired, recovered = _shown(fired), _shown(recovered)
+    recovered = {k: v for k, v in recovered.items() if fired.get(k) != v}
+
+    def listed(values: Mapping[str, object]) -> str:
+        return ", ".join(f"{escape_mrkdwn(k)} {escape_mrkdwn(format_value(v))}" for k, v in values.items())
+
+    parts = [f"fired at: {listed(fired)}"] if fired else []
+    parts += [f"recovered: {listed(recovered)}"] if recovered else []
+    return clip("".join(f" · {p}" for p in parts), SECTION_LIMIT)
+
+
+def value_sections(values: Mapping[str, object], *, recovered: Mapping[str, object] | None = None) -> list[Block]:
+    """The values as fields (``*p99_latency_ms*`` over ``6,100``). With ``recovered`` (a resolved
+    alert) each is labelled: ``fired at: 6,100 · recovered: 200``."""
+    values = _shown(values)
+
+    def shown(name: str, value: object) -> str:
+        text = escape_mrkdwn(format_value(value))
+        if recovered is None:
+            return text
+        if name in recovered:
+            return f"fired at: {text} · recovered: {escape_mrkdwn(format_value(recovered[name]))}"
+        return f"fired at: {text}"
+
     fields = [
-        MarkdownTextObject(
-            text=clip(f"*{escape_mrkdwn(k)}*\n{escape_mrkdwn(format_value(v))}", FIELD_LIMIT), verbatim=True
-        )
+        MarkdownTextObject(text=clip(f"*{escape_mrkdwn(k)}*\n{shown(k, v)}", FIELD_LIMIT), verbatim=True)
         for k, v in list(values.items())[:MAX_VALUE_FIELDS]
     ]
     blocks: list[Block] = [

@@ -85,6 +85,8 @@ def warn_unreadable_channels(settings: Settings, config: Config, *, budget: floa
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=CALL_TIMEOUT
     )
     problems = unreadable_channels(client, alert_channels(config), budget=budget)
+    default = config.settings.default_channel
     for channel, problem in problems.items():
-        log.warning("alert channel %s: %s (%s)", channel, problem, WHY)
+        instead = "" if channel == default else f"; alerts Slack refuses to post there go to {default} instead"
+        log.warning("alert channel %s: %s (%s%s)", channel, problem, WHY, instead)
     return problems

@@ -7,7 +7,9 @@ What arrives at ``/slack/events`` passes these gates before a listener runs:
 
 1. the body size (413 past :data:`MAX_BODY_BYTES`, decided on Content-Length or while streaming,
    so a huge body is never buffered);
-2. the v0 signature and the 5-minute timestamp window (401 otherwise). This is checked here on
+2. the v0 signature and the 5-minute timestamp window (401 otherwise; 400 when either header is
+   sent twice, since a check and the replay cache reading different copies of one header let a
+   replay with a junk first copy through). This is checked here on
    the raw bytes *before* Bolt sees the request, because Bolt decodes and parses the body first,
    and a forged request with a non-UTF-8 body or a timestamp that is not a number would otherwise
    end as a 500. Bolt's own verification is switched off so the HMAC is computed once: this
@@ -24,10 +26,11 @@ What arrives at ``/slack/events`` passes these gates before a listener runs:
 4. the body's shape (400 otherwise): a signed request whose body Bolt cannot parse, or whose
    payload has the wrong types where Bolt or a listener indexes into it, is refused instead of
    crashing;
-5. the workspace (403 otherwise), when ``SLACK_TEAM_ID`` is set: a command, click or event for
-   another workspace (an app distributed to several workspaces shares one signing secret) is
-   refused before anything reads it. :func:`only_workspace` applies the same rule inside Bolt, for
-   Socket Mode;
+5. the workspace (403 otherwise): ``SLACK_TEAM_ID``, or when it is unset the workspace the bot
+   token belongs to (``auth.test``, learned once; 503 while Slack cannot say). A command, click or
+   event for another workspace (an app distributed to several workspaces shares one signing
+   secret) is refused before anything reads it. :func:`only_workspace` applies the same rule
+   inside Bolt, for Socket Mode;
 6. Slack's Events API retries (``X-Slack-Retry-Num``) are acknowledged and dropped: the first
    delivery was already acted on, or its effect (an App Home refresh) is redone on the next open.
 
@@ -63,6 +66,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -93,6 +97,11 @@ SOCKET_MODE_CONNECT_WAIT = 10.0
 client keeps retrying in the background, so an unreachable Slack never keeps /healthz down)."""
 SOCKET_MODE_RETRY = 10.0
 """Seconds between Socket Mode connection attempts (slack_sdk's ``ping_interval``, also its ping period)."""
+AUTH_TEST_TIMEOUT = 5.0
+"""Seconds one ``auth.test`` call (learning the workspace) may take."""
+AUTH_TEST_RETRY = 5.0
+"""Seconds between ``auth.test`` attempts while Slack cannot say which workspace the token is for."""
+SIGNING_HEADERS = ("x-slack-request-timestamp", "x-slack-signature")
 
 
 class OneLineRetries(logging.Filter):
@@ -185,21 +194,83 @@ class ReplayCache:
             del self._expiry[signature]
 
 
+class Workspace:
+    """The one Slack workspace this bot serves: ``SLACK_TEAM_ID``, or else the bot token's own,
+    asked of ``auth.test`` on first need (and at start, by :func:`running`) and then kept.
+
+    Unset is never "any workspace": an app distributed to several workspaces shares one signing
+    secret, so a signed request proves only that it came from Slack. While ``auth.test`` fails,
+    :meth:`team_id` is None and requests naming a workspace are refused (fail closed); it is asked
+    again at most every :data:`AUTH_TEST_RETRY` seconds.
+    """
+
+    def __init__(
+        self,
+        team_id: str | None,
+        *,
+        token: str,
+        base_url: str,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = "SLACK_TEAM_ID" if team_id else "auth.test"
+        self._team_id = team_id
+        self._client = AsyncWebClient(token=token, base_url=base_url, timeout=int(AUTH_TEST_TIMEOUT))
+        self._monotonic = monotonic
+        self._next_try = 0.0
+        self._asking: asyncio.Future[str | None] | None = None
+        self.problem: str | None = None
+        """Why the workspace is not known yet (the last ``auth.test`` failure), for the refusal."""
+
+    async def team_id(self) -> str | None:
+        """The workspace's ID, or None while ``auth.test`` cannot tell it. Callers during one
+        ``auth.test`` call all wait for its answer (the first click may arrive during start's)."""
+        if self._team_id is not None:
+            return self._team_id
+        if self._asking is None or (self._asking.done() and self._monotonic() >= self._next_try):
+            self._asking = asyncio.ensure_future(self._ask())
+        return await asyncio.shield(self._asking)
+
+    async def _ask(self) -> str | None:
+        try:
+            answer = await asyncio.wait_for(self._client.auth_test(), AUTH_TEST_TIMEOUT)
+            team = answer.get("team_id")
+            if not isinstance(team, str) or not team:
+                raise ValueError("auth.test named no team_id")
+        except Exception as exc:  # any failure leaves the workspace unknown, and says why
+            self.problem = f"auth.test failed ({type(exc).__name__}: {str(exc)[:200]})"
+            log.warning("cannot learn the bot's Slack workspace: %s; retrying in %.0f s", self.problem, AUTH_TEST_RETRY)
+            self._next_try = self._monotonic() + AUTH_TEST_RETRY
+            return None
+        self._team_id, self.problem = team, None
+        log.info("serving Slack workspace %s (learned from auth.test; set SLACK_TEAM_ID to fix it)", team)
+        return team
+
+    async def refusal(self, payload: dict[str, Any]) -> tuple[int, str] | None:
+        """(status, why) when ``payload`` is not for this workspace, None when it is or names none."""
+        team = self._team_id
+        if team is None and names_workspace(payload):
+            team = await self.team_id()
+            if team is None:
+                return 503, f"the bot's Slack workspace is not known yet: {self.problem}"
+        problem = team_problem(payload, team, source=self.source)
+        return (403, problem) if problem is not None else None
+
+
 class SlackApp(AsyncApp):
     """An :class:`AsyncApp` that keeps its after-ack worker and, for the HTTP edge, a signature
-    verifier, the replay cache and the one workspace it serves (``team_id``, None for any).
+    verifier, the replay cache and the one :class:`Workspace` it serves.
 
     ``request_verifier`` is None when no signing secret is configured (Socket Mode only): then
     :func:`slack_routes` refuses to build an HTTP route.
     """
 
     def __init__(
-        self, *, signing_secret: str | None, after_ack: AfterAck, team_id: str | None = None, **kwargs: Any
+        self, *, signing_secret: str | None, after_ack: AfterAck, workspace: Workspace, **kwargs: Any
     ) -> None:
         super().__init__(signing_secret=signing_secret or "", request_verification_enabled=False, **kwargs)
         self.request_verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self.replay_cache = ReplayCache()
-        self.team_id = team_id
+        self.workspace = workspace
         self.after_ack = after_ack
 
 
@@ -236,17 +307,17 @@ def build_slack_app(
 
     after_ack = AfterAck(token=token, base_url=settings.slack_api_url)
     team_id = (settings.slack_team_id or "").strip() or None
+    workspace = Workspace(team_id, token=token, base_url=settings.slack_api_url)
     app = SlackApp(
         name="incident-bot",
         signing_secret=signing_secret,
         after_ack=after_ack,
-        team_id=team_id,
+        workspace=workspace,
         client=AsyncWebClient(base_url=settings.slack_api_url),
         authorize=authorize,
         process_before_response=True,
     )
-    if team_id is not None:  # the HTTP edge refuses these first; this covers Socket Mode
-        app.middleware(only_workspace(team_id))
+    app.middleware(only_workspace(workspace))  # the HTTP edge refuses these first; this covers Socket Mode
     app.middleware(skip_slack_retries)
     actions.register(app, service=service, engine=engine, config=config, after_ack=after_ack)
     commands.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
@@ -271,6 +342,7 @@ async def running(slack_app: SlackApp, *, app_token: str | None) -> AsyncIterato
     work arrives while the worker finishes what it has.
     """
     slack_app.after_ack.start()
+    learning = asyncio.create_task(slack_app.workspace.team_id())  # so the first click need not wait for it
     handler: AsyncSocketModeHandler | None = None
     connecting: asyncio.Task[None] | None = None
     if app_token:
@@ -286,8 +358,9 @@ async def running(slack_app: SlackApp, *, app_token: str | None) -> AsyncIterato
     try:
         yield
     finally:
-        if connecting is not None and not connecting.done():
-            connecting.cancel()
+        for task in (connecting, learning):
+            if task is not None and not task.done():
+                task.cancel()
         if handler is not None:
             try:
                 await handler.close_async()  # type: ignore[no-untyped-call]
@@ -309,16 +382,16 @@ async def skip_slack_retries(
     return None
 
 
-def only_workspace(team_id: str) -> Callable[..., Awaitable[BoltResponse | None]]:
-    """Bolt middleware: refuse (403) a request whose workspace is not ``team_id`` (Socket Mode's gate 5)."""
+def only_workspace(workspace: Workspace) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Bolt middleware: refuse (403) a request whose workspace is not ``workspace``'s (Socket Mode's gate 5)."""
 
     async def middleware(
         req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
-        problem = team_problem(req.body, team_id)
-        if problem is not None:
-            log.warning("Slack request refused: %s", problem)
-            return BoltResponse(status=403, body=json.dumps({"error": problem}))
+        refusal = await workspace.refusal(req.body)
+        if refusal is not None:
+            log.warning("Slack request refused: %s", refusal[1])
+            return BoltResponse(status=refusal[0], body=json.dumps({"error": refusal[1]}))
         await next()
         return None
 
@@ -331,7 +404,7 @@ def slack_routes(slack_app: SlackApp) -> list[Route]:
     if verifier is None:
         raise ValueError("SLACK_SIGNING_SECRET is required to answer Slack over HTTP (POST /slack/events)")
     replays = slack_app.replay_cache
-    team_id = slack_app.team_id
+    workspace = slack_app.workspace
 
     async def slack_events(request: Request) -> Response:
         try:
@@ -340,11 +413,15 @@ def slack_routes(slack_app: SlackApp) -> list[Route]:
             return _refuse(400, "the client disconnected before the body was complete")
         if body is None:
             return _refuse(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-        if not signature_ok(verifier, body, request.headers):
+        signed = signing_headers(request.headers)
+        if isinstance(signed, str):
+            log.warning("Slack request refused: %s", signed)
+            return _refuse(400, signed)
+        if not signature_ok(verifier, body, signed):
             log.info("Slack request refused: bad signature or stale timestamp")
             return _refuse(401, INVALID_SIGNATURE)
         if not request.headers.get("x-slack-retry-num") and not replays.first_use(
-            request.headers["x-slack-signature"].strip(), request.headers["x-slack-request-timestamp"]
+            signed["x-slack-signature"].strip(), signed["x-slack-request-timestamp"]
         ):
             log.warning("Slack request refused: a replay of a signature already used")
             return _refuse(401, "replayed request: this signature was already used")
@@ -352,10 +429,10 @@ def slack_routes(slack_app: SlackApp) -> list[Route]:
         if payload is None:
             log.info("signed Slack request refused as malformed: %s", problem)
             return _refuse(400, problem or "malformed request")
-        problem = team_problem(payload, team_id)
-        if problem is not None:
-            log.warning("Slack request refused: %s", problem)
-            return _refuse(403, problem)
+        refusal = await workspace.refusal(payload)
+        if refusal is not None:
+            log.warning("Slack request refused: %s", refusal[1])
+            return _refuse(*refusal)
 
         # parse_payload() proved the body is UTF-8; Bolt gets it as text, as its Starlette adapter would pass it
         try:  # Bolt reads ids out of nested objects here (event.channel, view.team_id, ...)
@@ -396,6 +473,19 @@ INVALID_SIGNATURE = (
 def _refuse(status: int, message: str) -> Response:
     # X-Slack-No-Retry: resending the same bytes cannot succeed, so Slack should not try.
     return JSONResponse({"error": message}, status_code=status, headers={"X-Slack-No-Retry": "1"})
+
+
+def signing_headers(headers: Headers) -> dict[str, str] | str:
+    """The one ``X-Slack-Request-Timestamp`` and one ``X-Slack-Signature`` (absent: empty), or why
+    not: either sent twice. The signature check and the replay cache both read what this returns,
+    so a replay cannot pass one copy to the check and a fresh junk copy to the cache."""
+    signed: dict[str, str] = {}
+    for name in SIGNING_HEADERS:
+        values = headers.getlist(name)
+        if len(values) > 1:
+            return f"the request carries {len(values)} {name} headers; Slack sends one"
+        signed[name] = values[0] if values else ""
+    return signed
 
 
 def signature_ok(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> bool:
@@ -462,7 +552,7 @@ def parse_payload(body: bytes, content_type: str | None) -> tuple[dict[str, Any]
     return (None, problem) if problem is not None else (payload, None)
 
 
-def team_problem(payload: dict[str, Any], team_id: str | None) -> str | None:
+def team_problem(payload: dict[str, Any], team_id: str | None, *, source: str = "SLACK_TEAM_ID") -> str | None:
     """Why a request is not for workspace ``team_id`` (None: it is, or no workspace is configured).
 
     The workspace is the one Bolt authorizes the request for (``extract_team_id``): a command's
@@ -480,7 +570,15 @@ def team_problem(payload: dict[str, Any], team_id: str | None) -> str | None:
     if theirs is None or theirs == team_id:
         return None
     shown = str(theirs)[:40]
-    return f"this bot serves Slack workspace {team_id} only (SLACK_TEAM_ID); the request is for workspace {shown!r}"
+    return f"this bot serves Slack workspace {team_id} only ({source}); the request is for workspace {shown!r}"
+
+
+def names_workspace(payload: dict[str, Any]) -> bool:
+    """Whether the request names a workspace (or one that cannot be read): only those need ours."""
+    try:
+        return extract_team_id(payload) is not None
+    except (AttributeError, TypeError, KeyError, IndexError):
+        return True
 
 
 def payload_problem(payload: dict[str, Any]) -> str | None:
@@ -509,4 +607,8 @@ def payload_problem(payload: dict[str, Any]) -> str | None:
                 return f"a block_actions payload's {key!r} must be an object"
     if payload.get("type") == "event_callback" and not isinstance(event, dict):
         return "an event_callback payload needs an event"
+    if payload.get("type") in ("view_submission", "view_closed"):  # Bolt's listener matching reads view["type"]
+        view = payload.get("view")
+        if not isinstance(view, dict) or not isinstance(view.get("type"), str):
+            return f"a {payload['type']} payload needs a 'view' object with a text 'view.type'"
     return None

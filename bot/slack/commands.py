@@ -44,9 +44,8 @@ from bot.review.weekly import WEEK, weekly_review_text
 from bot.slack import messages
 from bot.slack.after_ack import AfterAck
 from bot.slo import text as slo_text
-from bot.slo.dashboard import ModelDashboard, build_dashboard, overall_text, render_overview, render_table
-from bot.slo.service import load_model_series, slo_chart, specs_of
-from bot.slo.sli import measure
+from bot.slo.dashboard import ModelDashboard, overall_text, render_overview, render_table
+from bot.slo.service import slo_chart, slo_dashboards, specs_of
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
@@ -126,8 +125,8 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
     async def _slo(current: Config, request: SloRequest, response_url: str) -> None:
         try:
             now = clock.now()
-            view = await after_ack.db(load_slo_view, engine, current, now, request.window, model=request.model)
-            reply = slo_reply(view, model=request.model, window=request.window, now=now)
+            boards = await after_ack.db(slo_dashboards, engine, current, now, request.window, model=request.model)
+            reply = slo_reply(boards, model=request.model, window=request.window, now=now)
         except Exception:
             log.exception("/slo status failed")
             reply = Reply(messages.TRY_AGAIN)
@@ -374,30 +373,6 @@ def _resolve_slo_model(config: Config, name: str) -> str | None:
     return folded[0] if len(folded) == 1 else None
 
 
-@dataclass(frozen=True)
-class SloView:
-    """What ``/slo status`` shows: the dashboards (worst model first) and, per SLO
-    (:attr:`SloSpec.key`), the fraction of its window that has data."""
-
-    boards: tuple[ModelDashboard, ...]
-    coverage: dict[str, float]
-
-
-def load_slo_view(
-    engine: Engine, config: Config, now: datetime, window: timedelta | None = None, *, model: str | None = None
-) -> SloView:
-    """:func:`bot.slo.service.slo_dashboards` plus each SLO's data coverage, from one read of the samples."""
-    specs = specs_of(config, model=model)
-    with open_session(engine) as s:
-        series = load_model_series(s, specs, now, window)
-    boards = build_dashboard(specs, series, now, window=window)
-    coverage = {
-        spec.key: measure(spec, series.get(spec.model, {}), start=now - (window or spec.window), end=now).coverage
-        for spec in specs
-    }
-    return SloView(boards, coverage)
-
-
 def window_text(windows: Iterable[timedelta]) -> str:
     """``last 7 days`` when every SLO shown has one window, else ``each SLO's window``."""
     distinct = set(windows)
@@ -410,14 +385,16 @@ def _shown_window(boards: Sequence[ModelDashboard], window: timedelta | None) ->
     return window_text(row.window for board in boards for row in board.rows)
 
 
-def slo_reply(view: SloView, *, model: str | None, window: timedelta | None, now: datetime) -> Reply:
+def slo_reply(
+    boards: Sequence[ModelDashboard], *, model: str | None, window: timedelta | None, now: datetime
+) -> Reply:
     """``/slo status``: the overview (no model) or one model's table."""
-    if not view.boards:
+    if not boards:
         return Reply(messages.SLO_NONE_CONFIGURED)
     if model is None:
-        return slo_overview_reply(view.boards, window=window, now=now)
-    board = next((b for b in view.boards if b.model == model), view.boards[0])
-    return slo_table_reply(board, view.coverage, window=window, now=now)
+        return slo_overview_reply(boards, window=window, now=now)
+    board = next((b for b in boards if b.model == model), boards[0])
+    return slo_table_reply(board, window=window, now=now)
 
 
 def slo_overview_reply(boards: Sequence[ModelDashboard], *, window: timedelta | None, now: datetime) -> Reply:
@@ -430,28 +407,19 @@ def slo_overview_reply(boards: Sequence[ModelDashboard], *, window: timedelta | 
     return Reply("\n".join([header, *lines]), blocks)
 
 
-def slo_table_reply(
-    board: ModelDashboard, coverage: dict[str, float], *, window: timedelta | None, now: datetime
-) -> Reply:
+def slo_table_reply(board: ModelDashboard, *, window: timedelta | None, now: datetime) -> Reply:
     """Seed 000's table in a code block (aligned columns), then the window and its data coverage."""
     header = messages.slo_header(board.model, _shown_window([board], window))
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": header}}]
     blocks += _sections(code_block(render_table(board)))[:MAX_SECTIONS]
-    blocks.append(_context(table_context(board, coverage, window=window, now=now)))
+    blocks.append(_context(table_context(board, window=window, now=now)))
     return Reply(f"{header}\n{escape_mrkdwn(overall_text(board))}", blocks)
 
 
-def table_context(board: ModelDashboard, coverage: dict[str, float], *, window: timedelta | None, now: datetime) -> str:
-    """``Window: last 7 days · data for 96% of it (least: helpfulness 40%) · burn over the last 1h · as of …``."""
+def table_context(board: ModelDashboard, *, window: timedelta | None, now: datetime) -> str:
+    """``Window: last 7 days · burn rate over the last 1 h · as of …`` (how much of the window has
+    data is the table's last line)."""
     parts = [f"Window: {_shown_window([board], window)}"]
-    shares = [(coverage[row.spec.key], row.spec.label) for row in board.rows if row.spec.key in coverage]
-    if shares:
-        mean = sum(share for share, _ in shares) / len(shares)
-        data = f"data for {slo_text.percent(mean, digits=0)} of it"
-        least, label = min(shares)
-        if len(shares) > 1 and least < mean:
-            data += f" (least: {escape_mrkdwn(label)} {slo_text.percent(least, digits=0)})"
-        parts.append(data)
     if board.rows:
         parts.append(f"burn rate over the last {humanize(board.rows[0].burn_lookback)}")
     parts.append(f"as of {slack_date(now)}")

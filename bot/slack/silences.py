@@ -481,7 +481,7 @@ def register(
 
     async def _silence(click: Click, wanted: Silence, where: tuple[str, str] | None, note: str, *, what: str) -> None:
         client = after_ack.client
-        channel = (where[0] if where else None) or click.channel
+        channel = where[0] if where else None  # the message's own channel, never the one the click names
         refusal = await access_refusal(client, config().access, cache, user=click.user, channel=channel, verb=VERB)
         if refusal is not None:
             await refuse(client, click, refusal)

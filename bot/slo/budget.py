@@ -18,6 +18,12 @@ the events). Over a window ``W`` that is ``allowed × W`` of "budget time": a 99
 
 Example: W = 7 d, allowed 1%, bad fraction 0.4% → remaining 1 − 0.4 = 60% = 0.6 × 1.68 h = 60.48 min;
 at burn rate 2 the remaining budget lasts 0.6 × 168 h / 2 = 50.4 h.
+
+**Too little data is not a budget.** Extrapolating the bad share of 15 measured minutes to a whole
+week turns one bad sample into "−8764%". A budget is only *projected* (shown as "60% left") when at
+least :data:`MIN_PROJECTION_COVERAGE` (10%) of the window has data (:attr:`Budget.projectable`):
+17 h of a 7-day window, 2.4 h of a day. Below that the dashboard says how much of the window has
+data ("data for 3% of 7 d") instead of a number nobody should believe.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from datetime import timedelta
 from bot.slo.sli import Sli
 from bot.slo.spec import SloSpec
 
+MIN_PROJECTION_COVERAGE = 0.10
+"""The share of the window that must have data before its budget is projected to the whole window."""
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:
@@ -35,6 +44,13 @@ class Budget:
     allowed_bad_fraction: float
     bad_fraction: float | None
     """Over the measured part of the window; ``None`` when the window has no data."""
+    coverage: float = 1.0
+    """The share of the window that has data (:attr:`TimeSli.coverage`, :attr:`RatioSli.coverage`)."""
+
+    @property
+    def projectable(self) -> bool:
+        """Whether enough of the window has data for the remaining budget to mean something."""
+        return self.bad_fraction is not None and self.coverage >= MIN_PROJECTION_COVERAGE
 
     @property
     def total_time(self) -> timedelta:
@@ -59,7 +75,7 @@ class Budget:
 
 def error_budget(spec: SloSpec, sli: Sli, window: timedelta | None = None) -> Budget:
     """The budget of ``spec`` given the SLI measured over ``window`` (default: the SLO's)."""
-    return Budget(window or spec.window, spec.allowed_bad_fraction, sli.bad_fraction)
+    return Budget(window or spec.window, spec.allowed_bad_fraction, sli.bad_fraction, sli.coverage)
 
 
 def burn_rate(sli: Sli, allowed_bad_fraction: float) -> float | None:
@@ -75,9 +91,9 @@ def budget_consumed(burn: float, lookback: timedelta, window: timedelta) -> floa
 
 def time_to_exhaustion(budget: Budget, burn: float | None) -> timedelta | None:
     """When the remaining budget is gone if ``burn`` goes on: ``0`` if it already is, ``None`` if it
-    never will (no data, or nothing burning)."""
+    never will (nothing burning) or cannot be told (too little data: :attr:`Budget.projectable`)."""
     remaining = budget.remaining_fraction
-    if remaining is None or burn is None or burn <= 0:
+    if remaining is None or not budget.projectable or burn is None or burn <= 0:
         return None
     if remaining <= 0:
         return timedelta(0)

@@ -39,7 +39,7 @@ from typing import Literal
 from bot.config.durations import humanize
 from bot.severity import Severity
 from bot.slo import text
-from bot.slo.budget import budget_consumed, burn_rate, error_budget, time_to_exhaustion
+from bot.slo.budget import Budget, budget_consumed, burn_rate, error_budget, time_to_exhaustion
 from bot.slo.sli import RatioSli, Series, Sli, measure
 from bot.slo.spec import SloSpec
 
@@ -207,16 +207,17 @@ def evaluate_burn(
     budget = error_budget(spec, full)
     spent = budget_consumed(top.burn_long, top.tier.long, spec.window)
     exhaustion = time_to_exhaustion(budget, top.burn_long)
+    remaining = budget.remaining_fraction if budget.projectable else None
     return BurnFinding(
         spec=spec,
         kind="burn",
         severity=severities[top.tier.action],
-        explanation=explain_burn(spec, top, spent, budget.remaining_fraction, exhaustion),
+        explanation=explain_burn(spec, top, spent, budget, exhaustion),
         tier=top.tier,
         burn_long=top.burn_long,
         burn_short=top.burn_short,
         budget_spent_in_long=spent,
-        budget_remaining=budget.remaining_fraction,
+        budget_remaining=remaining,
         time_to_exhaustion=exhaustion,
         suppressed=tuple(r.tier.name for r in firing[1:]),
     )
@@ -236,10 +237,11 @@ def _absent(spec: SloSpec, series: Series, now: datetime, severities: Mapping[st
 
 
 def explain_burn(
-    spec: SloSpec, result: TierResult, spent: float, remaining: float | None, exhaustion: timedelta | None
+    spec: SloSpec, result: TierResult, spent: float, budget: Budget, exhaustion: timedelta | None
 ) -> str:
-    """``Burning error budget 14.9× too fast (1h: 15.2×, 5m: 14.9×): 2.1% of the 30-day budget used
-    in the last 1h; 62% left; at this rate the budget is gone in 1d 16h.``"""
+    """``Burning error budget 14.9× too fast (1 h: 15.2×, 5 min: 14.9×): 2.1% of the 30-day budget used
+    in the last 1 h; 62% left; at this rate the budget is gone in 1 d 16 h.``; with too little data in
+    the window for a budget (:attr:`Budget.projectable`), how much it has instead."""
     tier = result.tier
     slowly = "Slowly burning" if tier.action == "ticket" else "Burning"
     long_rate = f"{humanize(tier.long)}: {text.burn(result.burn_long)}"
@@ -249,6 +251,9 @@ def explain_burn(
         f"alerts above {tier.threshold:.3g}×): {text.percent(spent)} of the {text.window_words(spec.window)} budget "
         f"used in the last {humanize(tier.long)}"
     )
+    if not budget.projectable:
+        return f"{head}; {text.coverage(budget.coverage, spec.window)}, too little to project the budget."
+    remaining = budget.remaining_fraction
     if remaining is not None and remaining <= 0:
         return f"{head}; the budget is already spent ({text.percent(1 - remaining, digits=0)} of it used)."
     left = f"; {text.percent(remaining, digits=0)} left" if remaining is not None else ""

@@ -10,7 +10,11 @@ SLOs) or bad events (ratio SLOs) counted from the start of the window up to ``t`
 the last point equals the dashboard's "Budget left" exactly, no-data gaps included, and the
 line only falls: a flat stretch is a good (or unmeasured) stretch, a cliff is an incident.
 Points are hourly for windows of a day or more, else 60 per window. A window with no data at
-all has no line, and says so in the legend, rather than a reassuring 100%.
+all has no line, and says so in the legend, rather than a reassuring 100%; so does a window with
+too little data for a budget (:attr:`~bot.slo.budget.Budget.projectable`, as on the dashboard),
+whose line would plunge to "−5900%" on one bad sample. The time axis always spans the window, and
+a chart with no line at all says "no data in the window" across it instead of drawing an empty
+1970 axis.
 
 The maths is pure (:func:`budget_burndown`); :func:`render_budget_chart` draws with
 matplotlib's object API on the Agg canvas (no pyplot global state, no display: safe in the
@@ -26,26 +30,45 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from bot.errors import MissingExtra
 from bot.slo import text
+from bot.slo.budget import error_budget
 from bot.slo.sli import RatioSli, Series, TimeSli, measure
 from bot.slo.spec import SloSpec
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HOURLY_FROM = timedelta(days=1)
 POINTS_IF_SHORT = 60
 SIZE_INCHES = (8.0, 4.0)
 DPI = 100
 """800×400 px: legible in a Slack preview, under 100 kB."""
+NO_DATA_TEXT = "no data in the window"
+TOO_LITTLE_TEXT = "too little data in the window for a budget"
 
 
 @dataclass(frozen=True, slots=True)
 class Burndown:
-    """One SLO's line: ``points`` are ``(t, remaining fraction)``; empty when the window has no data."""
+    """One SLO's line over ``[end − window, end]``: ``points`` are ``(t, remaining fraction)``; empty
+    when the window has too little data for a budget (``coverage``, the share that has data)."""
 
     spec: SloSpec
     window: timedelta
+    end: datetime
     points: tuple[tuple[datetime, float], ...]
+    coverage: float = 1.0
+
+    @property
+    def legend(self) -> str:
+        """``P95 latency (60% left)``, ``P95 latency (data for 3% of 7 d)``, ``P95 latency (no data)``."""
+        if self.points:
+            return f"{self.spec.label} ({text.percent(self.points[-1][1], digits=0)} left)"
+        if self.coverage > 0:
+            return f"{self.spec.label} ({text.coverage(self.coverage, self.window)})"
+        return f"{self.spec.label} ({text.NO_DATA})"
 
 
 def step_for(window: timedelta) -> timedelta:
@@ -78,19 +101,27 @@ def budget_burndown(
     edges.append(now)
     slices = [_bad_and_measured(spec, series, a, b) for a, b in pairwise(edges)]
     measured = sum(m for _, m in slices)
-    if measured <= 0:
-        return Burndown(spec, span, ())
+    whole = error_budget(spec, measure(spec, series, start=start, end=now), span)
+    if measured <= 0 or not whole.projectable:
+        return Burndown(spec, span, now, (), whole.coverage if measured > 0 else 0.0)
     budget = spec.allowed_bad_fraction * measured
     points = [(start, 1.0)]
     bad = 0.0
     for edge, (slice_bad, _) in zip(edges[1:], slices, strict=True):
         bad += slice_bad
         points.append((edge, 1.0 - bad / budget))
-    return Burndown(spec, span, tuple(points))
+    return Burndown(spec, span, now, tuple(points), whole.coverage)
 
 
 def render_budget_chart(lines: Sequence[Burndown], *, title: str) -> bytes:
     """A PNG of one or more burndowns on shared axes: percent of budget left over time."""
+    buffer = io.BytesIO()
+    budget_figure(lines, title=title).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def budget_figure(lines: Sequence[Burndown], *, title: str) -> Figure:
+    """The chart as a matplotlib figure on an Agg canvas (what :func:`render_budget_chart` saves)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
@@ -107,14 +138,19 @@ def render_budget_chart(lines: Sequence[Burndown], *, title: str) -> bytes:
     axes = figure.add_subplot()
     lowest = 0.0
     for line in lines:
-        label = line.spec.label
         if not line.points:
-            axes.plot([], [], label=f"{label} (no data)")
+            axes.plot([], [], label=line.legend)
             continue
         times = date2num([t for t, _ in line.points])  # type: ignore[no-untyped-call]
         remaining = [value * 100 for _, value in line.points]
         lowest = min(lowest, *remaining)
-        axes.step(times, remaining, where="post", label=f"{label} ({text.percent(line.points[-1][1], digits=0)} left)")
+        axes.step(times, remaining, where="post", label=line.legend)
+    if lines:
+        start, end = min(line.end - line.window for line in lines), max(line.end for line in lines)
+        axes.set_xlim(date2num(start), date2num(end))  # type: ignore[no-untyped-call]
+    if not any(line.points for line in lines):
+        empty = TOO_LITTLE_TEXT if any(line.coverage > 0 for line in lines) else NO_DATA_TEXT
+        axes.text(0.5, 0.5, empty, transform=axes.transAxes, ha="center", va="center", color="#7f8c8d")
     axes.axhline(0, color="#c0392b", linewidth=1, linestyle="--")
     axes.set_ylim(min(lowest * 1.05, -5), 105)
     axes.yaxis.set_major_formatter(PercentFormatter())
@@ -127,9 +163,7 @@ def render_budget_chart(lines: Sequence[Burndown], *, title: str) -> bytes:
     if lines:
         axes.legend(loc="lower left", fontsize="small")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure
 
 
 def chart_title(model: str, window: timedelta) -> str:

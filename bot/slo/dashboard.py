@@ -2,7 +2,10 @@
 
 Per SLO a :class:`SloRow`: the current value and its status (✅ ok, ⚠️ warning, 🔴 critical,
 ⚪ no data), compliance over the window, error budget remaining and the burn rate over the last
-hour. Per model a :class:`ModelDashboard` whose overall compliance is the share of its *measured*
+hour. The budget is shown only when enough of the window has data (:attr:`Budget.projectable`,
+10%); below that the cell says how much has ("data for 3% of 7 d"). Status and budget never
+contradict each other: a current value that meets its objective while the window's budget is spent
+is "⚠️ budget spent", not ✅. Per model a :class:`ModelDashboard` whose overall compliance is the share of its *measured*
 SLOs that are ok (seed 000's "Overall SLO Compliance: 100%"); an SLO with no data is counted apart,
 neither ok nor failing, and a model with no data at all has compliance ``None``. Models sort worst
 first: by their worst status, then by lower compliance, then by name.
@@ -19,7 +22,7 @@ from datetime import datetime, timedelta
 
 from bot.config.durations import humanize
 from bot.slo import text
-from bot.slo.budget import burn_rate, error_budget
+from bot.slo.budget import MIN_PROJECTION_COVERAGE, Budget, burn_rate, error_budget
 from bot.slo.sli import Current, Series, Status, current, measure
 from bot.slo.spec import SloSpec
 
@@ -35,14 +38,24 @@ class SloRow:
     window: timedelta
     current: Current
     compliance: float | None
-    budget_remaining: float | None
-    budget_remaining_time: timedelta | None
+    budget: Budget
     burn_rate: float | None
     burn_lookback: timedelta
 
     @property
+    def coverage(self) -> float:
+        """The share of the window that has data."""
+        return self.budget.coverage
+
+    @property
+    def budget_remaining(self) -> float | None:
+        """The budget left, as a fraction; ``None`` without enough data to say."""
+        return self.budget.remaining_fraction if self.budget.projectable else None
+
+    @property
     def status(self) -> Status:
-        return self.current.status
+        spent = self.budget_remaining is not None and self.budget_remaining <= 0
+        return Status.BUDGET_SPENT if self.current.status is Status.OK and spent else self.current.status
 
     @property
     def unit(self) -> str:
@@ -59,12 +72,16 @@ class SloRow:
 
     @property
     def budget_text(self) -> str:
-        if self.budget_remaining is None or self.budget_remaining_time is None:
+        """``60% (1 h)``, ``spent (119% used)``, ``data for 3% of 7 d``, or ``no data``."""
+        budget = self.budget
+        remaining, left = budget.remaining_fraction, budget.remaining_time
+        if remaining is None or left is None:
             return text.NO_DATA
-        share = text.percent(self.budget_remaining, digits=0)
-        if self.budget_remaining <= 0:
-            return f"{share} (spent)"
-        return f"{share} ({humanize(self.budget_remaining_time)})"
+        if not budget.projectable:
+            return text.coverage(budget.coverage, self.window)
+        if remaining <= 0:
+            return f"spent ({text.percent(1 - remaining, digits=0)} used)"
+        return f"{text.percent(remaining, digits=0)} ({humanize(left)})"
 
     @property
     def cells(self) -> tuple[str, ...]:
@@ -91,15 +108,13 @@ def slo_row(
     compliance and budget. ``series`` must reach ``spec.history_needed(window)`` back."""
     span = window or spec.window
     whole = measure(spec, series, start=now - span, end=now)
-    budget = error_budget(spec, whole, span)
     recent = measure(spec, series, start=now - burn_lookback, end=now)
     return SloRow(
         spec=spec,
         window=span,
         current=current(spec, series, now),
         compliance=whole.compliance,
-        budget_remaining=budget.remaining_fraction,
-        budget_remaining_time=budget.remaining_time,
+        budget=error_budget(spec, whole, span),
         burn_rate=burn_rate(recent, spec.allowed_bad_fraction),
         burn_lookback=burn_lookback,
     )
@@ -166,6 +181,22 @@ def overall_text(board: ModelDashboard) -> str:
     return line
 
 
+def coverage_text(rows: Sequence[SloRow]) -> str:
+    """``Data for 96% of the window (least: helpfulness 40%)``: how much of the window the numbers
+    rest on — the mean over the SLOs shown, the thinnest one when it is thinner, and why a budget
+    is missing when one had too little data to be projected."""
+    if not rows:
+        return ""
+    mean = sum(r.coverage for r in rows) / len(rows)
+    line = f"Data for {text.share(mean)} of the window"
+    least = min(rows, key=lambda r: r.coverage)
+    if len(rows) > 1 and least.coverage < mean:
+        line += f" (least: {least.spec.label} {text.share(least.coverage)})"
+    if any(r.coverage > 0 and not r.budget.projectable for r in rows):
+        line += f"; a budget is projected once {text.share(MIN_PROJECTION_COVERAGE)} of the window has data"
+    return line
+
+
 def _title_window(rows: Sequence[SloRow]) -> str:
     windows = {r.window for r in rows}
     return text.window_title(windows.pop()) if len(windows) == 1 else "each SLO's window"
@@ -185,7 +216,7 @@ def render_table(board: ModelDashboard) -> str:
     rule = RULE * (sum(widths) + len(SEPARATOR) * len(widths) + len(headers[-1]))
     title = f"SLO Dashboard - {board.model} - {_title_window(board.rows)}"
     body = [joined(cells) for cells in lines[1:]]
-    return "\n".join([title, rule, joined(headers), rule, *body, rule, overall_text(board)])
+    return "\n".join([title, rule, joined(headers), rule, *body, rule, overall_text(board), coverage_text(board.rows)])
 
 
 def render_overview(boards: Sequence[ModelDashboard]) -> list[str]:
@@ -199,5 +230,9 @@ def render_overview(boards: Sequence[ModelDashboard]) -> list[str]:
         worst = board.rows[0] if board.rows else None
         if worst is not None and worst.status is not Status.OK:
             line += f" · worst: {worst.spec.label} {worst.current_text} vs {worst.target_text} ({worst.status.label})"
+        thin = [r for r in board.rows if r.coverage > 0 and not r.budget.projectable]
+        if thin:
+            shown = ", ".join(f"{r.spec.label} {text.coverage(r.coverage, r.window)}" for r in thin)
+            line += f" · too little data for a budget: {shown}"
         lines.append(line)
     return lines

@@ -200,13 +200,19 @@ def measure(spec: SloSpec, series: Series, *, start: datetime, end: datetime) ->
 
 
 class Status(Enum):
-    """Where the current value stands. ``rank`` sorts worst first."""
+    """Where an SLO stands. ``rank`` sorts worst first.
+
+    :func:`status_of` judges the current value alone; ``BUDGET_SPENT`` is the dashboard's word for a
+    current value that is fine while the window's error budget is gone (:attr:`SloRow.status`), so
+    a ✅ never sits beside a spent budget.
+    """
 
     CRITICAL = (0, "🔴", "critical")
     WARNING = (1, "⚠️", "warning")
     OFF_TARGET = (2, "⚠️", "off target")
-    NO_DATA = (3, "⚪", "no data")
-    OK = (4, "✅", "ok")
+    BUDGET_SPENT = (3, "⚠️", "budget spent")
+    NO_DATA = (4, "⚪", "no data")
+    OK = (5, "✅", "ok")
 
     @property
     def rank(self) -> int:

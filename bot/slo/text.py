@@ -32,6 +32,16 @@ def window_title(window: timedelta) -> str:
     return f"Last {humanize(window)}"
 
 
+def coverage(fraction: float, window: timedelta) -> str:
+    """``data for 3% of 7 d``: how much of a window has data."""
+    return f"data for {share(fraction)} of {humanize(window)}"
+
+
+def share(fraction: float) -> str:
+    """A share in whole percent; a sliver shows as ``<1%``, never as ``0%`` (which reads as none)."""
+    return "<1%" if 0 < fraction < 0.01 else percent(fraction, digits=0)
+
+
 def percent(fraction: float | None, *, digits: int = 1) -> str:
     """``0.9234`` → ``92.3%``; trailing ``.0`` dropped (``100%``); ``None`` → ``no data``."""
     if fraction is None:

@@ -37,6 +37,7 @@ from bot.config.conditions import Outcome
 from bot.config.loader import Config
 from bot.errors import IncidentBotError
 from bot.evaluation.evaluate import policy_for
+from bot.safe_text import first_unstorable
 from bot.sources.schema import AlertmanagerSection
 
 ACTOR = "alertmanager"
@@ -114,6 +115,9 @@ def parse_notification(body: bytes) -> Notification:
         raise PayloadError("the body is not JSON Alertmanager sends: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise PayloadError("the body must be a JSON object: Alertmanager's webhook payload")
+    hostile = first_unstorable(data)  # 4xx: Alertmanager would retry a 5xx for this payload forever
+    if hostile:
+        raise PayloadError(f"{hostile}; no alert can record it")
     if data.get("version") != "4":
         raise PayloadError(
             f"unsupported payload version {data.get('version')!r}: incident-bot reads Alertmanager's "

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from bot.clock import Clock
+from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.metrics.store import Point
 from bot.settings import Settings
@@ -226,7 +227,8 @@ class PrometheusPuller:
         try:
             answer = http.get(self._endpoint, params={"query": query.query, "timeout": f"{timeout:g}"})
         except httpx.TimeoutException:
-            return Pulled(query, error=f"no answer within {timeout:g}s (the section's timeout); no data this time")
+            waited = humanize(timedelta(seconds=timeout))
+            return Pulled(query, error=f"no answer within {waited} (the section's timeout); no data this time")
         except httpx.TransportError as exc:
             raise PrometheusUnreachable(f"{type(exc).__name__}: {exc}") from exc
         return interpret(query, answer.status_code, answer.content, known_models=known)

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
-from bot.config.durations import parse_duration
+from bot.config.durations import humanize, parse_duration
 from bot.severity import Severity
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(str)]
@@ -107,7 +107,7 @@ class PrometheusSection(_Strict):
     def _consistent(self) -> PrometheusSection:
         if self.timeout > self.interval:
             raise ValueError(
-                f"timeout ({self.timeout}) is longer than interval ({self.interval}); "
+                f"timeout ({humanize(self.timeout)}) is longer than interval ({humanize(self.interval)}); "
                 "a pull must finish before the next one is due"
             )
         seen: set[tuple[str, str]] = set()

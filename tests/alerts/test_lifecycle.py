@@ -173,7 +173,8 @@ def test_condition_clearing_auto_resolves_by_the_system(make: Callable[[], Alert
     assert change.alert.state is AlertState.RESOLVED
     assert change.alert.resolved_at == minutes(10)
     assert change.alert.resolved_by == SYSTEM_ACTOR
-    assert change.alert.values == {"p99_latency_ms": 800.0}, "the resolve records the recovered value"
+    assert change.alert.values == {"p99_latency_ms": 6100.0}, "the values that fired it are kept"
+    assert change.event.data == {"recovered": {"p99_latency_ms": 800.0}}, "the recovered ones ride the event"
     assert change.event.kind is EventKind.AUTO_RESOLVED
     assert change.event.kind.notifies is True
     assert (change.event.actor, change.event.at) == (ACTOR, minutes(10))
@@ -213,7 +214,8 @@ def test_no_data_resolve_resolves_a_firing_alert_as_prometheus_does() -> None:
     assert change.alert.state is AlertState.RESOLVED
     assert change.event.kind is EventKind.AUTO_RESOLVED
     assert "no data" in change.event.detail
-    assert change.alert.values == alert.values, "no recovered value to record"
+    assert change.alert.values == alert.values
+    assert change.event.data == {}, "no recovered value to record"
 
 
 # --- keep_firing_for ------------------------------------------------------------------------

@@ -7,7 +7,9 @@ It speaks the two halves of Socket Mode that an app sees:
   ``{"ok": true, "url": "ws://127.0.0.1:PORT/link"}``, or ``invalid_auth`` for any other token;
 - the websocket at that URL: on connect it sends ``hello``, then whatever envelopes the test
   sends with :meth:`SocketModeEmulator.send`; every message the app sends back is recorded, so
-  a test can wait for the ack ``{"envelope_id": ...}`` of an envelope.
+  a test can wait for the ack ``{"envelope_id": ...}`` of an envelope;
+- ``auth.test`` with any bot (``xoxb-``) token, naming :attr:`SocketModeEmulator.team_id`: a bot
+  without ``SLACK_TEAM_ID`` learns its workspace there.
 
 Point the app's ``SLACK_API_URL`` at :attr:`SocketModeEmulator.base_url`: slack_sdk's Socket
 Mode client opens the connection through the app's ``AsyncWebClient``, i.e. through that base
@@ -28,6 +30,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.emulators.slack_api import SlackEmulator
+
 JsonDict = dict[str, Any]
 
 
@@ -35,6 +39,8 @@ class SocketModeEmulator:
     """``with SocketModeEmulator(app_token="xapp-…") as sm:`` … ``sm.send(envelope)`` … ``sm.wait_for_ack(id)``."""
 
     app_id = "A0INCIDENT"
+
+    team_id = SlackEmulator.team_id
 
     def __init__(self, app_token: str = "xapp-1-A0INCIDENT-1-test") -> None:
         self.app_token = app_token
@@ -104,6 +110,8 @@ class SocketModeEmulator:
         with self._cond:
             self._api_calls.append((method, authorization))
             self._cond.notify_all()
+        if method == "auth.test" and authorization.startswith("Bearer xoxb-"):
+            return web.json_response({"ok": True, "team_id": self.team_id, "user_id": "U0INCIDENT"})
         if method != "apps.connections.open":
             return web.json_response({"ok": False, "error": "unknown_method"})
         if authorization != f"Bearer {self.app_token}":

@@ -206,7 +206,7 @@ def test_the_hook_reports_pages_only_and_each_row_once(paging: Paging) -> None:
 
 
 def test_a_page_result_without_a_root_message_fails_for_good(paging: Paging) -> None:
-    paging.slack.error_next("chat.postMessage", "channel_not_found")
+    paging.slack.error_next("chat.postMessage", "invalid_blocks")
     paging.fire_cost_alert()
     outbox = paging.outbox()
     outbox.deliver_due()

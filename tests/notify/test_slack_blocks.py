@@ -217,6 +217,36 @@ def test_numbers_are_formatted_for_people(value: object, shown: str) -> None:
     assert format_value(value) == shown
 
 
+def test_a_resolved_alert_loses_its_firing_colour() -> None:
+    # open: the severity's colour, whatever the state; resolved (by a person or by itself): green
+    for alert in (make_alert(), acked()):
+        text, blocks = alert_message(alert, now=NOW)
+        assert blocks[0]["text"]["text"] == "🟠 P1 · LLM cost approaching budget for support-bot"
+        assert text.startswith("🟠 P1 · ")
+    for alert in (resolved(), resolved(by=SYSTEM_ACTOR)):
+        text, blocks = alert_message(alert, now=NOW)
+        assert blocks[0]["text"]["text"] == "🟢 Resolved · P1 · LLM cost approaching budget for support-bot"
+        assert text.startswith("🟢 P1 · LLM cost approaching budget for support-bot — ")
+        assert "🟠" not in text + mrkdwn(blocks)
+
+
+def test_an_auto_resolve_shows_the_values_that_fired_it_and_the_recovered_ones_labelled() -> None:
+    alert = resolved(by=SYSTEM_ACTOR, values={"p99_latency_ms": 6100.0, "p99_threshold_ms": 5000, "am_fp": "x"})
+    recovered = {"p99_latency_ms": 200.0, "p99_threshold_ms": 5000, "am_fp": "y"}
+    reply = state_reply(alert, EventKind.AUTO_RESOLVED, "rule:r", NOW, escalation={"recovered": recovered})
+    # what changed is news; a threshold setting that fed the condition, unchanged, and bookkeeping are not
+    assert reply == (
+        "🟢 Auto-resolved: condition cleared after 23 min"
+        " · fired at: p99_latency_ms 6,100, p99_threshold_ms 5,000 · recovered: p99_latency_ms 200"
+    )
+    body = mrkdwn(alert_message(alert, now=NOW, recovered=recovered)[1])
+    assert "*p99_latency_ms*\nfired at: 6,100 · recovered: 200" in body
+    # resolved by a person: the values are still the ones that fired it, and say so
+    assert "*p99_latency_ms*\nfired at: 6,100" in mrkdwn(alert_message(resolved(values=alert.values), now=NOW)[1])
+    # while open, the values need no label
+    assert "*p99_latency_ms*\n6,100" in mrkdwn(alert_message(make_alert(values=alert.values), now=NOW)[1])
+
+
 def test_state_lines_say_who_and_when() -> None:
     assert "✅ Acknowledged by <@U1> at 14:02 UTC" in mrkdwn(alert_message(acked(), now=NOW)[1])
     assert "🟢 Resolved by <@U2> after 23 min" in mrkdwn(alert_message(resolved(), now=NOW)[1])
@@ -228,7 +258,9 @@ def test_state_replies() -> None:
     assert state_reply(acked(), EventKind.ACKNOWLEDGED, "U1", NOW) == "✅ Acknowledged by <@U1> at 14:02 UTC"
     assert state_reply(resolved(), EventKind.RESOLVED, "U2", NOW) == "🟢 Resolved by <@U2> after 23 min"
     auto = state_reply(resolved(by=SYSTEM_ACTOR), "auto_resolved", "rule:llm_cost_runaway", NOW)
-    assert auto == "🟢 Auto-resolved: condition cleared after 23 min"
+    assert auto == (
+        "🟢 Auto-resolved: condition cleared after 23 min · fired at: daily_cost_usd 450, daily_budget_usd 500"
+    )
     assert "&lt;!channel&gt;" in state_reply(make_alert(), "some_future_event", "<!channel>", NOW)
 
 

@@ -199,12 +199,12 @@ def test_a_lost_thread_reply_is_not_posted_twice(make_harness: Callable[..., Har
     assert len(slack.thread(CHANNEL, bot.root()[1])) == 2  # root + one reply
 
 
-def test_channel_not_found_fails_for_good_and_a_later_ack_posts_the_root(bot: Harness, slack: SlackEmulator) -> None:
-    slack.error_next("chat.postMessage", "channel_not_found")
+def test_a_refused_post_fails_for_good_and_a_later_ack_posts_the_root(bot: Harness, slack: SlackEmulator) -> None:
+    slack.error_next("chat.postMessage", "msg_too_long")
     bot.metrics(daily_cost_usd=450)
     assert bot.deliver() == 0
     [row] = bot.rows()
-    assert row.status == FAILED and "channel_not_found" in (row.last_error or "")
+    assert row.status == FAILED and "msg_too_long" in (row.last_error or "")
     bot.clock.advance(timedelta(minutes=10))
     assert bot.deliver() == 0
     assert len(slack.calls_to("chat.postMessage")) == 1
@@ -238,7 +238,7 @@ def test_pacer_spaces_one_channel_and_leaves_others_alone(fake_time: FakeTime) -
     assert pacer.wait("C0A0000000") == 1.0
 
 
-def test_bad_token_fails_for_good_without_logging_it(
+def test_bad_token_pauses_delivery_without_logging_it(
     make_harness: Callable[..., Harness], slack: SlackEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -246,7 +246,7 @@ def test_bad_token_fails_for_good_without_logging_it(
     bot.metrics(daily_cost_usd=450)
     assert bot.deliver() == 0
     [row] = bot.rows()
-    assert row.status == FAILED and "invalid_auth" in (row.last_error or "")
+    assert row.status == "pending" and "invalid_auth" in (row.last_error or "")
     assert "xoxb-secret-wrong" not in caplog.text and "xoxb-secret-wrong" not in (row.last_error or "")
 
 
@@ -276,9 +276,12 @@ def test_error_classification() -> None:
     assert _error(503, "service_unavailable").retryable
     assert _error(200, "ratelimited").retryable
     assert _error(200, "internal_error").retryable
-    for error in ("channel_not_found", "not_in_channel", "invalid_auth", "invalid_blocks", "msg_too_long"):
+    for error in ("channel_not_found", "not_in_channel", "invalid_blocks", "msg_too_long"):
         refused = _error(200, error)
-        assert not refused.retryable and error in str(refused)
+        assert not refused.retryable and not refused.pauses and error in str(refused) and refused.code == error
+    for error in ("invalid_auth", "token_revoked", "account_inactive"):
+        token = _error(200, error)
+        assert token.retryable and token.pauses and token.code == error
     assert "invite the bot" in str(_error(200, "not_in_channel"))
 
 

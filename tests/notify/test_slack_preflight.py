@@ -89,6 +89,17 @@ def test_without_a_slack_token_nothing_is_checked(emulator: SlackEmulator, confi
     assert emulator.calls_to("conversations.list")
 
 
+def test_the_warning_says_where_alerts_for_the_channel_go_meanwhile(
+    emulator: SlackEmulator, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.channel_id("#ml-alerts")  # #llm-alerts is never named: the bot cannot see it
+    token = Settings(slack_bot_token=SecretStr("xoxb-test"), slack_api_url=emulator.base_url)
+    assert set(warn_unreadable_channels(token, config)) == {"#llm-alerts"}
+    [warning] = [r.getMessage() for r in caplog.records if "alert channel" in r.getMessage()]
+    assert warning.startswith("alert channel #llm-alerts: the bot cannot see it")
+    assert "go to #ml-alerts instead" in warning
+
+
 def test_serve_warns_at_start_for_the_channel_it_cannot_read(emulator: SlackEmulator, tmp_path: Path) -> None:
     emulator.channel_id("#ml-alerts"), emulator.channel_id("#llm-alerts")
     emulator.error_next("conversations.history", "not_in_channel")

@@ -69,6 +69,11 @@ def test_sigkill_while_the_root_post_is_in_flight_leaves_one_root_message(
         in_flight = wait_until(lambda: accepted_roots(slack), "the root post to reach Slack", explain=why, timeout=20)[
             0
         ]
+        wait_until(  # the page has a lane of its own: it does not wait for the hanging post
+            lambda: [o for o in outbox(engine) if o.channel == "pagerduty" and o.status == "sent"],
+            "the page to go out while the Slack post hangs",
+            explain=why,
+        )
         first.kill()
 
         [row] = [o for o in outbox(engine) if o.id == outbox_id(in_flight)]
@@ -77,11 +82,9 @@ def test_sigkill_while_the_root_post_is_in_flight_leaves_one_root_message(
         fired = alert(engine, "llm_cost_runaway", "support-bot")
         assert fired is not None and fired.slack_ts is None, "the post's answer never reached the database"
         assert len(slack.messages(LLM)) == 1, "Slack has the message: only the answer was lost"
-        assert not pagerduty.events, "the page waited behind the Slack post in the killed process"
 
-        # The claims of a dead process (the post's row, and the page claimed in the same batch)
-        # expire after the outbox's claim timeout (2 min); age them instead of waiting, so the
-        # test stays short. Nothing else about the rows changes.
+        # The claim of a dead process (the post's row) expires after the outbox's claim timeout
+        # (2 min); age it instead of waiting, so the test stays short. Nothing else about the rows changes.
         with session(engine) as s, s.begin():
             expired = datetime(2000, 1, 1, tzinfo=UTC)
             s.execute(update(OutboxRow).where(col(OutboxRow.status) == "pending").values(claimed_until=expired))

@@ -16,15 +16,21 @@ import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
+from sqlalchemy.engine import Engine
 
+from bot.alerts import store as alert_store
+from bot.alerts.lifecycle import AlertState, dedup_key
+from bot.clock import FrozenClock
 from bot.config.loader import Config, load_config
-from bot.config.schema import Rule
+from bot.config.schema import Model, Rule
 from bot.rule_tests.simulation import _Simulation
 from bot.rule_tests.spec import CaseSpec
+from bot.service import AlertService, every_channel
+from bot.storage.database import session as open_session
 from tests.rule_tests.generate import LOOKBACK, OPERATORS, Case, duration, number
 
 PROMTOOL = Path("/usr/bin/promtool")
@@ -32,6 +38,9 @@ MODEL = "m"
 RULE = "r"
 ISOLATE_AT_MOST = 40
 """Failing cases re-run one by one; past that the batch's own diff is precise enough per case."""
+
+JITTER = 0.9
+"""A pass may start this fraction of an interval after its tick (or a few ms before it)."""
 
 Firing = frozenset[int]
 """The evaluation times (seconds) at which a case's alert is firing."""
@@ -44,16 +53,20 @@ def bot_config(workdir: Path, *, no_data: str) -> Config:
     """The configuration every case runs against: one model, ``stale_after: 5m``, ``no_data`` as
     given, loaded from files the way ``serve`` loads them; each case swaps in its own rule."""
     directory = workdir / f"bot-{no_data}"
+    _write_config(directory, no_data, _bot_rule(">", 0, 0, 0), 60)
+    return load_config(directory)
+
+
+def _write_config(directory: Path, no_data: str, rule: dict[str, object], eval_interval: int) -> None:
     (directory / "rules").mkdir(parents=True, exist_ok=True)
-    settings = {"evaluation_interval": "1m", "stale_after": duration(LOOKBACK), "no_data": no_data}
+    settings = {"evaluation_interval": duration(eval_interval), "stale_after": duration(LOOKBACK), "no_data": no_data}
     document = {
         "settings": settings,
         "models": [{"name": MODEL}],
         "metrics": [{"name": "x", "description": "the generated series"}],
-        "rules": [_bot_rule(">", 0, 0, 0)],
+        "rules": [rule],
     }
     (directory / "rules" / "case.yaml").write_text(json.dumps(document, indent=1))
-    return load_config(directory)
 
 
 def _bot_rule(op: str, threshold: float, for_seconds: int, keep_seconds: int) -> dict[str, object]:
@@ -68,9 +81,13 @@ def _bot_rule(op: str, threshold: float, for_seconds: int, keep_seconds: int) ->
     }
 
 
-def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str) -> dict[int, Firing]:
-    """incident-bot's firing times per case number with ``no_data`` as given: in ``settings:`` for
-    even-numbered cases, on the rule (over a ``settings:`` saying the opposite) for odd ones.
+def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str, jitter: float = 0.0) -> dict[int, Firing]:
+    """incident-bot's firing times per case number with ``no_data`` as given. Where each key is
+    written varies, so the defaults and the overrides are both tried: ``no_data`` is in
+    ``settings:`` for even-numbered cases and on the rule (over a ``settings:`` saying the
+    opposite) for odd ones; ``keep_firing_for`` is in ``settings:`` for every other pair of cases,
+    else on the rule (even ``0s``, over a ``settings:`` default of 1h). With ``jitter`` each pass
+    starts off its tick as ``test-rules --jitter`` makes it (seeded by case).
 
     Each case is a rule test run in-process (the parsed form of a test file, without the YAML,
     which would cost more than the runs) that expects no alert at every evaluation time, so each
@@ -82,18 +99,41 @@ def bot_firing(cases: Iterable[Case], workdir: Path, *, no_data: str) -> dict[in
         rule = _bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds)
         if case.number % 2:
             rule["no_data"] = no_data
-        spec = CaseSpec.model_validate(
-            {
-                "name": case.name,
-                "interval": duration(case.sample_interval),
-                "input_series": [{"model": MODEL, "metric": "x", "values": case.notation}],
-                "alert_rule_test": [{"eval_time": duration(t), "alerts": []} for t in case.eval_times()],
-            }
-        )
-        config = replace(configs[case.number % 2], rules=(Rule.model_validate(rule),))
-        result = _Simulation(spec, config, timedelta(seconds=case.eval_interval)).run()
+        keep_firing_for = timedelta(hours=1)
+        if case.number % 4 >= 2:
+            keep_firing_for = timedelta(seconds=case.keep_seconds)
+            del rule["keep_firing_for"]
+        base = configs[case.number % 2]
+        settings = base.settings.model_copy(update={"keep_firing_for": keep_firing_for})
+        config = replace(base, settings=settings, rules=(Rule.model_validate(rule),))
+        spec = CaseSpec.model_validate(_bot_case(case, frozenset()))
+        every = timedelta(seconds=case.eval_interval)
+        result = _Simulation(spec, config, every, jitter=jitter, seed=case.number).run()
         firing[case.number] = _firing_times(case.name, result.messages)
     return firing
+
+
+def _bot_case(case: Case, firing: Firing) -> dict[str, object]:
+    """The case as an incident-bot rule test expecting the alert firing exactly at ``firing``."""
+    alert = {"rule": RULE, "model": MODEL, "severity": "P2"}
+    return {
+        "name": case.name,
+        "interval": duration(case.sample_interval),
+        "input_series": [{"model": MODEL, "metric": "x", "values": case.notation}],
+        "alert_rule_test": [
+            {"eval_time": duration(t), "alerts": [alert] if t in firing else []} for t in case.eval_times()
+        ],
+    }
+
+
+def rule_test_file(case: Case, firing: Firing, directory: Path) -> Path:
+    """What a user runs with ``incident-bot test-rules``: a configuration holding the case's rule
+    (``no_data: resolve``) and a rule test file expecting the alert firing exactly at ``firing``."""
+    rule = _bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds)
+    _write_config(directory, "resolve", rule, case.eval_interval)
+    path = directory / "rule-tests.yaml"
+    path.write_text(yaml.safe_dump({"config_dir": ".", "tests": [_bot_case(case, firing)]}, sort_keys=False))
+    return path
 
 
 _BOT_DIFF = re.compile(r"^at (?P<at>\S+): open alerts differ from the expected ones$")
@@ -119,6 +159,34 @@ def parse_offset(text: str) -> int:
         raise ValueError(f"not a duration: {text!r}")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def service_firing(cases: Iterable[Case], engine: Engine, workdir: Path) -> dict[int, Firing]:
+    """The production path for the same cases: samples stored with their timestamps, then
+    :meth:`AlertService.evaluate_once` at each tick and the open alerts read back from the
+    database (``no_data: resolve``). Each case watches its own model, so one database serves all."""
+    base = bot_config(workdir, no_data="resolve")
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)  # a tick of every schedule
+    clock = FrozenClock(start)
+    firing: dict[int, Firing] = {}
+    for case in cases:
+        model = f"{MODEL}-{case.number}"
+        rule = {**_bot_rule(case.op, case.threshold, case.for_seconds, case.keep_seconds), "models": [model]}
+        config = replace(base, rules=(Rule.model_validate(rule),), models={model: Model(name=model)})
+        service = AlertService(engine, clock, lambda config=config: config, every_channel(["recording"]))
+        every = timedelta(seconds=case.sample_interval)
+        service.ingest([(model, "x", start + every * i, v) for i, v in enumerate(case.values) if v is not None])
+        times: set[int] = set()
+        for t in case.eval_times():
+            tick = start + timedelta(seconds=t)
+            clock.set(tick)
+            service.evaluate_once(at=tick)
+            with open_session(engine) as session:
+                alert = alert_store.open_alerts(session).get(dedup_key(RULE, model))
+            if alert is not None and alert.state is AlertState.FIRING:
+                times.add(t)
+        firing[case.number] = frozenset(times)
+    return firing
 
 
 # --- promtool ----------------------------------------------------------------------------------
@@ -233,6 +301,8 @@ class Verdicts:
     """incident-bot with ``no_data: resolve``: what promtool was asked to confirm."""
     keep: dict[int, Firing]
     """incident-bot with ``no_data: keep``."""
+    jittered: dict[int, Firing]
+    """incident-bot with ``no_data: resolve``, each pass starting up to :data:`JITTER` of an interval late."""
     prometheus: dict[int, Firing]
     said: dict[int, str]
 
@@ -241,6 +311,7 @@ def differential(cases: list[Case], workdir: Path) -> Verdicts:
     """Both sides over all ``cases``: one promtool run for the lot, then each disputed case alone."""
     bot = bot_firing(cases, workdir, no_data="resolve")
     keep = bot_firing(cases, workdir, no_data="keep")
+    jittered = bot_firing(cases, workdir, no_data="resolve", jitter=JITTER)
     batch = run_promtool(promtool_files(cases, bot, workdir / "promtool"))
     prometheus = dict(bot)
     said: dict[int, str] = {}
@@ -255,7 +326,7 @@ def differential(cases: list[Case], workdir: Path) -> Verdicts:
         prometheus[case.number] = frozenset(
             t for t in case.eval_times() if (differs[t] if t in differs else t in bot[case.number])
         )
-    return Verdicts(bot, keep, prometheus, said)
+    return Verdicts(bot, keep, jittered, prometheus, said)
 
 
 def keep_problems(case: Case, keep: Firing, prometheus: Firing) -> list[str]:
@@ -313,3 +384,35 @@ def explain(case: Case, ours: Firing, theirs: Firing, ours_label: str = "inciden
 
 def _indented(document: dict[str, object]) -> list[str]:
     return ["    " + line for line in yaml.safe_dump(document, sort_keys=False, width=200).splitlines()]
+
+
+def main() -> int:
+    """``python -m tests.rule_tests.differential --seed 7 --count 5000``: explore past CI's cases;
+    prints each disagreement as the tests would and exits 1 if there is any."""
+    import argparse
+    import tempfile
+
+    from tests.rule_tests.generate import generate
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--count", type=int, default=1000)
+    args = parser.parse_args()
+    cases = generate(args.seed, args.count)
+    with tempfile.TemporaryDirectory() as workdir:
+        verdicts = differential(cases, Path(workdir))
+    sides = {"no_data: resolve": verdicts.bot, "no_data: keep": verdicts.keep, "jittered": verdicts.jittered}
+    found = 0
+    for case in cases:
+        theirs = verdicts.prometheus[case.number]
+        for what, side in sides.items():
+            ours = side[case.number]
+            if keep_problems(case, ours, theirs) if what == "no_data: keep" else ours != theirs:
+                found += 1
+                print(f"--- {what}\n{explain(case, ours, theirs, f'incident-bot ({what})')}\n")
+    print(f"{len(cases)} cases (seed {args.seed}): {found} disagreements")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

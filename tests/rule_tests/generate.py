@@ -1,12 +1,13 @@
 """Seeded generator of threshold-rule cases in promtool's notation, for the differential tests.
 
 Each :class:`Case` is one alerting rule (``x{case="17"} > 3`` with a ``for:`` of 0 to 5 evaluation
-intervals) and one input series, written the way ``promtool test rules`` reads them. The shapes
-are the ones where an engine can disagree with Prometheus: breaches of every length from one
-sample to ``for`` + 3, gaps shorter than, exactly as long as and longer than the 5m lookback,
-flapping, values exactly at the threshold, samples as often as and rarer than the evaluations
-(and not on the evaluation grid), and series that stop. The same seed gives the same cases, so
-a failing case number found in CI is the same case on a laptop.
+intervals, sometimes a ``keep_firing_for:`` of 1 to 3) and one input series, written the way
+``promtool test rules`` reads them. The shapes are the ones where an engine can disagree with
+Prometheus: breaches of every length from one sample to ``for`` + 3, gaps shorter than, exactly as
+long as and longer than the 5m lookback, flapping, values exactly at the threshold, ``a+bxn`` steps
+summed in floats, samples as often as and rarer than the evaluations (and not on the evaluation
+grid), and series that stop. The same seed gives the same cases, so a failing case number found
+in CI is the same case on a laptop.
 
 Times are whole seconds from the start of the test (promtool's time 0).
 """
@@ -32,9 +33,22 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 _OPERATOR_WEIGHTS = {">": 4, ">=": 3, "<": 3, "<=": 3, "==": 1, "!=": 1}
 
-SCHEDULES: tuple[tuple[int, int], ...] = ((60, 60), (60, 120), (60, 240), (60, 90), (120, 120), (120, 240), (30, 60))
+SCHEDULES: tuple[tuple[int, int], ...] = (
+    (60, 60),
+    (60, 120),
+    (60, 240),
+    (60, 90),
+    (60, 30),
+    (120, 120),
+    (120, 240),
+    (120, 60),
+    (30, 60),
+    (15, 15),
+    (300, 300),
+)
 """(evaluation interval, sample interval) in seconds: samples as often as the evaluations, rarer,
-and off the evaluation grid (every 90s against every 60s)."""
+more often, and off the evaluation grid (every 90s against every 60s); evaluations from 15s to 5m
+(at 5m the previous tick's sample is exactly at the edge of the lookback)."""
 
 KINDS = ("breach", "gap", "flap", "threshold", "stop", "random", "ramp")
 
@@ -167,11 +181,10 @@ def _sweep(rng: random.Random) -> Iterator[Case]:
 def _random_case(rng: random.Random, kind: str) -> Case:
     eval_interval, sample_interval = rng.choice(SCHEDULES)
     steps = (rng.randint(0, 5), rng.choice((0, 0, 0, 1, 2, 3)))  # for:, keep_firing_for:
-    for_steps = steps[0]
-    shape = _Shape(rng, _pick_op(rng), rng.randint(-2, 5))
-    longest = for_steps * eval_interval // sample_interval + 4  # in samples: enough to outlast for:
     if kind == "ramp":
         return _ramp(rng, kind, steps, (eval_interval, sample_interval))
+    shape = _Shape(rng, _pick_op(rng), rng.randint(-2, 5))
+    longest = steps[0] * eval_interval // sample_interval + 4  # in samples: enough to outlast for:
     if kind == "breach":
         values = shape.ok(rng.randint(0, 2)) + shape.breach(rng.randint(1, longest)) + shape.ok(rng.randint(0, 3))
     elif kind == "gap":

@@ -8,7 +8,8 @@ A disagreeing case fails on its own, printed in promtool notation with each side
 evaluation and a promtool test file that reproduces Prometheus' answer. With ``no_data: keep`` the
 one allowed difference is a firing alert that outlives its silent series.
 
-``--slow`` runs many more cases. Where ``/usr/bin/promtool`` is missing these tests are skipped
+``--slow`` runs many more cases; ``python -m tests.rule_tests.differential --seed N --count M``
+explores other seeds without pytest. Where ``/usr/bin/promtool`` is missing these tests are skipped
 with the reason; ``REQUIRE_PROMETHEUS=1`` (set by ``.ci/run``) makes that a failure.
 """
 
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.rule_tests import run_rule_tests
+from bot.storage.database import make_engine, migrate
 from tests.rule_tests.differential import (
     PROMTOOL,
     Verdicts,
@@ -29,13 +32,17 @@ from tests.rule_tests.differential import (
     explain,
     keep_problems,
     promtool_files,
+    rule_test_file,
     run_promtool,
+    service_firing,
 )
-from tests.rule_tests.generate import OPERATORS, SCHEDULES, Case, generate
+from tests.rule_tests.generate import KINDS, OPERATORS, SCHEDULES, Case, generate
 from tests.sources.helpers import require_binary
 
+PACKAGE = "prometheus"
+"""Debian's package that ships ``promtool``."""
 SEED = 19
-COUNT = 600
+COUNT = 700
 SLOW_COUNT = 20000
 
 KNOWN_KEEP_FINDINGS = {
@@ -53,6 +60,11 @@ def _cases(count: int) -> list[Case]:
     return generate(SEED, count)
 
 
+def _of_every_kind(per_kind: int) -> list[Case]:
+    """The first ``per_kind`` default cases of each kind: a sample for the slower paths."""
+    return [case for kind in KINDS for case in [c for c in _cases(COUNT) if c.kind == kind][:per_kind]]
+
+
 def _count(config: pytest.Config) -> int:
     return SLOW_COUNT if config.getoption("--slow") else COUNT
 
@@ -65,7 +77,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="module")
 def verdicts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Verdicts:
-    require_binary(PROMTOOL)
+    require_binary(PROMTOOL, PACKAGE)
     return differential(_cases(_count(request.config)), tmp_path_factory.mktemp("differential"))
 
 
@@ -86,6 +98,42 @@ def test_no_data_keep_differs_only_by_outliving_a_silent_series(case: Case, verd
     if None not in reasons and len(set(reasons)) == 1:
         pytest.xfail(str(reasons[0]))
     pytest.fail(shown, pytrace=False)
+
+
+def test_a_pass_that_starts_late_or_early_changes_no_answer(verdicts: Verdicts, request: pytest.FixtureRequest) -> None:
+    """``for:`` and staleness are judged as of each pass's tick, so passes that start up to 0.9 of
+    an interval late or a few milliseconds early fire exactly when on-time passes (and Prometheus) do."""
+    cases = _cases(_count(request.config))
+    moved = [case for case in cases if verdicts.jittered[case.number] != verdicts.bot[case.number]]
+    jittered, prometheus = verdicts.jittered, verdicts.prometheus
+    shown = "\n".join(explain(case, jittered[case.number], prometheus[case.number], "jittered") for case in moved[:5])
+    assert not moved, f"{len(moved)} cases answer differently under jitter:\n{shown}"
+
+
+def test_incident_bot_test_rules_passes_files_expecting_prometheus_answers(verdicts: Verdicts, tmp_path: Path) -> None:
+    """The public path too: ``test-rules`` files (YAML, configuration loaded from disk) whose
+    expectations are promtool's answers pass, for a sample of the cases of every kind."""
+    failed = []
+    for case in _of_every_kind(6):
+        report = run_rule_tests(rule_test_file(case, verdicts.prometheus[case.number], tmp_path / case.name))
+        if not report.ok:
+            failed.append(f"{case.describe()}\n{report.format()}")
+    assert not failed, "\n".join(failed)
+
+
+def test_the_service_fires_when_prometheus_fires(verdicts: Verdicts, tmp_path: Path) -> None:
+    """The running bot's own pass (samples stored in SQLite, ``AlertService.evaluate_once`` at each
+    tick) fires exactly when the rule tests and Prometheus do, for a sample of every kind."""
+    engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
+    migrate(engine)
+    sample = _of_every_kind(2)
+    try:
+        firing = service_firing(sample, engine, tmp_path)
+    finally:
+        engine.dispose()
+    moved = [case for case in sample if firing[case.number] != verdicts.prometheus[case.number]]
+    shown = "\n".join(explain(case, firing[case.number], verdicts.prometheus[case.number], "service") for case in moved)
+    assert not moved, f"{len(moved)} of {len(sample)} cases fire differently in the service:\n{shown}"
 
 
 # --- the harness itself ------------------------------------------------------------------------
@@ -131,7 +179,7 @@ def _longest_silence(case: Case) -> int:
 
 def test_a_disagreement_is_found_at_its_case_and_time(tmp_path: Path) -> None:
     """Tamper with incident-bot's answer for one case at one time: promtool must dispute exactly that."""
-    require_binary(PROMTOOL)
+    require_binary(PROMTOOL, PACKAGE)
     cases = _cases(COUNT)[:40]
     firing = bot_firing(cases, tmp_path, no_data="resolve")
     victim = next(case for case in cases if firing[case.number])
@@ -147,7 +195,7 @@ def test_a_disagreement_is_found_at_its_case_and_time(tmp_path: Path) -> None:
 def test_the_issue_example_never_fires_as_in_prometheus(tmp_path: Path) -> None:
     """Issue 19: ``for: 10m`` on two breaching samples 8 minutes apart with a gap between (samples
     every 4m, evaluations every 2m, ``-11 0 _ 0`` against ``x >= -1``): Prometheus never fires."""
-    require_binary(PROMTOOL)
+    require_binary(PROMTOOL, PACKAGE)
     case = Case(0, "issue 19", ">=", -1, 5, 0, 120, 240, (-11.0, 0.0, None, 0.0), 1200)
 
     verdicts = differential([case], tmp_path)
@@ -160,7 +208,7 @@ def test_the_issue_example_never_fires_as_in_prometheus(tmp_path: Path) -> None:
 def test_keep_resolves_when_keep_firing_for_is_over_though_the_series_stopped(tmp_path: Path) -> None:
     """F1's smallest case: ``x > 0``, ``keep_firing_for: 6m`` (evaluations and samples every 2m);
     the data says clear at 2m and stops; Prometheus resolves at 8m, when keep_firing_for is over."""
-    require_binary(PROMTOOL)
+    require_binary(PROMTOOL, PACKAGE)
     case = Case(0, "F1", ">", 0, 0, 3, 120, 120, (1.0, -1.0), 960)
 
     verdicts = differential([case], tmp_path)

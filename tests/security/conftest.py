@@ -154,14 +154,15 @@ class Edge:
         return self.post(self.command_body(command, "")).status_code != 404
 
 
-def start_edge(tmp_path: Path) -> Iterator[Edge]:
+def start_edge(tmp_path: Path, *, team_id: str | None = TEAM) -> Iterator[Edge]:
+    """The bot serving ``team_id`` (None: the workspace it learns from the emulator's ``auth.test``)."""
     clock = FrozenClock()
     with SlackEmulator(TOKEN) as slack:
         settings = Settings(
             slack_signing_secret=SECRET,  # type: ignore[arg-type]
             slack_bot_token=TOKEN,  # type: ignore[arg-type]
             slack_api_url=slack.base_url,
-            slack_team_id=TEAM,
+            slack_team_id=team_id,
             ingest_token=INGEST_TOKEN,  # type: ignore[arg-type]
             database_url=f"sqlite:///{tmp_path}/security.db",
         )

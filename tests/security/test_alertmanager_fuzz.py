@@ -11,6 +11,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tests.security.conftest import ALERTMANAGER, BEARER, Edge, examples
+from tests.security.hostile import hostile_text
 from tests.sources.helpers import NOW
 
 EXAMPLES = examples(300)
@@ -26,7 +27,9 @@ times = st.sampled_from(
 ) | st.datetimes().map(lambda d: d.isoformat())
 labels = st.dictionaries(
     st.sampled_from(["alertname", "model", "service", "job", "severity"]) | st.text(max_size=10),
-    st.sampled_from(["ModelDown", "support-bot", "critical", "P0", "weird", "<!channel>", ""]) | st.text(max_size=20),
+    st.sampled_from(["ModelDown", "support-bot", "critical", "P0", "weird", "<!channel>", ""])
+    | st.text(max_size=20)
+    | hostile_text,
     max_size=5,
 )
 alerts = st.fixed_dictionaries(

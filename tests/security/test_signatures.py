@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.slack.app import REPLAY_CACHE_SIZE, ReplayCache, only_workspace, team_problem
+from bot.slack.app import REPLAY_CACHE_SIZE, ReplayCache, Workspace, only_workspace, team_problem
 from tests.security.conftest import FORM, SLACK, TEAM, Edge, examples
-from tests.slack.harness import SECRET, sign
+from tests.slack.harness import SECRET, TOKEN, sign
 
 EXAMPLES = examples(60)
 
@@ -244,7 +244,7 @@ def test_team_problem_is_silent_without_a_configured_workspace() -> None:
 
 def test_socket_mode_requests_for_another_workspace_are_refused_inside_bolt() -> None:
     """Socket Mode skips the HTTP edge; the middleware applies the same rule there."""
-    middleware = only_workspace(TEAM)
+    middleware = only_workspace(Workspace(TEAM, token=TOKEN, base_url="http://127.0.0.1:9/"))
     reached: list[str] = []
 
     async def run(body: dict[str, Any]) -> BoltResponse | None:

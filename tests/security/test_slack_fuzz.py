@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from bot.slack.actions import alert_id_of
 from tests.security.conftest import FORM, Edge, examples
+from tests.security.hostile import hostile_text
 
 EXAMPLES = examples(120)
 COMMANDS = ["/runbook", "/alerts", "/slo", "/silence"]
@@ -108,7 +109,7 @@ def test_a_validly_signed_garbage_body_is_a_4xx(edge: Edge, body: bytes, content
     assert edge.snapshot() == before
 
 
-anything = st.text(max_size=10) | json_values
+anything = st.text(max_size=10) | json_values | hostile_text
 event_types = st.sampled_from(
     ["app_home_opened", "message", "app_mention", "tokens_revoked", "app_uninstalled", "function_executed",
      "assistant_thread_started", "workflow_step_execute"]

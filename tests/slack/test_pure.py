@@ -20,7 +20,6 @@ from bot.slack.commands import (
     MAX_SECTIONS,
     AlertsRequest,
     SloRequest,
-    SloView,
     parse_alerts_args,
     parse_slo_args,
     render_runbook,
@@ -31,9 +30,8 @@ from bot.slack.commands import (
     slo_reply,
     table_context,
 )
-from bot.slo.dashboard import build_dashboard
+from bot.slo.dashboard import ModelDashboard, build_dashboard
 from bot.slo.service import specs_of
-from bot.slo.sli import measure
 from tests.slack.harness import SECRET, shipped_config, sign
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -247,13 +245,10 @@ def test_parse_slo_args(cfg: Config) -> None:
     assert without.text == "No SLOs are configured for `support-bot`. Models with SLOs: `fraud-detector-v2`."
 
 
-def _view(cfg: Config, series: dict[str, dict[str, list[Sample]]], *, model: str | None = None) -> SloView:
-    specs = specs_of(cfg, model=model)
-    boards = build_dashboard(specs, series, NOW)
-    coverage = {
-        spec.key: measure(spec, series.get(spec.model, {}), start=NOW - spec.window, end=NOW).coverage for spec in specs
-    }
-    return SloView(boards, coverage)
+def _boards(
+    cfg: Config, series: dict[str, dict[str, list[Sample]]], *, model: str | None = None
+) -> tuple[ModelDashboard, ...]:
+    return build_dashboard(specs_of(cfg, model=model), series, NOW)
 
 
 def _hourly(value: float, hours: int) -> list[Sample]:
@@ -262,31 +257,28 @@ def _hourly(value: float, hours: int) -> list[Sample]:
 
 def test_slo_reply_escapes_and_keeps_sections_small(cfg: Config) -> None:
     series = {"support-bot": {"response_time_p95_ms": _hourly(1500.0, 24)}}
-    overview = slo_reply(_view(cfg, series), model=None, window=None, now=NOW)
+    overview = slo_reply(_boards(cfg, series), model=None, window=None, now=NOW)
     assert overview.blocks is not None
     assert overview.text.splitlines()[1].startswith("⚪ fraud-detector-v2")  # blind is worse than partly seen
-    table = slo_reply(_view(cfg, series, model="support-bot"), model="support-bot", window=None, now=NOW)
+    table = slo_reply(_boards(cfg, series, model="support-bot"), model="support-bot", window=None, now=NOW)
     assert table.blocks is not None
     code = table.blocks[1]["text"]["text"]
     assert code.startswith("```\nSLO Dashboard - support-bot - Last 7 Days")
     assert "response_time_p95_ms │ ≤ 2s    │ 1.5s" in code
     assert all(len(b["text"]["text"]) <= 3000 for b in table.blocks if b["type"] == "section")
-    assert slo_reply(SloView((), {}), model=None, window=None, now=NOW).text == messages.SLO_NONE_CONFIGURED
+    assert slo_reply((), model=None, window=None, now=NOW).text == messages.SLO_NONE_CONFIGURED
 
 
-def test_table_context_says_window_and_coverage(cfg: Config) -> None:
+def test_table_says_window_and_coverage(cfg: Config) -> None:
     series = {"support-bot": {"response_time_p95_ms": _hourly(1500.0, 42), "current_accuracy": _hourly(0.95, 84)}}
-    view = _view(cfg, series, model="support-bot")
-    [board] = view.boards
-    note = table_context(board, view.coverage, window=None, now=NOW)
+    [board] = _boards(cfg, series, model="support-bot")
+    note = table_context(board, window=None, now=NOW)
+    assert note.startswith("Window: last 7 days · burn rate over the last 1 h · as of ")
+    assert table_context(board, window=timedelta(days=30), now=NOW).startswith("Window: last 30 days · ")
+    reply = slo_reply([board], model="support-bot", window=None, now=NOW)
+    assert reply.blocks is not None
     # 42 h and 84 h of a 168 h window: 25% and 50%; two SLOs with none: a mean of 18.75%
-    assert note.startswith(
-        "Window: last 7 days · data for 19% of it (least: availability 0%) · burn rate over the last 1 h"
-    )
-    full = {spec: 1.0 for spec in view.coverage}
-    assert table_context(board, full, window=timedelta(days=30), now=NOW).startswith(
-        "Window: last 30 days · data for 100% of it · "
-    )
+    assert "\nData for 19% of the window (least: helpfulness 0%)\n```" in reply.blocks[1]["text"]["text"]
 
 
 # --------------------------------------------------------------------------- /alerts review

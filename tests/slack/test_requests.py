@@ -179,11 +179,16 @@ def test_channel_members_checks_the_incidents_own_channel_not_the_payloads(env: 
     assert env.alert().state is AlertState.FIRING
     env.click("incident_acknowledge", user=ANA, value=str(env.incident_id))
     env.wait_until(lambda: env.alert().state is AlertState.ACKNOWLEDGED)
+def posted(env: SlackEnv) -> None:
+    """Record the alert's Slack message in ``env.channel``, as its delivery would."""
+    with open_session(env.engine) as s, s.begin():
+        store.record_slack_message(s, env.alert_id, channel=env.channel, ts="1767603600.000100")
 
 
 def test_channel_members_policy_refuses_a_non_member(env: SlackEnv) -> None:
     env.config.allow("channel_members")
     env.slack.set_members(env.channel, [ANA])
+    posted(env)
     env.click("alert_acknowledge", user=EVE)
     call = env.slack.wait_for("chat.postEphemeral")
     assert call.params["user"] == EVE
@@ -194,6 +199,31 @@ def test_channel_members_policy_refuses_a_non_member(env: SlackEnv) -> None:
     env.wait_until(lambda: env.alert().state is AlertState.ACKNOWLEDGED)
     assert env.alert().acknowledged_by == ANA
     assert len(env.slack.calls_to("conversations.members")) == 1, "the membership lookup is cached"
+
+
+def test_channel_members_policy_checks_the_alerts_channel_not_the_one_the_click_names(env: SlackEnv) -> None:
+    """Eve is no member of the alert's channel; clicking a copy of its message in her own channel
+    (the click then names that channel) acknowledged the alert."""
+    env.config.allow("channel_members")
+    env.slack.set_members(env.channel, [ANA])
+    own = env.slack.channel_id("#eve-private")
+    env.slack.set_members(own, [EVE])
+    posted(env)
+    env.click("alert_acknowledge", user=EVE, overrides={"channel": {"id": own, "name": "eve-private"}})
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert call.params["user"] == EVE and f"only members of <#{env.channel}>" in call.params["text"]
+    assert env.alert().state is AlertState.FIRING
+    assert [c.params["channel"] for c in env.slack.calls_to("conversations.members")] == [env.channel]
+
+
+def test_channel_members_policy_refuses_an_alert_with_no_slack_message_yet(env: SlackEnv) -> None:
+    """Without a posted message the alert has no channel whose members could be asked: fail closed."""
+    env.config.allow("channel_members")
+    env.slack.set_members(env.channel, [ANA])
+    env.click("alert_acknowledge", user=ANA)
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert "cannot tell which channel" in call.params["text"]
+    assert env.alert().state is AlertState.FIRING
 
 
 def test_usergroup_policy_refuses_outsiders_and_fails_closed_on_an_unknown_group(env: SlackEnv) -> None:
@@ -219,8 +249,7 @@ def test_a_click_from_the_app_home_is_checked_against_the_alerts_channel(env: Sl
     env.click("alert_acknowledge", user=ANA, overrides=home)
     call = env.slack.wait_for("chat.postMessage")  # no channel to be ephemeral in: a DM
     assert call.params["channel"] == ANA and "cannot tell which channel" in call.params["text"]
-    with open_session(env.engine) as s, s.begin():
-        store.record_slack_message(s, env.alert_id, channel=env.channel, ts="1767603600.000100")
+    posted(env)
     env.slack.set_members(env.channel, [ANA])
     env.click("alert_acknowledge", user=ANA, overrides=home)
     env.wait_until(lambda: env.alert().state is AlertState.ACKNOWLEDGED)

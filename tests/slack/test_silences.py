@@ -310,6 +310,19 @@ def test_silence_button_follows_the_access_policy(env: SlackEnv) -> None:
     assert active(env) == []
 
 
+def test_silence_button_checks_the_alerts_channel_not_the_one_the_click_names(env: SlackEnv) -> None:
+    """A copy of the message clicked in Eve's own channel names that channel; she is no member of the alert's."""
+    env.config.allow("channel_members")
+    env.slack.set_members(env.channel, [ANA])
+    own = env.slack.channel_id("#eve-private")
+    env.slack.set_members(own, [EVE])
+    post_root(env)
+    env.click("alert_silence", user=EVE, overrides={"channel": {"id": own, "name": "eve-private"}})
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert call.params["user"] == EVE and "not allowed to silence" in call.params["text"]
+    assert active(env) == []
+
+
 def test_silence_button_with_a_bad_or_unknown_alert_id(env: SlackEnv) -> None:
     env.click("alert_silence", value="<!channel>")
     call = env.slack.wait_for("chat.postEphemeral")

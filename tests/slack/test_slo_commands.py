@@ -81,16 +81,15 @@ def test_model_table_has_every_slo_row_with_its_status(env: SlackEnv) -> None:
     assert rows["helpfulness"].endswith("⚠️ warning") and "0.78" in rows["helpfulness"]
     assert rows["availability"].endswith("⚪ no data")
     assert rows["current_accuracy"].endswith("✅ ok") and "93%" in rows["current_accuracy"]
-    assert "(spent)" in rows["response_time_p95_ms"]  # an hour at 5.6 s has used up a week's budget
+    assert "spent (156% used)" in rows["response_time_p95_ms"]  # an hour at 5.6 s has used up a week's budget
     # worst first, the columns aligned: every row's separators at the same places
     order = [name for name in rows if name != "Metric"]
     assert order == ["response_time_p95_ms", "helpfulness", "availability", "current_accuracy"]
     positions = {tuple(i for i, ch in enumerate(line) if ch == "│") for line in rows.values()}
     assert len(positions) == 1
     assert "Overall SLO Compliance: 33% (1 of 3 measured SLOs ok; 1 with no data)" in table
-    note = context(call)
-    assert note.startswith("Window: last 7 days · data for 21% of it (least: availability 0%)")
-    assert "burn rate over the last 1 h" in note
+    assert "\nData for 21% of the window (least: availability 0%)\n```" in table
+    assert context(call).startswith("Window: last 7 days · burn rate over the last 1 h · as of ")
 
 
 def test_model_table_over_another_window(env: SlackEnv) -> None:
@@ -98,7 +97,10 @@ def test_model_table_over_another_window(env: SlackEnv) -> None:
     header, table = sections(call)
     assert header == "*SLO status — support-bot* (last 30 days)"
     assert "SLO Dashboard - support-bot - Last 30 Days" in table
-    assert context(call).startswith("Window: last 30 days · data for 5% of it")
+    assert context(call).startswith("Window: last 30 days · burn rate over the last 1 h")
+    # a week of samples is 23% of 30 days: enough for a budget; a day of them, 3%, is not
+    assert "Data for 5% of the window" in table
+    assert "a budget is projected once 10% of the window has data" in table
     # the model is found whatever the case, and the window may come first
     assert sections(answered(env, "STATUS 12h Support-Bot"))[0] == "*SLO status — support-bot* (last 12 hours)"
 

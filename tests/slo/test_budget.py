@@ -7,7 +7,14 @@ from datetime import timedelta
 import pytest
 
 from bot.metrics.samples import Sample
-from bot.slo.budget import Budget, budget_consumed, burn_rate, error_budget, time_to_exhaustion
+from bot.slo.budget import (
+    MIN_PROJECTION_COVERAGE,
+    Budget,
+    budget_consumed,
+    burn_rate,
+    error_budget,
+    time_to_exhaustion,
+)
 from bot.slo.sli import RatioSli, TimeSli, threshold_sli
 from bot.slo.spec import SloSpec
 from tests.slo.helpers import DAY, HOUR, MIN, NOW, at
@@ -116,3 +123,20 @@ def test_time_to_exhaustion() -> None:
     assert time_to_exhaustion(Budget(7 * DAY, 0.01, 0.02), 3.0) == ZERO
     assert time_to_exhaustion(budget, 0.0) is None
     assert time_to_exhaustion(budget, None) is None
+
+
+def test_a_budget_is_projected_only_from_a_tenth_of_the_window() -> None:
+    # 15 bad minutes and nothing else in 7 days: 100% bad over 0.15% of the window. Extrapolated,
+    # that is "−9900% left" and "gone now"; it is too little data to say anything about a week.
+    one = [Sample(6100, NOW - 3 * HOUR)]
+    sli = threshold_sli(one, start=NOW - 7 * DAY, end=NOW, direction="below", target=2000, stale_after=15 * MIN)
+    thin = error_budget(LATENCY, sli)
+    assert thin.coverage == pytest.approx(15 / 10080)
+    assert not thin.projectable
+    assert time_to_exhaustion(thin, 100.0) is None
+    # the threshold is MIN_PROJECTION_COVERAGE of the window: 16.8 h of 7 days
+    assert Budget(7 * DAY, 0.01, 0.5, coverage=MIN_PROJECTION_COVERAGE).projectable
+    assert not Budget(7 * DAY, 0.01, 0.5, coverage=MIN_PROJECTION_COVERAGE - 0.001).projectable
+    assert MIN_PROJECTION_COVERAGE == 0.10
+    # no data at all is never projectable, whatever the coverage says
+    assert not Budget(7 * DAY, 0.01, None, coverage=1.0).projectable

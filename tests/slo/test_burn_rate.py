@@ -200,6 +200,18 @@ def test_coverage_guard_for_threshold_slos() -> None:
     assert finding is not None and finding.tier is not None and finding.tier.name == "fast"
 
 
+def test_a_page_on_a_thin_window_does_not_project_the_budget() -> None:
+    # 20 min of data, all bad: the fast tier's 14 min window is covered and pages, but 20 min is
+    # 0.2% of the 7-day window, so "−9900% left; gone now" would be a made-up number
+    series = {"response_time_p95_ms": every(6000, start=NOW - 20 * MIN, end=NOW, step=MIN)}
+    finding = evaluate_burn(LATENCY_7D, series, NOW)
+    assert finding is not None and finding.tier is not None and finding.tier.name == "fast"
+    assert (finding.budget_remaining, finding.time_to_exhaustion) == (None, None)
+    assert finding.explanation.endswith(
+        "used in the last 14 min; data for <1% of 7 d, too little to project the budget."
+    )
+
+
 def test_absent_metric_is_its_own_finding() -> None:
     # last sample 20 min ago > absent_after 15 min → "absent", P2, with when it was last seen
     series = {"response_time_p95_ms": every(1500, start=NOW - HOUR, end=NOW - 20 * MIN, step=MIN)}

@@ -18,7 +18,7 @@ from bot.metrics.samples import Sample
 from bot.metrics.store import Point
 from bot.settings import Settings
 from bot.slo import cli as slo_cli
-from bot.slo.chart import budget_burndown, render_budget_chart
+from bot.slo.chart import Burndown, budget_burndown, budget_figure, render_budget_chart
 from bot.slo.dashboard import slo_row
 from bot.slo.service import slo_chart
 from bot.slo.spec import SloSpec
@@ -85,6 +85,7 @@ def test_slo_status_prints_seed_000s_table_for_one_model(database: Engine, capsy
         "availability         │ ≥ 99.5% │ 99.8%   │ 60% (30 min 14 s) │ 0.4×       │ 99.8%      │ ✅ ok",
         rule,
         "Overall SLO Compliance: 75%",
+        "Data for 100% of the window",
     ]
 
 
@@ -99,6 +100,24 @@ def test_slo_status_without_a_model_lists_models_worst_first_then_tables(
     assert lines[1].startswith("⚪ fraud-detector-v2 — SLO compliance no data (0/0 ok, 1 no data)")
     assert "SLO Dashboard - support-bot - Last 1 Day" in out
     assert "SLO Dashboard - fraud-detector-v2 - Last 1 Day" in out
+
+
+def test_slo_status_on_sparse_data_says_how_much_data_there_is(
+    database: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a bot that started pushing 10 minutes ago, after one bad sample 3 h ago: no "−5900% (spent)" beside ✅
+    points: list[Point] = [
+        (BOT, "response_time_p95_ms", NOW - 3 * HOUR, 6100),
+        (BOT, "response_time_p95_ms", NOW - 10 * MIN, 1500),
+    ]
+    with session(database) as s, s.begin():
+        metric_store.record(s, points)
+    assert run_cli(["slo", "status", BOT, "--config-dir", str(REPO)], NOW) == 0
+    out = capsys.readouterr().out
+    (latency,) = [line for line in out.splitlines() if line.startswith("response_time_p95_ms")]
+    assert "│ data for <1% of 7 d │" in latency and latency.endswith("✅ ok")
+    assert "spent" not in out and "-" not in latency.replace("─", "")
+    assert out.rstrip().endswith("a budget is projected once 10% of the window has data")
 
 
 def test_unknown_model_is_an_error_with_close_matches(database: Engine, capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,6 +183,41 @@ def test_burndown_of_a_window_without_data_is_empty_not_full() -> None:
     assert budget_burndown(spec, {}, NOW).points == ()
     short = budget_burndown(spec, {}, NOW, window=HOUR)
     assert short.window == HOUR
+
+
+def chart_texts(lines: list[Burndown]) -> tuple[list[str], list[str], tuple[datetime, datetime]]:
+    """What a reader sees on the chart: the words across it, the legend, and the time axis' ends."""
+    from matplotlib.dates import num2date
+
+    (axes,) = budget_figure(lines, title="t").axes
+    legend = axes.get_legend()
+    left, right = axes.get_xlim()
+    span = (num2date(left), num2date(right))
+    return [t.get_text() for t in axes.texts], [t.get_text() for t in legend.get_texts()], span
+
+
+def test_a_chart_without_data_says_so_over_the_window_not_1970() -> None:
+    spec = SloSpec("m", "latency_ms", "below", 2000, 3000, 5000)  # 7 d
+    words, legend, (start, end) = chart_texts([budget_burndown(spec, {}, NOW)])
+    assert words == ["no data in the window"]
+    assert legend == ["latency_ms (no data)"]
+    assert (start, end) == (NOW - 7 * DAY, NOW)
+
+
+def test_a_chart_with_too_little_data_shows_no_line_and_says_how_much_there_is() -> None:
+    # one bad sample 3 h ago (15 min of 7 d): the line would plunge to −9900%; the dashboard shows no budget either
+    spec = SloSpec("m", "latency_ms", "below", 2000, 3000, 5000)
+    line = budget_burndown(spec, {"latency_ms": [Sample(6100, NOW - 3 * HOUR)]}, NOW)
+    assert line.points == () and line.coverage == pytest.approx(15 / 10080)
+    words, legend, (start, end) = chart_texts([line])
+    assert words == ["too little data in the window for a budget"]
+    assert legend == ["latency_ms (data for <1% of 7 d)"]
+    assert (start, end) == (NOW - 7 * DAY, NOW)
+    # with data, the axis spans the window too and nothing is written across the chart
+    full = budget_burndown(spec, {"latency_ms": every(1500, start=NOW - 7 * DAY, end=NOW, step=HOUR)}, NOW)
+    words, legend, (start, end) = chart_texts([full, line])
+    assert words == [] and legend == ["latency_ms (100% left)", "latency_ms (data for <1% of 7 d)"]
+    assert (start, end) == (NOW - 7 * DAY, NOW)
 
 
 def test_chart_is_a_png_of_sensible_size(engine: Engine, config: Config) -> None:

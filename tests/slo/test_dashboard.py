@@ -56,6 +56,7 @@ def test_seed_000_dashboard() -> None:
             "Cost/Query  │ ≤ $0.05 │ $0.042  │ 100% (1 h 40 min) │ 0.0×       │ 100%       │ ✅ ok",
             "─" * 86,
             "Overall SLO Compliance: 100%",
+            "Data for 100% of the window",
         ]
     )
     assert board.compliance == 1.0
@@ -68,9 +69,9 @@ def bad_stretch(start: timedelta, end: timedelta) -> list[Sample]:
 
 def test_row_overspent_budget_and_critical_status() -> None:
     # bad for the last 2 h (samples NOW−2h … NOW): 120 min of 10,080 → compliance 98.81%;
-    # consumed 0.0119 / 0.01 = 1.19 → −19% (spent); last hour all bad → 1 / 0.01 = 100×; 6100 ms ≥ 5000 → critical
+    # consumed 0.0119 / 0.01 = 1.19 → spent (119% used); last hour all bad → 1 / 0.01 = 100×; 6100 ms ≥ 5000 → critical
     row = slo_row(latency(), {"response_time_p95_ms": bad_stretch(2 * HOUR, -MIN)}, NOW)
-    assert row.cells == ("response_time_p95_ms", "≤ 2s", "6.1s", "-19% (spent)", "100.0×", "98.81%", "🔴 critical")
+    assert row.cells == ("response_time_p95_ms", "≤ 2s", "6.1s", "spent (119% used)", "100.0×", "98.81%", "🔴 critical")
     assert row.status is Status.CRITICAL
 
 
@@ -81,6 +82,53 @@ def test_row_partly_used_budget() -> None:
     assert row.cells == ("response_time_p95_ms", "≤ 2s", "1.5s", "40% (40 min 48 s)", "0.0×", "99.4%", "✅ ok")
 
 
+def test_sparse_data_says_how_much_of_the_window_has_data_instead_of_a_budget() -> None:
+    # one bad sample 3 h ago (holds 15 min) and a good one 10 min ago: 25 min of 10,080 have data.
+    # Projected, 15 bad of 25 measured minutes would be "−5900% (spent)" beside a ✅ ok; it is not shown.
+    samples = [Sample(6100, NOW - 3 * HOUR), Sample(1500, NOW - 10 * MIN)]
+    row = slo_row(latency(), {"response_time_p95_ms": samples}, NOW)
+    assert row.coverage == 25 / 10080
+    assert row.budget_remaining is None
+    assert row.cells == ("response_time_p95_ms", "≤ 2s", "1.5s", "data for <1% of 7 d", "0.0×", "40%", "✅ ok")
+    (board,) = build_dashboard([latency()], {"support-bot": {"response_time_p95_ms": samples}}, NOW)
+    assert render_table(board).splitlines()[-1] == (
+        "Data for <1% of the window; a budget is projected once 10% of the window has data"
+    )
+    assert render_overview([board]) == [
+        "✅ support-bot — SLO compliance 100% (1/1 ok)"
+        " · too little data for a budget: response_time_p95_ms data for <1% of 7 d"
+    ]
+
+
+def test_a_budget_is_shown_from_a_tenth_of_the_window() -> None:
+    # good samples every 10 min over the last 17 h (coverage 17 h / 168 h = 10.1%) → projected;
+    # over the last 16 h (9.5%) → not
+    def row(hours: int) -> str:
+        samples = every(1500, start=NOW - hours * HOUR, end=NOW, step=STEP)
+        return slo_row(latency(), {"response_time_p95_ms": samples}, NOW).budget_text
+
+    assert row(17) == "100% (1 h 40 min)"
+    assert row(16) == "data for 10% of 7 d"
+
+
+def test_a_spent_budget_is_not_ok_even_when_the_value_now_is() -> None:
+    # bad from 3 h ago until 10 min ago, good since: 170 bad minutes of 10,080 → compliance 98.31%,
+    # 1.69 budgets used → spent; 50 of the last 60 minutes bad → 83.3×. The current value meets the
+    # objective, but ✅ beside "spent" would contradict itself: the row is "⚠️ budget spent", not ok
+    samples = bad_stretch(3 * HOUR, 10 * MIN)
+    row = slo_row(latency(), {"response_time_p95_ms": samples}, NOW)
+    assert row.current.status is Status.OK
+    assert row.status is Status.BUDGET_SPENT
+    assert row.cells[3:] == ("spent (169% used)", "83.3×", "98.31%", "⚠️ budget spent")
+    (board,) = build_dashboard(
+        [latency(), SEED_000[0]], {"support-bot": {**SEED_SERIES, "response_time_p95_ms": samples}}, NOW
+    )
+    assert board.compliance == 0.5
+    assert render_overview([board])[0].startswith(
+        "⚠️ support-bot — SLO compliance 50% (1/2 ok) · worst: response_time_p95_ms 1.5s vs ≤ 2s (budget spent)"
+    )
+
+
 def test_row_without_data_says_no_data_everywhere() -> None:
     row = slo_row(latency(), {}, NOW)
     assert row.cells == ("response_time_p95_ms", "≤ 2s", "no data", "no data", "no data", "no data", "⚪ no data")
@@ -88,11 +136,11 @@ def test_row_without_data_says_no_data_everywhere() -> None:
 
 def test_window_override_and_title() -> None:
     # /slo status support-bot 1h: compliance and budget over the last hour only; 1500 at −60 and −45 min
-    # (30 min good), 6100 at −30 and −15 min (30 min bad) → 50%; consumed 0.5 / 0.01 = 50 → −4900%
+    # (30 min good), 6100 at −30 and −15 min (30 min bad) → 50%; consumed 0.5 / 0.01 = 50 → 5000% used
     samples = [Sample(v, NOW - m * MIN) for v, m in ((1500, 60), (1500, 45), (6100, 30), (6100, 15))]
     (board,) = build_dashboard([latency()], {"support-bot": {"response_time_p95_ms": samples}}, NOW, window=HOUR)
     (row,) = board.rows
-    assert (row.window, row.compliance, row.budget_text) == (HOUR, 0.5, "-4900% (spent)")
+    assert (row.window, row.compliance, row.budget_text) == (HOUR, 0.5, "spent (5000% used)")
     assert render_table(board).splitlines()[0] == "SLO Dashboard - support-bot - Last 1 Hour"
 
 

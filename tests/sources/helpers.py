@@ -50,11 +50,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def require_binary(path: Path) -> None:
-    """Skip (with the reason printed by ``-ra``) where the binary is missing, unless CI requires it."""
+def require_binary(path: Path, package: str | None = None) -> None:
+    """Skip (with the reason printed by ``-ra``) where the binary is missing, unless CI requires it.
+    ``package`` is the Debian package that ships it, where that is not the binary's own name."""
     if path.is_file() and os.access(path, os.X_OK):
         return
-    reason = f"{path} is not installed (Debian: apt-get install {path.name})"
+    reason = f"{path} is not installed (Debian: apt-get install {package or path.name})"
     if os.environ.get("REQUIRE_PROMETHEUS") == "1":
         pytest.fail(f"{reason}; REQUIRE_PROMETHEUS=1 requires it")
     pytest.skip(reason)

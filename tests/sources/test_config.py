@@ -60,7 +60,7 @@ def test_check_accepts_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         ("prometheus:\n  timeout: 0s\n  queries: [{model: support-bot, metric: m, query: up}]\n", "longer than 0s"),
         (
             "prometheus:\n  timeout: 1m\n  queries: [{model: support-bot, metric: m, query: up}]\n",
-            "longer than interval",
+            "timeout (1 min) is longer than interval (30 s)",
         ),
         ("prometheus:\n  queries: []\n", "queries"),
         ("prometheus:\n  interval: 30s\n", "queries: required key is missing"),

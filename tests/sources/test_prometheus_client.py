@@ -155,7 +155,7 @@ def test_values_are_stored_as_samples_at_the_bots_clock(fake: FakePrometheus, co
         ((200, vector(({}, "abc")), 0), "malformed vector result"),
         ((200, b"[]", 0), "unexpected body"),
         ((200, {"status": "success"}, 0), "without a vector or scalar"),
-        ((200, vector(({}, "1")), 1.7), "no answer within 0.5s"),
+        ((200, vector(({}, "1")), 1.7), "no answer within 0.5 s"),
     ],
 )
 def test_a_failing_query_stores_nothing_and_says_why(

@@ -1,0 +1,69 @@
+"""bot.memory: two malloc arenas for every thread of ``serve``, an operator's MALLOC_ARENA_MAX
+respected, and the trim on serve's schedule. The arenas are counted in a child process with
+glibc's own report (``malloc_info``), since a process's arenas cannot be undone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import memory
+
+REPO = Path(__file__).resolve().parents[1]
+CHILD = """
+import ctypes, sys, threading
+from bot.memory import bound_arenas
+if sys.argv[1] == "bound":
+    bound_arenas()
+def work():
+    for _ in range(200):
+        kept = [bytearray(5000) for _ in range(20)]  # past pymalloc's 512 bytes: glibc's malloc
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL(None)
+libc.malloc_info(0, ctypes.c_void_p.in_dll(libc, "stdout"))
+libc.fflush(None)
+"""
+
+glibc_only = pytest.mark.skipif(memory._glibc() is None or sys.platform != "linux", reason="glibc's malloc only")
+
+
+def arenas(mode: str, **env: str) -> int:
+    clean = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    report = subprocess.run(
+        [sys.executable, "-c", CHILD, mode], env={**clean, **env}, cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    return report.count("<heap nr=")
+
+
+@glibc_only
+def test_threads_share_two_arenas_once_bounded() -> None:
+    assert arenas("default") > 2  # the control: one arena per thread otherwise
+    assert arenas("bound") <= memory.ARENAS
+
+
+@glibc_only
+def test_an_operators_malloc_arena_max_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert memory.bound_arenas() is False
+    assert arenas("bound", MALLOC_ARENA_MAX="4") > memory.ARENAS
+
+
+def test_serve_trims_on_its_schedule(tmp_path: Path) -> None:
+    from bot.app import build_bot
+    from bot.settings import Settings
+
+    bot = build_bot(Settings(database_url=f"sqlite:///{tmp_path}/m.db"), config_dir=REPO)
+    try:
+        job = bot.scheduler.get_job("memory-trim")
+        assert job is not None and job.trigger.interval == memory.TRIM_EVERY
+    finally:
+        bot.engine.dispose()
+    memory.trim()  # and it runs anywhere
