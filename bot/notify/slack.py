@@ -54,7 +54,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.alerts import store
-from bot.alerts.lifecycle import Alert
+from bot.alerts.lifecycle import Alert, AlertState
 from bot.clock import Clock, ensure_utc
 from bot.config.loader import Config
 from bot.errors import DeliveryError
@@ -260,7 +260,8 @@ class SlackNotifier(SlackPoster):
         """Post the incident's root holding every alert it has; record it for the incident and them."""
         with open_session(self._engine) as s:
             members = incident_store.alerts(s, incident.id or 0)
-        text, blocks = view.render(incident, members, now=self._clock.now(), config=config)
+            recovered = _recovered(s, members)
+        text, blocks = view.render(incident, members, now=self._clock.now(), config=config, recovered=recovered)
         ids = [m.id for m in _by_id(members)]
         payload: dict[str, Any] = {"incident_id": incident.id, "outbox_id": note.id, "alert_ids": ids}
         metadata = {"event_type": INCIDENT_EVENT, "event_payload": payload}
@@ -337,7 +338,8 @@ class SlackNotifier(SlackPoster):
         with open_session(self._engine) as s:
             current = incident_store.get(s, incident.id or 0) or incident
             members = incident_store.alerts(s, incident.id or 0)
-        text, blocks = view.render(current, members, now=self._clock.now(), config=config)
+            recovered = _recovered(s, members)
+        text, blocks = view.render(current, members, now=self._clock.now(), config=config, recovered=recovered)
         if self._unchanged(where, text, blocks):
             log.debug("incident %s: Slack message %s already shows this; no update", incident.id, where[1])
             return members
@@ -504,3 +506,9 @@ def _record(session: Session, alert: Alert, where: Location) -> bool:
 
 def _duplicate(incident: Incident, kept: Location, extra: Location) -> None:
     log.warning("incident %s: two root messages were posted; keeping %s, %s is a duplicate", incident.id, kept, extra)
+
+
+def _recovered(s: Session, members: Sequence[Alert]) -> dict[int, Mapping[str, object]]:
+    """What the auto-resolved members recovered to (read only when there is one)."""
+    resolved = [m.id for m in members if m.id is not None and m.state is AlertState.RESOLVED]
+    return view.recovered_values(store.histories(s, resolved)) if resolved else {}

@@ -17,7 +17,7 @@ full list in the thread.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKind
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents.incident import Incident, IncidentState
@@ -59,6 +59,7 @@ from bot.notify.slack_blocks import (
     format_value,
     mention,
     mention_target,
+    resolved_values,
     rule_line,
     section,
     short_state,
@@ -193,10 +194,17 @@ def alert_menu(alert: Alert, *, runbook: bool) -> OverflowMenuElement | ButtonEl
 
 
 def render(
-    incident: Incident, alerts: Sequence[Alert], *, now: datetime, config: Config | None = None
+    incident: Incident,
+    alerts: Sequence[Alert],
+    *,
+    now: datetime,
+    config: Config | None = None,
+    recovered: Mapping[int, Mapping[str, object]] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The incident's root message (fallback text and blocks) from its current state."""
+    """The incident's root message (fallback text and blocks) from its current state. ``recovered``:
+    alert id → the values its auto-resolve saw, shown beside the values that fired it."""
     shown = newest_per_key(alerts)
+    saw = recovered or {}
 
     def runbook(alert: Alert) -> bool:
         return config is None or has_runbook(alert, config)
@@ -204,7 +212,7 @@ def render(
     head = header(incident, shown)
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=head, emoji=True))]
     if len(shown) == 1 and not incident.storm_rule:
-        blocks += _single(incident, shown[0], now=now, runbook=runbook(shown[0]))
+        blocks += _single(incident, shown[0], now=now, runbook=runbook(shown[0]), recovered=saw.get(shown[0].id or 0))
     else:
         blocks.append(section(status_line(incident, now=now)))
         if incident.storm_rule:
@@ -213,8 +221,10 @@ def render(
         detailed = len(shown) <= DETAILED_ALERTS
         listed = shown if detailed else shown[:COMPACT_ALERTS]
         for alert in listed:
-            entry = _entry if detailed else _compact
-            blocks += entry(alert, now=now, runbook=runbook(alert))
+            if detailed:
+                blocks += _entry(alert, now=now, runbook=runbook(alert), recovered=saw.get(alert.id or 0))
+            else:
+                blocks += _compact(alert, now=now, runbook=runbook(alert))
         if len(shown) > len(listed):
             rest = ", ".join(escape_mrkdwn(alert_title(a)) for a in shown[len(listed) :])
             blocks.append(context_line(f"…and {len(shown) - len(listed)} more alerts: {rest} (see `/alerts`)"))
@@ -367,12 +377,14 @@ def _actions(incident: Incident, *, runbook: bool) -> list[Block]:
     return [ActionsBlock(block_id="incident_actions", elements=buttons)] if buttons else []
 
 
-def _single(incident: Incident, alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
+def _single(
+    incident: Incident, alert: Alert, *, now: datetime, runbook: bool, recovered: Mapping[str, object] | None
+) -> list[Block]:
     """An incident of one alert reads like the alert: description, values, state, buttons."""
     blocks: list[Block] = []
     if alert.description.strip():
         blocks.append(section(escape_mrkdwn(alert.description)))
-    blocks.extend(value_sections(alert.values))
+    blocks.extend(value_sections(alert.values, recovered=resolved_values(alert, recovered)))
     state = state_line(alert, now=now)
     if incident.escalation_step or incident.paged_keys:
         state += "\n" + status_line(incident, now=now)
@@ -389,7 +401,7 @@ def _with_menu(text: str, alert: Alert, *, runbook: bool) -> SectionBlock:
     return SectionBlock(block_id=f"alert_{alert.id}", text=body, accessory=menu)
 
 
-def _entry(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
+def _entry(alert: Alert, *, now: datetime, runbook: bool, recovered: Mapping[str, object] | None) -> list[Block]:
     """One alert in full, in four blocks at most."""
     description = escape_mrkdwn(alert.description.strip())
     lines = [_name(alert)]
@@ -398,7 +410,8 @@ def _entry(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
     lines += [state_line(alert, now=now), fired_line(alert)]
     blocks: list[Block] = [DividerBlock(), _with_menu("\n".join(lines), alert, runbook=runbook)]
     values = list(alert.values.items())
-    blocks.extend(value_sections(dict(values[:FIELDS_PER_SECTION]))[:1])
+    shown = dict(values[:FIELDS_PER_SECTION])
+    blocks.extend(value_sections(shown, recovered=resolved_values(alert, recovered))[:1])
     hidden = len(values) - FIELDS_PER_SECTION
     blocks.append(context_line(rule_line(alert) + (f" · {hidden} more values" if hidden > 0 else "")))
     return blocks
@@ -410,3 +423,14 @@ def _compact(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
     values = " · ".join(f"{escape_mrkdwn(k)} {escape_mrkdwn(format_value(v))}" for k, v in shown)
     text = f"{_name(alert)} — {short_state(alert)}" + (f"\n{values}" if values else "")
     return [_with_menu(text, alert, runbook=runbook)]
+
+
+def recovered_values(histories: Mapping[int, Sequence[Event]]) -> dict[int, Mapping[str, object]]:
+    """Alert id → the values its auto-resolve saw (the AUTO_RESOLVED event's ``data["recovered"]``)."""
+    out: dict[int, Mapping[str, object]] = {}
+    for alert_id, events in histories.items():
+        for event in events:
+            values = event.data.get("recovered")
+            if event.kind is EventKind.AUTO_RESOLVED and isinstance(values, Mapping):
+                out[alert_id] = values
+    return out

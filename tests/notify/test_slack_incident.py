@@ -257,7 +257,10 @@ def test_an_auto_resolve_in_an_incident_names_the_alert_and_keeps_the_others(
     assert head(current) == "🟠 P1 · support-bot · 3 alerts: 2 firing, 1 resolved"
     assert str(bot.alert_id(COST_KEY)) not in menus(current)
     [reply] = replies(slack)
-    assert reply.params["text"].startswith("🟢 Auto-resolved: condition cleared after 23 min 10 s — ")
+    assert reply.params["text"].startswith(
+        "🟢 Auto-resolved: condition cleared after 23 min 10 s · fired at: daily_budget_usd 500, daily_cost_usd 450"
+        " · recovered: daily_cost_usd 120 — "
+    )
     assert "LLM cost approaching budget" in reply.params["text"]
 
 

@@ -92,7 +92,10 @@ def test_auto_resolve_shows_resolved(bot: Harness, slack: SlackEmulator) -> None
     message = bot.root_message()
     assert "Auto-resolved: condition cleared after 23 min" in mrkdwn(message)
     assert action_ids(message) == ["incident_runbook"]
-    assert slack.thread(CHANNEL, message["ts"])[1]["text"] == "🟢 Auto-resolved: condition cleared after 23 min"
+    assert slack.thread(CHANNEL, message["ts"])[1]["text"] == (
+        "🟢 Auto-resolved: condition cleared after 23 min"
+        " · fired at: daily_budget_usd 500, daily_cost_usd 450 · recovered: daily_cost_usd 120"
+    )
 
 
 def test_the_message_ends_consistent_with_the_database_whatever_the_click_order(
