@@ -225,9 +225,11 @@ def _silent(alert: Alert | None, actor: str, timing: Timing, now: datetime) -> T
     if alert.state is AlertState.PENDING:
         dropped = replace(alert, state=AlertState.RESOLVED, resolved_at=now, resolved_by=SYSTEM_ACTOR)
         return Transition(dropped, Event(EventKind.PENDING_CLEARED, actor, now, "no data before firing"))
-    if timing.no_data is NoData.KEEP:
+    if timing.no_data is NoData.KEEP and alert.clear_since is None:
         return None
-    return _cleared(alert, actor, timing, now, {}, why="no data (no_data: resolve)")
+    # no_data: resolve; or keep, while keep_firing_for counts down from data that said clear:
+    # silence neither stops nor restarts that countdown, as in Prometheus
+    return _cleared(alert, actor, timing, now, {}, why=f"no data (no_data: {timing.no_data.value})")
 
 
 def _cleared(

@@ -441,3 +441,13 @@ def test_severity_and_identity_survive_every_transition() -> None:
     done = must(step(acked, Outcome.FALSE, minutes(2))).alert
 
     assert (done.id, done.version, done.severity, done.rule, done.model) == (42, 3, Severity.P1, RULE, MODEL)
+
+
+def test_silence_during_keep_firing_for_does_not_freeze_the_countdown() -> None:
+    """no_data: keep keeps a firing alert through silence, but once the data said clear the
+    keep_firing_for countdown runs on, as Prometheus' does (promtool differential finding F1)."""
+    held = must(step(firing_alert(), Outcome.FALSE, minutes(10), KEEP_5M)).alert
+
+    assert step(held, Outcome.NO_DATA, minutes(12), KEEP_5M) is None
+    done = must(step(held, Outcome.NO_DATA, minutes(15), KEEP_5M))
+    assert done.alert.state is AlertState.RESOLVED and "no data" in done.event.detail

@@ -166,7 +166,9 @@ def test_lifecycle_promises_hold_over_random_histories(
             change = observe(before, seen, timing, last_fired_resolved_at=last, now=now)
             cooling = last is not None and now - last < timing.cooldown
             # the table, row by row
-            clears = action is Outcome.FALSE or (action is Outcome.NO_DATA and timing.no_data is NoData.RESOLVE)
+            counting = before is not None and before.clear_since is not None  # keep_firing_for runs on silence
+            silent_clear = action is Outcome.NO_DATA and (timing.no_data is NoData.RESOLVE or counting)
+            clears = action is Outcome.FALSE or silent_clear
             if before is None:
                 opens = action is Outcome.TRUE and not cooling
                 assert (change is not None) == opens

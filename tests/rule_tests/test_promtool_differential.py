@@ -45,12 +45,7 @@ SEED = 19
 COUNT = 700
 SLOW_COUNT = 20000
 
-KNOWN_KEEP_FINDINGS = {
-    re.compile(r"still fires, the data said clear at \S+ and keep_firing_for \(\S+\) is over$"): (
-        "finding F1 of the promtool differential: under no_data: keep, a series that stops during keep_firing_for "
-        "freezes the countdown, so an alert whose data already said clear fires until data returns"
-    ),
-}
+KNOWN_KEEP_FINDINGS: dict[re.Pattern[str], str] = {}
 """Disagreements found and reported, not yet fixed in bot/: a case failing with only these
 problems is an expected failure naming the finding; any other problem still fails."""
 
@@ -204,7 +199,6 @@ def test_the_issue_example_never_fires_as_in_prometheus(tmp_path: Path) -> None:
     assert verdicts.bot[0] == verdicts.keep[0] == frozenset(), explain(case, verdicts.bot[0], verdicts.prometheus[0])
 
 
-@pytest.mark.xfail(strict=True, reason=next(iter(KNOWN_KEEP_FINDINGS.values())))
 def test_keep_resolves_when_keep_firing_for_is_over_though_the_series_stopped(tmp_path: Path) -> None:
     """F1's smallest case: ``x > 0``, ``keep_firing_for: 6m`` (evaluations and samples every 2m);
     the data says clear at 2m and stops; Prometheus resolves at 8m, when keep_firing_for is over."""
