@@ -19,15 +19,19 @@ import ctypes, sys, threading
 from bot.memory import bound_arenas
 if sys.argv[1] == "bound":
     bound_arenas()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+start = threading.Barrier(8)
 def work():
-    for _ in range(200):
-        kept = [bytearray(5000) for _ in range(20)]  # past pymalloc's 512 bytes: glibc's malloc
+    start.wait()
+    for _ in range(20000):  # ctypes lets go of the GIL around each call: the threads really contend
+        libc.free(libc.malloc(5000))
 threads = [threading.Thread(target=work) for _ in range(8)]
 for thread in threads:
     thread.start()
 for thread in threads:
     thread.join()
-libc = ctypes.CDLL(None)
 libc.malloc_info(0, ctypes.c_void_p.in_dll(libc, "stdout"))
 libc.fflush(None)
 """

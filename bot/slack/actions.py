@@ -284,10 +284,11 @@ def register(
 
     async def _channel_to_check(click: Click, find: Callable[[Engine, int], str | None], subject: int) -> str | None:
         """The channel ``access: channel_members`` checks: where the incident's root lives (from the
-        database, so a forged payload cannot name another channel), else the click's."""
+        database), never the channel the click names: that is the clicker's word, and a non-member
+        could act by clicking a copy in a channel of his own. No message yet: ``None``, refused."""
         if config().access.allow != "channel_members":
-            return click.channel
-        return await after_ack.db(find, engine, subject) or click.channel
+            return None
+        return await after_ack.db(find, engine, subject)
 
     async def _change_alert(click: Click, verb: str, alert_id: int | None) -> None:
         client = after_ack.client

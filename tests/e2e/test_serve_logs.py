@@ -98,5 +98,6 @@ def test_serve_binds_host_logs_json_and_one_line_per_change(serve: tuple[int, Li
     entries = lines.entries()  # every line parsed as one JSON object, or this raises
     assert all(set(e) >= {"time", "level", "logger", "message"} for e in entries)
     about_the_alert = [e["message"] for e in entries if e["logger"] in ("bot.service", "bot.notify.notifier")]
-    assert len(about_the_alert) == 4, about_the_alert  # fired, delivered, auto-resolved, delivered
+    # its incident opened, it fired, delivered, auto-resolved, its incident resolved, delivered
+    assert len(about_the_alert) == 6, about_the_alert
     assert not [e for e in entries if e["logger"].startswith(("apscheduler", "httpx"))]

@@ -81,7 +81,8 @@ def test_outbox_list_retry_and_drop(
     fire(bot, clock)
     fire(bot, clock, "current_accuracy", 0.5)
     recording.fail_next(REFUSED, times=2)
-    bot.outbox.deliver_due()
+    for _ in range(2):  # one incident: its second row goes out after the first one's outcome
+        bot.outbox.deliver_due()
     failed = sorted(row_id for row_id, status in statuses(bot).items() if status == FAILED)
     assert len(failed) == 2
 
@@ -116,7 +117,8 @@ def test_outbox_retry_all_failed_puts_every_failed_row_back(
     fire(bot, clock)
     fire(bot, clock, "current_accuracy", 0.5)
     recording.fail_next(REFUSED, times=2)
-    bot.outbox.deliver_due()
+    for _ in range(2):  # one incident: its second row goes out after the first one's outcome
+        bot.outbox.deliver_due()
     assert main(["outbox", "retry", "--all-failed"]) == 0
     assert capsys.readouterr().out.startswith("2 notification(s) put back in the queue: ")
     assert bot.outbox.deliver_due() == 2

@@ -111,7 +111,7 @@ def test_an_alert_from_alertmanager_is_posted_to_slack_once_and_resolves(tmp_pat
                 posted = slack.wait_for(root_post, timeout=WAIT)
                 text = rendered(posted)
                 assert "LLM error rate above 5%" in text and "P1" in text and "support-bot" in text, text
-                assert "alert_acknowledge" in text and "alert_resolve" in text, text
+                assert "incident_acknowledge" in text and "incident_resolve" in text, text
                 ts = str(posted.response["ts"])
 
                 post_alert(am_url, ends_at=datetime.now(UTC) - timedelta(seconds=1))
