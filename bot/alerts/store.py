@@ -8,17 +8,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind, PolicyStep, Transition
 from bot.clock import ensure_utc
 from bot.severity import Severity
+from bot.storage import versioned
 from bot.storage.tables import AlertEventRow, AlertRow
-
-
-class ConcurrentChange(Exception):
-    """Someone else changed the alert between our read and our write; re-read and decide again."""
+from bot.storage.versioned import ConcurrentChange as ConcurrentChange  # the stores' callers catch it here
 
 
 def open_alerts(session: Session) -> dict[str, Alert]:
@@ -63,27 +60,16 @@ def save(session: Session, change: Transition) -> Alert:
     """Write the transition's alert and event. Raises :class:`ConcurrentChange` when another
     writer got there first (a second open alert for the key, or a newer version)."""
     alert = change.alert
-    columns = fields(alert)
-    if alert.id is None:
-        row = AlertRow(**columns, version=1)
-        session.add(row)
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            raise ConcurrentChange(f"an open alert for {alert.key} already exists") from exc
-        assert row.id is not None
-        saved = to_alert(row)
-    else:
-        result = session.execute(
-            update(AlertRow)
-            .where(col(AlertRow.id) == alert.id, col(AlertRow.version) == alert.version)
-            .values(**columns, version=alert.version + 1)
-            # nothing reads the session's copy afterwards: skip syncing it (a quarter of a save)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise ConcurrentChange(f"alert {alert.id} changed since it was read")
-        saved = replace(alert, version=alert.version + 1)
+    row = versioned.write(
+        session,
+        AlertRow,
+        row_id=alert.id,
+        version=alert.version,
+        columns=fields(alert),
+        taken=f"an open alert for {alert.key} already exists",
+        stale=f"alert {alert.id} changed since it was read",
+    )
+    saved = to_alert(row) if row is not None else replace(alert, version=alert.version + 1)
     assert saved.id is not None
     session.add(
         AlertEventRow(

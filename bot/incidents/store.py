@@ -7,15 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, AlertState
-from bot.alerts.store import ConcurrentChange, policy_records, policy_steps
+from bot.alerts.store import policy_records, policy_steps
 from bot.clock import ensure_utc
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState, IncidentTransition
 from bot.severity import Severity
+from bot.storage import versioned
 from bot.storage.tables import AlertRow, IncidentEventRow, IncidentRow
 
 OPEN_ALERT_STATES = [AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value]
@@ -53,25 +53,16 @@ def save(session: Session, change: IncidentTransition) -> Incident:
     """Write the transition's incident and event. Raises :class:`ConcurrentChange` when another
     writer got there first (a second open incident for the group, or a newer version)."""
     incident = change.incident
-    columns = fields(incident)
-    if incident.id is None:
-        row = IncidentRow(**columns, version=1)
-        session.add(row)
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            raise ConcurrentChange(f"an open incident for {incident.group_key} already exists") from exc
-        saved = to_incident(row)
-    else:
-        result = session.execute(
-            update(IncidentRow)
-            .where(col(IncidentRow.id) == incident.id, col(IncidentRow.version) == incident.version)
-            .values(**columns, version=incident.version + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise ConcurrentChange(f"incident {incident.id} changed since it was read")
-        saved = replace(incident, version=incident.version + 1)
+    row = versioned.write(
+        session,
+        IncidentRow,
+        row_id=incident.id,
+        version=incident.version,
+        columns=fields(incident),
+        taken=f"an open incident for {incident.group_key} already exists",
+        stale=f"incident {incident.id} changed since it was read",
+    )
+    saved = to_incident(row) if row is not None else replace(incident, version=incident.version + 1)
     assert saved.id is not None
     event = change.event
     session.add(
@@ -141,12 +132,6 @@ def slack_message(session: Session, incident_id: int) -> tuple[str, str] | None:
     return row.slack_channel, row.slack_ts
 
 
-def by_slack_message(session: Session, channel: str, ts: str) -> Incident | None:
-    query = select(IncidentRow).where(IncidentRow.slack_channel == channel, IncidentRow.slack_ts == ts)
-    row = session.exec(query).first()
-    return to_incident(row) if row else None
-
-
 def opened_between(session: Session, *, since: datetime, until: datetime) -> int:
     """How many incidents opened in ``[since, until)``: the weekly review counts them."""
     query = (
@@ -155,11 +140,6 @@ def opened_between(session: Session, *, since: datetime, until: datetime) -> int
         .where(col(IncidentRow.opened_at) >= since, col(IncidentRow.opened_at) < until)
     )
     return int(session.exec(query).one())
-
-
-def active(session: Session) -> list[Incident]:
-    rows = session.exec(select(IncidentRow).where(IncidentRow.state != IncidentState.RESOLVED.value)).all()
-    return sorted((to_incident(r) for r in rows), key=lambda i: (i.severity.rank, i.opened_at))
 
 
 def to_incident(row: IncidentRow) -> Incident:
