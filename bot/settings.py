@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -28,6 +29,11 @@ class Settings(BaseSettings):
     pagerduty_routing_key: SecretStr | None = None
     pagerduty_events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
     database_url: str = DEFAULT_DATABASE_URL
+    # seconds a PostgreSQL call may wait for the server before its connection is cut (bot.storage.deadline)
+    database_timeout: float = Field(default=10.0, gt=0)
+    # Acknowledgements and resolutions clicked while the database is unreachable wait in this file
+    # (bot.pending_actions) until it returns; default: beside a SQLite database, else the working directory
+    pending_actions_file: Path | None = None
     ingest_token: SecretStr | None = None
     ingest_max_bytes: int = Field(default=1024 * 1024, gt=0)
     host: str = "0.0.0.0"  # all interfaces, as a container needs; 127.0.0.1 keeps the bot to this machine
@@ -53,6 +59,17 @@ class Settings(BaseSettings):
     @classmethod
     def _format_in_any_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    def pending_actions_path(self) -> Path:
+        """Where kept clicks wait: ``PENDING_ACTIONS_FILE``, else beside a SQLite database file
+        (so each database has its own), else ``incident-bot-pending-actions.jsonl`` here."""
+        if self.pending_actions_file is not None:
+            return self.pending_actions_file
+        sqlite = make_url(self.database_url) if self.database_url.startswith("sqlite") else None
+        if sqlite is not None and sqlite.database and sqlite.database != ":memory:":
+            database = Path(sqlite.database)
+            return database.with_name(database.name + ".pending-actions.jsonl")
+        return Path("incident-bot-pending-actions.jsonl")
 
     def secret_values(self) -> list[str]:
         """Every secret this process was given, for the log to redact (bot.logs)."""

@@ -8,6 +8,8 @@ instead of failing on a missing column.
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -15,6 +17,7 @@ from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from bot.storage.deadline import STATEMENT_TIMEOUT, CallDeadlines
 from bot.storage.tables import SchemaVersionRow
 
 Migration = Callable[[Connection], None]
@@ -100,13 +103,44 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+CONNECT_TIMEOUT = 3
+"""Seconds to open a PostgreSQL connection (libpq's minimum is 2)."""
+POOL_TIMEOUT = 10.0
+"""Seconds to wait for a free pooled connection before the call fails as an outage would."""
+_DEADLINES: weakref.WeakKeyDictionary[Engine, CallDeadlines] = weakref.WeakKeyDictionary()
+
+
+def make_engine(url: str, *, call_timeout: float = STATEMENT_TIMEOUT) -> Engine:
+    """An engine whose every call ends: on PostgreSQL, connecting takes at most
+    :data:`CONNECT_TIMEOUT`, the kernel drops a peer that stopped answering (keepalives,
+    ``tcp_user_timeout``), and a call still waiting after ``call_timeout`` seconds has its
+    connection cut (:mod:`bot.storage.deadline`). SQLite waits at most 30 s for a lock."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    network = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(call_timeout * 1000),
+    }
+    engine = create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=POOL_TIMEOUT, connect_args=network
+    )
+    deadlines = CallDeadlines(statement=call_timeout)
+    deadlines.install(engine)
+    _DEADLINES[engine] = deadlines
+    return engine
+
+
+def without_deadlines(engine: Engine) -> contextlib.AbstractContextManager[None]:
+    """Lift the call deadline for this thread (a migration may build an index for minutes)."""
+    deadlines = _DEADLINES.get(engine)
+    return deadlines.unbounded() if deadlines is not None else contextlib.nullcontext()
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -120,7 +154,7 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 def migrate(engine: Engine) -> int:
     """Bring the schema to :data:`SCHEMA_VERSION`; return the version found before."""
     version_table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
-    with engine.begin() as connection:
+    with without_deadlines(engine), engine.begin() as connection:
         version_table.create(connection, checkfirst=True)
         row = connection.execute(select(SchemaVersionRow.version).where(SchemaVersionRow.id == 1)).scalar()
         found = int(row or 0)
