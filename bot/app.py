@@ -17,6 +17,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
@@ -41,6 +42,7 @@ from bot.notify.outbox import FAILED, Backoff, Outbox, ResultHook, enqueue
 from bot.notify.pagerduty import TRIGGER, PagerDutyNotifier, event_action, occurrence_key
 from bot.notify.slack import PAGE_RESULT, SlackNotifier
 from bot.observability import Metrics, metrics_routes
+from bot.pending_actions import PendingActions
 from bot.review.weekly import CHECK_EVERY, post_weekly_review
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
@@ -79,12 +81,13 @@ def build_bot(
 ) -> Bot:
     clock = clock or SystemClock()
     holder = ConfigHolder(config_dir or default_config_dir(settings))
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, call_timeout=settings.database_timeout)
     migrate(engine)
     metrics = Metrics(engine)  # one registry per bot: tests build several bots in one process
     chosen = notifiers if notifiers is not None else default_notifiers(settings, engine, holder, clock, metrics=metrics)
     metrics.watch_channels(chosen)
-    service = AlertService(engine, clock, holder, every_channel(list(chosen)), metrics=metrics)
+    pending = PendingActions(settings.pending_actions_path())
+    service = AlertService(engine, clock, holder, every_channel(list(chosen)), metrics=metrics, pending=pending)
     backoff = Backoff(base=settings.outbox_backoff_base, cap=settings.outbox_backoff_cap)
     on_result = page_result_hook(clock) if {"pagerduty", "slack"} <= set(chosen) else None
     outbox = Outbox(engine, clock, chosen, backoff=backoff, metrics=metrics, on_result=on_result)
@@ -227,15 +230,22 @@ def build_web_app(
             lanes.stop()
 
     async def healthz(_request: Request) -> JSONResponse:
-        """Rules that failed in the latest pass, notifications that failed for good (until
-        ``incident-bot outbox retry`` or ``drop``) and paused delivery make the status "degraded"
-        and are named; the code stays 200, as a restart would mend none of them (and a liveness
-        probe would restart)."""
+        """An unreachable database, rules that failed in the latest pass, notifications that
+        failed for good (until ``incident-bot outbox retry`` or ``drop``), paused delivery and
+        clicks kept for later make the status "degraded" and are named. The code stays 200: a
+        restart would mend none of them (and a liveness probe would restart), and a readiness
+        probe taking every replica out while the database is away would turn away the clicks the
+        bot can still keep."""
         detail: dict[str, Any] = {}
         failing = service.rule_errors.failing()
         if failing:
             detail["rule_errors"] = failing
-        if outbox is not None:
+        if service.pending:
+            detail["pending_actions"] = len(service.pending)
+        unreachable = await database_problem(engine)
+        if unreachable is not None:
+            detail["database"] = unreachable
+        elif outbox is not None:
             detail |= await asyncio.to_thread(delivery_health, outbox)
         return JSONResponse({"status": "degraded" if detail else "ok", "scheduler": scheduler.running, **detail})
 
@@ -256,6 +266,28 @@ def build_web_app(
     if metrics:
         routes += metrics_routes(metrics)
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+HEALTH_PROBE_TIMEOUT = 3.0
+"""Seconds ``/healthz`` waits for ``SELECT 1`` before it calls the database unreachable."""
+
+
+async def database_problem(engine: Engine) -> str | None:
+    """None when the database answers ``SELECT 1`` within :data:`HEALTH_PROBE_TIMEOUT`, else
+    what went wrong ("unreachable: …"). A probe left waiting ends with the engine's call deadline."""
+
+    def probe() -> None:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(probe), HEALTH_PROBE_TIMEOUT)
+    except TimeoutError:
+        return f"unreachable: no answer within {HEALTH_PROBE_TIMEOUT:g} s"
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        return f"unreachable: {type(cause).__name__}"
+    return None
 
 
 def delivery_health(outbox: Outbox) -> dict[str, Any]:

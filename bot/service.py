@@ -35,6 +35,7 @@ from bot.metrics.store import Point
 from bot.notify.dispatch import Dispatcher, Hold, no_hold
 from bot.notify.routing import Routes, every_channel
 from bot.observability import Metrics, times_evaluation
+from bot.pending_actions import PendingAction, PendingActions
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
@@ -66,8 +67,11 @@ class AlertService:
         *,
         hold: Hold = no_hold,
         metrics: Metrics | None = None,
+        pending: PendingActions | None = None,
     ) -> None:
         self._engine = engine
+        self.pending = pending or PendingActions()
+        """Clicks kept while the database was away (:mod:`bot.pending_actions`)."""
         self._clock = clock
         self._config = config
         self._dispatch = Dispatcher(router, hold=hold)
@@ -178,7 +182,10 @@ class AlertService:
         return PassResult(transitions, conflicts=0)
 
     def escalate_due(self, limit: int = 500) -> int:
-        """Run every escalation step that is due (:mod:`bot.escalation.sweep`); return how many ran."""
+        """Run every escalation step that is due (:mod:`bot.escalation.sweep`); return how many ran.
+        Clicks kept while the database was away are applied first, so no step runs on an incident
+        someone acknowledged meanwhile; if they cannot be (still away), nothing is swept."""
+        self.apply_pending_actions()
         config = self._config()
         now = self._clock.now()
         with open_session(self._engine) as s, s.begin():
@@ -193,6 +200,21 @@ class AlertService:
             self._metrics.escalations_ran(late)
         return len(late)
 
+    def keep_for_later(self, action: PendingAction) -> None:
+        """Keep a click the database could not take; raises ``OSError`` if it cannot be kept."""
+        self.pending.keep(action)
+
+    def apply_pending_actions(self) -> int:
+        """Apply the kept clicks (raises while the database is still away); return how many."""
+        return self.pending.replay(self._apply_kept)
+
+    def _apply_kept(self, action: PendingAction) -> object:
+        if action.subject == "incident":
+            on_incident = self.acknowledge_incident if action.verb == "acknowledge" else self.resolve_incident
+            return on_incident(action.target, actor=action.actor, at=action.at)
+        on_alert = self.acknowledge if action.verb == "acknowledge" else self.resolve
+        return on_alert(action.target, actor=action.actor, at=action.at)
+
     def overdue_escalations(self, *, grace: timedelta = timedelta(seconds=30)) -> list[tuple[int, str, datetime]]:
         """The watchdog: escalations whose deadline passed more than ``grace`` ago and did not run."""
         with open_session(self._engine) as s:
@@ -203,14 +225,15 @@ class AlertService:
             )
         return overdue
 
-    def acknowledge(self, alert_id: int, *, actor: str) -> Alert:
-        return self._act(alert_id, lifecycle.acknowledge, actor)
+    def acknowledge(self, alert_id: int, *, actor: str, at: datetime | None = None) -> Alert:
+        return self._act(alert_id, lifecycle.acknowledge, actor, at)
 
-    def resolve(self, alert_id: int, *, actor: str) -> Alert:
-        return self._act(alert_id, lifecycle.resolve, actor)
+    def resolve(self, alert_id: int, *, actor: str, at: datetime | None = None) -> Alert:
+        return self._act(alert_id, lifecycle.resolve, actor, at)
 
-    def _act(self, alert_id: int, action: Callable[..., Transition], actor: str) -> Alert:
-        """Apply a person's action. Raises ActionRefused (with the reason) or LookupError.
+    def _act(self, alert_id: int, action: Callable[..., Transition], actor: str, at: datetime | None) -> Alert:
+        """Apply a person's action, taken ``at`` (default now; earlier for a click kept while the
+        database was away). Raises ActionRefused (with the reason) or LookupError.
 
         Two people acting at once: the optimistic version check lets one write win; the loser
         re-reads and is refused with what happened ("already acknowledged by …").
@@ -221,7 +244,7 @@ class AlertService:
                 if current is None:
                     raise LookupError(f"no alert with id {alert_id}")
                 now = self._clock.now()
-                change = action(current, actor=actor, now=now)
+                change = action(current, actor=actor, now=at or now)
                 try:
                     return self._record(s, change, self._config(), now, silence_store.active(s, now=now))
                 except store.ConcurrentChange:
@@ -229,14 +252,14 @@ class AlertService:
                     continue
         raise store.ConcurrentChange(f"alert {alert_id} keeps changing; try again")
 
-    def acknowledge_incident(self, incident_id: int, *, actor: str) -> Incident:
+    def acknowledge_incident(self, incident_id: int, *, actor: str, at: datetime | None = None) -> Incident:
         """A person takes the whole incident: it and its firing alerts are acknowledged, the climb
         stops, PagerDuty hears once; the people in Slack hear one reply, not one per alert."""
-        return self._act_on_incident(incident_id, incidents.acknowledge, lifecycle.acknowledge, actor)
+        return self._act_on_incident(incident_id, incidents.acknowledge, lifecycle.acknowledge, actor, at)
 
-    def resolve_incident(self, incident_id: int, *, actor: str) -> Incident:
+    def resolve_incident(self, incident_id: int, *, actor: str, at: datetime | None = None) -> Incident:
         """A person declares the whole incident over: its open alerts resolve with it."""
-        return self._act_on_incident(incident_id, incidents.resolve, lifecycle.resolve, actor)
+        return self._act_on_incident(incident_id, incidents.resolve, lifecycle.resolve, actor, at)
 
     def _act_on_incident(
         self,
@@ -244,23 +267,28 @@ class AlertService:
         decide: Callable[..., IncidentTransition],
         each: Callable[..., Transition],
         actor: str,
+        at: datetime | None,
     ) -> Incident:
         """Raises ActionRefused (with the reason) or LookupError; the loser of two clicks at once
-        re-reads and is refused with what happened, as for an alert."""
+        re-reads and is refused with what happened, as for an alert. Taken ``at`` (a kept click):
+        alerts that joined the incident after the click are not acknowledged by it."""
         for _ in range(3):
             with open_session(self._engine) as s, s.begin():
                 current = incident_store.get(s, incident_id)
                 if current is None:
                     raise LookupError(f"no incident with id {incident_id}")
                 now = self._clock.now()
-                change = decide(current, actor=actor, now=now)
+                taken = at or now
+                change = decide(current, actor=actor, now=taken)
                 config = self._config()
                 silences = silence_store.active(s, now=now)
                 try:
                     for alert in incident_store.open_alerts(s, incident_id):
-                        if each is lifecycle.acknowledge and alert.state is not AlertState.FIRING:
+                        if each is lifecycle.acknowledge and (
+                            alert.state is not AlertState.FIRING or (alert.fired_at and alert.fired_at > taken)
+                        ):
                             continue
-                        self._record(s, each(alert, actor=actor, now=now), config, now, silences, quiet=True)
+                        self._record(s, each(alert, actor=actor, now=taken), config, now, silences, quiet=True)
                     return self._record_incident(s, change, config, now, by_person=True)
                 except store.ConcurrentChange:
                     s.rollback()

@@ -31,10 +31,11 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert
+from bot.clock import Clock
 from bot.config.loader import Config
 from bot.config.schema import Access
 from bot.errors import ActionRefused
@@ -51,6 +52,7 @@ from bot.notify.slack_blocks import (
     runbook_modal,
 )
 from bot.notify.slack_incident import newest_per_key
+from bot.pending_actions import PendingAction, Subject, Verb
 from bot.service import AlertService
 from bot.slack import messages
 from bot.slack.after_ack import AfterAck
@@ -66,8 +68,9 @@ RUNBOOK = RUNBOOK_ACTION
 VERBS = {ACKNOWLEDGE: "acknowledge", RESOLVE: "resolve"}
 INCIDENT_VERBS = {INCIDENT_ACKNOWLEDGE_ACTION: "acknowledge", INCIDENT_RESOLVE_ACTION: "resolve"}
 MENU_VERBS = ("acknowledge", "resolve", "runbook")
-DATABASE_PATIENCE = 20.0
-"""How long a click waits for an unavailable database before the clicker is told to try again."""
+DATABASE_PATIENCE = 10.0
+"""How long a click waits for an unavailable database before it is kept for later
+(:mod:`bot.pending_actions`) and the clicker told so."""
 
 T = TypeVar("T")
 
@@ -250,6 +253,7 @@ def register(
     service: AlertService,
     engine: Engine,
     config: Callable[[], Config],
+    clock: Clock,
     after_ack: AfterAck,
     membership: MembershipCache | None = None,
 ) -> None:
@@ -305,19 +309,7 @@ def register(
         if refusal is not None:
             await refuse(client, click, refusal)
             return
-        act = service.acknowledge if verb == "acknowledge" else service.resolve
-        try:  # a repeat click is refused after one read by primary key, with no write
-            # done, the service logs the change ("alert 7 acknowledged … by U…"): the click's one line
-            await patiently(lambda: after_ack.db(act, alert_id, actor=click.user), what=f"{verb} {alert_id}")
-        except ActionRefused as exc:
-            await refuse(client, click, messages.refused(str(exc)))
-        except LookupError:
-            await refuse(client, click, messages.alert_not_found(alert_id))
-        except store.ConcurrentChange:
-            await refuse(client, click, messages.KEEPS_CHANGING)
-        except Exception:
-            log.exception("%s of alert %s by %s failed", verb, alert_id, click.user)
-            await tell(client, click, messages.TRY_AGAIN)
+        await _apply(click, "alert", alert_id, "acknowledge" if verb == "acknowledge" else "resolve")
 
     async def _change_incident(click: Click) -> None:
         client = after_ack.client
@@ -339,19 +331,41 @@ def register(
         if refusal is not None:
             await refuse(client, click, refusal)
             return
-        act = service.acknowledge_incident if verb == "acknowledge" else service.resolve_incident
-        try:  # the loser of two clicks at once is refused with what happened ("Already acknowledged by …")
-            await patiently(
-                lambda: after_ack.db(act, incident_id, actor=click.user), what=f"{verb} incident {incident_id}"
-            )
+        await _apply(click, "incident", incident_id, "acknowledge" if verb == "acknowledge" else "resolve")
+
+    async def _apply(click: Click, subject: Subject, target: int, verb: Verb) -> None:
+        """Apply the click through the service, or say why not. The loser of two clicks at once is
+        refused with what happened ("Already acknowledged by …"); a click the database cannot take
+        within :data:`DATABASE_PATIENCE` is kept and applied when it is back (never dropped)."""
+        client = after_ack.client
+        clicked_at = clock.now()
+        act = {
+            ("alert", "acknowledge"): service.acknowledge,
+            ("alert", "resolve"): service.resolve,
+            ("incident", "acknowledge"): service.acknowledge_incident,
+            ("incident", "resolve"): service.resolve_incident,
+        }[(subject, verb)]
+        try:  # done, the service logs the change ("alert 7 acknowledged … by U…"): the click's one line
+            await patiently(lambda: after_ack.db(act, target, actor=click.user), what=f"{verb} {subject} {target}")
         except ActionRefused as exc:
             await refuse(client, click, messages.refused(str(exc)))
         except LookupError:
-            await refuse(client, click, messages.incident_not_found(incident_id))
+            missing = messages.alert_not_found if subject == "alert" else messages.incident_not_found
+            await refuse(client, click, missing(target))
         except store.ConcurrentChange:
-            await refuse(client, click, messages.INCIDENT_KEEPS_CHANGING)
+            changing = messages.KEEPS_CHANGING if subject == "alert" else messages.INCIDENT_KEEPS_CHANGING
+            await refuse(client, click, changing)
+        except SQLAlchemyError:
+            kept = PendingAction(subject, target, verb, click.user, clicked_at)
+            try:
+                await after_ack.db(service.keep_for_later, kept)
+            except OSError:
+                log.exception("keeping the %s failed", kept.describe())
+                await tell(client, click, messages.TRY_AGAIN)
+                return
+            await tell(client, click, messages.kept_for_later(verb, f"{subject} {target}"))
         except Exception:
-            log.exception("%s of incident %s by %s failed", verb, incident_id, click.user)
+            log.exception("%s of %s %s by %s failed", verb, subject, target, click.user)
             await tell(client, click, messages.TRY_AGAIN)
 
     async def open_runbook(ack: AsyncAck, body: dict[str, Any]) -> None:

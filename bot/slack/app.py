@@ -264,9 +264,7 @@ class SlackApp(AsyncApp):
     :func:`slack_routes` refuses to build an HTTP route.
     """
 
-    def __init__(
-        self, *, signing_secret: str | None, after_ack: AfterAck, workspace: Workspace, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, signing_secret: str | None, after_ack: AfterAck, workspace: Workspace, **kwargs: Any) -> None:
         super().__init__(signing_secret=signing_secret or "", request_verification_enabled=False, **kwargs)
         self.request_verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self.replay_cache = ReplayCache()
@@ -319,7 +317,7 @@ def build_slack_app(
     )
     app.middleware(only_workspace(workspace))  # the HTTP edge refuses these first; this covers Socket Mode
     app.middleware(skip_slack_retries)
-    actions.register(app, service=service, engine=engine, config=config, after_ack=after_ack)
+    actions.register(app, service=service, engine=engine, config=config, clock=clock, after_ack=after_ack)
     commands.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
     home.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
     silences.register(app, service=service, engine=engine, config=config, clock=clock, after_ack=after_ack)

@@ -34,6 +34,16 @@ TRY_AGAIN = "Something went wrong on my side and nothing was changed. Please try
 KEEPS_CHANGING = "This alert kept changing while I tried; nothing was changed. Please try again."
 INCIDENT_KEEPS_CHANGING = "This incident kept changing while I tried; nothing was changed. Please try again."
 
+
+def kept_for_later(verb: str, what: str) -> str:
+    """A click the database could not take yet: it is kept, not lost (bot.pending_actions)."""
+    noun = "acknowledgement" if verb == "acknowledge" else "resolution"
+    return (
+        f"My database is unreachable right now. Your {noun} of {what} is saved and will be applied as "
+        "soon as it is back, before any escalation runs. No need to click again."
+    )
+
+
 _SLACK_USER_ID = re.compile(r"(?<![<@\w])\b[UW](?=[A-Z0-9]*\d)[A-Z0-9]+\b")
 """A raw Slack user id (``U0123ABC``) in a sentence; requires a digit so ``UTC`` is left alone."""
 

@@ -19,6 +19,7 @@ from bot.incidents import store
 from bot.incidents.incident import Incident, IncidentState
 from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
+from bot.pending_actions import PendingAction
 from bot.service import AlertService, every_channel
 from bot.storage.database import session
 from bot.storage.tables import OutboxRow
@@ -279,3 +280,34 @@ def test_silenced_alerts_join_no_incident_until_the_silence_ends(world: World) -
         assert [a.rule for a in store.alerts(s, incident.id or 0)] == ["lat"]
         assert alert_store.open_alerts(s)["lat:m1"].incident_id == incident.id
     assert world.pages() == [("incident.opened", f"incident:{incident.id}")]
+
+
+def test_a_click_kept_during_an_outage_acknowledges_what_was_there_when_it_was_made(world: World) -> None:
+    world.push("m1", latency=9)
+    world.evaluate()
+    (incident,) = world.incidents()
+    clicked_at = world.clock.now()
+    world.push("m1", latency=9, accuracy=0.1)  # joins after the click, before the database came back
+    world.evaluate()
+
+    world.service.acknowledge_incident(incident.id or 0, actor="U_ANA", at=clicked_at)
+
+    with session(world.engine) as s:
+        states = {a.rule: (a.state, a.acknowledged_at) for a in store.open_alerts(s, incident.id or 0)}
+    assert states["lat"] == (AlertState.ACKNOWLEDGED, clicked_at), "acknowledged when clicked"
+    assert states["acc"][0] is AlertState.FIRING, "an alert that came later fires as itself"
+
+
+def test_a_kept_click_is_applied_before_the_escalation_it_should_stop(world: World) -> None:
+    world.push("m1", drift=9)
+    world.evaluate()
+    (incident,) = world.incidents()
+    world.service.keep_for_later(PendingAction("incident", incident.id or 0, "acknowledge", "U_ANA", world.clock.now()))
+
+    world.clock.advance(timedelta(hours=2))  # every step of the policy is due
+    assert world.service.escalate_due() == 0
+
+    (after,) = world.incidents()
+    assert after.state is IncidentState.ACKNOWLEDGED and after.acknowledged_by == "U_ANA"
+    assert not [n for n in world.chat.sent if n.kind == "incident.escalated"]
+    assert len(world.service.pending) == 0

@@ -139,9 +139,13 @@ class ScriptedPagerDuty(PagerDutyEmulator):
 
 
 def bot_settings(
-    database_url: str, config_dir: Path, slack: SlackEmulator, pagerduty: PagerDutyEmulator | None
+    database_url: str, config_dir: Path, slack: SlackEmulator, pagerduty: PagerDutyEmulator | None, **overrides: Any
 ) -> Settings:
+    """The bot's settings for a test; kept clicks wait beside the configuration, never in the
+    working directory."""
+    defaults: dict[str, Any] = {"pending_actions_file": config_dir.parent / "pending-actions.jsonl"}
     return Settings(
+        **(defaults | overrides),
         slack_bot_token=TOKEN,  # type: ignore[arg-type]
         slack_signing_secret=SECRET,  # type: ignore[arg-type]
         slack_app_token=None,
@@ -241,14 +245,15 @@ def start_bot(
     pagerduty: PagerDutyEmulator | None,
     *,
     sqlite_busy_timeout: float | None = None,
+    **settings_overrides: Any,
 ) -> Running:
     """Build the bot as ``serve`` does, with notifiers whose timeout is :data:`CLIENT_TIMEOUT`.
     ``sqlite_busy_timeout`` (seconds) replaces the 30 s SQLite waits for a lock, so a test can
     hold a lock longer than the bot waits without taking half a minute."""
-    settings = bot_settings(database_url, config_dir, slack, pagerduty)
+    settings = bot_settings(database_url, config_dir, slack, pagerduty, **settings_overrides)
 
-    def engine_for(url: str) -> Engine:
-        engine = make_engine(url)
+    def engine_for(url: str, **options: Any) -> Engine:
+        engine = make_engine(url, **options)
         if sqlite_busy_timeout is not None:
             event.listen(engine, "connect", partial(_busy_timeout, seconds=sqlite_busy_timeout))  # after the bot's
         return engine

@@ -117,7 +117,9 @@ def run_through_outage(
     time.sleep(0.3)
     with outage():
         assert run.click("alert_acknowledge", cost).status_code == 200  # acked at once; applied when it can be
-        assert run.healthz() == {"status": "ok", "scheduler": True}
+        health = run.healthz()  # the database is named unreachable while it is (a restart may be over already)
+        assert health["scheduler"] and health["status"] in ("ok", "degraded"), health
+        assert health["status"] == "ok" or health["database"].startswith("unreachable"), health
     assert run.click("alert_resolve", drift).status_code == 200
     # A push begun during the outage may still be failing its way out on a loaded machine: stop
     # pushing once one has been stored again, not after a fixed time.
