@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, tuple_
+from sqlalchemy import Executable, delete, insert, tuple_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bot.clock import ensure_utc
@@ -16,33 +19,51 @@ Point = tuple[str, str, datetime, float | str]
 """(model, metric name, time, value or label text)."""
 
 
+CHUNK = 1000
+"""Rows per statement: 5,000 bound values, within SQLite's 32,766 and PostgreSQL's 65,535, so a
+pull or a push of any size is stored (one ``IN (…)`` over a whole 200,000-value pull used to
+exceed both and lose the pull)."""
+
+
 def record(session: Session, points: Iterable[Point]) -> int:
     """Store samples and move each metric's "latest" forward (never backward: a late,
-    out-of-order sample is kept for windows but does not overwrite a newer value)."""
+    out-of-order sample is kept for windows but does not overwrite a newer value).
+
+    Bulk statements in bounded chunks, not ORM objects: an insert per chunk for the samples and
+    one ``INSERT … ON CONFLICT DO UPDATE … WHERE newer`` per chunk for the latest values, which
+    is also what keeps two first pushes of one series racing on PostgreSQL from colliding on the
+    primary key (that answered 503)."""
     # SQLite keeps no offset: store the UTC instant, or a +01:00 time would come back shifted
     batch = [(m, n, ensure_utc(at), v) for m, n, at, v in points]
     if not batch:
         return 0
-    session.add_all(MetricSampleRow(model=m, name=n, at=at, value=_number(v), text=_text(v)) for m, n, at, v in batch)
-    newest: dict[tuple[str, str], Point] = {}
-    for point in batch:
-        key = (point[0], point[1])
-        if key not in newest or point[2] >= newest[key][2]:
-            newest[key] = point
-    existing = {
-        (row.model, row.name): row
-        for row in session.exec(
-            select(MetricLatestRow).where(tuple_(MetricLatestRow.model, MetricLatestRow.name).in_(list(newest)))
-        ).all()
-    }
-    for key, (model, name, at, value) in newest.items():
-        row = existing.get(key)
-        if row is None:
-            session.add(MetricLatestRow(model=model, name=name, at=at, value=_number(value), text=_text(value)))
-        elif ensure_utc(row.at) <= at:
-            row.at, row.value, row.text = at, _number(value), _text(value)
-            session.add(row)
+    samples: list[dict[str, Any]] = [
+        {"model": m, "name": n, "at": at, "value": _number(v), "text": _text(v)} for m, n, at, v in batch
+    ]
+    for start in range(0, len(samples), CHUNK):
+        session.execute(insert(MetricSampleRow), samples[start : start + CHUNK])
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for sample in samples:
+        key = (sample["model"], sample["name"])
+        if key not in newest or sample["at"] >= newest[key]["at"]:
+            newest[key] = sample
+    latest_rows = list(newest.values())
+    for start in range(0, len(latest_rows), CHUNK):
+        session.execute(_move_latest_forward(session, latest_rows[start : start + CHUNK]))
     return len(batch)
+
+
+def _move_latest_forward(session: Session, rows: list[dict[str, Any]]) -> Executable:
+    """``INSERT … ON CONFLICT (model, name) DO UPDATE`` where the stored value is not newer."""
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = upsert(MetricLatestRow).values(rows)
+    fresh = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[MetricLatestRow.model, MetricLatestRow.name],
+        set_={"at": fresh.at, "value": fresh.value, "text": fresh.text},
+        where=col(MetricLatestRow.at) <= fresh.at,
+    )
 
 
 def latest(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy.engine import Engine
@@ -132,3 +133,39 @@ def test_a_pass_reads_each_series_as_of_its_tick_within_the_lookback(engine: Eng
     assert as_of(T0 - MINUTE) == {}, "nothing yet"
     assert as_of(T0 + 90 * timedelta(seconds=1), lookback=timedelta(seconds=20)) == {}, "beyond the lookback"
     assert as_of(T0 + 10 * MINUTE) == latest(engine), "a tick after every sample reads the newest"
+
+
+def test_a_push_of_fifty_thousand_samples_is_stored_whole(engine: Engine) -> None:
+    """No size limit: 2,500 models x 20 metrics in one list (one IN (…) over a pull this size
+    used to exceed both databases' bound-parameter limits and lose the whole pull)."""
+    points: list[Point] = [
+        (f"model-{m:04d}", f"metric_{n:02d}", T0, float(m * 100 + n)) for m in range(2500) for n in range(20)
+    ]
+    assert record(engine, *points) == 50_000
+    assert record(engine, *[(model, name, T0 + MINUTE, value + 0.5) for model, name, _at, value in points]) == 50_000
+
+    newest = latest(engine)
+    assert sum(len(metrics) for metrics in newest.values()) == 50_000
+    assert newest["model-2499"]["metric_19"] == Sample(249919.5, T0 + MINUTE)
+    assert len(series(engine, "model-0007", "metric_03", T0, T0 + MINUTE)) == 2
+
+
+def test_two_first_pushes_of_one_series_at_once_both_store(engine: Engine) -> None:
+    """Concurrent first pushes used to collide on metric_latest's key (503 on PostgreSQL)."""
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def push(n: int) -> None:
+        start.wait()
+        try:
+            record(engine, (FRAUD, "p99_latency_ms", T0 + n * MINUTE, float(n)))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=push, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert latest(engine)[FRAUD]["p99_latency_ms"] == Sample(7.0, T0 + 7 * MINUTE)
