@@ -87,7 +87,7 @@ class Lane:
     def _pass(self) -> float:
         """Deliver what is due; return how long to sleep unless woken."""
         try:
-            self._outbox.deliver_due(channels=[self.channel], interrupted=self._woken)
+            self._outbox.deliver_due(channels=[self.channel], interrupted=self._woken, stopping=self._stop.is_set)
             due = self._outbox.due_in([self.channel])
         except SQLAlchemyError as exc:  # the database is restarting or locked: try again soon
             log.warning("delivery lane %s: database unavailable, retrying in %.1fs: %s", self.channel, self._poll, exc)
@@ -122,12 +122,16 @@ class Lanes:
         for lane in self._lanes.values():
             lane.start()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask every lane to stop after its send in flight (commits no longer wake them)."""
         with _LOCK:
             if self in _STARTED:
                 _STARTED.remove(self)
         for lane in self._lanes.values():
             lane.stop()
+
+    def stop(self) -> None:
+        self.request_stop()
         for lane in self._lanes.values():  # all asked first: shutdown waits for the slowest send, not the sum
             lane.join()
 

@@ -176,6 +176,7 @@ class Outbox:
         *,
         channels: Collection[str] | None = None,
         interrupted: Callable[[], bool] = lambda: False,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> int:
         """Deliver what is due now on ``channels`` (default: every notifier's); return how many
         were sent. Never raises for a failed send.
@@ -185,18 +186,21 @@ class Outbox:
         nothing more is due or ``limit`` deliveries were attempted, instead of waiting a tick each.
         When ``interrupted()`` says new rows arrived, the rest of the batch is let go and claimed
         again in rank order, so a P0 queued behind slow sends (Slack's pacing) goes next.
+        When ``stopping()`` says the process is shutting down, the rest is let go after the send
+        in flight: a backlog paced at a post a second must not hold shutdown for a minute.
         """
         serving = list(self._notifiers) if channels is None else [c for c in channels if c in self._notifiers]
         serving = self._unpaused(serving)
         if not serving or not self._write_kept_outcomes(serving):
             return 0  # the database is still unavailable: nothing can be claimed either
         sent = attempted = 0
-        while attempted < limit:
+        while attempted < limit and not stopping():
             claimed = self._claim(min(limit - attempted, CLAIM_BATCH), serving)
             if not claimed:
                 break
             for i, note in enumerate(claimed):
-                if i and (interrupted() or note.channel in self._paused) and self._release(claimed[i:]):
+                let_go = stopping() or interrupted() or note.channel in self._paused
+                if i and let_go and self._release(claimed[i:]):
                     break
                 attempted += 1
                 if self._deliver(note):

@@ -185,6 +185,28 @@ def test_a_p0_queued_behind_slow_sends_goes_next(
         assert {r.attempts for r in s.exec(select(OutboxRow)).all()} == {1}
 
 
+def test_stopping_with_a_backlog_ends_after_the_send_in_flight(db: Engine, clock: FrozenClock) -> None:
+    """Shutdown waits for one send, not for a batch paced at a post a second: the rest of the
+    claimed batch goes back to the queue, unsent and not counted as tried."""
+    slack = Notes("slack", clock, hold_first=True)
+    outbox = Outbox(db, clock, {"slack": slack})
+    for i in range(6):
+        put(db, clock, f"p3-{i}", severity=Severity.P3)
+    lanes = Lanes(outbox, db, poll=IDLE)
+    lanes.start()
+    assert slack.entered.wait(WAIT)
+
+    lanes.request_stop()
+    slack.release.set()
+    lanes.stop()
+
+    assert not lanes.running
+    assert [name for name, _at in slack.sent] == ["p3-0"]
+    with open_session(db) as s:
+        rows = s.exec(select(OutboxRow).where(OutboxRow.status == "pending")).all()
+    assert len(rows) == 5 and {(r.claimed_by, r.attempts) for r in rows} == {(None, 0)}
+
+
 # ------------------------------------------------------------------ waking
 
 
