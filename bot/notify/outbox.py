@@ -73,6 +73,13 @@ _EARLIER = aliased(OutboxRow, name="earlier")
 _MATE = aliased(OutboxRow, name="mate")
 """The outbox table again, for the claim's subqueries: made once, as building an alias costs
 tens of milliseconds, which every claim would otherwise add to a notification's latency."""
+for _alias in (_EARLIER, _MATE):
+    # An alias adapts each attribute on first access, and two lanes touching one for the first
+    # time at once could get the unadapted column ("Did not locate an expression in selectable"),
+    # compiling "outbox.alert_id = outbox.alert_id" into a claim that then failed on every pass
+    # ("misuse of aggregate"). Adapt every column here, on import, by one thread.
+    for _column in OutboxRow.__table__.columns:  # type: ignore[attr-defined]
+        getattr(_alias, _column.key)
 
 
 @dataclass(frozen=True)
