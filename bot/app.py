@@ -43,6 +43,7 @@ from bot.notify.pagerduty import TRIGGER, PagerDutyNotifier, event_action, occur
 from bot.notify.slack import PAGE_RESULT, SlackNotifier
 from bot.observability import Metrics, metrics_routes
 from bot.pending_actions import PendingActions
+from bot.queries import Queries
 from bot.review.weekly import CHECK_EVERY, post_weekly_review
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
@@ -256,7 +257,9 @@ def build_web_app(
     ]
     can_hear_slack = _secret(settings.slack_signing_secret) or _secret(settings.slack_app_token)  # HTTP or Socket Mode
     if _secret(settings.slack_bot_token) and can_hear_slack:
-        slack_app = build_slack_app(settings=settings, service=service, engine=engine, config=holder, clock=clock)
+        slack_app = build_slack_app(
+            settings=settings, service=service, queries=Queries(engine), config=holder, clock=clock
+        )
         if _secret(settings.slack_signing_secret):
             routes += slack_routes(slack_app)
         else:

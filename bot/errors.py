@@ -73,3 +73,8 @@ class DeliveryError(IncidentBotError):
 class MissingExtra(IncidentBotError):
     """A feature of an optional extra (``pip install 'incident-bot[charts]'``) was asked for
     without it; the message names what is missing and the command that installs it."""
+
+
+class ConcurrentChange(Exception):
+    """Someone else changed the row between our read and our write (two replicas, two clicks);
+    re-read and decide again. Raised by the optimistic writes of :mod:`bot.storage.versioned`."""

@@ -30,8 +30,7 @@ from typing import Literal, cast
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import ActionRefused
-from bot.storage.versioned import ConcurrentChange
+from bot.errors import ActionRefused, ConcurrentChange
 
 log = logging.getLogger(__name__)
 

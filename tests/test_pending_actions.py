@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot.errors import ActionRefused
+from bot.errors import ActionRefused, ConcurrentChange
 from bot.pending_actions import PendingAction, PendingActions
-from bot.storage.versioned import ConcurrentChange
 
 AT = datetime(2026, 12, 3, 14, 0, tzinfo=UTC)
 

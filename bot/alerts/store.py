@@ -12,10 +12,10 @@ from sqlmodel import Session, col, select
 
 from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind, PolicyStep, Transition
 from bot.clock import ensure_utc
+from bot.errors import ConcurrentChange as ConcurrentChange  # the stores' callers catch it here
 from bot.severity import Severity
 from bot.storage import versioned
 from bot.storage.tables import AlertEventRow, AlertRow
-from bot.storage.versioned import ConcurrentChange as ConcurrentChange  # the stores' callers catch it here
 
 
 def open_alerts(session: Session) -> dict[str, Alert]:

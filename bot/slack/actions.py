@@ -30,17 +30,13 @@ from typing import Any, TypeVar
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from bot.alerts import store
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
 from bot.config.loader import Config
 from bot.config.schema import Access
-from bot.errors import ActionRefused
-from bot.incidents import store as incident_store
-from bot.incidents.incident import Incident
+from bot.errors import ActionRefused, ConcurrentChange
 from bot.notify.slack_blocks import (
     ACKNOWLEDGE_ACTION,
     ALERT_MENU_ACTION,
@@ -51,13 +47,12 @@ from bot.notify.slack_blocks import (
     RUNBOOK_ACTION,
     runbook_modal,
 )
-from bot.notify.slack_incident import newest_per_key
 from bot.pending_actions import PendingAction, Subject, Verb
+from bot.queries import Queries
 from bot.service import AlertService
 from bot.slack import messages
 from bot.slack.after_ack import AfterAck
 from bot.slack.commands import render_runbook
-from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +246,7 @@ def register(
     app: AsyncApp,
     *,
     service: AlertService,
-    engine: Engine,
+    queries: Queries,
     config: Callable[[], Config],
     clock: Clock,
     after_ack: AfterAck,
@@ -286,13 +281,13 @@ def register(
         else:
             await _change_alert(click, verb, alert_id)
 
-    async def _channel_to_check(click: Click, find: Callable[[Engine, int], str | None], subject: int) -> str | None:
+    async def _channel_to_check(click: Click, find: Callable[[int], str | None], subject: int) -> str | None:
         """The channel ``access: channel_members`` checks: where the incident's root lives (from the
         database), never the channel the click names: that is the clicker's word, and a non-member
         could act by clicking a copy in a channel of his own. No message yet: ``None``, refused."""
         if config().access.allow != "channel_members":
             return None
-        return await after_ack.db(find, engine, subject)
+        return await after_ack.db(find, subject)
 
     async def _change_alert(click: Click, verb: str, alert_id: int | None) -> None:
         client = after_ack.client
@@ -300,7 +295,7 @@ def register(
             await refuse(client, click, messages.bad_button(click.value))
             return
         try:
-            channel = await _channel_to_check(click, _alert_channel, alert_id)
+            channel = await _channel_to_check(click, queries.alert_channel, alert_id)
         except Exception:
             log.exception("finding the channel of alert %s failed", alert_id)
             await tell(client, click, messages.TRY_AGAIN)
@@ -319,7 +314,7 @@ def register(
             await refuse(client, click, messages.bad_button(click.value))
             return
         try:
-            channel = await _channel_to_check(click, _incident_channel, incident_id)
+            channel = await _channel_to_check(click, queries.incident_channel, incident_id)
         except Exception:
             log.exception("finding the channel of incident %s failed", incident_id)
             await tell(client, click, messages.TRY_AGAIN)
@@ -352,7 +347,7 @@ def register(
         except LookupError:
             missing = messages.alert_not_found if subject == "alert" else messages.incident_not_found
             await refuse(client, click, missing(target))
-        except store.ConcurrentChange:
+        except ConcurrentChange:
             changing = messages.KEEPS_CHANGING if subject == "alert" else messages.INCIDENT_KEEPS_CHANGING
             await refuse(client, click, changing)
         except SQLAlchemyError:
@@ -379,7 +374,7 @@ def register(
         await after_ack.submit(lambda: _open_incident_runbook(click))
 
     async def _open_incident_runbook(click: Click) -> None:
-        clicked = await clicked_incident(after_ack, click, lambda i: _incident_lead(engine, i), why="runbook")
+        clicked = await clicked_incident(after_ack, click, queries.incident_lead, why="runbook")
         if clicked is not None:
             await _show_runbook(click, clicked[1][1], what=f"incident {clicked[0]}")
 
@@ -388,7 +383,7 @@ def register(
             await refuse(after_ack.client, click, messages.bad_button(click.value))
             return
         clicked = await clicked_alert(
-            after_ack, replace(click, value=str(alert_id)), lambda i: _load_alert(engine, i), why="runbook"
+            after_ack, replace(click, value=str(alert_id)), queries.alert, why="runbook"
         )
         if clicked is not None:
             await _show_runbook(click, clicked[1], what=f"alert {clicked[0]}")
@@ -434,37 +429,3 @@ async def clicked_incident(
         await refuse(after_ack.client, click, messages.incident_not_found(incident_id))
         return None
     return incident_id, found
-
-
-def _incident_lead(engine: Engine, incident_id: int) -> tuple[Incident, Alert] | None:
-    """The incident and the alert that speaks for it (its most severe open one, else its first)."""
-    with open_session(engine) as s:
-        incident = incident_store.get(s, incident_id)
-        if incident is None:
-            return None
-        shown = newest_per_key(incident_store.alerts(s, incident_id))
-    if not shown:
-        return None
-    lead = next((a for a in shown if a.state.is_open), shown[0])
-    return incident, lead
-
-
-def _incident_channel(engine: Engine, incident_id: int) -> str | None:
-    """Where the incident's root message lives."""
-    with open_session(engine) as s:
-        where = incident_store.slack_message(s, incident_id)
-    return where[0] if where else None
-
-
-def _load_alert(engine: Engine, alert_id: int) -> Alert | None:
-    with open_session(engine) as s:
-        return store.get(s, alert_id)
-
-
-def _alert_channel(engine: Engine, alert_id: int) -> str | None:
-    """Where the alert's incident's root message lives (else the alert's own message)."""
-    with open_session(engine) as s:
-        alert = store.get(s, alert_id)
-        where = incident_store.slack_message(s, alert.incident_id) if alert and alert.incident_id else None
-        where = where or store.slack_message(s, alert_id)
-    return where[0] if where else None

@@ -65,7 +65,6 @@ from slack_bolt.request.internals import extract_content_type, extract_team_id, 
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.engine import Engine
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -73,6 +72,7 @@ from starlette.routing import Route
 
 from bot.clock import Clock
 from bot.config.loader import Config
+from bot.queries import Queries
 from bot.service import AlertService
 from bot.settings import Settings
 from bot.slack import actions, commands, home, silences
@@ -276,7 +276,7 @@ def build_slack_app(
     *,
     settings: Settings,
     service: AlertService,
-    engine: Engine,
+    queries: Queries,
     config: Callable[[], Config],
     clock: Clock,
 ) -> SlackApp:
@@ -317,10 +317,10 @@ def build_slack_app(
     )
     app.middleware(only_workspace(workspace))  # the HTTP edge refuses these first; this covers Socket Mode
     app.middleware(skip_slack_retries)
-    actions.register(app, service=service, engine=engine, config=config, clock=clock, after_ack=after_ack)
-    commands.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
-    home.register(app, engine=engine, config=config, clock=clock, after_ack=after_ack)
-    silences.register(app, service=service, engine=engine, config=config, clock=clock, after_ack=after_ack)
+    actions.register(app, service=service, queries=queries, config=config, clock=clock, after_ack=after_ack)
+    commands.register(app, queries=queries, config=config, clock=clock, after_ack=after_ack)
+    home.register(app, queries=queries, config=config, clock=clock, after_ack=after_ack)
+    silences.register(app, service=service, queries=queries, config=config, clock=clock, after_ack=after_ack)
     return app
 
 

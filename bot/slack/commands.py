@@ -31,22 +31,19 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
-from sqlalchemy.engine import Engine
 
-from bot.alerts import store
-from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
 from bot.config.durations import humanize, parse_duration
 from bot.config.loader import Config
 from bot.errors import MissingExtra
 from bot.notify.slack_blocks import alerts_list, escape_mrkdwn, markdown_to_mrkdwn, slack_date, split_sections
-from bot.review.weekly import WEEK, weekly_review_text
+from bot.queries import Queries
+from bot.review.weekly import WEEK
 from bot.slack import messages
 from bot.slack.after_ack import AfterAck
 from bot.slo import text as slo_text
 from bot.slo.dashboard import ModelDashboard, overall_text, render_overview, render_table
-from bot.slo.service import slo_chart, slo_dashboards, specs_of
-from bot.storage.database import session as open_session
+from bot.slo.service import specs_of
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +65,9 @@ class Reply:
     blocks: list[dict[str, Any]] | None = None
 
 
-def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clock: Clock, after_ack: AfterAck) -> None:
+def register(
+    app: AsyncApp, *, queries: Queries, config: Callable[[], Config], clock: Clock, after_ack: AfterAck
+) -> None:
     """Attach the three commands to ``app``. ``config`` is called per request, so a reload applies at once."""
 
     async def runbook_command(ack: AsyncAck, command: dict[str, Any]) -> None:
@@ -90,7 +89,7 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
 
     async def _alerts(response_url: str) -> None:
         try:
-            alerts = await after_ack.db(_active_alerts, engine)
+            alerts = await after_ack.db(queries.active_alerts)
             text, blocks = alerts_list(alerts, now=clock.now())
             reply = Reply(text, blocks)
         except Exception:
@@ -100,7 +99,7 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
 
     async def _review(current: Config, window: timedelta, response_url: str) -> None:
         try:
-            review = await after_ack.db(weekly_review_text, engine, current, clock.now(), window)
+            review = await after_ack.db(queries.weekly_review, current, clock.now(), window)
             reply = review_reply(review)
         except Exception:
             log.exception("/alerts review failed")
@@ -125,7 +124,7 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
     async def _slo(current: Config, request: SloRequest, response_url: str) -> None:
         try:
             now = clock.now()
-            boards = await after_ack.db(slo_dashboards, engine, current, now, request.window, model=request.model)
+            boards = await after_ack.db(queries.slo_dashboards, current, now, request.window, model=request.model)
             reply = slo_reply(boards, model=request.model, window=request.window, now=now)
         except Exception:
             log.exception("/slo status failed")
@@ -140,7 +139,7 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
             await _respond(after_ack, response_url, Reply(messages.slo_chart_failed("channel_not_found")))
             return
         try:
-            png = await after_ack.db(slo_chart, engine, current, model, clock.now(), window)
+            png = await after_ack.db(queries.slo_chart, current, model, clock.now(), window)
             span = slo_text.window_title(window or _model_window(current, model)).lower()
             await after_ack.client.files_upload_v2(
                 channel=channel,
@@ -175,11 +174,6 @@ async def _respond(after_ack: AfterAck, response_url: str, reply: Reply) -> None
         await after_ack.respond(response_url, message)
     except Exception:  # an expired response_url or a Slack outage: the person retries the command
         log.warning("could not answer a slash command through its response_url", exc_info=True)
-
-
-def _active_alerts(engine: Engine) -> list[Alert]:
-    with open_session(engine) as s:
-        return store.active(s)
 
 
 def parse_window(arg: str, usage: str) -> timedelta | Reply:

@@ -12,26 +12,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from sqlalchemy.engine import Engine
 
-from bot.alerts import store
-from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
 from bot.config.loader import Config
 from bot.notify.slack_blocks import home_view
+from bot.queries import Queries
 from bot.slack.after_ack import AfterAck
 from bot.slo.dashboard import render_overview
-from bot.slo.service import slo_dashboards
-from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clock: Clock, after_ack: AfterAck) -> None:
+def register(
+    app: AsyncApp, *, queries: Queries, config: Callable[[], Config], clock: Clock, after_ack: AfterAck
+) -> None:
     """Attach the ``app_home_opened`` listener (Bolt acknowledges the event when it returns)."""
 
     async def publish_home(event: dict[str, Any]) -> None:
@@ -42,17 +39,12 @@ def register(app: AsyncApp, *, engine: Engine, config: Callable[[], Config], clo
     async def _publish(user: str) -> None:
         try:
             now = clock.now()
-            alerts, slo_lines = await after_ack.db(_snapshot, engine, config(), now)
-            view = home_view(alerts, now=now, slo_lines=slo_lines)
+            current = config()
+            alerts = await after_ack.db(queries.active_alerts)
+            boards = await after_ack.db(queries.slo_dashboards, current, now)
+            view = home_view(alerts, now=now, slo_lines=render_overview(boards))  # plain text: home_view escapes
             await after_ack.client.views_publish(user_id=user, view=view)
         except Exception:  # the tab keeps its previous content; the next open tries again
             log.exception("publishing the App Home for %s failed", user)
 
     app.event("app_home_opened")(publish_home)
-
-
-def _snapshot(engine: Engine, config: Config, now: datetime) -> tuple[list[Alert], list[str]]:
-    """The active alerts and the SLO overview lines (plain text: :func:`home_view` escapes them)."""
-    with open_session(engine) as s:
-        alerts = store.active(s)
-    return alerts, render_overview(slo_dashboards(engine, config, now))

@@ -31,19 +31,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from sqlalchemy.engine import Engine
 
-from bot.alerts import store
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
 from bot.config.durations import DURATION_HINT, humanize, parse_duration
 from bot.config.loader import Config
-from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident
 from bot.notify.slack_blocks import INCIDENT_SILENCE_ACTION, SILENCE_ACTION, escape_mrkdwn, mention, slack_date
 from bot.notify.slack_incident import named
+from bot.queries import Queries
 from bot.service import AlertService
-from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.slack import messages
 from bot.slack.actions import (
@@ -58,7 +55,6 @@ from bot.slack.actions import (
     tell,
 )
 from bot.slack.after_ack import AfterAck
-from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +347,7 @@ def register(
     app: AsyncApp,
     *,
     service: AlertService,
-    engine: Engine,
+    queries: Queries,
     config: Callable[[], Config],
     clock: Clock,
     after_ack: AfterAck,
@@ -378,7 +374,7 @@ def register(
     async def _command(current: Config, request: Request, asked: Asked) -> None:
         try:
             if isinstance(request, ListRequest):
-                text = list_reply(await after_ack.db(_active, engine, clock.now()), now=clock.now())
+                text = list_reply(await after_ack.db(queries.active_silences, clock.now()), now=clock.now())
             elif isinstance(request, EndRequest):
                 text = await _end(current, request, asked)
             else:
@@ -407,7 +403,8 @@ def register(
         return silenced_reply(silence, note=target.note)
 
     async def _end(current: Config, request: EndRequest, asked: Asked) -> str:
-        found = next((s for s in await after_ack.db(_active, engine, clock.now()) if s.id == request.silence_id), None)
+        active = await after_ack.db(queries.active_silences, clock.now())
+        found = next((s for s in active if s.id == request.silence_id), None)
         if found is None:
             return not_found_reply(request.silence_id)
         refusal = await _command_refusal(current, asked, found.rule, found.model)
@@ -440,7 +437,7 @@ def register(
 
     async def _silence_alert(click: Click) -> None:
         clicked = await clicked_alert(
-            after_ack, click, lambda alert_id: _alert_and_message(engine, alert_id), why="silence"
+            after_ack, click, queries.alert_and_message, why="silence"
         )
         if clicked is None:
             return
@@ -463,7 +460,7 @@ def register(
         await after_ack.submit(lambda: _silence_incident(click))
 
     async def _silence_incident(click: Click) -> None:
-        clicked = await clicked_incident(after_ack, click, lambda i: _incident_and_lead(engine, i), why="silence")
+        clicked = await clicked_incident(after_ack, click, queries.incident_and_lead, why="silence")
         if clicked is None:
             return
         incident_id, (incident, where, lead) = clicked
@@ -487,7 +484,7 @@ def register(
             await refuse(client, click, refusal)
             return
         try:
-            covering = await after_ack.db(_covering, engine, wanted)
+            covering = await after_ack.db(queries.covering_silence, wanted)
             if covering is not None:  # a second click (or a colleague's) adds nothing
                 await refuse(client, click, already_silenced_reply(covering))
                 return
@@ -528,45 +525,9 @@ async def _respond(after_ack: AfterAck, response_url: str, text: str) -> None:
         log.warning("could not answer /silence through its response_url", exc_info=True)
 
 
-def _active(engine: Engine, now: datetime) -> list[Silence]:
-    with open_session(engine) as s:
-        return silence_store.active(s, now=now)
-
-
-def _covering(engine: Engine, wanted: Silence) -> Silence | None:
-    """An active silence of exactly this rule and model that lasts at least as long as ``wanted``."""
-    slack = timedelta(minutes=1)
-    for s in _active(engine, wanted.starts_at):
-        if s.rule == wanted.rule and s.model == wanted.model and s.ends_at >= wanted.ends_at - slack:
-            return s
-    return None
-
-
 def incident_target(incident: Incident, lead: Alert) -> tuple[str | None, str | None]:
     """What the incident's Silence button mutes: ``(rule, model)`` from its group labels (a storm:
     its rule), else -- an incident grouped by nothing -- its lead alert's rule on its model."""
     rule = incident.storm_rule or incident.labels.get("rule")
     model = None if incident.storm_rule else incident.labels.get("model")
     return (rule, model) if rule or model else (lead.rule, lead.model)
-
-
-def _incident_and_lead(engine: Engine, incident_id: int) -> tuple[Incident, tuple[str, str] | None, Alert] | None:
-    """The incident, its root message (if posted) and the alert that speaks for it."""
-    with open_session(engine) as s:
-        incident = incident_store.get(s, incident_id)
-        where = incident_store.slack_message(s, incident_id)
-        alerts = incident_store.alerts(s, incident_id)
-    if incident is None or not alerts:
-        return None
-    return incident, where, next((a for a in alerts if a.state.is_open), alerts[0])
-
-
-def _alert_and_message(engine: Engine, alert_id: int) -> tuple[Alert, tuple[str, str] | None, bool] | None:
-    """The alert, its root message (if posted) and whether that message holds several alerts."""
-    with open_session(engine) as s:
-        alert = store.get(s, alert_id)
-        if alert is None:
-            return None
-        where = store.slack_message(s, alert_id)
-        grouped = where is not None and len(store.alerts_in_message(s, *where)) > 1
-    return alert, where, grouped

@@ -10,10 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col
 
-
-class ConcurrentChange(Exception):
-    """Someone else changed the row between our read and our write; re-read and decide again."""
-
+from bot.errors import ConcurrentChange
 
 Row = TypeVar("Row", bound=SQLModel)
 

@@ -29,6 +29,7 @@ from bot.config.loader import Config, load_config
 from bot.config.schema import Access
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident
+from bot.queries import Queries
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
 from bot.slack import SlackApp, build_slack_app, slack_routes
@@ -276,7 +277,7 @@ def slack_env(tmp_path: Path) -> Iterator[SlackEnv]:
             slack_api_url=slack.base_url,
             database_url=f"sqlite:///{tmp_path}/slack.db",
         )
-        app = build_slack_app(settings=settings, service=service, engine=engine, config=box, clock=clock)
+        app = build_slack_app(settings=settings, service=service, queries=Queries(engine), config=box, clock=clock)
         with (
             serving(Starlette(routes=slack_routes(app))) as base,
             httpx.Client(timeout=10) as http,
