@@ -33,7 +33,9 @@ from bot.incidents.incident import Incident, IncidentTransition
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
 from bot.notify.dispatch import Dispatcher, Hold, no_hold
-from bot.notify.routing import Routes, every_channel
+from bot.notify.notifier import THREAD_NOTE, ThreadNote
+from bot.notify.outbox import enqueue
+from bot.notify.routing import CHAT_CHANNELS, Routes, every_channel
 from bot.observability import Metrics, times_evaluation
 from bot.pending_actions import PendingAction, PendingActions
 from bot.silences import store as silence_store
@@ -75,6 +77,7 @@ class AlertService:
         self._clock = clock
         self._config = config
         self._dispatch = Dispatcher(router, hold=hold)
+        self._channels = router.channels
         self._local = threading.local()
         """Per thread: the incident notifications of the pass being recorded (see :meth:`_whole_pass`)."""
         self._evaluator = ConditionEvaluator()
@@ -295,9 +298,25 @@ class AlertService:
                     continue
         raise store.ConcurrentChange(f"incident {incident_id} keeps changing; try again")
 
-    def silence(self, silence: Silence) -> Silence:
+    def silence(self, silence: Silence, *, note: ThreadNote | None = None) -> Silence:
+        """Store the silence and, in the same transaction, queue ``note`` for its thread (on each
+        chat channel: Slack, or the log without a Slack token)."""
         with open_session(self._engine) as s, s.begin():
-            return silence_store.add(s, silence)
+            added = silence_store.add(s, silence)
+            if note is None:
+                return added
+            for channel in [c for c in self._channels if c in CHAT_CHANNELS]:
+                enqueue(
+                    s,
+                    channel=channel,
+                    kind=THREAD_NOTE,
+                    payload={"channel": note.channel, "thread_ts": note.thread_ts, "text": note.text},
+                    idempotency_key=f"{channel}:silence-note:{added.id}",
+                    now=self._clock.now(),
+                    incident_id=note.incident_id,
+                    alert_id=note.alert_id,
+                )
+            return added
 
     def unsilence(self, silence_id: int) -> bool:
         with open_session(self._engine) as s, s.begin():

@@ -29,6 +29,22 @@ class Notification:
     """Earlier attempts: when above 0, an earlier send may have gone out before its outcome was recorded."""
 
 
+THREAD_NOTE = "slack.thread_note"
+"""A line said in a Slack thread on a person's behalf (the "Silence 1h" note): queued like every
+other post, so it is retried and sent once, after the root message it answers."""
+
+
+@dataclass(frozen=True)
+class ThreadNote:
+    """What a :data:`THREAD_NOTE` says and under which message (channel ID, ts)."""
+
+    channel: str
+    thread_ts: str
+    text: str
+    incident_id: int | None = None
+    alert_id: int | None = None
+
+
 class Notifier(Protocol):
     channel: str
 
@@ -42,6 +58,9 @@ class LogNotifier:
 
     def send(self, notification: Notification) -> None:
         p = notification.payload
+        if notification.kind == THREAD_NOTE:
+            log.warning("[thread %s/%s] %s", p.get("channel"), p.get("thread_ts"), p.get("text"))
+            return
         log.warning(
             "[%s] %s %s — %s (%s) %s",
             p.get("severity"),

@@ -61,7 +61,7 @@ from bot.errors import DeliveryError
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident
 from bot.notify import slack_incident as view
-from bot.notify.notifier import Notification
+from bot.notify.notifier import THREAD_NOTE, Notification
 from bot.notify.slack_api import (
     CHANNEL_GONE,
     ChannelPacer,
@@ -159,6 +159,9 @@ class SlackNotifier(SlackPoster):
         note = notification
         if note.kind == REVIEW:
             self._post_review(note)
+            return
+        if note.kind == THREAD_NOTE:
+            self._thread_note(note)
             return
         if not note.kind.startswith(("alert.", "incident.")):
             raise DeliveryError(f"Slack cannot deliver {note.kind!r}", retryable=False)
@@ -380,6 +383,13 @@ class SlackNotifier(SlackPoster):
         subject = f"alert {note.alert_id}" if note.kind.startswith("alert.") else "its incident"
         what = f"{note.kind.split('.', 1)[1]} reply for {subject}"
         self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast, what=what)
+
+    def _thread_note(self, note: Notification) -> None:
+        """Say ``payload["text"]`` under the message ``payload["channel"]`` / ``["thread_ts"]``, once."""
+        channel, ts, text = (note.payload.get(k) for k in ("channel", "thread_ts", "text"))
+        if not (isinstance(channel, str) and isinstance(ts, str) and isinstance(text, str) and text):
+            raise DeliveryError(f"outbox row {note.id}: a thread note needs channel, thread_ts, text", retryable=False)
+        self._reply((channel, ts), note, text)
 
     def _page_result(self, incident: Incident, where: Location | None, note: Notification) -> None:
         """Say in the incident's thread whether PagerDuty took its page. The incident's root goes

@@ -37,6 +37,7 @@ from bot.clock import Clock
 from bot.config.durations import DURATION_HINT, humanize, parse_duration
 from bot.config.loader import Config
 from bot.incidents.incident import Incident
+from bot.notify.notifier import ThreadNote
 from bot.notify.slack_blocks import INCIDENT_SILENCE_ACTION, SILENCE_ACTION, escape_mrkdwn, mention, slack_date
 from bot.notify.slack_incident import named
 from bot.queries import Queries
@@ -452,7 +453,7 @@ def register(
             reason=f"Silence 1h button on alert #{alert_id}",
         )
         note = named(alert, thread_reply(click.user)) if grouped else thread_reply(click.user)
-        await _silence(click, wanted, where, note, what=f"alert {alert_id}")
+        await _silence(click, wanted, where, note, what=f"alert {alert_id}", alert_id=alert_id)
 
     async def incident_button(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -474,9 +475,22 @@ def register(
             created_by=click.user,
             reason=f"Silence 1h button on incident #{incident_id}",
         )
-        await _silence(click, wanted, where, thread_reply(click.user), what=f"incident {incident_id}")
+        await _silence(
+            click, wanted, where, thread_reply(click.user), what=f"incident {incident_id}", incident_id=incident_id
+        )
 
-    async def _silence(click: Click, wanted: Silence, where: tuple[str, str] | None, note: str, *, what: str) -> None:
+    async def _silence(
+        click: Click,
+        wanted: Silence,
+        where: tuple[str, str] | None,
+        note: str,
+        *,
+        what: str,
+        alert_id: int | None = None,
+        incident_id: int | None = None,
+    ) -> None:
+        """Silence, and note it in the message's thread through the outbox (retried, sent once,
+        after the root it answers): the message's own location, else the clicked one."""
         client = after_ack.client
         channel = where[0] if where else None  # the message's own channel, never the one the click names
         refusal = await access_refusal(client, config().access, cache, user=click.user, channel=channel, verb=VERB)
@@ -488,20 +502,17 @@ def register(
             if covering is not None:  # a second click (or a colleague's) adds nothing
                 await refuse(client, click, already_silenced_reply(covering))
                 return
-            silence = await patiently(lambda: after_ack.db(service.silence, wanted), what=f"silence {what}")
+            thread = where or ((click.channel, click.message_ts) if click.channel and click.message_ts else None)
+            said = ThreadNote(*thread, note, incident_id=incident_id, alert_id=alert_id) if thread else None
+            silence = await patiently(
+                lambda: after_ack.db(service.silence, wanted, note=said), what=f"silence {what}"
+            )
         except Exception:
             log.exception("silencing %s for %s failed", what, click.user)
             await tell(client, click, messages.TRY_AGAIN)
             return
         log.info("silence #%s of %s by %s (button on %s)", silence.id, silence.describe(), click.user, what)
         await tell(client, click, button_reply(silence))
-        thread = where or ((click.channel, click.message_ts) if click.channel and click.message_ts else None)
-        if thread is None:
-            return
-        try:
-            await client.chat_postMessage(channel=thread[0], thread_ts=thread[1], text=note)
-        except Exception:  # the silence holds; only the note in the thread is missing
-            log.warning("could not note silence #%s in the thread of %s", silence.id, what, exc_info=True)
 
     app.command(COMMAND)(silence_command)
     app.action(SILENCE_ACTION)(silence_button)

@@ -14,8 +14,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.alerts import store
 from bot.errors import DeliveryError
+from bot.notify.notifier import ThreadNote
 from bot.notify.outbox import FAILED, SENT
 from bot.notify.slack import ChannelPacer, api_error
+from bot.silences.silence import Silence
 from bot.storage.database import session as open_session
 from bot.storage.tables import AlertRow
 from tests.emulators.slack_api import SlackEmulator
@@ -303,3 +305,29 @@ def test_an_alert_posted_before_incidents_keeps_its_own_message(bot: Harness, sl
     message = bot.root_message()
     assert action_ids(message) == ["alert_resolve", "alert_runbook", "alert_silence"]
     assert slack.thread(CHANNEL, message["ts"])[1]["text"] == "✅ Acknowledged by <@U1> at 09:00 UTC"
+
+
+def test_a_silence_note_goes_out_through_the_outbox_once_in_the_incidents_thread(
+    make_harness: Callable[..., Harness], slack: SlackEmulator
+) -> None:
+    """The "Silence 1h" note is queued with the silence and posted like every other reply: retried,
+    and not posted twice when the first answer was lost."""
+    bot = make_harness(timeout=0.3)
+    bot.metrics(daily_cost_usd=450)
+    bot.deliver()
+    channel, ts = bot.root()
+    wanted = Silence(
+        rule=None,
+        model="support-bot",
+        starts_at=bot.clock.now(),
+        ends_at=bot.clock.now() + timedelta(hours=1),
+        created_by="U1",
+    )
+    note = ThreadNote(channel, ts, "🔕 Silenced for 1 h by <@U1>", incident_id=bot.incident_id())
+    bot.service.silence(wanted, note=note)
+    slack.delay_next("chat.postMessage", 1.5)
+    assert bot.deliver() == 0  # the answer is lost
+    bot.clock.advance(timedelta(seconds=5))
+    assert bot.deliver() == 1
+    _root, reply = slack.thread(CHANNEL, ts)
+    assert reply["text"] == "🔕 Silenced for 1 h by <@U1>"

@@ -19,6 +19,7 @@ from bot.alerts.lifecycle import AlertState
 from bot.config.loader import Config
 from bot.config.schema import Model
 from bot.incidents import store as incident_store
+from bot.notify.notifier import THREAD_NOTE
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.slack.silences import (
@@ -52,6 +53,20 @@ def active(env: SlackEnv) -> list[Silence]:
 def outbox_of(env: SlackEnv, alert_id: int) -> list[OutboxRow]:
     with open_session(env.engine) as s:
         return list(s.exec(select(OutboxRow).where(OutboxRow.alert_id == alert_id).order_by(col(OutboxRow.id))).all())
+
+
+def thread_notes(env: SlackEnv) -> list[dict[str, object]]:
+    """The thread notes queued for delivery (the outbox posts them, retried and once)."""
+    with open_session(env.engine) as s:
+        rows = s.exec(select(OutboxRow).where(OutboxRow.kind == THREAD_NOTE).order_by(col(OutboxRow.id))).all()
+    return [dict(row.payload) for row in rows]
+
+
+def thread_note(env: SlackEnv) -> dict[str, object]:
+    """Wait for the click's note to be queued; return it."""
+    env.wait_until(lambda: thread_notes(env))
+    [note] = thread_notes(env)
+    return note
 
 
 def answer_of(env: SlackEnv, count: int = 1) -> str:
@@ -233,8 +248,8 @@ def test_the_incidents_silence_button_mutes_what_the_incident_groups(env: SlackE
     """An incident grouped by model (the default) mutes the model, every rule, for an hour."""
     ts = post_root(env)
     env.click("incident_silence", user=ANA, value=str(env.incident_id))
-    reply = env.slack.wait_for(lambda c: c.method == "chat.postMessage" and bool(c.params.get("thread_ts")))
-    assert reply.params["thread_ts"] == ts and reply.params["text"] == f"🔕 Silenced for 1 h by <@{ANA}>"
+    note = thread_note(env)
+    assert note == {"channel": env.channel, "thread_ts": ts, "text": f"🔕 Silenced for 1 h by <@{ANA}>"}
     [silence] = active(env)
     assert (silence.rule, silence.model, silence.created_by) == (None, BOT_MODEL, ANA)
     assert silence.reason == f"Silence 1h button on incident #{env.incident_id}"
@@ -256,12 +271,12 @@ def test_the_incidents_silence_button_follows_the_access_policy_of_the_incidents
 def test_silence_button_mutes_the_rule_on_the_model_for_an_hour_until_it_ends(env: SlackEnv) -> None:
     ts = post_root(env)
     assert env.click("alert_silence", user=ANA).status_code == 200
-    reply = env.slack.wait_for(lambda c: c.method == "chat.postMessage" and bool(c.params.get("thread_ts")))
-    assert reply.ok and reply.params["thread_ts"] == ts
-    assert reply.params["text"] == f"🔕 Silenced for 1 h by <@{ANA}>"
+    note = thread_note(env)
+    assert note == {"channel": env.channel, "thread_ts": ts, "text": f"🔕 Silenced for 1 h by <@{ANA}>"}
     [silence] = active(env)
     assert (silence.rule, silence.model, silence.created_by) == (COST_RULE, BOT_MODEL, ANA)
     assert silence.ends_at - silence.starts_at == timedelta(hours=1)
+    env.wait_until(lambda: len(env.ephemerals(ANA)) == 1)  # told after the silence and its note are stored
     [confirmation] = env.ephemerals(ANA)
     assert confirmation.startswith(f"🔕 Silenced rule `{COST_RULE}` on model `{BOT_MODEL}` for 1 h, until <!date^")
     assert env.alert().state is AlertState.FIRING  # silencing is not acknowledging
@@ -298,7 +313,7 @@ def test_a_second_click_adds_no_second_silence(env: SlackEnv) -> None:
     env.wait_until(lambda: len(env.ephemerals(BEN)) == 1)
     assert "already silenced until" in env.ephemerals(BEN)[0] and f"<@{ANA}>" in env.ephemerals(BEN)[0]
     assert len(active(env)) == 1
-    assert len([c for c in env.slack.calls_to("chat.postMessage") if c.params.get("thread_ts")]) == 1
+    assert len(thread_notes(env)) == 1
 
 
 def test_silence_button_follows_the_access_policy(env: SlackEnv) -> None:
@@ -342,6 +357,5 @@ def test_without_a_root_message_the_click_still_silences_and_replies_under_the_c
         s.add(row)
     message = {"container": {"type": "message", "message_ts": ts, "channel_id": env.channel}}
     env.click("alert_silence", user=ANA, overrides=message)
-    reply = env.slack.wait_for(lambda c: c.method == "chat.postMessage" and bool(c.params.get("thread_ts")))
-    assert reply.ok and reply.params["thread_ts"] == ts
+    assert thread_note(env)["thread_ts"] == ts
     assert len(active(env)) == 1
