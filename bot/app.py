@@ -20,7 +20,6 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,10 +36,11 @@ from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
 from bot.metrics.api import metric_routes
 from bot.notify.lanes import Lanes
-from bot.notify.notifier import LogNotifier, Notification, Notifier
-from bot.notify.outbox import FAILED, Backoff, Outbox, ResultHook, enqueue
-from bot.notify.pagerduty import TRIGGER, PagerDutyNotifier, event_action, occurrence_key
-from bot.notify.slack import PAGE_RESULT, SlackNotifier
+from bot.notify.notifier import LogNotifier, Notifier
+from bot.notify.outbox import Backoff, Outbox
+from bot.notify.page_results import page_result_hook
+from bot.notify.pagerduty import PagerDutyNotifier
+from bot.notify.slack import SlackNotifier
 from bot.observability import Metrics, metrics_routes
 from bot.pending_actions import PendingActions
 from bot.queries import Queries
@@ -52,7 +52,6 @@ from bot.slack import running as slack_running
 from bot.sources.alertmanager_api import alertmanager_routes
 from bot.sources.prometheus import prometheus_job
 from bot.storage.database import make_engine, migrate
-from bot.storage.tables import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -129,50 +128,6 @@ def build_bot(
         outbox=outbox,
     )
     return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app)
-
-
-PAGE_KINDS = frozenset({"incident.opened", "incident.joined", "incident.escalated"})
-
-
-def page_result_hook(clock: Clock) -> ResultHook:
-    """The outbox's result hook that puts a page's fate in the incident's Slack thread (SPEC §1):
-    a PagerDuty trigger that was accepted, or that failed for good, queues an ``alert.page_result``
-    Slack reply in the transaction that records it -- once per PagerDuty outbox row."""
-
-    def on_result(session: Session, note: Notification, outcome: str, error: str | None) -> None:
-        if note.channel != "pagerduty" or note.kind not in PAGE_KINDS or note.alert_id is None:
-            return
-        try:
-            paged, dedup_key = event_action(note.kind, note.payload) == TRIGGER, occurrence_key(note.payload)
-        except ValueError:  # a payload PagerDuty could not be sent: it failed, and says why
-            paged, dedup_key = True, None
-        if not paged:  # an escalation PagerDuty had no part in
-            return
-        key = f"slack:{PAGE_RESULT}:{note.id}"
-        if session.exec(select(OutboxRow.id).where(OutboxRow.idempotency_key == key)).first() is not None:
-            return  # an outcome written again after its commit's answer was lost
-        payload: dict[str, object] = {
-            "outcome": "failed" if outcome == FAILED else "accepted",
-            "event": note.kind.removeprefix("incident."),
-            "dedup_key": dedup_key,
-            "summary": f"[{note.payload.get('severity')}] {note.payload.get('title') or note.payload.get('key')}",
-            "pagerduty_outbox_id": note.id,
-            "severity": note.payload.get("severity"),  # ranks it with its page in the Slack lane
-        }
-        if outcome == FAILED:
-            payload["error"] = error or "unknown error"
-        enqueue(
-            session,
-            channel="slack",
-            kind=PAGE_RESULT,
-            alert_id=note.alert_id,
-            incident_id=note.payload.get("incident_id") if isinstance(note.payload.get("incident_id"), int) else None,
-            payload=payload,
-            idempotency_key=key,
-            now=clock.now(),
-        )
-
-    return on_result
 
 
 def default_notifiers(

@@ -16,11 +16,11 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from bot.alerts import store
-from bot.app import page_result_hook
 from bot.clock import FrozenClock
 from bot.config.loader import Config
 from bot.notify.notifier import Notification, Notifier
 from bot.notify.outbox import FAILED, SENT, Outbox, ResultHook
+from bot.notify.page_results import page_result_hook
 from bot.notify.pagerduty import PagerDutyNotifier
 from bot.notify.slack import ChannelPacer, SlackNotifier, make_client
 from bot.service import AlertService, every_channel
