@@ -31,10 +31,10 @@ from bot.config.schema import (
     Slo,
     known_keys,
 )
+from bot.config.source_schema import ANY_MODEL, AlertmanagerSection, PrometheusSection
 from bot.config.yaml_lines import LocatedDocument, YamlProblem, load_located
 from bot.errors import ConfigError, ConfigProblem
 from bot.severity import Severity
-from bot.sources.schema import ANY_MODEL, AlertmanagerSection, PrometheusSection
 
 BUILTIN_FIELDS = frozenset({"model", "rule", "severity"})
 _GLUED_KEY = re.compile(r"^([a-z_][a-z0-9_]*):(\S.*)$")

@@ -24,9 +24,9 @@ from pydantic import (
 
 from bot.config.conditions import Condition
 from bot.config.durations import parse_duration
+from bot.config.source_schema import AlertmanagerSection, PrometheusSection, section_keys
 from bot.config.templates import Template
 from bot.severity import Severity
-from bot.sources.schema import AlertmanagerSection, PrometheusSection, section_keys
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(str)]
 ConditionField = Annotated[Condition, BeforeValidator(lambda v: v if isinstance(v, Condition) else Condition(v))]

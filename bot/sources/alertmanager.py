@@ -35,10 +35,10 @@ from bot.alerts.lifecycle import Alert, AlertState, Observation, Timing, Transit
 from bot.clock import ensure_utc
 from bot.config.conditions import Outcome
 from bot.config.loader import Config
+from bot.config.source_schema import AlertmanagerSection
 from bot.errors import IncidentBotError
 from bot.evaluation.evaluate import policy_for
 from bot.safe_text import first_unstorable
-from bot.sources.schema import AlertmanagerSection
 
 ACTOR = "alertmanager"
 GROUP_KEY = "am_group_key"

@@ -29,9 +29,9 @@ import httpx
 from bot.clock import Clock
 from bot.config.durations import humanize
 from bot.config.loader import Config
+from bot.config.source_schema import ANY_MODEL, PrometheusQuery
 from bot.metrics.store import Point
 from bot.settings import Settings
-from bot.sources.schema import ANY_MODEL, PrometheusQuery
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import pytest
 
 from bot.clock import FrozenClock
 from bot.config.loader import Config, load_config
+from bot.config.source_schema import PrometheusQuery
 from bot.metrics.store import Point
 from bot.sources.prometheus import PrometheusPuller, Pulled, interpret, shown_url
-from bot.sources.schema import PrometheusQuery
 from tests.sources.helpers import NOW, config_dir, free_port
 
 Answer = tuple[int, Any, float]

@@ -1,6 +1,7 @@
 """The ``prometheus:`` and ``alertmanager:`` sections of ``rules/*.yaml`` (SPEC §2 sources b and c).
 
-They say where data comes from, not what to alert on, so they live with the sources;
+They say where data comes from, not what to alert on; they live with the rest of the
+configuration's schema (the sources read them; configuration never imports the sources), and
 :class:`bot.config.schema.RulesFile` includes them. Like every section they forbid unknown keys,
 so ``intreval:`` is an error at ``incident-bot check`` time, not a silently default interval.
 This module must not import :mod:`bot.config.schema` (that module imports this one).
