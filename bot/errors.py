@@ -75,6 +75,16 @@ class MissingExtra(IncidentBotError):
     without it; the message names what is missing and the command that installs it."""
 
 
+class RequestRefused(IncidentBotError):
+    """A write request (push ingest, the Alertmanager webhook) is refused: ``status`` is the HTTP
+    status, ``message`` is for the sender."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class ConcurrentChange(Exception):
     """Someone else changed the row between our read and our write (two replicas, two clicks);
     re-read and decide again. Raised by the optimistic writes of :mod:`bot.storage.versioned`."""

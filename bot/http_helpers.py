@@ -16,12 +16,8 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.metrics.ingest import IngestError
+from bot.errors import RequestRefused
 from bot.settings import Settings
-
-RequestRefused = IngestError
-"""Raised by :func:`read_body`: the same type as the ingest parser's errors, so a handler catches
-body and parse problems in one ``except`` and answers ``exc.status`` with ``exc.message``."""
 
 
 def authenticate(request: Request, settings: Settings) -> Response | None:

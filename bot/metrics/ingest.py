@@ -29,7 +29,7 @@ from typing import Any
 
 from bot.clock import ensure_utc
 from bot.config.durations import humanize
-from bot.errors import IncidentBotError
+from bot.errors import RequestRefused
 from bot.metrics.store import Point
 from bot.safe_text import first_unstorable, unstorable
 
@@ -46,13 +46,8 @@ MAX_PROBLEMS = 10
 """Problems listed in one error; beyond that the message says how many more there were."""
 
 
-class IngestError(IncidentBotError):
-    """A push-ingest request is refused; ``status`` is the HTTP status, ``message`` is for the sender."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+IngestError = RequestRefused
+"""A push-ingest request is refused (the HTTP edge's :class:`bot.errors.RequestRefused`)."""
 
 
 class _DuplicateKey(ValueError):

@@ -28,8 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``outbox list``, ``retry`` or ``drop`` against ``DATABASE_URL``."""
     from bot.notify.outbox_admin import drop, render, retry, undelivered
     from bot.settings import Settings
-    from bot.slo.cli import missing_sqlite_file
-    from bot.storage.database import make_engine, migrate
+    from bot.storage.database import make_engine, migrate, missing_sqlite_file
 
     settings = Settings()
     missing = missing_sqlite_file(settings.database_url)

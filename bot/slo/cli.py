@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     from bot.config.defaults import default_config_dir
     from bot.config.loader import load_config
     from bot.settings import Settings
-    from bot.storage.database import make_engine, migrate
+    from bot.storage.database import make_engine, migrate, missing_sqlite_file
 
     settings = Settings()
     directory = args.config_dir or default_config_dir(settings)
@@ -85,20 +85,6 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         return _slo_status(engine, config, args, moment)
     finally:
         engine.dispose()
-
-
-def missing_sqlite_file(url: str) -> Path | None:
-    """The file a ``sqlite:`` URL names, if it does not exist (SQLite would create an empty one).
-
-    Reading commands must not: an empty new database reads as "no alerts, no data", a calm answer
-    to a typo in ``DATABASE_URL`` or to running the command from another directory."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else path.absolute()
 
 
 def _slo_status(engine: Any, config: Any, args: argparse.Namespace, now: datetime) -> int:

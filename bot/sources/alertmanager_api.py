@@ -32,7 +32,8 @@ from starlette.routing import Route
 from bot.alerts.lifecycle import Transition
 from bot.alerts.store import ConcurrentChange
 from bot.clock import Clock
-from bot.http_helpers import RequestRefused, authenticate, check_content_type, error, read_body
+from bot.errors import RequestRefused
+from bot.http_helpers import authenticate, check_content_type, error, read_body
 from bot.service import ExternalPlan
 from bot.settings import Settings
 from bot.sources.alertmanager import PayloadError, parse_notification, plan, resolved_since, summary

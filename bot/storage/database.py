@@ -12,9 +12,10 @@ import contextlib
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Connection, event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from bot.storage.deadline import STATEMENT_TIMEOUT, CallDeadlines
@@ -166,6 +167,18 @@ def migrate(engine: Engine) -> int:
         elif found < SCHEMA_VERSION:
             connection.execute(version_table.update().where(version_table.c.id == 1).values(**values))
     return found
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:`` URL names, if it does not exist (SQLite would create an empty one).
+
+    Reading commands must not: an empty new database reads as "no alerts, no data", a calm answer
+    to a typo in ``DATABASE_URL`` or to running the command from another directory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path.absolute()
 
 
 def session(engine: Engine) -> Session:

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.slo.cli import missing_sqlite_file
-from bot.storage.database import make_engine, migrate
+from bot.storage.database import make_engine, migrate, missing_sqlite_file
 
 REPO = Path(__file__).resolve().parents[2]
 
