@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from bot.slack.app import MAX_BODY_BYTES
+from bot.slack.gates import MAX_BODY_BYTES
 from tests.security.conftest import ALERTMANAGER, BEARER, FORM, INGEST, SLACK, Edge
 from tests.slack.harness import sign
 

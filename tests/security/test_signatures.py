@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.slack.app import REPLAY_CACHE_SIZE, ReplayCache, Workspace, only_workspace, team_problem
+from bot.slack.app import only_workspace
+from bot.slack.gates import REPLAY_CACHE_SIZE, ReplayCache, Workspace, team_problem
 from tests.security.conftest import FORM, SLACK, TEAM, Edge, examples
 from tests.slack.harness import SECRET, TOKEN, sign
 

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from bot.logs import configure_logging
-from bot.slack.app import Workspace
+from bot.slack.gates import Workspace
 from bot.storage.database import session as open_session
 from bot.storage.tables import SilenceRow
 from tests.emulators.slack_api import SlackEmulator

@@ -15,7 +15,6 @@ from bot.config.loader import Config
 from bot.metrics.samples import Sample
 from bot.slack import messages
 from bot.slack.actions import MembershipCache, alert_id_of, menu_choice, parse_click
-from bot.slack.app import malformed, signature_ok
 from bot.slack.commands import (
     MAX_SECTIONS,
     AlertsRequest,
@@ -30,6 +29,7 @@ from bot.slack.commands import (
     slo_reply,
     table_context,
 )
+from bot.slack.gates import malformed, signature_ok
 from bot.slo.dashboard import ModelDashboard, build_dashboard
 from bot.slo.service import specs_of
 from tests.slack.harness import SECRET, shipped_config, sign
