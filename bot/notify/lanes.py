@@ -149,9 +149,10 @@ class ClaimRenewer:
             self.renew()
 
     def renew(self) -> None:
-        """One renewal; never raises."""
+        """One renewal, if the outbox may hold claims; never raises."""
         try:
-            self._outbox.renew_claims()
+            if self._outbox.holds_claims:
+                self._outbox.renew_claims()
         except Exception as exc:  # a database outage, or a bug: both must leave the thread running
             if not self._failing:
                 self._failing = True

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -177,6 +178,10 @@ class Outbox:
         """Outcomes of sends (row id → channel, column values, and the final result for
         ``on_result``) the database refused to take; see the docstring. Each channel's are written
         by whoever delivers that channel, so two lanes never write the same one."""
+        self._lock = threading.Lock()
+        self._delivering = 0
+        """Calls of :meth:`deliver_due` under way (one per lane at most): while none is, this
+        outbox holds no claim but those of :attr:`_unwritten` outcomes."""
 
     @property
     def channels(self) -> list[str]:
@@ -186,6 +191,13 @@ class Outbox:
     def worker(self) -> str:
         """This outbox's name in ``claimed_by`` (``"<worker>:<claim>"``): one per process."""
         return self._worker
+
+    @property
+    def holds_claims(self) -> bool:
+        """Whether this outbox may hold claims now (a delivery under way, or outcomes kept for the
+        database): when not, a renewal would find nothing, and the renewer spares the database the
+        UPDATE (on SQLite, a write lock every few seconds of an idle bot)."""
+        return self._delivering > 0 or bool(self._unwritten)
 
     def renew_claims(self) -> int:
         """Extend, by a lease from now, the claims this outbox holds on rows still pending (those
@@ -231,6 +243,15 @@ class Outbox:
         When ``interrupted()`` says new rows arrived, the rest of the batch is let go and claimed
         again in rank order, so a P0 queued behind slow sends (Slack's pacing) goes next.
         """
+        with self._lock:
+            self._delivering += 1
+        try:
+            return self._deliver_due(limit, channels, interrupted)
+        finally:
+            with self._lock:
+                self._delivering -= 1
+
+    def _deliver_due(self, limit: int, channels: Collection[str] | None, interrupted: Callable[[], bool]) -> int:
         serving = list(self._notifiers) if channels is None else [c for c in channels if c in self._notifiers]
         serving = self._unpaused(serving)
         if not serving or not self._write_kept_outcomes(serving):

@@ -316,6 +316,7 @@ def test_renewal_failures_are_logged_once_per_outage_and_never_stop_the_renewer(
         return 0
 
     monkeypatch.setattr(outbox, "renew_claims", renew_claims)
+    monkeypatch.setattr(Outbox, "holds_claims", property(lambda _self: True))
     with caplog.at_level(logging.DEBUG, logger="bot.notify.lanes"):
         while outcomes:
             renewer.renew()  # never raises
@@ -326,6 +327,28 @@ def test_renewal_failures_are_logged_once_per_outage_and_never_stop_the_renewer(
         ("WARNING", "cannot renew this process's claims (retrying quietly)"),  # a second outage
         ("WARNING", "claims renewed again"),
     ]
+
+
+def test_the_renewer_leaves_the_database_alone_while_the_outbox_holds_no_claim(
+    db: Engine, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle bot writes nothing every few seconds (on SQLite each UPDATE takes the write lock);
+    a delivery under way, or an outcome kept for the database, is renewed."""
+    renewed: list[bool] = []
+    slack = Notes("slack", clock)
+    outbox = Outbox(db, clock, {"slack": slack})
+    monkeypatch.setattr(outbox, "renew_claims", lambda: renewed.append(outbox.holds_claims) or 0)
+    renewer = ClaimRenewer(outbox)
+    renewer.renew()
+    assert renewed == [] and not outbox.holds_claims
+
+    put(db, clock, "sending")
+    real_send = slack.send
+    monkeypatch.setattr(slack, "send", lambda note: (renewer.renew(), real_send(note)))
+    assert outbox.deliver_due() == 1
+    assert renewed == [True]  # during the send
+    renewer.renew()
+    assert renewed == [True] and not outbox.holds_claims
 
 
 # ------------------------------------------------------------------ independence

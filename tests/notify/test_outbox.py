@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Observation, Timing, observe
@@ -228,6 +229,31 @@ def test_a_live_claim_is_renewed_and_kept_past_the_lease_while_its_send_is_slow(
     assert held == [2] * 6 + [1] * 6  # both rows renewed while the first was sent, then the second
     assert {(r.status, r.attempts) for r in rows(engine).values()} == {("sent", 1)}
     assert live.renew_claims() == 0  # nothing pending is left to renew
+
+
+def test_an_outcome_kept_for_the_database_keeps_its_renewed_claim_until_written(
+    engine: Engine, clock: FrozenClock, recorder: RecordingNotifier
+) -> None:
+    """The send went out but the database refused its outcome: the row stays claimed, and renewed,
+    past the lease, so another process does not send it again before the outcome is written."""
+    put(engine, clock, "sent-but-unrecorded")
+    refusals = [OperationalError("UPDATE outbox", {}, Exception("database is locked"))]
+
+    def refuse_once(_session: Session, _note: Notification, _outcome: str, _error: str | None) -> None:
+        if refusals:
+            raise refusals.pop()
+
+    live = Outbox(engine, clock, {"recording": recorder}, worker="live", on_result=refuse_once)
+    other = Outbox(engine, clock, {"recording": RecordingNotifier()}, worker="other")
+    assert live.deliver_due() == 1 and live.holds_claims
+    assert rows(engine)["sent-but-unrecorded"].status == "pending"
+    for _ in range(6):
+        clock.advance(RENEW_EVERY)
+        assert live.renew_claims() == 1
+        assert other.deliver_due() == 0
+    assert live.deliver_due() == 0  # writes the kept outcome
+    assert rows(engine)["sent-but-unrecorded"].status == "sent" and not live.holds_claims
+    assert names(recorder.sent) == ["sent-but-unrecorded"]
 
 
 def test_renewal_extends_only_this_outboxs_pending_claims(
