@@ -10,7 +10,13 @@ own backoffs and pacing.
 A lane does not poll the outbox on a fixed tick: :func:`~bot.notify.outbox.enqueue` notes the
 channels a session wrote to, and the session's commit wakes those lanes at once. Otherwise a lane
 sleeps until its earliest held row is due (``group_wait``, business hours, a retry's backoff),
-and at most :data:`POLL` -- the fallback that finds rows other replicas enqueued or let go.
+and at most :data:`POLL` -- the fallback that finds rows other replicas enqueued or let go. A row
+another process holds is due when its claim lapses, so the lane takes over a dead process's rows
+as its lease ends.
+
+While the lanes run, a :class:`ClaimRenewer` keeps this process's claims alive
+(:meth:`~bot.notify.outbox.Outbox.renew_claims` every :data:`~bot.notify.outbox.RENEW_EVERY`):
+claims are short leases, so that a crashed process's rows are taken over within seconds.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bot.notify.outbox import ENQUEUED_CHANNELS, Outbox
+from bot.notify.outbox import ENQUEUED_CHANNELS, RENEW_EVERY, Outbox
 
 log = logging.getLogger(__name__)
 
 POLL = 1.0
 """Longest sleep of an idle lane, in seconds: how soon it sees work no commit of this process
 announced (another replica's rows, a claim that expired)."""
+
+RENEW_RETRY = 0.5
+"""How soon, in seconds, a renewal that failed is tried again (quietly)."""
 
 JOIN_TIMEOUT = 15.0
 """How long shutdown waits for a lane's send in flight (a client timeout is 10 s)."""
@@ -100,12 +109,73 @@ class Lane:
         return min(max(due.total_seconds(), 0.0), self._poll)
 
 
-class Lanes:
-    """Every notifier channel's lane, started and stopped together, woken by commits on ``engine``."""
+class ClaimRenewer:
+    """A thread that renews the outbox's claims every ``every`` seconds while this process lives
+    (see :data:`~bot.notify.outbox.CLAIM_LEASE`).
 
-    def __init__(self, outbox: Outbox, engine: Engine, *, poll: float = POLL) -> None:
+    A failed renewal (the database restarting or locked) is logged once per outage, when it
+    starts, and once more when renewal works again; it never stops the thread, which retries
+    every :data:`RENEW_RETRY` meanwhile, to renew as soon as the database is back. Claims outlive
+    any outage shorter than the lease less an interval and a retry (about 6 s); after a longer one,
+    a replica that reaches the database before this renewer may take over a row this process is
+    still sending."""
+
+    def __init__(self, outbox: Outbox, *, every: float = RENEW_EVERY.total_seconds()) -> None:
+        self._outbox = outbox
+        self._every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="outbox-claim-renewer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for a renewal in flight (one UPDATE)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT)
+            if self._thread.is_alive():
+                log.warning("outbox claim renewer still running after %.0fs; leaving it", JOIN_TIMEOUT)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(self._every, RENEW_RETRY) if self._failing else self._every):
+            self.renew()
+
+    def renew(self) -> None:
+        """One renewal, if the outbox may hold claims; never raises."""
+        try:
+            if self._outbox.holds_claims:
+                self._outbox.renew_claims()
+        except Exception as exc:  # a database outage, or a bug: both must leave the thread running
+            if not self._failing:
+                self._failing = True
+                if isinstance(exc, SQLAlchemyError):
+                    log.warning("outbox: cannot renew this process's claims (retrying quietly): %s", exc)
+                else:
+                    log.exception("outbox: renewing this process's claims failed (retrying quietly)")
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("outbox: claims renewed again")
+
+
+class Lanes:
+    """Every notifier channel's lane, started and stopped together, woken by commits on
+    ``engine``, with the :class:`ClaimRenewer` that keeps their claims while they run."""
+
+    def __init__(
+        self, outbox: Outbox, engine: Engine, *, poll: float = POLL, renew_every: float = RENEW_EVERY.total_seconds()
+    ) -> None:
         self._engine = engine
         self._lanes = {channel: Lane(outbox, channel, poll=poll) for channel in outbox.channels}
+        self._renewer = ClaimRenewer(outbox, every=renew_every)
 
     @property
     def channels(self) -> list[str]:
@@ -113,12 +183,13 @@ class Lanes:
 
     @property
     def running(self) -> bool:
-        return any(lane.running for lane in self._lanes.values())
+        return self._renewer.running or any(lane.running for lane in self._lanes.values())
 
     def start(self) -> None:
         _listen()
         with _LOCK:
             _STARTED.append(self)
+        self._renewer.start()  # before the first claim
         for lane in self._lanes.values():
             lane.start()
 
@@ -134,6 +205,7 @@ class Lanes:
         self.request_stop()
         for lane in self._lanes.values():  # all asked first: shutdown waits for the slowest send, not the sum
             lane.join()
+        self._renewer.stop()  # last: a send finishing during shutdown keeps its claim
 
     def wake(self, channels: Iterable[str]) -> None:
         for channel in channels:

@@ -1,8 +1,13 @@
 """The notification outbox: enqueue inside the alert's transaction, deliver with retries.
 
 Delivery claims rows before sending (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
-writer on SQLite), so two replicas never send the same row; a claim left by a process that
-died expires after ``claim_timeout`` and the row is taken over. A notification for an alert
+writer on SQLite), so two replicas never send the same row. A claim is a short lease
+(:data:`CLAIM_LEASE`, 10 s) that the live process renews every :data:`RENEW_EVERY`
+(:meth:`Outbox.renew_claims`, run by the lanes' renewer in :mod:`bot.notify.lanes`), so a send
+slower than the lease (Slack's retries and pacing, a batch of ten) keeps its rows while the
+process lives; a process that died renews nothing, its claims lapse within the lease, and a lane
+of another process wakes when they do (:meth:`Outbox.due_in`) and takes the rows over: after a
+SIGKILL, delivery resumes within about 10 s, not minutes. A notification for an alert
 waits until the earlier ones for that alert on the same channel went out, so Slack never sees
 an update before the post it updates. Among the rows that may go, the most severe goes first
 (P0 before P3, then oldest first): an alert's queued rows all rank with its most severe one, so a
@@ -20,13 +25,17 @@ ends the pause, and the rows go out in their order.
 
 If the database is unavailable when a send's outcome is to be written (restarting, or a SQLite
 file locked longer than the busy timeout), the outcome is kept in memory and written at the start
-of the next pass, so the row is not left claimed until ``claim_timeout`` while the process lives.
+of the next pass; the row stays claimed (and renewed) meanwhile, so no other process sends it again.
+
+Leases are compared with the clock of whoever reads them: replicas' clocks must agree to well
+within the lease (NTP does).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -58,10 +67,22 @@ so the hook may see a row twice if a commit's answer was lost: it must be idempo
 
 Result = tuple[Notification, str, str | None]
 
+CLAIM_LEASE = timedelta(seconds=10)
+"""How long a claim holds without renewal. It is how long the rows of a process that died stay
+stuck (a restarted process or another replica takes them over as it ends), so it is short; a live
+process renews its claims every :data:`RENEW_EVERY`, so a send may take longer than the lease
+(a 10 s client timeout, Slack's retries and pacing) without another replica taking the row. A
+live claim lapses only if the database stays out of the renewer's reach for most of a lease
+(about 6 s at the least: see :class:`~bot.notify.lanes.ClaimRenewer`)."""
+
+RENEW_EVERY = CLAIM_LEASE / 3
+"""How often a live process extends its claims (:meth:`Outbox.renew_claims`): a third of the
+lease, so one late or failed renewal still leaves the claim standing."""
+
 CLAIM_BATCH = 10
-"""Rows claimed at a time. A claim lasts ``claim_timeout`` (2 min) and a send may take a client
-timeout (10 s) or more, so small batches keep every row sent well inside its claim: another
-replica never takes over a row this one is still about to send."""
+"""Rows claimed at a time. The claims of rows waiting their turn in the batch are renewed with the
+one being sent, but a small batch still lets rows not yet tried go back to rank order soon (and,
+if the process dies, leaves fewer rows for another to take over)."""
 
 ENQUEUED_CHANNELS = "outbox.enqueued_channels"
 """``Session.info`` key: the notifier channels this session's transaction wrote rows for."""
@@ -143,7 +164,7 @@ class Outbox:
         notifiers: Mapping[str, Notifier],
         *,
         backoff: Backoff | None = None,
-        claim_timeout: timedelta = timedelta(minutes=2),
+        claim_timeout: timedelta = CLAIM_LEASE,
         worker: str | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
@@ -164,10 +185,46 @@ class Outbox:
         """Outcomes of sends (row id → channel, column values, and the final result for
         ``on_result``) the database refused to take; see the docstring. Each channel's are written
         by whoever delivers that channel, so two lanes never write the same one."""
+        self._lock = threading.Lock()
+        self._delivering = 0
+        """Calls of :meth:`deliver_due` under way (one per lane at most): while none is, this
+        outbox holds no claim but those of :attr:`_unwritten` outcomes."""
 
     @property
     def channels(self) -> list[str]:
         return list(self._notifiers)
+
+    @property
+    def worker(self) -> str:
+        """This outbox's name in ``claimed_by`` (``"<worker>:<claim>"``): one per process."""
+        return self._worker
+
+    @property
+    def holds_claims(self) -> bool:
+        """Whether this outbox may hold claims now (a delivery under way, or outcomes kept for the
+        database): when not, a renewal would find nothing, and the renewer spares the database the
+        UPDATE (on SQLite, a write lock every few seconds of an idle bot)."""
+        return self._delivering > 0 or bool(self._unwritten)
+
+    def renew_claims(self) -> int:
+        """Extend, by a lease from now, the claims this outbox holds on rows still pending (those
+        being sent, waiting in a claimed batch, or with an outcome kept for the database); return
+        how many. One UPDATE; a database error is the caller's (:class:`~bot.notify.lanes.ClaimRenewer`).
+
+        It may lock its rows in another order than :meth:`_release` does on PostgreSQL; a deadlock
+        between the two fails one statement, and both callers take that in their stride."""
+        now = self._clock.now()
+        with open_session(self._engine) as s, s.begin():
+            result = s.execute(
+                update(OutboxRow)
+                .where(
+                    col(OutboxRow.status) == PENDING,
+                    col(OutboxRow.claimed_by).startswith(f"{self._worker}:", autoescape=True),
+                    col(OutboxRow.claimed_until).is_not(None),
+                )
+                .values(claimed_until=now + self._claim_timeout)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def pauses(self) -> dict[str, Pause]:
         """The channels paused now (their pause may have ended and wait for a try that ends it)."""
@@ -196,6 +253,21 @@ class Outbox:
         When ``stopping()`` says the process is shutting down, the rest is let go after the send
         in flight: a backlog paced at a post a second must not hold shutdown for a minute.
         """
+        with self._lock:
+            self._delivering += 1
+        try:
+            return self._deliver_due(limit, channels, interrupted, stopping)
+        finally:
+            with self._lock:
+                self._delivering -= 1
+
+    def _deliver_due(
+        self,
+        limit: int,
+        channels: Collection[str] | None,
+        interrupted: Callable[[], bool],
+        stopping: Callable[[], bool],
+    ) -> int:
         serving = list(self._notifiers) if channels is None else [c for c in channels if c in self._notifiers]
         serving = self._unpaused(serving)
         if not serving or not self._write_kept_outcomes(serving):
@@ -234,18 +306,26 @@ class Outbox:
 
     def due_in(self, channels: Collection[str]) -> timedelta | None:
         """How long until the earliest row these channels could claim is due (zero or less: it
-        is), or None: a lane sleeps that long. Rows claimed elsewhere or waiting on an earlier row
-        of their alert do not count; the lane's regular poll finds them. Paused channels are due
-        when their pause ends."""
+        is), or None: a lane sleeps that long. A row claimed by another process is due when its
+        claim lapses (if that process died, nobody renews it, and it is taken over then); rows
+        waiting on an earlier row of their alert do not count: the lane's regular poll finds them.
+        Paused channels are due when their pause ends."""
         now = self._clock.now()
         serving = self._unpaused(channels)
         resumes = [self._paused[c].until - now for c in channels if c not in serving]
         if not serving:
             return min(resumes, default=None)
-        query = select(func.min(OutboxRow.not_before)).where(*self._claimable(now, serving))
+        free = select(func.min(OutboxRow.not_before)).where(*self._claimable(now, serving))
+        held = select(func.min(OutboxRow.claimed_until)).where(
+            col(OutboxRow.status) == PENDING,
+            col(OutboxRow.channel).in_(list(serving)),
+            col(OutboxRow.claimed_until) >= now,
+            ~col(OutboxRow.claimed_by).startswith(f"{self._worker}:", autoescape=True),
+        )
         with open_session(self._engine) as s:
-            found = s.exec(query).one()
-        due = [*resumes, *([ensure_utc(found) - now] if found is not None else [])]
+            found = s.exec(free).one()
+            lapses = s.exec(held).one()
+        due = [*resumes, *(ensure_utc(t) - now for t in (found, lapses) if t is not None)]
         return min(due, default=None)
 
     def depth(self) -> int:

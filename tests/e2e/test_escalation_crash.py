@@ -368,8 +368,9 @@ def test_sigkill_while_a_thread_reply_is_in_flight_does_not_post_it_twice(scenar
     assert row.claimed_until is not None, "the dead process's claim is still on the row"
     assert len(replies(slack)) == 2  # Slack has the reply: only the answer was lost
 
-    # The claim of a process that died mid-send expires after the outbox's claim timeout (2 min);
-    # age it instead of waiting, so this test stays short. Nothing else about the row changes.
+    # The claim of a process that died mid-send lapses after the outbox's claim lease (10 s;
+    # tests/reliability/test_sigkill_claims.py waits for it); age it instead, so this test stays
+    # short. Nothing else about the row changes.
     with session(scenario.engine) as s, s.begin():
         expired = datetime(2000, 1, 1, tzinfo=UTC)
         s.execute(update(OutboxRow).where(col(OutboxRow.id) == row.id).values(claimed_until=expired))

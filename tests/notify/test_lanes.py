@@ -4,28 +4,32 @@ lanes poll only once a minute, so a pass that happens in time was woken, not pol
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 from starlette.testclient import TestClient
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Observation, Timing, observe
 from bot.app import build_bot
-from bot.clock import Clock, FrozenClock, SystemClock
+from bot.clock import Clock, FrozenClock, SystemClock, ensure_utc
 from bot.config.conditions import Outcome
 from bot.config.loader import Config
 from bot.errors import DeliveryError
-from bot.notify.lanes import Lanes
+from bot.notify.lanes import ClaimRenewer, Lanes
 from bot.notify.notifier import Notification, RecordingNotifier
-from bot.notify.outbox import ENQUEUED_CHANNELS, Outbox, enqueue
+from bot.notify.outbox import CLAIM_LEASE, ENQUEUED_CHANNELS, Outbox, enqueue
 from bot.notify.pagerduty import PagerDutyNotifier
 from bot.notify.slack import SlackNotifier, make_client
 from bot.service import AlertService, every_channel
@@ -271,6 +275,102 @@ def test_rows_another_replica_enqueued_are_found_by_the_poll(
         assert slack.wait_for(1) == ["from-the-other-replica"]
     finally:
         other.dispose()
+
+
+def test_a_lane_takes_over_a_dead_processs_row_as_its_claim_lapses_without_a_poll(
+    db: Engine, running: Callable[[Lanes], Lanes]
+) -> None:
+    clock = SystemClock()
+    slack = Notes("slack", clock)
+    put(db, clock, "claimed-by-the-dead")
+    lapses = clock.now() + timedelta(milliseconds=300)
+    with open_session(db) as s, s.begin():
+        s.execute(update(OutboxRow).values(claimed_by="dead:1", claimed_until=lapses, attempts=1))
+    running(Lanes(Outbox(db, clock, {"slack": slack}), db, poll=IDLE))
+
+    assert slack.wait_for(1) == ["claimed-by-the-dead"]  # long before the minute's poll
+    [(_name, sent_at)] = slack.sent
+    assert sent_at > lapses
+
+
+def test_running_lanes_renew_their_claims_while_a_send_is_held(
+    engine: Engine, clock: FrozenClock, running: Callable[[Lanes], Lanes]
+) -> None:
+    """The renewer runs with the lanes: a send held longer than the lease keeps its claim (the
+    clock moves past the lease; the claim moves with it), and the renewer stops with the lanes."""
+    slack = Notes("slack", clock, hold_first=True)
+    outbox = Outbox(engine, clock, {"slack": slack})
+    put(engine, clock, "held")
+    lanes = running(Lanes(outbox, engine, poll=IDLE, renew_every=0.05))
+    assert slack.entered.wait(WAIT)
+
+    def claim() -> tuple[str | None, datetime | None]:
+        with open_session(engine) as s:
+            row = s.exec(select(OutboxRow)).one()
+            return row.claimed_by, row.claimed_until and ensure_utc(row.claimed_until)
+
+    for _ in range(3):
+        renewed = clock.advance(CLAIM_LEASE) + CLAIM_LEASE  # past the lease each time
+        deadline = time.monotonic() + WAIT
+        while claim()[1] != renewed:
+            assert time.monotonic() < deadline, f"the claim was not renewed: {claim()}"
+            time.sleep(0.01)
+        assert (claim()[0] or "").startswith(f"{outbox.worker}:")
+    slack.release.set()
+
+    assert slack.wait_for(1) == ["held"]
+    lanes.stop()
+    assert not lanes.running
+
+
+def test_renewal_failures_are_logged_once_per_outage_and_never_stop_the_renewer(
+    db: Engine, clock: FrozenClock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = Outbox(db, clock, {"slack": Notes("slack", clock)})
+    renewer = ClaimRenewer(outbox)
+    down = OperationalError("UPDATE outbox", {}, Exception("the database system is shutting down"))
+    outcomes: list[BaseException | None] = [down, down, down, None, None, down, RuntimeError("a bug"), None]
+
+    def renew_claims() -> int:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return 0
+
+    monkeypatch.setattr(outbox, "renew_claims", renew_claims)
+    monkeypatch.setattr(Outbox, "holds_claims", property(lambda _self: True))
+    with caplog.at_level(logging.DEBUG, logger="bot.notify.lanes"):
+        while outcomes:
+            renewer.renew()  # never raises
+    said = [(r.levelname, r.getMessage().split(":")[1].strip()) for r in caplog.records]
+    assert said == [
+        ("WARNING", "cannot renew this process's claims (retrying quietly)"),  # three failures, one line
+        ("WARNING", "claims renewed again"),
+        ("WARNING", "cannot renew this process's claims (retrying quietly)"),  # a second outage
+        ("WARNING", "claims renewed again"),
+    ]
+
+
+def test_the_renewer_leaves_the_database_alone_while_the_outbox_holds_no_claim(
+    db: Engine, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle bot writes nothing every few seconds (on SQLite each UPDATE takes the write lock);
+    a delivery under way, or an outcome kept for the database, is renewed."""
+    renewed: list[bool] = []
+    slack = Notes("slack", clock)
+    outbox = Outbox(db, clock, {"slack": slack})
+    monkeypatch.setattr(outbox, "renew_claims", lambda: renewed.append(outbox.holds_claims) or 0)
+    renewer = ClaimRenewer(outbox)
+    renewer.renew()
+    assert renewed == [] and not outbox.holds_claims
+
+    put(db, clock, "sending")
+    real_send = slack.send
+    monkeypatch.setattr(slack, "send", lambda note: (renewer.renew(), real_send(note)))
+    assert outbox.deliver_due() == 1
+    assert renewed == [True]  # during the send
+    renewer.renew()
+    assert renewed == [True] and not outbox.holds_claims
 
 
 # ------------------------------------------------------------------ independence

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Observation, Timing, observe
@@ -19,7 +20,7 @@ from bot.clock import FrozenClock, ensure_utc
 from bot.config.conditions import Outcome
 from bot.errors import DeliveryError
 from bot.notify.notifier import Notification, RecordingNotifier
-from bot.notify.outbox import Backoff, Outbox, enqueue
+from bot.notify.outbox import CLAIM_LEASE, RENEW_EVERY, Backoff, Outbox, enqueue
 from bot.severity import Severity
 from bot.storage.database import session
 from bot.storage.tables import OutboxRow
@@ -171,30 +172,139 @@ def test_later_notifications_of_an_alert_wait_for_its_earlier_pending_one(
     assert names(recorder.sent) == ["support-posted", "fraud-posted", "fraud-acknowledged"]
 
 
-def test_a_claim_left_by_a_dead_worker_is_taken_over_once_it_expires(
+class Crash(BaseException):
+    """The process dies mid-send: nothing after the claim is recorded, and nothing renews it."""
+
+
+class Dying(RecordingNotifier):
+    def send(self, notification: Notification) -> None:
+        raise Crash
+
+
+def test_a_claim_left_by_a_dead_worker_is_taken_over_when_its_lease_ends(
     engine: Engine, clock: FrozenClock, recorder: RecordingNotifier
 ) -> None:
     put(engine, clock, "posted")
-
-    class Crash(BaseException):
-        """The process dies mid-send: nothing after the claim is recorded."""
-
-    class Dying(RecordingNotifier):
-        def send(self, notification: Notification) -> None:
-            raise Crash
-
-    dead = Outbox(engine, clock, {"recording": Dying()}, worker="dead", claim_timeout=timedelta(minutes=2))
+    dead = Outbox(engine, clock, {"recording": Dying()}, worker="dead")
     with pytest.raises(Crash):
         dead.deliver_due()
     assert rows(engine)["posted"].claimed_by.startswith("dead:")  # type: ignore[union-attr]
+    assert ensure_utc(rows(engine)["posted"].claimed_until) == clock.now() + CLAIM_LEASE  # type: ignore[arg-type]
 
     survivor = Outbox(engine, clock, {"recording": recorder}, worker="alive")
-    clock.advance(timedelta(minutes=1))
+    assert survivor.due_in(["recording"]) == CLAIM_LEASE  # a lane sleeps until the lease ends, not a poll
+    clock.advance(CLAIM_LEASE - timedelta(milliseconds=1))
     assert survivor.deliver_due() == 0  # the claim may still be alive
-    clock.advance(timedelta(minutes=1, seconds=1))
+    assert survivor.due_in(["recording"]) == timedelta(milliseconds=1)
+    clock.advance(timedelta(milliseconds=2))
+    assert survivor.due_in(["recording"]) <= timedelta(0)  # type: ignore[operator]  # due: nobody renewed it
     assert survivor.deliver_due() == 1
     assert names(recorder.sent) == ["posted"]
-    assert rows(engine)["posted"].status == "sent"
+    assert rows(engine)["posted"].status == "sent" and rows(engine)["posted"].attempts == 2
+
+
+def test_a_live_claim_is_renewed_and_kept_past_the_lease_while_its_send_is_slow(
+    engine: Engine, clock: FrozenClock, recorder: RecordingNotifier
+) -> None:
+    """A send (Slack's retries, its pacing) and the batch waiting behind it take twice the lease;
+    the process renews its claims meanwhile, so a second process takes neither row."""
+    put(engine, clock, "slow")
+    put(engine, clock, "waiting-in-the-batch")
+    other = Outbox(engine, clock, {"recording": recorder}, worker="other")
+    held: list[int] = []
+
+    class Slow(RecordingNotifier):
+        def send(self, notification: Notification) -> None:
+            for _ in range(6):  # 6 × lease/3: twice the lease
+                clock.advance(RENEW_EVERY)
+                held.append(live.renew_claims())
+                assert other.deliver_due() == 0, "a live claim was taken over"
+                assert other.due_in(["recording"]) == CLAIM_LEASE, "the other lane wakes when the renewed lease ends"
+            super().send(notification)
+
+    slow = Slow()
+    live = Outbox(engine, clock, {"recording": slow}, worker="live")
+    assert live.deliver_due() == 2
+    assert names(slow.sent) == ["slow", "waiting-in-the-batch"] and recorder.sent == []
+    assert held == [2] * 6 + [1] * 6  # both rows renewed while the first was sent, then the second
+    assert {(r.status, r.attempts) for r in rows(engine).values()} == {("sent", 1)}
+    assert live.renew_claims() == 0  # nothing pending is left to renew
+
+
+def test_an_outcome_kept_for_the_database_keeps_its_renewed_claim_until_written(
+    engine: Engine, clock: FrozenClock, recorder: RecordingNotifier
+) -> None:
+    """The send went out but the database refused its outcome: the row stays claimed, and renewed,
+    past the lease, so another process does not send it again before the outcome is written."""
+    put(engine, clock, "sent-but-unrecorded")
+    refusals = [OperationalError("UPDATE outbox", {}, Exception("database is locked"))]
+
+    def refuse_once(_session: Session, _note: Notification, _outcome: str, _error: str | None) -> None:
+        if refusals:
+            raise refusals.pop()
+
+    live = Outbox(engine, clock, {"recording": recorder}, worker="live", on_result=refuse_once)
+    other = Outbox(engine, clock, {"recording": RecordingNotifier()}, worker="other")
+    assert live.deliver_due() == 1 and live.holds_claims
+    assert rows(engine)["sent-but-unrecorded"].status == "pending"
+    for _ in range(6):
+        clock.advance(RENEW_EVERY)
+        assert live.renew_claims() == 1
+        assert other.deliver_due() == 0
+    assert live.deliver_due() == 0  # writes the kept outcome
+    assert rows(engine)["sent-but-unrecorded"].status == "sent" and not live.holds_claims
+    assert names(recorder.sent) == ["sent-but-unrecorded"]
+
+
+def test_renewal_extends_only_this_outboxs_pending_claims(
+    engine: Engine, clock: FrozenClock, recorder: RecordingNotifier
+) -> None:
+    """``claimed_by`` is matched as a literal prefix: a worker name with LIKE wildcards renews
+    only its own rows; rows another worker holds, unclaimed rows and finished rows stay as they are."""
+    for name in ("mine", "similar", "free", "done"):
+        put(engine, clock, name)
+    until = clock.now() + timedelta(seconds=1)
+    claims = {"mine": ("w_%:1", until), "similar": ("wx%:1", until), "done": ("w_%:2", until)}
+    with session(engine) as s, s.begin():
+        for name, (token, claimed_until) in claims.items():
+            s.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.idempotency_key) == f"recording:{name}")
+                .values(claimed_by=token, claimed_until=claimed_until)
+            )
+        s.execute(update(OutboxRow).where(col(OutboxRow.idempotency_key) == "recording:done").values(status="sent"))
+    outbox = Outbox(engine, clock, {"recording": recorder}, worker="w_%")
+
+    clock.advance(timedelta(seconds=5))
+    assert outbox.renew_claims() == 1
+    after = rows(engine)
+    assert ensure_utc(after["mine"].claimed_until) == clock.now() + CLAIM_LEASE  # type: ignore[arg-type]
+    assert ensure_utc(after["similar"].claimed_until) == until  # type: ignore[arg-type]
+    assert ensure_utc(after["done"].claimed_until) == until  # type: ignore[arg-type]
+    assert after["free"].claimed_until is None
+    due = outbox.due_in(["recording"])
+    assert due is not None and due <= timedelta(0)  # "free" is
+
+
+def test_a_lane_is_due_when_a_claim_held_elsewhere_lapses_but_not_for_its_own(
+    engine: Engine, clock: FrozenClock, recorder: RecordingNotifier
+) -> None:
+    put(engine, clock, "held-elsewhere")
+    put(engine, clock, "held-here")
+    with session(engine) as s, s.begin():
+        for name, token, seconds in (("held-elsewhere", "other:1", 4), ("held-here", "here:1", 2)):
+            s.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.idempotency_key) == f"recording:{name}")
+                .values(claimed_by=token, claimed_until=clock.now() + timedelta(seconds=seconds))
+            )
+    here = Outbox(engine, clock, {"recording": recorder, "quiet": RecordingNotifier(channel="quiet")}, worker="here")
+    assert here.due_in(["recording"]) == timedelta(seconds=4)  # not 2 s: its own claim is renewed, not awaited
+    assert here.due_in(["quiet"]) is None  # another channel's claims are not this lane's
+    clock.advance(timedelta(seconds=4, milliseconds=1))
+    assert here.due_in(["recording"]) <= timedelta(0)  # type: ignore[operator]
+    assert here.deliver_due() == 2  # both lapsed: whoever held them is gone (or cut off)
+    assert sorted(names(recorder.sent)) == ["held-elsewhere", "held-here"]
 
 
 def test_an_expired_claim_in_the_table_is_taken_over(

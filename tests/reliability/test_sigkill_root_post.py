@@ -83,8 +83,9 @@ def test_sigkill_while_the_root_post_is_in_flight_leaves_one_root_message(
         assert fired is not None and fired.slack_ts is None, "the post's answer never reached the database"
         assert len(slack.messages(LLM)) == 1, "Slack has the message: only the answer was lost"
 
-        # The claim of a dead process (the post's row) expires after the outbox's claim timeout
-        # (2 min); age it instead of waiting, so the test stays short. Nothing else about the rows changes.
+        # The claim of a dead process (the post's row) lapses after the outbox's claim lease (10 s;
+        # test_sigkill_claims.py waits for it); age it instead, so the test stays short. Nothing else
+        # about the rows changes.
         with session(engine) as s, s.begin():
             expired = datetime(2000, 1, 1, tzinfo=UTC)
             s.execute(update(OutboxRow).where(col(OutboxRow.status) == "pending").values(claimed_until=expired))
