@@ -102,25 +102,26 @@ class Click:
     message_ts: str | None
 
 
-async def clicked_alert(
-    after_ack: AfterAck, click: Click, load: Callable[[int], T | None], *, why: str
+async def clicked(
+    after_ack: AfterAck, click: Click, load: Callable[[int], T | None], *, subject: Subject, why: str
 ) -> tuple[int, T] | None:
-    """Read the alert a button names, or tell the person why not (a bad button value, a failed
-    read, an alert that does not exist) and return ``None``."""
-    alert_id = alert_id_of(click.value)
-    if alert_id is None:
+    """Read the alert or incident a button names, or tell the person why not (a bad button value,
+    a failed read, one that does not exist) and return ``None``."""
+    target = alert_id_of(click.value)
+    if target is None:
         await refuse(after_ack.client, click, messages.bad_button(click.value))
         return None
     try:
-        found = await after_ack.db(load, alert_id)
+        found = await after_ack.db(load, target)
     except Exception:
-        log.exception("reading alert %s for its %s failed", alert_id, why)
+        log.exception("reading %s %s for its %s failed", subject, target, why)
         await tell(after_ack.client, click, messages.TRY_AGAIN)
         return None
     if found is None:
-        await refuse(after_ack.client, click, messages.alert_not_found(alert_id))
+        missing = messages.alert_not_found if subject == "alert" else messages.incident_not_found
+        await refuse(after_ack.client, click, missing(target))
         return None
-    return alert_id, found
+    return target, found
 
 
 def parse_click(body: dict[str, Any]) -> Click:
@@ -374,19 +375,19 @@ def register(
         await after_ack.submit(lambda: _open_incident_runbook(click))
 
     async def _open_incident_runbook(click: Click) -> None:
-        clicked = await clicked_incident(after_ack, click, queries.incident_lead, why="runbook")
-        if clicked is not None:
-            await _show_runbook(click, clicked[1][1], what=f"incident {clicked[0]}")
+        found = await clicked(after_ack, click, queries.incident_lead, subject="incident", why="runbook")
+        if found is not None:
+            await _show_runbook(click, found[1][1], what=f"incident {found[0]}")
 
     async def _open_runbook(click: Click, alert_id: int | None) -> None:
         if alert_id is None:
             await refuse(after_ack.client, click, messages.bad_button(click.value))
             return
-        clicked = await clicked_alert(
-            after_ack, replace(click, value=str(alert_id)), queries.alert, why="runbook"
+        found = await clicked(
+            after_ack, replace(click, value=str(alert_id)), queries.alert, subject="alert", why="runbook"
         )
-        if clicked is not None:
-            await _show_runbook(click, clicked[1], what=f"alert {clicked[0]}")
+        if found is not None:
+            await _show_runbook(click, found[1], what=f"alert {found[0]}")
 
     async def _show_runbook(click: Click, alert: Alert, *, what: str) -> None:
         client = after_ack.client
@@ -409,23 +410,3 @@ def register(
     app.action(INCIDENT_RESOLVE_ACTION)(change_incident)
     app.action(INCIDENT_RUNBOOK_ACTION)(open_incident_runbook)
     app.action(ALERT_MENU_ACTION)(alert_menu)
-
-
-async def clicked_incident(
-    after_ack: AfterAck, click: Click, load: Callable[[int], T | None], *, why: str
-) -> tuple[int, T] | None:
-    """Read what an incident button names, or tell the person why not and return ``None``."""
-    incident_id = alert_id_of(click.value)
-    if incident_id is None:
-        await refuse(after_ack.client, click, messages.bad_button(click.value))
-        return None
-    try:
-        found = await after_ack.db(load, incident_id)
-    except Exception:
-        log.exception("reading incident %s for its %s failed", incident_id, why)
-        await tell(after_ack.client, click, messages.TRY_AGAIN)
-        return None
-    if found is None:
-        await refuse(after_ack.client, click, messages.incident_not_found(incident_id))
-        return None
-    return incident_id, found

@@ -48,8 +48,7 @@ from bot.slack.actions import (
     Click,
     MembershipCache,
     access_refusal,
-    clicked_alert,
-    clicked_incident,
+    clicked,
     parse_click,
     patiently,
     refuse,
@@ -437,12 +436,10 @@ def register(
         await after_ack.submit(lambda: _silence_alert(click))
 
     async def _silence_alert(click: Click) -> None:
-        clicked = await clicked_alert(
-            after_ack, click, queries.alert_and_message, why="silence"
-        )
-        if clicked is None:
+        found = await clicked(after_ack, click, queries.alert_and_message, subject="alert", why="silence")
+        if found is None:
             return
-        alert_id, (alert, where, grouped) = clicked
+        alert_id, (alert, where, grouped) = found
         now = clock.now()
         wanted = Silence(
             rule=alert.rule,
@@ -461,10 +458,10 @@ def register(
         await after_ack.submit(lambda: _silence_incident(click))
 
     async def _silence_incident(click: Click) -> None:
-        clicked = await clicked_incident(after_ack, click, queries.incident_and_lead, why="silence")
-        if clicked is None:
+        found = await clicked(after_ack, click, queries.incident_and_lead, subject="incident", why="silence")
+        if found is None:
             return
-        incident_id, (incident, where, lead) = clicked
+        incident_id, (incident, where, lead) = found
         rule, model = incident_target(incident, lead)
         now = clock.now()
         wanted = Silence(
@@ -504,9 +501,7 @@ def register(
                 return
             thread = where or ((click.channel, click.message_ts) if click.channel and click.message_ts else None)
             said = ThreadNote(*thread, note, incident_id=incident_id, alert_id=alert_id) if thread else None
-            silence = await patiently(
-                lambda: after_ack.db(service.silence, wanted, note=said), what=f"silence {what}"
-            )
+            silence = await patiently(lambda: after_ack.db(service.silence, wanted, note=said), what=f"silence {what}")
         except Exception:
             log.exception("silencing %s for %s failed", what, click.user)
             await tell(client, click, messages.TRY_AGAIN)
