@@ -25,7 +25,10 @@ ends the pause, and the rows go out in their order.
 
 If the database is unavailable when a send's outcome is to be written (restarting, or a SQLite
 file locked longer than the busy timeout), the outcome is kept in memory and written at the start
-of the next pass; the row stays claimed (and renewed) meanwhile, so no other process sends it again.
+of the next pass. The row stays claimed meanwhile, renewed whenever the database takes the renewal,
+so no other process sends it again; only an outage of most of a lease lets the claim lapse (see
+:class:`~bot.notify.lanes.ClaimRenewer`), and a process that took the row over then finds the
+earlier send as after a crash (Slack's metadata, PagerDuty's dedup key).
 
 Leases are compared with the clock of whoever reads them: replicas' clocks must agree to well
 within the lease (NTP does).
@@ -322,9 +325,8 @@ class Outbox:
             col(OutboxRow.claimed_until) >= now,
             ~col(OutboxRow.claimed_by).startswith(f"{self._worker}:", autoescape=True),
         )
-        with open_session(self._engine) as s:
-            found = s.exec(free).one()
-            lapses = s.exec(held).one()
+        with open_session(self._engine) as s:  # one round trip, as the lanes ask after every pass
+            found, lapses = s.exec(select(free.scalar_subquery(), held.scalar_subquery())).one()
         due = [*resumes, *(ensure_utc(t) - now for t in (found, lapses) if t is not None)]
         return min(due, default=None)
 
