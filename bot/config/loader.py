@@ -379,6 +379,21 @@ def _check_condition_names(
                     f"samples really arrive as {name}, declare it under metrics: (- name: {name})",
                 )
             )
+        for term in rule.condition.windows:
+            if term.metric in metrics:
+                continue
+            close = difflib.get_close_matches(term.metric, metrics, n=3)
+            guess = f"did you mean {' or '.join(map(repr, close))}? If" if close else "if"
+            problems.append(
+                ConfigProblem(
+                    shown,
+                    doc.line_of(("rules", index, "condition")),
+                    f"rules[{index}] ({rule.name}).condition: {term.function} reads the stored samples of "
+                    f"{term.metric!r}, which is no metric of the metrics: catalogue and no metric source's "
+                    f"metric (a model setting has no samples), so this rule would never fire; {guess} samples "
+                    f"really arrive as {term.metric}, declare it under metrics: (- name: {term.metric})",
+                )
+            )
 
 
 def _check_condition_settings(
@@ -416,7 +431,7 @@ def _check_template_fields(
 ) -> None:
     known = set(BUILTIN_FIELDS) | metrics | {key for model in models.values() for key in model.settings}
     for shown, index, rule, doc in rules:
-        allowed = known | set(rule.labels)
+        allowed = known | set(rule.labels) | {term.name for term in rule.condition.windows}
         for part in ("title", "description"):
             for name in sorted(getattr(rule, part).fields - allowed):
                 close = difflib.get_close_matches(name, allowed, n=1)
