@@ -104,22 +104,27 @@ class WindowCache:
     def _advance(self, rows: list[store.WindowRow], now: datetime, *, fresh: bool = False) -> None:
         """Keep the new rows of windowed metrics, move the cursor past them, note the holes."""
         assert self._cursor is not None
-        cursor, holes, seen = self._cursor, self._holes, set()
-        newest = max((row[0] for row in rows), default=cursor)
+        cursor, holes, ranges = self._cursor, self._holes, self._ranges
+        seen: set[int] = set()
+        arrived: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for row_id, model, name, at, value in rows:
-            if row_id <= cursor and row_id not in holes and not fresh:
+            if row_id > cursor:
+                seen.add(row_id)
+            elif row_id in holes:
+                del holes[row_id]
+            elif not fresh:
                 continue  # an old sample read for an ``ago`` span: not for the cache
-            seen.add(row_id)
-            holes.pop(row_id, None)
-            if value is not None and name in self._ranges:
-                times, values = self._series.setdefault((model, name), (array("d"), array("d")))
-                if not times or at >= times[-1]:
-                    times.append(at)
-                    values.append(value)
-                else:  # out of order: a late sample
-                    index = bisect_right(times, at)
-                    times.insert(index, at)
-                    values.insert(index, value)
+            if value is not None and name in ranges:
+                arrived.setdefault((model, name), []).append((at, value))
+        for key, samples in arrived.items():
+            samples.sort()
+            times, values = self._series.setdefault(key, (array("d"), array("d")))
+            if times and samples[0][0] < times[-1]:  # late samples: merge (rare, and short series)
+                samples = sorted([*zip(times, values, strict=True), *samples])
+                del times[:], values[:]
+            times.extend(at for at, _ in samples)
+            values.extend(value for _, value in samples)
+        newest = max(seen, default=cursor)
         if newest > cursor:
             for missing in range(max(cursor, 0) + 1, newest + 1):
                 if missing not in seen:
