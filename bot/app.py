@@ -34,6 +34,7 @@ from bot.evaluation.schedule import EvaluationSchedule
 from bot.jobs import build_scheduler
 from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
+from bot.metrics import retention
 from bot.metrics.api import metric_routes
 from bot.notify.lanes import Lanes
 from bot.notify.notifier import LogNotifier, Notification, Notifier
@@ -106,6 +107,7 @@ def build_bot(
             *[job for job in [prometheus_job(settings, holder, service.ingest, clock)] if job is not None],
             (service.evaluate_slos_once, "slo-evaluation", max(SLO_INTERVAL, interval)),
             (trim_memory, "memory-trim", TRIM_EVERY),
+            (lambda: retention.prune_samples(engine, holder(), clock.now()), "sample-retention", retention.EVERY),
             (
                 lambda: post_weekly_review(engine, holder(), clock.now(), channels=list(chosen)),
                 "weekly-review",

@@ -141,9 +141,15 @@ def _epoch(at: object) -> float:
     return ensure_utc(at).timestamp()
 
 
-def prune(session: Session, *, before: datetime) -> int:
-    """Drop samples older than the longest window anyone asks about."""
-    result = session.execute(delete(MetricSampleRow).where(col(MetricSampleRow.at) < before))
+def prune(session: Session, *, before: datetime, limit: int | None = None) -> int:
+    """Drop samples stamped before ``before`` (at most ``limit`` of them); return how many went.
+    The latest value of each metric stays in ``metric_latest``."""
+    doomed = core_select(MetricSampleRow.__table__.c.id).where(  # type: ignore[attr-defined]
+        MetricSampleRow.__table__.c.at < before  # type: ignore[attr-defined]
+    )
+    if limit is not None:
+        doomed = doomed.limit(limit)
+    result = session.execute(delete(MetricSampleRow).where(col(MetricSampleRow.id).in_(doomed)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
