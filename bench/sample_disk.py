@@ -12,17 +12,17 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from sqlalchemy import create_engine, text
+from harness import scratch_database
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from bot.metrics import store
-from bot.storage.database import make_engine, migrate, normalise_url
+from bot.storage.database import make_engine, migrate
 from bot.storage.database import session as open_session
 
 EVERY = timedelta(seconds=30)
@@ -45,36 +45,26 @@ def fill(engine: Engine, samples: int) -> None:
             store.record(s, points)
 
 
-def sqlite_bytes(path: Path, samples: int) -> float:
-    engine = make_engine(f"sqlite:///{path}")
-    migrate(engine)
-    with engine.connect() as c:
-        c.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-    empty = path.stat().st_size
-    fill(engine, samples)
-    with engine.connect() as c:
-        c.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-    engine.dispose()
-    return (path.stat().st_size - empty) / samples
+def measure(url: str | None, sqlite_file: Path, samples: int) -> float:
+    """Bytes per sample in a scratch database: the SQLite file's growth, or PostgreSQL's
+    ``pg_total_relation_size`` of the sample table (with its index)."""
+    with scratch_database(url, sqlite_file, prefix="ib_disk") as database:
+        engine = make_engine(database)
+        try:
+            migrate(engine)
+            before = _size(engine, sqlite_file)
+            fill(engine, samples)
+            return (_size(engine, sqlite_file) - before) / samples
+        finally:
+            engine.dispose()
 
 
-def postgres_bytes(url: str, samples: int) -> float:
-    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=1)
-    name = f"ib_disk_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(admin.url.set(database=name).render_as_string(hide_password=False))
-    try:
-        migrate(engine)
-        fill(engine, samples)
-        with engine.connect() as c:
-            size = c.execute(text("SELECT pg_total_relation_size('metric_samples')")).scalar()
-        return float(size or 0) / samples
-    finally:
-        engine.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def _size(engine: Engine, sqlite_file: Path) -> int:
+    with engine.connect() as c:
+        if engine.dialect.name == "sqlite":
+            c.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))  # the WAL's pages into the file
+            return sqlite_file.stat().st_size
+        return int(c.execute(text("SELECT pg_total_relation_size('metric_samples')")).scalar() or 0)
 
 
 def report(backend: str, per_sample: float) -> None:
@@ -92,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None, help="also measure on this PostgreSQL server (fresh database)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ib-disk-") as tmp:
-        report("SQLite", sqlite_bytes(Path(tmp) / "disk.db", args.samples))
-    if args.database_url:
-        report("PostgreSQL", postgres_bytes(args.database_url, args.samples))
+        report("SQLite", measure(None, Path(tmp) / "disk.db", args.samples))
+        if args.database_url:
+            report("PostgreSQL", measure(args.database_url, Path(tmp) / "unused.db", args.samples))
     return 0
 
 
