@@ -9,8 +9,9 @@ DELETE. The newest value of each metric (``metric_latest``) is never deleted.
 
 Known cost: ``at`` has no index of its own (the samples' index leads with model and name), so a
 batch finds its rows by scanning from the oldest row, and the last batch of a run, finding fewer
-than :data:`BATCH`, scans the whole table once. At a team's scale (millions of rows) that is under
-a second every 10 minutes; a large fleet would want an index on ``at`` (about 40 bytes a sample).
+than :data:`BATCH`, scans the whole table once: 0.1–0.3 s for 840,000 rows on SQLite (measured),
+so about a second every 10 minutes at a few million rows; a large fleet would want an index on
+``at`` (some 40 bytes more a sample).
 """
 
 from __future__ import annotations
