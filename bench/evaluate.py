@@ -14,7 +14,13 @@ design choice to check is the safe condition language (simpleeval over a parsed 
 The verdict compares the steady pass with the 1 s target and (b)/(c) with a 3× budget for the
 safety of not running ``eval``. Figures go to ``bench/RESULTS.md``; this is not a timed test.
 
-    python bench/evaluate.py [--models 1000] [--rules 20] [--runs 5] [--database-url postgresql://…]
+    python bench/evaluate.py [--models 1000] [--rules 20] [--runs 5] [--database-url postgresql://…] [--windowed]
+
+``--windowed`` makes 5 of the 20 rules windowed conditions (``avg_over_time(helpfulness, "1h")``,
+``quantile_over_time``, ``max_over_time``, ``min_over_time``) over an hour of stored samples at 30 s,
+120 per model and metric (600,000 rows); each steady pass first stores the next 30 s of samples
+(not timed), so the pass reads what is new as it would in service. The first pass then also
+starts with an empty window cache: it reads every window.
 
 With ``--database-url`` the same passes also run on PostgreSQL, in a database created for the run
 and dropped afterwards (the URL's user needs CREATEDB); nothing in the named database is touched.
@@ -43,7 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from sqlalchemy import create_engine, delete, text
+from sqlalchemy import create_engine, delete, insert, text
 from sqlalchemy.engine import Engine
 
 from bot.alerts import store as alert_store
@@ -52,13 +58,17 @@ from bot.config.conditions import Condition, ConditionEvaluator, Outcome
 from bot.config.loader import Config, load_config
 from bot.evaluation.evaluate import PassInput, evaluate
 from bot.metrics import store as metric_store
+from bot.metrics.window_cache import WindowCache
 from bot.service import AlertService, every_channel
 from bot.storage.database import make_engine, migrate, normalise_url
 from bot.storage.database import session as open_session
-from bot.storage.tables import AlertEventRow, AlertRow, OutboxRow
+from bot.storage.tables import AlertEventRow, AlertRow, MetricSampleRow, OutboxRow
 
 TARGET_SECONDS = 1.0
 TARGET_RATIO = 3.0
+HISTORY = 120
+"""Samples per windowed metric and model in the windowed workload: one hour at 30 s."""
+SPACING = timedelta(seconds=30)
 TRUE_SHARE = 0.06
 """Chance that a metric lies past its alert threshold. With and/or rules this makes about 5% of
 (rule, model) conditions true — an incident-heavy but believable day; each run prints the share."""
@@ -248,6 +258,65 @@ def _rules() -> list[RuleSpec]:
     ]
 
 
+def _windowed_rules() -> dict[str, RuleSpec]:
+    """Five of the twenty rules with their metric read over the last hour of stored samples."""
+    return {
+        rule.name: rule
+        for rule in [
+            RuleSpec(
+                "error_rate_high",
+                'max_over_time(error_rate, "1h") > 0.05',
+                lambda m: m["max_over_time_error_rate_1h"] > 0.05,
+                "P2",
+                "Error rate peaked at {max_over_time_error_rate_1h:.1%} for {model}",
+                "Errors: up to {max_over_time_error_rate_1h:.2%} of requests in the last hour (threshold 5%).",
+            ),
+            RuleSpec(
+                "slow_responses",
+                'quantile_over_time(0.95, response_time_p95_ms, "1h") > max_response_ms',
+                lambda m: m["quantile_over_time_0_95_response_time_p95_ms_1h"] > m["max_response_ms"],
+                "P2",
+                "P95 response time above target for {model}",
+                "P95 {quantile_over_time_0_95_response_time_p95_ms_1h:>8,.0f}ms over 1 h, target "
+                "{max_response_ms:,.0f}ms.",
+            ),
+            RuleSpec(
+                "helpfulness_low",
+                'avg_over_time(helpfulness, "1h") < 0.7',
+                lambda m: m["avg_over_time_helpfulness_1h"] < 0.7,
+                "P2",
+                "Helpfulness {avg_over_time_helpfulness_1h:.2f} for {model}",
+                "Helpfulness averaged {avg_over_time_helpfulness_1h:.3f} over the last hour, under 0.70.",
+            ),
+            RuleSpec(
+                "token_bloat",
+                'avg_over_time(tokens_per_request, "1h") > avg_tokens_per_request * 2',
+                lambda m: m["avg_over_time_tokens_per_request_1h"] > m["avg_tokens_per_request"] * 2,
+                "P3",
+                "Prompt bloat for {model}",
+                "{avg_over_time_tokens_per_request_1h:,.0f} tokens per request over 1 h, usual "
+                "{avg_tokens_per_request:,.0f}.",
+            ),
+            RuleSpec(
+                "gpu_memory_high",
+                'min_over_time(gpu_memory_pct, "1h") > 95',
+                lambda m: m["min_over_time_gpu_memory_pct_1h"] > 95,
+                "P2",
+                "GPU memory over 95% for an hour for {model}",
+                "GPU memory at least {min_over_time_gpu_memory_pct_1h:.1f}% for the last hour.",
+            ),
+        ]
+    }
+
+
+def rule_set(count: int, *, windowed: bool) -> list[RuleSpec]:
+    rules = _rules()[: max(1, min(count, 20))]
+    if not windowed:
+        return rules
+    replacements = _windowed_rules()
+    return [replacements.get(rule.name, rule) for rule in rules]
+
+
 class LambdaEvaluator(ConditionEvaluator):
     """The seed's way: a precompiled Python lambda per condition, same dict, same outcomes.
 
@@ -291,7 +360,9 @@ def write_config(root: Path, models: int, rules: list[RuleSpec], rng: random.Ran
         ]
     lines += ["metrics:", "  - {name: top_drifted_features, description: the most drifted features (a label)}"]
     # the catalogue must name what conditions read; a model setting declared too is harmless (a push overrides it)
-    lines += [f"  - name: {name}" for name in sorted({n for rule in rules for n in Condition(rule.condition).names})]
+    read = {n for rule in rules for n in Condition(rule.condition).names}
+    read |= {term.metric for rule in rules for term in Condition(rule.condition).windows}
+    lines += [f"  - name: {name}" for name in sorted(read)]
     lines.append("models:")
     for i in range(models):
         expected, budget = rng.choice([500, 1000, 3000, 12000]), rng.choice([100, 500, 1000])
@@ -395,6 +466,44 @@ def load_samples(service: AlertService, values: dict[str, dict[str, float | str]
         service.ingest([(model, metric, now, value) for model in batch for metric, value in values[model].items()])
 
 
+def load_history(engine: Engine, config: Config, values: dict[str, dict[str, float | str]], now: datetime) -> int:
+    """The hour before ``now`` of every windowed metric, :data:`HISTORY` samples at 30 s, each
+    within 1% of the metric's latest value, inserted in bulk (the ingest path is not measured here)."""
+    metrics = sorted({term.metric for rule in config.rules for term in rule.condition.windows})
+    rng = random.Random(7)
+    rows = [
+        {
+            "model": model,
+            "name": name,
+            "at": now - SPACING * k,
+            "value": float(values[model][name]) * rng.uniform(0.99, 1.01),
+        }
+        for model in values
+        for name in metrics
+        for k in range(1, HISTORY)
+    ]
+    table = MetricSampleRow.__table__  # type: ignore[attr-defined]
+    with open_session(engine) as s, s.begin():
+        for start in range(0, len(rows), 20_000):
+            s.execute(insert(table), rows[start : start + 20_000])
+    return len(rows)
+
+
+def next_samples(
+    service: AlertService, config: Config, values: dict[str, dict[str, float | str]], now: datetime
+) -> None:
+    """The next 30 s of every windowed metric, stored as ingest stores it (between timed passes)."""
+    metrics = sorted({term.metric for rule in config.rules for term in rule.condition.windows})
+    if metrics:
+        service.ingest([(model, name, now, float(values[model][name])) for model in values for name in metrics])
+
+
+def with_window_terms(config: Config, model: str, numbers: dict[str, float]) -> dict[str, float]:
+    """The latest values standing in for the windowed terms (the history stays within 1% of them)."""
+    terms = {term.name: term.metric for rule in config.rules_for(model) for term in rule.condition.windows}
+    return {**numbers, **{name: numbers[metric] for name, metric in terms.items()}}
+
+
 def true_share(config: Config, values: dict[str, dict[str, float | str]], lambdas: LambdaEvaluator) -> str:
     """How many conditions hold, overall and per rule: the workload's shape, printed, not assumed."""
     shares = []
@@ -402,7 +511,8 @@ def true_share(config: Config, values: dict[str, dict[str, float | str]], lambda
         hits = 0
         for model, metrics in values.items():
             names = {k: float(v) for k, v in config.models[model].settings.items() if isinstance(v, int | float)}
-            numbers = {**names, **{k: v for k, v in metrics.items() if not isinstance(v, str)}}
+            numbers = {**names, **{k: float(v) for k, v in metrics.items() if not isinstance(v, str)}}
+            numbers = with_window_terms(config, model, numbers)
             hits += lambdas.run(rule.condition, numbers) is Outcome.TRUE
         shares.append(hits / len(values))
     return f"{statistics.mean(shares):.1%} of conditions true (per rule {min(shares):.1%}–{max(shares):.1%})"
@@ -432,25 +542,39 @@ def bench_backend(
     migrate(engine)
     clock = FrozenClock()
     service = AlertService(engine, clock, lambda: config, every_channel(["slack"]))
+    history = load_history(engine, config, values, clock.now())
     load_samples(service, values, clock.now())
     opened: list[int] = []
-    first = timed(
-        runs,
-        {"first": lambda: opened.append(len(service.evaluate_once().transitions))},
-        before=lambda: forget_alerts(engine),
-    )
-    clock.advance(timedelta(minutes=10))  # past every `for:`, so pending alerts fire
-    settled = len(service.evaluate_once().transitions)
+
+    def from_scratch() -> None:
+        forget_alerts(engine)
+        service._windows = WindowCache()  # as after a start: every window is read
+
+    first = timed(runs, {"first": lambda: opened.append(len(service.evaluate_once().transitions))}, before=from_scratch)
+    for _ in range(20):  # 10 min of passes, past every `for:`, so pending alerts fire
+        clock.advance(SPACING)
+        next_samples(service, config, values, clock.now())
+        settled = len(service.evaluate_once().transitions)
 
     safe, quick = ConditionEvaluator(), lambdas
     changed: list[int] = []
 
+    def next_tick() -> None:
+        clock.advance(SPACING)
+        next_samples(service, config, values, clock.now())
+
     def steady(evaluator: ConditionEvaluator) -> None:
         service._evaluator = evaluator  # the swap (c) makes, applied to the whole pass
-        clock.advance(timedelta(seconds=30))
         changed.append(len(service.evaluate_once().transitions))
 
-    full = timed(runs, {"steady": lambda: steady(safe), "steady_lambda": lambda: steady(quick)})
+    def read_windows() -> None:
+        with open_session(engine) as s:
+            service._window_samples(s, config, clock.now())
+
+    work: dict[str, Callable[[], object]] = {"steady": lambda: steady(safe), "steady_lambda": lambda: steady(quick)}
+    if any(rule.condition.windows for rule in config.rules):
+        work["windows"] = read_windows  # the cache's read alone: what the windows add to a pass's I/O
+    full = timed(runs, work, before=next_tick)
     service._evaluator = safe
     with open_session(engine) as s:
         data = PassInput(
@@ -458,6 +582,7 @@ def bench_backend(
             samples=metric_store.latest(s),
             open_alerts=alert_store.open_alerts(s),
             last_resolved=alert_store.last_fired_resolutions(s, since=clock.now() - timedelta(hours=1)),
+            windows=service._window_samples(s, config, clock.now()),
         )
     now = clock.now()
     pure = timed(
@@ -471,13 +596,17 @@ def bench_backend(
         "first": "(a)  full pass, first (opens the alerts)",
         "steady": "(a)  full pass, steady state",
         "steady_lambda": "(a') full pass, steady state, lambda conditions",
+        "windows": "(w)  window samples read, steady (in (a))",
         "pure": "(b)  pure evaluate(), safe conditions",
         "pure_lambda": "(c)  pure evaluate(), lambda conditions",
     }
     results = {key: Timing(labels[key], seconds) for key, seconds in {**first, **full, **pure}.items()}
     agree = evaluate(data, now=now, evaluator=safe) == evaluate(data, now=now, evaluator=quick)
     samples = sum(map(len, values.values()))
+    windowed = sum(1 for rule in config.rules if rule.condition.windows)
     print(f"\n{name}: {len(config.models):,} models × {len(config.rules)} rules, {samples:,} latest samples")
+    if windowed:
+        print(f"  {windowed} windowed rules over {history + len(values) * windowed:,} stored samples (1 h at 30 s)")
     print(f"  {true_share(config, values, lambdas)}")
     print(
         f"  first pass opened {opened[-1]:,} alerts ({settled:,} more fired after `for:`); steady passes changed "
@@ -545,8 +674,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--database-url", default=None, help="also run on this PostgreSQL server (fresh database)")
     parser.add_argument("--profile", action="store_true", help="print where the passes spend their time")
+    parser.add_argument("--windowed", action="store_true", help="5 of the rules over 1 h of stored samples")
     args = parser.parse_args(argv)
-    rules = _rules()[: max(1, min(args.rules, 20))]
+    rules = rule_set(args.rules, windowed=args.windowed)
     rng = random.Random(2026)
     lambdas = LambdaEvaluator({r.condition: r.check for r in rules})
     overall = True

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bot import retention
 from bot.clock import Clock, SystemClock
 from bot.config.defaults import default_config_dir
 from bot.config.durations import parse_duration
@@ -109,6 +110,7 @@ def build_bot(
             *[job for job in [prometheus_job(settings, holder, service.ingest, clock)] if job is not None],
             (service.evaluate_slos_once, "slo-evaluation", max(SLO_INTERVAL, interval)),
             (trim_memory, "memory-trim", TRIM_EVERY),
+            (lambda: retention.prune_samples(engine, holder(), clock.now()), "sample-retention", retention.EVERY),
             (
                 lambda: post_weekly_review(engine, holder(), clock.now(), channels=list(chosen)),
                 "weekly-review",

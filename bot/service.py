@@ -23,15 +23,17 @@ from bot.clock import Clock
 from bot.config.conditions import ConditionEvaluator
 from bot.config.loader import Config
 from bot.escalation.sweep import sweep
-from bot.evaluation.evaluate import PassInput, evaluate
+from bot.evaluation.evaluate import PassInput, evaluate, window_needs
 from bot.evaluation.rule_errors import RuleErrors
 from bot.evaluation.schedule import EvaluationSchedule
+from bot.evaluation.windows import WindowSeries
 from bot.incidents import incident as incidents
 from bot.incidents import store as incident_store
 from bot.incidents import tracker
 from bot.incidents.incident import Incident, IncidentTransition
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
+from bot.metrics.window_cache import WindowCache
 from bot.notify.dispatch import Dispatcher, Hold, no_hold
 from bot.notify.notifier import THREAD_NOTE, ThreadNote
 from bot.notify.outbox import enqueue
@@ -81,6 +83,8 @@ class AlertService:
         self._local = threading.local()
         """Per thread: the incident notifications of the pass being recorded (see :meth:`_whole_pass`)."""
         self._evaluator = ConditionEvaluator()
+        self._windows = WindowCache()
+        """The samples windowed conditions read, kept between passes (:mod:`bot.metrics.window_cache`)."""
         self.rule_errors = RuleErrors(metrics)
         """Rules that failed in the latest evaluation pass, for ``/healthz``."""
         self._metrics = metrics
@@ -147,9 +151,18 @@ class AlertService:
                 samples=metric_store.latest(s, at=now, lookback=config.settings.stale_after),
                 open_alerts=store.open_alerts(s),
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
+                windows=self._window_samples(s, config, now),
             )
             transitions = evaluate(data, now=now, evaluator=self._evaluator, errors=self.rule_errors)
             return self._record_pass(s, transitions, config, now, "evaluation pass", storms=True)
+
+    def _window_samples(self, s: Session, config: Config, now: datetime) -> WindowSeries:
+        """What the windowed terms of the rules read, in one query (none without such terms)."""
+        needs = window_needs(config)
+        if not needs:
+            return {}
+        spans = {key: (metric, *needs.ago_span(key, now)) for key, (metric, _) in needs.ago.items()}
+        return self._windows.read(s, ranges=needs.ranges, spans=spans, now=now)
 
     def evaluate_slos_once(self) -> PassResult:
         """One pass over every SLO's burn rate (:mod:`bot.slo.service`), recorded like a rule pass:

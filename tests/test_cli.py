@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_check_accepts_the_shipped_configuration(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(REPO)]) == 0
-    assert "OK — 5 rules, 2 models" in capsys.readouterr().out
+    assert "OK — 6 rules, 2 models" in capsys.readouterr().out
 
 
 def test_check_names_file_line_and_fix_and_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

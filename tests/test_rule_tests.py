@@ -4,6 +4,7 @@ promtool does, and a malformed file is an error naming file and line."""
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -343,3 +344,96 @@ def test_a_config_dir_that_does_not_load_is_an_error(tmp_path: Path) -> None:
 def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read test file"):
         run_rule_tests(tmp_path / "absent.yaml")
+
+
+# --- windowed conditions ----------------------------------------------------------------------
+
+WINDOWED_RULES = """
+  - name: traffic_halved_since_yesterday
+    models: ["support-bot"]
+    condition: predictions_last_hour < 0.5 * ago(predictions_last_hour, "1d")
+    severity: P2
+    title: "Traffic halved since yesterday for {model}"
+    description: "{predictions_last_hour:,.0f}/hr now, {ago_predictions_last_hour_1d:,.0f}/hr a day ago."
+    cooldown: 5m
+  - name: error_rate
+    models: ["support-bot"]
+    condition: rate(errors_total, 5m) > 0.9
+    severity: P3
+    title: "{rate_errors_total_5m:.2f} errors/s for {model}"
+    cooldown: 5m
+"""
+
+
+@pytest.fixture
+def windowed_config(tmp_path: Path, repo_root: Path) -> Path:
+    root = tmp_path / "config"
+    shutil.copytree(repo_root / "rules", root / "rules")
+    shutil.copytree(repo_root / "runbooks", root / "runbooks")
+    with (root / "rules" / "ml.yaml").open("a", encoding="utf-8") as rules:
+        rules.write(WINDOWED_RULES)
+    models = root / "rules" / "models.yaml"
+    models.write_text(models.read_text().replace("metrics:\n", "metrics:\n  - {name: errors_total}\n"))
+    return root
+
+
+def test_ago_compares_with_the_same_time_yesterday(tmp_path: Path, windowed_config: Path) -> None:
+    body = """
+        tests:
+          - name: yesterday
+            interval: 1h
+            input_series:
+              - {model: support-bot, metric: predictions_last_hour, values: "4000x23 1800"}
+            alert_rule_test:
+              - eval_time: 23h
+                alerts: []
+              - eval_time: 1d
+                alerts:
+                  - rule: traffic_halved_since_yesterday
+                    model: support-bot
+                    severity: P2
+                    description: "1,800/hr now, 4,000/hr a day ago."
+                    values: {predictions_last_hour: 1800, ago_predictions_last_hour_1d: 4000}
+    """
+    report = run_rule_tests(write(tmp_path, body), config_dir=windowed_config)
+
+    assert report.ok, report.format()
+
+
+def test_rate_counts_a_counter_reset_as_a_restart(tmp_path: Path, windowed_config: Path) -> None:
+    body = """
+        tests:
+          - name: errors
+            interval: 1m
+            input_series:
+              - {model: support-bot, metric: errors_total, values: "0+60x5 60+60x5"}  # restarts at 6m
+            alert_rule_test:
+              - eval_time: 4m
+                alerts: []
+              - eval_time: 5m
+                alerts:
+                  - {rule: error_rate, model: support-bot, severity: P3, title: "1.00 errors/s for support-bot"}
+              - eval_time: 8m
+                alerts:
+                  - {rule: error_rate, model: support-bot, severity: P3}
+    """
+    report = run_rule_tests(write(tmp_path, body), config_dir=windowed_config)
+
+    assert report.ok, report.format()
+
+
+def test_a_missing_windowed_alert_says_what_the_window_held(tmp_path: Path, windowed_config: Path) -> None:
+    body = """
+        tests:
+          - name: errors
+            interval: 1m
+            input_series:
+              - {model: support-bot, metric: errors_total, values: "0+6x10"}
+            alert_rule_test:
+              - eval_time: 10m
+                alerts:
+                  - {rule: error_rate, model: support-bot, severity: P3}
+    """
+    [case] = run_rule_tests(write(tmp_path, body), config_dir=windowed_config).cases
+
+    assert "condition 'rate(errors_total, 5m) > 0.9' is false (rate_errors_total_5m=0.1)" in case.messages[0]

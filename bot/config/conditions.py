@@ -2,7 +2,8 @@
 
 ``predictions_last_hour < expected_predictions_per_hour * 0.5`` is parsed with Python's
 ``ast`` and checked against a whitelist (names, numbers, comparisons, and/or/not, arithmetic,
-``abs``/``min``/``max``), then evaluated by :mod:`simpleeval`, a maintained evaluator that never
+``abs``/``min``/``max``, and the window functions of :mod:`bot.config.windows`, each replaced by a
+plain name at parse time), then evaluated by :mod:`simpleeval`, a maintained evaluator that never
 calls ``eval``. A name with no value (the metric did not arrive) is *no data*, which the alert
 lifecycle treats differently from "false": it must not resolve a firing alert.
 
@@ -20,6 +21,8 @@ from enum import Enum
 from typing import Any
 
 from simpleeval import NameNotDefined, SimpleEval
+
+from bot.config.windows import WINDOW_FUNCTIONS, WindowSyntaxError, WindowTerm, extract_windows, quote_bare_durations
 
 _FUNCTIONS: dict[str, Any] = {"abs": abs, "min": min, "max": max}
 _OPERATORS: dict[type, Any] = {
@@ -72,14 +75,14 @@ class ConditionSyntaxError(ValueError):
 class Condition:
     """A parsed, validated condition. Immutable and shareable across threads."""
 
-    __slots__ = ("_tree", "names", "source")
+    __slots__ = ("_tree", "names", "source", "windows")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
             raise ConditionSyntaxError("a condition is required, e.g. p99_latency_ms > 5000")
         self.source = source.strip()
         try:
-            tree = ast.parse(self.source, mode="eval")
+            tree = ast.parse(quote_bare_durations(self.source), mode="eval")
         except (RecursionError, MemoryError):  # the parser's own limit, thousands deep
             raise ConditionSyntaxError(_too_deep(self.source, None)) from None
         except SyntaxError as exc:
@@ -87,13 +90,28 @@ class Condition:
                 f"cannot parse condition {self.source!r} at column {exc.offset or len(self.source) + 1}: {exc.msg}; "
                 "write a comparison such as p99_latency_ms > 5000"
             ) from None
-        _check_whitelist(tree, self.source)
-        if (depth := _depth(tree.body)) > MAX_DEPTH:
+        if (depth := _depth(tree.body)) > MAX_DEPTH:  # before rewriting: that recurses
             raise ConditionSyntaxError(_too_deep(self.source, depth))
+        try:
+            tree, windows = extract_windows(tree, self.source)
+        except WindowSyntaxError as exc:
+            raise ConditionSyntaxError(str(exc)) from None
+        _check_whitelist(tree, self.source)
         self._tree = tree.body
+        self.windows: tuple[WindowTerm, ...] = windows
+        """The windowed terms, each standing in the tree as the plain name :attr:`WindowTerm.name`."""
+        terms = {term.name for term in windows}
         self.names: frozenset[str] = frozenset(
-            node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in _FUNCTIONS
+            node.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and node.id not in _FUNCTIONS and node.id not in terms
         )
+        """The metric and model-setting names read as they are now (not through a window)."""
+
+    @property
+    def inputs(self) -> frozenset[str]:
+        """Every name the evaluation looks up: :attr:`names` and the windowed terms' names."""
+        return self.names | {term.name for term in self.windows}
 
     def evaluate(self, values: Mapping[str, float], evaluator: ConditionEvaluator) -> Outcome:
         return evaluator.run(self, values)
@@ -153,8 +171,8 @@ def _check_whitelist(tree: ast.AST, source: str) -> None:
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
                 raise ConditionSyntaxError(
-                    f"condition {source!r} calls something other than {', '.join(_FUNCTIONS)}; "
-                    "only those functions are available"
+                    f"condition {source!r} calls something other than {', '.join(_FUNCTIONS)} and the window "
+                    f"functions ({', '.join(sorted(WINDOW_FUNCTIONS))}); only those functions are available"
                 )
             if node.keywords:
                 raise ConditionSyntaxError(f"condition {source!r}: keyword arguments are not allowed")

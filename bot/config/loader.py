@@ -364,18 +364,36 @@ def _check_condition_names(
     problems: list[ConfigProblem],
 ) -> None:
     """A condition naming something no sample and no model setting provides is always no data: the
-    rule would load, run and never fire. Such a name is nearly always a typo (``p99_latncy_ms``)."""
+    rule would load, run and never fire. Such a name is nearly always a typo (``p99_latncy_ms``).
+    A windowed term (``avg_over_time(m, "1h")``) reads stored samples, so its ``m`` must be a metric."""
     known = metrics | {key for model in models.values() for key in model.settings}
     for shown, index, rule, doc in rules:
-        for name in sorted(rule.condition.names - known):
-            close = difflib.get_close_matches(name, known, n=3)
+        unknown = [
+            (
+                name,
+                known,
+                f"{name!r} is no metric of the metrics: catalogue, no model setting and no metric source's metric",
+            )
+            for name in sorted(rule.condition.names - known)
+        ]
+        unknown += [
+            (
+                term.metric,
+                metrics,
+                f"{term.function} reads the stored samples of {term.metric!r}, which is no metric of the metrics: "
+                "catalogue and no metric source's metric (a model setting has no samples)",
+            )
+            for term in rule.condition.windows
+            if term.metric not in metrics
+        ]
+        for name, candidates, what in unknown:
+            close = difflib.get_close_matches(name, candidates, n=3)
             guess = f"did you mean {' or '.join(map(repr, close))}? If" if close else "if"
             problems.append(
                 ConfigProblem(
                     shown,
                     doc.line_of(("rules", index, "condition")),
-                    f"rules[{index}] ({rule.name}).condition: {name!r} is no metric of the metrics: catalogue, "
-                    f"no model setting and no metric source's metric, so this rule would never fire; {guess} "
+                    f"rules[{index}] ({rule.name}).condition: {what}, so this rule would never fire; {guess} "
                     f"samples really arrive as {name}, declare it under metrics: (- name: {name})",
                 )
             )
@@ -416,7 +434,7 @@ def _check_template_fields(
 ) -> None:
     known = set(BUILTIN_FIELDS) | metrics | {key for model in models.values() for key in model.settings}
     for shown, index, rule, doc in rules:
-        allowed = known | set(rule.labels)
+        allowed = known | set(rule.labels) | {term.name for term in rule.condition.windows}
         for part in ("title", "description"):
             for name in sorted(getattr(rule, part).fields - allowed):
                 close = difflib.get_close_matches(name, allowed, n=1)

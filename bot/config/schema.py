@@ -73,6 +73,9 @@ class EngineSettings(Strict):
     storm incident."""
     accept_unknown_models: bool = False
     default_channel: Channel = "#ml-alerts"
+    sample_retention: Duration | None = None
+    """Keep stored samples at least this long (e.g. ``30d``, so ``/slo status … 30d`` has its data);
+    by default they are kept as long as the rules' windows and the SLOs need, plus a margin."""
 
     @field_validator("group_by")
     @classmethod

@@ -8,7 +8,7 @@ transitions this returns. That keeps the hot loop free of I/O (one pass over 1,0
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.alerts.lifecycle import (
@@ -26,7 +26,8 @@ from bot.config.conditions import ConditionEvaluator, Outcome
 from bot.config.loader import DEFAULT_POLICY, Config
 from bot.config.schema import Rule
 from bot.evaluation.rule_errors import RuleErrors, RuleFailure
-from bot.metrics.samples import LatestSamples
+from bot.evaluation.windows import WindowNeeds, WindowSeries, needs_of, window_values
+from bot.metrics.samples import LatestSamples, Points
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class PassInput:
     """Open alerts by dedup key."""
     last_resolved: Mapping[str, datetime]
     """When each key's last *fired* alert resolved, for cooldowns."""
+    windows: WindowSeries = field(default_factory=dict)
+    """The stored samples the windowed terms read (:func:`window_needs` says which)."""
 
 
 def evaluate(
@@ -56,11 +59,13 @@ def evaluate(
     transitions: list[Transition] = []
     failures: list[RuleFailure] = []
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
+        rules = config.rules_for(model)
         values = current_values(config, model, data.samples.get(model, {}), now)
+        values.update(windowed_values(config, rules, data.windows.get(model, {}), now))
         # a NaN compares false with everything, which would auto-resolve an alert: it is no data
         policy = policy_for(config, model)
         numbers = {k: v for k, v in values.items() if not isinstance(v, str) and v == v}
-        for rule in config.rules_for(model):
+        for rule in rules:
             try:
                 seen = _observe_rule(rule, model, values, numbers, engine, policy)
             except Exception as exc:  # any bug in one rule's condition or templates: isolate it
@@ -121,6 +126,22 @@ def current_values(config: Config, model: str, samples: Mapping[str, object], no
     return values
 
 
+def windowed_values(
+    config: Config, rules: Iterable[Rule], series: Mapping[str, Points], now: datetime
+) -> dict[str, float]:
+    """The values of the windowed terms (``avg_over_time(m, "1h")``) of ``rules`` for one model."""
+    terms = {term.name: term for rule in rules for term in rule.condition.windows}
+    if not terms:
+        return {}
+    return window_values(terms.values(), series, now=now, stale_after=config.settings.stale_after)
+
+
+def window_needs(config: Config) -> WindowNeeds:
+    """The samples every windowed term of the configuration reads, for the pass to fetch."""
+    terms = (term for rule in config.rules for term in rule.condition.windows)
+    return needs_of(terms, stale_after=config.settings.stale_after)
+
+
 def policy_for(config: Config, model: str) -> tuple[PolicyStep, ...]:
     """The model's escalation policy as the snapshot an alert keeps for its whole life."""
     known = config.models.get(model)
@@ -154,5 +175,5 @@ def _observe_rule(
 
 def _used(rule: Rule, values: Mapping[str, Value]) -> dict[str, Value]:
     """The values behind the decision: what the condition and templates name."""
-    names = rule.condition.names | rule.title.fields | rule.description.fields
+    names = rule.condition.inputs | rule.title.fields | rule.description.fields
     return {n: values[n] for n in sorted(names) if n in values and n != "model"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,3 +17,12 @@ class Sample:
 
 LatestSamples = Mapping[str, Mapping[str, Sample]]
 """model → metric name → latest sample."""
+
+
+@dataclass(frozen=True, slots=True)
+class Points:
+    """One series' numeric samples, oldest first, as window functions read them: parallel
+    sequences of times (seconds since the epoch, UTC) and values."""
+
+    times: Sequence[float]
+    values: Sequence[float]

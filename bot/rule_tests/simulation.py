@@ -14,9 +14,9 @@ from bot.clock import FrozenClock
 from bot.config.conditions import ConditionEvaluator, Outcome
 from bot.config.loader import Config
 from bot.errors import ActionRefused
-from bot.evaluation.evaluate import PassInput, current_values, evaluate
+from bot.evaluation.evaluate import PassInput, current_values, evaluate, window_needs, windowed_values
 from bot.evaluation.schedule import EARLY_TOLERANCE, EvaluationSchedule
-from bot.metrics.samples import Sample
+from bot.metrics.samples import Points, Sample
 from bot.rule_tests.incidents import IncidentBook
 from bot.rule_tests.notation import MAX_VALUES
 from bot.rule_tests.results import CaseResult
@@ -52,6 +52,8 @@ class _Simulation:
             assert points is not None
             kept = [(self.start + spacing * i, v) for i, v in enumerate(points) if v is not None]
             self.series[(spec.model, spec.metric)] = ([t for t, _ in kept], [v for _, v in kept])
+        self.windows = self._windows()
+        """What windowed terms read: each series whole (the window functions pick their span)."""
         self.open: dict[str, Alert] = {}
         self.last_resolved: dict[str, datetime] = {}
         self.last_seen: dict[str, Transition] = {}
@@ -95,9 +97,22 @@ class _Simulation:
                 latest.setdefault(model, {})[metric] = Sample(values[i], times[i])
         return latest
 
+    def _windows(self) -> dict[str, dict[str, Points]]:
+        needs = window_needs(self.config)
+        keys = {metric: [metric] for metric in needs.ranges}
+        for key, (metric, _) in needs.ago.items():
+            keys.setdefault(metric, []).append(key)
+        out: dict[str, dict[str, Points]] = {}
+        for (model, metric), (times, values) in self.series.items():
+            numbers = [(t.timestamp(), v) for t, v in zip(times, values, strict=True) if not isinstance(v, str)]
+            points = Points([t for t, _ in numbers], [v for _, v in numbers])
+            for key in keys.get(metric, ()):
+                out.setdefault(model, {})[key] = points
+        return out
+
     def _evaluate(self, now: datetime) -> None:
         """What ``AlertService.evaluate_once`` does, with dictionaries in place of tables."""
-        data = PassInput(self.config, self.samples_at(now), self.open, self.last_resolved)
+        data = PassInput(self.config, self.samples_at(now), self.open, self.last_resolved, self.windows)
         changes = evaluate(data, now=now, evaluator=self.evaluator)  # a list: applied after the pass
         self.book.begin_pass(changes, now)
         for change in changes:
@@ -203,11 +218,12 @@ class _Simulation:
         if resolved is not None and now - resolved < rule.cooldown:
             return f"{said}in cooldown until {_offset(resolved + rule.cooldown - self.start)}"
         values = current_values(self.config, model, self.samples_at(now).get(model, {}), now)
+        values.update(windowed_values(self.config, [rule], self.windows.get(model, {}), now))
         numbers = {k: v for k, v in values.items() if not isinstance(v, str)}
         outcome = self.evaluator.run(rule.condition, numbers)
-        shown = ", ".join(f"{n}={values[n]!r}" for n in sorted(rule.condition.names) if n in values)
+        shown = ", ".join(f"{n}={values[n]!r}" for n in sorted(rule.condition.inputs) if n in values)
         if outcome is Outcome.NO_DATA:
-            absent = sorted(n for n in rule.condition.names if n not in numbers)
+            absent = sorted(n for n in rule.condition.inputs if n not in numbers)
             gap = f"no data for {', '.join(absent)}" if absent else "no data (the values cannot answer it)"
             return f"{said}{gap}; condition {rule.condition.source!r}"
         return f"{said}condition {rule.condition.source!r} is {outcome.value} ({shown or 'no values'})"

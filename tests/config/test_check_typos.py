@@ -87,3 +87,58 @@ def test_a_model_setting_misspelt_on_one_model(shipped_copy: Path, capsys: Capsy
 
     assert problem.startswith(f"rules/ml.yaml:{line}: rules[2] (accuracy_degradation).condition: model setting ")
     assert "not set on support-bot (support-bot has 'baseline_acuracy': a typo?)" in problem
+
+
+# --- windowed conditions ----------------------------------------------------------------------
+
+HELPFULNESS = 'condition: avg_over_time(helpfulness, "1h") < 0.8'
+
+
+def test_the_shipped_windowed_rule_passes_and_its_template_shows_the_term(shipped_copy: Path) -> None:
+    assert main(["check", str(shipped_copy)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("condition", "says"),
+    [
+        (
+            'condition: avg_over_time(helpfulnes, "1h") < 0.8',
+            "avg_over_time reads the stored samples of 'helpfulnes', which is no metric",
+        ),
+        ('condition: avg_over_time(helpfulness, "1hour") < 0.8', "'1hour' in avg_over_time is not a duration"),
+        ("condition: avg_over_time(helpfulness) < 0.8", "avg_over_time takes 2 arguments, written avg_over_time("),
+        (
+            'condition: quantile_over_time(helpfulness, "1h") < 0.8',
+            'quantile_over_time takes 3 arguments, written quantile_over_time(0.95, metric, "5m")',
+        ),
+        ('condition: quantile_over_time(95, helpfulness, "1h") < 0.8', "the quantile, a number from 0 to 1"),
+        ('condition: avg_over_tme(helpfulness, "1h") < 0.8', "calls something other than abs, min, max"),
+        (
+            'condition: avg_over_time(baseline_accuracy, "1h") < 0.8',
+            "a model setting has no samples",
+        ),
+    ],
+)
+def test_check_names_the_wrong_part_of_a_windowed_condition(
+    shipped_copy: Path, capsys: Capsys, condition: str, says: str
+) -> None:
+    line = edit(shipped_copy, "ml.yaml", HELPFULNESS, condition)
+
+    problems = check(shipped_copy, capsys)
+
+    assert problems[0].startswith(f"rules/ml.yaml:{line}:"), problems
+    assert says in problems[0]
+
+
+def test_a_bare_window_duration_is_accepted_too(shipped_copy: Path) -> None:
+    edit(shipped_copy, "ml.yaml", HELPFULNESS, "condition: avg_over_time(helpfulness, 1h) < 0.8")
+    assert main(["check", str(shipped_copy)]) == 0
+
+
+def test_a_template_field_of_a_term_the_condition_lacks(shipped_copy: Path, capsys: Capsys) -> None:
+    edit(shipped_copy, "ml.yaml", "{avg_over_time_helpfulness_1h:.2f}", "{avg_over_time_helpfulness_5m:.2f}")
+
+    [problem] = check(shipped_copy, capsys)
+
+    assert "field {avg_over_time_helpfulness_5m} names no metric" in problem
+    assert "did you mean {avg_over_time_helpfulness_1h}?" in problem

@@ -87,6 +87,7 @@ def test_the_shipped_configuration_loads() -> None:
         "accuracy_degradation",
         "latency_spike",
         "llm_cost_runaway",
+        "helpfulness_drop",  # seed 000's LangSmith alert, a windowed condition
     ]
     assert sorted(config.models) == ["fraud-detector-v2", "support-bot"]
     assert {(s.model, s.metric) for s in config.slos} == {
@@ -116,7 +117,9 @@ def test_the_shipped_rules_match_seed_001() -> None:
     assert rules["prediction_volume_drop"].for_ == timedelta(minutes=5)
     assert rules["significant_data_drift"].severity is Severity.P2
     assert rules["llm_cost_runaway"].models == ["support-bot"]
-    assert {r.severity for n, r in rules.items() if n != "significant_data_drift"} == {Severity.P1}
+    seed_001 = set(rules) - {"significant_data_drift", "helpfulness_drop"}
+    assert {rules[n].severity for n in seed_001} == {Severity.P1}
+    assert rules["helpfulness_drop"].condition.source == 'avg_over_time(helpfulness, "1h") < 0.8'
 
 
 def test_every_runbook_the_shipped_rules_name_exists_and_default_serves_the_rest() -> None:
