@@ -173,7 +173,11 @@ def run_demo(port: int = 3000, sandbox_port: int = 3001, open_browser: bool = Fa
     def say(t: float, text: str) -> None:
         print(f"  [+{t:5.1f}s] {text}", flush=True)
 
+    # Ctrl-C raises KeyboardInterrupt even when the demo was started with SIGINT ignored (a
+    # background job of a non-interactive shell inherits that, and Python then installs no
+    # handler): the demo must stop on SIGINT however it was started.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with (
             contextlib.suppress(KeyboardInterrupt),
@@ -195,5 +199,6 @@ def run_demo(port: int = 3000, sandbox_port: int = 3001, open_browser: bool = Fa
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     print("demo stopped", flush=True)
     return 0
