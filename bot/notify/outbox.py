@@ -45,10 +45,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, update
+from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, update
+from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from bot.clock import Clock, ensure_utc
@@ -93,17 +93,18 @@ ENQUEUED_CHANNELS = "outbox.enqueued_channels"
 UNRANKED = "P9"
 """The rank of a row without a severity (the weekly review): after every alert."""
 
-_EARLIER = aliased(OutboxRow, name="earlier")
-_MATE = aliased(OutboxRow, name="mate")
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
+_EARLIER = _OUTBOX.alias("earlier")
+_MATE = _OUTBOX.alias("mate")
 """The outbox table again, for the claim's subqueries: made once, as building an alias costs
-tens of milliseconds, which every claim would otherwise add to a notification's latency."""
-for _alias in (_EARLIER, _MATE):
-    # An alias adapts each attribute on first access, and two lanes touching one for the first
-    # time at once could get the unadapted column ("Did not locate an expression in selectable"),
-    # compiling "outbox.alert_id = outbox.alert_id" into a claim that then failed on every pass
-    # ("misuse of aggregate"). Adapt every column here, on import, by one thread.
-    for _column in OutboxRow.__table__.columns:  # type: ignore[attr-defined]
-        getattr(_alias, _column.key)
+tens of milliseconds, which every claim would otherwise add to a notification's latency.
+
+The claim's queries are plain Core over the table and these aliases, not ORM entities: with ORM
+``aliased()`` entities, two lanes compiling a claim at the same moment could get a column of the
+alias rendered as the table's own ("outbox.alert_id = outbox.alert_id", "misuse of aggregate"),
+after which that lane's every claim failed. Core columns render as what they are, and the
+aliases' column collections are built here, on import, by one thread."""
+_EARLIER_C, _MATE_C, _OUTBOX_C = _EARLIER.c, _MATE.c, _OUTBOX.c
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,7 @@ class Outbox:
         resumes = [self._paused[c].until - now for c in channels if c not in serving]
         if not serving:
             return min(resumes, default=None)
-        free = select(func.min(OutboxRow.not_before)).where(*self._claimable(now, serving))
+        free = core_select(func.min(_OUTBOX_C.not_before)).where(*self._claimable(now, serving))
         held = select(func.min(OutboxRow.claimed_until)).where(
             col(OutboxRow.status) == PENDING,
             col(OutboxRow.channel).in_(list(serving)),
@@ -344,24 +345,22 @@ class Outbox:
     def _claimable(now: datetime, channels: Collection[str]) -> list[ColumnElement[bool]]:
         """Pending rows of ``channels`` that no live claim holds and no earlier row of their
         alert waits ahead of, whatever their ``not_before``."""
-        earlier = _EARLIER
-        same_incident = and_(
-            col(OutboxRow.incident_id).is_not(None), col(earlier.incident_id) == OutboxRow.incident_id
-        )
-        same_alert = and_(col(OutboxRow.incident_id).is_(None), col(earlier.alert_id) == OutboxRow.alert_id)
+        row, earlier = _OUTBOX_C, _EARLIER_C
+        same_incident = and_(row.incident_id.is_not(None), earlier.incident_id == row.incident_id)
+        same_alert = and_(row.incident_id.is_(None), earlier.alert_id == row.alert_id)
         blocked = exists().where(
             and_(
                 or_(same_incident, same_alert),
-                col(earlier.channel) == OutboxRow.channel,
-                col(earlier.status) == PENDING,
-                col(earlier.id) < OutboxRow.id,
+                earlier.channel == row.channel,
+                earlier.status == PENDING,
+                earlier.id < row.id,
             )
         )
         return [
-            col(OutboxRow.status) == PENDING,
-            col(OutboxRow.channel).in_(list(channels)),
-            or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now),
-            or_(and_(col(OutboxRow.alert_id).is_(None), col(OutboxRow.incident_id).is_(None)), ~blocked),
+            row.status == PENDING,
+            row.channel.in_(list(channels)),
+            or_(row.claimed_until.is_(None), row.claimed_until < now),
+            or_(and_(row.alert_id.is_(None), row.incident_id.is_(None)), ~blocked),
         ]
 
     @staticmethod
@@ -369,32 +368,28 @@ class Outbox:
         """A row's place in the queue: the most severe of its incident's (or, outside incidents, its
         alert's) pending rows on its channel (``P0`` … ``P3``, then :data:`UNRANKED`), so the row an
         urgent update waits for ranks with it."""
-        mate = _MATE
-        same_incident = and_(col(OutboxRow.incident_id).is_not(None), col(mate.incident_id) == OutboxRow.incident_id)
-        same_alert = and_(col(OutboxRow.incident_id).is_(None), col(mate.alert_id) == OutboxRow.alert_id)
+        row, mate = _OUTBOX_C, _MATE_C
+        same_incident = and_(row.incident_id.is_not(None), mate.incident_id == row.incident_id)
+        same_alert = and_(row.incident_id.is_(None), mate.alert_id == row.alert_id)
         most_severe = (
-            select(func.min(_severity(mate)))
-            .where(
-                or_(same_incident, same_alert),
-                col(mate.channel) == OutboxRow.channel,
-                col(mate.status) == PENDING,
-            )
+            core_select(func.min(_severity(mate.payload)))
+            .where(or_(same_incident, same_alert), mate.channel == row.channel, mate.status == PENDING)
             .scalar_subquery()
         )
-        return func.coalesce(most_severe, _severity(OutboxRow))
+        return func.coalesce(most_severe, _severity(row.payload))
 
     def _claim(self, limit: int, channels: Collection[str]) -> list[Notification]:
         now = self._clock.now()
         due = (
-            select(OutboxRow.id)
-            .where(*self._claimable(now, channels), col(OutboxRow.not_before) <= now)
-            .order_by(self._rank(), col(OutboxRow.id))
+            core_select(_OUTBOX_C.id)
+            .where(*self._claimable(now, channels), _OUTBOX_C.not_before <= now)
+            .order_by(self._rank(), _OUTBOX_C.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         token = f"{self._worker}:{uuid.uuid4().hex[:8]}"
         with open_session(self._engine) as s, s.begin():
-            ids = list(s.exec(due).all())
+            ids = list(s.execute(due).scalars().all())
             if not ids:
                 return []
             # SQLite has no row locks: another worker may have claimed these since our SELECT,
@@ -513,9 +508,9 @@ class Outbox:
         return True
 
 
-def _severity(row: type[OutboxRow]) -> ColumnElement[str]:
+def _severity(payload: ColumnElement[Any]) -> ColumnElement[str]:
     """The ``severity`` of a row's payload, or :data:`UNRANKED`; ``P0`` < ``P1`` … as text."""
-    return func.coalesce(col(row.payload)["severity"].as_string(), UNRANKED)
+    return func.coalesce(payload["severity"].as_string(), UNRANKED)
 
 
 def pending(engine: Engine) -> list[OutboxRow]:
