@@ -49,6 +49,7 @@ from bot.notify.slack_blocks import (
     INCIDENT_SILENCE_ACTION,
     MESSAGE_BLOCKS,
     RESOLVE_ACTION,
+    RESOLVED_EMOJI,
     SECTION_LIMIT,
     SILENCE_BUTTON_TEXT,
     alert_title,
@@ -128,9 +129,14 @@ def subject(incident: Incident, shown: Sequence[Alert]) -> str:
 
 def header(incident: Incident, shown: Sequence[Alert]) -> str:
     """``🟠 P1 · support-bot · 3 alerts: 2 firing, 1 acknowledged``: the incident's severity (the
-    worst of its alerts and escalation steps). A one-alert incident reads like the alert."""
+    worst of its alerts and escalation steps). A one-alert incident reads like the alert. Once
+    resolved it turns green and says so (``🟢 Resolved · P1 · …``), so a message whose problem is
+    over stops looking like a fire in the channel."""
     sev = incident.severity
-    text = f"{sev.emoji} {sev.value} · {subject(incident, shown)}"
+    if incident.state is IncidentState.RESOLVED:
+        text = f"{RESOLVED_EMOJI} Resolved · {sev.value} · {subject(incident, shown)}"
+    else:
+        text = f"{sev.emoji} {sev.value} · {subject(incident, shown)}"
     if len(shown) > 1 or incident.storm_rule:
         text += f" · {counts(shown)}"
     return text if len(text) <= HEADER_LIMIT else text[: HEADER_LIMIT - 1] + "…"

@@ -237,7 +237,7 @@ def test_acknowledging_and_resolving_the_whole_incident_say_it_once(bot: Harness
     bot.service.resolve_incident(bot.incident_id(), actor="U2")
     assert bot.deliver() == 1
     [current] = slack.messages(CHANNEL)
-    assert head(current) == "🟠 P1 · support-bot · 3 alerts: all resolved"
+    assert head(current) == "🟢 Resolved · P1 · support-bot · 3 alerts: all resolved"  # green once over
     assert [a for a, _ in buttons(current)] == ["incident_runbook"] and menus(current) == {}
     assert [r.params["text"] for r in replies(slack)] == [
         "✅ Acknowledged by <@U1> at 09:02 UTC — the whole incident",
@@ -508,3 +508,12 @@ def test_header_counts_states_under_the_incidents_worst_severity(
         for n, sev, state in ((1, Severity.P0, states[0]), (2, Severity.P2, states[1]))
     )
     assert header(_incident(severity=Severity.P0), [p2, p0]) == expected
+
+
+def test_a_resolved_incidents_header_turns_green_and_says_resolved() -> None:
+    """Once over, the root stops looking like a fire in the channel (issue 13, point 5)."""
+    p1 = _alert(1)
+    firing = _incident(severity=Severity.P1)
+    assert header(firing, [p1]).startswith("🟠 P1 · ")
+    over = replace(firing, state=IncidentState.RESOLVED, resolved_at=firing.opened_at, resolved_by="U2")
+    assert header(over, [p1]).startswith("🟢 Resolved · P1 · ")
