@@ -92,6 +92,10 @@ class EngineSettings(Strict):
         return value
 
 
+ABSENT_RULE_NAME_MAX = 93
+"""Rule names fit a 100-character column; an absence alert's ``absent:<rule>`` adds seven."""
+
+
 class Rule(Strict):
     name: Identifier
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
@@ -109,6 +113,23 @@ class Rule(Strict):
     runbook: str | None = None
     channel: Channel | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    absent_after: Duration | None = None
+    """Alert when a metric the rule reads has had no sample this long (:mod:`bot.evaluation.absence`)."""
+    absent_severity: SeverityField = Severity.P2
+    """The severity of that alert: P2, as an SLO's absent-metric alert, unless the rule says otherwise."""
+
+    @model_validator(mode="after")
+    def _absence_fits(self) -> Rule:
+        if self.absent_after is None:
+            return self
+        if self.absent_after <= timedelta(0):
+            raise ValueError("absent_after must be positive, e.g. 15m")
+        if len(self.name) > ABSENT_RULE_NAME_MAX:
+            raise ValueError(
+                f"a rule with absent_after needs a name of at most {ABSENT_RULE_NAME_MAX} characters "
+                "(its alert is named absent:<rule>); shorten the name"
+            )
+        return self
 
     def applies_to(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
