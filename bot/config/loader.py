@@ -357,14 +357,15 @@ def _check_model_policies(
 
 def _known_metric_names(parsed: Iterable[tuple[str, RulesFile, LocatedDocument]]) -> set[str]:
     """Every name a sample may arrive under: the ``metrics:`` catalogue, what Prometheus queries
-    store, and what SLOs read (a ratio SLO's ``metric`` is only its label, not a sample)."""
+    store, and what SLOs read (a ratio or quotient SLO's ``metric`` is only its label, not a sample)."""
     names: set[str] = set()
     for _, content, _ in parsed:
         names.update(m.name for m in content.metrics)
         if content.prometheus:
             names.update(query.metric for query in content.prometheus.queries)
         for slo in content.slos:
-            read = (slo.good_metric, slo.total_metric) if slo.kind == "ratio" else (slo.metric,)
+            counts = (slo.good_metric, slo.bad_metric, slo.total_metric, slo.numerator_metric, slo.denominator_metric)
+            read = counts if slo.kind != "threshold" else (slo.metric,)
             names.update(name for name in read if name)
     return names
 

@@ -50,6 +50,11 @@ HEALTHY: dict[str, dict[str, float]] = {
         "current_accuracy": 0.93,
         "helpfulness": 0.88,
         "predictions_last_hour": 3100,
+        # per push: 300 responses, one failed, $12.60 spent: error rate 0.33%, $0.042 per query (seed 000)
+        "responses_total": 300,
+        "responses_ok": 299,
+        "responses_error": 1,
+        "cost_usd": 12.6,
     },
     FRAUD_DETECTOR: {
         "p99_latency_ms": 420,
@@ -68,7 +73,7 @@ SCRIPT: tuple[Step, ...] = (
     Step(8, FRAUD_DETECTOR, {"p99_latency_ms": 5800}, note="fraud-detector-v2: p99 latency climbs to 5.8 s."),
     Step(15, FRAUD_DETECTOR, {"drifted_feature_count": 14}, {"top_drifted_features": "merchant_category, amount, hour"},
          note="fraud-detector-v2: 14 of 40 features drift (P2; unacknowledged, it climbs to P1 and pages)."),
-    Step(20, SUPPORT_BOT, {"daily_cost_usd": 455.0},
+    Step(20, SUPPORT_BOT, {"daily_cost_usd": 455.0, "cost_usd": 27.0},
          note="support-bot: LLM spend runs away, $455 of a $500 daily budget (rule llm_cost_runaway)."),
     Step(30, FRAUD_DETECTOR, {"current_accuracy": 0.88}, note="fraud-detector-v2: accuracy drops to 0.88."),
     Step(RECOVERY_AT, SUPPORT_BOT, HEALTHY[SUPPORT_BOT],

@@ -59,7 +59,9 @@ class SloRow:
 
     @property
     def unit(self) -> str:
-        return "ratio" if self.spec.kind == "ratio" else text.infer_unit(self.spec.metric, self.spec.unit)
+        if self.spec.kind == "ratio":
+            return "ratio"
+        return text.infer_unit(self.spec.numerator_metric or self.spec.metric, self.spec.unit)
 
     @property
     def target_text(self) -> str:

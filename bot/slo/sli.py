@@ -165,38 +165,77 @@ def threshold_sli(
     return TimeSli(start, end, good, bad, max(length - good - bad, ZERO))
 
 
-def ratio_sli(
-    good: Sequence[Sample], total: Sequence[Sample], *, start: datetime, end: datetime, stale_after: timedelta
-) -> RatioSli:
-    def summed(samples: Sequence[Sample]) -> float:
-        ordered = sorted(samples, key=_AT)
-        inside = ordered[bisect_right(ordered, start, key=_AT) : bisect_right(ordered, end, key=_AT)]
-        values = (_number(s.value) for s in inside)
-        return sum(v for v in values if v is not None and v > 0)
+def _inside(samples: Sequence[Sample], start: datetime, end: datetime) -> list[Sample]:
+    """The samples stamped inside ``(start, end]``: the intervals a window's counts describe."""
+    ordered = sorted(samples, key=_AT)
+    return ordered[bisect_right(ordered, start, key=_AT) : bisect_right(ordered, end, key=_AT)]
 
+
+def _summed(samples: Sequence[Sample], start: datetime, end: datetime) -> float:
+    values = (_number(s.value) for s in _inside(samples, start, end))
+    return sum(v for v in values if v is not None and v > 0)
+
+
+def ratio_sli(
+    counted: Sequence[Sample],
+    total: Sequence[Sample],
+    *,
+    start: datetime,
+    end: datetime,
+    stale_after: timedelta,
+    bad: bool = False,
+) -> RatioSli:
+    """``counted`` are the good events, or with ``bad`` the failed ones (an error rate)."""
+    counted_sum, total_sum = _summed(counted, start, end), _summed(total, start, end)
+    good = max(total_sum - min(counted_sum, total_sum), 0.0) if bad else counted_sum
     covered = sum((c for _, c in _held(total, start, end, stale_after)), ZERO)
     length = max(end - start, ZERO)
-    return RatioSli(start, end, summed(good), summed(total), max(length - covered, ZERO))
+    return RatioSli(start, end, good, total_sum, max(length - covered, ZERO))
+
+
+def _pairs(numerator: Sequence[Sample], denominator: Sequence[Sample]) -> Iterator[tuple[float, float, datetime]]:
+    """``(numerator, denominator, at)`` for each time both were pushed (one push stamps both
+    alike), oldest first, where the denominator is positive: an interval without queries has no
+    cost per query, and reads as no data rather than as free."""
+    by_time = {s.at: n for s in numerator if (n := _number(s.value)) is not None}
+    for sample in sorted(denominator, key=_AT):
+        count = _number(sample.value)
+        if count is not None and count > 0 and sample.at in by_time:
+            yield by_time[sample.at], count, sample.at
+
+
+def quotient_series(numerator: Sequence[Sample], denominator: Sequence[Sample]) -> list[Sample]:
+    """``numerator / denominator`` per interval: the cost per query of each push."""
+    return [Sample(amount / count, at) for amount, count, at in _pairs(numerator, denominator)]
 
 
 def measure(spec: SloSpec, series: Series, *, start: datetime, end: datetime) -> Sli:
     """The SLI of ``spec`` over one window, from the model's series."""
-    if spec.kind == "ratio" and spec.good_metric and spec.total_metric:
+    if spec.kind == "ratio" and spec.total_metric:
+        counted = spec.bad_metric or spec.good_metric or ""
         return ratio_sli(
-            series.get(spec.good_metric, ()),
+            series.get(counted, ()),
             series.get(spec.total_metric, ()),
             start=start,
             end=end,
             stale_after=spec.stale_after,
+            bad=spec.bad_metric is not None,
         )
     return threshold_sli(
-        series.get(spec.metric, ()),
+        _threshold_series(spec, series),
         start=start,
         end=end,
         direction=spec.direction,
         target=spec.target,
         stale_after=spec.stale_after,
     )
+
+
+def _threshold_series(spec: SloSpec, series: Series) -> Sequence[Sample]:
+    """The samples a time-weighted SLI holds to its objective: the metric's, or a quotient's."""
+    if spec.kind == "quotient" and spec.numerator_metric and spec.denominator_metric:
+        return quotient_series(series.get(spec.numerator_metric, ()), series.get(spec.denominator_metric, ()))
+    return series.get(spec.metric, ())
 
 
 class Status(Enum):
@@ -245,8 +284,10 @@ def status_of(spec: SloSpec, value: float | None) -> Status:
 
 @dataclass(frozen=True, slots=True)
 class Current:
-    """The SLI's value now: the latest fresh sample (threshold), or good / total over the last
-    ``stale_after`` (ratio). ``at`` is the newest sample seen, fresh or not, for "last seen"."""
+    """The SLI's value now: the latest fresh sample (threshold), the good (or bad) share of the
+    events of the last ``stale_after`` (ratio), or the quotient of their sums (quotient: the cost
+    of those queries over their number). ``at`` is the newest sample seen, fresh or not, for
+    "last seen"."""
 
     value: float | None
     at: datetime | None
@@ -257,10 +298,21 @@ def current(spec: SloSpec, series: Series, now: datetime) -> Current:
     seen = [s for s in series.get(spec.sli_metric, ()) if s.at <= now]
     last = max(seen, key=lambda s: s.at) if seen else None
     at = last.at if last else None
-    if spec.kind == "ratio" and spec.good_metric and spec.total_metric:
+    if spec.kind == "ratio":
         recent = measure(spec, series, start=now - spec.stale_after, end=now)
-        value = recent.compliance
+        value = recent.bad_fraction if spec.bad_metric else recent.compliance
+    elif spec.kind == "quotient":
+        value = _recent_quotient(spec, series, now)
     else:
         fresh = last is not None and now - last.at <= spec.stale_after
         value = _number(last.value) if last is not None and fresh else None
     return Current(value, at, status_of(spec, value))
+
+
+def _recent_quotient(spec: SloSpec, series: Series, now: datetime) -> float | None:
+    """Sum over sum across the last ``stale_after``: a quiet interval weighs as little as it served."""
+    start = now - spec.stale_after
+    numerator = _inside(series.get(spec.numerator_metric or "", ()), start, now)
+    pairs = list(_pairs(numerator, _inside(series.get(spec.denominator_metric or "", ()), start, now)))
+    total = sum(count for _, count, _ in pairs)
+    return sum(amount for amount, _, _ in pairs) / total if total > 0 else None

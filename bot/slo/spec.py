@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from bot.config.schema import Slo
 
-Kind = Literal["threshold", "ratio"]
+Kind = Literal["threshold", "ratio", "quotient"]
 Direction = Literal["below", "above"]
 
 DEFAULT_WINDOW = timedelta(days=7)
@@ -49,6 +49,11 @@ class SloSpec:
     name: str | None = None
     good_metric: str | None = None
     total_metric: str | None = None
+    bad_metric: str | None = None
+    """Ratio SLOs counting errors: ``bad_metric / total_metric`` is held *below* the objective."""
+    numerator_metric: str | None = None
+    denominator_metric: str | None = None
+    """Quotient SLOs: ``numerator / denominator`` per push (cost per query) is held to the objective."""
     target_compliance: float = DEFAULT_TARGET_COMPLIANCE
     min_events: int = DEFAULT_MIN_EVENTS
     min_coverage: float = DEFAULT_MIN_COVERAGE
@@ -69,10 +74,13 @@ class SloSpec:
         if not 0.0 <= self.min_coverage <= 1.0:
             raise ValueError(f"min_coverage must lie between 0 and 1 (got {self.min_coverage:g})")
         if self.kind == "ratio":
-            if not self.good_metric or not self.total_metric:
-                raise ValueError("a ratio SLO needs good_metric and total_metric")
-            if self.direction != "above" or not 0.0 < self.target < 1.0:
-                raise ValueError("a ratio SLO's objective reads 'above <ratio>' with a ratio between 0 and 1")
+            if not self.total_metric or not (self.good_metric or self.bad_metric):
+                raise ValueError("a ratio SLO needs total_metric and good_metric or bad_metric")
+            wanted = "below" if self.bad_metric else "above"
+            if self.direction != wanted or not 0.0 < self.target < 1.0:
+                raise ValueError(f"this ratio SLO's objective reads '{wanted} <ratio>' with a ratio between 0 and 1")
+        if self.kind == "quotient" and not (self.numerator_metric and self.denominator_metric):
+            raise ValueError("a quotient SLO needs numerator_metric and denominator_metric")
 
     @property
     def label(self) -> str:
@@ -87,19 +95,28 @@ class SloSpec:
     @property
     def sli_metric(self) -> str:
         """The metric whose absence means the SLO cannot be evaluated."""
-        return self.total_metric if self.kind == "ratio" and self.total_metric else self.metric
+        if self.kind == "ratio" and self.total_metric:
+            return self.total_metric
+        if self.kind == "quotient" and self.denominator_metric:
+            return self.denominator_metric  # the traffic: no queries, no cost per query
+        return self.metric
 
     @property
     def metrics(self) -> tuple[str, ...]:
         """Every metric to fetch for this SLO."""
-        if self.kind == "ratio" and self.good_metric and self.total_metric:
-            return (self.good_metric, self.total_metric)
+        if self.kind == "ratio":
+            return tuple(m for m in (self.good_metric, self.bad_metric, self.total_metric) if m)
+        if self.kind == "quotient":
+            return tuple(m for m in (self.numerator_metric, self.denominator_metric) if m)
         return (self.metric,)
 
     @property
     def allowed_bad_fraction(self) -> float:
-        """The error budget as a fraction: of the time (threshold) or of the events (ratio)."""
-        return 1.0 - (self.target if self.kind == "ratio" else self.target_compliance)
+        """The error budget as a fraction: of the time (threshold, quotient) or of the events
+        (ratio: one minus the good share, or the bad share itself)."""
+        if self.kind != "ratio":
+            return 1.0 - self.target_compliance
+        return self.target if self.bad_metric else 1.0 - self.target
 
     def history_needed(self, window: timedelta | None = None) -> timedelta:
         """How far back to fetch samples: the window, plus one ``stale_after`` so the sample that
@@ -127,6 +144,9 @@ def spec_from_config(slo: Slo, *, stale_after: timedelta = DEFAULT_STALE_AFTER, 
         name=slo.name,
         good_metric=slo.good_metric,
         total_metric=slo.total_metric,
+        bad_metric=slo.bad_metric,
+        numerator_metric=slo.numerator_metric,
+        denominator_metric=slo.denominator_metric,
         target_compliance=float(chosen(slo.target_compliance, DEFAULT_TARGET_COMPLIANCE)),
         min_events=int(chosen(slo.min_events, DEFAULT_MIN_EVENTS)),
         min_coverage=float(chosen(slo.min_coverage, DEFAULT_MIN_COVERAGE)),

@@ -96,6 +96,8 @@ def test_the_shipped_configuration_loads() -> None:
         ("support-bot", "response_time_p95_ms"),
         ("fraud-detector-v2", "p99_latency_ms"),
         ("support-bot", "responses_ok_ratio"),  # the availability ratio SLO: good / total responses
+        ("support-bot", "responses_error_ratio"),  # the error rate: bad / total responses, below 1%
+        ("support-bot", "cost_usd_per_responses_total"),  # cost per query: spend / responses, below $0.05
     }
     assert [(step.after, step.severity) for step in config.escalation["default"]] == [
         (timedelta(minutes=15), Severity.P3),

@@ -6,7 +6,8 @@ Over the pushed span, for support-bot (shipped ``rules/slos.yaml``):
 - ``current_accuracy`` holds at 0.93 (objective above 0.90): ✅ ok;
 - ``helpfulness`` is 0.90, then 0.78 for the last six hours (warning 0.80): ⚠️ warning;
 - ``response_time_p95_ms`` is 1500 ms, then 5600 ms for the last hour (critical 5000): 🔴 critical;
-- ``availability`` (responses_ok / responses_total) is never pushed: ⚪ no data;
+- ``availability`` (responses_ok / responses_total), ``error_rate`` (responses_error /
+  responses_total) and ``cost_per_query`` (cost_usd / responses_total) are never pushed: ⚪ no data;
 
 and fraud-detector-v2's ``p99_latency_ms`` holds at 1200 ms: ✅ ok.
 """

@@ -277,8 +277,8 @@ def test_table_says_window_and_coverage(cfg: Config) -> None:
     assert table_context(board, window=timedelta(days=30), now=NOW).startswith("Window: last 30 days · ")
     reply = slo_reply([board], model="support-bot", window=None, now=NOW)
     assert reply.blocks is not None
-    # 42 h and 84 h of a 168 h window: 25% and 50%; two SLOs with none: a mean of 18.75%
-    assert "\nData for 19% of the window (least: helpfulness 0%)\n```" in reply.blocks[1]["text"]["text"]
+    # 42 h and 84 h of a 168 h window: 25% and 50%; four SLOs with none: a mean of 12.5%
+    assert "\nData for 12% of the window (least: helpfulness 0%)\n```" in reply.blocks[1]["text"]["text"]
 
 
 # --------------------------------------------------------------------------- /alerts review

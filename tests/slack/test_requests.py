@@ -311,7 +311,7 @@ def test_slo_status_lists_models_worst_first(env: SlackEnv) -> None:
     assert call.params["response_type"] == "ephemeral"
     lines = call.params["text"].splitlines()[1:]  # one line per model, worst first (tests/slack/test_slo_commands.py)
     assert lines[0].startswith("🔴 support-bot") and "worst: response_time_p95_ms 5.2s" in lines[0]
-    assert "1/2 ok, 2 no data" in lines[0]  # current_accuracy ok; helpfulness and availability never pushed
+    assert "1/2 ok, 4 no data" in lines[0]  # current_accuracy ok; helpfulness and the three counted SLOs never pushed
     assert lines[-1].startswith("⚪ fraud-detector-v2")
 
 

@@ -62,7 +62,7 @@ def test_overview_has_one_line_per_model_worst_first_and_a_hint(env: SlackEnv) -
     header, *lines = call.params["text"].splitlines()
     assert header == "*SLO status — all models, worst first* (last 7 days)"
     assert len(lines) == 2
-    assert lines[0].startswith("🔴 support-bot — SLO compliance 33% (1/3 ok, 1 no data)")
+    assert lines[0].startswith("🔴 support-bot — SLO compliance 33% (1/3 ok, 3 no data)")
     assert "worst: response_time_p95_ms 5.6s vs ≤ 2s (critical)" in lines[0]
     assert lines[1] == "✅ fraud-detector-v2 — SLO compliance 100% (1/1 ok)"
     assert "`/slo status <model>`" in context(call) and "chart" in context(call)
@@ -75,7 +75,15 @@ def test_model_table_has_every_slo_row_with_its_status(env: SlackEnv) -> None:
     assert header == "*SLO status — support-bot* (last 7 days)"
     assert table.startswith("```\nSLO Dashboard - support-bot - Last 7 Days\n") and table.endswith("\n```")
     rows = {line.split(" │ ")[0].strip(): line for line in table.splitlines() if " │ " in line}
-    assert set(rows) == {"Metric", "response_time_p95_ms", "helpfulness", "availability", "current_accuracy"}
+    assert set(rows) == {
+        "Metric",
+        "response_time_p95_ms",
+        "helpfulness",
+        "availability",
+        "error_rate",
+        "cost_per_query",
+        "current_accuracy",
+    }
     assert "Budget left" in rows["Metric"] and "Burn (1 h)" in rows["Metric"] and "Compliance" in rows["Metric"]
     assert rows["response_time_p95_ms"].endswith("🔴 critical") and "5.6s" in rows["response_time_p95_ms"]
     assert rows["helpfulness"].endswith("⚠️ warning") and "0.78" in rows["helpfulness"]
@@ -84,11 +92,12 @@ def test_model_table_has_every_slo_row_with_its_status(env: SlackEnv) -> None:
     assert "spent (156% used)" in rows["response_time_p95_ms"]  # an hour at 5.6 s has used up a week's budget
     # worst first, the columns aligned: every row's separators at the same places
     order = [name for name in rows if name != "Metric"]
-    assert order == ["response_time_p95_ms", "helpfulness", "availability", "current_accuracy"]
+    no_data = ["availability", "error_rate", "cost_per_query"]
+    assert order == ["response_time_p95_ms", "helpfulness", *no_data, "current_accuracy"]
     positions = {tuple(i for i, ch in enumerate(line) if ch == "│") for line in rows.values()}
     assert len(positions) == 1
-    assert "Overall SLO Compliance: 33% (1 of 3 measured SLOs ok; 1 with no data)" in table
-    assert "\nData for 21% of the window (least: availability 0%)\n```" in table
+    assert "Overall SLO Compliance: 33% (1 of 3 measured SLOs ok; 3 with no data)" in table
+    assert "\nData for 14% of the window (least: availability 0%)\n```" in table
     assert context(call).startswith("Window: last 7 days · burn rate over the last 1 h · as of ")
 
 
@@ -99,7 +108,7 @@ def test_model_table_over_another_window(env: SlackEnv) -> None:
     assert "SLO Dashboard - support-bot - Last 30 Days" in table
     assert context(call).startswith("Window: last 30 days · burn rate over the last 1 h")
     # a week of samples is 23% of 30 days: enough for a budget; a day of them, 3%, is not
-    assert "Data for 5% of the window" in table
+    assert "Data for 3% of the window (least: availability 0%)" in table
     assert "a budget is projected once 10% of the window has data" in table
     # the model is found whatever the case, and the window may come first
     assert sections(answered(env, "STATUS 12h Support-Bot"))[0] == "*SLO status — support-bot* (last 12 hours)"

@@ -38,7 +38,9 @@ def fill(engine: Engine, now: datetime) -> None:
         "current_accuracy": 0.92,
         "helpfulness": 0.871,
         "responses_ok": 998,
+        "responses_error": 2,
         "responses_total": 1000,
+        "cost_usd": 42.0,
     }.items():
         points += [(BOT, name, x.at, x.value) for x in every(value, start=start, end=now, step=5 * MIN)]
     for x in every(1800, start=start, end=now, step=5 * MIN):
@@ -72,7 +74,9 @@ def test_slo_status_prints_seed_000s_table_for_one_model(database: Engine, capsy
     # 11:05), so 55 bad minutes of 10,080 = 0.546% of a 1% budget → 45.4% left = 45.4% × 100.8 min
     # = 45 min 48 s; burn over the last hour 55/60 = 91.7% bad / 1% = 91.7×; compliance 99.45%.
     # Availability: 998/1000 → 0.2% bad of a 0.5% budget → 60% left = 0.6 × 0.5% × 7 d = 30 min 14 s,
-    # burn 0.4×. The rest meet their objectives: 3 of 4 ok = 75%.
+    # burn 0.4×. Error rate: 2/1000 = 0.2% of a 1% budget → 80% left = 0.8 × 1% × 7 d = 1 h 20 min,
+    # burn 0.2×. Cost per query: $42 / 1000 = $0.042 ≤ $0.05 all week. The rest meet their
+    # objectives: 5 of 6 ok = 83%.
     rule = "─" * 95
     assert out.splitlines() == [
         "SLO Dashboard - support-bot - Last 7 Days",
@@ -83,8 +87,10 @@ def test_slo_status_prints_seed_000s_table_for_one_model(database: Engine, capsy
         "current_accuracy     │ ≥ 90%   │ 92%     │ 100% (1 h 40 min) │ 0.0×       │ 100%       │ ✅ ok",
         "helpfulness          │ ≥ 0.85  │ 0.871   │ 100% (1 h 40 min) │ 0.0×       │ 100%       │ ✅ ok",
         "availability         │ ≥ 99.5% │ 99.8%   │ 60% (30 min 14 s) │ 0.4×       │ 99.8%      │ ✅ ok",
+        "error_rate           │ ≤ 1%    │ 0.2%    │ 80% (1 h 20 min)  │ 0.2×       │ 99.8%      │ ✅ ok",
+        "cost_per_query       │ ≤ $0.05 │ $0.042  │ 100% (1 h 40 min) │ 0.0×       │ 100%       │ ✅ ok",
         rule,
-        "Overall SLO Compliance: 75%",
+        "Overall SLO Compliance: 83%",
         "Data for 100% of the window",
     ]
 
@@ -96,7 +102,7 @@ def test_slo_status_without_a_model_lists_models_worst_first_then_tables(
     assert run_cli(["slo", "status", "--window", "24h", "--config-dir", str(REPO)], NOW) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].startswith("⚠️ support-bot — SLO compliance 75% (3/4 ok)")
+    assert lines[0].startswith("⚠️ support-bot — SLO compliance 83% (5/6 ok)")
     assert lines[1].startswith("⚪ fraud-detector-v2 — SLO compliance no data (0/0 ok, 1 no data)")
     assert "SLO Dashboard - support-bot - Last 1 Day" in out
     assert "SLO Dashboard - fraud-detector-v2 - Last 1 Day" in out
@@ -139,7 +145,7 @@ def test_slo_status_through_the_real_command_on_the_wall_clock(
     chart = tmp_path / "budget.png"
     assert main(["slo", "status", BOT, "--config-dir", str(REPO), "--chart", str(chart)]) == 0
     out = capsys.readouterr().out
-    assert "response_time_p95_ms │ ≤ 2s" in out and "Overall SLO Compliance: 75%" in out
+    assert "response_time_p95_ms │ ≤ 2s" in out and "Overall SLO Compliance: 83%" in out
     assert chart.read_bytes().startswith(PNG_SIGNATURE)
 
 

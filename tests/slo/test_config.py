@@ -33,6 +33,36 @@ THRESHOLD: dict[str, Any] = {
 }
 
 
+ERRORS = {
+    "model": "support-bot",
+    "name": "error_rate",
+    "kind": "ratio",
+    "bad_metric": "responses_error",
+    "total_metric": "responses_total",
+    "objective": "below 1%",
+    "warning": 0.02,
+    "critical": 0.05,
+}
+COST = {
+    "model": "support-bot",
+    "kind": "quotient",
+    "numerator_metric": "cost_usd",
+    "denominator_metric": "queries",
+    "objective": "below $0.05",
+    "warning": 0.08,
+    "critical": 0.15,
+}
+
+
+def test_an_error_rate_and_a_cost_per_query_read_as_the_seed_writes_them() -> None:
+    errors = Slo.model_validate(ERRORS)
+    assert (errors.objective.direction, errors.objective.target) == ("below", 0.01)  # "below 1%"
+    assert errors.metric == "responses_error_ratio"
+    cost = Slo.model_validate(COST)
+    assert (cost.objective.direction, cost.objective.target) == ("below", 0.05)
+    assert cost.metric == "cost_usd_per_queries"
+
+
 def test_every_key_the_core_supports_is_accepted() -> None:
     slo = Slo.model_validate({**RATIO, "window": "28d", "min_events": 500, "absent_after": "30m", "burn_alerts": False})
     assert (slo.kind, slo.good_metric, slo.total_metric, slo.min_events) == (
@@ -50,18 +80,22 @@ def test_every_key_the_core_supports_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({**RATIO, "total_metric": None}, "a ratio SLO needs good_metric: and total_metric:"),
-        ({**RATIO, "objective": "below 0.5"}, "write 'above 0.995' (got 'below 0.5')"),
-        ({**RATIO, "objective": "above 99.5", "warning": 99, "critical": 95}, "write 'above 0.995'"),
-        ({**RATIO, "target_compliance": 0.99}, "apply to threshold SLOs"),
-        ({**THRESHOLD, "good_metric": "ok"}, "good_metric and total_metric need kind: ratio; add it, or remove them"),
-        ({**THRESHOLD, "min_events": 10}, "min_events applies to kind: ratio; for a threshold SLO use min_coverage"),
+        ({**RATIO, "total_metric": None}, "a ratio SLO needs total_metric: and one of good_metric: (successes)"),
+        ({**RATIO, "bad_metric": "responses_failed"}, "got bad_metric, good_metric, total_metric"),
+        ({**RATIO, "objective": "below 0.5"}, "reads 'above 0.995': the share of good events (got 'below 0.5')"),
+        ({**RATIO, "objective": "above 99.5", "warning": 99, "critical": 95}, "reads 'above 0.995'"),
+        ({**ERRORS, "objective": "above 0.99", "warning": 0.98, "critical": 0.9}, "reads 'below 0.01' (or 'below 1%')"),
+        ({**RATIO, "target_compliance": 0.99}, "apply to threshold and quotient SLOs"),
+        ({**COST, "denominator_metric": None}, "a quotient SLO needs numerator_metric: and denominator_metric:"),
+        ({**COST, "min_events": 10}, "min_events applies to kind: ratio"),
+        ({**THRESHOLD, "good_metric": "ok"}, "a threshold SLO reads metric: alone; for counts add kind: ratio"),
+        ({**THRESHOLD, "min_events": 10}, "min_events applies to kind: ratio; for a threshold or quotient SLO use"),
         ({**THRESHOLD, "target_compliance": 99}, "strictly between 0 and 1, e.g. 0.99"),
         ({**THRESHOLD, "min_coverage": 1.5}, "min_coverage must lie between 0 and 1"),
         ({**THRESHOLD, "window": "0s"}, "window must be positive, e.g. 7d"),
         ({**THRESHOLD, "absent_after": "0s"}, "absent_after must be positive"),
         ({**THRESHOLD, "min_events": -1}, "greater than or equal to 0"),
-        ({**THRESHOLD, "kind": "quantile"}, "'threshold' or 'ratio'"),
+        ({**THRESHOLD, "kind": "quantile"}, "'threshold', 'ratio' or 'quotient'"),
         ({**THRESHOLD, "name": "x" * 97}, "give it a name: of at most 96 characters"),
     ],
 )
@@ -92,7 +126,7 @@ def test_check_names_file_and_line_of_a_bad_slo(tmp_path: Path) -> None:
         load_config(root)
     (problem,) = error.value.problems
     assert problem.file == "rules/more.yaml" and problem.line == 2
-    assert "a ratio SLO needs good_metric: and total_metric:" in str(problem)
+    assert "a ratio SLO needs total_metric: and one of good_metric:" in str(problem)
 
 
 def test_two_slos_of_one_model_need_distinct_labels(tmp_path: Path) -> None:

@@ -182,3 +182,96 @@ def test_current_ratio_is_over_the_last_stale_after() -> None:
     now = current(AVAILABILITY, series, NOW)
     assert now.value == pytest.approx(0.975)
     assert now.status is Status.WARNING
+
+
+# --- seed 000's error rate (< 1%) and cost per query (< $0.05) ---------------------------------
+
+ERROR_RATE = SloSpec(
+    "support-bot",
+    "error_rate",
+    "below",
+    0.01,
+    0.02,
+    0.05,
+    kind="ratio",
+    bad_metric="responses_error",
+    total_metric="responses_total",
+    stale_after=STALE,
+)
+COST_PER_QUERY = SloSpec(
+    "support-bot",
+    "cost_per_query",
+    "below",
+    0.05,
+    0.08,
+    0.15,
+    kind="quotient",
+    numerator_metric="cost_usd",
+    denominator_metric="queries",
+    stale_after=STALE,
+)
+
+
+def test_an_error_rate_counts_the_bad_events_and_spends_its_budget_on_them() -> None:
+    # in (12:00, 13:00]: 3 errors of 1000, then 12 of 500 → 15 bad of 1500: the error rate is 1%.
+    series = {
+        "responses_error": [Sample(3, at(12, 20)), Sample(12, at(12, 40))],
+        "responses_total": [Sample(1000, at(12, 20)), Sample(500, at(12, 40))],
+    }
+    sli = measure(ERROR_RATE, series, start=at(12), end=at(13))
+    assert isinstance(sli, RatioSli)
+    assert (sli.good_events, sli.total_events) == (1485, 1500)
+    assert sli.bad_fraction == pytest.approx(0.01)
+    assert ERROR_RATE.allowed_bad_fraction == pytest.approx(0.01)  # the objective is the budget itself
+    assert ERROR_RATE.metrics == ("responses_error", "responses_total")
+
+
+def test_the_current_error_rate_is_the_bad_share_of_the_last_stale_after() -> None:
+    # 12:50 and 13:00 fall in the last 15 min: 3 of 1000 → 0.3%, ✅ under 1%
+    series = {
+        "responses_error": [Sample(50, at(12, 30)), Sample(1, at(12, 50)), Sample(2, at(13))],
+        "responses_total": [Sample(100, at(12, 30)), Sample(500, at(12, 50)), Sample(500, at(13))],
+    }
+    now = current(ERROR_RATE, series, at(13))
+    assert now.value == pytest.approx(0.003)
+    assert now.status is Status.OK
+    later = current(ERROR_RATE, {**series, "responses_error": [Sample(30, at(13))]}, at(13))
+    assert later.value == pytest.approx(0.03) and later.status is Status.WARNING  # 30 of 1000
+
+
+def test_a_cost_per_query_holds_each_intervals_quotient_to_the_objective_over_time() -> None:
+    # pushes every 15 min: 12:15 $4.20/100 = $0.042 (good), 12:30 $12/100 = $0.12 (bad),
+    # 12:45 no queries (no quotient: no data), 13:00 $2/50 = $0.04 (good, holds 0 min in the window).
+    # 12:00–12:15: the 12:00 push ($3/100) holds → good. So good 12:00–12:30, bad 12:30–12:45.
+    series = {
+        "cost_usd": [
+            Sample(3, at(12)),
+            Sample(4.2, at(12, 15)),
+            Sample(12, at(12, 30)),
+            Sample(0, at(12, 45)),
+            Sample(2, at(13)),
+        ],
+        "queries": [
+            Sample(100, at(12)),
+            Sample(100, at(12, 15)),
+            Sample(100, at(12, 30)),
+            Sample(0, at(12, 45)),
+            Sample(50, at(13)),
+        ],
+    }
+    sli = measure(COST_PER_QUERY, series, start=at(12), end=at(13))
+    assert isinstance(sli, TimeSli)
+    assert (sli.good_time, sli.bad_time, sli.no_data_time) == (30 * MIN, 15 * MIN, 15 * MIN)
+    assert COST_PER_QUERY.sli_metric == "queries"
+
+
+def test_the_current_cost_per_query_is_spend_over_queries_of_the_last_stale_after() -> None:
+    # 12:50 $1/100 and 13:00 $4.2/30 → $5.20 / 130 = $0.04, not the mean of 0.01 and 0.14
+    series = {
+        "cost_usd": [Sample(90, at(12, 30)), Sample(1, at(12, 50)), Sample(4.2, at(13))],
+        "queries": [Sample(100, at(12, 30)), Sample(100, at(12, 50)), Sample(30, at(13))],
+    }
+    now = current(COST_PER_QUERY, series, at(13))
+    assert now.value == pytest.approx(0.04)
+    assert now.status is Status.OK
+    assert current(COST_PER_QUERY, {"cost_usd": [], "queries": []}, at(13)).value is None

@@ -53,8 +53,10 @@ def test_the_schema_keys_are_read_when_present() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"kind": "ratio"}, "needs good_metric and total_metric"),
+        ({"kind": "ratio"}, "needs total_metric and good_metric or bad_metric"),
         ({"kind": "ratio", "good_metric": "ok", "total_metric": "all", "direction": "below"}, "above <ratio>"),
+        ({"kind": "ratio", "bad_metric": "err", "total_metric": "all", "direction": "above"}, "below <ratio>"),
+        ({"kind": "quotient", "numerator_metric": "cost_usd"}, "needs numerator_metric and denominator_metric"),
         ({"target_compliance": 1.0}, "strictly between 0 and 1"),
         ({"window": timedelta(0)}, "window must be positive"),
     ],
