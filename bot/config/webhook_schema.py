@@ -23,6 +23,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, f
 
 WEBHOOK_EVENTS = ("fired", "acknowledged", "resolved", "escalated", "paged")
 """The events a webhook may ask for (the README's configuration reference says when each is sent)."""
+WEBHOOK_CHANNEL_PREFIX = "webhook:"
+"""A webhook's delivery channel is this and its name."""
 MIN_SECRET_LENGTH = 16
 """A shorter secret could be guessed; ``openssl rand -hex 32`` makes a good one."""
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -106,7 +108,3 @@ class Webhook(BaseModel):
     def channel(self) -> str:
         """Its delivery channel: its own outbox lane, so one slow receiver never holds another's."""
         return WEBHOOK_CHANNEL_PREFIX + self.name
-
-
-WEBHOOK_CHANNEL_PREFIX = "webhook:"
-

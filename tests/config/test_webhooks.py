@@ -52,7 +52,8 @@ def test_no_webhooks_is_the_default(config_dir: MakeDir) -> None:
 
 def test_an_unknown_event_names_its_line_and_the_valid_events(config_dir: MakeDir) -> None:
     text = hooks(
-        f"  - name: ops\n    url: https://h.example.com/x\n    secret: {SECRET}\n    events:\n      - fired\n      - fird\n"
+        f"  - name: ops\n    url: https://h.example.com/x\n    secret: {SECRET}\n"
+        "    events:\n      - fired\n      - fird\n"
     )
     problem = the_problem(config_dir(rules=RULE, models=MODEL, hooks=text))
     assert (problem.file, problem.line) == ("rules/hooks.yaml", line_of(text, "- fird"))
@@ -79,7 +80,7 @@ def test_an_unset_environment_variable_is_named_and_the_load_fails(
         ("url: https://h.example.com/x\n    secret: 1234567890123456789\n    events: [fired]", "secret:", "text"),
         (f"url: https://h.example.com/x\n    secret: {SECRET}\n    events: []", "events:", "at least 1"),
         (f"url: https://h.example.com/x\n    secret: {SECRET}\n    evnts: [fired]", "evnts:", "'events'"),
-        (f"name: Ops\n    url: https://h.example.com/x\n    secret: {SECRET}\n    events: [paged]", "name:", "lower-case"),
+        (f"name: Ops\n    url: https://h.example.com/x\n    secret: {SECRET}\n    events: [fired]", "name:", "lower"),
     ],
 )
 def test_a_wrong_entry_is_located_and_explained(config_dir: MakeDir, entry: str, needle: str, expected: str) -> None:
