@@ -76,9 +76,10 @@ class WebhookReceiver:
         self._server: _Server | None = None
 
     def __enter__(self) -> WebhookReceiver:
-        self._server = _Server(self)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks/incidents"
-        threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True).start()
+        server = self._server = _Server(self)
+        self.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/incidents"
+        # a short poll: shutdown() waits up to one poll interval
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="webhook-receiver", daemon=True).start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
