@@ -8,8 +8,8 @@ owns retries; this module turns a row into one request and its answer into a
 delivered; 429, 408, 5xx and network errors retried, honouring ``Retry-After``; other statuses
 final).
 
-The receiver is looked up by name in the *current* configuration at every attempt, so a secret
-rotated by a reload signs the next retry; a receiver removed by a reload fails its waiting rows
+The receiver is looked up by name in the *current* configuration at every attempt, so a URL or
+secret changed by a reload applies to the next retry; a receiver removed by a reload fails its rows
 (``incident-bot outbox drop`` clears them). Neither the secret nor the URL (which may embed a
 token) is written to a log line or to the outbox's ``last_error``.
 
