@@ -65,7 +65,8 @@ class Routes:
     def for_alert(
         self, alert: Alert, event: Event, *, config: Config, now: datetime, silenced: bool, urgent: bool
     ) -> list[Delivery]:
-        """Chat deliveries of an alert event. ``urgent``: its incident pages, so nothing waits."""
+        """Chat deliveries of an alert event, and a firing one's to the webhooks. ``urgent``: its
+        incident pages, so nothing waits."""
         if silenced or not event.kind.notifies:
             return []
         chat = [_chat(c, alert.severity, event.kind, config, now, urgent) for c in self.channels if _is_chat(c)]
@@ -74,7 +75,8 @@ class Routes:
     def for_incident(
         self, incident: Incident, event: IncidentEvent, *, config: Config, model: str, by_person: bool
     ) -> list[Delivery]:
-        """Pages (and, for an escalation or a person's action on the whole incident, chat)."""
+        """Pages, webhook events (and, for an escalation or a person's action on the whole incident,
+        chat)."""
         deliveries = self._webhooks(config, INCIDENT_WEBHOOK_EVENTS.get(event.kind))
         if event.kind is IncidentEventKind.ESCALATED or by_person:
             deliveries += [Delivery(c) for c in self.channels if _is_chat(c)]
