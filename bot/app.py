@@ -42,6 +42,7 @@ from bot.notify.outbox import Backoff, Outbox
 from bot.notify.page_results import page_result_hook
 from bot.notify.pagerduty import PagerDutyNotifier
 from bot.notify.slack import SlackNotifier
+from bot.notify.webhooks import WebhookNotifier
 from bot.observability import Metrics, metrics_routes
 from bot.pending_actions import PendingActions
 from bot.queries import Queries
@@ -136,7 +137,8 @@ def default_notifiers(
     settings: Settings, engine: Engine, holder: ConfigHolder, clock: Clock, *, metrics: Metrics | None = None
 ) -> dict[str, Notifier]:
     """Slack when a bot token is set, otherwise the log, so the bot runs without a workspace;
-    PagerDuty when a routing key is set, by ``PAGERDUTY_ROUTING_KEY`` or in the configuration."""
+    PagerDuty when a routing key is set, by ``PAGERDUTY_ROUTING_KEY`` or in the configuration;
+    one notifier per configured webhook (``webhooks:``)."""
     notifiers: dict[str, Notifier] = {}
     if _secret(settings.slack_bot_token):
         notifiers["slack"] = SlackNotifier.from_settings(
@@ -149,6 +151,8 @@ def default_notifiers(
         notifiers["pagerduty"] = PagerDutyNotifier.from_settings(settings, metrics=metrics)
     else:
         log.warning("no PagerDuty routing key is set: P0/P1 alerts post to Slack but page no one")
+    for hook in holder().webhooks:  # each its own lane; one added by a reload waits for a restart
+        notifiers[hook.channel] = WebhookNotifier(hook.name, holder)
     return notifiers
 
 

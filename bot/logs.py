@@ -5,9 +5,10 @@ shippers (``time``, ``level``, ``logger``, ``message``, and ``exception`` with t
 there is one). Libraries that log routine work at INFO -- APScheduler twice per job tick (about
 seven lines a second), httpx once per request, slack_sdk once per retried call -- are held at
 WARNING unless ``LOG_LEVEL=DEBUG`` asks for everything. Every line is searched for the secrets
-the bot was given (tokens, signing secret, routing key) and they are written as ``[redacted]``,
-and so are Slack's ``response_url``s: each is a bearer credential for answering in its channel
-for 30 minutes, and slack_sdk's webhook client logs the URL it posts to at DEBUG.
+the bot was given (tokens, signing secret, routing key; webhook secrets and URLs once the
+configuration is read) and they are written as ``[redacted]``, and so are Slack's
+``response_url``s: each is a bearer credential for answering in its channel for 30 minutes, and
+slack_sdk's webhook client logs the URL it posts to at DEBUG.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ def configure_logging(
     return handler
 
 
+def redact_also(secrets: Iterable[str]) -> None:
+    """Redact these too on the handler :func:`configure_logging` installed: secrets that arrive
+    after logging starts (webhook secrets, read with the configuration and again on each reload)."""
+    added = [s for s in secrets if len(s) >= MIN_SECRET_LENGTH]
+    for handler in logging.getLogger().handlers:
+        formatter = handler.formatter
+        if added and isinstance(formatter, TextFormatter | JsonFormatter):
+            formatter.secrets = sorted({*formatter.secrets, *added}, key=len, reverse=True)
+
+
 def redact(text: str, secrets: Iterable[str], *, logger: str = "") -> str:
     """``text`` (a line of ``logger``) without the given secrets or any response URL."""
     for secret in secrets:
@@ -67,10 +78,11 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__(TEXT_FORMAT)
-        self._secrets = list(secrets)
+        self.secrets = list(secrets)
+        """Longest first, so a secret containing another is redacted whole; replaced, never mutated."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self._secrets, logger=record.name)
+        return redact(super().format(record), self.secrets, logger=record.name)
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,7 +90,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = list(secrets)
+        self.secrets = list(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -93,5 +105,5 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        scrubbed = {key: redact(value, self._secrets, logger=record.name) for key, value in entry.items()}
+        scrubbed = {key: redact(value, self.secrets, logger=record.name) for key, value in entry.items()}
         return json.dumps(scrubbed, ensure_ascii=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bot.config.loader import Config, load_config
 from bot.errors import ConfigError
+from bot.logs import redact_also
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,7 @@ class ConfigHolder:
         self.directory = directory
         self._config = initial or load_config(directory)
         self._lock = threading.Lock()
+        redact_also(self._config.secret_values())
 
     def __call__(self) -> Config:
         return self._config
@@ -29,6 +31,7 @@ class ConfigHolder:
             except ConfigError as exc:
                 log.error("configuration reload failed; keeping the running configuration:\n%s", exc)
                 return False
+            redact_also(fresh.secret_values())  # before anything can log them
             self._config = fresh
             log.info(
                 "configuration reloaded from %s: %d rules, %d models",

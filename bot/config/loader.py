@@ -33,6 +33,7 @@ from bot.config.schema import (
     known_keys,
 )
 from bot.config.source_schema import ANY_MODEL, AlertmanagerSection, PrometheusSection
+from bot.config.webhook_schema import Webhook
 from bot.config.yaml_lines import LocatedDocument, YamlProblem, load_located
 from bot.errors import ConfigError, ConfigProblem
 from bot.severity import Severity
@@ -66,6 +67,12 @@ class Config:
     runbooks: Mapping[str, Runbook] = field(default_factory=dict)
     prometheus: PrometheusSection | None = None
     alertmanager: AlertmanagerSection = field(default_factory=AlertmanagerSection)
+    webhooks: tuple[Webhook, ...] = ()
+
+    def secret_values(self) -> list[str]:
+        """Secrets the configuration holds (webhook secrets and URLs, which may embed a token), for
+        the log to redact (:func:`bot.logs.redact_also`)."""
+        return [value for hook in self.webhooks for value in (hook.secret.get_secret_value(), hook.url)]
 
     def rule(self, name: str) -> Rule | None:
         """The configured rule ``name``; for an ``absent:<rule>`` alert, the rule it watches, whose
@@ -273,6 +280,7 @@ def _assemble(
     _check_template_fields(rules.values(), known_metrics, models, problems)
     _check_slo_labels(parsed, problems)
     _check_prometheus_models(parsed, models, singles.get("settings", ("", EngineSettings()))[1], problems)
+    webhooks = _webhooks(parsed, problems)
     escalation.setdefault(DEFAULT_POLICY, SEED_ESCALATION)
     if problems:
         return None
@@ -290,7 +298,28 @@ def _assemble(
         runbooks=runbooks,
         prometheus=singles.get("prometheus", ("", None))[1],
         alertmanager=singles.get("alertmanager", ("", AlertmanagerSection()))[1],
+        webhooks=webhooks,
     )
+
+
+def _webhooks(
+    parsed: list[tuple[str, RulesFile, LocatedDocument]], problems: list[ConfigProblem]
+) -> tuple[Webhook, ...]:
+    """Every file's ``webhooks:``; a name is a delivery channel, so two webhooks may not share one."""
+    seen: dict[str, str] = {}
+    for shown, content, doc in parsed:
+        for index, hook in enumerate(content.webhooks):
+            if hook.name in seen:
+                problems.append(
+                    ConfigProblem(
+                        shown,
+                        doc.line_of(("webhooks", index)),
+                        f"webhooks[{index}]: the name {hook.name!r} is already used ({seen[hook.name]}); "
+                        "give each webhook a distinct name:",
+                    )
+                )
+            seen.setdefault(hook.name, f"{shown} webhooks[{index}]")
+    return tuple(hook for _, content, _ in parsed for hook in content.webhooks)
 
 
 def _check_runbook_names(

@@ -26,6 +26,7 @@ from bot.config.conditions import Condition
 from bot.config.durations import parse_duration
 from bot.config.source_schema import AlertmanagerSection, PrometheusSection, section_keys
 from bot.config.templates import Template
+from bot.config.webhook_schema import Webhook
 from bot.severity import Severity
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(str)]
@@ -398,6 +399,7 @@ class RulesFile(Strict):
     access: Access | None = None
     prometheus: PrometheusSection | None = None
     alertmanager: AlertmanagerSection | None = None
+    webhooks: list[Webhook] = Field(default_factory=list)
 
     @field_validator("escalation")
     @classmethod
@@ -421,5 +423,6 @@ def known_keys() -> frozenset[str]:
         BusinessHours,
         MetricInfo,
         RulesFile,
+        Webhook,
     ]
     return frozenset(f.alias or name for m in models for name, f in m.model_fields.items()) | section_keys()

@@ -22,7 +22,7 @@ from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentEvent
 from bot.notify.outbox import enqueue, release_held
-from bot.notify.routing import PAGER, TRIGGERS, Routes
+from bot.notify.routing import PAGER, TRIGGERS, WEBHOOK_EVENT, Routes
 
 Hold = Callable[[str, Alert, Event], timedelta]
 """An extra wait before an alert notification may be delivered, per channel."""
@@ -89,7 +89,9 @@ class Dispatcher:
                 **delivery.extra,
             }
             routing_key = str(delivery.extra.get("pagerduty_routing_key", ""))
+            # one event may reach a webhook twice (escalated, and paged): its name tells the rows apart
             key_part = hashlib.sha256(routing_key.encode()).hexdigest()[:12] if routing_key else ""
+            key_part = key_part or str(delivery.extra.get(WEBHOOK_EVENT, ""))
             enqueue(
                 s,
                 channel=delivery.channel,

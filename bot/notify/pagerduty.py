@@ -2,8 +2,9 @@
 
 The outbox hands over one notification at a time and owns every retry; this module only
 translates an alert notification into one ``POST /v2/enqueue`` and classifies the answer as a
-:class:`~bot.errors.DeliveryError` the outbox understands (PagerDuty's own retry table: 202 done,
-400 final, 429 / 5xx / network errors retry later).
+:class:`~bot.errors.DeliveryError` the outbox understands (PagerDuty's own retry table, which
+:mod:`bot.notify.http_delivery` applies to every HTTP notifier: 202 done, 400 final, 429 / 5xx /
+network errors retry later).
 
 Idempotency: every event carries a dedup key naming the alert *occurrence*
 (:func:`occurrence_key`: the alert's ``rule:model`` key plus when it fired). A re-send after a
@@ -29,14 +30,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from bot.clock import ensure_utc
 from bot.errors import DeliveryError
+from bot.notify.http_delivery import classify, post
 from bot.notify.notifier import Notification
 from bot.observability import Metrics
 from bot.settings import DEFAULT_PAGERDUTY_EVENTS_URL, Settings
@@ -69,7 +70,6 @@ _ACTIONS: Mapping[str, str] = {
     "incident.resolved": RESOLVE,
     "incident.auto_resolved": RESOLVE,
 }
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
 _HINTS: Mapping[int, str] = {
     401: "check the routing key (PAGERDUTY_ROUTING_KEY or the model's / escalation step's pagerduty_routing_key)",
     403: "check the routing key (PAGERDUTY_ROUTING_KEY or the model's / escalation step's pagerduty_routing_key)",
@@ -344,16 +344,10 @@ class PagerDutyNotifier:
             )
         started = time.perf_counter()
         try:
-            response = self._client.post(self._url, json=event)
-        except httpx.TimeoutException as exc:
-            # PagerDuty may have taken the event; the retry carries the same dedup key, so it cannot double the page
-            raise DeliveryError(
-                f"{what}: no answer in time ({type(exc).__name__}); it may or may not have been applied",
-                retryable=True,
-            ) from exc
-        except httpx.HTTPError as exc:
-            message = _redact(f"{what}: cannot reach PagerDuty ({type(exc).__name__}: {exc})", routing_key)
-            raise DeliveryError(message, retryable=True) from exc
+            response = post(self._client, self._url, what, "PagerDuty", json=event)
+        except DeliveryError as exc:
+            # a timeout may have been applied; the retry carries the same dedup key, so it cannot double the page
+            raise _redact_error(exc, routing_key) from exc.__cause__
         finally:
             if self._metrics:  # method label: the event action (trigger, acknowledge, resolve)
                 self._metrics.api_call("pagerduty", action, time.perf_counter() - started)
@@ -361,26 +355,7 @@ class PagerDutyNotifier:
         if 200 <= status < 300:
             log.info("%s accepted for outbox row %s (HTTP %s)", what, note.id, status)
             return
-        raise _redact_error(classify(response, what), routing_key)
-
-
-def classify(response: httpx.Response, what: str) -> DeliveryError:
-    """PagerDuty's retry table: 429, 408 and 5xx later (with ``Retry-After`` when sent), the rest never."""
-    status = response.status_code
-    if status == 429:
-        return DeliveryError(
-            f"{what}: rate limited by PagerDuty (HTTP 429)", retryable=True, retry_after=retry_after(response.headers)
-        )
-    if status >= 500 or status in _RETRYABLE_STATUS:
-        return DeliveryError(
-            f"{what}: PagerDuty answered HTTP {status}{_said(response)}",
-            retryable=True,
-            retry_after=retry_after(response.headers),
-        )
-    message = f"{what}: refused by PagerDuty (HTTP {status}){_said(response)}"
-    if status in _HINTS:
-        message += f" — {_HINTS[status]}"
-    return DeliveryError(message, retryable=False)
+        raise _redact_error(classify(response, what, "PagerDuty", said=_said(response), hints=_HINTS), routing_key)
 
 
 def _said(response: httpx.Response) -> str:
@@ -398,22 +373,6 @@ def _said(response: httpx.Response) -> str:
     if isinstance(errors, list) and errors:
         said += f" ({'; '.join(str(e) for e in errors[:5])})"
     return said
-
-
-def retry_after(headers: httpx.Headers) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date), or None when absent or unreadable."""
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max((ensure_utc(when) - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _redact(text: str, routing_key: str) -> str:

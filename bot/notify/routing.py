@@ -8,6 +8,10 @@ People hear about incidents (:mod:`bot.incidents`), so routing is split the same
   it opens at a paging severity, an alert raises it to one, or an escalation step reaches one or
   names its own routing key (an L2 service); its acknowledge and resolve reach each key it paged,
   once. Escalation steps and a person's action on the whole incident are also said in chat.
+* an outgoing **webhook** (``webhooks:``, each its own channel ``webhook:<name>``) hears the events
+  it asked for: ``fired`` when an alert fires (per alert: a new alert of an open incident is
+  news), and per incident ``acknowledged``, ``resolved`` (by a person or when its last alert
+  closed), ``escalated``, and ``paged`` when the incident newly pages PagerDuty.
 
 Seed 001's table: P0 and P1 post to Slack and page PagerDuty at once; P2 and P3 post to Slack only
 and, outside business hours, wait for the next business morning or go to a quieter channel; an
@@ -23,6 +27,7 @@ from datetime import datetime, timedelta
 
 from bot.alerts.lifecycle import Alert, Event, EventKind
 from bot.config.loader import Config
+from bot.config.webhook_schema import WEBHOOK_CHANNEL_PREFIX
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind
 from bot.notify.business_hours import is_open, next_opening
 
@@ -33,6 +38,14 @@ DEFAULT_KEY = ""
 
 TRIGGERS = (IncidentEventKind.OPENED, IncidentEventKind.JOINED, IncidentEventKind.ESCALATED)
 CLOSERS = (IncidentEventKind.ACKNOWLEDGED, IncidentEventKind.RESOLVED, IncidentEventKind.AUTO_RESOLVED)
+WEBHOOK_EVENT = "webhook_event"
+"""The payload key naming the webhook event (``fired`` … ``paged``) a webhook row carries."""
+INCIDENT_WEBHOOK_EVENTS = {
+    IncidentEventKind.ACKNOWLEDGED: "acknowledged",
+    IncidentEventKind.RESOLVED: "resolved",
+    IncidentEventKind.AUTO_RESOLVED: "resolved",
+    IncidentEventKind.ESCALATED: "escalated",
+}
 
 
 @dataclass(frozen=True)
@@ -52,18 +65,21 @@ class Routes:
     def for_alert(
         self, alert: Alert, event: Event, *, config: Config, now: datetime, silenced: bool, urgent: bool
     ) -> list[Delivery]:
-        """Chat deliveries of an alert event. ``urgent``: its incident pages, so nothing waits."""
+        """Chat deliveries of an alert event, and a firing one's to the webhooks. ``urgent``: its
+        incident pages, so nothing waits."""
         if silenced or not event.kind.notifies:
             return []
-        return [_chat(c, alert.severity, event.kind, config, now, urgent) for c in self.channels if c != PAGER]
+        chat = [_chat(c, alert.severity, event.kind, config, now, urgent) for c in self.channels if _is_chat(c)]
+        return chat + self._webhooks(config, "fired" if event.kind is EventKind.FIRED else None)
 
     def for_incident(
         self, incident: Incident, event: IncidentEvent, *, config: Config, model: str, by_person: bool
     ) -> list[Delivery]:
-        """Pages (and, for an escalation or a person's action on the whole incident, chat)."""
-        deliveries: list[Delivery] = []
+        """Pages, webhook events (and, for an escalation or a person's action on the whole incident,
+        chat)."""
+        deliveries = self._webhooks(config, INCIDENT_WEBHOOK_EVENTS.get(event.kind))
         if event.kind is IncidentEventKind.ESCALATED or by_person:
-            deliveries += [Delivery(c) for c in self.channels if c != PAGER]
+            deliveries += [Delivery(c) for c in self.channels if _is_chat(c)]
         if PAGER not in self.channels:
             return deliveries
         if event.kind in TRIGGERS:
@@ -72,7 +88,17 @@ class Routes:
             keys = list(incident.paged_keys)
         else:
             keys = []
+        if keys and event.kind in TRIGGERS:
+            deliveries += self._webhooks(config, "paged")
         return deliveries + [Delivery(PAGER, extra={"pagerduty_routing_key": k} if k else {}) for k in keys]
+
+    def _webhooks(self, config: Config, event: str | None) -> list[Delivery]:
+        """A delivery to each webhook that asked for ``event`` and has a channel in this bot (one
+        added by a reload has none until a restart)."""
+        if event is None:
+            return []
+        hooks = (h for h in config.webhooks if event in h.events and h.channel in self.channels)
+        return [Delivery(h.channel, extra={WEBHOOK_EVENT: event}) for h in hooks]
 
 
 def every_channel(channels: Collection[str]) -> Routes:
@@ -91,6 +117,10 @@ def pages_to(incident: Incident, event: IncidentEvent, config: Config, *, model:
         if isinstance(step_key, str) and step_key:
             keys.append(step_key)
     return [k for k in dict.fromkeys(keys) if k not in incident.paged_keys]
+
+
+def _is_chat(channel: str) -> bool:
+    return channel != PAGER and not channel.startswith(WEBHOOK_CHANNEL_PREFIX)
 
 
 def _chat(channel: str, severity: object, kind: EventKind, config: Config, now: datetime, urgent: bool) -> Delivery:

@@ -25,6 +25,7 @@ from bot.clock import FrozenClock, ensure_utc
 from bot.config.loader import Config
 from bot.errors import DeliveryError
 from bot.notify.dispatch import notification_payload
+from bot.notify.http_delivery import retry_after
 from bot.notify.notifier import Notification
 from bot.notify.outbox import Outbox, pending
 from bot.notify.pagerduty import (
@@ -34,7 +35,6 @@ from bot.notify.pagerduty import (
     RateLimiter,
     key_fingerprint,
     occurrence_key,
-    retry_after,
 )
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
