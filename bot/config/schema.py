@@ -7,6 +7,7 @@ bad one never reaches the evaluation loop.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from datetime import time, timedelta
@@ -35,6 +36,9 @@ Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
 Channel = Annotated[str, Field(pattern=r"^(#[a-z0-9][a-z0-9._-]*|[CGD][A-Z0-9]{6,})$")]
 Scalar = str | int | float | bool
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_EMAIL_ADDRESS = re.compile(rf"^[^@\s<>()\[\],;:\"]+@{_LABEL}(?:\.{_LABEL})+$")
+"""A bare ``local@domain.tld``: no display name, spaces or separators (a list typed as one item)."""
 NoDataChoice = Literal["keep", "resolve"]
 GroupLabel = Literal["model", "rule"]
 
@@ -48,6 +52,17 @@ def _severity(value: object) -> object:
 
 
 SeverityField = Annotated[Severity, BeforeValidator(_severity)]
+
+
+def _email_address(value: object) -> object:
+    """A bare address (``oncall@example.com``): a display name or a typo'd list (``a@x.com b@x.com``)
+    would be refused by the SMTP server at 3 a.m. instead of by ``check`` now."""
+    if isinstance(value, str) and _EMAIL_ADDRESS.match(value.strip()):
+        return value.strip()
+    raise ValueError(f"{value!r} is not an email address; write one bare address per item, e.g. oncall@example.com")
+
+
+EmailAddress = Annotated[str, BeforeValidator(_email_address)]
 
 
 class Strict(BaseModel):
@@ -109,6 +124,8 @@ class Rule(Strict):
     runbook: str | None = None
     channel: Channel | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    email: list[EmailAddress] = Field(default_factory=list)
+    """Who is emailed about this rule's incidents at a ``routing.email`` severity (with the model's ``email``)."""
 
     def applies_to(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -127,6 +144,8 @@ class Model(Strict):
     dashboard: str | None = None
     runbook: str | None = None
     escalation: str = "default"
+    email: list[EmailAddress] = Field(default_factory=list)
+    """Who is emailed about this model's incidents at a ``routing.email`` severity."""
 
     @model_validator(mode="after")
     def _settings_are_scalars(self) -> Model:
@@ -134,13 +153,15 @@ class Model(Strict):
             if not re.match(r"^[a-z][a-z0-9_]*$", key):
                 raise ValueError(f"setting {key!r}: names are lower_snake_case")
             if not isinstance(value, Scalar):
-                raise ValueError(f"setting {key!r} must be a number or text, not {type(value).__name__}")
+                close = difflib.get_close_matches(key, type(self).model_fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"setting {key!r} must be a number or text, not {type(value).__name__}{hint}")
         return self
 
     @property
     def settings(self) -> dict[str, Scalar]:
         """Every key of the model as a flat mapping, for templates and conditions."""
-        named = {k: v for k, v in self.model_dump(exclude={"escalation"}).items() if v is not None}
+        named = {k: v for k, v in self.model_dump(exclude={"escalation", "email"}).items() if v is not None}
         return named
 
 
@@ -261,9 +282,18 @@ class EscalationStep(Strict):
     pagerduty_routing_key: str | None = None
 
 
+class Reports(Strict):
+    """Where the scheduled reports (the weekly alert review, the SLO summary) go besides Slack."""
+
+    email: list[EmailAddress] = Field(default_factory=list)
+
+
 class Routing(Strict):
     page: list[SeverityField] = Field(default_factory=lambda: [Severity.P0, Severity.P1])
     quiet_channel: Channel | None = None
+    email: list[SeverityField] = Field(default_factory=lambda: [Severity.P3])
+    """Severities whose incidents are emailed to their models' and rules' ``email`` (seed 001: P3)."""
+    reports: Reports = Field(default_factory=Reports)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -363,6 +393,7 @@ def known_keys() -> frozenset[str]:
         Slo,
         EscalationStep,
         Routing,
+        Reports,
         BusinessHours,
         MetricInfo,
         RulesFile,
