@@ -8,6 +8,8 @@ People hear about incidents (:mod:`bot.incidents`), so routing is split the same
   it opens at a paging severity, an alert raises it to one, or an escalation step reaches one or
   names its own routing key (an L2 service); its acknowledge and resolve reach each key it paged,
   once. Escalation steps and a person's action on the whole incident are also said in chat.
+* an incident at a ``routing.email`` severity (seed 001: P3) is emailed to its models' and rules'
+  ``email:`` recipients when it opens and changes (:mod:`bot.notify.email_routing`).
 
 Seed 001's table: P0 and P1 post to Slack and page PagerDuty at once; P2 and P3 post to Slack only
 and, outside business hours, wait for the next business morning or go to a quieter channel; an
@@ -17,7 +19,7 @@ silenced alert is recorded but notifies no one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,9 +27,13 @@ from bot.alerts.lifecycle import Alert, Event, EventKind
 from bot.config.loader import Config
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind
 from bot.notify.business_hours import is_open, next_opening
+from bot.notify.email_routing import email_recipients
 
 CHAT_CHANNELS = ("slack", "log", "recording")
 PAGER = "pagerduty"
+EMAIL = "email"
+NOT_CHAT = frozenset({PAGER, EMAIL})
+"""Channels that hear only what is routed to them by name, never the chat's every alert event."""
 DEFAULT_KEY = ""
 """Stands for the default routing key (``PAGERDUTY_ROUTING_KEY`` or the model's own)."""
 
@@ -55,15 +61,27 @@ class Routes:
         """Chat deliveries of an alert event. ``urgent``: its incident pages, so nothing waits."""
         if silenced or not event.kind.notifies:
             return []
-        return [_chat(c, alert.severity, event.kind, config, now, urgent) for c in self.channels if c != PAGER]
+        return [_chat(c, alert.severity, event.kind, config, now, urgent) for c in self.channels if c not in NOT_CHAT]
 
     def for_incident(
-        self, incident: Incident, event: IncidentEvent, *, config: Config, model: str, by_person: bool
+        self,
+        incident: Incident,
+        event: IncidentEvent,
+        *,
+        config: Config,
+        model: str,
+        by_person: bool,
+        members: Sequence[Alert] = (),
+        emailed: bool = False,
     ) -> list[Delivery]:
-        """Pages (and, for an escalation or a person's action on the whole incident, chat)."""
+        """Pages (and, for an escalation or a person's action on the whole incident, chat), and
+        email to ``members``' models' and rules' recipients (see :mod:`bot.notify.email_routing`)."""
         deliveries: list[Delivery] = []
         if event.kind is IncidentEventKind.ESCALATED or by_person:
-            deliveries += [Delivery(c) for c in self.channels if c != PAGER]
+            deliveries += [Delivery(c) for c in self.channels if c not in NOT_CHAT]
+        if EMAIL in self.channels:
+            to = email_recipients(incident, event, config, members=members, emailed=emailed)
+            deliveries += [Delivery(EMAIL, extra={"email_to": to})] if to else []
         if PAGER not in self.channels:
             return deliveries
         if event.kind in TRIGGERS:
