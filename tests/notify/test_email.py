@@ -25,11 +25,13 @@ from bot.app import default_notifiers
 from bot.clock import FrozenClock
 from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
+from bot.config.schema import Reports
 from bot.errors import DeliveryError
 from bot.logs import configure_logging
 from bot.notify.email import EmailNotifier, SmtpTarget
 from bot.notify.notifier import Notification
 from bot.notify.outbox import FAILED, Outbox, pending
+from bot.review.weekly import post_weekly_review
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
 from bot.severity import Severity
@@ -275,3 +277,21 @@ def test_recipients_without_smtp_url_are_a_start_up_warning(
         default_notifiers(Settings(), db, holder, clock)
 
     assert "SMTP_URL is not set: the email: recipients in the configuration are not emailed" in caplog.text
+
+
+def test_the_weekly_reports_go_out_by_email_through_the_outbox(
+    db: Engine, clock: FrozenClock, config: Config, smtp: SmtpServer, notifier: EmailNotifier
+) -> None:
+    reports = replace(config, routing=config.routing.model_copy(update={"reports": Reports(email=LEADS)}))
+    outbox = Outbox(db, clock, {"email": notifier}, rng=random.Random(1))
+
+    assert post_weekly_review(db, reports, clock.now(), channels=["email"])
+    while outbox.deliver_due():
+        pass
+
+    assert [(r.recipients, r.message["Subject"]) for r in smtp.received] == [
+        (LEADS, "Weekly alert review (2026-W02)"),
+        (LEADS, "SLO summary (2026-W02)"),
+    ]
+    html = smtp.received[1].message.get_body(("html",))
+    assert html is not None and "<pre>" in html.get_content() and FRAUD in html.get_content()
