@@ -21,6 +21,7 @@ from bot.alerts.lifecycle import Alert, Event
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentEvent
+from bot.notify.email_routing import EMAILED
 from bot.notify.outbox import enqueue, release_held
 from bot.notify.routing import EMAIL, PAGER, TRIGGERS, Routes
 from bot.storage.tables import OutboxRow
@@ -77,7 +78,10 @@ class Dispatcher:
         """Pages, and chat rows for an escalation or a person's action on the whole incident. A page
         releases the incident's chat rows held for business hours: it is urgent now."""
         routed = replace(incident, paged_keys=paged_before)
-        members = incident_store.alerts(s, incident.id) if incident.id is not None else []
+        # email's recipients are the members' models' and rules': read them only for an event email hears
+        # (not for each of a storm's many joins)
+        emailing = EMAIL in self.routes.channels and event.kind in EMAILED
+        members = _members(s, incident) if emailing else []
         deliveries = self.routes.for_incident(
             routed,
             event,
@@ -85,10 +89,11 @@ class Dispatcher:
             model=model,
             by_person=by_person,
             members=members,
-            emailed=EMAIL in self.routes.channels and _emailed(s, incident),
+            emailed=emailing and _emailed(s, incident),
         )
         if not deliveries:
             return
+        members = members if emailing else _members(s, incident)
         pages_now = [d for d in deliveries if d.channel == PAGER and event.kind in TRIGGERS]
         lead = members[0] if members else None
         for delivery in deliveries:
@@ -153,6 +158,10 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
         **fields,
         "title": incident.title or (lead.title if lead else ""),
     }
+
+
+def _members(s: Session, incident: Incident) -> list[Alert]:
+    return incident_store.alerts(s, incident.id) if incident.id is not None else []
 
 
 def _emailed(s: Session, incident: Incident) -> bool:

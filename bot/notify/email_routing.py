@@ -27,6 +27,8 @@ FOLLOW_UPS = frozenset(
         IncidentEventKind.AUTO_RESOLVED,
     }
 )
+EMAILED = OPENS | FOLLOW_UPS
+"""Every kind of incident event that may be emailed."""
 
 
 def incident_recipients(config: Config, members: Iterable[Alert], *, storm_rule: str | None = None) -> list[str]:
