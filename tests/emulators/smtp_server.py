@@ -8,10 +8,13 @@ recipient's RCPT with a reply code, so the tests see the protocol's 4xx and 5xx,
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import quote
@@ -44,6 +47,10 @@ class SmtpServer:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
     port: int = 0
+    tls: ssl.SSLContext | None = None
+    """Offer STARTTLS with this context (and then take a login only over TLS)."""
+    encrypted: list[bool] = field(default_factory=list)
+    """Whether each accepted message came over TLS."""
 
     def __enter__(self) -> SmtpServer:
         self.port = free_port()
@@ -52,7 +59,8 @@ class SmtpServer:
             hostname=HOST,
             port=self.port,
             authenticator=self._authenticate,
-            auth_require_tls=False,
+            auth_require_tls=self.tls is not None,
+            tls_context=self.tls,
             ready_timeout=10.0,
         )
         self._controller.start()
@@ -90,6 +98,7 @@ class SmtpServer:
                 return self._replies.pop(0)
             message = cast(EmailMessage, message_from_bytes(envelope.content, policy=policy.default))
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+            self.encrypted.append(session.ssl is not None)
         return "250 OK: queued"
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
@@ -107,3 +116,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])
+
+
+def self_signed(folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and a client context
+    that trusts exactly that certificate (``openssl`` makes it: no key material in the repository)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))

@@ -37,7 +37,7 @@ from bot.settings import Settings
 from bot.severity import Severity
 from bot.storage.database import session
 from bot.storage.tables import OutboxRow
-from tests.emulators.smtp_server import HOST, PASSWORD, USER, SmtpServer, free_port
+from tests.emulators.smtp_server import HOST, PASSWORD, USER, SmtpServer, free_port, self_signed
 
 FRAUD = "fraud-detector-v2"
 RULE = "significant_data_drift"
@@ -295,3 +295,17 @@ def test_the_weekly_reports_go_out_by_email_through_the_outbox(
     ]
     html = smtp.received[1].message.get_body(("html",))
     assert html is not None and "<pre>" in html.get_content() and FRAUD in html.get_content()
+
+
+def test_smtp_upgrades_with_starttls_when_offered_and_a_certificate_that_does_not_verify_pauses(
+    tmp_path: Path,
+) -> None:
+    server_tls, trusting = self_signed(tmp_path)
+    with SmtpServer(tls=server_tls) as secure:
+        target = SmtpTarget.parse(secure.url)
+        EmailNotifier(target, SENDER, timeout=5, tls=trusting).send(incident_note())
+        with pytest.raises(DeliveryError) as untrusted:
+            EmailNotifier(target, SENDER, timeout=5).send(incident_note())
+
+    assert secure.encrypted == [True] and secure.logins == [USER]
+    assert untrusted.value.pauses and "certificate does not verify" in str(untrusted.value)
