@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.config.addresses import EmailAddress
 from bot.config.conditions import Condition
 from bot.config.durations import parse_duration
 from bot.config.source_schema import AlertmanagerSection, PrometheusSection, section_keys
@@ -36,9 +37,6 @@ Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
 Channel = Annotated[str, Field(pattern=r"^(#[a-z0-9][a-z0-9._-]*|[CGD][A-Z0-9]{6,})$")]
 Scalar = str | int | float | bool
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_EMAIL_ADDRESS = re.compile(rf"^[^@\s<>()\[\],;:\"]+@{_LABEL}(?:\.{_LABEL})+$")
-"""A bare ``local@domain.tld``: no display name, spaces or separators (a list typed as one item)."""
 NoDataChoice = Literal["keep", "resolve"]
 GroupLabel = Literal["model", "rule"]
 
@@ -52,17 +50,6 @@ def _severity(value: object) -> object:
 
 
 SeverityField = Annotated[Severity, BeforeValidator(_severity)]
-
-
-def _email_address(value: object) -> object:
-    """A bare address (``oncall@example.com``): a display name or a typo'd list (``a@x.com b@x.com``)
-    would be refused by the SMTP server at 3 a.m. instead of by ``check`` now."""
-    if isinstance(value, str) and _EMAIL_ADDRESS.match(value.strip()):
-        return value.strip()
-    raise ValueError(f"{value!r} is not an email address; write one bare address per item, e.g. oncall@example.com")
-
-
-EmailAddress = Annotated[str, BeforeValidator(_email_address)]
 
 
 class Strict(BaseModel):
