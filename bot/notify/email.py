@@ -30,6 +30,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.utils import parseaddr
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import DeliveryError
@@ -104,11 +105,13 @@ class EmailNotifier:
         timeout: float = TIMEOUT,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        if "@" not in sender:
+        address = parseaddr(sender)[1]  # "incident-bot <alerts@example.com>" is a fine From: header too
+        if "@" not in address:
             raise ValueError(f"SMTP_FROM must be an email address such as incident-bot@example.com (got {sender!r})")
         self._target = target
         self._sender = sender
-        self._domain = sender.rsplit("@", 1)[1].strip(">") or "incident-bot"
+        self._envelope_sender = address
+        self._domain = address.rsplit("@", 1)[1]
         self._timeout = timeout
         self._tls = tls or ssl.create_default_context()
 
@@ -150,7 +153,7 @@ class EmailNotifier:
         try:
             with self._connect() as smtp:
                 self._secure_and_login(smtp, what)
-                return smtp.send_message(message, from_addr=self._sender, to_addrs=recipients)
+                return smtp.send_message(message, from_addr=self._envelope_sender, to_addrs=recipients)
         except DeliveryError:
             raise
         except smtplib.SMTPException as exc:

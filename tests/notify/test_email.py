@@ -309,3 +309,14 @@ def test_smtp_upgrades_with_starttls_when_offered_and_a_certificate_that_does_no
 
     assert secure.encrypted == [True] and secure.logins == [USER]
     assert untrusted.value.pauses and "certificate does not verify" in str(untrusted.value)
+
+
+def test_smtp_from_may_carry_a_display_name_and_must_hold_an_address(smtp: SmtpServer) -> None:
+    named = EmailNotifier(SmtpTarget.parse(smtp.url), f"incident-bot <{SENDER}>", timeout=5)
+    named.send(incident_note())
+
+    [received] = smtp.received
+    assert received.sender == SENDER and received.message["From"] == f"incident-bot <{SENDER}>"
+    assert received.message["Message-ID"].endswith("@example.com>")
+    with pytest.raises(ValueError, match="SMTP_FROM must be an email address"):
+        EmailNotifier(SmtpTarget.parse(smtp.url), "incident-bot")
