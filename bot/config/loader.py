@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot.config.alert_names import absence_rule, slo_rule, watched_rule
 from bot.config.runbooks import Runbook
 from bot.config.schema import (
     Access,
@@ -67,7 +68,18 @@ class Config:
     alertmanager: AlertmanagerSection = field(default_factory=AlertmanagerSection)
 
     def rule(self, name: str) -> Rule | None:
-        return next((r for r in self.rules if r.name == name), None)
+        """The configured rule ``name``; for an ``absent:<rule>`` alert, the rule it watches, whose
+        channel and runbook it shares."""
+        wanted = watched_rule(name) or name
+        return next((r for r in self.rules if r.name == wanted), None)
+
+    def alert_rules(self) -> list[str]:
+        """Every rule name an alert of this configuration can carry (:mod:`bot.config.alert_names`):
+        the rules, their ``absent:<rule>`` companions and each SLO's ``slo:<label>``."""
+        names = [r.name for r in self.rules]
+        names += [absence_rule(r.name) for r in self.rules if r.absent_after is not None]
+        names += [slo_rule(slo.name or slo.metric) for slo in self.slos]
+        return sorted(set(names))
 
     def rules_for(self, model: str) -> list[Rule]:
         return [r for r in self.rules if r.applies_to(model)]

@@ -23,9 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from bot.config.addresses import EmailAddress
 from bot.config.conditions import Condition
 from bot.config.durations import parse_duration
+from bot.config.email_schema import EmailAddress, Reports
 from bot.config.source_schema import AlertmanagerSection, PrometheusSection, section_keys
 from bot.config.templates import Template
 from bot.severity import Severity
@@ -94,6 +94,10 @@ class EngineSettings(Strict):
         return value
 
 
+ABSENT_RULE_NAME_MAX = 93
+"""Rule names fit a 100-character column; an absence alert's ``absent:<rule>`` adds seven."""
+
+
 class Rule(Strict):
     name: Identifier
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
@@ -111,8 +115,24 @@ class Rule(Strict):
     runbook: str | None = None
     channel: Channel | None = None
     labels: dict[str, str] = Field(default_factory=dict)
-    email: list[EmailAddress] = Field(default_factory=list)
-    """Who is emailed about this rule's incidents at a ``routing.email`` severity (with the model's ``email``)."""
+    email: list[EmailAddress] = Field(default_factory=list)  # also emailed about its incidents (routing.email)
+    absent_after: Duration | None = None
+    """Alert when a metric the rule reads has had no sample this long (:mod:`bot.evaluation.absence`)."""
+    absent_severity: SeverityField = Severity.P2
+    """The severity of that alert: P2, as an SLO's absent-metric alert, unless the rule says otherwise."""
+
+    @model_validator(mode="after")
+    def _absence_fits(self) -> Rule:
+        if self.absent_after is None:
+            return self
+        if self.absent_after <= timedelta(0):
+            raise ValueError("absent_after must be positive, e.g. 15m")
+        if len(self.name) > ABSENT_RULE_NAME_MAX:
+            raise ValueError(
+                f"a rule with absent_after needs a name of at most {ABSENT_RULE_NAME_MAX} characters "
+                "(its alert is named absent:<rule>); shorten the name"
+            )
+        return self
 
     def applies_to(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -131,8 +151,7 @@ class Model(Strict):
     dashboard: str | None = None
     runbook: str | None = None
     escalation: str = "default"
-    email: list[EmailAddress] = Field(default_factory=list)
-    """Who is emailed about this model's incidents at a ``routing.email`` severity."""
+    email: list[EmailAddress] = Field(default_factory=list)  # emailed about its incidents (routing.email)
 
     @model_validator(mode="after")
     def _settings_are_scalars(self) -> Model:
@@ -269,17 +288,10 @@ class EscalationStep(Strict):
     pagerduty_routing_key: str | None = None
 
 
-class Reports(Strict):
-    """Where the scheduled reports (the weekly alert review, the SLO summary) go besides Slack."""
-
-    email: list[EmailAddress] = Field(default_factory=list)
-
-
 class Routing(Strict):
     page: list[SeverityField] = Field(default_factory=lambda: [Severity.P0, Severity.P1])
     quiet_channel: Channel | None = None
-    email: list[SeverityField] = Field(default_factory=lambda: [Severity.P3])
-    """Severities whose incidents are emailed to their models' and rules' ``email`` (seed 001: P3)."""
+    email: list[SeverityField] = Field(default_factory=lambda: [Severity.P3])  # emailed incidents (seed 001: P3)
     reports: Reports = Field(default_factory=Reports)
 
 

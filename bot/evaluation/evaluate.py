@@ -25,6 +25,7 @@ from bot.alerts.lifecycle import (
 from bot.config.conditions import ConditionEvaluator, Outcome
 from bot.config.loader import DEFAULT_POLICY, Config
 from bot.config.schema import Rule
+from bot.evaluation.absence import absence_timing, observe_absence
 from bot.evaluation.rule_errors import RuleErrors, RuleFailure
 from bot.evaluation.windows import WindowNeeds, WindowSeries, needs_of, window_values
 from bot.metrics.samples import LatestSamples, Points
@@ -81,6 +82,8 @@ def evaluate(
             )
             if change is not None:
                 transitions.append(change)
+            if rule.absent_after is not None:
+                transitions.extend(_absence_change(data, rule, model, policy, now))
     (errors or RuleErrors()).record_pass(failures)
     return transitions
 
@@ -171,6 +174,24 @@ def _observe_rule(
         description=rule.description.render(shown),
         policy=policy,
     )
+
+
+def _absence_change(
+    data: PassInput, rule: Rule, model: str, policy: tuple[PolicyStep, ...], now: datetime
+) -> list[Transition]:
+    """The change, if any, of ``rule``'s ``absent:`` companion alert on ``model``."""
+    known = data.config.models.get(model)
+    settings = known.settings if known is not None else {}
+    seen = observe_absence(rule, model, data.samples.get(model, {}), settings, now=now, policy=policy)
+    key = dedup_key(seen.rule, model)
+    change = observe(
+        data.open_alerts.get(key),
+        seen,
+        absence_timing(rule),
+        last_fired_resolved_at=data.last_resolved.get(key),
+        now=now,
+    )
+    return [change] if change is not None else []
 
 
 def _used(rule: Rule, values: Mapping[str, Value]) -> dict[str, Value]:

@@ -93,7 +93,7 @@ def _where(loc: tuple[Any, ...]) -> str:
 def _check_names(spec: FileSpec, config: Config, shown: str, doc: LocatedDocument) -> list[ConfigProblem]:
     """Names the configuration does not know are mistakes in the test, not failures of a rule."""
     problems: list[ConfigProblem] = []
-    rules = [r.name for r in config.rules]
+    rules = config.alert_rules()
 
     def unknown(kind: str, name: str, known: list[str], loc: tuple[Any, ...]) -> None:
         close = difflib.get_close_matches(name, known, n=1)

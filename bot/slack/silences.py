@@ -34,6 +34,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.alerts.lifecycle import Alert
 from bot.clock import Clock
+from bot.config.alert_names import slo_rule
 from bot.config.durations import DURATION_HINT, humanize, parse_duration
 from bot.config.loader import Config
 from bot.incidents.incident import Incident
@@ -108,13 +109,6 @@ class EndRequest:
 Request = SilenceRequest | ListRequest | EndRequest
 
 
-def known_rules(config: Config) -> list[str]:
-    """The rule names alerts carry: the configured rules, and each SLO's ``slo:<label>``."""
-    names = [r.name for r in config.rules]
-    names += [f"slo:{slo.name or slo.metric}" for slo in config.slos]
-    return sorted(set(names))
-
-
 def known_models(config: Config) -> list[str]:
     return sorted({*config.models, *(slo.model for slo in config.slos)})
 
@@ -154,7 +148,7 @@ def resolve_target(config: Config, name: str) -> Target | str:
 
     A name that is both a rule and a model silences the rule, and says so.
     """
-    rules, models = known_rules(config), known_models(config)
+    rules, models = config.alert_rules(), known_models(config)
     if name in rules:
         note = ""
         if name in models:
@@ -232,7 +226,7 @@ def target_channels(config: Config, rule: str | None, model: str | None) -> set[
     if model is not None:
         models = [model]
     elif configured is None:  # an SLO's rule: its models
-        models = sorted({slo.model for slo in config.slos if f"slo:{slo.name or slo.metric}" == rule})
+        models = sorted({slo.model for slo in config.slos if slo_rule(slo.name or slo.metric) == rule})
     else:
         models = known_models(config)
     rules = [configured] if configured is not None else (list(config.rules) if rule is None else [])

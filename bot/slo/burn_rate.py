@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from bot.config.alert_names import slo_rule
 from bot.config.durations import humanize
 from bot.severity import Severity
 from bot.slo import text
@@ -151,7 +152,7 @@ class BurnFinding:
 
 def alert_rule(spec: SloSpec) -> str:
     """The rule name of ``spec``'s burn-rate and absent-metric alerts."""
-    return f"slo:{spec.label}"
+    return slo_rule(spec.label)
 
 
 def evaluate_tiers(spec: SloSpec, series: Series, now: datetime, tiers: Sequence[BurnTier]) -> tuple[TierResult, ...]:

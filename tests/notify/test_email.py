@@ -23,9 +23,9 @@ from sqlmodel import select
 from bot.alerts import store
 from bot.app import default_notifiers
 from bot.clock import FrozenClock
+from bot.config.email_schema import Reports
 from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
-from bot.config.schema import Reports
 from bot.errors import DeliveryError
 from bot.logs import configure_logging
 from bot.notify.email import EmailNotifier, SmtpTarget

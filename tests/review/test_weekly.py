@@ -10,8 +10,9 @@ from sqlmodel import select
 
 from bot.alerts import store
 from bot.clock import FrozenClock
+from bot.config.email_schema import Reports
 from bot.config.loader import Config
-from bot.config.schema import BusinessHours, Reports
+from bot.config.schema import BusinessHours
 from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
 from bot.review.weekly import KIND, SLO_KIND, load_review, post_weekly_review, week_of, weekly_review_text

@@ -1,11 +1,11 @@
-"""Email addresses as ``rules/*.yaml`` accepts them (``email:`` on models and rules, ``routing.reports.email``)."""
+"""The email keys of ``rules/*.yaml``: addresses (``email:`` on models and rules) and ``routing.reports``."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _EMAIL_ADDRESS = re.compile(rf"^[^@\s<>()\[\],;:\"]+@{_LABEL}(?:\.{_LABEL})+$")
@@ -21,3 +21,11 @@ def email_address(value: object) -> object:
 
 
 EmailAddress = Annotated[str, BeforeValidator(email_address)]
+
+
+class Reports(BaseModel):
+    """Where the scheduled reports (the weekly alert review, the SLO summary) go besides Slack."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: list[EmailAddress] = Field(default_factory=list)
