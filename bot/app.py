@@ -36,6 +36,7 @@ from bot.jobs import build_scheduler
 from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
 from bot.metrics.api import metric_routes
+from bot.notify.email import EmailNotifier
 from bot.notify.lanes import Lanes
 from bot.notify.notifier import LogNotifier, Notifier
 from bot.notify.outbox import Backoff, Outbox
@@ -138,7 +139,8 @@ def default_notifiers(
 ) -> dict[str, Notifier]:
     """Slack when a bot token is set, otherwise the log, so the bot runs without a workspace;
     PagerDuty when a routing key is set, by ``PAGERDUTY_ROUTING_KEY`` or in the configuration;
-    one notifier per configured webhook (``webhooks:``)."""
+    one notifier per configured webhook (``webhooks:``); email when ``SMTP_URL`` is set (a
+    malformed one, or no ``SMTP_FROM``, stops the start)."""
     notifiers: dict[str, Notifier] = {}
     if _secret(settings.slack_bot_token):
         notifiers["slack"] = SlackNotifier.from_settings(
@@ -153,7 +155,20 @@ def default_notifiers(
         log.warning("no PagerDuty routing key is set: P0/P1 alerts post to Slack but page no one")
     for hook in holder().webhooks:  # each its own lane; one added by a reload waits for a restart
         notifiers[hook.channel] = WebhookNotifier(hook.name, holder)
+    if _secret(settings.smtp_url):
+        email = EmailNotifier.from_settings(settings)
+        notifiers["email"] = email
+        log.info("email goes through %s from %s", email.target.shown(), settings.smtp_from)
+    elif _configured_recipients(holder()):
+        log.warning("SMTP_URL is not set: the email: recipients in the configuration are not emailed")
     return notifiers
+
+
+def _configured_recipients(config: Config) -> bool:
+    """Whether anyone would be emailed. A warning, not a ``check`` error: ``check`` reads the
+    configuration without the environment, and one configuration serves a demo without SMTP too."""
+    models, rules = config.models.values(), config.rules
+    return bool(config.routing.reports.email) or any(m.email for m in models) or any(r.email for r in rules)
 
 
 def _configured_routing_keys(config: Config) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
     # doubling per failed attempt up to cap (seconds); a server's Retry-After wins over both
     outbox_backoff_base: float = Field(default=1.0, gt=0)
     outbox_backoff_cap: float = Field(default=300.0, gt=0)
+    # email (bot.notify.email): smtp://user:password@host:587 (STARTTLS) or smtps://…:465; the whole URL
+    # is a secret because it holds the password. SMTP_FROM is the sender address.
+    smtp_url: SecretStr | None = None
+    smtp_from: str | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -80,4 +85,15 @@ class Settings(BaseSettings):
             self.pagerduty_routing_key,
             self.ingest_token,
         )
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        found = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        return found + self._smtp_secrets()
+
+    def _smtp_secrets(self) -> list[str]:
+        """The SMTP URL and its password, as written (percent-encoded) and decoded: a log line
+        may quote either (smtplib's errors, a URL echoed by a library)."""
+        url = self.smtp_url.get_secret_value() if self.smtp_url is not None else ""
+        try:
+            password = urlsplit(url).password or ""
+        except ValueError:  # an unparsable URL (bad port): the URL itself is still hidden
+            password = ""
+        return [value for value in dict.fromkeys((url, password, unquote(password))) if value]

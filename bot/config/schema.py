@@ -7,6 +7,7 @@ bad one never reaches the evaluation loop.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from datetime import time, timedelta
@@ -24,6 +25,7 @@ from pydantic import (
 
 from bot.config.conditions import Condition
 from bot.config.durations import parse_duration
+from bot.config.email_schema import EmailAddress, Reports
 from bot.config.source_schema import AlertmanagerSection, PrometheusSection, section_keys
 from bot.config.templates import Template
 from bot.config.webhook_schema import Webhook
@@ -114,6 +116,7 @@ class Rule(Strict):
     runbook: str | None = None
     channel: Channel | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    email: list[EmailAddress] = Field(default_factory=list)  # also emailed about its incidents (routing.email)
     absent_after: Duration | None = None
     """Alert when a metric the rule reads has had no sample this long (:mod:`bot.evaluation.absence`)."""
     absent_severity: SeverityField = Severity.P2
@@ -149,6 +152,7 @@ class Model(Strict):
     dashboard: str | None = None
     runbook: str | None = None
     escalation: str = "default"
+    email: list[EmailAddress] = Field(default_factory=list)  # emailed about its incidents (routing.email)
 
     @model_validator(mode="after")
     def _settings_are_scalars(self) -> Model:
@@ -156,13 +160,15 @@ class Model(Strict):
             if not re.match(r"^[a-z][a-z0-9_]*$", key):
                 raise ValueError(f"setting {key!r}: names are lower_snake_case")
             if not isinstance(value, Scalar):
-                raise ValueError(f"setting {key!r} must be a number or text, not {type(value).__name__}")
+                close = difflib.get_close_matches(key, type(self).model_fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"setting {key!r} must be a number or text, not {type(value).__name__}{hint}")
         return self
 
     @property
     def settings(self) -> dict[str, Scalar]:
         """Every key of the model as a flat mapping, for templates and conditions."""
-        named = {k: v for k, v in self.model_dump(exclude={"escalation"}).items() if v is not None}
+        named = {k: v for k, v in self.model_dump(exclude={"escalation", "email"}).items() if v is not None}
         return named
 
 
@@ -320,6 +326,8 @@ class EscalationStep(Strict):
 class Routing(Strict):
     page: list[SeverityField] = Field(default_factory=lambda: [Severity.P0, Severity.P1])
     quiet_channel: Channel | None = None
+    email: list[SeverityField] = Field(default_factory=lambda: [Severity.P3])  # emailed incidents (seed 001: P3)
+    reports: Reports = Field(default_factory=Reports)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -420,6 +428,7 @@ def known_keys() -> frozenset[str]:
         Slo,
         EscalationStep,
         Routing,
+        Reports,
         BusinessHours,
         MetricInfo,
         RulesFile,

@@ -131,6 +131,7 @@ def running_demo(
             slack_api_url=sandbox.base_url,
             pagerduty_routing_key=SecretStr(DEMO_ROUTING_KEY),  # pages reach the local lane, never anyone
             pagerduty_events_url=pagerduty.url,
+            smtp_url=None,  # an SMTP_URL in the environment must not email anyone from the demo
             ingest_token=SecretStr(ingest_token),
             evaluation_interval="1s",
             bot_config_dir=config_dir,

@@ -14,15 +14,17 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, Event
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentEvent
+from bot.notify.email_routing import EMAILED
 from bot.notify.outbox import enqueue, release_held
-from bot.notify.routing import PAGER, TRIGGERS, WEBHOOK_EVENT, Routes
+from bot.notify.routing import EMAIL, PAGER, TRIGGERS, WEBHOOK_EVENT, Routes
+from bot.storage.tables import OutboxRow
 
 Hold = Callable[[str, Alert, Event], timedelta]
 """An extra wait before an alert notification may be delivered, per channel."""
@@ -76,11 +78,23 @@ class Dispatcher:
         """Pages, and chat rows for an escalation or a person's action on the whole incident. A page
         releases the incident's chat rows held for business hours: it is urgent now."""
         routed = replace(incident, paged_keys=paged_before)
-        deliveries = self.routes.for_incident(routed, event, config=config, model=model, by_person=by_person)
+        # email's recipients are the members' models' and rules': read them only for an event email hears
+        # (not for each of a storm's many joins)
+        emailing = EMAIL in self.routes.channels and event.kind in EMAILED
+        members = _members(s, incident) if emailing else []
+        deliveries = self.routes.for_incident(
+            routed,
+            event,
+            config=config,
+            model=model,
+            by_person=by_person,
+            members=members,
+            emailed=emailing and _emailed(s, incident),
+        )
         if not deliveries:
             return
+        members = members if emailing else _members(s, incident)
         pages_now = [d for d in deliveries if d.channel == PAGER and event.kind in TRIGGERS]
-        members = incident_store.alerts(s, incident.id) if incident.id is not None else []
         lead = members[0] if members else None
         for delivery in deliveries:
             payload = {
@@ -146,6 +160,18 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
         **fields,
         "title": incident.title or (lead.title if lead else ""),
     }
+
+
+def _members(s: Session, incident: Incident) -> list[Alert]:
+    return incident_store.alerts(s, incident.id) if incident.id is not None else []
+
+
+def _emailed(s: Session, incident: Incident) -> bool:
+    """Whether an earlier event of this incident was queued for email: its readers hear the rest."""
+    if incident.id is None:
+        return False
+    query = select(OutboxRow.id).where(OutboxRow.channel == EMAIL, OutboxRow.incident_id == incident.id)
+    return s.exec(query.limit(1)).first() is not None
 
 
 def _key(channel: str, incident: Incident, event: IncidentEvent, key_part: str) -> str:

@@ -12,6 +12,8 @@ People hear about incidents (:mod:`bot.incidents`), so routing is split the same
   it asked for: ``fired`` when an alert fires (per alert: a new alert of an open incident is
   news), and per incident ``acknowledged``, ``resolved`` (by a person or when its last alert
   closed), ``escalated``, and ``paged`` when the incident newly pages PagerDuty.
+* an incident at a ``routing.email`` severity (seed 001: P3) is emailed to its models' and rules'
+  ``email:`` recipients when it opens and changes (:mod:`bot.notify.email_routing`).
 
 Seed 001's table: P0 and P1 post to Slack and page PagerDuty at once; P2 and P3 post to Slack only
 and, outside business hours, wait for the next business morning or go to a quieter channel; an
@@ -21,7 +23,7 @@ silenced alert is recorded but notifies no one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,9 +32,12 @@ from bot.config.loader import Config
 from bot.config.webhook_schema import WEBHOOK_CHANNEL_PREFIX
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind
 from bot.notify.business_hours import is_open, next_opening
+from bot.notify.email_routing import email_recipients
 
 CHAT_CHANNELS = ("slack", "log", "recording")
 PAGER = "pagerduty"
+EMAIL = "email"
+"""Channels that hear only what is routed to them by name, never the chat's every alert event."""
 DEFAULT_KEY = ""
 """Stands for the default routing key (``PAGERDUTY_ROUTING_KEY`` or the model's own)."""
 
@@ -73,13 +78,25 @@ class Routes:
         return chat + self._webhooks(config, "fired" if event.kind is EventKind.FIRED else None)
 
     def for_incident(
-        self, incident: Incident, event: IncidentEvent, *, config: Config, model: str, by_person: bool
+        self,
+        incident: Incident,
+        event: IncidentEvent,
+        *,
+        config: Config,
+        model: str,
+        by_person: bool,
+        members: Sequence[Alert] = (),
+        emailed: bool = False,
     ) -> list[Delivery]:
         """Pages, webhook events (and, for an escalation or a person's action on the whole incident,
-        chat)."""
+        chat), and email to ``members``' models' and rules' recipients (see
+        :mod:`bot.notify.email_routing`)."""
         deliveries = self._webhooks(config, INCIDENT_WEBHOOK_EVENTS.get(event.kind))
         if event.kind is IncidentEventKind.ESCALATED or by_person:
             deliveries += [Delivery(c) for c in self.channels if _is_chat(c)]
+        if EMAIL in self.channels:
+            to = email_recipients(incident, event, config, members=members, emailed=emailed)
+            deliveries += [Delivery(EMAIL, extra={"email_to": to})] if to else []
         if PAGER not in self.channels:
             return deliveries
         if event.kind in TRIGGERS:
@@ -120,7 +137,8 @@ def pages_to(incident: Incident, event: IncidentEvent, config: Config, *, model:
 
 
 def _is_chat(channel: str) -> bool:
-    return channel != PAGER and not channel.startswith(WEBHOOK_CHANNEL_PREFIX)
+    """Chat channels hear every alert; PagerDuty, email and webhooks only what they route."""
+    return channel not in (PAGER, EMAIL) and not channel.startswith(WEBHOOK_CHANNEL_PREFIX)
 
 
 def _chat(channel: str, severity: object, kind: EventKind, config: Config, now: datetime, urgent: bool) -> Delivery:

@@ -38,7 +38,7 @@ from bot.metrics.samples import Sample
 from bot.slo import text
 from bot.slo.burn_rate import DEFAULT_SEVERITIES, BurnFinding, alert_rule, evaluate_burn, evaluate_tiers, tiers_for
 from bot.slo.chart import budget_burndown, chart_title, render_budget_chart
-from bot.slo.dashboard import ModelDashboard, build_dashboard
+from bot.slo.dashboard import ModelDashboard, build_dashboard, render_overview, render_table
 from bot.slo.sli import Series
 from bot.slo.spec import SloSpec, spec_from_config
 from bot.storage.database import session as open_session
@@ -116,6 +116,13 @@ def slo_dashboards(
     with open_session(engine) as s:
         series = load_model_series(s, specs, now, window)
     return build_dashboard(specs, series, now, window=window)
+
+
+def slo_summary_text(engine: Engine, config: Config, now: datetime) -> str:
+    """Every model's SLOs as ``incident-bot slo status`` prints them: the overview, then each
+    model's table (the weekly SLO summary email)."""
+    boards = slo_dashboards(engine, config, now)
+    return "\n".join(render_overview(boards)) + "\n\n" + "\n\n".join(render_table(board) for board in boards)
 
 
 def slo_chart(engine: Engine, config: Config, model: str, now: datetime, window: timedelta | None = None) -> bytes:

@@ -10,11 +10,12 @@ from sqlmodel import select
 
 from bot.alerts import store
 from bot.clock import FrozenClock
+from bot.config.email_schema import Reports
 from bot.config.loader import Config
 from bot.config.schema import BusinessHours
 from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
-from bot.review.weekly import KIND, load_review, post_weekly_review, week_of, weekly_review_text
+from bot.review.weekly import KIND, SLO_KIND, load_review, post_weekly_review, week_of, weekly_review_text
 from bot.service import AlertService
 from bot.storage.database import session
 from bot.storage.tables import OutboxRow
@@ -118,3 +119,29 @@ def test_monday_morning_is_in_the_business_hours_time_zone(clock: FrozenClock, c
     new_york = replace(config, business_hours=BusinessHours(timezone="America/New_York"))
     assert week_of(clock.now(), new_york) == ("2026-W02", False)  # 04:00 in New York
     assert week_of(clock.now() + timedelta(hours=5), new_york) == ("2026-W02", True)
+
+
+def test_the_review_and_the_slo_summary_are_emailed_once_a_week_to_the_report_recipients(
+    engine: Engine, clock: FrozenClock, config: Config
+) -> None:
+    leads = ["ml-leads@example.com"]
+    emailing = replace(config, routing=config.routing.model_copy(update={"reports": Reports(email=leads)}))
+
+    assert post_weekly_review(engine, emailing, clock.now(), channels=["log", "email"])
+    assert not post_weekly_review(engine, emailing, clock.now(), channels=["log", "email"])  # once per week
+    assert post_weekly_review(engine, emailing, clock.now(), channels=["slack", "email"])  # Slack's is its own row
+    clock.advance(timedelta(days=7))
+    assert not post_weekly_review(engine, config, clock.now(), channels=["email"])  # no recipients: no email
+
+    with session(engine) as s:
+        rows = s.exec(select(OutboxRow).order_by(OutboxRow.id)).all()  # type: ignore[arg-type]
+    assert [(r.channel, r.kind, r.idempotency_key) for r in rows] == [
+        ("email", KIND, "email:review.weekly:2026-W02"),
+        ("email", SLO_KIND, "email:slo.summary:2026-W02"),
+        ("slack", KIND, "review.weekly:2026-W02"),
+    ]
+    review, slo = rows[0].payload, rows[1].payload
+    assert review["email_to"] == leads and review["title"] == "Weekly alert review (2026-W02)"
+    assert review["text"] == rows[2].payload["text"]
+    assert slo["email_to"] == leads and slo["title"] == "SLO summary (2026-W02)"
+    assert FRAUD in slo["text"]
