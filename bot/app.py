@@ -26,6 +26,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot import retention
+from bot.changes.api import change_routes
+from bot.changes.log import ChangeLog
 from bot.clock import Clock, SystemClock
 from bot.config.defaults import default_config_dir
 from bot.config.durations import parse_duration
@@ -229,6 +231,7 @@ def build_web_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
+        *change_routes(changes=ChangeLog(engine), settings=settings, config=holder, clock=clock),
         *alertmanager_routes(service=service, settings=settings, clock=clock),
     ]
     can_hear_slack = _secret(settings.slack_signing_secret) or _secret(settings.slack_app_token)  # HTTP or Socket Mode
