@@ -143,3 +143,19 @@ def latest_line(changes: Sequence[Change], at: datetime) -> str | None:
     gap = at - latest.at
     when = "at the same time" if gap < timedelta(minutes=1) else f"{humanize(gap)} before"
     return f"{latest.said()}, {when}"
+
+
+def changes_text(changes: Sequence[Change], now: datetime, *, model: str | None, window: timedelta) -> str:
+    """The recent changes as lines a person scans (``/changes``, ``incident-bot changes``): newest
+    first, each with how long ago, who and where to read more."""
+    scope = model or "any model"
+    if not changes:
+        return f"No changes to {scope} in the last {humanize(window)}."
+    lines = [f"Changes to {scope} in the last {humanize(window)}, newest first:"]
+    for change in changes:
+        who = f" by {change.author}" if change.author else ""
+        about = f": {change.description}" if change.description else ""
+        link = f" <{change.link}>" if change.link else ""
+        ago = humanize(now - change.at) + " ago" if now - change.at >= timedelta(minutes=1) else "just now"
+        lines.append(f"- {change.at:%Y-%m-%d %H:%M} UTC ({ago}) {change.model}: {change.said()}{who}{about}{link}")
+    return "\n".join(lines)
