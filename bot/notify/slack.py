@@ -61,6 +61,7 @@ from bot.errors import DeliveryError
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident
 from bot.notify import slack_incident as view
+from bot.notify.links import alert_links
 from bot.notify.notifier import THREAD_NOTE, Notification
 from bot.notify.slack_api import (
     CHANNEL_GONE,
@@ -211,7 +212,8 @@ class SlackNotifier(SlackPoster):
             where = store.slack_message(s, alert.id or 0) if alert is not None else None
         if alert is None or where is None or note.kind in (FIRED, PAGE_RESULT):
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no incident", retryable=False)
-        text, blocks = alert_message(alert, now=self._clock.now(), runbook=view.has_runbook(alert, config))
+        links = alert_links(config, model=alert.model, rule=alert.rule, values=alert.values)
+        text, blocks = alert_message(alert, now=self._clock.now(), runbook=view.has_runbook(alert, config), links=links)
         if not self._unchanged(where, text, blocks):
             channel, ts = where
             self._call(

@@ -38,35 +38,39 @@ from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKi
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents.incident import Incident, IncidentState
+from bot.notify.links import Link, alert_links
 from bot.notify.slack_blocks import (
     ALERT_MENU_ACTION,
     BOOKKEEPING_PREFIX,
-    FIELDS_PER_SECTION,
-    HEADER_LIMIT,
     INCIDENT_ACKNOWLEDGE_ACTION,
     INCIDENT_RESOLVE_ACTION,
     INCIDENT_RUNBOOK_ACTION,
     INCIDENT_SILENCE_ACTION,
-    MESSAGE_BLOCKS,
     RESOLVE_ACTION,
     RESOLVED_EMOJI,
-    SECTION_LIMIT,
     SILENCE_BUTTON_TEXT,
     alert_title,
-    clip,
-    context_line,
-    escape_mrkdwn,
     fired_line,
-    format_value,
-    mention,
     mention_target,
     resolved_values,
     rule_line,
-    section,
     short_state,
     state_line,
     summary,
     value_sections,
+)
+from bot.notify.slack_links import with_links
+from bot.notify.slack_text import (
+    FIELDS_PER_SECTION,
+    HEADER_LIMIT,
+    MESSAGE_BLOCKS,
+    SECTION_LIMIT,
+    clip,
+    context_line,
+    escape_mrkdwn,
+    format_value,
+    mention,
+    section,
 )
 
 DETAILED_ALERTS = 10
@@ -215,15 +219,20 @@ def render(
     def runbook(alert: Alert) -> bool:
         return config is None or has_runbook(alert, config)
 
+    lead = shown[0] if shown else None
+    links = alert_links(config, model=lead.model, rule=lead.rule, values=lead.values) if config and lead else []
+
     head = header(incident, shown)
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=head, emoji=True))]
     if len(shown) == 1 and not incident.storm_rule:
-        blocks += _single(incident, shown[0], now=now, runbook=runbook(shown[0]), recovered=saw.get(shown[0].id or 0))
+        blocks += _single(
+            incident, shown[0], now=now, runbook=runbook(shown[0]), recovered=saw.get(shown[0].id or 0), links=links
+        )
     else:
         blocks.append(section(status_line(incident, now=now)))
         if incident.storm_rule:
             blocks.append(section(models_section(shown)[0]))
-        blocks += _actions(incident, runbook=any(runbook(a) for a in shown[:1]))
+        blocks += _actions(incident, runbook=any(runbook(a) for a in shown[:1]), links=links)
         detailed = len(shown) <= DETAILED_ALERTS
         listed = shown if detailed else shown[:COMPACT_ALERTS]
         for alert in listed:
@@ -378,13 +387,20 @@ def _name(alert: Alert) -> str:
     return f"{alert.severity.emoji} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"
 
 
-def _actions(incident: Incident, *, runbook: bool) -> list[Block]:
-    buttons = incident_buttons(incident, runbook=runbook)
-    return [ActionsBlock(block_id="incident_actions", elements=buttons)] if buttons else []
+def _actions(incident: Incident, *, runbook: bool, links: Sequence[Link]) -> list[Block]:
+    """The incident's buttons, then its first alert's links (:mod:`bot.notify.slack_links`)."""
+    buttons, overflow = with_links(incident_buttons(incident, runbook=runbook), links)
+    return ([ActionsBlock(block_id="incident_actions", elements=buttons)] if buttons else []) + overflow
 
 
 def _single(
-    incident: Incident, alert: Alert, *, now: datetime, runbook: bool, recovered: Mapping[str, object] | None
+    incident: Incident,
+    alert: Alert,
+    *,
+    now: datetime,
+    runbook: bool,
+    recovered: Mapping[str, object] | None,
+    links: Sequence[Link],
 ) -> list[Block]:
     """An incident of one alert reads like the alert: description, values, state, buttons."""
     blocks: list[Block] = []
@@ -395,7 +411,7 @@ def _single(
     if incident.escalation_step or incident.paged_keys:
         state += "\n" + status_line(incident, now=now)
     blocks.append(section(f"{state}\n{fired_line(alert)}"))
-    blocks += _actions(incident, runbook=runbook)
+    blocks += _actions(incident, runbook=runbook, links=links)
     blocks.append(context_line(f"{rule_line(alert)} · {incident_line(incident)}"))
     return blocks
 

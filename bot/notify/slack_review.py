@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.notify.slack_blocks import escape_mrkdwn, split_sections
+from bot.notify.slack_text import escape_mrkdwn, split_sections
 
 REVIEW = "review.weekly"
 """The weekly alert review's kind (``bot.review.weekly.KIND``; not imported: review depends on notify)."""

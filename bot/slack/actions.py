@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ from bot.notify.slack_blocks import (
     RUNBOOK_ACTION,
     runbook_modal,
 )
+from bot.notify.slack_links import LINK_ACTION
 from bot.pending_actions import PendingAction, Subject, Verb
 from bot.queries import Queries
 from bot.service import AlertService
@@ -410,3 +412,10 @@ def register(
     app.action(INCIDENT_RESOLVE_ACTION)(change_incident)
     app.action(INCIDENT_RUNBOOK_ACTION)(open_incident_runbook)
     app.action(ALERT_MENU_ACTION)(alert_menu)
+    app.action(re.compile(f"^{re.escape(LINK_ACTION)}_"))(open_link)
+
+
+async def open_link(ack: AsyncAck) -> None:
+    """A link button (a dashboard) opens in the browser; Slack still sends the click, which
+    needs only its acknowledgement (unanswered, Slack marks the button with a warning)."""
+    await ack()

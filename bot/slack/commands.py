@@ -36,7 +36,8 @@ from bot.clock import Clock
 from bot.config.durations import humanize, parse_duration
 from bot.config.loader import Config
 from bot.errors import MissingExtra
-from bot.notify.slack_blocks import alerts_list, escape_mrkdwn, markdown_to_mrkdwn, slack_date, split_sections
+from bot.notify.slack_blocks import alerts_list
+from bot.notify.slack_text import escape_mrkdwn, markdown_to_mrkdwn, slack_date, split_sections
 from bot.queries import Queries
 from bot.review.weekly import WEEK
 from bot.slack import messages

@@ -39,8 +39,9 @@ from bot.config.durations import DURATION_HINT, humanize, parse_duration
 from bot.config.loader import Config
 from bot.incidents.incident import Incident
 from bot.notify.notifier import ThreadNote
-from bot.notify.slack_blocks import INCIDENT_SILENCE_ACTION, SILENCE_ACTION, escape_mrkdwn, mention, slack_date
+from bot.notify.slack_blocks import INCIDENT_SILENCE_ACTION, SILENCE_ACTION
 from bot.notify.slack_incident import named
+from bot.notify.slack_text import escape_mrkdwn, mention, slack_date
 from bot.queries import Queries
 from bot.service import AlertService
 from bot.silences.silence import Silence

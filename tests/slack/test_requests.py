@@ -40,6 +40,12 @@ def test_acknowledge_answers_fast_and_acknowledges_the_alert(env: SlackEnv) -> N
     assert env.ephemerals() == []
 
 
+def test_a_click_on_a_link_button_is_acknowledged_and_changes_nothing(env: SlackEnv) -> None:
+    answer = env.click("open_link_0", value="")
+    assert answer.status_code == 200, answer.text  # unanswered, Slack shows a warning beside the button
+    assert env.alert().state is AlertState.FIRING and env.ephemerals() == []
+
+
 def test_second_acknowledge_by_someone_else_is_refused_with_who_and_when(env: SlackEnv) -> None:
     env.click("alert_acknowledge", user=ANA)
     env.wait_until(lambda: env.alert().state is AlertState.ACKNOWLEDGED)
