@@ -14,9 +14,8 @@ throughout:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -31,7 +30,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState
 from bot.config.durations import humanize
 from bot.notify.links import Link
 from bot.notify.slack_links import with_links
@@ -126,71 +125,6 @@ def state_line(alert: Alert, *, now: datetime) -> str:
     return "🔥 Firing: not acknowledged yet"
 
 
-def state_reply(
-    alert: Alert,
-    event_kind: EventKind | str,
-    actor: str,
-    now: datetime,
-    *,
-    escalation: object = None,
-    paged: bool = False,
-) -> str:
-    """The one-line thread reply that records a state change where the team discusses it."""
-    kind = str(event_kind)
-    since = alert.fired_at or alert.started_at
-    if kind == EventKind.ESCALATED:
-        return escalation_reply(alert, escalation if isinstance(escalation, dict) else {}, paged=paged)
-    if kind == EventKind.ACKNOWLEDGED:
-        return f"✅ Acknowledged by {mention(actor)} at {(alert.acknowledged_at or now):%H:%M} UTC"
-    if kind == EventKind.RESOLVED:
-        return f"🟢 Resolved by {mention(actor)} after {humanize((alert.resolved_at or now) - since)}"
-    if kind == EventKind.AUTO_RESOLVED:
-        text = f"🟢 Auto-resolved: condition cleared after {humanize((alert.resolved_at or now) - since)}"
-        data = escalation if isinstance(escalation, Mapping) else {}
-        recovered = data.get("recovered")
-        return text + recovery_text(alert.values, recovered if isinstance(recovered, Mapping) else {})
-    if kind == EventKind.FIRED:
-        return f"🔥 Fired at {since:%H:%M} UTC"
-    return f"ℹ️ {escape_mrkdwn(kind.replace('_', ' ').capitalize())} ({mention(actor)})"
-
-
-def escalation_reply(alert: Alert, step: dict[str, object], *, paged: bool) -> str:
-    """ "⏫ Escalated to P1 — unacknowledged for 60 min; paged PagerDuty · cc @ml-oncall"."""
-    waited = step.get("after_seconds")
-    waited_text = humanize(timedelta(seconds=float(waited))) if isinstance(waited, int | float) else "a while"
-    before, after = step.get("from_severity"), step.get("to_severity", alert.severity.value)
-    head = f"⏫ Escalated to {after}" if before != after else f"⏫ Still unacknowledged ({after})"
-    number = f"step {step['step']}/{step['steps']}" if "step" in step and "steps" in step else "escalation"
-    text = f"{head} — {number}, unacknowledged for {waited_text}"
-    if paged:
-        text += "; paged PagerDuty"
-    who = step.get("mention")
-    if isinstance(who, str) and who:
-        text += f" · cc {mention_target(who)}"
-    return text
-
-
-PAGE_ERROR_LIMIT = 500
-
-
-def page_result_reply(payload: Mapping[str, object]) -> str:
-    """The thread reply saying what PagerDuty did with a page: accepted, or failed for good."""
-    if payload.get("outcome") == "accepted":
-        key = payload.get("dedup_key")
-        return "📟 PagerDuty accepted the page" + (f" (dedup key `{escape_mrkdwn(key)}`)" if key else "")
-    error = escape_mrkdwn(str(payload.get("error") or "no reason given").strip())
-    return f"⚠️ PagerDuty page failed: {clip(error, PAGE_ERROR_LIMIT)}"
-
-
-def mention_target(who: str) -> str:
-    """A user group id (``S…``) or user id (``U…``) becomes a real mention; text is escaped."""
-    if re.fullmatch(r"S[A-Z0-9]{6,}", who):
-        return f"<!subteam^{who}>"
-    if re.fullmatch(r"[UW][A-Z0-9]{6,}", who):
-        return f"<@{who}>"
-    return escape_mrkdwn(who)
-
-
 def alert_title(alert: Alert) -> str:
     title = alert.title.strip() or alert.rule
     return title if alert.model in title else f"{title} · {alert.model}"
@@ -239,29 +173,14 @@ def resolved_values(alert: Alert, recovered: Mapping[str, object] | None) -> Map
     return (recovered or {}) if alert.state is AlertState.RESOLVED else None
 
 
-def _shown(values: Mapping[str, object]) -> dict[str, object]:
+def shown_values(values: Mapping[str, object]) -> dict[str, object]:
     return {k: v for k, v in values.items() if not k.startswith(BOOKKEEPING_PREFIX)}
-
-
-def recovery_text(fired: Mapping[str, object], recovered: Mapping[str, object]) -> str:
-    """`` · fired at: p99_latency_ms 6,100 · recovered: p99_latency_ms 200``, for an auto-resolve's
-    thread reply: what fired it, and what changed since (a model setting that fed the condition,
-    the same before and after, is not news)."""
-    fired, recovered = _shown(fired), _shown(recovered)
-    recovered = {k: v for k, v in recovered.items() if fired.get(k) != v}
-
-    def listed(values: Mapping[str, object]) -> str:
-        return ", ".join(f"{escape_mrkdwn(k)} {escape_mrkdwn(format_value(v))}" for k, v in values.items())
-
-    parts = [f"fired at: {listed(fired)}"] if fired else []
-    parts += [f"recovered: {listed(recovered)}"] if recovered else []
-    return clip("".join(f" · {p}" for p in parts), SECTION_LIMIT)
 
 
 def value_sections(values: Mapping[str, object], *, recovered: Mapping[str, object] | None = None) -> list[Block]:
     """The values as fields (``*p99_latency_ms*`` over ``6,100``). With ``recovered`` (a resolved
     alert) each is labelled: ``fired at: 6,100 · recovered: 200``."""
-    values = _shown(values)
+    values = shown_values(values)
 
     def shown(name: str, value: object) -> str:
         text = escape_mrkdwn(format_value(value))
@@ -379,3 +298,8 @@ def _alert_lines(alerts: Sequence[Alert], *, now: datetime, limit: int) -> list[
     if len(alerts) > limit:
         blocks.append(context_line(f"…and {len(alerts) - limit} more"))
     return blocks
+
+
+def bold_name(alert: Alert) -> str:
+    """``🟠 *P1 · title*``: an alert named in a line of the incident message or its thread."""
+    return f"{alert.severity.emoji} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -50,8 +50,8 @@ from bot.notify.slack_blocks import (
     RESOLVED_EMOJI,
     SILENCE_BUTTON_TEXT,
     alert_title,
+    bold_name,
     fired_line,
-    mention_target,
     resolved_values,
     rule_line,
     short_state,
@@ -290,75 +290,6 @@ def model_list_replies(alerts: Sequence[Alert]) -> list[str]:
     return replies
 
 
-# --------------------------------------------------------------------------- thread replies
-
-
-def also_firing(alerts: Sequence[Alert], *, refired: Sequence[Alert] = ()) -> str:
-    """The thread reply when alerts join an incident that was already posted."""
-    again = {a.id for a in refired}
-    return "\n".join(
-        f"🔁 Fired again: {_name(a)}" if a.id in again else f"➕ Also firing: {_name(a)}" for a in by_severity(alerts)
-    )
-
-
-def named(alert: Alert, reply: str) -> str:
-    """A state-change reply in an incident of several alerts says which alert changed."""
-    return f"{reply} — {_name(alert)}"
-
-
-def incident_reply(incident: Incident, kind: str, payload: dict[str, Any], *, now: datetime) -> str:
-    """The thread reply of an incident event: an escalation, or a person's action on all of it."""
-    actor = str(payload.get("actor") or "")
-    if kind == "escalated":
-        step = payload.get("escalation")
-        return escalation_reply(incident, step if isinstance(step, dict) else {}, paged=bool(payload.get("paged_now")))
-    if kind == "acknowledged":
-        at = incident.acknowledged_at or now
-        return f"✅ Acknowledged by {mention(actor)} at {at:%H:%M} UTC — the whole incident"
-    if kind in ("resolved", "auto_resolved"):
-        took = humanize((incident.resolved_at or now) - incident.opened_at)
-        if kind == "auto_resolved":
-            return f"🟢 Auto-resolved after {took}: every alert cleared"
-        return f"🟢 Resolved by {mention(actor)} after {took} — the whole incident"
-    return f"ℹ️ Incident {escape_mrkdwn(kind.replace('_', ' '))} ({mention(actor)})"
-
-
-def escalation_reply(incident: Incident, step: dict[str, object], *, paged: bool) -> str:
-    """ "⏫ Escalated to P1 — step 2/3, unacknowledged for 1h; paged PagerDuty · cc @ml-oncall"."""
-    waited = step.get("after_seconds")
-    waited_text = humanize(timedelta(seconds=float(waited))) if isinstance(waited, int | float) else "a while"
-    before, after = step.get("from_severity"), step.get("to_severity", incident.severity.value)
-    head = f"⏫ Escalated to {after}" if before != after else f"⏫ Still unacknowledged ({after})"
-    number = f"step {step['step']}/{step['steps']}" if "step" in step and "steps" in step else "escalation"
-    text = f"{head} — {number}, unacknowledged for {waited_text}"
-    text += "; paged PagerDuty" if paged else "; no page"
-    who = step.get("mention")
-    if isinstance(who, str) and who:
-        text += f" · cc {mention_target(who)}"
-    return text
-
-
-def posted_at(ts: str) -> datetime | None:
-    """When a message was posted: a Slack ``ts`` is the Unix time of the post."""
-    try:
-        return datetime.fromtimestamp(float(ts), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-
-
-def louder(newcomers: Iterable[Alert], members: Iterable[Alert]) -> bool:
-    """Whether joining alerts are more severe than everything else still open in the incident.
-
-    A chat.update notifies nobody, and a thread reply only the thread's followers; a P0 that
-    joins a P3 incident must reach the channel, so its reply is broadcast there too.
-    """
-    joining = list(newcomers)
-    ids = {a.id for a in joining}
-    worst_new = min((a.severity.rank for a in joining), default=99)
-    present = min((m.severity.rank for m in members if m.state.is_open and m.id not in ids), default=99)
-    return worst_new < present
-
-
 # --------------------------------------------------------------------------- configuration
 
 
@@ -381,10 +312,6 @@ def has_runbook(alert: Alert, config: Config) -> bool:
 
 
 # --------------------------------------------------------------------------- blocks
-
-
-def _name(alert: Alert) -> str:
-    return f"{alert.severity.emoji} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"
 
 
 def _actions(incident: Incident, *, runbook: bool, links: Sequence[Link]) -> list[Block]:
@@ -426,7 +353,7 @@ def _with_menu(text: str, alert: Alert, *, runbook: bool) -> SectionBlock:
 def _entry(alert: Alert, *, now: datetime, runbook: bool, recovered: Mapping[str, object] | None) -> list[Block]:
     """One alert in full, in four blocks at most."""
     description = escape_mrkdwn(alert.description.strip())
-    lines = [_name(alert)]
+    lines = [bold_name(alert)]
     if description:
         lines.append(clip(description, DESCRIPTION_LIMIT))
     lines += [state_line(alert, now=now), fired_line(alert)]
@@ -443,7 +370,7 @@ def _compact(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
     """One alert in one line (a storm's many models)."""
     shown = [(k, v) for k, v in alert.values.items() if not k.startswith(BOOKKEEPING_PREFIX)][:COMPACT_VALUES]
     values = " · ".join(f"{escape_mrkdwn(k)} {escape_mrkdwn(format_value(v))}" for k, v in shown)
-    text = f"{_name(alert)} — {short_state(alert)}" + (f"\n{values}" if values else "")
+    text = f"{bold_name(alert)} — {short_state(alert)}" + (f"\n{values}" if values else "")
     return [_with_menu(text, alert, runbook=runbook)]
 
 

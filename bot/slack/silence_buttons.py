@@ -18,7 +18,7 @@ from slack_bolt.async_app import AsyncAck
 from bot.alerts.lifecycle import Alert
 from bot.incidents.incident import Incident
 from bot.notify.notifier import ThreadNote
-from bot.notify.slack_incident import named
+from bot.notify.slack_replies import named
 from bot.silences.silence import Silence
 from bot.slack import messages
 from bot.slack.access import access_refusal

@@ -21,9 +21,9 @@ from bot.notify.slack_blocks import (
     alerts_list,
     home_view,
     runbook_modal,
-    state_reply,
 )
 from bot.notify.slack_links import LINK_ACTION
+from bot.notify.slack_replies import state_reply
 from bot.notify.slack_text import clip, escape_mrkdwn, format_value, markdown_to_mrkdwn, mention
 from bot.severity import Severity
 from tests.emulators.block_kit_limits import check_blocks, check_message, check_view
@@ -357,7 +357,7 @@ def test_home_view_when_quiet() -> None:
 
 def test_an_escalation_reply_says_where_it_climbed_whether_it_paged_and_whom_it_calls() -> None:
     from bot.alerts.lifecycle import Alert, AlertState
-    from bot.notify.slack_blocks import state_reply
+    from bot.notify.slack_replies import state_reply
     from bot.severity import Severity
 
     fired = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
