@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
-from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObject, PlainTextObject, SectionBlock
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR
 from bot.safe_text import neutralise
@@ -164,3 +165,19 @@ def split_sections(mrkdwn: str, limit: int = SECTION_LIMIT) -> list[str]:
     in_code = False
     flush()
     return chunks
+
+
+def mrkdwn_section(mrkdwn: str) -> dict[str, Any]:
+    """A section of already-escaped mrkdwn (at most :data:`SECTION_LIMIT` characters), as the
+    answers to commands and the weekly review send it."""
+    return SectionBlock(text=MarkdownTextObject(text=mrkdwn)).to_dict()
+
+
+def mrkdwn_context(mrkdwn: str) -> dict[str, Any]:
+    """A context line of already-escaped mrkdwn: a note under a message."""
+    return ContextBlock(elements=[MarkdownTextObject(text=mrkdwn)]).to_dict()
+
+
+def header_block(title: str) -> dict[str, Any]:
+    """A header of plain text, cut to :data:`HEADER_LIMIT` characters."""
+    return HeaderBlock(text=PlainTextObject(text=title[:HEADER_LIMIT], emoji=True)).to_dict()

@@ -34,12 +34,12 @@ from slack_sdk.errors import SlackApiError
 from bot.config.loader import Config
 from bot.errors import MissingExtra
 from bot.notify.slack_blocks import alerts_list
-from bot.notify.slack_text import escape_mrkdwn
+from bot.notify.slack_text import escape_mrkdwn, mrkdwn_context
 from bot.review.weekly import WEEK
 from bot.slack import messages
 from bot.slack.context import SlackContext
 from bot.slack.payloads import Asked, command_text, parse_command
-from bot.slack.replies import MAX_SECTIONS, Reply, code_block, context, parse_window, respond, sections
+from bot.slack.replies import MAX_SECTIONS, Reply, code_block, parse_window, respond, sections
 from bot.slack.runbooks import runbook_reply
 from bot.slack.slo_replies import SloRequest, model_window, parse_slo_args, slo_reply
 from bot.slo import text as slo_text
@@ -195,5 +195,5 @@ def review_reply(review: str) -> Reply:
     title = review.splitlines()[0] if review else "Alert review"
     blocks = sections(code_block(review))
     if len(blocks) > MAX_SECTIONS:
-        blocks = [*blocks[:MAX_SECTIONS], context(messages.REVIEW_TRUNCATED)]
+        blocks = [*blocks[:MAX_SECTIONS], mrkdwn_context(messages.REVIEW_TRUNCATED)]
     return Reply(escape_mrkdwn(title), blocks)

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.config.durations import parse_duration
-from bot.notify.slack_text import escape_mrkdwn, split_sections
+from bot.notify.slack_text import escape_mrkdwn, mrkdwn_section, split_sections
 from bot.slack import messages
 from bot.slack.after_ack import AfterAck
 
@@ -65,13 +65,9 @@ def parse_window(arg: str, usage: str) -> timedelta | Reply:
 def sections(mrkdwn: str) -> list[dict[str, Any]]:
     """Section blocks of at most 3,000 characters (a code block cut in two is closed and reopened)."""
     chunks = split_sections(mrkdwn, SECTION_LIMIT)
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in chunks]
+    return [mrkdwn_section(chunk) for chunk in chunks]
 
 
 def code_block(plain: str) -> str:
     """Plain text as a mrkdwn code block; ``& < >`` escaped, as Slack asks even inside code."""
     return f"```\n{escape_mrkdwn(plain)}\n```"
-
-
-def context(mrkdwn: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn}]}

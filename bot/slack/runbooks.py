@@ -10,7 +10,7 @@ import difflib
 from typing import Any
 
 from bot.config.loader import Config
-from bot.notify.slack_text import markdown_to_mrkdwn, split_sections
+from bot.notify.slack_text import markdown_to_mrkdwn, mrkdwn_context, mrkdwn_section, split_sections
 from bot.slack import messages
 from bot.slack.replies import MAX_SECTIONS, SECTION_LIMIT, Reply
 
@@ -51,12 +51,9 @@ def runbook_reply(config: Config, text: str) -> Reply:
 def runbook_blocks(model: str, markdown: str) -> list[dict[str, Any]]:
     """The runbook as mrkdwn section blocks of at most 3,000 characters, cut at line ends."""
     chunks = split_sections(markdown_to_mrkdwn(markdown), SECTION_LIMIT) or ["_This runbook is empty._"]
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in chunks[:MAX_SECTIONS]
-    ]
+    blocks = [mrkdwn_section(chunk) for chunk in chunks[:MAX_SECTIONS]]
     if len(chunks) > MAX_SECTIONS:
-        note = {"type": "mrkdwn", "text": messages.runbook_truncated(model)}
-        blocks.append({"type": "context", "elements": [note]})
+        blocks.append(mrkdwn_context(messages.runbook_truncated(model)))
     return blocks
 
 

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 
 from bot.config.durations import humanize
 from bot.config.loader import Config
-from bot.notify.slack_text import escape_mrkdwn, slack_date
+from bot.notify.slack_text import escape_mrkdwn, mrkdwn_context, mrkdwn_section, slack_date
 from bot.review.weekly import WEEK
 from bot.slack import messages
-from bot.slack.replies import MAX_SECTIONS, Reply, code_block, context, parse_window, sections
+from bot.slack.replies import MAX_SECTIONS, Reply, code_block, parse_window, sections
 from bot.slo import text as slo_text
 from bot.slo.dashboard import ModelDashboard, overall_text, render_overview, render_table
 from bot.slo.service import specs_of
@@ -116,18 +116,18 @@ def slo_overview_reply(boards: Sequence[ModelDashboard], *, window: timedelta | 
     """One line per model, worst first (emoji, model, compliance, worst SLO), and how to see more."""
     header = messages.slo_header(None, _shown_window(boards, window))
     lines = [escape_mrkdwn(line) for line in render_overview(boards)]
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": header}}]
+    blocks = [mrkdwn_section(header)]
     blocks += sections("\n".join(lines))[:MAX_SECTIONS]
-    blocks.append(context(f"{messages.SLO_OVERVIEW_HINT} · as of {slack_date(now)}"))
+    blocks.append(mrkdwn_context(f"{messages.SLO_OVERVIEW_HINT} · as of {slack_date(now)}"))
     return Reply("\n".join([header, *lines]), blocks)
 
 
 def slo_table_reply(board: ModelDashboard, *, window: timedelta | None, now: datetime) -> Reply:
     """Seed 000's table in a code block (aligned columns), then the window and its data coverage."""
     header = messages.slo_header(board.model, _shown_window([board], window))
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": header}}]
+    blocks = [mrkdwn_section(header)]
     blocks += sections(code_block(render_table(board)))[:MAX_SECTIONS]
-    blocks.append(context(table_context(board, window=window, now=now)))
+    blocks.append(mrkdwn_context(table_context(board, window=window, now=now)))
     return Reply(f"{header}\n{escape_mrkdwn(overall_text(board))}", blocks)
 
 
