@@ -37,10 +37,10 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.demo.loopback import LoopbackServer
 from bot.demo.slack_methods import JsonDict, SlackWebApi, _ApiError
 
 __all__ = ["Call", "JsonDict", "SlackEmulator"]
@@ -121,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout tests); nothing to answer
 
 
-class SlackEmulator(SlackWebApi):
+class SlackEmulator(SlackWebApi, LoopbackServer):
     """Slack Web API on 127.0.0.1 with recorded calls and fault injection.
 
     Use as ``with SlackEmulator() as slack: WebClient(token="xoxb-test",
@@ -146,37 +146,14 @@ class SlackEmulator(SlackWebApi):
         super().__init__(token, members=members, usergroups=usergroups, clock=clock)
 
     # ----------------------------------------------------------- lifecycle
-    def start(self) -> SlackEmulator:
-        """Bind an ephemeral port on 127.0.0.1 and serve from a daemon thread."""
-        if self._server is None:
-            self._stopping.clear()
-            self._server = _Server(self, self.port)
-            self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-            self.base_url = self.url + "/api/"  # slack_sdk appends the method name
-            # A short poll interval keeps stop() (and so each test's teardown) at ~20 ms, not 0.5 s.
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, args=(0.02,), name="slack-emulator", daemon=True
-            )
-            self._thread.start()
-        return self
+    thread_name = "slack-emulator"
 
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        if self._server is not None:
-            self._stopping.set()
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server = self._thread = None
+    def _bind(self) -> _Server:
+        return _Server(self, self.port)
 
-    def __enter__(self) -> SlackEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def _bound(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.base_url = self.url + "/api/"  # slack_sdk appends the method name
 
     # ------------------------------------------------------------ configuration
     def reset(self) -> None:
