@@ -47,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.demo.loopback import LoopbackServer
+from bot.demo.loopback import LoopbackServer, write_answer
 
 __all__ = ["ENQUEUE_PATH", "Event", "Incident", "JsonDict", "PagerDutyEmulator"]
 
@@ -114,17 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, status: int, extra: dict[str, str], payload: JsonDict, delay: float) -> None:
         if delay:
             self.server.emulator._stopping.wait(delay)  # wakes early on stop()
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout tests); nothing to answer
+        write_answer(self, status, "application/json", extra, json.dumps(payload).encode())
 
 
 class PagerDutyEmulator(LoopbackServer):

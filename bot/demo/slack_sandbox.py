@@ -37,11 +37,11 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.demo.loopback import LoopbackServer
-from bot.demo.slack_methods import JsonDict, SlackWebApi, _ApiError
+from bot.demo.loopback import LoopbackServer, write_answer
+from bot.demo.slack_methods import JsonDict, SlackWebApi, WorkspaceOptions, _ApiError
 
 __all__ = ["Call", "JsonDict", "SlackEmulator"]
 
@@ -109,16 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         extra = dict(extra)  # fault headers are shared between injected faults: never mutate them
         ctype = "text/plain" if isinstance(payload, bytes) else "application/json; charset=utf-8"
         ctype = extra.pop("Content-Type", ctype)  # the sandbox page serves HTML
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout tests); nothing to answer
+        write_answer(self, status, ctype, extra, data)
 
 
 class SlackEmulator(SlackWebApi, LoopbackServer):
@@ -129,21 +120,13 @@ class SlackEmulator(SlackWebApi, LoopbackServer):
     may inspect it while the bot calls the server from other threads.
     """
 
-    def __init__(
-        self,
-        token: str = "xoxb-test",
-        *,
-        members: dict[str, list[str]] | None = None,
-        usergroups: dict[str, list[str]] | None = None,
-        clock: Callable[[], float] = time.time,
-        port: int = 0,
-    ) -> None:
+    def __init__(self, token: str = "xoxb-test", *, port: int = 0, **workspace: Unpack[WorkspaceOptions]) -> None:
         self.base_url = ""
         self.port = port  # 0: any free port (tests); the demo asks for a fixed one
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        super().__init__(token, members=members, usergroups=usergroups, clock=clock)
+        super().__init__(token, **workspace)
 
     # ----------------------------------------------------------- lifecycle
     thread_name = "slack-emulator"

@@ -125,11 +125,7 @@ class Dispatcher:
 def notification_payload(alert: Alert, event: Event) -> dict[str, Any]:
     """An alert event as a self-contained, JSON-ready snapshot."""
     return {
-        "event": event.kind.value,
-        "actor": event.actor,
-        "at": event.at.isoformat(),
-        "detail": event.detail,
-        "escalation": dict(event.data),
+        **_event_fields(event),
         "alert_id": alert.id,
         "key": alert.key,
         "occurrence": alert.occurrence,
@@ -145,11 +141,7 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
     fields = _json(incident_store.fields(incident))
     lead = members[0] if members else None
     return {
-        "event": event.kind.value,
-        "actor": event.actor,
-        "at": event.at.isoformat(),
-        "detail": event.detail,
-        "escalation": dict(event.data),
+        **_event_fields(event),
         "incident_id": incident.id,
         "key": incident.page_name,
         "fired_at": incident.opened_at.isoformat(),
@@ -161,6 +153,17 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
         "alerts": len(members),
         **fields,
         "title": incident.title or (lead.title if lead else ""),
+    }
+
+
+def _event_fields(event: Event | IncidentEvent) -> dict[str, Any]:
+    """What happened, by whom, when: the head of every notification."""
+    return {
+        "event": event.kind.value,
+        "actor": event.actor,
+        "at": event.at.isoformat(),
+        "detail": event.detail,
+        "escalation": dict(event.data),
     }
 
 

@@ -46,8 +46,8 @@ from bot.pending_actions import PendingAction, Subject, Verb
 from bot.slack import messages
 from bot.slack.access import access_refusal
 from bot.slack.clicks import clicked, patiently, refuse, tell
-from bot.slack.context import SlackContext
-from bot.slack.payloads import Click, alert_id_of, menu_choice, parse_click
+from bot.slack.context import Listeners, SlackContext
+from bot.slack.payloads import Click, alert_id_of, menu_choice
 from bot.slack.runbooks import render_runbook
 
 log = logging.getLogger(__name__)
@@ -85,41 +85,26 @@ async def open_link(ack: AsyncAck) -> None:
     await ack()
 
 
-class AlertButtons:
-    """The listeners (public methods: ack, parse, hand over) and the work they hand to the
-    after-ack worker (private methods)."""
-
-    def __init__(self, context: SlackContext) -> None:
-        self._context = context
-        self._after_ack = context.after_ack
+class AlertButtons(Listeners):
+    """Acknowledge, Resolve and Runbook: the incident root's buttons, the alert menus, and the
+    per-alert buttons of messages posted before incidents."""
 
     # ------------------------------------------------------------------ listeners
 
     async def change_state(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        click = parse_click(body)
-        verb, alert_id = VERBS[click.action_id], alert_id_of(click.value)
-        await self._after_ack.submit(lambda: self._change_alert(click, verb, alert_id))
+        await self._hand_over(ack, body, lambda c: self._change_alert(c, VERBS[c.action_id], alert_id_of(c.value)))
 
     async def change_incident(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        click = parse_click(body)
-        await self._after_ack.submit(lambda: self._change_incident(click))
+        await self._hand_over(ack, body, self._change_incident)
 
     async def alert_menu(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        click = parse_click(body)
-        await self._after_ack.submit(lambda: self._alert_menu(click))
+        await self._hand_over(ack, body, self._alert_menu)
 
     async def open_runbook(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        click = parse_click(body)
-        await self._after_ack.submit(lambda: self._open_runbook(click, alert_id_of(click.value)))
+        await self._hand_over(ack, body, lambda c: self._open_runbook(c, alert_id_of(c.value)))
 
     async def open_incident_runbook(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        click = parse_click(body)
-        await self._after_ack.submit(lambda: self._open_incident_runbook(click))
+        await self._hand_over(ack, body, self._open_incident_runbook)
 
     # ------------------------------------------------------------------ after the ack
 

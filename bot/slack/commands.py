@@ -37,7 +37,7 @@ from bot.notify.slack_blocks import alerts_list
 from bot.notify.slack_text import escape_mrkdwn, mrkdwn_context
 from bot.review.weekly import WEEK
 from bot.slack import messages
-from bot.slack.context import SlackContext
+from bot.slack.context import Listeners, SlackContext
 from bot.slack.payloads import Asked, command_text, parse_command
 from bot.slack.replies import MAX_SECTIONS, Reply, code_block, parse_window, respond, sections
 from bot.slack.runbooks import runbook_reply
@@ -61,13 +61,9 @@ def register(app: AsyncApp, context: SlackContext) -> None:
         app.command(name)(listener)
 
 
-class Commands:
-    """The command listeners (public methods: parse, ack, hand over) and the work they hand to
-    the after-ack worker (private methods). ``config`` is read per request: a reload applies at once."""
-
-    def __init__(self, context: SlackContext) -> None:
-        self._context = context
-        self._after_ack = context.after_ack
+class Commands(Listeners):
+    """``/runbook``, ``/alerts`` and ``/slo``. The configuration is read per request: a reload
+    applies at once."""
 
     # ------------------------------------------------------------------ listeners
 
@@ -104,37 +100,36 @@ class Commands:
 
     # ------------------------------------------------------------------ after the ack
 
-    async def _alerts(self, response_url: str) -> None:
+    async def _answer(self, response_url: str, what: str, build: Callable[[], Awaitable[Reply]]) -> None:
+        """Answer through the ``response_url`` with what ``build`` makes, or "try again" if it fails."""
         try:
-            alerts = await self._after_ack.db(self._context.queries.active_alerts)
-            text, blocks = alerts_list(alerts, now=self._context.clock.now())
-            reply = Reply(text, blocks)
+            reply = await build()
         except Exception:
-            log.exception("/alerts failed")
+            log.exception("%s failed", what)
             reply = Reply(messages.TRY_AGAIN)
         await respond(self._after_ack, response_url, reply)
+
+    async def _alerts(self, response_url: str) -> None:
+        async def build() -> Reply:
+            alerts = await self._after_ack.db(self._context.queries.active_alerts)
+            return Reply(*alerts_list(alerts, now=self._context.clock.now()))
+
+        await self._answer(response_url, "/alerts", build)
 
     async def _review(self, current: Config, window: timedelta, response_url: str) -> None:
-        try:
+        async def build() -> Reply:
             now = self._context.clock.now()
-            review = await self._after_ack.db(self._context.queries.weekly_review, current, now, window)
-            reply = review_reply(review)
-        except Exception:
-            log.exception("/alerts review failed")
-            reply = Reply(messages.TRY_AGAIN)
-        await respond(self._after_ack, response_url, reply)
+            return review_reply(await self._after_ack.db(self._context.queries.weekly_review, current, now, window))
+
+        await self._answer(response_url, "/alerts review", build)
 
     async def _slo(self, current: Config, request: SloRequest, response_url: str) -> None:
-        try:
-            now = self._context.clock.now()
-            boards = await self._after_ack.db(
-                self._context.queries.slo_dashboards, current, now, request.window, model=request.model
-            )
-            reply = slo_reply(boards, model=request.model, window=request.window, now=now)
-        except Exception:
-            log.exception("/slo status failed")
-            reply = Reply(messages.TRY_AGAIN)
-        await respond(self._after_ack, response_url, reply)
+        async def build() -> Reply:
+            now, queries = self._context.clock.now(), self._context.queries
+            boards = await self._after_ack.db(queries.slo_dashboards, current, now, request.window, model=request.model)
+            return slo_reply(boards, model=request.model, window=request.window, now=now)
+
+        await self._answer(response_url, "/slo status", build)
 
     async def _chart(self, current: Config, model: str, window: timedelta | None, asked: Asked) -> None:
         """Render the PNG (database and matplotlib: on the DB executor) and share it in the channel

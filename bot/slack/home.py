@@ -16,7 +16,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.notify.slack_blocks import home_view
-from bot.slack.context import SlackContext
+from bot.slack.context import Listeners, SlackContext
 from bot.slo.dashboard import render_overview
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,8 @@ def register(app: AsyncApp, context: SlackContext) -> None:
     app.event("app_home_opened")(AppHome(context).publish_home)
 
 
-class AppHome:
-    def __init__(self, context: SlackContext) -> None:
-        self._context = context
-        self._after_ack = context.after_ack
+class AppHome(Listeners):
+    """Publishes the tab for whoever opened it."""
 
     async def publish_home(self, event: dict[str, Any]) -> None:
         if event.get("tab", "home") != "home" or not event.get("user"):

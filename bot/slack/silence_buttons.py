@@ -23,31 +23,22 @@ from bot.silences.silence import Silence
 from bot.slack import messages
 from bot.slack.access import access_refusal
 from bot.slack.clicks import clicked, patiently, refuse, tell
-from bot.slack.context import SlackContext
-from bot.slack.payloads import Click, parse_click
+from bot.slack.context import Listeners
+from bot.slack.payloads import Click
 from bot.slack.silence_args import BUTTON_DURATION, VERB
 from bot.slack.silence_replies import already_silenced_reply, button_reply, thread_reply
 
 log = logging.getLogger(__name__)
 
 
-class SilenceButtons:
-    """The listeners (public methods: ack, parse, hand over) and the work they hand to the
-    after-ack worker (private methods)."""
-
-    def __init__(self, context: SlackContext) -> None:
-        self._context = context
-        self._after_ack = context.after_ack
+class SilenceButtons(Listeners):
+    """An hour's silence of what the clicked incident (or alert) is about."""
 
     async def alert_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        click = parse_click(body)
-        await self._after_ack.submit(lambda: self._silence_alert(click))
+        await self._hand_over(ack, body, self._silence_alert)
 
     async def incident_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        click = parse_click(body)
-        await self._after_ack.submit(lambda: self._silence_incident(click))
+        await self._hand_over(ack, body, self._silence_incident)
 
     def _wanted(self, rule: str | None, model: str | None, click: Click, *, what: str) -> Silence:
         """An hour's silence of ``rule`` on ``model`` by the clicker, its reason naming the button."""

@@ -35,7 +35,7 @@ from bot.slack import messages
 from bot.slack.access import access_refusal
 from bot.slack.after_ack import AfterAck
 from bot.slack.clicks import patiently
-from bot.slack.context import SlackContext
+from bot.slack.context import Listeners, SlackContext
 from bot.slack.payloads import Asked, command_text, parse_command
 from bot.slack.silence_args import (
     COMMAND,
@@ -61,13 +61,9 @@ def register(app: AsyncApp, context: SlackContext) -> None:
     app.action(INCIDENT_SILENCE_ACTION)(buttons.incident_button)
 
 
-class SilenceCommand:
+class SilenceCommand(Listeners):
     """``/silence``: parsed in the acknowledgement, done by the after-ack worker, answered
     through the ``response_url``."""
-
-    def __init__(self, context: SlackContext) -> None:
-        self._context = context
-        self._after_ack = context.after_ack
 
     async def listener(self, ack: AsyncAck, command: dict[str, Any]) -> None:
         current = self._context.config()
