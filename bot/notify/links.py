@@ -38,14 +38,23 @@ def alert_links(config: Config, *, model: str, rule: str, values: Mapping[str, o
     known = config.models.get(model)
     configured = config.rule(rule)
     found: list[Link] = []
-    if known is not None and known.dashboard:
-        found.append(Link(DASHBOARD_TEXT, known.dashboard))
+    dashboard = dashboard_of(config, model)
+    if dashboard is not None:
+        found.append(Link(DASHBOARD_TEXT, dashboard))
     found += [Link(link.text, link.url) for link in (configured.links if configured is not None else [])]
     found += [Link(link.text, link.url) for link in (known.links if known is not None else [])]
     source = values.get(SOURCE_URL)
     if isinstance(source, str):
         found.append(Link(SOURCE_TEXT, source))
     return distinct(_filled(link, model) for link in found)
+
+
+def dashboard_of(config: Config, model: str) -> str | None:
+    """The model's ``dashboard:`` with ``{model}`` filled, if it is a web URL (the webhooks'
+    ``links.dashboard`` too)."""
+    known = config.models.get(model)
+    url = _filled(Link(DASHBOARD_TEXT, known.dashboard), model).url if known and known.dashboard else None
+    return url if url is not None and is_web_url(url) else None
 
 
 def distinct(links: Iterable[Link]) -> list[Link]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config.loader import Config, load_config
-from bot.notify.links import SOURCE_URL, Link, alert_links, distinct, from_payload, to_payload
+from bot.notify.links import SOURCE_URL, Link, alert_links, dashboard_of, distinct, from_payload, to_payload
 from tests.config.test_loader import MakeDir, config_dir
 
 __all__ = ["config_dir"]  # a fixture, used by name
@@ -75,3 +75,9 @@ def test_payload_round_trip_skips_anything_malformed() -> None:
 def test_distinct_keeps_the_first_text_of_a_url_and_only_web_urls() -> None:
     found = distinct([Link("A", "https://x.example"), Link("B", "https://x.example"), Link("C", "ftp://x.example")])
     assert found == [Link("A", "https://x.example")]
+
+
+def test_the_dashboard_alone_is_filled_and_web_only_for_the_webhooks(config_dir: MakeDir) -> None:
+    config = loaded(config_dir)
+    assert dashboard_of(config, "fraud-detector-v2") == "https://grafana.example/d/fraud-detector-v2"
+    assert dashboard_of(config, "support-bot") is None and dashboard_of(config, "nobody") is None
