@@ -21,7 +21,7 @@ PagerDuty's answer to a page.
 
 Coalescing: a burst of changes is a burst of rows, and each re-renders the root from the
 database, so the first already shows the final state; a ``chat.update`` whose rendering equals the
-one this process last sent for that message (within :data:`COALESCE_FOR`) is not sent.
+one this process last sent for that message (within :data:`~bot.notify.slack_message.COALESCE_FOR`) is not sent.
 
 Crash safety (SPEC §6): a post whose answer never arrived may still have reached the channel.
 Every root carries metadata naming its incident, its alerts and its outbox row; before posting a

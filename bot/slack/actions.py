@@ -165,7 +165,7 @@ class AlertButtons(Listeners):
     async def _apply(self, click: Click, subject: Subject, target: int, verb: Verb) -> None:
         """Apply the click through the service, or say why not. The loser of two clicks at once is
         refused with what happened ("Already acknowledged by …"); a click the database cannot take
-        within :data:`DATABASE_PATIENCE` is kept and applied when it is back (never dropped)."""
+        within :data:`~bot.slack.clicks.DATABASE_PATIENCE` is kept and applied when it is back (never dropped)."""
         client, after_ack, service = self._after_ack.client, self._after_ack, self._context.service
         clicked_at = self._context.clock.now()
         act = {
