@@ -26,6 +26,7 @@ from pydantic import (
 from bot.config.conditions import Condition
 from bot.config.durations import parse_duration
 from bot.config.email_schema import EmailAddress, Reports
+from bot.config.link_schema import Link
 from bot.config.source_schema import AlertmanagerSection, PrometheusSection, section_keys
 from bot.config.templates import Template
 from bot.config.webhook_schema import Webhook
@@ -116,6 +117,7 @@ class Rule(Strict):
     runbook: str | None = None
     channel: Channel | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    links: list[Link] = Field(default_factory=list)  # buttons on its alerts and pages (bot.notify.links)
     email: list[EmailAddress] = Field(default_factory=list)  # also emailed about its incidents (routing.email)
     absent_after: Duration | None = None
     """Alert when a metric the rule reads has had no sample this long (:mod:`bot.evaluation.absence`)."""
@@ -153,6 +155,7 @@ class Model(Strict):
     runbook: str | None = None
     escalation: str = "default"
     email: list[EmailAddress] = Field(default_factory=list)  # emailed about its incidents (routing.email)
+    links: list[Link] = Field(default_factory=list)  # buttons on its alerts and pages (bot.notify.links)
 
     @model_validator(mode="after")
     def _settings_are_scalars(self) -> Model:
@@ -168,7 +171,7 @@ class Model(Strict):
     @property
     def settings(self) -> dict[str, Scalar]:
         """Every key of the model as a flat mapping, for templates and conditions."""
-        named = {k: v for k, v in self.model_dump(exclude={"escalation", "email"}).items() if v is not None}
+        named = {k: v for k, v in self.model_dump(exclude={"escalation", "email", "links"}).items() if v is not None}
         return named
 
 

@@ -22,6 +22,7 @@ from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentEvent
 from bot.notify.email_routing import EMAILED
+from bot.notify.links import alert_links, to_payload
 from bot.notify.outbox import enqueue, release_held
 from bot.notify.routing import EMAIL, PAGER, TRIGGERS, WEBHOOK_EVENT, Routes
 from bot.storage.tables import OutboxRow
@@ -50,7 +51,7 @@ class Dispatcher:
                 kind=f"alert.{event.kind.value}",
                 alert_id=alert.id,
                 incident_id=alert.incident_id,
-                payload={**notification_payload(alert, event), **delivery.extra},
+                payload={**notification_payload(alert, event), "links": _links(config, alert), **delivery.extra},
                 idempotency_key=f"{delivery.channel}:{alert.id}:{event.kind.value}:{alert.version}"[:300],
                 now=event.at,
                 not_before=event.at + max(delivery.hold, self._hold(delivery.channel, alert, event)),
@@ -99,6 +100,7 @@ class Dispatcher:
         for delivery in deliveries:
             payload = {
                 **incident_payload(incident, event, members),
+                "links": _links(config, lead) if lead else [],
                 "paged_now": bool(pages_now),
                 **delivery.extra,
             }
@@ -123,11 +125,7 @@ class Dispatcher:
 def notification_payload(alert: Alert, event: Event) -> dict[str, Any]:
     """An alert event as a self-contained, JSON-ready snapshot."""
     return {
-        "event": event.kind.value,
-        "actor": event.actor,
-        "at": event.at.isoformat(),
-        "detail": event.detail,
-        "escalation": dict(event.data),
+        **_event_fields(event),
         "alert_id": alert.id,
         "key": alert.key,
         "occurrence": alert.occurrence,
@@ -143,11 +141,7 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
     fields = _json(incident_store.fields(incident))
     lead = members[0] if members else None
     return {
-        "event": event.kind.value,
-        "actor": event.actor,
-        "at": event.at.isoformat(),
-        "detail": event.detail,
-        "escalation": dict(event.data),
+        **_event_fields(event),
         "incident_id": incident.id,
         "key": incident.page_name,
         "fired_at": incident.opened_at.isoformat(),
@@ -160,6 +154,23 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
         **fields,
         "title": incident.title or (lead.title if lead else ""),
     }
+
+
+def _event_fields(event: Event | IncidentEvent) -> dict[str, Any]:
+    """What happened, by whom, when: the head of every notification."""
+    return {
+        "event": event.kind.value,
+        "actor": event.actor,
+        "at": event.at.isoformat(),
+        "detail": event.detail,
+        "escalation": dict(event.data),
+    }
+
+
+def _links(config: Config, alert: Alert) -> list[dict[str, str]]:
+    """The alert's links as the configuration says them now, so a page carries the dashboard
+    without the notifier reading the configuration."""
+    return to_payload(alert_links(config, model=alert.model, rule=alert.rule, values=alert.values))
 
 
 def _members(s: Session, incident: Incident) -> list[Alert]:
