@@ -21,20 +21,10 @@ from pydantic import ValidationError
 from bot.config import checks
 from bot.config.alert_names import absence_rule, slo_rule, watched_rule
 from bot.config.checks import DEFAULT_POLICY, Parsed, RuleEntry
+from bot.config.routing_schema import BusinessHours, EscalationStep, Routing
 from bot.config.runbooks import Runbook
-from bot.config.schema import (
-    Access,
-    BusinessHours,
-    EngineSettings,
-    EscalationStep,
-    MetricInfo,
-    Model,
-    Routing,
-    Rule,
-    RulesFile,
-    Slo,
-    known_keys,
-)
+from bot.config.schema import Access, EngineSettings, MetricInfo, Model, Rule, RulesFile, known_keys
+from bot.config.slo_schema import Slo
 from bot.config.source_schema import AlertmanagerSection, PrometheusSection
 from bot.config.webhook_schema import Webhook
 from bot.config.yaml_lines import LocatedDocument, YamlProblem, load_located

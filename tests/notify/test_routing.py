@@ -17,7 +17,7 @@ import pytest
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKind
 from bot.config.loader import Config
-from bot.config.schema import BusinessHours, Routing
+from bot.config.routing_schema import BusinessHours, Routing
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState
 from bot.notify.routing import Delivery, every_channel, pages_to
 from bot.severity import Severity

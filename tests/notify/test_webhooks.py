@@ -27,7 +27,7 @@ from bot.app import default_notifiers
 from bot.clock import FrozenClock, ensure_utc
 from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
-from bot.config.schema import EscalationStep, Routing
+from bot.config.routing_schema import EscalationStep, Routing
 from bot.config.webhook_schema import WEBHOOK_EVENTS, Webhook
 from bot.errors import DeliveryError
 from bot.notify.lanes import Lanes

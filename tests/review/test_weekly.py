@@ -12,7 +12,7 @@ from bot.alerts import store
 from bot.clock import FrozenClock
 from bot.config.email_schema import Reports
 from bot.config.loader import Config
-from bot.config.schema import BusinessHours
+from bot.config.routing_schema import BusinessHours
 from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
 from bot.review.weekly import KIND, SLO_KIND, load_review, post_weekly_review, week_of, weekly_review_text
