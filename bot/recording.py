@@ -27,7 +27,9 @@ from bot.notify.dispatch import Dispatcher
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bot.service")
+"""The transitions' log lines keep the service's logger name, the one operators filter on (and
+the lines were written under before recording had its own module)."""
 
 
 class Recorder:
