@@ -33,7 +33,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.clock import Clock
-from bot.config.durations import humanize, parse_duration
+from bot.config.durations import humanize, parse_duration, window_title
 from bot.config.loader import Config
 from bot.errors import MissingExtra
 from bot.notify.slack_blocks import alerts_list, escape_mrkdwn, markdown_to_mrkdwn, slack_date, split_sections
@@ -41,7 +41,6 @@ from bot.queries import Queries
 from bot.review.weekly import WEEK
 from bot.slack import messages
 from bot.slack.after_ack import AfterAck
-from bot.slo import text as slo_text
 from bot.slo.dashboard import ModelDashboard, overall_text, render_overview, render_table
 from bot.slo.service import specs_of
 
@@ -140,7 +139,7 @@ def register(
             return
         try:
             png = await after_ack.db(queries.slo_chart, current, model, clock.now(), window)
-            span = slo_text.window_title(window or _model_window(current, model)).lower()
+            span = window_title(window or _model_window(current, model)).lower()
             await after_ack.client.files_upload_v2(
                 channel=channel,
                 file=png,
@@ -370,12 +369,12 @@ def _resolve_slo_model(config: Config, name: str) -> str | None:
 def window_text(windows: Iterable[timedelta]) -> str:
     """``last 7 days`` when every SLO shown has one window, else ``each SLO's window``."""
     distinct = set(windows)
-    return slo_text.window_title(distinct.pop()).lower() if len(distinct) == 1 else "each SLO's window"
+    return window_title(distinct.pop()).lower() if len(distinct) == 1 else "each SLO's window"
 
 
 def _shown_window(boards: Sequence[ModelDashboard], window: timedelta | None) -> str:
     if window is not None:
-        return slo_text.window_title(window).lower()
+        return window_title(window).lower()
     return window_text(row.window for board in boards for row in board.rows)
 
 
