@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from bot.alerts import lifecycle, store
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, EventKind, Transition
+from bot.config.choices import alert_channel
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents import tracker
@@ -64,7 +65,7 @@ class Recorder:
         muted = event.kind.notifies and is_silenced(silences, rule=alert.rule, model=alert.model, now=now)
         incident: Incident | None = None
         if event.kind is EventKind.FIRED and not muted:
-            channel = config.alert_channel(alert.rule, alert.model)
+            channel = alert_channel(config, alert.rule, alert.model)
             placed = tracker.place(s, alert, config, now, storm=(alert.rule, channel) in (storms or set()))
             incident = self.incident(s, placed, config, now, model=alert.model)
             alert = replace(alert, incident_id=incident.id)

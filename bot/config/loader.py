@@ -33,7 +33,6 @@ from bot.severity import Severity
 
 _GLUED_KEY = re.compile(r"^([a-z_][a-z0-9_]*):(\S.*)$")
 """``stale_after:15m`` is one word to YAML, so a mapping expected there gets a string."""
-DEFAULT_RUNBOOK = "default"
 SEED_ESCALATION = (
     EscalationStep(after=timedelta(minutes=15), severity=Severity.P3),
     EscalationStep(after=timedelta(minutes=30), severity=Severity.P2),
@@ -67,7 +66,7 @@ class Config:
 
     def rule(self, name: str) -> Rule | None:
         """The configured rule ``name``; for an ``absent:<rule>`` alert, the rule it watches, whose
-        channel and runbook it shares."""
+        channel and runbook it shares (:mod:`bot.config.choices`)."""
         wanted = watched_rule(name) or name
         return next((r for r in self.rules if r.name == wanted), None)
 
@@ -82,22 +81,6 @@ class Config:
     def rules_for(self, model: str) -> list[Rule]:
         return [r for r in self.rules if r.applies_to(model)]
 
-    def runbook_for_model(self, model: str) -> Runbook | None:
-        known = self.models.get(model)
-        name = known.runbook if known and known.runbook else DEFAULT_RUNBOOK
-        return self.runbooks.get(name)
-
-    def channel_for(self, rule: Rule, model: str) -> str:
-        known = self.models.get(model)
-        return rule.channel or (known.channel if known else None) or self.settings.default_channel
-
-    def alert_channel(self, rule: str, model: str) -> str:
-        """Where an alert of ``rule`` (perhaps not a configured rule: an SLO's, Alertmanager's) is told."""
-        configured = self.rule(rule)
-        if configured is not None:
-            return self.channel_for(configured, model)
-        known = self.models.get(model)
-        return (known.channel if known else None) or self.settings.default_channel
 
 
 def load_config(directory: Path | str) -> Config:

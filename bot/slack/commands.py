@@ -33,6 +33,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.clock import Clock
+from bot.config import choices
 from bot.config.durations import humanize, parse_duration, window_title
 from bot.config.loader import Config
 from bot.errors import MissingExtra
@@ -244,11 +245,7 @@ def render_runbook(config: Config, model: str, *, rule: str | None = None) -> st
     With ``rule`` (an alert's Runbook button), the rule's own runbook wins: it is written for
     that problem; otherwise the model's ``runbook:``, then ``runbooks/default.md``.
     """
-    runbook = None
-    named = config.rule(rule) if rule else None
-    if named is not None and named.runbook:
-        runbook = config.runbooks.get(named.runbook)
-    runbook = runbook or config.runbook_for_model(model)
+    runbook = choices.alert_runbook(config, model, rule)
     if runbook is None:
         return None
     known = config.models.get(model)
