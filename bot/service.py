@@ -37,7 +37,7 @@ from bot.notify.notifier import THREAD_NOTE, ThreadNote
 from bot.notify.outbox import enqueue
 from bot.notify.routing import CHAT_CHANNELS, Routes, every_channel
 from bot.observability import Metrics, times_evaluation
-from bot.pending_actions import PendingAction, PendingActions
+from bot.pending_actions import PendingAction, PendingActions, Subject, Verb
 from bot.recording import Recorder
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
@@ -217,14 +217,21 @@ class AlertService:
 
     def apply_pending_actions(self) -> int:
         """Apply the kept clicks (raises while the database is still away); return how many."""
-        return self.pending.replay(self._apply_kept)
+        return self.pending.replay(
+            lambda kept: self.apply(kept.subject, kept.target, kept.verb, actor=kept.actor, at=kept.at)
+        )
 
-    def _apply_kept(self, action: PendingAction) -> object:
-        if action.subject == "incident":
-            on_incident = self.acknowledge_incident if action.verb == "acknowledge" else self.resolve_incident
-            return on_incident(action.target, actor=action.actor, at=action.at)
-        on_alert = self.acknowledge if action.verb == "acknowledge" else self.resolve
-        return on_alert(action.target, actor=action.actor, at=action.at)
+    def apply(
+        self, subject: Subject, target: int, verb: Verb, *, actor: str, at: datetime | None = None
+    ) -> Alert | Incident:
+        """A person's ``verb`` on an alert or a whole incident: a Slack click now, or one kept while
+        the database was away (taken ``at``). Raises as :meth:`acknowledge` and
+        :meth:`acknowledge_incident` do."""
+        if subject == "incident":
+            on_incident = self.acknowledge_incident if verb == "acknowledge" else self.resolve_incident
+            return on_incident(target, actor=actor, at=at)
+        on_alert = self.acknowledge if verb == "acknowledge" else self.resolve
+        return on_alert(target, actor=actor, at=at)
 
     def overdue_escalations(self, *, grace: timedelta = timedelta(seconds=30)) -> list[tuple[int, str, datetime]]:
         """The watchdog: escalations whose deadline passed more than ``grace`` ago and did not run."""
