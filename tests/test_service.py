@@ -19,11 +19,11 @@ from bot.alerts import store
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
 from bot.clock import Clock, FrozenClock
 from bot.errors import ActionRefused
-from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
 from bot.service import AlertService
 from bot.storage.database import session
 from bot.storage.tables import AlertRow
+from tests.support.recording import RecordingNotifier
 
 FRAUD = "fraud-detector-v2"
 KEY = f"latency_spike:{FRAUD}"
