@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,16 +59,8 @@ def save(session: Session, change: Transition) -> Alert:
     """Write the transition's alert and event. Raises :class:`ConcurrentChange` when another
     writer got there first (a second open alert for the key, or a newer version)."""
     alert = change.alert
-    row = versioned.write(
-        session,
-        AlertRow,
-        row_id=alert.id,
-        version=alert.version,
-        columns=fields(alert),
-        taken=f"an open alert for {alert.key} already exists",
-        stale=f"alert {alert.id} changed since it was read",
-    )
-    saved = to_alert(row) if row is not None else replace(alert, version=alert.version + 1)
+    taken = f"an open alert for {alert.key} already exists"
+    saved = versioned.save(session, AlertRow, alert, columns=fields(alert), read=to_alert, what="alert", taken=taken)
     assert saved.id is not None
     session.add(
         AlertEventRow(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -53,16 +52,10 @@ def save(session: Session, change: IncidentTransition) -> Incident:
     """Write the transition's incident and event. Raises :class:`ConcurrentChange` when another
     writer got there first (a second open incident for the group, or a newer version)."""
     incident = change.incident
-    row = versioned.write(
-        session,
-        IncidentRow,
-        row_id=incident.id,
-        version=incident.version,
-        columns=fields(incident),
-        taken=f"an open incident for {incident.group_key} already exists",
-        stale=f"incident {incident.id} changed since it was read",
+    taken = f"an open incident for {incident.group_key} already exists"
+    saved = versioned.save(
+        session, IncidentRow, incident, columns=fields(incident), read=to_incident, what="incident", taken=taken
     )
-    saved = to_incident(row) if row is not None else replace(incident, version=incident.version + 1)
     assert saved.id is not None
     event = change.event
     session.add(

@@ -136,11 +136,7 @@ class Dispatcher:
 def notification_payload(alert: Alert, event: Event) -> dict[str, Any]:
     """An alert event as a self-contained, JSON-ready snapshot."""
     return {
-        "event": event.kind.value,
-        "actor": event.actor,
-        "at": event.at.isoformat(),
-        "detail": event.detail,
-        "escalation": dict(event.data),
+        **_event_fields(event),
         "alert_id": alert.id,
         "key": alert.key,
         "occurrence": alert.occurrence,
@@ -156,11 +152,7 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
     fields = _json(incident_store.fields(incident))
     lead = members[0] if members else None
     return {
-        "event": event.kind.value,
-        "actor": event.actor,
-        "at": event.at.isoformat(),
-        "detail": event.detail,
-        "escalation": dict(event.data),
+        **_event_fields(event),
         "incident_id": incident.id,
         "key": incident.page_name,
         "fired_at": incident.opened_at.isoformat(),
@@ -172,6 +164,17 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
         "alerts": len(members),
         **fields,
         "title": incident.title or (lead.title if lead else ""),
+    }
+
+
+def _event_fields(event: Event | IncidentEvent) -> dict[str, Any]:
+    """What every notification says of its event: which, by whom, when, and the escalation's data."""
+    return {
+        "event": event.kind.value,
+        "actor": event.actor,
+        "at": event.at.isoformat(),
+        "detail": event.detail,
+        "escalation": dict(event.data),
     }
 
 
