@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, AlertState
 from bot.alerts.store import policy_records, policy_steps
-from bot.clock import ensure_utc
+from bot.clock import ensure_utc, maybe_utc
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState, IncidentTransition
 from bot.severity import Severity
 from bot.storage import versioned
@@ -136,9 +136,6 @@ def opened_between(session: Session, *, since: datetime, until: datetime) -> int
 
 
 def to_incident(row: IncidentRow) -> Incident:
-    def aware(value: datetime | None) -> datetime | None:
-        return ensure_utc(value) if value is not None else None
-
     return Incident(
         id=row.id,
         group_key=row.group_key,
@@ -149,13 +146,13 @@ def to_incident(row: IncidentRow) -> Incident:
         state=IncidentState(row.state),
         title=row.title,
         opened_at=ensure_utc(row.opened_at),
-        acknowledged_at=aware(row.acknowledged_at),
+        acknowledged_at=maybe_utc(row.acknowledged_at),
         acknowledged_by=row.acknowledged_by,
-        resolved_at=aware(row.resolved_at),
+        resolved_at=maybe_utc(row.resolved_at),
         resolved_by=row.resolved_by,
         policy=policy_steps(row.policy or []),
         escalation_step=row.escalation_step,
-        next_escalation_at=aware(row.next_escalation_at),
+        next_escalation_at=maybe_utc(row.next_escalation_at),
         paged_keys=tuple(row.paged_keys or []),
         page_key=row.page_key,
         version=row.version,
