@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("clock", "errors", "severity", "safe_text", "logs", "memory", "http_limits", "http_helpers", "settings"),
     ("config",),
     ("storage",),
-    ("metrics",),
+    ("metrics", "changes"),
     ("alerts",),
     ("observability",),
     ("evaluation",),

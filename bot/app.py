@@ -26,6 +26,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot import retention
+from bot.changes.api import change_routes
+from bot.changes.log import ChangeLog
 from bot.clock import Clock, SystemClock
 from bot.config.defaults import default_config_dir
 from bot.config.durations import parse_duration
@@ -227,6 +229,7 @@ def build_web_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
+        *change_routes(changes=ChangeLog(engine), settings=settings, config=holder, clock=clock),
         *alertmanager_routes(service=service, settings=settings, clock=clock),
     ]
     slack_app = _slack_app(settings=settings, service=service, holder=holder, clock=clock, engine=engine)

@@ -1,4 +1,5 @@
-"""The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review, outbox."""
+"""The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review, changes,
+outbox."""
 
 from __future__ import annotations
 
@@ -45,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--sandbox-port", type=int, default=3001, help="the Slack sandbox page's port (default 3001)")
     demo.add_argument("--speed", type=_positive, default=1.0, help="replay the incident this many times faster")
     demo.add_argument("--open", action="store_true", help="open the sandbox page in a web browser")
-    slo_cli.add_parsers(sub)  # slo status, alerts review
+    slo_cli.add_parsers(sub)  # slo status, alerts review, changes
     outbox_cli.add_parser(sub)  # outbox list, retry, drop
     args = parser.parse_args(argv)
-    if args.command in ("slo", "alerts"):
+    if args.command in ("slo", "alerts", "changes"):
         return slo_cli.run(args)
     if args.command == "outbox":
         return outbox_cli.run(args)

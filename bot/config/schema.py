@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from bot.config.conditions import Condition
 from bot.config.email_schema import EmailAddress, Reports
 from bot.config.fields import Channel, Duration, Identifier, ModelName, SeverityField, Strict, at_least_a_second
+from bot.config.link_schema import Link
 from bot.config.routing_schema import BusinessHours, EscalationStep, Routing
 from bot.config.slo_schema import Slo
 from bot.config.source_schema import AlertmanagerSection, PrometheusSection, section_keys
@@ -89,6 +90,7 @@ class Rule(Strict):
     runbook: str | None = None
     channel: Channel | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    links: list[Link] = Field(default_factory=list)  # buttons on its alerts and pages (bot.notify.links)
     email: list[EmailAddress] = Field(default_factory=list)  # also emailed about its incidents (routing.email)
     absent_after: Duration | None = None
     """Alert when a metric the rule reads has had no sample this long (:mod:`bot.evaluation.absence`)."""
@@ -126,6 +128,7 @@ class Model(Strict):
     runbook: str | None = None
     escalation: str = "default"
     email: list[EmailAddress] = Field(default_factory=list)  # emailed about its incidents (routing.email)
+    links: list[Link] = Field(default_factory=list)  # buttons on its alerts and pages (bot.notify.links)
 
     @model_validator(mode="after")
     def _settings_are_scalars(self) -> Model:
@@ -141,7 +144,7 @@ class Model(Strict):
     @property
     def settings(self) -> dict[str, Scalar]:
         """Every key of the model as a flat mapping, for templates and conditions."""
-        named = {k: v for k, v in self.model_dump(exclude={"escalation", "email"}).items() if v is not None}
+        named = {k: v for k, v in self.model_dump(exclude={"escalation", "email", "links"}).items() if v is not None}
         return named
 
 

@@ -142,25 +142,25 @@ def _check_block(block: Any, path: str, errors: list[str]) -> None:
     elif kind == "header":
         _check_len(_text_of(block.get("text")), MAX_HEADER_TEXT, f"{path}/text/text", errors)
     elif kind == "actions":
-        elements = block.get("elements")
-        if not isinstance(elements, list):
-            errors.append(f"missing required field: elements [json-pointer:{path}]")
-            return
-        if len(elements) > MAX_ACTIONS_ELEMENTS:
-            errors.append(f"no more than {MAX_ACTIONS_ELEMENTS} items allowed [json-pointer:{path}/elements]")
-        for i, element in enumerate(elements):
+        for i, element in enumerate(_elements(block, MAX_ACTIONS_ELEMENTS, path, errors)):
             _check_element(element, f"{path}/elements/{i}", errors)
     elif kind == "context":
-        elements = block.get("elements")
-        if not isinstance(elements, list):
-            errors.append(f"missing required field: elements [json-pointer:{path}]")
-            return
-        if len(elements) > MAX_CONTEXT_ELEMENTS:
-            errors.append(f"no more than {MAX_CONTEXT_ELEMENTS} items allowed [json-pointer:{path}/elements]")
-        for i, element in enumerate(elements):
+        for i, element in enumerate(_elements(block, MAX_CONTEXT_ELEMENTS, path, errors)):
             _check_len(_text_of(element), MAX_CONTEXT_ELEMENT_TEXT, f"{path}/elements/{i}/text", errors)
     elif kind == "input" and "element" in block:
         _check_element(block["element"], f"{path}/element", errors)
+
+
+
+def _elements(block: dict[str, Any], limit: int, path: str, errors: list[str]) -> list[Any]:
+    """An actions or context block's elements, with Slack's errors for none or too many."""
+    elements = block.get("elements")
+    if not isinstance(elements, list):
+        errors.append(f"missing required field: elements [json-pointer:{path}]")
+        return []
+    if len(elements) > limit:
+        errors.append(f"no more than {limit} items allowed [json-pointer:{path}/elements]")
+    return elements
 
 
 def check_blocks(blocks: Any, *, max_blocks: int = MAX_MESSAGE_BLOCKS, pointer: str = "/blocks") -> list[str]:

@@ -44,9 +44,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from bot.demo.loopback import LoopbackServer, write_answer
 
 __all__ = ["ENQUEUE_PATH", "Event", "Incident", "JsonDict", "PagerDutyEmulator"]
 
@@ -113,20 +114,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, status: int, extra: dict[str, str], payload: JsonDict, delay: float) -> None:
         if delay:
             self.server.emulator._stopping.wait(delay)  # wakes early on stop()
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout tests); nothing to answer
+        write_answer(self, status, "application/json", extra, json.dumps(payload).encode())
 
 
-class PagerDutyEmulator:
+class PagerDutyEmulator(LoopbackServer):
     """PagerDuty's Events API v2 on 127.0.0.1 with recorded events, incidents and fault injection.
 
     Use as ``with PagerDutyEmulator() as pd: post(pd.url, json=...)``. All state is guarded by
@@ -145,37 +136,14 @@ class PagerDutyEmulator:
         self.reset()
 
     # ----------------------------------------------------------- lifecycle
-    def start(self) -> PagerDutyEmulator:
-        """Bind an ephemeral port on 127.0.0.1 and serve from a daemon thread."""
-        if self._server is None:
-            self._stopping.clear()
-            self._server = _Server(self)
-            self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-            self.url = self.base_url + ENQUEUE_PATH
-            # A short poll interval keeps stop() (and so each test's teardown) at ~20 ms, not 0.5 s.
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, args=(0.02,), name="pagerduty-emulator", daemon=True
-            )
-            self._thread.start()
-        return self
+    thread_name = "pagerduty-emulator"
 
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        if self._server is not None:
-            self._stopping.set()
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server = self._thread = None
+    def _bind(self) -> _Server:
+        return _Server(self)
 
-    def __enter__(self) -> PagerDutyEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def _bound(self, port: int) -> None:
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.url = self.base_url + ENQUEUE_PATH
 
     def reset(self) -> None:
         """Forget events, incidents and pending faults."""

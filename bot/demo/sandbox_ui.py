@@ -42,6 +42,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from bot.demo.click_payloads import action_payload, find_button
 from bot.demo.pagerduty_events import Event, PagerDutyEmulator
 from bot.demo.slack_methods import JsonDict, _ApiError, _truthy
 from bot.demo.slack_sandbox import SlackEmulator
@@ -225,7 +226,7 @@ class SlackSandbox(SlackEmulator):
                 message = next((e for e in self._ephemeral if e["channel"] == channel and e["ts"] == ts), None)
             if message is None:
                 return 404, {"ok": False, "error": "message_not_found"}
-            button = _find_button(message.get("blocks") or [], action_id, value)
+            button = find_button(message.get("blocks") or [], action_id, value)
             if button is None:
                 return 404, {"ok": False, "error": "action_not_found"}
             trigger = self._trigger()
@@ -243,7 +244,7 @@ class SlackSandbox(SlackEmulator):
             "message": shown,
             "state": {"values": {}},
             "response_url": self.response_url(channel=channel, ts=ts),
-            "actions": [_action(button, action_id, value=value, block_id=block_id)],
+            "actions": [action_payload(button, action_id, value=value, block_id=block_id)],
         }
         form = urlencode({"payload": json.dumps(payload)}).encode()
         status, _body = self._send(form, "application/x-www-form-urlencoded")
@@ -370,43 +371,6 @@ def pagerduty_lane(events: list[Event]) -> list[JsonDict]:
             }
         )
     return rows
-
-
-def _find_button(blocks: list[JsonDict], action_id: str, value: str) -> JsonDict | None:
-    """The clicked button (with its block's ``block_id``): Slack echoes its text, value and style.
-    For an overflow menu, ``value`` names the option chosen."""
-    for block in blocks:
-        elements = block.get("elements") if block.get("type") == "actions" else [block.get("accessory")]
-        for element in elements or []:
-            if not isinstance(element, dict) or element.get("action_id") != action_id:
-                continue
-            if element.get("type") == "overflow":
-                options = [o for o in element.get("options") or [] if isinstance(o, dict)]
-                chosen = next((o for o in options if str(o.get("value", "")) == value), None)
-                if chosen is not None:
-                    return {**element, "block_id": block.get("block_id", ""), "selected_option": chosen}
-                continue
-            if not value or str(element.get("value", "")) == value:
-                return {**element, "block_id": block.get("block_id", "")}
-    return None
-
-
-def _action(element: JsonDict, action_id: str, *, value: str, block_id: str) -> JsonDict:
-    """The ``actions[0]`` of a ``block_actions`` payload, as Slack sends it for a button or an overflow menu."""
-    common = {
-        "action_id": action_id,
-        "block_id": block_id or element.get("block_id", ""),
-        "action_ts": f"{time.time():.6f}",
-    }
-    if element.get("type") == "overflow":
-        return {"type": "overflow", **common, "selected_option": element["selected_option"]}
-    return {
-        "type": "button",
-        **common,
-        "text": element.get("text", {"type": "plain_text", "text": action_id}),
-        "value": element.get("value", value),
-        **({"style": element["style"]} if element.get("style") else {}),
-    }
 
 
 def _json_or_none(body: bytes) -> Any:

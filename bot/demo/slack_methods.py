@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypedDict
 
 from bot.demo.block_kit_limits import check_message, check_view
 
@@ -50,6 +50,14 @@ def _ts(value: Any, default: Decimal) -> Decimal:
         return Decimal(str(value))
     except InvalidOperation:
         raise _ApiError("invalid_arguments") from None
+
+
+class WorkspaceOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`SlackWebApi` beyond the token, for the classes built on it."""
+
+    members: dict[str, list[str]] | None
+    usergroups: dict[str, list[str]] | None
+    clock: Callable[[], float]
 
 
 class SlackWebApi:

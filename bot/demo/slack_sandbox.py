@@ -37,11 +37,11 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.demo.slack_methods import JsonDict, SlackWebApi, _ApiError
+from bot.demo.loopback import LoopbackServer, write_answer
+from bot.demo.slack_methods import JsonDict, SlackWebApi, WorkspaceOptions, _ApiError
 
 __all__ = ["Call", "JsonDict", "SlackEmulator"]
 
@@ -109,19 +109,10 @@ class _Handler(BaseHTTPRequestHandler):
         extra = dict(extra)  # fault headers are shared between injected faults: never mutate them
         ctype = "text/plain" if isinstance(payload, bytes) else "application/json; charset=utf-8"
         ctype = extra.pop("Content-Type", ctype)  # the sandbox page serves HTML
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout tests); nothing to answer
+        write_answer(self, status, ctype, extra, data)
 
 
-class SlackEmulator(SlackWebApi):
+class SlackEmulator(SlackWebApi, LoopbackServer):
     """Slack Web API on 127.0.0.1 with recorded calls and fault injection.
 
     Use as ``with SlackEmulator() as slack: WebClient(token="xoxb-test",
@@ -129,54 +120,23 @@ class SlackEmulator(SlackWebApi):
     may inspect it while the bot calls the server from other threads.
     """
 
-    def __init__(
-        self,
-        token: str = "xoxb-test",
-        *,
-        members: dict[str, list[str]] | None = None,
-        usergroups: dict[str, list[str]] | None = None,
-        clock: Callable[[], float] = time.time,
-        port: int = 0,
-    ) -> None:
+    def __init__(self, token: str = "xoxb-test", *, port: int = 0, **workspace: Unpack[WorkspaceOptions]) -> None:
         self.base_url = ""
         self.port = port  # 0: any free port (tests); the demo asks for a fixed one
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        super().__init__(token, members=members, usergroups=usergroups, clock=clock)
+        super().__init__(token, **workspace)
 
     # ----------------------------------------------------------- lifecycle
-    def start(self) -> SlackEmulator:
-        """Bind an ephemeral port on 127.0.0.1 and serve from a daemon thread."""
-        if self._server is None:
-            self._stopping.clear()
-            self._server = _Server(self, self.port)
-            self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-            self.base_url = self.url + "/api/"  # slack_sdk appends the method name
-            # A short poll interval keeps stop() (and so each test's teardown) at ~20 ms, not 0.5 s.
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, args=(0.02,), name="slack-emulator", daemon=True
-            )
-            self._thread.start()
-        return self
+    thread_name = "slack-emulator"
 
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        if self._server is not None:
-            self._stopping.set()
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server = self._thread = None
+    def _bind(self) -> _Server:
+        return _Server(self, self.port)
 
-    def __enter__(self) -> SlackEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def _bound(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.base_url = self.url + "/api/"  # slack_sdk appends the method name
 
     # ------------------------------------------------------------ configuration
     def reset(self) -> None:

@@ -60,6 +60,7 @@ def evaluate(
     config = data.config
     transitions: list[Transition] = []
     failures: list[RuleFailure] = []
+    timings = {rule.name: timing_of(config, rule) for rule in config.rules}  # once a pass, not per model
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
         rules = config.rules_for(model)
         values = current_values(config, model, data.samples.get(model, {}), now)
@@ -77,7 +78,7 @@ def evaluate(
             change = observe(
                 data.open_alerts.get(key),
                 seen,
-                timing_of(config, rule),
+                timings[rule.name],
                 last_fired_resolved_at=data.last_resolved.get(key),
                 now=now,
             )

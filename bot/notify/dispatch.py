@@ -24,6 +24,7 @@ from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentEvent
 from bot.notify.email_routing import EMAILED
+from bot.notify.links import alert_links, to_payload
 from bot.notify.outbox import enqueue, release_held
 from bot.notify.routing import EMAIL, PAGER, TRIGGERS, WEBHOOK_EVENT, Held, Routes
 from bot.storage.tables import OutboxRow
@@ -63,7 +64,7 @@ class Dispatcher:
                 kind=f"alert.{event.kind.value}",
                 alert_id=alert.id,
                 incident_id=alert.incident_id,
-                payload={**notification_payload(alert, event), **delivery.extra},
+                payload={**notification_payload(alert, event), "links": _links(config, alert), **delivery.extra},
                 idempotency_key=f"{delivery.channel}:{alert.id}:{event.kind.value}:{alert.version}"[:300],
                 now=event.at,
                 not_before=event.at + max(delivery.hold, self._hold(delivery.channel, alert, event)),
@@ -112,6 +113,7 @@ class Dispatcher:
         for delivery in deliveries:
             payload = {
                 **incident_payload(incident, event, members),
+                "links": _links(config, lead) if lead else [],
                 "paged_now": bool(pages_now),
                 **delivery.extra,
             }
@@ -168,7 +170,7 @@ def incident_payload(incident: Incident, event: IncidentEvent, members: list[Ale
 
 
 def _event_fields(event: Event | IncidentEvent) -> dict[str, Any]:
-    """What every notification says of its event: which, by whom, when, and the escalation's data."""
+    """What happened, by whom, when: the head of every notification."""
     return {
         "event": event.kind.value,
         "actor": event.actor,
@@ -176,6 +178,12 @@ def _event_fields(event: Event | IncidentEvent) -> dict[str, Any]:
         "detail": event.detail,
         "escalation": dict(event.data),
     }
+
+
+def _links(config: Config, alert: Alert) -> list[dict[str, str]]:
+    """The alert's links as the configuration says them now, so a page carries the dashboard
+    without the notifier reading the configuration."""
+    return to_payload(alert_links(config, model=alert.model, rule=alert.rule, values=alert.values))
 
 
 def _members(s: Session, incident: Incident) -> list[Alert]:

@@ -38,6 +38,7 @@ import httpx
 from bot.clock import ensure_utc
 from bot.errors import DeliveryError
 from bot.notify.http_delivery import classify, post
+from bot.notify.links import from_payload
 from bot.notify.notifier import Notification
 from bot.observability import Metrics
 from bot.settings import DEFAULT_PAGERDUTY_EVENTS_URL, Settings
@@ -158,7 +159,7 @@ def build_event(action: str, payload: Mapping[str, Any], routing_key: str) -> di
         body["timestamp"] = moment
     event["payload"] = {name: value for name, value in body.items() if value != ""}
     event["client"] = CLIENT_NAME
-    links = []
+    links = [{"href": link.url, "text": link.text} for link in from_payload(payload.get("links"))]
     if payload.get("runbook_url"):
         links.append({"href": str(payload["runbook_url"]), "text": "Runbook"})
     if payload.get("slack_permalink"):

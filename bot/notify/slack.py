@@ -21,7 +21,7 @@ PagerDuty's answer to a page.
 
 Coalescing: a burst of changes is a burst of rows, and each re-renders the root from the
 database, so the first already shows the final state; a ``chat.update`` whose rendering equals the
-one this process last sent for that message (within :data:`COALESCE_FOR`) is not sent.
+one this process last sent for that message (within :data:`~bot.notify.slack_message.COALESCE_FOR`) is not sent.
 
 Crash safety (SPEC §6): a post whose answer never arrived may still have reached the channel.
 Every root carries metadata naming its incident, its alerts and its outbox row; before posting a
@@ -41,40 +41,27 @@ posts do.
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
-from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
 from bot.alerts import store
-from bot.alerts.lifecycle import Alert, AlertState
+from bot.alerts.lifecycle import Alert
 from bot.clock import Clock, ensure_utc
 from bot.config.loader import Config
 from bot.errors import DeliveryError
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident
 from bot.notify import slack_incident as view
+from bot.notify import slack_replies as replies
+from bot.notify.links import alert_links
 from bot.notify.notifier import THREAD_NOTE, Notification
-from bot.notify.slack_api import (
-    CHANNEL_GONE,
-    ChannelPacer,
-    Location,
-    SlackPoster,
-    api_error,
-    find_in_history,
-    make_client,
-    metadata_alert_ids,
-    metadata_names,
-    thread_has,
-)
-from bot.notify.slack_blocks import alert_message, page_result_reply, state_reply
+from bot.notify.slack_api import ChannelPacer, Location, api_error, find_in_history, make_client, metadata_names
+from bot.notify.slack_blocks import alert_message
+from bot.notify.slack_message import HISTORY_PAGES, LOOKBACK, IncidentMessage, record
+from bot.notify.slack_replies import page_result_reply, state_reply
 from bot.notify.slack_review import REVIEW, REVIEW_EVENT, review_blocks
 from bot.observability import Metrics
 from bot.settings import Settings
@@ -94,47 +81,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INCIDENT_EVENT = "incident_bot_incident"
-"""The metadata event type of an incident's root message."""
-REPLY_EVENT = "incident_bot_reply"
 FIRED = "alert.fired"
 PAGE_RESULT = "alert.page_result"
 """What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
-FALLBACK_EVENT = "incident_bot_fallback"
-LOOKBACK = timedelta(minutes=1)
-"""How far before the incident opened the history search starts: tolerance for clock skew."""
-HISTORY_PAGES = 5
-COALESCE_FOR = 60.0
-"""Seconds a rendering this process sent stays trusted: an update equal to it is skipped. Short,
-so a stale rendering another replica sent meanwhile is overwritten at the next change."""
-RENDERINGS = 1000
-"""Messages whose last rendering is remembered."""
 
 
-class SlackNotifier(SlackPoster):
+class SlackNotifier(IncidentMessage):
     """The ``slack`` notifier of the outbox (see the module docstring for what it promises)."""
-
-    channel = "slack"
-
-    def __init__(
-        self,
-        client: WebClient,
-        *,
-        engine: Engine,
-        config: Callable[[], Config],
-        clock: Clock,
-        pacer: ChannelPacer | None = None,
-        channel_ids: Mapping[str, str] | None = None,
-        metrics: Metrics | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(client, pacer=pacer, channel_ids=channel_ids, metrics=metrics)
-        self._engine = engine
-        self._config = config
-        self._clock = clock
-        self._monotonic = monotonic
-        self._sent: OrderedDict[Location, tuple[float, str, list[dict[str, Any]]]] = OrderedDict()
-        self._sent_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -189,7 +142,7 @@ class SlackNotifier(SlackPoster):
         if note.kind.startswith("incident."):
             with open_session(self._engine) as s:
                 current = incident_store.get(s, incident.id or 0) or incident
-            text = view.incident_reply(current, note.kind.removeprefix("incident."), dict(note.payload), now=now)
+            text = replies.incident_reply(current, note.kind.removeprefix("incident."), dict(note.payload), now=now)
         elif alert is not None:
             text = state_reply(
                 alert,
@@ -199,7 +152,7 @@ class SlackNotifier(SlackPoster):
                 escalation=note.payload.get("escalation"),
                 paged=bool(note.payload.get("paged_now")),
             )
-            text = view.named(alert, text) if self._several(incident) else text
+            text = replies.named(alert, text) if self._several(incident) else text
         else:
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no alert", retryable=False)
         self._reply(where, note, text)
@@ -211,7 +164,8 @@ class SlackNotifier(SlackPoster):
             where = store.slack_message(s, alert.id or 0) if alert is not None else None
         if alert is None or where is None or note.kind in (FIRED, PAGE_RESULT):
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no incident", retryable=False)
-        text, blocks = alert_message(alert, now=self._clock.now(), runbook=view.has_runbook(alert, config))
+        links = alert_links(config, model=alert.model, rule=alert.rule, values=alert.values)
+        text, blocks = alert_message(alert, now=self._clock.now(), runbook=view.has_runbook(alert, config), links=links)
         if not self._unchanged(where, text, blocks):
             channel, ts = where
             self._call(
@@ -232,157 +186,25 @@ class SlackNotifier(SlackPoster):
             return
         with open_session(self._engine) as s, s.begin():
             recorded = store.slack_message(s, alert.id or 0)
-            joined = recorded is None and _record(s, alert, where)
+            joined = recorded is None and record(s, alert, where)
         if recorded is not None and note.attempts == 0:
             log.debug("alert %s is already in Slack message %s (posted with its incident)", alert.id, recorded[1])
             return
         if recorded is not None:
             # an earlier attempt recorded the message and may have died before updating it or replying
-            posted = view.posted_at(recorded[1])
+            posted = replies.posted_at(recorded[1])
             joined = posted is not None and posted < (alert.fired_at or alert.started_at)
         members = self._refresh(incident, where, config)
         if not joined:
             return
         log.debug("alert %s joins the Slack message %s of incident %s", alert.id, where[1], incident.id)
         refired = [alert] if any(m.key == alert.key and m.id != alert.id for m in members) else []
-        text = view.also_firing([alert], refired=refired)
-        self._reply(where, note, text, broadcast=view.louder([alert], members))
-
-    # ------------------------------------------------------------------ root message
-
-    def _root(self, incident: Incident, note: Notification, config: Config) -> Location:
-        """The incident's root: one an earlier attempt posted, if it can be found, else a new one."""
-        target = self._target(incident, note.payload)
-        found = self._found_earlier(incident, note, target)
-        if found is not None:
-            self._refresh(incident, found, config)
-            return found
-        return self._post_root(incident, note, config, target=target)
-
-    def _post_root(self, incident: Incident, note: Notification, config: Config, *, target: str) -> Location:
-        """Post the incident's root holding every alert it has; record it for the incident and them."""
-        with open_session(self._engine) as s:
-            members = incident_store.alerts(s, incident.id or 0)
-            recovered = _recovered(s, members)
-        text, blocks = view.render(incident, members, now=self._clock.now(), config=config, recovered=recovered)
-        ids = [m.id for m in _by_id(members)]
-        payload: dict[str, Any] = {"incident_id": incident.id, "outbox_id": note.id, "alert_ids": ids}
-        metadata = {"event_type": INCIDENT_EVENT, "event_payload": payload}
-        what = f"incident {incident.id} (alerts {ids})"
-        posted = self._post(target, text=text, blocks=blocks, metadata=metadata, what=what)
-        self._remember(posted, text, blocks)
-        with open_session(self._engine) as s, s.begin():
-            won = incident_store.record_slack_message(s, incident.id or 0, channel=posted[0], ts=posted[1])
-            if won:
-                for member in _by_id(members):
-                    _record(s, member, posted)
-            winner = incident_store.slack_message(s, incident.id or 0)
-        if not won and winner is not None and winner != posted:
-            _duplicate(incident, winner, posted)
-            self._refresh(incident, winner, config)
-            return winner
-        if incident.storm_rule and not view.models_fit(members):
-            for part, reply in enumerate(view.model_list_replies(members)):
-                self._reply(posted, note, reply, part=f"models{part}")
-        return posted
-
-    def _found_earlier(self, incident: Incident, note: Notification, target: str) -> Location | None:
-        """A root of this incident that an earlier attempt posted -- this row's, on a retry, or an
-        earlier row of the incident that was tried and then failed -- recorded for the incident and
-        the alerts it lists. Searched only when such an attempt exists, from the incident's opening."""
-        if note.attempts == 0 and not self._tried_before(incident, note):
-            return None
-        channel_id = self._channel_id(target) or self._look_up_channel(target)
-        if channel_id is None:
-            log.warning("incident %s: the ID of %s is not known, so no earlier post can be sought", incident.id, target)
-            return None
-        ours = partial(metadata_names, event_type=INCIDENT_EVENT, incident_id=incident.id)
-        try:
-            message = find_in_history(
-                self._client,
-                channel_id,
-                oldest=incident.opened_at - LOOKBACK,
-                match=ours,
-                pages=HISTORY_PAGES,
-                caller=self._call,
-            )
-        except DeliveryError as exc:
-            if exc.retryable:
-                raise
-            log.warning("incident %s: cannot search %s for an earlier post (%s); posting", incident.id, target, exc)
-            return None
-        if message is None:
-            return None
-        where = (channel_id, str(message["ts"]))
-        log.info("incident %s: found an earlier Slack post %s; not posting again", incident.id, where[1])
-        with open_session(self._engine) as s, s.begin():
-            incident_store.record_slack_message(s, incident.id or 0, channel=where[0], ts=where[1])
-            for alert_id in sorted(metadata_alert_ids(message)):  # lock order: see _by_id
-                store.record_slack_message(s, alert_id, channel=where[0], ts=where[1])
-            recorded = incident_store.slack_message(s, incident.id or 0)
-        if recorded is not None and recorded != where:
-            _duplicate(incident, recorded, where)
-        return recorded or where
-
-    def _tried_before(self, incident: Incident, note: Notification) -> bool:
-        """Whether an earlier Slack row of the incident was tried: its post may be in Slack."""
-        with open_session(self._engine) as s:
-            query = select(OutboxRow.id).where(
-                OutboxRow.incident_id == incident.id,
-                OutboxRow.channel == self.channel,
-                col(OutboxRow.id) < note.id,
-                col(OutboxRow.last_error).is_not(None),
-            )
-            return s.exec(query.limit(1)).first() is not None
-
-    def _refresh(self, incident: Incident, where: Location, config: Config) -> list[Alert]:
-        """Re-render the incident's root from the database; return the incident's alerts. An
-        update equal to the last one this process sent for the message is not sent."""
-        with open_session(self._engine) as s:
-            current = incident_store.get(s, incident.id or 0) or incident
-            members = incident_store.alerts(s, incident.id or 0)
-            recovered = _recovered(s, members)
-        text, blocks = view.render(current, members, now=self._clock.now(), config=config, recovered=recovered)
-        if self._unchanged(where, text, blocks):
-            log.debug("incident %s: Slack message %s already shows this; no update", incident.id, where[1])
-            return members
-        channel, ts = where
-        self._call("chat.update", lambda: self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
-        self._remember(where, text, blocks)
-        return members
-
-    def _remember(self, where: Location, text: str, blocks: list[dict[str, Any]]) -> None:
-        with self._sent_lock:
-            self._sent[where] = (self._monotonic(), text, blocks)
-            self._sent.move_to_end(where)
-            while len(self._sent) > RENDERINGS:
-                self._sent.popitem(last=False)
-
-    def _unchanged(self, where: Location, text: str, blocks: list[dict[str, Any]]) -> bool:
-        with self._sent_lock:
-            last = self._sent.get(where)
-        return last is not None and self._monotonic() - last[0] < COALESCE_FOR and last[1:] == (text, blocks)
+        text = replies.also_firing([alert], refired=refired)
+        self._reply(where, note, text, broadcast=replies.louder([alert], members))
 
     def _several(self, incident: Incident) -> bool:
         with open_session(self._engine) as s:
             return len(view.newest_per_key(incident_store.alerts(s, incident.id or 0))) > 1
-
-    # ------------------------------------------------------------------ thread replies
-
-    def _reply(
-        self, where: Location, note: Notification, text: str, *, broadcast: bool = False, part: str = ""
-    ) -> None:
-        channel, root_ts = where
-        if note.attempts > 0 and self._reply_exists(where, note, part):
-            log.info("reply for outbox row %s is already in the thread", note.id)
-            return
-        event_payload: dict[str, Any] = {"alert_id": note.alert_id, "outbox_id": note.id}
-        if part:
-            event_payload["part"] = part
-        metadata = {"event_type": REPLY_EVENT, "event_payload": event_payload}
-        subject = f"alert {note.alert_id}" if note.kind.startswith("alert.") else "its incident"
-        what = f"{note.kind.split('.', 1)[1]} reply for {subject}"
-        self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast, what=what)
 
     def _thread_note(self, note: Notification) -> None:
         """Say ``payload["text"]`` under the message ``payload["channel"]`` / ``["thread_ts"]``, once."""
@@ -397,19 +219,6 @@ class SlackNotifier(SlackPoster):
         if where is None:
             raise DeliveryError(f"incident {incident.id} has no Slack message to reply under", retryable=False)
         self._reply(where, note, page_result_reply(note.payload))
-
-    def _reply_exists(self, where: Location, note: Notification, part: str = "") -> bool:
-        try:
-            expected: dict[str, Any] = {"outbox_id": note.id}
-            if part:
-                expected["part"] = part
-            ours = partial(metadata_names, event_type=REPLY_EVENT, **expected)
-            return thread_has(self._client, *where, ours, caller=self._call)
-        except DeliveryError as exc:
-            if exc.retryable:
-                raise
-            log.warning("cannot read the thread %s/%s (%s); replying", *where, exc)
-            return False
 
     # ------------------------------------------------------------------ weekly review
 
@@ -452,49 +261,6 @@ class SlackNotifier(SlackPoster):
             return False
         return found is not None
 
-    def _post(
-        self,
-        channel: str,
-        *,
-        text: str,
-        metadata: dict[str, Any],
-        blocks: list[dict[str, Any]] | None = None,
-        thread_ts: str | None = None,
-        broadcast: bool = False,
-        what: str,
-    ) -> Location:
-        """A root message the bot cannot post in ``channel`` (gone, archived, the bot not in it)
-        goes to ``default_channel``, with a reply in its thread saying why, rather than nowhere."""
-        post = partial(super()._post, text=text, metadata=metadata, blocks=blocks, broadcast=broadcast)
-        try:
-            return post(channel, thread_ts=thread_ts, what=what)
-        except DeliveryError as exc:
-            fallback = self._config().settings.default_channel
-            is_fallback = channel in (fallback, self._channel_id(fallback))
-            if thread_ts is not None or exc.code not in CHANNEL_GONE or is_fallback:
-                raise
-            why = f"could not post in {channel if channel.startswith('#') else f'<#{channel}>'}: {exc.code}"
-        log.warning("%s; posting %s in %s instead", why, what, fallback)
-        where = post(fallback, thread_ts=None, what=what)
-        note = f":warning: incident-bot {why}, so this is posted here. Invite the bot or fix `channel:` in rules/."
-        try:
-            super()._post(
-                where[0],
-                text=note,
-                metadata={"event_type": FALLBACK_EVENT, "event_payload": {"channel": channel}},
-                thread_ts=where[1],
-                what=f"the note on {what}",
-            )
-        except DeliveryError as exc:  # the incident is posted; the note is a courtesy, not worth a repost
-            log.warning("could not add the fallback note under %s: %s", where, exc)
-        return where
-
-    def _target(self, incident: Incident, payload: Mapping[str, Any]) -> str:
-        """Routing may name the channel (a quiet channel outside business hours); else the incident's."""
-        chosen = payload.get("slack_channel")
-        return chosen if isinstance(chosen, str) and chosen else incident.channel
-
-
 def _incident_id(note: Notification, alert: Alert | None) -> int | None:
     """The incident a notification is about: ``incident.*`` payloads name it, alerts know theirs."""
     named = note.payload.get("incident_id")
@@ -503,22 +269,3 @@ def _incident_id(note: Notification, alert: Alert | None) -> int | None:
     return alert.incident_id if alert is not None else None
 
 
-def _by_id(alerts: Sequence[Alert]) -> list[Alert]:
-    """Alerts in id order: every transaction that records several alerts' message locks their
-    rows in the same order, so two replicas recording overlapping incidents cannot deadlock."""
-    return sorted(alerts, key=lambda a: a.id or 0)
-
-
-def _record(session: Session, alert: Alert, where: Location) -> bool:
-    """Record ``where`` as the alert's root message too (lookups by message find it); first writer wins."""
-    return alert.id is not None and store.record_slack_message(session, alert.id, channel=where[0], ts=where[1])
-
-
-def _duplicate(incident: Incident, kept: Location, extra: Location) -> None:
-    log.warning("incident %s: two root messages were posted; keeping %s, %s is a duplicate", incident.id, kept, extra)
-
-
-def _recovered(s: Session, members: Sequence[Alert]) -> dict[int, Mapping[str, object]]:
-    """What the auto-resolved members recovered to (read only when there is one)."""
-    resolved = [m.id for m in members if m.id is not None and m.state is AlertState.RESOLVED]
-    return view.recovered_values(store.histories(s, resolved)) if resolved else {}

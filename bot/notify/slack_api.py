@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from http.client import HTTPException
@@ -239,9 +240,25 @@ log = logging.getLogger("bot.notify.slack")
 """The notifier's logger: what it posted is part of its log (one line per post)."""
 
 
+FALLBACK_EVENT = "incident_bot_fallback"
+"""The metadata event type of the note saying why a message was posted in the default channel."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to post: its fallback text, metadata, blocks, and whether a thread reply is also
+    shown in the channel."""
+
+    text: str
+    metadata: dict[str, Any]
+    blocks: list[dict[str, Any]] | None = None
+    broadcast: bool = False
+
+
 class SlackPoster:
     """Posting for the notifier: one channel's posts paced, channel IDs learned from answers (or
-    looked up by name), every call classified into a DeliveryError and timed."""
+    looked up by name), every call classified into a DeliveryError and timed; a message its
+    channel refuses goes to ``default_channel`` (when given)."""
 
     def __init__(
         self,
@@ -250,9 +267,11 @@ class SlackPoster:
         pacer: ChannelPacer | None = None,
         channel_ids: Mapping[str, str] | None = None,
         metrics: Metrics | None = None,
+        default_channel: Callable[[], str] | None = None,
     ) -> None:
         self._client = client
         self._metrics = metrics
+        self._default_channel = default_channel
         self._pacer = pacer or ChannelPacer()
         self._ids: dict[str, str] = dict(channel_ids or {})
         self._ids_lock = threading.Lock()
@@ -268,16 +287,39 @@ class SlackPoster:
         broadcast: bool = False,
         what: str,
     ) -> Location:
-        """Post a message (``what`` names it in the log line that says it was posted)."""
+        """Post a message (``what`` names it in the log line that says it was posted). A root
+        message the bot cannot post in ``channel`` (gone, archived, the bot not in it) goes to the
+        ``default_channel``, with a reply in its thread saying why, rather than nowhere."""
+        message = Outgoing(text, metadata, blocks, broadcast)
+        try:
+            return self._send(channel, message, thread_ts=thread_ts, what=what)
+        except DeliveryError as exc:
+            fallback = self._default_channel() if self._default_channel else None
+            if fallback is None or thread_ts is not None or exc.code not in CHANNEL_GONE:
+                raise
+            if channel in (fallback, self._channel_id(fallback)):
+                raise
+            why = f"could not post in {channel if channel.startswith('#') else f'<#{channel}>'}: {exc.code}"
+        log.warning("%s; posting %s in %s instead", why, what, fallback)
+        where = self._send(fallback, message, thread_ts=None, what=what)
+        note = f":warning: incident-bot {why}, so this is posted here. Invite the bot or fix `channel:` in rules/."
+        said = Outgoing(note, {"event_type": FALLBACK_EVENT, "event_payload": {"channel": channel}})
+        try:
+            self._send(where[0], said, thread_ts=where[1], what=f"the note on {what}")
+        except DeliveryError as exc:  # the incident is posted; the note is a courtesy, not worth a repost
+            log.warning("could not add the fallback note under %s: %s", where, exc)
+        return where
+
+    def _send(self, channel: str, message: Outgoing, *, thread_ts: str | None, what: str) -> Location:
         self._pacer.wait(self._channel_id(channel) or channel)
-        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast else {}
+        extra: dict[str, Any] = {"reply_broadcast": True} if message.broadcast else {}
         answer = self._call(
             "chat.postMessage",
             lambda: self._client.chat_postMessage(
                 channel=channel,
-                text=text,
-                blocks=blocks,
-                metadata=metadata,
+                text=message.text,
+                blocks=message.blocks,
+                metadata=message.metadata,
                 thread_ts=thread_ts,
                 unfurl_links=False,
                 unfurl_media=False,

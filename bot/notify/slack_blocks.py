@@ -14,16 +14,14 @@ throughout:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    ContextBlock,
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
@@ -32,9 +30,27 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState
 from bot.config.durations import humanize
-from bot.safe_text import neutralise
+from bot.notify.links import Link
+from bot.notify.slack_links import with_links
+from bot.notify.slack_text import (
+    FIELD_LIMIT,
+    FIELDS_PER_SECTION,
+    HEADER_LIMIT,
+    MESSAGE_BLOCKS,
+    SECTION_LIMIT,
+    VIEW_BLOCKS,
+    clip,
+    context_line,
+    escape_mrkdwn,
+    format_value,
+    markdown_to_mrkdwn,
+    mention,
+    section,
+    slack_date,
+    split_sections,
+)
 
 ACKNOWLEDGE_ACTION = "alert_acknowledge"
 RESOLVE_ACTION = "alert_resolve"
@@ -51,103 +67,34 @@ ALERT_MENU_ACTION = "alert_menu"
 """The overflow menu on one alert's section: option values ``acknowledge:<id>``, ``resolve:<id>``,
 ``runbook:<id>`` act on that alert alone."""
 SILENCE_BUTTON_TEXT = "Silence 1h"
-
-SECTION_LIMIT = 3000
-FIELD_LIMIT = 2000
-HEADER_LIMIT = 150
 TITLE_LIMIT = 24
-MESSAGE_BLOCKS = 50
-VIEW_BLOCKS = 100
-FIELDS_PER_SECTION = 10
 MAX_VALUE_FIELDS = 40
 MAX_LISTED_ALERTS = 40
-
-_USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
-_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
-
-
-def escape_mrkdwn(text: object) -> str:
-    """Escape the three characters Slack treats as control characters (``& < >``).
-
-    That is all Slack asks for: with them escaped, ``<!channel>``, ``<@U1>`` and ``<url|x>``
-    become visible text instead of mentions or links. Bidirectional overrides and zero-width
-    characters are shown as ``[U+202E]`` (:func:`bot.safe_text.neutralise`), so a label cannot
-    reorder or hide what the reader sees.
-    """
-    out = neutralise(str(text))
-    for raw, escaped in _ESCAPES:
-        out = out.replace(raw, escaped)
-    return out
-
-
-def mention(actor: str | None) -> str:
-    """A Slack user id as a mention, the bot itself as "auto-resolve", anything else as text."""
-    if not actor:
-        return "someone"
-    if actor == SYSTEM_ACTOR:
-        return "auto-resolve"
-    if _USER_ID.match(actor):
-        return f"<@{actor}>"
-    return escape_mrkdwn(actor)
-
-
-def clip(text: str, limit: int) -> str:
-    """Shorten already-escaped mrkdwn to ``limit`` characters, ending in "…".
-
-    The cut never leaves half an entity (``&am``) or half a ``<…>`` token behind, which Slack
-    would render as garbage or refuse.
-    """
-    if len(text) <= limit:
-        return text
-    budget = limit - 1
-    if text[:budget].count("```") % 2:
-        budget -= 4  # room to close a code block we cut open, or the rest renders as code
-    cut = text[:budget]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    if cut.rfind("<") > cut.rfind(">"):
-        cut = cut[: cut.rfind("<")]
-    if cut.count("```") % 2:
-        cut += "\n```"
-    return cut + "…"
-
-
-def format_value(value: object) -> str:
-    """Numbers as a person reads them (``12,000``, ``450.25``, ``0.8734``); labels unchanged."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if value != value:  # NaN is refused at ingest; never crash on one anyway
-        return "NaN"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return f"{int(value):,}"
-    if abs(value) >= 1:
-        return f"{value:,.2f}"
-    return f"{value:.4g}"
-
-
-def slack_date(moment: datetime) -> str:
-    """A ``<!date>`` token (shown in each reader's time zone) with a plain UTC fallback."""
-    fallback = f"{moment:%Y-%m-%d %H:%M} UTC"
-    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
 # --------------------------------------------------------------------------- alert message
 
 
 def alert_message(
-    alert: Alert, *, now: datetime, runbook: bool = True, recovered: Mapping[str, object] | None = None
+    alert: Alert,
+    *,
+    now: datetime,
+    runbook: bool = True,
+    recovered: Mapping[str, object] | None = None,
+    links: Sequence[Link] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
     """The root message of an alert: fallback text and blocks, rendered from its current state.
-    ``recovered``: the values an auto-resolve saw (its event's ``data["recovered"]``)."""
+    ``recovered``: the values an auto-resolve saw (its event's ``data["recovered"]``); ``links``:
+    its dashboard and other links (:func:`bot.notify.links.alert_links`), as buttons."""
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=_header(alert), emoji=True))]
     if alert.description.strip():
         blocks.append(section(escape_mrkdwn(alert.description)))
     blocks.extend(value_sections(alert.values, recovered=resolved_values(alert, recovered)))
     blocks.append(section(f"{state_line(alert, now=now)}\n{fired_line(alert)}"))
-    buttons = alert_buttons(alert, runbook=runbook)
+    buttons, overflow = with_links(alert_buttons(alert, runbook=runbook), links)
     if buttons:
         blocks.append(ActionsBlock(block_id="alert_actions", elements=buttons))
+    blocks += overflow
     blocks.append(context_line(rule_line(alert)))
     return clip(summary(alert), SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
 
@@ -176,71 +123,6 @@ def state_line(alert: Alert, *, now: datetime) -> str:
     if alert.state is AlertState.PENDING:
         return "⏳ Pending: waiting for the condition to hold"
     return "🔥 Firing: not acknowledged yet"
-
-
-def state_reply(
-    alert: Alert,
-    event_kind: EventKind | str,
-    actor: str,
-    now: datetime,
-    *,
-    escalation: object = None,
-    paged: bool = False,
-) -> str:
-    """The one-line thread reply that records a state change where the team discusses it."""
-    kind = str(event_kind)
-    since = alert.fired_at or alert.started_at
-    if kind == EventKind.ESCALATED:
-        return escalation_reply(alert, escalation if isinstance(escalation, dict) else {}, paged=paged)
-    if kind == EventKind.ACKNOWLEDGED:
-        return f"✅ Acknowledged by {mention(actor)} at {(alert.acknowledged_at or now):%H:%M} UTC"
-    if kind == EventKind.RESOLVED:
-        return f"🟢 Resolved by {mention(actor)} after {humanize((alert.resolved_at or now) - since)}"
-    if kind == EventKind.AUTO_RESOLVED:
-        text = f"🟢 Auto-resolved: condition cleared after {humanize((alert.resolved_at or now) - since)}"
-        data = escalation if isinstance(escalation, Mapping) else {}
-        recovered = data.get("recovered")
-        return text + recovery_text(alert.values, recovered if isinstance(recovered, Mapping) else {})
-    if kind == EventKind.FIRED:
-        return f"🔥 Fired at {since:%H:%M} UTC"
-    return f"ℹ️ {escape_mrkdwn(kind.replace('_', ' ').capitalize())} ({mention(actor)})"
-
-
-def escalation_reply(alert: Alert, step: dict[str, object], *, paged: bool) -> str:
-    """ "⏫ Escalated to P1 — unacknowledged for 60 min; paged PagerDuty · cc @ml-oncall"."""
-    waited = step.get("after_seconds")
-    waited_text = humanize(timedelta(seconds=float(waited))) if isinstance(waited, int | float) else "a while"
-    before, after = step.get("from_severity"), step.get("to_severity", alert.severity.value)
-    head = f"⏫ Escalated to {after}" if before != after else f"⏫ Still unacknowledged ({after})"
-    number = f"step {step['step']}/{step['steps']}" if "step" in step and "steps" in step else "escalation"
-    text = f"{head} — {number}, unacknowledged for {waited_text}"
-    if paged:
-        text += "; paged PagerDuty"
-    who = step.get("mention")
-    if isinstance(who, str) and who:
-        text += f" · cc {mention_target(who)}"
-    return text
-
-
-PAGE_ERROR_LIMIT = 500
-
-
-def page_result_reply(payload: Mapping[str, object]) -> str:
-    """The thread reply saying what PagerDuty did with a page: accepted, or failed for good."""
-    if payload.get("outcome") == "accepted":
-        key = payload.get("dedup_key")
-        return "📟 PagerDuty accepted the page" + (f" (dedup key `{escape_mrkdwn(key)}`)" if key else "")
-    error = escape_mrkdwn(str(payload.get("error") or "no reason given").strip())
-    return f"⚠️ PagerDuty page failed: {clip(error, PAGE_ERROR_LIMIT)}"
-
-
-def mention_target(who: str) -> str:
-    """A user group id (``S…``) or user id (``U…``) becomes a real mention; text is escaped."""
-    if re.fullmatch(r"S[A-Z0-9]{6,}", who):
-        return f"<!subteam^{who}>"
-    if re.fullmatch(r"[UW][A-Z0-9]{6,}", who):
-        return f"<@{who}>"
-    return escape_mrkdwn(who)
 
 
 def alert_title(alert: Alert) -> str:
@@ -291,29 +173,14 @@ def resolved_values(alert: Alert, recovered: Mapping[str, object] | None) -> Map
     return (recovered or {}) if alert.state is AlertState.RESOLVED else None
 
 
-def _shown(values: Mapping[str, object]) -> dict[str, object]:
+def shown_values(values: Mapping[str, object]) -> dict[str, object]:
     return {k: v for k, v in values.items() if not k.startswith(BOOKKEEPING_PREFIX)}
-
-
-def recovery_text(fired: Mapping[str, object], recovered: Mapping[str, object]) -> str:
-    """`` · fired at: p99_latency_ms 6,100 · recovered: p99_latency_ms 200``, for an auto-resolve's
-    thread reply: what fired it, and what changed since (a model setting that fed the condition,
-    the same before and after, is not news)."""
-    fired, recovered = _shown(fired), _shown(recovered)
-    recovered = {k: v for k, v in recovered.items() if fired.get(k) != v}
-
-    def listed(values: Mapping[str, object]) -> str:
-        return ", ".join(f"{escape_mrkdwn(k)} {escape_mrkdwn(format_value(v))}" for k, v in values.items())
-
-    parts = [f"fired at: {listed(fired)}"] if fired else []
-    parts += [f"recovered: {listed(recovered)}"] if recovered else []
-    return clip("".join(f" · {p}" for p in parts), SECTION_LIMIT)
 
 
 def value_sections(values: Mapping[str, object], *, recovered: Mapping[str, object] | None = None) -> list[Block]:
     """The values as fields (``*p99_latency_ms*`` over ``6,100``). With ``recovered`` (a resolved
     alert) each is labelled: ``fired at: 6,100 · recovered: 200``."""
-    values = _shown(values)
+    values = shown_values(values)
 
     def shown(name: str, value: object) -> str:
         text = escape_mrkdwn(format_value(value))
@@ -351,77 +218,6 @@ def alert_buttons(alert: Alert, *, runbook: bool) -> list[ButtonElement]:
         buttons.append(ButtonElement(text=SILENCE_BUTTON_TEXT, action_id=SILENCE_ACTION, value=value))
     return buttons
 
-
-def section(mrkdwn: str, *, verbatim: bool = True) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=clip(mrkdwn, SECTION_LIMIT), verbatim=verbatim))
-
-
-def context_line(mrkdwn: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=clip(mrkdwn, FIELD_LIMIT), verbatim=True)])
-
-
-# --------------------------------------------------------------------------- runbook modal
-
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
-_BULLET = re.compile(r"^(\s*)[-*+]\s+")
-_BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
-_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
-
-
-def markdown_to_mrkdwn(markdown: str) -> str:
-    """Minimal Markdown → Slack mrkdwn: headings become bold lines, ``**x**`` becomes ``*x*``,
-    bullets become "•", links become ``<url|text>``; fenced code is kept as is (escaped only)."""
-    out: list[str] = []
-    in_code = False
-    for raw in markdown.splitlines():
-        if raw.strip().startswith("```"):
-            in_code = not in_code
-            out.append("```")  # Slack ignores a language tag but would show it as text
-            continue
-        line = escape_mrkdwn(raw)
-        if in_code:
-            out.append(line)
-            continue
-        heading = _HEADING.match(line)
-        if heading:
-            out.append(f"*{heading.group(1)}*" if heading.group(1) else "")
-            continue
-        line = _BULLET.sub(lambda m: f"{m.group(1)}• ", line)
-        line = _BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", line)
-        out.append(_LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", line))
-    return "\n".join(out)
-
-
-def split_sections(mrkdwn: str, limit: int = SECTION_LIMIT) -> list[str]:
-    """Cut mrkdwn at line boundaries into chunks of at most ``limit`` characters; a code block
-    that spans a cut is closed and reopened, so each section renders on its own."""
-    chunks: list[str] = []
-    current: list[str] = []
-    size = 0
-    in_code = False
-    room = limit - 8  # space to close and reopen a code fence
-
-    def flush() -> None:
-        nonlocal current, size
-        text = "\n".join(current)
-        if in_code:
-            text += "\n```"
-        if text.strip("`\n "):
-            chunks.append(text)
-        current, size = (["```"], 3) if in_code else ([], 0)
-
-    for line in mrkdwn.splitlines():
-        pieces = [line[i : i + room] for i in range(0, len(line), room)] or [""]
-        for piece in pieces:
-            if size + len(piece) + 1 > room:
-                flush()
-            current.append(piece)
-            size += len(piece) + 1
-        if line == "```":
-            in_code = not in_code
-    in_code = False
-    flush()
-    return chunks
 
 
 def runbook_modal(model: str, markdown: str) -> dict[str, Any]:
@@ -502,3 +298,8 @@ def _alert_lines(alerts: Sequence[Alert], *, now: datetime, limit: int) -> list[
     if len(alerts) > limit:
         blocks.append(context_line(f"…and {len(alerts) - limit} more"))
     return blocks
+
+
+def bold_name(alert: Alert) -> str:
+    """``🟠 *P1 · title*``: an alert named in a line of the incident message or its thread."""
+    return f"{alert.severity.emoji} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"

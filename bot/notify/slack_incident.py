@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -39,35 +39,39 @@ from bot.config import choices
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents.incident import Incident, IncidentState
+from bot.notify.links import Link, alert_links
 from bot.notify.slack_blocks import (
     ALERT_MENU_ACTION,
     BOOKKEEPING_PREFIX,
-    FIELDS_PER_SECTION,
-    HEADER_LIMIT,
     INCIDENT_ACKNOWLEDGE_ACTION,
     INCIDENT_RESOLVE_ACTION,
     INCIDENT_RUNBOOK_ACTION,
     INCIDENT_SILENCE_ACTION,
-    MESSAGE_BLOCKS,
     RESOLVE_ACTION,
     RESOLVED_EMOJI,
-    SECTION_LIMIT,
     SILENCE_BUTTON_TEXT,
     alert_title,
-    clip,
-    context_line,
-    escape_mrkdwn,
+    bold_name,
     fired_line,
-    format_value,
-    mention,
-    mention_target,
     resolved_values,
     rule_line,
-    section,
     short_state,
     state_line,
     summary,
     value_sections,
+)
+from bot.notify.slack_links import with_links
+from bot.notify.slack_text import (
+    FIELDS_PER_SECTION,
+    HEADER_LIMIT,
+    MESSAGE_BLOCKS,
+    SECTION_LIMIT,
+    clip,
+    context_line,
+    escape_mrkdwn,
+    format_value,
+    mention,
+    section,
 )
 
 DETAILED_ALERTS = 10
@@ -216,15 +220,20 @@ def render(
     def runbook(alert: Alert) -> bool:
         return config is None or has_runbook(alert, config)
 
+    lead = shown[0] if shown else None
+    links = alert_links(config, model=lead.model, rule=lead.rule, values=lead.values) if config and lead else []
+
     head = header(incident, shown)
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=head, emoji=True))]
     if len(shown) == 1 and not incident.storm_rule:
-        blocks += _single(incident, shown[0], now=now, runbook=runbook(shown[0]), recovered=saw.get(shown[0].id or 0))
+        blocks += _single(
+            incident, shown[0], now=now, runbook=runbook(shown[0]), recovered=saw.get(shown[0].id or 0), links=links
+        )
     else:
         blocks.append(section(status_line(incident, now=now)))
         if incident.storm_rule:
             blocks.append(section(models_section(shown)[0]))
-        blocks += _actions(incident, runbook=any(runbook(a) for a in shown[:1]))
+        blocks += _actions(incident, runbook=any(runbook(a) for a in shown[:1]), links=links)
         detailed = len(shown) <= DETAILED_ALERTS
         listed = shown if detailed else shown[:COMPACT_ALERTS]
         for alert in listed:
@@ -282,75 +291,6 @@ def model_list_replies(alerts: Sequence[Alert]) -> list[str]:
     return replies
 
 
-# --------------------------------------------------------------------------- thread replies
-
-
-def also_firing(alerts: Sequence[Alert], *, refired: Sequence[Alert] = ()) -> str:
-    """The thread reply when alerts join an incident that was already posted."""
-    again = {a.id for a in refired}
-    return "\n".join(
-        f"🔁 Fired again: {_name(a)}" if a.id in again else f"➕ Also firing: {_name(a)}" for a in by_severity(alerts)
-    )
-
-
-def named(alert: Alert, reply: str) -> str:
-    """A state-change reply in an incident of several alerts says which alert changed."""
-    return f"{reply} — {_name(alert)}"
-
-
-def incident_reply(incident: Incident, kind: str, payload: dict[str, Any], *, now: datetime) -> str:
-    """The thread reply of an incident event: an escalation, or a person's action on all of it."""
-    actor = str(payload.get("actor") or "")
-    if kind == "escalated":
-        step = payload.get("escalation")
-        return escalation_reply(incident, step if isinstance(step, dict) else {}, paged=bool(payload.get("paged_now")))
-    if kind == "acknowledged":
-        at = incident.acknowledged_at or now
-        return f"✅ Acknowledged by {mention(actor)} at {at:%H:%M} UTC — the whole incident"
-    if kind in ("resolved", "auto_resolved"):
-        took = humanize((incident.resolved_at or now) - incident.opened_at)
-        if kind == "auto_resolved":
-            return f"🟢 Auto-resolved after {took}: every alert cleared"
-        return f"🟢 Resolved by {mention(actor)} after {took} — the whole incident"
-    return f"ℹ️ Incident {escape_mrkdwn(kind.replace('_', ' '))} ({mention(actor)})"
-
-
-def escalation_reply(incident: Incident, step: dict[str, object], *, paged: bool) -> str:
-    """ "⏫ Escalated to P1 — step 2/3, unacknowledged for 1h; paged PagerDuty · cc @ml-oncall"."""
-    waited = step.get("after_seconds")
-    waited_text = humanize(timedelta(seconds=float(waited))) if isinstance(waited, int | float) else "a while"
-    before, after = step.get("from_severity"), step.get("to_severity", incident.severity.value)
-    head = f"⏫ Escalated to {after}" if before != after else f"⏫ Still unacknowledged ({after})"
-    number = f"step {step['step']}/{step['steps']}" if "step" in step and "steps" in step else "escalation"
-    text = f"{head} — {number}, unacknowledged for {waited_text}"
-    text += "; paged PagerDuty" if paged else "; no page"
-    who = step.get("mention")
-    if isinstance(who, str) and who:
-        text += f" · cc {mention_target(who)}"
-    return text
-
-
-def posted_at(ts: str) -> datetime | None:
-    """When a message was posted: a Slack ``ts`` is the Unix time of the post."""
-    try:
-        return datetime.fromtimestamp(float(ts), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-
-
-def louder(newcomers: Iterable[Alert], members: Iterable[Alert]) -> bool:
-    """Whether joining alerts are more severe than everything else still open in the incident.
-
-    A chat.update notifies nobody, and a thread reply only the thread's followers; a P0 that
-    joins a P3 incident must reach the channel, so its reply is broadcast there too.
-    """
-    joining = list(newcomers)
-    ids = {a.id for a in joining}
-    worst_new = min((a.severity.rank for a in joining), default=99)
-    present = min((m.severity.rank for m in members if m.state.is_open and m.id not in ids), default=99)
-    return worst_new < present
-
-
 # --------------------------------------------------------------------------- configuration
 
 
@@ -368,17 +308,20 @@ def has_runbook(alert: Alert, config: Config) -> bool:
 # --------------------------------------------------------------------------- blocks
 
 
-def _name(alert: Alert) -> str:
-    return f"{alert.severity.emoji} *{alert.severity.value} · {escape_mrkdwn(alert_title(alert))}*"
-
-
-def _actions(incident: Incident, *, runbook: bool) -> list[Block]:
-    buttons = incident_buttons(incident, runbook=runbook)
-    return [ActionsBlock(block_id="incident_actions", elements=buttons)] if buttons else []
+def _actions(incident: Incident, *, runbook: bool, links: Sequence[Link]) -> list[Block]:
+    """The incident's buttons, then its first alert's links (:mod:`bot.notify.slack_links`)."""
+    buttons, overflow = with_links(incident_buttons(incident, runbook=runbook), links)
+    return ([ActionsBlock(block_id="incident_actions", elements=buttons)] if buttons else []) + overflow
 
 
 def _single(
-    incident: Incident, alert: Alert, *, now: datetime, runbook: bool, recovered: Mapping[str, object] | None
+    incident: Incident,
+    alert: Alert,
+    *,
+    now: datetime,
+    runbook: bool,
+    recovered: Mapping[str, object] | None,
+    links: Sequence[Link],
 ) -> list[Block]:
     """An incident of one alert reads like the alert: description, values, state, buttons."""
     blocks: list[Block] = []
@@ -389,7 +332,7 @@ def _single(
     if incident.escalation_step or incident.paged_keys:
         state += "\n" + status_line(incident, now=now)
     blocks.append(section(f"{state}\n{fired_line(alert)}"))
-    blocks += _actions(incident, runbook=runbook)
+    blocks += _actions(incident, runbook=runbook, links=links)
     blocks.append(context_line(f"{rule_line(alert)} · {incident_line(incident)}"))
     return blocks
 
@@ -404,7 +347,7 @@ def _with_menu(text: str, alert: Alert, *, runbook: bool) -> SectionBlock:
 def _entry(alert: Alert, *, now: datetime, runbook: bool, recovered: Mapping[str, object] | None) -> list[Block]:
     """One alert in full, in four blocks at most."""
     description = escape_mrkdwn(alert.description.strip())
-    lines = [_name(alert)]
+    lines = [bold_name(alert)]
     if description:
         lines.append(clip(description, DESCRIPTION_LIMIT))
     lines += [state_line(alert, now=now), fired_line(alert)]
@@ -421,7 +364,7 @@ def _compact(alert: Alert, *, now: datetime, runbook: bool) -> list[Block]:
     """One alert in one line (a storm's many models)."""
     shown = [(k, v) for k, v in alert.values.items() if not k.startswith(BOOKKEEPING_PREFIX)][:COMPACT_VALUES]
     values = " · ".join(f"{escape_mrkdwn(k)} {escape_mrkdwn(format_value(v))}" for k, v in shown)
-    text = f"{_name(alert)} — {short_state(alert)}" + (f"\n{values}" if values else "")
+    text = f"{bold_name(alert)} — {short_state(alert)}" + (f"\n{values}" if values else "")
     return [_with_menu(text, alert, runbook=runbook)]
 
 

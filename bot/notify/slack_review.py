@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.notify.slack_blocks import escape_mrkdwn, split_sections
+from bot.notify.slack_text import escape_mrkdwn, header_block, mrkdwn_context, mrkdwn_section, split_sections
 
 REVIEW = "review.weekly"
 """The weekly alert review's kind (``bot.review.weekly.KIND``; not imported: review depends on notify)."""
@@ -20,11 +20,9 @@ REVIEW_SECTIONS = 45
 def review_blocks(title: str, body: str) -> list[dict[str, Any]]:
     """The review message: a header, the text as a code block in sections of at most 3,000
     characters, and a note if it is longer than one message can hold."""
-    header = {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}}
     chunks = split_sections(f"```\n{escape_mrkdwn(body)}\n```")
-    blocks: list[dict[str, Any]] = [header]
-    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in chunks[:REVIEW_SECTIONS]]
+    blocks = [header_block(title), *(mrkdwn_section(chunk) for chunk in chunks[:REVIEW_SECTIONS])]
     if len(chunks) > REVIEW_SECTIONS:
         note = "_The review is longer than one Slack message; `incident-bot alerts review` prints it all._"
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        blocks.append(mrkdwn_context(note))
     return blocks

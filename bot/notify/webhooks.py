@@ -32,6 +32,7 @@ from bot.config.loader import Config
 from bot.config.webhook_schema import WEBHOOK_CHANNEL_PREFIX, Webhook
 from bot.errors import DeliveryError
 from bot.notify.http_delivery import classify, post
+from bot.notify.links import dashboard_of
 from bot.notify.notifier import Notification
 from bot.notify.routing import WEBHOOK_EVENT
 from bot.notify.webhook_signature import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
@@ -94,13 +95,13 @@ def build_body(note: Notification, event: str, config: Config) -> dict[str, Any]
 
 def links(payload: Mapping[str, Any], config: Config) -> dict[str, str | None]:
     """``runbook`` (an alert's ``runbook_url``, as Alertmanager sends) and ``dashboard`` (the
-    model's ``dashboard:``), null when unknown."""
+    model's ``dashboard:``, ``{model}`` filled, as on Slack and PagerDuty: :mod:`bot.notify.links`),
+    null when unknown."""
     values = payload.get("values")
     runbook = values.get("runbook_url") if isinstance(values, Mapping) else None
-    model = config.models.get(str(payload.get("model") or ""))
     return {
         "runbook": str(runbook) if runbook else None,
-        "dashboard": model.dashboard if model is not None and model.dashboard else None,
+        "dashboard": dashboard_of(config, str(payload.get("model") or "")),
     }
 
 

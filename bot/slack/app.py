@@ -43,6 +43,7 @@ from bot.service import AlertService
 from bot.settings import Settings
 from bot.slack import actions, commands, home, silences
 from bot.slack.after_ack import AfterAck
+from bot.slack.context import SlackContext
 from bot.slack.gates import (
     INVALID_SIGNATURE,
     MAX_BODY_BYTES,
@@ -148,10 +149,9 @@ def build_slack_app(
     )
     app.middleware(only_workspace(workspace))  # the HTTP edge refuses these first; this covers Socket Mode
     app.middleware(skip_slack_retries)
-    actions.register(app, service=service, queries=queries, config=config, clock=clock, after_ack=after_ack)
-    commands.register(app, queries=queries, config=config, clock=clock, after_ack=after_ack)
-    home.register(app, queries=queries, config=config, clock=clock, after_ack=after_ack)
-    silences.register(app, service=service, queries=queries, config=config, clock=clock, after_ack=after_ack)
+    context = SlackContext(service=service, queries=queries, config=config, clock=clock, after_ack=after_ack)
+    for surface in (actions, commands, home, silences):
+        surface.register(app, context)
     return app
 
 

@@ -11,40 +11,39 @@ one line per model, worst first, with its compliance and its worst SLO.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.clock import Clock
-from bot.config.loader import Config
 from bot.notify.slack_blocks import home_view
-from bot.queries import Queries
-from bot.slack.after_ack import AfterAck
+from bot.slack.context import Listeners, SlackContext
 from bot.slo.dashboard import render_overview
 
 log = logging.getLogger(__name__)
 
 
-def register(
-    app: AsyncApp, *, queries: Queries, config: Callable[[], Config], clock: Clock, after_ack: AfterAck
-) -> None:
+def register(app: AsyncApp, context: SlackContext) -> None:
     """Attach the ``app_home_opened`` listener (Bolt acknowledges the event when it returns)."""
+    app.event("app_home_opened")(AppHome(context).publish_home)
 
-    async def publish_home(event: dict[str, Any]) -> None:
+
+class AppHome(Listeners):
+    """Publishes the tab for whoever opened it."""
+
+    async def publish_home(self, event: dict[str, Any]) -> None:
         if event.get("tab", "home") != "home" or not event.get("user"):
             return  # the Messages tab, or a malformed event: nothing to publish
-        await after_ack.submit(lambda: _publish(str(event["user"])))
+        user = str(event["user"])
+        await self._after_ack.submit(lambda: self._publish(user))
 
-    async def _publish(user: str) -> None:
+    async def _publish(self, user: str) -> None:
+        after_ack, queries = self._after_ack, self._context.queries
         try:
-            now = clock.now()
-            current = config()
+            now = self._context.clock.now()
+            current = self._context.config()
             alerts = await after_ack.db(queries.active_alerts)
             boards = await after_ack.db(queries.slo_dashboards, current, now)
             view = home_view(alerts, now=now, slo_lines=render_overview(boards))  # plain text: home_view escapes
             await after_ack.client.views_publish(user_id=user, view=view)
         except Exception:  # the tab keeps its previous content; the next open tries again
             log.exception("publishing the App Home for %s failed", user)
-
-    app.event("app_home_opened")(publish_home)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from bot.notify.slack_blocks import escape_mrkdwn
+from bot.notify.slack_text import escape_mrkdwn
 
 RUNBOOK_USAGE = "Usage: `/runbook <model>` shows the model's runbook, e.g. `/runbook fraud-detector-v2`."
 ALERTS_USAGE = (

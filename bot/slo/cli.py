@@ -1,6 +1,7 @@
-"""``incident-bot slo status [model] [--window 7d]`` and ``incident-bot alerts review [--window 7d]``:
-the dashboard and the weekly review without Slack, read from ``DATABASE_URL`` and the
-configuration directory, printed as the same plain text Slack shows in a code block.
+"""``incident-bot slo status [model] [--window 7d]``, ``incident-bot alerts review [--window 7d]`` and
+``incident-bot changes [model] [--window 24h]``: the dashboard, the weekly review and the recent
+change events without Slack, read from ``DATABASE_URL`` and the configuration directory, printed as
+the same plain text Slack shows in a code block.
 
 Kept out of :mod:`bot.cli` so that file only registers the commands; everything here imports
 lazily, so ``incident-bot check`` does not pay for the database or matplotlib.
@@ -47,10 +48,14 @@ def add_parsers(sub: Any) -> None:
     review = alerts_sub.add_parser("review", help="print the alert review: fires, acks, alert-to-action ratio")
     review.add_argument("--window", type=window_arg, default=window_arg(DEFAULT_WINDOW), help="default 7d")
     review.add_argument("--config-dir", type=Path, default=None, help="default: $BOT_CONFIG_DIR or the shipped rules")
+    changes = sub.add_parser("changes", help="what shipped to the models lately (POST /api/v1/changes)")
+    changes.add_argument("model", nargs="?", default=None, help="default: every model")
+    changes.add_argument("--window", type=window_arg, default=window_arg("24h"), help="how far back (default 24h)")
+    changes.add_argument("--config-dir", type=Path, default=None, help="default: $BOT_CONFIG_DIR or the shipped rules")
 
 
 def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
-    """Run ``slo status`` or ``alerts review``; ``now`` is for tests (default: the wall clock)."""
+    """Run ``slo status``, ``alerts review`` or ``changes``; ``now`` is for tests (default: the wall clock)."""
     from bot.config.defaults import default_config_dir
     from bot.config.loader import load_config
     from bot.settings import Settings
@@ -81,6 +86,13 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
             from bot.review.weekly import weekly_review_text
 
             print(weekly_review_text(engine, config, moment, args.window))
+            return 0
+        if args.command == "changes":
+            from bot.changes.events import changes_text
+            from bot.changes.log import ChangeLog
+
+            found = ChangeLog(engine).between(args.model, moment - args.window, moment)
+            print(changes_text(found, moment, model=args.model, window=args.window))
             return 0
         return _slo_status(engine, config, args, moment)
     finally:

@@ -8,6 +8,8 @@ firing or just resolved, each with its labels, annotations, ``startsAt``/``endsA
   that equals a rule of ``rules/`` gets the prefix ``am_``, so the evaluator never resolves an
   alert it did not fire), model = the first of ``alertmanager.model_labels`` the alert carries,
   severity = the ``severity`` label through ``alertmanager.severities``;
+* the first firing alert's ``generatorURL`` (http or https) is kept in the values under
+  :data:`~bot.notify.links.SOURCE_URL`: a link on the Slack message and the page;
 * alerts with the same ``rule:model`` are one bot alert (the dedup key of every alert): it fires
   when the first of them fires and resolves when the group that fired it reports none firing.
 
@@ -38,6 +40,7 @@ from bot.config.loader import Config
 from bot.config.source_schema import AlertmanagerSection
 from bot.errors import IncidentBotError
 from bot.evaluation.evaluate import policy_for
+from bot.notify.links import SOURCE_URL, is_web_url
 from bot.safe_text import first_unstorable
 
 ACTOR = "alertmanager"
@@ -230,6 +233,8 @@ def _fire(group: _Group, notification: Notification, config: Config, now: dateti
     values: dict[str, float | str] = dict(list(labels.items())[:MAX_LABEL_VALUES])
     if first.annotations.get("runbook_url"):
         values["runbook_url"] = _clip(first.annotations["runbook_url"], 500)
+    if is_web_url(first.generatorURL):  # a link on the message and the page; a cut URL would be a broken one
+        values[SOURCE_URL] = first.generatorURL
     values[FINGERPRINTS] = ",".join(a.identity for a in group.firing)
     values[GROUP_KEY] = _clip(notification.groupKey, MAX_GROUP_KEY)
     values[STARTS_AT] = min(a.starts_at for a in group.firing).isoformat()

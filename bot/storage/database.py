@@ -90,6 +90,7 @@ MIGRATIONS: list[Migration] = [
         "ix_outbox_pending_per_incident ON outbox (incident_id, channel, id) WHERE status = 'pending'",
     ),
     _adopt_open_alerts,
+    _create_missing_tables,  # changes
 ]
 """Step N brings a database from version N to N+1. Append; never edit a released step."""
 

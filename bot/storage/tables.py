@@ -239,3 +239,20 @@ class SchemaVersionRow(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     version: int
     applied_at: datetime = _ts()
+
+
+class ChangeRow(SQLModel, table=True):
+    """A change shipped to a model (a new model version, prompt, dataset …): the first question of an
+    ML incident is "did something ship?", and alerts answer it from these rows (:mod:`bot.changes`)."""
+
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_model_at", "model", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(max_length=100)
+    kind: str = Field(max_length=40)
+    version: str = Field(max_length=200)
+    at: datetime = _ts()
+    author: str | None = Field(default=None, max_length=200)
+    link: str | None = Field(default=None, max_length=2000)
+    description: str | None = Field(default=None, max_length=2000)

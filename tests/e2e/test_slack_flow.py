@@ -59,12 +59,13 @@ class Running:
 
 
 def buttons(blocks: Any) -> dict[str, str]:
-    """``action_id -> value`` of every button anywhere in ``blocks``."""
+    """``action_id -> value`` of every action button anywhere in ``blocks`` (link buttons, such as
+    the model's dashboard, open a URL and are left out)."""
     found: dict[str, str] = {}
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("type") == "button" and "action_id" in node:
+            if node.get("type") == "button" and "action_id" in node and "url" not in node:
                 found[node["action_id"]] = str(node.get("value"))
             for child in node.values():
                 walk(child)

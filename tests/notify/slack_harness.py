@@ -92,7 +92,9 @@ class Harness:
 
 
 def action_ids(message: dict[str, Any]) -> list[str]:
-    return [e["action_id"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    """The action buttons' ids: link buttons (a URL, such as the model's dashboard) left out."""
+    elements = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    return [e["action_id"] for e in elements if "url" not in e]
 
 
 def mrkdwn(message: dict[str, Any]) -> str:

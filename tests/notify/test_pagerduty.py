@@ -188,6 +188,17 @@ def test_a_fired_alert_triggers_an_incident_with_pagerdutys_fields(
     assert pd.incidents[(KEY, OCCURRENCE)].status == "triggered"
 
 
+def test_the_alerts_links_come_first_in_the_trigger_events_links(
+    pd: PagerDutyEmulator, notifier: PagerDutyNotifier
+) -> None:
+    links = [{"text": "Dashboard", "url": "https://grafana.example/d/fraud"}, {"text": "bad", "url": "file:///x"}]
+    notifier.send(note(links=links, slack_permalink="https://slack.example/p123"))
+    assert sent(pd)[0]["links"] == [
+        {"href": "https://grafana.example/d/fraud", "text": "Dashboard"},
+        {"href": "https://slack.example/p123", "text": "Slack message"},
+    ]
+
+
 def test_links_are_left_out_when_the_payload_has_none(pd: PagerDutyEmulator, notifier: PagerDutyNotifier) -> None:
     notifier.send(note())
     assert "links" not in sent(pd)[0]
@@ -541,6 +552,7 @@ def test_a_page_rate_limited_once_is_delivered_exactly_once_through_the_outbox(
 
     dedup_key = f"incident:1:{fired_at:%Y%m%dT%H%M%SZ}"
     assert [(e["status"], e["body"]["event_action"]) for e in pd.events] == [(429, "trigger"), (202, "trigger")]
+    assert pd.events[1]["body"]["links"] == [{"href": "https://grafana.internal/d/fraud-v2", "text": "Dashboard"}]
     assert list(pd.incidents) == [(KEY, dedup_key)] and pd.incidents[(KEY, dedup_key)].triggers == 1
 
     with session(engine) as s:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
+from bot.notify.links import Link
 from bot.notify.slack_blocks import (
     ACKNOWLEDGE_ACTION,
     RESOLVE_ACTION,
@@ -18,15 +19,12 @@ from bot.notify.slack_blocks import (
     SILENCE_ACTION,
     alert_message,
     alerts_list,
-    clip,
-    escape_mrkdwn,
-    format_value,
     home_view,
-    markdown_to_mrkdwn,
-    mention,
     runbook_modal,
-    state_reply,
 )
+from bot.notify.slack_links import LINK_ACTION
+from bot.notify.slack_replies import state_reply
+from bot.notify.slack_text import clip, escape_mrkdwn, format_value, markdown_to_mrkdwn, mention
 from bot.severity import Severity
 from tests.emulators.block_kit_limits import check_blocks, check_message, check_view
 
@@ -359,7 +357,7 @@ def test_home_view_when_quiet() -> None:
 
 def test_an_escalation_reply_says_where_it_climbed_whether_it_paged_and_whom_it_calls() -> None:
     from bot.alerts.lifecycle import Alert, AlertState
-    from bot.notify.slack_blocks import state_reply
+    from bot.notify.slack_replies import state_reply
     from bot.severity import Severity
 
     fired = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -378,3 +376,22 @@ def test_an_escalation_reply_says_where_it_climbed_whether_it_paged_and_whom_it_
     text = state_reply(alert, "escalated", "incident-bot", fired, escalation=same, paged=False)
     assert text.startswith("⏫ Still unacknowledged (P1)")
     assert "&lt;!channel&gt;" in text
+
+
+def test_the_dashboard_and_other_links_are_url_buttons_after_the_actions() -> None:
+    links = [Link("Dashboard", "https://grafana.example/d/support-bot"), Link("Logs", "https://logs.example/?q=x")]
+    _, blocks = alert_message(resolved(), now=NOW, links=links)
+    shown = buttons(blocks)
+    assert [b["action_id"] for b in shown] == [RUNBOOK_ACTION, f"{LINK_ACTION}_0", f"{LINK_ACTION}_1"]
+    assert [(b["text"]["text"], b["url"]) for b in shown[1:]] == [(link.text, link.url) for link in links]
+    assert check_message({"text": "x", "blocks": blocks}) is None
+
+
+def test_links_beyond_an_actions_blocks_room_become_an_escaped_context_line() -> None:
+    links = [Link(f"<!channel> {n}", f"https://x.example/{n}?a|b") for n in range(30)]
+    _, blocks = alert_message(make_alert(), now=NOW, links=links)
+    assert len(buttons(blocks)) == 25
+    assert check_message({"text": "x", "blocks": blocks}) is None
+    line = blocks[[b["type"] for b in blocks].index("actions") + 1]
+    assert line["type"] == "context"
+    assert "<https://x.example/21?a%7Cb|&lt;!channel&gt; 21>" in line["elements"][0]["text"]

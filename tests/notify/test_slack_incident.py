@@ -59,8 +59,15 @@ def replies(slack: SlackEmulator) -> list[Any]:
 
 
 def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
-    """(action id, value) of the root's buttons."""
-    return [(e["action_id"], e["value"]) for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    """(action id, value) of the root's action buttons (not its link buttons)."""
+    elements = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    return [(e["action_id"], e["value"]) for e in elements if "url" not in e]
+
+
+def link_buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
+    """(text, url) of the root's link buttons."""
+    elements = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    return [(e["text"]["text"], e["url"]) for e in elements if "url" in e]
 
 
 def menus(message: dict[str, Any]) -> dict[str, list[str]]:
@@ -102,6 +109,10 @@ def test_alerts_that_fire_together_are_one_root_with_incident_buttons_and_a_menu
     assert head(message) == "🟠 P1 · support-bot · 3 alerts: all firing"
     incident = str(bot.incident_id())
     assert buttons(message) == [(action, incident) for action in INCIDENT_BUTTONS], "buttons name the incident"
+    assert link_buttons(message) == [  # the shipped model's dashboard:, then its links: with {model} filled
+        ("Dashboard", "https://grafana.internal/d/support-bot"),
+        ("Conversation logs", "https://logs.internal/search?service=support-bot&level=error"),
+    ]
     ids = [bot.alert_id(key) for key in (ACCURACY_KEY, COST_KEY, DRIFT_KEY)]
     assert menus(message) == {str(i): ["acknowledge", "resolve", "runbook"] for i in ids}
     text = mrkdwn(message)

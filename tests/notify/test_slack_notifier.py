@@ -33,9 +33,9 @@ def test_fired_posts_one_root_message_with_buttons_and_metadata(bot: Harness, sl
     [row] = bot.rows()
     alert_id = bot.alert_id()
     incident_id = bot.incident_id()
-    assert {b["value"] for b in message["blocks"] if b["type"] == "actions" for b in b["elements"]} == {
-        str(incident_id)
-    }
+    elements = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert {e["value"] for e in elements if "url" not in e} == {str(incident_id)}
+    assert next(e["url"] for e in elements if "url" in e) == "https://grafana.internal/d/support-bot"
     assert message["metadata"] == {
         "event_type": "incident_bot_incident",
         "event_payload": {"incident_id": incident_id, "outbox_id": row.id, "alert_ids": [alert_id]},

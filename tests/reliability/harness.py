@@ -32,8 +32,9 @@ from bot.clock import SystemClock
 from bot.config.holder import ConfigHolder
 from bot.notify.notifier import Notifier
 from bot.notify.pagerduty import PagerDutyNotifier
-from bot.notify.slack import INCIDENT_EVENT as ALERT_EVENT
-from bot.notify.slack import REPLY_EVENT, SlackNotifier
+from bot.notify.slack import SlackNotifier
+from bot.notify.slack_message import INCIDENT_EVENT as ALERT_EVENT
+from bot.notify.slack_message import REPLY_EVENT
 from bot.settings import Settings
 from bot.storage.database import make_engine, session
 from bot.storage.tables import AlertRow, OutboxRow

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from bot.clock import FrozenClock
 from bot.config.loader import Config, load_config
 from bot.metrics.api import metric_routes
-from bot.notify.slack_blocks import escape_mrkdwn
+from bot.notify.slack_text import escape_mrkdwn
 from bot.safe_text import first_unstorable
 from bot.service import AlertService, every_channel
 from bot.settings import Settings

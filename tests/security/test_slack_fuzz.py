@@ -17,7 +17,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from bot.slack.actions import alert_id_of
+from bot.slack.payloads import alert_id_of
 from tests.security.conftest import FORM, Edge, examples
 from tests.security.hostile import hostile_text
 

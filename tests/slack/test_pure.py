@@ -14,22 +14,13 @@ from slack_sdk.signature import SignatureVerifier
 from bot.config.loader import Config
 from bot.metrics.samples import Sample
 from bot.slack import messages
-from bot.slack.actions import MembershipCache, alert_id_of, menu_choice, parse_click
-from bot.slack.commands import (
-    MAX_SECTIONS,
-    AlertsRequest,
-    SloRequest,
-    parse_alerts_args,
-    parse_slo_args,
-    render_runbook,
-    resolve_model,
-    review_reply,
-    runbook_blocks,
-    runbook_reply,
-    slo_reply,
-    table_context,
-)
+from bot.slack.access import MembershipCache
+from bot.slack.commands import AlertsRequest, parse_alerts_args, review_reply
 from bot.slack.gates import malformed, signature_ok
+from bot.slack.payloads import alert_id_of, menu_choice, parse_click
+from bot.slack.replies import MAX_SECTIONS
+from bot.slack.runbooks import render_runbook, resolve_model, runbook_blocks, runbook_reply
+from bot.slack.slo_replies import SloRequest, parse_slo_args, slo_reply, table_context
 from bot.slo.dashboard import ModelDashboard, build_dashboard
 from bot.slo.service import specs_of
 from tests.slack.harness import SECRET, shipped_config, sign

@@ -40,6 +40,12 @@ def test_acknowledge_answers_fast_and_acknowledges_the_alert(env: SlackEnv) -> N
     assert env.ephemerals() == []
 
 
+def test_a_click_on_a_link_button_is_acknowledged_and_changes_nothing(env: SlackEnv) -> None:
+    answer = env.click("open_link_0", value="")
+    assert answer.status_code == 200, answer.text  # unanswered, Slack shows a warning beside the button
+    assert env.alert().state is AlertState.FIRING and env.ephemerals() == []
+
+
 def test_second_acknowledge_by_someone_else_is_refused_with_who_and_when(env: SlackEnv) -> None:
     env.click("alert_acknowledge", user=ANA)
     env.wait_until(lambda: env.alert().state is AlertState.ACKNOWLEDGED)
@@ -60,12 +66,12 @@ def test_a_click_is_one_log_line_whether_it_changes_the_alert_or_not(
     env.click("alert_acknowledge", user=BEN)
     env.slack.wait_for("chat.postEphemeral")
     alert = env.alert()
-    lines = [(r.name, r.getMessage()) for r in caplog.records if r.name in ("bot.service", "bot.slack.actions")]
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.name in ("bot.service", "bot.slack.clicks")]
     assert lines == [
         ("bot.service", f"alert {alert.id} acknowledged: {alert.key} ({alert.severity}) by {ANA}"),
         ("bot.service", f"incident {alert.incident_id} acknowledged: #llm-alerts|model=support-bot (P1)"),
         (
-            "bot.slack.actions",
+            "bot.slack.clicks",
             f"{BEN}'s alert_acknowledge click (value '{alert.id}') changed nothing: "
             f":no_entry_sign: Already acknowledged by <@{ANA}> at 09:00 UTC.",
         ),

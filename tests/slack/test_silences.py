@@ -22,16 +22,16 @@ from bot.incidents import store as incident_store
 from bot.notify.notifier import THREAD_NOTE
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
-from bot.slack.silences import (
+from bot.slack.silence_args import (
     USAGE,
     EndRequest,
     ListRequest,
     SilenceRequest,
     Target,
-    list_reply,
     parse_silence_args,
     target_channels,
 )
+from bot.slack.silence_replies import list_reply
 from bot.storage.database import session as open_session
 from bot.storage.tables import AlertRow, OutboxRow
 from tests.slack.harness import ANA, BEN, CHANNEL_NAME, EVE, TOKEN, SlackEnv, shipped_config, slack_env

@@ -12,6 +12,7 @@ import pytest
 
 from bot.alerts.lifecycle import Alert, AlertState, EventKind, Transition
 from bot.config.loader import Config, load_config
+from bot.notify.links import SOURCE_URL, Link, alert_links
 from bot.severity import Severity
 from bot.sources.alertmanager import (
     FINGERPRINTS,
@@ -198,6 +199,10 @@ def test_a_firing_alert_fires_once_with_labels_fingerprint_and_group_key(config:
     assert alert.title == "P99 latency above 5s" and alert.description == "p99 is 6.1s on support-bot"
     assert alert.values[FINGERPRINTS] == "a1b2c3d4e5f60718" and alert.values[GROUP_KEY] == GROUP
     assert alert.values["instance"] == "pod-1" and "alertname" not in alert.values
+    assert alert.values[SOURCE_URL] == "http://prometheus:9090/graph?g0.expr=up"  # a link on Slack and the page
+    assert alert_links(config, model=alert.model, rule=alert.rule, values=alert.values)[-1] == Link(
+        "Source", "http://prometheus:9090/graph?g0.expr=up"
+    )
     assert alert.policy  # its incident escalates on it, as for any alert
 
 
@@ -302,3 +307,9 @@ def test_values_keep_the_other_labels_and_a_long_group_key_still_matches(config:
     assert len(str(change.alert.values[GROUP_KEY])) == 1000
     (change,) = state.apply(parsed(am_alert("resolved"), group=group))
     assert change.event.kind is EventKind.AUTO_RESOLVED
+
+
+def test_a_generator_url_that_is_not_a_web_url_is_not_kept(config: Config) -> None:
+    odd = {**am_alert(), "generatorURL": "javascript:alert(1)"}
+    (change,) = State(config).apply(parsed(odd))
+    assert SOURCE_URL not in change.alert.values

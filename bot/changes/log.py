@@ -1,0 +1,53 @@
+"""The stored change events (table ``changes``): written by the push endpoint, read by alerts,
+incidents and ``/changes``. Each call is its own short transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from bot.changes.events import Change, ChangeKind
+from bot.storage.database import session
+from bot.storage.tables import ChangeRow
+
+
+class ChangeLog:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def record(self, changes: Sequence[Change]) -> int:
+        """Store ``changes`` in one transaction (all or none); return how many."""
+        if not changes:
+            return 0
+        rows = [
+            {
+                "model": c.model,
+                "kind": c.kind.value,
+                "version": c.version,
+                "at": c.at,
+                "author": c.author,
+                "link": c.link,
+                "description": c.description,
+            }
+            for c in changes
+        ]
+        with session(self._engine) as s, s.begin():
+            s.execute(insert(ChangeRow), rows)
+        return len(rows)
+
+    def between(self, model: str | None, start: datetime, end: datetime, *, limit: int = 50) -> list[Change]:
+        """The changes of ``model`` (every model: None) made in ``[start, end]``, newest first."""
+        query = select(ChangeRow).where(col(ChangeRow.at) >= start, col(ChangeRow.at) <= end)
+        if model is not None:
+            query = query.where(ChangeRow.model == model)
+        query = query.order_by(col(ChangeRow.at).desc(), col(ChangeRow.id).desc()).limit(limit)
+        with session(self._engine) as s:
+            return [_change(row) for row in s.exec(query)]
+
+
+def _change(row: ChangeRow) -> Change:
+    return Change(row.model, ChangeKind(row.kind), row.version, row.at, row.author, row.link, row.description)
