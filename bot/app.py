@@ -192,8 +192,6 @@ def build_web_app(
     metrics: Metrics | None = None,
     outbox: Outbox | None = None,
 ) -> Starlette:
-    slack_app: SlackApp | None = None
-
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         lanes.start()
@@ -234,20 +232,26 @@ def build_web_app(
         *change_routes(changes=ChangeLog(engine), settings=settings, config=holder, clock=clock),
         *alertmanager_routes(service=service, settings=settings, clock=clock),
     ]
-    can_hear_slack = _secret(settings.slack_signing_secret) or _secret(settings.slack_app_token)  # HTTP or Socket Mode
-    if _secret(settings.slack_bot_token) and can_hear_slack:
-        slack_app = build_slack_app(
-            settings=settings, service=service, queries=Queries(engine), config=holder, clock=clock
-        )
-        if _secret(settings.slack_signing_secret):
-            routes += slack_routes(slack_app)
-        else:
-            log.info("SLACK_SIGNING_SECRET not set: Slack is answered over Socket Mode only, not POST /slack/events")
-    else:
-        log.info("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN not set: Slack requests are not served")
+    slack_app = _slack_app(settings=settings, service=service, holder=holder, clock=clock, engine=engine)
+    if slack_app is not None and _secret(settings.slack_signing_secret):
+        routes += slack_routes(slack_app)
     if metrics:
         routes += metrics_routes(metrics)
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _slack_app(
+    *, settings: Settings, service: AlertService, holder: ConfigHolder, clock: Clock, engine: Engine
+) -> SlackApp | None:
+    """The Slack app, when the bot can both speak (a bot token) and hear (a signing secret for
+    HTTP, or an app token for Socket Mode); None, and a log line saying why, otherwise."""
+    can_hear_slack = _secret(settings.slack_signing_secret) or _secret(settings.slack_app_token)
+    if not (_secret(settings.slack_bot_token) and can_hear_slack):
+        log.info("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN not set: Slack requests are not served")
+        return None
+    if not _secret(settings.slack_signing_secret):
+        log.info("SLACK_SIGNING_SECRET not set: Slack is answered over Socket Mode only, not POST /slack/events")
+    return build_slack_app(settings=settings, service=service, queries=Queries(engine), config=holder, clock=clock)
 
 
 HEALTH_PROBE_TIMEOUT = 3.0

@@ -53,3 +53,8 @@ def ensure_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def maybe_utc(moment: datetime | None) -> datetime | None:
+    """:func:`ensure_utc` of a column that may be empty."""
+    return ensure_utc(moment) if moment is not None else None

@@ -7,12 +7,10 @@ listeners and the scheduler jobs all call in here.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -39,7 +37,8 @@ from bot.notify.notifier import THREAD_NOTE, ThreadNote
 from bot.notify.outbox import enqueue
 from bot.notify.routing import CHAT_CHANNELS, Routes, every_channel
 from bot.observability import Metrics, times_evaluation
-from bot.pending_actions import PendingAction, PendingActions
+from bot.pending_actions import PendingAction, PendingActions, Subject, Verb
+from bot.recording import Recorder
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
@@ -47,6 +46,7 @@ from bot.slo.service import slo_transitions
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 __all__ = ["AlertService", "ExternalPlan", "PassResult", "every_channel", "no_hold"]
 
@@ -78,10 +78,8 @@ class AlertService:
         """Clicks kept while the database was away (:mod:`bot.pending_actions`)."""
         self._clock = clock
         self._config = config
-        self._dispatch = Dispatcher(router, hold=hold)
+        self._recorder = Recorder(Dispatcher(router, hold=hold))
         self._channels = router.channels
-        self._local = threading.local()
-        """Per thread: the incident notifications of the pass being recorded (see :meth:`_whole_pass`)."""
         self._evaluator = ConditionEvaluator()
         self._windows = WindowCache()
         """The samples windowed conditions read, kept between passes (:mod:`bot.metrics.window_cache`)."""
@@ -103,20 +101,17 @@ class AlertService:
         Raises :class:`store.ConcurrentChange` if that keeps happening, so the caller can ask
         for a retry instead of losing the notification.
         """
-        for _ in range(3):
+
+        def attempt(s: Session) -> list[Transition]:
             config = self._config()
             now = self._clock.now()
-            with open_session(self._engine) as s, s.begin():
-                changes = plan(config, store.open_alerts(s), store.last_fired_resolutions(s, since=resolved_since), now)
-                try:
-                    silences = silence_store.active(s, now=now)
-                    for change in changes:
-                        self._record(s, change, config, now, silences)
-                except store.ConcurrentChange:
-                    s.rollback()
-                    continue
+            changes = plan(config, store.open_alerts(s), store.last_fired_resolutions(s, since=resolved_since), now)
+            silences = silence_store.active(s, now=now)
+            for change in changes:
+                self._recorder.alert(s, change, config, now, silences)
             return changes
-        raise store.ConcurrentChange("alerts from Alertmanager keep changing under us; retry")
+
+        return self._retried(attempt, gives_up="alerts from Alertmanager keep changing under us; retry")
 
     def evaluate_on_schedule(self, schedule: EvaluationSchedule) -> PassResult | None:
         """The scheduler's evaluation job: evaluate as of the tick this run belongs to (``None``
@@ -188,9 +183,9 @@ class AlertService:
         try:
             silences = silence_store.active(s, now=now)
             stormy = tracker.storms(s, transitions, config, now) if storms else set()
-            with self._whole_pass():
+            with self._recorder.whole_pass():
                 for change in transitions:
-                    self._record(s, change, config, now, silences, storms=stormy)
+                    self._recorder.alert(s, change, config, now, silences, storms=stormy)
         except store.ConcurrentChange as exc:
             s.rollback()
             log.info("%s lost a race and will retry next tick: %s", what, exc)
@@ -206,7 +201,7 @@ class AlertService:
         now = self._clock.now()
         with open_session(self._engine) as s, s.begin():
             try:
-                record = lambda change: self._record_incident(s, change, config, now)  # noqa: E731
+                record = lambda change: self._recorder.incident(s, change, config, now)  # noqa: E731
                 late = sweep(s, now=now, limit=limit, record=record)
             except store.ConcurrentChange as exc:
                 s.rollback()
@@ -222,14 +217,21 @@ class AlertService:
 
     def apply_pending_actions(self) -> int:
         """Apply the kept clicks (raises while the database is still away); return how many."""
-        return self.pending.replay(self._apply_kept)
+        return self.pending.replay(
+            lambda kept: self.apply(kept.subject, kept.target, kept.verb, actor=kept.actor, at=kept.at)
+        )
 
-    def _apply_kept(self, action: PendingAction) -> object:
-        if action.subject == "incident":
-            on_incident = self.acknowledge_incident if action.verb == "acknowledge" else self.resolve_incident
-            return on_incident(action.target, actor=action.actor, at=action.at)
-        on_alert = self.acknowledge if action.verb == "acknowledge" else self.resolve
-        return on_alert(action.target, actor=action.actor, at=action.at)
+    def apply(
+        self, subject: Subject, target: int, verb: Verb, *, actor: str, at: datetime | None = None
+    ) -> Alert | Incident:
+        """A person's ``verb`` on an alert or a whole incident: a Slack click now, or one kept while
+        the database was away (taken ``at``). Raises as :meth:`acknowledge` and
+        :meth:`acknowledge_incident` do."""
+        if subject == "incident":
+            on_incident = self.acknowledge_incident if verb == "acknowledge" else self.resolve_incident
+            return on_incident(target, actor=actor, at=at)
+        on_alert = self.acknowledge if verb == "acknowledge" else self.resolve
+        return on_alert(target, actor=actor, at=at)
 
     def overdue_escalations(self, *, grace: timedelta = timedelta(seconds=30)) -> list[tuple[int, str, datetime]]:
         """The watchdog: escalations whose deadline passed more than ``grace`` ago and did not run."""
@@ -254,19 +256,16 @@ class AlertService:
         Two people acting at once: the optimistic version check lets one write win; the loser
         re-reads and is refused with what happened ("already acknowledged by …").
         """
-        for _ in range(3):
-            with open_session(self._engine) as s, s.begin():
-                current = store.get(s, alert_id)
-                if current is None:
-                    raise LookupError(f"no alert with id {alert_id}")
-                now = self._clock.now()
-                change = action(current, actor=actor, now=at or now)
-                try:
-                    return self._record(s, change, self._config(), now, silence_store.active(s, now=now))
-                except store.ConcurrentChange:
-                    s.rollback()
-                    continue
-        raise store.ConcurrentChange(f"alert {alert_id} keeps changing; try again")
+
+        def attempt(s: Session) -> Alert:
+            current = store.get(s, alert_id)
+            if current is None:
+                raise LookupError(f"no alert with id {alert_id}")
+            now = self._clock.now()
+            change = action(current, actor=actor, now=at or now)
+            return self._recorder.alert(s, change, self._config(), now, silence_store.active(s, now=now))
+
+        return self._retried(attempt, gives_up=f"alert {alert_id} keeps changing; try again")
 
     def acknowledge_incident(self, incident_id: int, *, actor: str, at: datetime | None = None) -> Incident:
         """A person takes the whole incident: it and its firing alerts are acknowledged, the climb
@@ -288,28 +287,37 @@ class AlertService:
         """Raises ActionRefused (with the reason) or LookupError; the loser of two clicks at once
         re-reads and is refused with what happened, as for an alert. Taken ``at`` (a kept click):
         alerts that joined the incident after the click are not acknowledged by it."""
+
+        def attempt(s: Session) -> Incident:
+            current = incident_store.get(s, incident_id)
+            if current is None:
+                raise LookupError(f"no incident with id {incident_id}")
+            now = self._clock.now()
+            taken = at or now
+            change = decide(current, actor=actor, now=taken)
+            config = self._config()
+            silences = silence_store.active(s, now=now)
+            for alert in incident_store.open_alerts(s, incident_id):
+                if each is lifecycle.acknowledge and (
+                    alert.state is not AlertState.FIRING or (alert.fired_at and alert.fired_at > taken)
+                ):
+                    continue
+                self._recorder.alert(s, each(alert, actor=actor, now=taken), config, now, silences, quiet=True)
+            return self._recorder.incident(s, change, config, now, by_person=True)
+
+        return self._retried(attempt, gives_up=f"incident {incident_id} keeps changing; try again")
+
+    def _retried(self, attempt: Callable[[Session], _T], *, gives_up: str) -> _T:
+        """Run ``attempt`` in a transaction; when another writer changed what it read (the
+        optimistic version check), roll back and run it again on a fresh read, three times at most,
+        then raise :class:`store.ConcurrentChange` with ``gives_up``."""
         for _ in range(3):
             with open_session(self._engine) as s, s.begin():
-                current = incident_store.get(s, incident_id)
-                if current is None:
-                    raise LookupError(f"no incident with id {incident_id}")
-                now = self._clock.now()
-                taken = at or now
-                change = decide(current, actor=actor, now=taken)
-                config = self._config()
-                silences = silence_store.active(s, now=now)
                 try:
-                    for alert in incident_store.open_alerts(s, incident_id):
-                        if each is lifecycle.acknowledge and (
-                            alert.state is not AlertState.FIRING or (alert.fired_at and alert.fired_at > taken)
-                        ):
-                            continue
-                        self._record(s, each(alert, actor=actor, now=taken), config, now, silences, quiet=True)
-                    return self._record_incident(s, change, config, now, by_person=True)
+                    return attempt(s)
                 except store.ConcurrentChange:
                     s.rollback()
-                    continue
-        raise store.ConcurrentChange(f"incident {incident_id} keeps changing; try again")
+        raise store.ConcurrentChange(gives_up)
 
     def silence(self, silence: Silence, *, note: ThreadNote | None = None) -> Silence:
         """Store the silence and, in the same transaction, queue ``note`` for its thread (on each
@@ -352,134 +360,10 @@ class AlertService:
                     if is_silenced(silences, rule=alert.rule, model=alert.model, now=now):
                         continue
                     event = lifecycle.Event(EventKind.FIRED, SYSTEM_ACTOR, now, "silence ended")
-                    self._record(s, Transition(alert, event), config, now, silences)
+                    self._recorder.alert(s, Transition(alert, event), config, now, silences)
                     released += 1
             except store.ConcurrentChange as exc:
                 s.rollback()
                 log.info("releasing silenced alerts lost a race and will retry: %s", exc)
                 return 0
         return released
-
-    def _record(
-        self,
-        s: Session,
-        change: Transition,
-        config: Config,
-        now: datetime,
-        silences: list[Silence],
-        *,
-        storms: set[tuple[str, str]] | None = None,
-        quiet: bool = False,
-    ) -> Alert:
-        """Save one alert transition, keep its incident in step, and enqueue what people hear, in
-        the caller's transaction.
-
-        A firing alert joins its group's incident (or a storm's); when its incident's last alert
-        closes, or its last firing one is acknowledged, the incident follows. A silenced alert's
-        transitions are stored (its history is complete) but reach no one and join no incident
-        until the silence ends. ``quiet``: part of a person's action on the whole incident, which
-        says it once.
-        """
-        alert, event = change.alert, change.event
-        muted = event.kind.notifies and is_silenced(silences, rule=alert.rule, model=alert.model, now=now)
-        incident: Incident | None = None
-        if event.kind is EventKind.FIRED and not muted:
-            channel = config.alert_channel(alert.rule, alert.model)
-            placed = tracker.place(s, alert, config, now, storm=(alert.rule, channel) in (storms or set()))
-            incident = self._record_incident(s, placed, config, now, model=alert.model)
-            alert = replace(alert, incident_id=incident.id)
-        saved = store.save(s, replace(change, alert=alert))
-        _log_transition(saved, event, silenced=muted)
-        follow: IncidentTransition | None = None
-        if quiet:
-            pass  # the person's action on the whole incident records the incident's change itself
-        elif event.kind in (EventKind.RESOLVED, EventKind.AUTO_RESOLVED):
-            follow = tracker.after_close(s, saved, actor=event.actor, now=now)
-        elif event.kind is EventKind.ACKNOWLEDGED:
-            follow = tracker.after_acknowledge(s, saved, actor=event.actor, now=now)
-        if follow is not None:
-            incident = self._record_incident(s, follow, config, now, model=saved.model)
-        if event.kind.notifies and not quiet:
-            if incident is None and saved.incident_id is not None:
-                incident = incident_store.get(s, saved.incident_id)
-            urgent = incident is not None and incident.severity in config.routing.page
-            self._dispatch.alert_event(s, saved, event, config, now, silenced=muted, urgent=urgent)
-        return saved
-
-    def _record_incident(
-        self,
-        s: Session,
-        change: IncidentTransition,
-        config: Config,
-        now: datetime,
-        *,
-        model: str | None = None,
-        by_person: bool = False,
-    ) -> Incident:
-        """Save an incident transition with the pages it newly makes, and enqueue them (and, for an
-        escalation or a person's action on the whole incident, the chat rows). ``model``: whose
-        PagerDuty routing key pages (default: the incident's first alert's model)."""
-        lead_model = model if model is not None else _first_model(s, change.incident)
-        before = change.incident.paged_keys
-        paged = self._dispatch.pages(change.incident, change.event, config, model=lead_model)
-        incident = replace(change.incident, paged_keys=(*before, *paged)) if paged else change.incident
-        saved = incident_store.save(s, replace(change, incident=incident))
-        dispatch = partial(
-            self._dispatch.incident_event,
-            s,
-            saved,
-            change.event,
-            config,
-            now,
-            model=lead_model,
-            paged_before=before,
-            by_person=by_person,
-        )
-        deferred: list[Callable[[], None]] | None = getattr(self._local, "deferred", None)
-        if deferred is None:
-            dispatch()
-        else:
-            deferred.append(dispatch)
-        log.info(
-            "incident %s %s: %s (%s)%s",
-            saved.id,
-            change.event.kind.value,
-            saved.group_key,
-            saved.severity.value,
-            f", paged {len(paged)} service(s)" if paged else "",
-        )
-        return saved
-
-    @contextmanager
-    def _whole_pass(self) -> Iterator[None]:
-        """Incident notifications are written once the whole pass is recorded (in its transaction),
-        so they describe the incident as the pass leaves it: a storm's page lists every model."""
-        self._local.deferred = []
-        try:
-            yield
-            for dispatch in self._local.deferred:
-                dispatch()
-        finally:
-            self._local.deferred = None
-
-
-def _first_model(s: Session, incident: Incident) -> str:
-    members = incident_store.alerts(s, incident.id) if incident.id is not None else []
-    return members[0].model if members else ""
-
-
-def _log_transition(alert: Alert, event: lifecycle.Event, *, silenced: bool) -> None:
-    """The one log line of a transition: INFO for what people hear about (fired, acknowledged,
-    resolved, escalated), DEBUG for pending. Written in the transaction that saves it, so a pass
-    that loses a race to another replica and is rolled back may log a change it then makes again."""
-    log.log(
-        logging.INFO if event.kind.notifies else logging.DEBUG,
-        "alert %s %s: %s (%s)%s%s%s",
-        alert.id,
-        event.kind.value,
-        alert.key,
-        alert.severity.value,
-        "" if event.actor == SYSTEM_ACTOR else f" by {event.actor}",
-        f", {event.detail}" if event.detail else "",
-        ", silenced: no one is told" if silenced else "",
-    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from bot.http_limits import (
     guarded_protocol,
     refuse_ambiguous_framing,
 )
+from tests.support.served import serving
 
 
 def test_the_connection_limit_fits_under_the_open_file_limit() -> None:
@@ -80,16 +80,8 @@ def server() -> Iterator[int]:
         refuse_ambiguous_framing(echo_length), host="127.0.0.1", port=0, http=guarded_protocol(LIMITS),
         log_config=None, lifespan="off",
     )  # fmt: skip
-    served = uvicorn.Server(config)
-    thread = threading.Thread(target=served.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not served.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    port = served.servers[0].sockets[0].getsockname()[1]
-    yield int(port)
-    served.should_exit = True
-    thread.join(timeout=10)
+    with serving(config, name="uvicorn-http-limits") as port:
+        yield port
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:

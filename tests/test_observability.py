@@ -23,13 +23,14 @@ from bot.app import Bot, build_bot
 from bot.clock import FrozenClock
 from bot.errors import DeliveryError
 from bot.notify import outbox
-from bot.notify.notifier import Notification, Notifier, RecordingNotifier
+from bot.notify.notifier import Notification, Notifier
 from bot.notify.pagerduty import PagerDutyNotifier
 from bot.observability import OUTBOX_FAILED, OUTBOX_PENDING, PATH, Metrics
 from bot.settings import Settings
 from bot.storage.database import make_engine
 from tests.emulators.pagerduty_events import PagerDutyEmulator
 from tests.emulators.slack_api import SlackEmulator
+from tests.support.recording import RecordingNotifier
 
 REPO = Path(__file__).resolve().parent.parent
 INGEST_TOKEN = "metrics-ingest-t0ken"

@@ -19,11 +19,11 @@ from bot.alerts import store
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
 from bot.clock import Clock, FrozenClock
 from bot.errors import ActionRefused
-from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
 from bot.service import AlertService
 from bot.storage.database import session
 from bot.storage.tables import AlertRow
+from tests.support.recording import RecordingNotifier
 
 FRAUD = "fraud-detector-v2"
 KEY = f"latency_spike:{FRAUD}"
@@ -420,3 +420,13 @@ def test_two_replicas_evaluating_at_once_raise_one_alert_and_one_notification(
     assert alerts_for(engine) == 1
     assert open_alert(engine).state is AlertState.FIRING  # type: ignore[union-attr]
     assert notifications() == [("fired", KEY)]
+
+
+def test_apply_maps_a_subject_and_a_verb_to_the_action_for_clicks_and_kept_clicks(
+    service: AlertService, firing: Alert, engine: Engine
+) -> None:
+    """One mapping serves a Slack click and a click kept while the database was away."""
+    acknowledged = service.apply("alert", firing.id or 0, "acknowledge", actor="U1")
+    assert isinstance(acknowledged, Alert) and acknowledged.state is AlertState.ACKNOWLEDGED
+    whole = service.apply("incident", firing.incident_id or 0, "resolve", actor="U1")
+    assert open_alert(engine) is None and whole.id == firing.incident_id

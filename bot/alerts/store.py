@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +10,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind, PolicyStep, Transition
-from bot.clock import ensure_utc
+from bot.clock import ensure_utc, maybe_utc
 from bot.errors import ConcurrentChange as ConcurrentChange  # the stores' callers catch it here
 from bot.severity import Severity
 from bot.storage import versioned
@@ -60,16 +59,8 @@ def save(session: Session, change: Transition) -> Alert:
     """Write the transition's alert and event. Raises :class:`ConcurrentChange` when another
     writer got there first (a second open alert for the key, or a newer version)."""
     alert = change.alert
-    row = versioned.write(
-        session,
-        AlertRow,
-        row_id=alert.id,
-        version=alert.version,
-        columns=fields(alert),
-        taken=f"an open alert for {alert.key} already exists",
-        stale=f"alert {alert.id} changed since it was read",
-    )
-    saved = to_alert(row) if row is not None else replace(alert, version=alert.version + 1)
+    taken = f"an open alert for {alert.key} already exists"
+    saved = versioned.save(session, AlertRow, alert, columns=fields(alert), read=to_alert, what="alert", taken=taken)
     assert saved.id is not None
     session.add(
         AlertEventRow(
@@ -89,9 +80,6 @@ def save_all(session: Session, changes: Iterable[Transition]) -> list[tuple[Tran
 
 
 def to_alert(row: AlertRow) -> Alert:
-    def aware(value: datetime | None) -> datetime | None:
-        return ensure_utc(value) if value is not None else None
-
     return Alert(
         id=row.id,
         rule=row.rule,
@@ -102,14 +90,14 @@ def to_alert(row: AlertRow) -> Alert:
         title=row.title,
         description=row.description,
         values=dict(row.values or {}),
-        fired_at=aware(row.fired_at),
-        acknowledged_at=aware(row.acknowledged_at),
+        fired_at=maybe_utc(row.fired_at),
+        acknowledged_at=maybe_utc(row.acknowledged_at),
         acknowledged_by=row.acknowledged_by,
-        resolved_at=aware(row.resolved_at),
+        resolved_at=maybe_utc(row.resolved_at),
         resolved_by=row.resolved_by,
         policy=policy_steps(row.policy or []),
         incident_id=row.incident_id,
-        clear_since=aware(row.clear_since),
+        clear_since=maybe_utc(row.clear_since),
         version=row.version,
     )
 

@@ -1,9 +1,12 @@
-"""Durations both ways: read as users write them in rules/ and commands (``30s``, ``5m``,
-``1h30m``, ``7d``), and shown as people say them (``20 s``, ``1 min 45 s``, ``2 h 5 min``).
+"""Durations both ways, and the one module that formats them: read as users write them in rules/
+and commands (``30s``, ``5m``, ``1h30m``, ``7d``), and shown as people say them (``20 s``,
+``1 min 45 s``, ``2 h 5 min``).
 
-:func:`humanize` is the one formatter for every duration a person reads (Slack messages, thread
+:func:`humanize` is the formatter for every duration a person reads (Slack messages, thread
 replies, the SLO dashboard, the review, CLI and error messages), so "23 min" means the same
-thing everywhere and nothing prints ``0.333333 min`` or ``0:02:00``.
+thing everywhere and nothing prints ``0.333333 min`` or ``0:02:00``. :func:`written` gives a
+duration back in the notation :func:`parse_duration` reads (the review's suggested ``for: 5m``, a
+rule test's ``at 2m30s``), and :func:`window_words` / :func:`window_title` name an SLO's window.
 """
 
 from __future__ import annotations
@@ -61,3 +64,45 @@ def humanize(delta: timedelta) -> str:
         if rest >= smaller_size:
             return f"{count} {unit} {rest // smaller_size} {smaller}"
     return f"{count} {unit}"
+
+
+_WRITTEN = (("d", 86400), ("h", 3600), ("m", 60))
+
+
+def written(delta: timedelta, *, days: bool = True) -> str:
+    """``5m``, ``2m30s``, ``1h5m``, ``1d``, ``-30s``: as rules/ and rule test files write a duration,
+    so :func:`parse_duration` reads it back. ``days=False`` keeps hours whole (``25h``), as a rule
+    test's offsets are written."""
+    total = delta.total_seconds()
+    if total == 0:
+        return "0s"
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    rest, fraction = int(total), total - int(total)
+    parts = []
+    for unit, size in _WRITTEN if days else _WRITTEN[1:]:
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if rest or fraction:
+        parts.append(f"{rest + fraction:g}s")
+    return sign + "".join(parts)
+
+
+def window_words(window: timedelta) -> str:
+    """``7-day``, ``28-day``, ``12-hour``; any other length as a span."""
+    seconds = int(window.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400}-day"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}-hour"
+    return humanize(window)
+
+
+def window_title(window: timedelta) -> str:
+    """``Last 7 Days`` (seed 000's heading), ``Last 24 Hours``, ``Last 1 Day``."""
+    seconds = int(window.total_seconds())
+    for size, word in ((86400, "Day"), (3600, "Hour"), (60, "Minute")):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"Last {count} {word}{'' if count == 1 else 's'}"
+    return f"Last {humanize(window)}"

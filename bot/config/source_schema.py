@@ -14,16 +14,15 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from bot.config.durations import humanize, parse_duration
+from bot.config.durations import humanize
+from bot.config.fields import Duration, ModelName, at_least_a_second
 from bot.severity import Severity
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(str)]
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
 LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
 """A Prometheus label name."""
-ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
 ANY_MODEL = "*"
 
 DEFAULT_SEVERITIES: Mapping[str, Severity] = {
@@ -93,9 +92,7 @@ class PrometheusSection(_Strict):
     @field_validator("interval")
     @classmethod
     def _at_least_a_second(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("interval must be at least 1s")
-        return value
+        return at_least_a_second(value, "interval")
 
     @field_validator("timeout")
     @classmethod

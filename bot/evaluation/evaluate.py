@@ -22,8 +22,9 @@ from bot.alerts.lifecycle import (
     dedup_key,
     observe,
 )
+from bot.config.checks import DEFAULT_POLICY
 from bot.config.conditions import ConditionEvaluator, Outcome
-from bot.config.loader import DEFAULT_POLICY, Config
+from bot.config.loader import Config
 from bot.config.schema import Rule
 from bot.evaluation.absence import absence_timing, observe_absence
 from bot.evaluation.rule_errors import RuleErrors, RuleFailure

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +11,7 @@ from sqlmodel import Session, col, select
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, AlertState
 from bot.alerts.store import policy_records, policy_steps
-from bot.clock import ensure_utc
+from bot.clock import ensure_utc, maybe_utc
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState, IncidentTransition
 from bot.severity import Severity
 from bot.storage import versioned
@@ -53,16 +52,10 @@ def save(session: Session, change: IncidentTransition) -> Incident:
     """Write the transition's incident and event. Raises :class:`ConcurrentChange` when another
     writer got there first (a second open incident for the group, or a newer version)."""
     incident = change.incident
-    row = versioned.write(
-        session,
-        IncidentRow,
-        row_id=incident.id,
-        version=incident.version,
-        columns=fields(incident),
-        taken=f"an open incident for {incident.group_key} already exists",
-        stale=f"incident {incident.id} changed since it was read",
+    taken = f"an open incident for {incident.group_key} already exists"
+    saved = versioned.save(
+        session, IncidentRow, incident, columns=fields(incident), read=to_incident, what="incident", taken=taken
     )
-    saved = to_incident(row) if row is not None else replace(incident, version=incident.version + 1)
     assert saved.id is not None
     event = change.event
     session.add(
@@ -143,9 +136,6 @@ def opened_between(session: Session, *, since: datetime, until: datetime) -> int
 
 
 def to_incident(row: IncidentRow) -> Incident:
-    def aware(value: datetime | None) -> datetime | None:
-        return ensure_utc(value) if value is not None else None
-
     return Incident(
         id=row.id,
         group_key=row.group_key,
@@ -156,13 +146,13 @@ def to_incident(row: IncidentRow) -> Incident:
         state=IncidentState(row.state),
         title=row.title,
         opened_at=ensure_utc(row.opened_at),
-        acknowledged_at=aware(row.acknowledged_at),
+        acknowledged_at=maybe_utc(row.acknowledged_at),
         acknowledged_by=row.acknowledged_by,
-        resolved_at=aware(row.resolved_at),
+        resolved_at=maybe_utc(row.resolved_at),
         resolved_by=row.resolved_by,
         policy=policy_steps(row.policy or []),
         escalation_step=row.escalation_step,
-        next_escalation_at=aware(row.next_escalation_at),
+        next_escalation_at=maybe_utc(row.next_escalation_at),
         paged_keys=tuple(row.paged_keys or []),
         page_key=row.page_key,
         version=row.version,

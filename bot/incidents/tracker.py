@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlmodel import Session, col, func, select
 
 from bot.alerts.lifecycle import Alert, AlertState, EventKind, Transition
+from bot.config.choices import alert_channel
 from bot.config.loader import Config
 from bot.incidents import incident as core
 from bot.incidents import store
@@ -24,7 +25,7 @@ from bot.storage.tables import AlertRow, IncidentRow
 
 def place(session: Session, alert: Alert, config: Config, now: datetime, *, storm: bool) -> IncidentTransition:
     """``alert`` fired: it joins its group's open incident or opens one (a storm's, if ``storm``)."""
-    channel = config.alert_channel(alert.rule, alert.model)
+    channel = alert_channel(config, alert.rule, alert.model)
     if storm:
         key, labels = core.storm_key(alert.rule, channel), {"rule": alert.rule}
     else:
@@ -64,7 +65,7 @@ def storms(session: Session, changes: Iterable[Transition], config: Config, now:
     storm for them exists, or together with the alerts of that rule that opened incidents in the
     last ``group_wait`` they are more than ``settings.storm_threshold``."""
     firing = Counter(
-        (c.alert.rule, config.alert_channel(c.alert.rule, c.alert.model))
+        (c.alert.rule, alert_channel(config, c.alert.rule, c.alert.model))
         for c in changes
         if c.event.kind is EventKind.FIRED and c.alert.incident_id is None
     )

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from bot.config.schema import BusinessHours
+from bot.config.routing_schema import BusinessHours
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

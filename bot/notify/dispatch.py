@@ -9,6 +9,7 @@ an incident carry its id: the outbox delivers them in order per incident, root m
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,14 +19,17 @@ from sqlmodel import Session, select
 
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, Event
+from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentEvent
 from bot.notify.email_routing import EMAILED
 from bot.notify.links import alert_links, to_payload
 from bot.notify.outbox import enqueue, release_held
-from bot.notify.routing import EMAIL, PAGER, TRIGGERS, WEBHOOK_EVENT, Routes
+from bot.notify.routing import EMAIL, PAGER, TRIGGERS, WEBHOOK_EVENT, Held, Routes
 from bot.storage.tables import OutboxRow
+
+log = logging.getLogger(__name__)
 
 Hold = Callable[[str, Alert, Event], timedelta]
 """An extra wait before an alert notification may be delivered, per channel."""
@@ -45,6 +49,15 @@ class Dispatcher:
     ) -> None:
         """Chat rows for one alert event (its section of the incident message, a thread reply)."""
         for delivery in self.routes.for_alert(alert, event, config=config, now=now, silenced=silenced, urgent=urgent):
+            if delivery.held is not Held.NONE:
+                log.debug(
+                    "alert %s %s to %s held: %s (%s)",
+                    alert.id,
+                    event.kind.value,
+                    delivery.channel,
+                    delivery.held.value,
+                    humanize(delivery.hold),
+                )
             enqueue(
                 s,
                 channel=delivery.channel,

@@ -1,7 +1,9 @@
 """One HTTP POST of a notification, and what its outcome means to the outbox.
 
-The notifiers that speak plain HTTP (PagerDuty's Events API, outgoing webhooks) share this, so
-the retry table is written once: 2xx is delivered; 429, 408, 425 and 5xx retry later (after the
+Every notifier that speaks HTTP shares the retry table, so it is written once: PagerDuty's Events
+API and outgoing webhooks post through :func:`post` and :func:`classify`; Slack's Web API client
+(:mod:`bot.notify.slack_api`) reads its answers' status with :func:`retries` and
+:func:`retry_after`. The table: 2xx is delivered; 429, 408, 425 and 5xx retry later (after the
 server's ``Retry-After`` when it sends one); a timeout or a connection failure retries; any
 other status (a 400, a 404, a redirect the client does not follow) is final, since sending the
 same request again cannot succeed. The caller names the service and may add what the server
@@ -51,7 +53,7 @@ def classify(
         return DeliveryError(
             f"{what}: rate limited by {service} (HTTP 429)", retryable=True, retry_after=retry_after(response.headers)
         )
-    if status >= 500 or status in RETRYABLE_STATUS:
+    if retries(status):
         return DeliveryError(
             f"{what}: {service} answered HTTP {status}{said}",
             retryable=True,
@@ -64,17 +66,27 @@ def classify(
     return DeliveryError(message, retryable=False)
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date), or None when absent or unreadable."""
-    raw = headers.get("retry-after")
+def retries(status: int) -> bool:
+    """Whether an HTTP status says "try again later": 5xx, 408, 425 and 429."""
+    return status >= 500 or status in RETRYABLE_STATUS
+
+
+def retry_after(headers: Mapping[str, Any]) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date), or None when absent or unreadable.
+
+    ``headers`` may be httpx's, or a plain mapping as slack_sdk gives (any case; a value may be
+    the list of the header's values, of which the first counts)."""
+    raw = next((value for name, value in headers.items() if name.lower() == "retry-after"), None)
+    if isinstance(raw, list):
+        raw = raw[0] if raw else None
     if raw is None:
         return None
     try:
         return max(float(raw), 0.0)
-    except ValueError:
+    except (TypeError, ValueError):
         pass
     try:
-        when = parsedate_to_datetime(raw)
+        when = parsedate_to_datetime(str(raw))
     except (TypeError, ValueError):
         return None
     return max((ensure_utc(when) - datetime.now(UTC)).total_seconds(), 0.0)

@@ -8,12 +8,9 @@ so every notifier stays a thin translation to one remote API.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
-
-from bot.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -70,31 +67,3 @@ class LogNotifier:
             p.get("state"),
             p.get("description"),
         )
-
-
-@dataclass
-class RecordingNotifier:
-    """Keeps what it was given; can be told to fail, to exercise the outbox's retries."""
-
-    channel: str = "recording"
-    sent: list[Notification] = field(default_factory=list)
-    failures: list[DeliveryError] = field(default_factory=list)
-    attempts: int = 0
-    """Earlier attempts: when above 0, an earlier send may have gone out before its outcome was recorded."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def fail_next(self, error: DeliveryError, times: int = 1) -> None:
-        with self._lock:
-            self.failures.extend([error] * times)
-
-    def send(self, notification: Notification) -> None:
-        with self._lock:
-            self.attempts += 1
-            if self.failures:
-                raise self.failures.pop(0)
-            self.sent.append(notification)
-
-    def events(self) -> list[tuple[str, str]]:
-        """``(event, dedup key)`` of each delivered notification, in order."""
-        with self._lock:
-            return [(str(n.payload["event"]), str(n.payload["key"])) for n in self.sent]

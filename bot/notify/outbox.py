@@ -45,22 +45,52 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, update
-from sqlalchemy import select as core_select
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from bot.clock import Clock, ensure_utc
+from bot.clock import Clock
 from bot.errors import DeliveryError
 from bot.notify.notifier import Notification, Notifier
+from bot.notify.outbox_claims import CLAIM_LEASE, RENEW_EVERY, Claims
+from bot.notify.outbox_rows import (
+    DROPPED,
+    ENQUEUED_CHANNELS,
+    FAILED,
+    PENDING,
+    SENT,
+    enqueue,
+    pending,
+    pending_for,
+    release_held,
+)
 from bot.observability import Metrics
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "CLAIM_BATCH",
+    "CLAIM_LEASE",
+    "DROPPED",
+    "ENQUEUED_CHANNELS",
+    "FAILED",
+    "PENDING",
+    "RENEW_EVERY",
+    "SENT",
+    "Backoff",
+    "Outbox",
+    "Pause",
+    "ResultHook",
+    "enqueue",
+    "pending",
+    "pending_for",
+    "release_held",
+]
+"""The outbox's whole surface, whichever of its modules a name lives in (:mod:`bot.notify.outbox_rows`
+for rows, :mod:`bot.notify.outbox_claims` for claims), so callers import it from here."""
 
-PENDING, SENT, FAILED, DROPPED = "pending", "sent", "failed", "dropped"
+log = logging.getLogger(__name__)
 
 ResultHook = Callable[[Session, Notification, str, str | None], None]
 """Told a row's final outcome -- ``"sent"``, or ``"failed"`` with the error -- inside the
@@ -70,42 +100,10 @@ so the hook may see a row twice if a commit's answer was lost: it must be idempo
 
 Result = tuple[Notification, str, str | None]
 
-CLAIM_LEASE = timedelta(seconds=10)
-"""How long a claim holds without renewal. It is how long the rows of a process that died stay
-stuck (a restarted process or another replica takes them over as it ends), so it is short; a live
-process renews its claims every :data:`RENEW_EVERY`, so a send may take longer than the lease
-(a 10 s client timeout, Slack's retries and pacing) without another replica taking the row. A
-live claim lapses only if the database stays out of the renewer's reach for most of a lease
-(about 6 s at the least: see :class:`~bot.notify.lanes.ClaimRenewer`)."""
-
-RENEW_EVERY = CLAIM_LEASE / 3
-"""How often a live process extends its claims (:meth:`Outbox.renew_claims`): a third of the
-lease, so one late or failed renewal still leaves the claim standing."""
-
 CLAIM_BATCH = 10
 """Rows claimed at a time. The claims of rows waiting their turn in the batch are renewed with the
 one being sent, but a small batch still lets rows not yet tried go back to rank order soon (and,
 if the process dies, leaves fewer rows for another to take over)."""
-
-ENQUEUED_CHANNELS = "outbox.enqueued_channels"
-"""``Session.info`` key: the notifier channels this session's transaction wrote rows for."""
-
-UNRANKED = "P9"
-"""The rank of a row without a severity (the weekly review): after every alert."""
-
-_OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
-_EARLIER = _OUTBOX.alias("earlier")
-_MATE = _OUTBOX.alias("mate")
-"""The outbox table again, for the claim's subqueries: made once, as building an alias costs
-tens of milliseconds, which every claim would otherwise add to a notification's latency.
-
-The claim's queries are plain Core over the table and these aliases, not ORM entities: with ORM
-``aliased()`` entities, two lanes compiling a claim at the same moment could get a column of the
-alias rendered as the table's own ("outbox.alert_id = outbox.alert_id", "misuse of aggregate"),
-after which that lane's every claim failed. Core columns render as what they are, and the
-aliases' column collections are built here, on import, by one thread."""
-_EARLIER_C, _MATE_C, _OUTBOX_C = _EARLIER.c, _MATE.c, _OUTBOX.c
-
 
 @dataclass(frozen=True)
 class Pause:
@@ -114,36 +112,6 @@ class Pause:
     until: datetime
     reason: str
     streak: int
-
-
-def enqueue(
-    session: Session,
-    *,
-    channel: str,
-    kind: str,
-    payload: Mapping[str, Any],
-    idempotency_key: str,
-    now: datetime,
-    alert_id: int | None = None,
-    incident_id: int | None = None,
-    not_before: datetime | None = None,
-) -> None:
-    """Add a row in the caller's transaction. Rows naming an incident are delivered in order per
-    incident and channel (its root message before any update); others in order per alert."""
-    session.add(
-        OutboxRow(
-            idempotency_key=idempotency_key,
-            channel=channel,
-            kind=kind,
-            alert_id=alert_id,
-            incident_id=incident_id,
-            payload=dict(payload),
-            status=PENDING,
-            not_before=not_before or now,
-            created_at=now,
-        )
-    )
-    session.info.setdefault(ENQUEUED_CHANNELS, set()).add(channel)
 
 
 @dataclass(frozen=True)
@@ -178,8 +146,8 @@ class Outbox:
         self._clock = clock
         self._notifiers = dict(notifiers)
         self._backoff = backoff or Backoff()
-        self._claim_timeout = claim_timeout
         self._worker = worker or uuid.uuid4().hex[:12]
+        self._claims = Claims(engine, worker=self._worker, lease=claim_timeout)
         self._rng = rng or random.Random()
         self._metrics = metrics
         self._on_result = on_result
@@ -213,22 +181,9 @@ class Outbox:
     def renew_claims(self) -> int:
         """Extend, by a lease from now, the claims this outbox holds on rows still pending (those
         being sent, waiting in a claimed batch, or with an outcome kept for the database); return
-        how many. One UPDATE; a database error is the caller's (:class:`~bot.notify.lanes.ClaimRenewer`).
-
-        It may lock its rows in another order than :meth:`_release` does on PostgreSQL; a deadlock
-        between the two fails one statement, and both callers take that in their stride."""
-        now = self._clock.now()
-        with open_session(self._engine) as s, s.begin():
-            result = s.execute(
-                update(OutboxRow)
-                .where(
-                    col(OutboxRow.status) == PENDING,
-                    col(OutboxRow.claimed_by).startswith(f"{self._worker}:", autoescape=True),
-                    col(OutboxRow.claimed_until).is_not(None),
-                )
-                .values(claimed_until=now + self._claim_timeout)
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
+        how many (:meth:`bot.notify.outbox_claims.Claims.renew`); a database error is the caller's
+        (:class:`~bot.notify.lanes.ClaimRenewer`)."""
+        return self._claims.renew(self._clock.now())
 
     def pauses(self) -> dict[str, Pause]:
         """The channels paused now (their pause may have ended and wait for a try that ends it)."""
@@ -278,7 +233,7 @@ class Outbox:
             return 0  # the database is still unavailable: nothing can be claimed either
         sent = attempted = 0
         while attempted < limit and not stopping():
-            claimed = self._claim(min(limit - attempted, CLAIM_BATCH), serving)
+            claimed = self._claims.take(self._clock.now(), min(limit - attempted, CLAIM_BATCH), serving)
             if not claimed:
                 break
             for i, note in enumerate(claimed):
@@ -297,12 +252,7 @@ class Outbox:
         database refused, and then they are sent as claimed."""
         ids = [note.id for note in notes]
         try:
-            with open_session(self._engine) as s, s.begin():
-                s.execute(
-                    update(OutboxRow)
-                    .where(col(OutboxRow.id).in_(ids), col(OutboxRow.status) == PENDING)
-                    .values(claimed_by=None, claimed_until=None, attempts=OutboxRow.attempts - 1)
-                )
+            self._claims.give_back(ids)
         except SQLAlchemyError as exc:
             log.warning("outbox: cannot give back %d claimed row(s), sending them: %s", len(ids), exc)
             return False
@@ -319,17 +269,7 @@ class Outbox:
         resumes = [self._paused[c].until - now for c in channels if c not in serving]
         if not serving:
             return min(resumes, default=None)
-        free = core_select(func.min(_OUTBOX_C.not_before)).where(*self._claimable(now, serving))
-        held = select(func.min(OutboxRow.claimed_until)).where(
-            col(OutboxRow.status) == PENDING,
-            col(OutboxRow.channel).in_(list(serving)),
-            col(OutboxRow.claimed_until) >= now,
-            ~col(OutboxRow.claimed_by).startswith(f"{self._worker}:", autoescape=True),
-        )
-        with open_session(self._engine) as s:  # one round trip, as the lanes ask after every pass
-            found, lapses = s.exec(select(free.scalar_subquery(), held.scalar_subquery())).one()
-        due = [*resumes, *(ensure_utc(t) - now for t in (found, lapses) if t is not None)]
-        return min(due, default=None)
+        return min([*resumes, *self._claims.next_due(now, serving)], default=None)
 
     def depth(self) -> int:
         with open_session(self._engine) as s:
@@ -340,73 +280,6 @@ class Outbox:
         query = select(OutboxRow.channel, func.count()).where(OutboxRow.status == FAILED).group_by(OutboxRow.channel)
         with open_session(self._engine) as s:
             return {channel: int(count) for channel, count in s.exec(query).all()}
-
-    @staticmethod
-    def _claimable(now: datetime, channels: Collection[str]) -> list[ColumnElement[bool]]:
-        """Pending rows of ``channels`` that no live claim holds and no earlier row of their
-        alert waits ahead of, whatever their ``not_before``."""
-        row, earlier = _OUTBOX_C, _EARLIER_C
-        same_incident = and_(row.incident_id.is_not(None), earlier.incident_id == row.incident_id)
-        same_alert = and_(row.incident_id.is_(None), earlier.alert_id == row.alert_id)
-        blocked = exists().where(
-            and_(
-                or_(same_incident, same_alert),
-                earlier.channel == row.channel,
-                earlier.status == PENDING,
-                earlier.id < row.id,
-            )
-        )
-        return [
-            row.status == PENDING,
-            row.channel.in_(list(channels)),
-            or_(row.claimed_until.is_(None), row.claimed_until < now),
-            or_(and_(row.alert_id.is_(None), row.incident_id.is_(None)), ~blocked),
-        ]
-
-    @staticmethod
-    def _rank() -> ColumnElement[str]:
-        """A row's place in the queue: the most severe of its incident's (or, outside incidents, its
-        alert's) pending rows on its channel (``P0`` … ``P3``, then :data:`UNRANKED`), so the row an
-        urgent update waits for ranks with it."""
-        row, mate = _OUTBOX_C, _MATE_C
-        same_incident = and_(row.incident_id.is_not(None), mate.incident_id == row.incident_id)
-        same_alert = and_(row.incident_id.is_(None), mate.alert_id == row.alert_id)
-        most_severe = (
-            core_select(func.min(_severity(mate.payload)))
-            .where(or_(same_incident, same_alert), mate.channel == row.channel, mate.status == PENDING)
-            .scalar_subquery()
-        )
-        return func.coalesce(most_severe, _severity(row.payload))
-
-    def _claim(self, limit: int, channels: Collection[str]) -> list[Notification]:
-        now = self._clock.now()
-        due = (
-            core_select(_OUTBOX_C.id)
-            .where(*self._claimable(now, channels), _OUTBOX_C.not_before <= now)
-            .order_by(self._rank(), _OUTBOX_C.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        token = f"{self._worker}:{uuid.uuid4().hex[:8]}"
-        with open_session(self._engine) as s, s.begin():
-            ids = list(s.execute(due).scalars().all())
-            if not ids:
-                return []
-            # SQLite has no row locks: another worker may have claimed these since our SELECT,
-            # so the claim re-checks that each row is still free (PostgreSQL's lock ensures it)
-            s.execute(
-                update(OutboxRow)
-                .where(col(OutboxRow.id).in_(ids), col(OutboxRow.status) == PENDING)
-                .where(or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now))
-                # counted at claim time, so a process that dies mid-send still leaves the attempt on
-                # record and the next worker knows the first attempt's fate is unknown
-                .values(claimed_by=token, claimed_until=now + self._claim_timeout, attempts=OutboxRow.attempts + 1)
-            )
-        with open_session(self._engine) as s:
-            rows = s.exec(select(OutboxRow).where(OutboxRow.claimed_by == token)).all()
-        place = {row_id: i for i, row_id in enumerate(ids)}  # the claim's order: most severe first
-        rows = sorted(rows, key=lambda r: place.get(r.id or 0, len(place)))
-        return [Notification(r.id or 0, r.channel, r.kind, r.alert_id, r.payload, r.attempts - 1) for r in rows]
 
     def _deliver(self, note: Notification) -> bool:
         notifier = self._notifiers[note.channel]
@@ -469,12 +342,17 @@ class Outbox:
         """Write a send's outcome (and tell ``on_result`` a final one); if the database refuses,
         keep both for the next pass."""
         try:
-            with open_session(self._engine) as s, s.begin():
-                s.execute(update(OutboxRow).where(col(OutboxRow.id) == note.id).values(**values))
-                self._report(s, result)
+            self._write(note.id, values, result)
         except SQLAlchemyError as exc:
             log.warning("outbox row %s: cannot record the outcome now, trying on the next pass: %s", note.id, exc)
             self._unwritten[note.id] = (note.channel, values, result)
+
+    def _write(self, row_id: int, values: dict[str, Any], result: Result | None) -> None:
+        """Write one outcome and tell ``on_result`` in the same transaction; a database error is the
+        caller's."""
+        with open_session(self._engine) as s, s.begin():
+            s.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
+            self._report(s, result)
 
     def _report(self, session: Session, result: Result | None) -> None:
         """Call ``on_result`` in the outcome's transaction. A database error rolls both back (and
@@ -497,9 +375,7 @@ class Outbox:
             if channel not in channels:
                 continue
             try:
-                with open_session(self._engine) as s, s.begin():
-                    s.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
-                    self._report(s, result)
+                self._write(row_id, values, result)
             except SQLAlchemyError as exc:
                 log.warning("outbox: %d outcome(s) still wait for the database: %s", len(self._unwritten), exc)
                 return False
@@ -507,45 +383,3 @@ class Outbox:
             log.info("outbox row %s: outcome recorded late", row_id)
         return True
 
-
-def _severity(payload: ColumnElement[Any]) -> ColumnElement[str]:
-    """The ``severity`` of a row's payload, or :data:`UNRANKED`; ``P0`` < ``P1`` … as text."""
-    return func.coalesce(payload["severity"].as_string(), UNRANKED)
-
-
-def pending(engine: Engine) -> list[OutboxRow]:
-    with open_session(engine) as s:
-        return list(s.exec(select(OutboxRow).where(OutboxRow.status == PENDING).order_by(col(OutboxRow.id))).all())
-
-
-def pending_for(session: Session, *, channel: str, kind: str, alert_ids: Collection[int]) -> list[OutboxRow]:
-    """Undelivered rows of one kind for these alerts on one notifier, oldest first: lets a
-    notifier see what is on its way (Slack grouping takes in alerts whose post is still queued)."""
-    if not alert_ids:
-        return []
-    query = (
-        select(OutboxRow)
-        .where(OutboxRow.status == PENDING, OutboxRow.channel == channel, OutboxRow.kind == kind)
-        .where(col(OutboxRow.alert_id).in_(list(alert_ids)))
-        .order_by(col(OutboxRow.id))
-    )
-    return list(session.exec(query).all())
-
-
-def release_held(session: Session, *, incident_id: int, now: datetime) -> int:
-    """The incident pages now: its chat rows held for business hours go out at once, to their
-    normal channel (a quiet-channel choice is dropped). Returns how many rows were released."""
-    rows = session.exec(
-        select(OutboxRow)
-        .where(OutboxRow.incident_id == incident_id, OutboxRow.status == PENDING)
-        .where(col(OutboxRow.channel) != "pagerduty")
-    ).all()
-    released = 0
-    for row in rows:
-        if ensure_utc(row.not_before) <= now and "slack_channel" not in row.payload:
-            continue
-        row.not_before = min(ensure_utc(row.not_before), now)
-        row.payload = {k: v for k, v in row.payload.items() if k != "slack_channel"}
-        session.add(row)
-        released += 1
-    return released

@@ -19,13 +19,20 @@ Seed 001's table: P0 and P1 post to Slack and page PagerDuty at once; P2 and P3 
 and, outside business hours, wait for the next business morning or go to a quieter channel; an
 incident that pages is never held (its chat message goes out at once, to its normal channel). A
 silenced alert is recorded but notifies no one.
+
+Routing decides once per event, and says why a notification waits or goes elsewhere as a named
+:class:`Held` value on its :class:`Delivery` (as Alertmanager's notify stages name their reasons),
+so the log and the tests can say it: :mod:`bot.notify.dispatch` logs each held delivery at DEBUG,
+and an alert a silence covers is logged at DEBUG here, as it has no delivery to carry the reason.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 
 from bot.alerts.lifecycle import Alert, Event, EventKind
 from bot.config.loader import Config
@@ -33,6 +40,8 @@ from bot.config.webhook_schema import WEBHOOK_CHANNEL_PREFIX
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind
 from bot.notify.business_hours import is_open, next_opening
 from bot.notify.email_routing import email_recipients
+
+log = logging.getLogger(__name__)
 
 CHAT_CHANNELS = ("slack", "log", "recording")
 PAGER = "pagerduty"
@@ -53,12 +62,30 @@ INCIDENT_WEBHOOK_EVENTS = {
 }
 
 
+class Held(Enum):
+    """Why a notification does not go out at once to its usual place."""
+
+    NONE = "none"
+    """Sent now, where it always goes."""
+    GROUP_WAIT = "group wait"
+    """A firing alert's Slack post waits ``settings.group_wait``, so alerts that fire with it join
+    the same message."""
+    BUSINESS_HOURS = "business hours"
+    """Outside business hours, a P2 or P3 fire waits for the next business morning."""
+    QUIET_CHANNEL = "quiet channel"
+    """Outside business hours, a P2 or P3 fire goes now, to ``routing.quiet_channel``."""
+    SILENCE = "silence"
+    """A silence covers the alert: it is recorded, and no one is told."""
+
+
 @dataclass(frozen=True)
 class Delivery:
     channel: str
     hold: timedelta = timedelta(0)
     extra: Mapping[str, object] = field(default_factory=dict)
     """Merged into the notification payload (``slack_channel``, ``pagerduty_routing_key`` …)."""
+    held: Held = Held.NONE
+    """Why it waits ``hold`` or goes elsewhere (:class:`Held`)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +99,10 @@ class Routes:
     ) -> list[Delivery]:
         """Chat deliveries of an alert event, and a firing one's to the webhooks. ``urgent``: its
         incident pages, so nothing waits."""
-        if silenced or not event.kind.notifies:
+        if not event.kind.notifies:
+            return []
+        if silenced:
+            log.debug("alert %s %s: not routed (%s)", alert.id, event.kind.value, Held.SILENCE.value)
             return []
         chat = [_chat(c, alert.severity, event.kind, config, now, urgent) for c in self.channels if _is_chat(c)]
         return chat + self._webhooks(config, "fired" if event.kind is EventKind.FIRED else None)
@@ -143,13 +173,15 @@ def _is_chat(channel: str) -> bool:
 
 def _chat(channel: str, severity: object, kind: EventKind, config: Config, now: datetime, urgent: bool) -> Delivery:
     hold = config.settings.group_wait if kind is EventKind.FIRED and channel == "slack" else timedelta(0)
+    waits = Held.GROUP_WAIT if hold > timedelta(0) else Held.NONE
     hours = config.business_hours
     loud = urgent or severity in config.routing.page
     if hours is None or loud or kind is not EventKind.FIRED or is_open(hours, now):
-        return Delivery(channel, hold)
+        return Delivery(channel, hold, held=waits)
     if hours.outside == "quiet_channel" and config.routing.quiet_channel:
-        return Delivery(channel, hold, {"slack_channel": config.routing.quiet_channel})
-    return Delivery(channel, max(hold, next_opening(hours, now) - now))
+        return Delivery(channel, hold, {"slack_channel": config.routing.quiet_channel}, held=Held.QUIET_CHANNEL)
+    morning = next_opening(hours, now) - now
+    return Delivery(channel, max(hold, morning), held=Held.BUSINESS_HOURS if morning > hold else waits)
 
 
 def _model_key(model: str, config: Config) -> str:

@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web import SlackResponse
 
 from bot.errors import DeliveryError
+from bot.notify import http_delivery
 from bot.observability import Metrics
 from bot.settings import DEFAULT_SLACK_API_URL
 
@@ -34,7 +35,6 @@ CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
 )
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
 CREDENTIAL_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 """The token, not the message, is refused: a rotated or revoked token is fixed by an operator while
 the bot waits, so these pause Slack delivery (retrying with backoff) instead of failing notifications."""
@@ -121,11 +121,11 @@ def api_error(method: str, exc: SlackApiError) -> DeliveryError:
     data = response.data if isinstance(getattr(response, "data", None), dict) else {}
     error = str(data.get("error") or f"http_{status}")
     if status == 429 or error == "ratelimited":
-        retry_after = _retry_after(getattr(response, "headers", None) or {})
+        retry_after = http_delivery.retry_after(getattr(response, "headers", None) or {})
         return DeliveryError(
             f"Slack {method}: rate limited (HTTP {status})", retryable=True, retry_after=retry_after, code=error
         )
-    if status >= 500 or status in _RETRYABLE_STATUS or error in _RETRYABLE_ERRORS:
+    if http_delivery.retries(status) or error in _RETRYABLE_ERRORS:
         return DeliveryError(f"Slack {method}: {error} (HTTP {status})", retryable=True, code=error)
     message = f"Slack {method} refused: {error}"
     if error in _HINTS:
@@ -134,17 +134,6 @@ def api_error(method: str, exc: SlackApiError) -> DeliveryError:
     if details:
         message += f" ({'; '.join(str(d) for d in details[:3])})"
     return DeliveryError(message, retryable=False, pauses=error in CREDENTIAL_ERRORS, code=error)
-
-
-def _retry_after(headers: Mapping[str, Any]) -> float | None:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) and value else value
-            try:
-                return max(float(raw), 0.0)
-            except (TypeError, ValueError):
-                return None
-    return None
 
 
 def metadata_names(message: Mapping[str, Any], event_type: str, **expected: Any) -> bool:

@@ -35,6 +35,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKind
+from bot.config import choices
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents.incident import Incident, IncidentState
@@ -296,19 +297,12 @@ def model_list_replies(alerts: Sequence[Alert]) -> list[str]:
 def configured_channel(alert: Alert, config: Config) -> str:
     """Where the alert's root goes: the rule's channel, else the model's, else the default.
     A rule removed by a reload still has its alerts delivered, to the model's channel."""
-    rule = config.rule(alert.rule)
-    if rule is not None:
-        return config.channel_for(rule, alert.model)
-    model = config.models.get(alert.model)
-    return (model.channel if model else None) or config.settings.default_channel
+    return choices.alert_channel(config, alert.rule, alert.model)
 
 
 def has_runbook(alert: Alert, config: Config) -> bool:
     """Whether the Runbook button has something to open for this alert."""
-    rule = config.rule(alert.rule)
-    if rule is not None and rule.runbook in config.runbooks:
-        return True
-    return config.runbook_for_model(alert.model) is not None
+    return choices.alert_runbook(config, alert.model, alert.rule) is not None
 
 
 # --------------------------------------------------------------------------- blocks

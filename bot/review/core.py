@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, Event, EventKind, Timing
-from bot.config.durations import humanize
+from bot.config.durations import humanize, written
 
 MIN_FIRES_TO_FLAG = 3
 NOISY_RATIO = 2.0
@@ -182,14 +182,14 @@ def _suggest(
         typical = lifetimes[max(math.ceil(0.75 * len(lifetimes)) - 1, 0)]
         wait = _nice_above(max(typical, timing.for_ if timing else timedelta(0)))
         return (
-            f"add `for: {_short(wait)}` — {len(short)} of {count} fires auto-resolved within "
+            f"add `for: {written(wait)}` — {len(short)} of {count} fires auto-resolved within "
             f"{humanize(SHORT_LIVED)} with nobody acting (3 in 4 held for {humanize(typical)} or less)"
         )
     if 2 * len(refires) > count:
         gaps = [f.refire_gap for f in refires if f.refire_gap is not None]
         cooldown = _nice_above(max(*gaps, timing.cooldown if timing else timedelta(0)))
         return (
-            f"lengthen `cooldown:` to {_short(cooldown)} — {len(refires)} of {count} fires came within "
+            f"lengthen `cooldown:` to {written(cooldown)} — {len(refires)} of {count} fires came within "
             f"{humanize(max(gaps))} of the previous alert resolving"
         )
     if acted == 0:
@@ -214,12 +214,3 @@ def _nice_above(delta: timedelta) -> timedelta:
         if nice > delta:
             return nice
     return timedelta(days=math.floor(delta / timedelta(days=1)) + 1)
-
-
-def _short(delta: timedelta) -> str:
-    """A duration as ``rules/`` accepts it: ``5m``, ``2h``, ``1d``."""
-    seconds = int(delta.total_seconds())
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

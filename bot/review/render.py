@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from bot.config.durations import humanize
+from bot.config.durations import humanize, window_title
 from bot.review.core import RuleReview
-from bot.slo import text
 
 HEADERS = ("Rule", "Fires", "Acks", "Median ack", "Auto-resolved", "Alert:action")
 SEPARATOR = " │ "
@@ -38,7 +37,7 @@ def render_review(
     """The whole review; a quiet window says so in one line. ``incidents``: how many incidents
     opened in the window (what people heard about), beside the alerts that made them."""
     start = now - window
-    title = f"Alert review — {text.window_title(window).lower()} ({start:%Y-%m-%d %H:%M} → {now:%Y-%m-%d %H:%M} UTC)"
+    title = f"Alert review — {window_title(window).lower()} ({start:%Y-%m-%d %H:%M} → {now:%Y-%m-%d %H:%M} UTC)"
     if not reviews:
         return f"{title}\nNo alert fired in this window. 🎉"
     rows = [HEADERS, *(_cells(r) for r in reviews)]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.alerts.lifecycle import AlertState, EventKind, Transition
+from bot.config.choices import alert_channel
 from bot.config.loader import Config
 from bot.incidents import incident as core
 from bot.incidents.incident import Incident, IncidentState
@@ -87,4 +88,4 @@ class IncidentBook:
         return next((k for k, m in self.members.items() if alert_key in m), None)
 
     def _channel(self, rule: str, model: str) -> str:
-        return self.config.alert_channel(rule, model)
+        return alert_channel(self.config, rule, model)

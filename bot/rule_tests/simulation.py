@@ -12,6 +12,7 @@ from bot.alerts import lifecycle
 from bot.alerts.lifecycle import Alert, AlertState, Event, EventKind, Transition, dedup_key
 from bot.clock import FrozenClock
 from bot.config.conditions import ConditionEvaluator, Outcome
+from bot.config.durations import written
 from bot.config.loader import Config
 from bot.errors import ActionRefused
 from bot.evaluation.evaluate import PassInput, current_values, evaluate, window_needs, windowed_values
@@ -64,7 +65,7 @@ class _Simulation:
         end = max([c.eval_time for c in self.case.alert_rule_test] + [a.at for a in self.case.actions])
         steps = end // self.every
         if steps > MAX_VALUES:
-            message = f"{steps:,} evaluations to reach {_offset(end)}; use a longer evaluation_interval"
+            message = f"{steps:,} evaluations to reach {written(end, days=False)}; use a longer evaluation_interval"
             return CaseResult(self.case.name, False, [message])
         # actions first, then the evaluation, then checks: a check sees the pass at its own time
         timeline: list[tuple[timedelta, int, int]] = [(self.every * k, 1, k) for k in range(steps + 1)]
@@ -133,13 +134,15 @@ class _Simulation:
         key = dedup_key(action.rule, action.model)
         alert = self.open.get(key)
         if alert is None:
-            self.messages.append(f"at {_offset(now - self.start)}: cannot {action.action} {key}: no open alert")
+            self.messages.append(
+                f"at {written(now - self.start, days=False)}: cannot {action.action} {key}: no open alert"
+            )
             return
         verb = lifecycle.acknowledge if action.action == "acknowledge" else lifecycle.resolve
         try:
             self._apply(verb(alert, actor=action.by, now=now))
         except ActionRefused as exc:
-            self.messages.append(f"at {_offset(now - self.start)}: cannot {action.action} {key}: {exc}")
+            self.messages.append(f"at {written(now - self.start, days=False)}: cannot {action.action} {key}: {exc}")
 
     def _check(self, check: AlertCheck, now: datetime) -> None:
         if check.alerts is not None:
@@ -166,7 +169,7 @@ class _Simulation:
         problems += [f"unexpected incident of {', '.join(keys)}" for keys in sorted(got.keys() - want.keys())]
         if not problems:
             return
-        lines = [f"at {_offset(now - self.start)}: open incidents differ from the expected ones", "  got:"]
+        lines = [f"at {written(now - self.start, days=False)}: open incidents differ from the expected ones", "  got:"]
         lines += [
             f"    {i.severity.value} {i.state.value}{' storm' if i.storm_rule else ''}: {', '.join(keys)}"
             for keys, i in sorted(got.items())
@@ -189,7 +192,10 @@ class _Simulation:
             problems.append(f"unexpected {key}")
         if not problems:
             return
-        lines = [f"at {_offset(now - self.start)}: open alerts differ from the expected ones", "  expected:"]
+        lines = [
+            f"at {written(now - self.start, days=False)}: open alerts differ from the expected ones",
+            "  expected:",
+        ]
         lines += [f"    {_describe_expected(e)}" for e in expected_alerts] or ["    (none)"]
         lines.append("  got:")
         lines += [f"    {self._describe(a)}" for _, a in sorted(got.items())] or ["    (none)"]
@@ -197,7 +203,7 @@ class _Simulation:
         self.messages.append("\n".join(lines))
 
     def _describe(self, alert: Alert) -> str:
-        since = _offset((alert.fired_at or alert.started_at) - self.start)
+        since = written((alert.fired_at or alert.started_at) - self.start, days=False)
         return f'{alert.key} {alert.severity.value} {alert.state.value} since {since}: "{alert.title}"'
 
     def _why_not(self, rule_name: str, model: str, now: datetime) -> str:
@@ -207,16 +213,17 @@ class _Simulation:
         rule = self.config.rule(rule_name)
         if pending is not None and rule is not None:
             due = pending.started_at + rule.for_
-            return f"pending since {_offset(pending.started_at - self.start)}, fires at {_offset(due - self.start)}"
+            since, fires = (written(at - self.start, days=False) for at in (pending.started_at, due))
+            return f"pending since {since}, fires at {fires}"
         if rule is None or not rule.applies_to(model):
             return f"rule {rule_name} does not apply to {model} (models: {', '.join(rule.models) if rule else '-'})"
         last = self.last_seen.get(key)
         said = ""
         if last is not None and last.event.kind in (EventKind.AUTO_RESOLVED, EventKind.RESOLVED):
-            said = f"{_event(last.event)} at {_offset(last.event.at - self.start)}; "
+            said = f"{_event(last.event)} at {written(last.event.at - self.start, days=False)}; "
         resolved = self.last_resolved.get(key)
         if resolved is not None and now - resolved < rule.cooldown:
-            return f"{said}in cooldown until {_offset(resolved + rule.cooldown - self.start)}"
+            return f"{said}in cooldown until {written(resolved + rule.cooldown - self.start, days=False)}"
         values = current_values(self.config, model, self.samples_at(now).get(model, {}), now)
         values.update(windowed_values(self.config, [rule], self.windows.get(model, {}), now))
         numbers = {k: v for k, v in values.items() if not isinstance(v, str)}
@@ -259,18 +266,3 @@ def _describe_expected(exp: ExpectedAlert) -> str:
 
 def _event(event: Event) -> str:
     return "auto-resolved" if event.kind is EventKind.AUTO_RESOLVED else f"resolved by {event.actor}"
-
-
-def _offset(delta: timedelta) -> str:
-    """``4m``, ``2m30s``, ``1h5m``: the way durations are written in the test file."""
-    total = delta.total_seconds()
-    if total == 0:
-        return "0s"
-    sign, total = ("-", -total) if total < 0 else ("", total)
-    hours, rest = divmod(int(total), 3600)
-    minutes, seconds = divmod(rest, 60)
-    fraction = total - int(total)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
-    if seconds or fraction:
-        parts.append(f"{seconds + fraction:g}s")
-    return sign + "".join(parts)

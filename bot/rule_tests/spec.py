@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from bot.config.schema import Duration, SeverityField
+from bot.config.fields import Duration, SeverityField
 from bot.rule_tests.notation import MAX_VALUES, expand_series
 
 

@@ -168,14 +168,11 @@ class AlertButtons(Listeners):
         within :data:`~bot.slack.clicks.DATABASE_PATIENCE` is kept and applied when it is back (never dropped)."""
         client, after_ack, service = self._after_ack.client, self._after_ack, self._context.service
         clicked_at = self._context.clock.now()
-        act = {
-            ("alert", "acknowledge"): service.acknowledge,
-            ("alert", "resolve"): service.resolve,
-            ("incident", "acknowledge"): service.acknowledge_incident,
-            ("incident", "resolve"): service.resolve_incident,
-        }[(subject, verb)]
         try:  # done, the service logs the change ("alert 7 acknowledged … by U…"): the click's one line
-            await patiently(lambda: after_ack.db(act, target, actor=click.user), what=f"{verb} {subject} {target}")
+            await patiently(
+                lambda: after_ack.db(service.apply, subject, target, verb, actor=click.user),
+                what=f"{verb} {subject} {target}",
+            )
         except ActionRefused as exc:
             await refuse(client, click, messages.refused(str(exc)))
         except LookupError:

@@ -31,6 +31,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot.config.durations import window_title
 from bot.config.loader import Config
 from bot.errors import MissingExtra
 from bot.notify.slack_blocks import alerts_list
@@ -42,7 +43,6 @@ from bot.slack.payloads import Asked, command_text, parse_command
 from bot.slack.replies import MAX_SECTIONS, Reply, code_block, parse_window, respond, sections
 from bot.slack.runbooks import runbook_reply
 from bot.slack.slo_replies import SloRequest, model_window, parse_slo_args, slo_reply
-from bot.slo import text as slo_text
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Commands(Listeners):
         try:
             now = self._context.clock.now()
             png = await self._after_ack.db(self._context.queries.slo_chart, current, model, now, window)
-            span = slo_text.window_title(window or model_window(current, model)).lower()
+            span = window_title(window or model_window(current, model)).lower()
             await self._after_ack.client.files_upload_v2(
                 channel=channel,
                 file=png,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from bot.config import choices
 from bot.config.loader import Config
 from bot.notify.slack_text import markdown_to_mrkdwn, mrkdwn_context, mrkdwn_section, split_sections
 from bot.slack import messages
@@ -21,11 +22,7 @@ def render_runbook(config: Config, model: str, *, rule: str | None = None) -> st
     With ``rule`` (an alert's Runbook button), the rule's own runbook wins: it is written for
     that problem; otherwise the model's ``runbook:``, then ``runbooks/default.md``.
     """
-    runbook = None
-    named = config.rule(rule) if rule else None
-    if named is not None and named.runbook:
-        runbook = config.runbooks.get(named.runbook)
-    runbook = runbook or config.runbook_for_model(model)
+    runbook = choices.alert_runbook(config, model, rule)
     if runbook is None:
         return None
     known = config.models.get(model)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.config.alert_names import slo_rule
+from bot.config import choices
 from bot.config.durations import DURATION_HINT, humanize, parse_duration
 from bot.config.loader import Config
 from bot.notify.slack_text import escape_mrkdwn
@@ -176,22 +176,4 @@ def _duration(text: str) -> timedelta | str:
 
 def target_channels(config: Config, rule: str | None, model: str | None) -> set[str]:
     """The channels the alerts a silence covers are posted to (``#name``s or IDs, as configured)."""
-    configured = config.rule(rule) if rule is not None else None
-    if model is not None:
-        models = [model]
-    elif configured is None:  # an SLO's rule: its models
-        models = sorted({slo.model for slo in config.slos if slo_rule(slo.name or slo.metric) == rule})
-    else:
-        models = known_models(config)
-    rules = [configured] if configured is not None else (list(config.rules) if rule is None else [])
-    channels = {config.channel_for(r, m) for r in rules for m in models if r.applies_to(m)}
-    if configured is None:  # SLO alerts go to the model's channel
-        channels |= {_model_channel(config, m) for m in models}
-    elif not channels:
-        channels.add(configured.channel or config.settings.default_channel)
-    return channels
-
-
-def _model_channel(config: Config, model: str) -> str:
-    known = config.models.get(model)
-    return (known.channel if known else None) or config.settings.default_channel
+    return choices.silence_channels(config, rule, model)

@@ -13,13 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.config.durations import humanize
+from bot.config.durations import humanize, window_title
 from bot.config.loader import Config
 from bot.notify.slack_text import escape_mrkdwn, mrkdwn_context, mrkdwn_section, slack_date
 from bot.review.weekly import WEEK
 from bot.slack import messages
 from bot.slack.replies import MAX_SECTIONS, Reply, code_block, parse_window, sections
-from bot.slo import text as slo_text
 from bot.slo.dashboard import ModelDashboard, overall_text, render_overview, render_table
 from bot.slo.service import specs_of
 
@@ -93,12 +92,12 @@ def _resolve_slo_model(config: Config, name: str) -> str | None:
 def window_text(windows: Iterable[timedelta]) -> str:
     """``last 7 days`` when every SLO shown has one window, else ``each SLO's window``."""
     distinct = set(windows)
-    return slo_text.window_title(distinct.pop()).lower() if len(distinct) == 1 else "each SLO's window"
+    return window_title(distinct.pop()).lower() if len(distinct) == 1 else "each SLO's window"
 
 
 def _shown_window(boards: Sequence[ModelDashboard], window: timedelta | None) -> str:
     if window is not None:
-        return slo_text.window_title(window).lower()
+        return window_title(window).lower()
     return window_text(row.window for board in boards for row in board.rows)
 
 

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bot.config.alert_names import slo_rule
-from bot.config.durations import humanize
+from bot.config.durations import humanize, window_words
 from bot.severity import Severity
 from bot.slo import text
 from bot.slo.budget import Budget, budget_consumed, burn_rate, error_budget, time_to_exhaustion
@@ -249,7 +249,7 @@ def explain_burn(
     rates = f"{long_rate}, {humanize(tier.short)}: {text.burn(result.burn_short)}"
     head = (
         f"{slowly} error budget of {spec.label} ({spec.model}) {text.burn(result.burn_long)} too fast ({rates}; "
-        f"alerts above {tier.threshold:.3g}×): {text.percent(spent)} of the {text.window_words(spec.window)} budget "
+        f"alerts above {tier.threshold:.3g}×): {text.percent(spent)} of the {window_words(spec.window)} budget "
         f"used in the last {humanize(tier.long)}"
     )
     if not budget.projectable:

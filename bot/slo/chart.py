@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
+from bot.config.durations import window_title
 from bot.errors import MissingExtra
 from bot.slo import text
 from bot.slo.budget import error_budget
@@ -167,4 +168,4 @@ def budget_figure(lines: Sequence[Burndown], *, title: str) -> Figure:
 
 
 def chart_title(model: str, window: timedelta) -> str:
-    return f"Error budget — {model} — {text.window_title(window)} (UTC)"
+    return f"Error budget — {model} — {window_title(window)} (UTC)"

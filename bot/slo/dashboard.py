@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.config.durations import humanize
+from bot.config.durations import humanize, window_title
 from bot.slo import text
 from bot.slo.budget import MIN_PROJECTION_COVERAGE, Budget, burn_rate, error_budget
 from bot.slo.sli import Current, Series, Status, current, measure
@@ -201,7 +201,7 @@ def coverage_text(rows: Sequence[SloRow]) -> str:
 
 def _title_window(rows: Sequence[SloRow]) -> str:
     windows = {r.window for r in rows}
-    return text.window_title(windows.pop()) if len(windows) == 1 else "each SLO's window"
+    return window_title(windows.pop()) if len(windows) == 1 else "each SLO's window"
 
 
 def render_table(board: ModelDashboard) -> str:

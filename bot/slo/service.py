@@ -31,7 +31,7 @@ from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Observation, PolicyStep, Timing, Transition, Value, dedup_key, observe
 from bot.config.conditions import Outcome
 from bot.config.loader import Config
-from bot.config.schema import Slo
+from bot.config.slo_schema import Slo
 from bot.evaluation.evaluate import policy_for
 from bot.metrics import store as metric_store
 from bot.metrics.samples import Sample

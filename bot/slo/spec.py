@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from bot.config.schema import Slo
+from bot.config.slo_schema import Slo
 
 Kind = Literal["threshold", "ratio", "quotient"]
 Direction = Literal["below", "above"]

@@ -1,5 +1,5 @@
-"""Numbers as an on-call engineer reads them: ``2s``, ``92.3%``, ``14.9×``, ``7-day``; durations through
-:func:`bot.config.durations.humanize` (``11 h 17 min``)."""
+"""Numbers as an on-call engineer reads them: ``2s``, ``92.3%``, ``14.9×``; durations and window
+names through :mod:`bot.config.durations` (``11 h 17 min``, ``7-day``)."""
 
 from __future__ import annotations
 
@@ -10,26 +10,6 @@ from bot.config.durations import humanize
 NO_DATA = "no data"
 
 _RATIO_HINTS = ("accuracy", "precision", "recall", "ratio", "_rate", "availability", "f1")
-
-
-def window_words(window: timedelta) -> str:
-    """``7-day``, ``28-day``, ``12-hour``; any other length as a span."""
-    seconds = int(window.total_seconds())
-    if seconds % 86400 == 0:
-        return f"{seconds // 86400}-day"
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}-hour"
-    return humanize(window)
-
-
-def window_title(window: timedelta) -> str:
-    """``Last 7 Days`` (seed 000's heading), ``Last 24 Hours``, ``Last 1 Day``."""
-    seconds = int(window.total_seconds())
-    for size, word in ((86400, "Day"), (3600, "Hour"), (60, "Minute")):
-        if seconds % size == 0:
-            count = seconds // size
-            return f"Last {count} {word}{'' if count == 1 else 's'}"
-    return f"Last {humanize(window)}"
 
 
 def coverage(fraction: float, window: timedelta) -> str:

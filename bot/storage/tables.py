@@ -10,7 +10,7 @@ from sqlalchemy import JSON, Column, DateTime, Dialect, Index, UniqueConstraint,
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from bot.clock import ensure_utc
+from bot.clock import maybe_utc
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -23,10 +23,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return ensure_utc(value) if value is not None else None
+        return maybe_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return ensure_utc(value) if value is not None else None
+        return maybe_utc(value)
 
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:

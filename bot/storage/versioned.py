@@ -4,7 +4,9 @@ two clicks) cannot both win; the loser gets :class:`ConcurrentChange` and decide
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +15,45 @@ from sqlmodel import Session, SQLModel, col
 from bot.errors import ConcurrentChange
 
 Row = TypeVar("Row", bound=SQLModel)
+
+
+class Versioned(Protocol):
+    """An alert or an incident: a frozen dataclass with its row's id and the version it was read at."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+Entity = TypeVar("Entity", bound=Versioned)
+
+
+def save(
+    session: Session,
+    table: type[Row],
+    entity: Entity,
+    *,
+    columns: dict[str, Any],
+    read: Callable[[Row], Entity],
+    what: str,
+    taken: str,
+) -> Entity:
+    """:func:`write` ``entity`` and return it as stored now: read back from its new row, or at its
+    next version. ``what`` names it in the message when it changed since it was read."""
+    row = write(
+        session,
+        table,
+        row_id=entity.id,
+        version=entity.version,
+        columns=columns,
+        taken=taken,
+        stale=f"{what} {entity.id} changed since it was read",
+    )
+    return read(row) if row is not None else replace(entity, version=entity.version + 1)
 
 
 def write(

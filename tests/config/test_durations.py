@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config.durations import DURATION_HINT, humanize, parse_duration
+from bot.config.durations import DURATION_HINT, humanize, parse_duration, written
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,23 @@ def test_anything_else_is_refused_with_how_to_write_one(value: object) -> None:
 )
 def test_humanize_writes_durations_as_people_do(delta: timedelta, shown: str) -> None:
     assert humanize(delta) == shown
+
+
+@pytest.mark.parametrize(
+    ("delta", "days", "text"),
+    [
+        (timedelta(minutes=5), True, "5m"),
+        (timedelta(days=1), True, "1d"),
+        (timedelta(hours=25), True, "1d1h"),
+        (timedelta(hours=25), False, "25h"),
+        (timedelta(minutes=2, seconds=30), False, "2m30s"),
+        (timedelta(seconds=-30), False, "-30s"),
+        (timedelta(seconds=1.5), True, "1.5s"),
+        (timedelta(0), True, "0s"),
+    ],
+)
+def test_written_is_read_back_by_parse_duration(delta: timedelta, days: bool, text: str) -> None:
+    """The review's suggestions and the rule tests' offsets are written as rules/ writes them."""
+    assert written(delta, days=days) == text
+    if delta >= timedelta(0):
+        assert parse_duration(text) == delta

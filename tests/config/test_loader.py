@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.config.choices import model_runbook
 from bot.config.loader import load_config
 from bot.config.runbooks import Runbook
 from bot.errors import ConfigError, ConfigProblem
@@ -129,13 +130,13 @@ def test_every_runbook_the_shipped_rules_name_exists_and_default_serves_the_rest
 
     assert {r.runbook for r in config.rules} <= set(config.runbooks)
     assert "default" in config.runbooks
-    runbook = config.runbook_for_model("fraud-detector-v2")
+    runbook = model_runbook(config, "fraud-detector-v2")
     assert runbook is not None and runbook.name == "default"
 
 
 def test_a_runbook_fills_model_settings_and_leaves_unknown_fields_and_code_braces_alone() -> None:
     config = load_config(REPO_ROOT)
-    runbook = config.runbook_for_model("fraud-detector-v2")
+    runbook = model_runbook(config, "fraud-detector-v2")
     assert runbook is not None
 
     text = runbook.render({**config.models["fraud-detector-v2"].settings, "model": "fraud-detector-v2"})

@@ -33,9 +33,9 @@ from sqlmodel import col, select
 
 from bot.storage.database import make_engine, session
 from bot.storage.tables import AlertRow, IncidentEventRow, IncidentRow, OutboxRow
-from tests.e2e.test_serve import free_port
 from tests.emulators.pagerduty_events import PagerDutyEmulator
 from tests.emulators.slack_api import Call, SlackEmulator
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "xoxb-test"

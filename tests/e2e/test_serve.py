@@ -4,7 +4,6 @@ and the notification goes out through the outbox (to the log notifier without Sl
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ from sqlmodel import select
 
 from bot.storage.database import make_engine, session
 from bot.storage.tables import AlertRow, OutboxRow
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from typing import Any, TextIO
 import httpx
 import pytest
 
-from tests.e2e.test_serve import REPO, free_port
+from tests.e2e.test_serve import REPO
+from tests.support.ports import free_port
 
 Entry = dict[str, Any]
 

@@ -7,8 +7,6 @@ root message for the alert through the whole flow."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from bot.app import build_bot
 from bot.settings import Settings
 from tests.emulators.slack_api import Call, SlackEmulator
 from tests.slack.harness import SECRET, TOKEN, sign
+from tests.support.served import serving
 
 REPO = Path(__file__).resolve().parents[2]
 INGEST_TOKEN = "e2e-ingest-t0ken"
@@ -106,26 +105,13 @@ def running(tmp_path: Path) -> Iterator[Running]:
             bot_config_dir=REPO,
         )
         bot = build_bot(settings, config_dir=REPO)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(bot.app, log_level="warning", lifespan="on", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-e2e", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
+        config = uvicorn.Config(bot.app, log_level="warning", lifespan="on", access_log=False)
         try:
-            with httpx.Client(timeout=10) as http:
+            with serving(config, name="uvicorn-e2e") as port, httpx.Client(timeout=10) as http:
                 base = f"http://127.0.0.1:{port}"
                 assert http.get(f"{base}/healthz").json() == {"status": "ok", "scheduler": True}
                 yield Running(base=base, http=http, slack=slack, channel=slack.channel_id(CHANNEL))
         finally:
-            server.should_exit = True
-            thread.join(timeout=15)
-            sock.close()
             bot.engine.dispose()
 
 

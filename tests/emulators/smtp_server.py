@@ -7,7 +7,6 @@ recipient's RCPT with a reply code, so the tests see the protocol's 4xx and 5xx,
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 import threading
@@ -21,6 +20,8 @@ from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.support.ports import free_port
 
 HOST = "127.0.0.1"
 USER = "alerts@example.com"
@@ -109,13 +110,6 @@ class SmtpServer:
         if ok:
             self.logins.append(self.user)
         return AuthResult(success=ok, handled=False)
-
-
-def free_port() -> int:
-    """A port nothing listens on right now, on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def self_signed(folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.emulators.slack_api import SlackEmulator
+from tests.support.ports import listening_socket
 
 JsonDict = dict[str, Any]
 
@@ -58,9 +59,7 @@ class SocketModeEmulator:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SocketModeEmulator:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = listening_socket()
         self._port = int(sock.getsockname()[1])
         self.base_url = f"http://127.0.0.1:{self._port}/api/"
         loop = asyncio.new_event_loop()

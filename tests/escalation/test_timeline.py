@@ -24,7 +24,7 @@ from bot.alerts import store
 from bot.alerts.lifecycle import Alert, AlertState, PolicyStep
 from bot.clock import FrozenClock
 from bot.config.loader import Config
-from bot.config.schema import EscalationStep
+from bot.config.routing_schema import EscalationStep
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentEventKind, IncidentState
 from bot.service import AlertService, every_channel

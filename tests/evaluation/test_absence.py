@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.alerts.lifecycle import Alert, AlertState, EventKind, Transition
+from bot.config.choices import alert_channel, rule_channel
 from bot.config.conditions import Outcome
 from bot.config.loader import Config, load_config
 from bot.config.schema import Rule
@@ -121,7 +122,7 @@ def test_the_absence_alert_resolves_when_samples_return(config: Config) -> None:
 
 def test_the_absence_alert_shares_its_rules_channel_and_runbook(config: Config) -> None:
     assert config.rule("absent:volume_drop") is config.rules[0]
-    assert config.alert_channel("absent:volume_drop", FRAUD) == config.channel_for(config.rules[0], FRAUD)
+    assert alert_channel(config, "absent:volume_drop", FRAUD) == rule_channel(config, config.rules[0], FRAUD)
     assert config.rule("absent:no_such_rule") is None
 
 

@@ -26,9 +26,9 @@ from bot.config.templates import Template
 from bot.evaluation.evaluate import PassInput, evaluate
 from bot.evaluation.rule_errors import RuleErrors
 from bot.metrics.samples import Sample
-from bot.notify.notifier import RecordingNotifier
 from bot.observability import Metrics
 from bot.settings import Settings
+from tests.support.recording import RecordingNotifier
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

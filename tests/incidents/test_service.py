@@ -17,12 +17,12 @@ from bot.clock import FrozenClock
 from bot.config.holder import ConfigHolder
 from bot.incidents import store
 from bot.incidents.incident import Incident, IncidentState
-from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
 from bot.pending_actions import PendingAction
 from bot.service import AlertService, every_channel
 from bot.storage.database import session
 from bot.storage.tables import OutboxRow
+from tests.support.recording import RecordingNotifier
 
 T0 = datetime(2026, 1, 6, 22, 0, tzinfo=UTC)  # a Tuesday, 22:00 UTC: outside business hours
 MINUTE = timedelta(minutes=1)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from bot.config.schema import BusinessHours
+from bot.config.routing_schema import BusinessHours
 from bot.notify.business_hours import is_open, next_opening
 
 BERLIN = BusinessHours(timezone="Europe/Berlin", holidays="DE")

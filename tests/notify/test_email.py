@@ -37,7 +37,8 @@ from bot.settings import Settings
 from bot.severity import Severity
 from bot.storage.database import session
 from bot.storage.tables import OutboxRow
-from tests.emulators.smtp_server import HOST, PASSWORD, USER, SmtpServer, free_port, self_signed
+from tests.emulators.smtp_server import HOST, PASSWORD, USER, SmtpServer, self_signed
+from tests.support.ports import free_port
 
 FRAUD = "fraud-detector-v2"
 RULE = "significant_data_drift"

@@ -10,7 +10,7 @@ import pytest
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKind
 from bot.config.loader import Config
-from bot.config.schema import Routing
+from bot.config.routing_schema import Routing
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState
 from bot.notify.email_routing import email_recipients, incident_recipients
 from bot.notify.routing import Delivery, every_channel

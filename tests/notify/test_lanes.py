@@ -28,7 +28,7 @@ from bot.config.conditions import Outcome
 from bot.config.loader import Config
 from bot.errors import DeliveryError
 from bot.notify.lanes import ClaimRenewer, Lanes
-from bot.notify.notifier import Notification, RecordingNotifier
+from bot.notify.notifier import Notification
 from bot.notify.outbox import CLAIM_LEASE, ENQUEUED_CHANNELS, Outbox, enqueue
 from bot.notify.pagerduty import PagerDutyNotifier
 from bot.notify.slack import SlackNotifier, make_client
@@ -40,6 +40,7 @@ from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
 from tests.emulators.pagerduty_events import PagerDutyEmulator
 from tests.emulators.slack_api import SlackEmulator
+from tests.support.recording import RecordingNotifier
 
 IDLE = 60.0
 """The lanes' poll in these tests: far longer than any wait, so only a wake or a due row moves them."""

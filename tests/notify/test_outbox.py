@@ -19,11 +19,12 @@ from bot.alerts.lifecycle import Observation, Timing, observe
 from bot.clock import FrozenClock, ensure_utc
 from bot.config.conditions import Outcome
 from bot.errors import DeliveryError
-from bot.notify.notifier import Notification, RecordingNotifier
+from bot.notify.notifier import Notification
 from bot.notify.outbox import CLAIM_LEASE, RENEW_EVERY, Backoff, Outbox, enqueue
 from bot.severity import Severity
 from bot.storage.database import session
 from bot.storage.tables import OutboxRow
+from tests.support.recording import RecordingNotifier
 
 RATE_LIMITED = DeliveryError("429 Too Many Requests", retryable=True, retry_after=30)
 REJECTED = DeliveryError("400 invalid_blocks", retryable=False)

@@ -15,11 +15,11 @@ from bot.app import Bot, build_bot
 from bot.cli import main
 from bot.clock import FrozenClock
 from bot.errors import DeliveryError
-from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import DROPPED, FAILED, PENDING, SENT
 from bot.settings import Settings
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
+from tests.support.recording import RecordingNotifier
 
 REPO = Path(__file__).resolve().parents[2]
 REFUSED = DeliveryError("Slack chat.postMessage refused: invalid_blocks", retryable=False)

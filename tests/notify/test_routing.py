@@ -10,6 +10,7 @@ pages after asking), so a key already paged is never paged twice.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -17,15 +18,17 @@ import pytest
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKind
 from bot.config.loader import Config
-from bot.config.schema import BusinessHours, Routing
+from bot.config.routing_schema import BusinessHours, Routing
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState
-from bot.notify.routing import Delivery, every_channel, pages_to
+from bot.notify.routing import Delivery, Held, every_channel, pages_to
 from bot.severity import Severity
 
 MONDAY_MORNING = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # 10:00 in Berlin: open
 SATURDAY = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 NEXT_MONDAY_OPENING = datetime(2026, 1, 12, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
 GROUP_WAIT = timedelta(seconds=10)  # the shipped settings.group_wait
+SLACK_WAITS = Delivery("slack", GROUP_WAIT, held=Held.GROUP_WAIT)
+"""A fire's Slack post, waiting for the alerts that fire with it."""
 ROUTES = every_channel(["slack", "recording", "pagerduty"])
 MODEL = "fraud-detector-v2"
 
@@ -75,7 +78,7 @@ def test_an_alert_event_goes_to_chat_only_and_only_a_slack_fire_waits_for_group_
     config: Config, severity: Severity
 ) -> None:
     assert chat(EventKind.FIRED, severity, config, MONDAY_MORNING) == [
-        Delivery("slack", GROUP_WAIT),
+        SLACK_WAITS,
         Delivery("recording"),
     ]
     assert chat(EventKind.ACKNOWLEDGED, severity, config, MONDAY_MORNING) == [Delivery("slack"), Delivery("recording")]
@@ -86,11 +89,22 @@ def test_bookkeeping_is_not_news(config: Config, kind: EventKind) -> None:
     assert chat(kind, Severity.P1, config, MONDAY_MORNING) == []
 
 
-def test_a_silenced_alert_notifies_no_one(config: Config) -> None:
+def test_a_silenced_alert_notifies_no_one_and_the_debug_log_says_why(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     event = Event(EventKind.FIRED, SYSTEM_ACTOR, MONDAY_MORNING)
-    assert (
-        ROUTES.for_alert(alert(Severity.P0), event, config=config, now=MONDAY_MORNING, silenced=True, urgent=True) == []
-    )
+    with caplog.at_level(logging.DEBUG, logger="bot.notify.routing"):
+        routed = ROUTES.for_alert(
+            alert(Severity.P0), event, config=config, now=MONDAY_MORNING, silenced=True, urgent=True
+        )
+    assert routed == []
+    assert [r.getMessage() for r in caplog.records] == ["alert 1 fired: not routed (silence)"]
+
+
+def test_an_alert_event_sent_at_once_is_held_for_nothing(config: Config) -> None:
+    (slack, recording) = chat(EventKind.ACKNOWLEDGED, Severity.P2, closed_hours(config, "next_morning"), SATURDAY)
+    assert slack.held is recording.held is Held.NONE
+    assert chat(EventKind.FIRED, Severity.P2, config, MONDAY_MORNING)[1] == Delivery("recording", held=Held.NONE)
 
 
 # --------------------------------------------------------------------------- business hours
@@ -102,12 +116,14 @@ def test_outside_business_hours_p2_and_p3_wait_for_the_next_morning(config: Conf
 
     (slack, recording) = chat(EventKind.FIRED, severity, closed, SATURDAY)
     assert slack.hold == recording.hold == NEXT_MONDAY_OPENING - SATURDAY
+    assert slack.held is recording.held is Held.BUSINESS_HOURS
 
 
 def test_outside_business_hours_p2_and_p3_go_to_the_quiet_channel_when_configured(config: Config) -> None:
     closed = closed_hours(config, "quiet_channel")
 
     assert chat(EventKind.FIRED, Severity.P3, closed, SATURDAY)[0].extra == {"slack_channel": "#ml-quiet"}
+    assert chat(EventKind.FIRED, Severity.P3, closed, SATURDAY)[0].held is Held.QUIET_CHANNEL
     assert (
         chat(EventKind.FIRED, Severity.P3, closed_hours(config, "quiet_channel", None), SATURDAY)[0].hold > GROUP_WAIT
     )
@@ -118,17 +134,17 @@ def test_an_alert_of_an_incident_that_pages_is_never_held_or_redirected(config: 
     closed = closed_hours(config, outside)
 
     assert chat(EventKind.FIRED, Severity.P2, closed, SATURDAY, urgent=True) == [
-        Delivery("slack", GROUP_WAIT),
+        SLACK_WAITS,
         Delivery("recording"),
     ]
-    assert chat(EventKind.FIRED, Severity.P1, closed, SATURDAY)[0] == Delivery("slack", GROUP_WAIT)
+    assert chat(EventKind.FIRED, Severity.P1, closed, SATURDAY)[0] == SLACK_WAITS
 
 
 def test_inside_business_hours_and_on_holidays(config: Config) -> None:
     closed = closed_hours(config, "next_morning")
     new_year = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
-    assert chat(EventKind.FIRED, Severity.P3, closed, MONDAY_MORNING)[0] == Delivery("slack", GROUP_WAIT)
+    assert chat(EventKind.FIRED, Severity.P3, closed, MONDAY_MORNING)[0] == SLACK_WAITS
     assert chat(EventKind.FIRED, Severity.P3, closed, new_year)[0].hold > GROUP_WAIT
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,7 +26,7 @@ from bot.app import default_notifiers
 from bot.clock import FrozenClock, ensure_utc
 from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
-from bot.config.schema import EscalationStep, Routing
+from bot.config.routing_schema import EscalationStep, Routing
 from bot.config.webhook_schema import WEBHOOK_EVENTS, Webhook
 from bot.errors import DeliveryError
 from bot.notify.lanes import Lanes
@@ -43,6 +42,7 @@ from bot.storage.database import session
 from bot.storage.tables import OutboxRow
 from tests.emulators.pagerduty_events import PagerDutyEmulator
 from tests.emulators.webhook_receiver import WebhookReceiver
+from tests.support.ports import free_port
 
 OPS_SECRET = "whsec-ops-0123456789abcdef"
 TICKETS_SECRET = "whsec-tickets-0123456789abcdef"
@@ -206,9 +206,7 @@ def test_a_receiver_refuses_a_signature_too_old_and_that_is_final(
 
 
 def test_an_unreachable_receiver_is_retried_without_naming_its_url(config: Config) -> None:
-    with socket.socket() as probe:  # a loopback port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a loopback port nobody listens on
     url = f"http://127.0.0.1:{port}/hooks/T0KEN"
     notifier = WebhookNotifier("ops", lambda: escalating(config, hook("ops", url, OPS_SECRET)), timeout=2)
     with pytest.raises(DeliveryError) as failed:

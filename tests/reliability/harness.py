@@ -11,8 +11,6 @@ the emulators over real sockets through ``SLACK_API_URL`` and ``PAGERDUTY_EVENTS
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -44,6 +42,7 @@ from tests.e2e.test_escalation_crash import fast_config, outbox_id
 from tests.emulators.pagerduty_events import PagerDutyEmulator
 from tests.emulators.slack_api import Call, SlackEmulator
 from tests.slack.harness import SECRET, TOKEN, sign
+from tests.support.served import UvicornThread
 
 INGEST = "reliability-t0ken"
 ROUTING_KEY = "routing-key-reliability"
@@ -177,21 +176,10 @@ class Running:
         self.slack = slack
         self.pagerduty = pagerduty
         self._notify_engine = notify_engine
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._sock = sock
-        self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         config = uvicorn.Config(bot.app, log_level="warning", lifespan="on", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [sock]}, name="uvicorn-reliability", daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
+        self._served = UvicornThread(config, name="uvicorn-reliability")
+        self.thread = self._served.thread
+        self.base = f"http://127.0.0.1:{self._served.start()}"
         self.http = httpx.Client(timeout=40)
 
     @property
@@ -231,9 +219,7 @@ class Running:
         return self.http.post(f"{self.base}/slack/events", content=body, headers=headers, timeout=10)
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self._sock.close()
+        self._served.stop()
         self.http.close()
         self.bot.engine.dispose()
         self._notify_engine.dispose()

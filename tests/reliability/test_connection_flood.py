@@ -27,9 +27,10 @@ import httpx
 import pytest
 
 from bot.http_limits import ConnectionLimits
-from tests.e2e.test_serve import REPO, free_port
+from tests.e2e.test_serve import REPO
 from tests.emulators.slack_api import SlackEmulator
 from tests.slack.harness import SECRET, TOKEN, sign
+from tests.support.ports import free_port
 
 INGEST_TOKEN = "flood-ingest-token"
 SERVER_FILES, SERVER_HARD_FILES = 1024, 8192

@@ -12,13 +12,13 @@ from bot.alerts import store
 from bot.clock import FrozenClock
 from bot.config.email_schema import Reports
 from bot.config.loader import Config
-from bot.config.schema import BusinessHours
-from bot.notify.notifier import RecordingNotifier
+from bot.config.routing_schema import BusinessHours
 from bot.notify.outbox import Outbox
 from bot.review.weekly import KIND, SLO_KIND, load_review, post_weekly_review, week_of, weekly_review_text
 from bot.service import AlertService
 from bot.storage.database import session
 from bot.storage.tables import OutboxRow
+from tests.support.recording import RecordingNotifier
 
 FRAUD = "fraud-detector-v2"
 MIN = timedelta(minutes=1)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +34,7 @@ from bot.slack import SlackApp, build_slack_app, slack_routes
 from bot.storage.database import make_engine, migrate
 from bot.storage.database import session as open_session
 from tests.emulators.slack_api import SlackEmulator
+from tests.support import served as support
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -221,24 +220,9 @@ def fire_cost_alert(service: AlertService, engine: Engine, clock: FrozenClock) -
 @contextmanager
 def serving(app: Starlette) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a socket bound to a free 127.0.0.1 port, from a thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-slack", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.005)
-    try:
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    with support.serving(config, name="uvicorn-slack") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @contextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from bot.slack import app as slack_app
 from bot.storage.database import session as open_session
 from tests.emulators.socket_mode import SocketModeEmulator
 from tests.slack.harness import ANA, REPO, SECRET, TOKEN, block_actions, fire_cost_alert
+from tests.support.ports import free_port
 
 APP_TOKEN = "xapp-1-A0INCIDENT-1-test"
 CHANNEL = "C0LLMALERTS"
@@ -109,9 +109,7 @@ def test_socket_mode_with_slack_unreachable_logs_each_retry_on_one_line(
     """Offline (nothing listens at SLACK_API_URL): each failed attempt is one WARNING line saying
     why, not slack_sdk's ERROR with a traceback, repeated every retry for as long as Slack is away."""
     monkeypatch.setattr(slack_app, "SOCKET_MODE_CONNECT_WAIT", 0.1)  # serve at once; the client keeps trying
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = free_port()  # a port nothing listens on
     settings = Settings(
         slack_bot_token=TOKEN,  # type: ignore[arg-type]
         slack_app_token=APP_TOKEN,  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.config.loader import load_config
-from bot.config.schema import Slo
+from bot.config.slo_schema import Slo
 from bot.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bot.config.durations import window_title
 from bot.metrics.samples import Sample
 from bot.slo.dashboard import build_dashboard, overall_text, render_overview, render_table, slo_row
 from bot.slo.sli import Series, Status
 from bot.slo.spec import SloSpec
-from bot.slo.text import percent, value, window_title
+from bot.slo.text import percent, value
 from tests.slo.helpers import DAY, HOUR, MIN, NOW, every
 
 STEP = 10 * MIN

@@ -20,7 +20,6 @@ from bot.clock import FrozenClock
 from bot.config.conditions import Outcome
 from bot.config.loader import Config
 from bot.evaluation.evaluate import policy_for
-from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
 from bot.service import AlertService
 from bot.severity import Severity
@@ -28,6 +27,7 @@ from bot.slo.service import evaluate_slos, observation_for, slo_dashboards, spec
 from bot.slo.spec import SloSpec
 from bot.storage.database import session
 from tests.slo.helpers import MIN, every
+from tests.support.recording import RecordingNotifier
 
 BOT = "support-bot"
 LATENCY = "response_time_p95_ms"

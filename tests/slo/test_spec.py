@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from bot.config.loader import Config
-from bot.config.schema import Slo
+from bot.config.slo_schema import Slo
 from bot.slo.spec import SloSpec, spec_from_config
 from tests.slo.helpers import DAY, MIN
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ import pytest
 import uvicorn
 
 from bot.app import Bot
+from tests.support.served import serving
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -42,12 +42,6 @@ def config_dir(tmp_path: Path, extra: str = "", *, group_wait: str | None = None
         assert "group_wait: 10s" in text
         settings.write_text(text.replace("group_wait: 10s", f"group_wait: {group_wait}"), encoding="utf-8")
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def require_binary(path: Path, package: str | None = None) -> None:
@@ -150,23 +144,11 @@ class Served:
 @contextmanager
 def serve(bot: Bot) -> Iterator[Served]:
     """The bot's web app and scheduler under uvicorn on a free port, as ``incident-bot serve`` runs."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(bot.app, log_level="warning", lifespan="on", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-sources", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
+    config = uvicorn.Config(bot.app, log_level="warning", lifespan="on", access_log=False)
     try:
-        yield Served(f"http://127.0.0.1:{port}", bot)
+        with serving(config, name="uvicorn-sources") as port:
+            yield Served(f"http://127.0.0.1:{port}", bot)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
         bot.engine.dispose()
 
 

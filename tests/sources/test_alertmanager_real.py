@@ -19,7 +19,8 @@ from bot.app import build_bot
 from bot.settings import Settings
 from tests.emulators.slack_api import Call, SlackEmulator
 from tests.slack.harness import SECRET, TOKEN
-from tests.sources.helpers import ALERTMANAGER, config_dir, free_port, require_binary, running_binary, serve, wait_until
+from tests.sources.helpers import ALERTMANAGER, config_dir, require_binary, running_binary, serve, wait_until
+from tests.support.ports import free_port
 
 INGEST_TOKEN = "am-real-t0ken"
 CHANNEL = "#llm-alerts"  # support-bot's channel in rules/models.yaml

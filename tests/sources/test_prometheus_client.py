@@ -24,7 +24,8 @@ from bot.config.loader import Config, load_config
 from bot.config.source_schema import PrometheusQuery
 from bot.metrics.store import Point
 from bot.sources.prometheus import PrometheusPuller, Pulled, interpret, shown_url
-from tests.sources.helpers import NOW, config_dir, free_port
+from tests.sources.helpers import NOW, config_dir
+from tests.support.ports import free_port
 
 Answer = tuple[int, Any, float]
 """(HTTP status, JSON body or raw bytes, delay in seconds)."""

@@ -26,11 +26,11 @@ from tests.sources.helpers import (
     PROMETHEUS,
     Exporter,
     config_dir,
-    free_port,
     require_binary,
     running_binary,
     wait_until,
 )
+from tests.support.ports import free_port
 
 QUERIES = """
 prometheus:

@@ -16,10 +16,10 @@ from bot.clock import FrozenClock
 from bot.config.loader import Config
 from bot.incidents import store
 from bot.incidents.incident import IncidentState
-from bot.notify.notifier import RecordingNotifier
 from bot.notify.outbox import Outbox
 from bot.service import AlertService, every_channel
 from bot.storage.database import SCHEMA_VERSION, make_engine, migrate, session
+from tests.support.recording import RecordingNotifier
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v2.sql"
 FIRED = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
