@@ -294,12 +294,6 @@ def model_list_replies(alerts: Sequence[Alert]) -> list[str]:
 # --------------------------------------------------------------------------- configuration
 
 
-def configured_channel(alert: Alert, config: Config) -> str:
-    """Where the alert's root goes: the rule's channel, else the model's, else the default.
-    A rule removed by a reload still has its alerts delivered, to the model's channel."""
-    return choices.alert_channel(config, alert.rule, alert.model)
-
-
 def has_runbook(alert: Alert, config: Config) -> bool:
     """Whether the Runbook button has something to open for this alert."""
     return choices.alert_runbook(config, alert.model, alert.rule) is not None
