@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from bot.config.durations import humanize
-from bot.config.fields import Duration, ModelName, at_least_a_second
+from bot.config.fields import Duration, ModelName, Strict, at_least_a_second
 from bot.severity import Severity
 
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
@@ -48,11 +48,7 @@ def _severity(value: object) -> object:
 SeverityField = Annotated[Severity, BeforeValidator(_severity)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PrometheusQuery(_Strict):
+class PrometheusQuery(Strict):
     """One PromQL query whose value is stored as ``metric`` for ``model``, like a pushed sample."""
 
     model: str
@@ -82,7 +78,7 @@ class PrometheusQuery(_Strict):
         return f"{self.model}/{self.metric}"
 
 
-class PrometheusSection(_Strict):
+class PrometheusSection(Strict):
     """Pulled from ``PROMETHEUS_URL`` every ``interval``; a query slower than ``timeout`` is no data."""
 
     interval: Duration = timedelta(seconds=30)
@@ -116,7 +112,7 @@ class PrometheusSection(_Strict):
         return self
 
 
-class AlertmanagerSection(_Strict):
+class AlertmanagerSection(Strict):
     """How the webhook maps an Alertmanager alert's labels onto a model and a severity."""
 
     model_labels: list[LabelName] = Field(default_factory=lambda: ["model", "service", "job"], min_length=1)
