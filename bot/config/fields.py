@@ -43,3 +43,11 @@ def at_least_a_second(value: timedelta, key: str) -> timedelta:
     if value < timedelta(seconds=1):
         raise ValueError(f"{key} must be at least 1s")
     return value
+
+
+def not_blank(value: str, problem: str) -> str:
+    """A field validator's check of a text that must say something: ``value`` without the
+    surrounding white space, or ``problem`` (a ValueError) when nothing else is left."""
+    if not value.strip():
+        raise ValueError(problem)
+    return value.strip()

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.config.fields import not_blank
+
 LINK_PLACEHOLDERS = frozenset({"model"})
 """The placeholders a link's URL may hold."""
 MAX_LINK_TEXT = 75
@@ -32,9 +34,7 @@ class Link(BaseModel):
     @field_validator("text")
     @classmethod
     def _has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("a link needs a text: the words on its button")
-        return value.strip()
+        return not_blank(value, "a link needs a text: the words on its button")
 
     @field_validator("url")
     @classmethod

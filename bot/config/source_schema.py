@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from bot.config.durations import humanize
-from bot.config.fields import Duration, ModelName, Strict, at_least_a_second
+from bot.config.fields import Duration, ModelName, Strict, at_least_a_second, not_blank
 from bot.severity import Severity
 
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
@@ -68,9 +68,7 @@ class PrometheusQuery(Strict):
     @field_validator("query")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query is empty; write a PromQL expression, e.g. sum(rate(requests_total[5m]))")
-        return value.strip()
+        return not_blank(value, "query is empty; write a PromQL expression, e.g. sum(rate(requests_total[5m]))")
 
     @property
     def name(self) -> str:
