@@ -10,6 +10,7 @@ must not import :mod:`bot.config.schema` (that module imports this one).
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,13 +29,10 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 class Link(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, max_length=MAX_LINK_TEXT)
+    text: Annotated[
+        str, Field(min_length=1, max_length=MAX_LINK_TEXT), not_blank("a link needs a text: the words on its button")
+    ]
     url: str = Field(max_length=MAX_LINK_URL)
-
-    @field_validator("text")
-    @classmethod
-    def _has_text(cls, value: str) -> str:
-        return not_blank(value, "a link needs a text: the words on its button")
 
     @field_validator("url")
     @classmethod

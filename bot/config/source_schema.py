@@ -54,7 +54,7 @@ class PrometheusQuery(Strict):
     model: str
     """A model name, or ``"*"``: then each series of the result names its model in ``model_label``."""
     metric: MetricName
-    query: str
+    query: Annotated[str, not_blank("query is empty; write a PromQL expression, e.g. sum(rate(requests_total[5m]))")]
     model_label: LabelName = "model"
     """With ``model: "*"``: the series label that holds the model name."""
 
@@ -64,11 +64,6 @@ class PrometheusQuery(Strict):
         if value != ANY_MODEL and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", value):
             raise ValueError(f'model {value!r} must be a model name from models: or "*" (one model per series)')
         return value
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        return not_blank(value, "query is empty; write a PromQL expression, e.g. sum(rate(requests_total[5m]))")
 
     @property
     def name(self) -> str:
