@@ -6,24 +6,17 @@ build the same bot with an injected clock, database and notifiers.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from bot import retention
 from bot.changes.api import change_routes
@@ -34,6 +27,7 @@ from bot.config.durations import parse_duration
 from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
 from bot.evaluation.schedule import EvaluationSchedule
+from bot.health import health_routes
 from bot.jobs import build_scheduler
 from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
@@ -206,28 +200,8 @@ def build_web_app(
             scheduler.shutdown(wait=True)  # no more evaluations, so nothing more to deliver
             lanes.stop()
 
-    async def healthz(_request: Request) -> JSONResponse:
-        """An unreachable database, rules that failed in the latest pass, notifications that
-        failed for good (until ``incident-bot outbox retry`` or ``drop``), paused delivery and
-        clicks kept for later make the status "degraded" and are named. The code stays 200: a
-        restart would mend none of them (and a liveness probe would restart), and a readiness
-        probe taking every replica out while the database is away would turn away the clicks the
-        bot can still keep."""
-        detail: dict[str, Any] = {}
-        failing = service.rule_errors.failing()
-        if failing:
-            detail["rule_errors"] = failing
-        if service.pending:
-            detail["pending_actions"] = len(service.pending)
-        unreachable = await database_problem(engine)
-        if unreachable is not None:
-            detail["database"] = unreachable
-        elif outbox is not None:
-            detail |= await asyncio.to_thread(delivery_health, outbox)
-        return JSONResponse({"status": "degraded" if detail else "ok", "scheduler": scheduler.running, **detail})
-
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
+        *health_routes(service=service, engine=engine, scheduler=scheduler, outbox=outbox),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
         *change_routes(changes=ChangeLog(engine), settings=settings, config=holder, clock=clock),
         *alertmanager_routes(service=service, settings=settings, clock=clock),
@@ -252,45 +226,6 @@ def _slack_app(
     if not _secret(settings.slack_signing_secret):
         log.info("SLACK_SIGNING_SECRET not set: Slack is answered over Socket Mode only, not POST /slack/events")
     return build_slack_app(settings=settings, service=service, queries=Queries(engine), config=holder, clock=clock)
-
-
-HEALTH_PROBE_TIMEOUT = 3.0
-"""Seconds ``/healthz`` waits for ``SELECT 1`` before it calls the database unreachable."""
-
-
-async def database_problem(engine: Engine) -> str | None:
-    """None when the database answers ``SELECT 1`` within :data:`HEALTH_PROBE_TIMEOUT`, else
-    what went wrong ("unreachable: …"). A probe left waiting ends with the engine's call deadline."""
-
-    def probe() -> None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-
-    try:
-        await asyncio.wait_for(asyncio.to_thread(probe), HEALTH_PROBE_TIMEOUT)
-    except TimeoutError:
-        return f"unreachable: no answer within {HEALTH_PROBE_TIMEOUT:g} s"
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        return f"unreachable: {type(cause).__name__}"
-    return None
-
-
-def delivery_health(outbox: Outbox) -> dict[str, Any]:
-    """``/healthz``'s delivery detail: failed notifications by channel, and paused channels with
-    why; empty when there is nothing to say. A database that cannot be read adds nothing here."""
-    detail: dict[str, Any] = {}
-    try:
-        failed = outbox.failed_counts()
-    except SQLAlchemyError as exc:
-        log.warning("GET /healthz: cannot count failed notifications: %s", exc)
-        failed = {}
-    if failed:
-        detail["notifications_failed"] = failed
-    paused = outbox.pauses()
-    if paused:
-        detail["delivery_paused"] = {channel: pause.reason for channel, pause in paused.items()}
-    return detail
 
 
 def _secret(value: SecretStr | None) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -14,7 +14,7 @@ from bot.clock import ensure_utc, maybe_utc
 from bot.errors import ConcurrentChange as ConcurrentChange  # the stores' callers catch it here
 from bot.severity import Severity
 from bot.storage import versioned
-from bot.storage.tables import AlertEventRow, AlertRow
+from bot.storage.tables import AlertEventRow, AlertRow, IncidentRow
 
 
 def open_alerts(session: Session) -> dict[str, Alert]:
@@ -91,14 +91,32 @@ def to_alert(row: AlertRow) -> Alert:
         description=row.description,
         values=dict(row.values or {}),
         fired_at=maybe_utc(row.fired_at),
+        **handling(row),
+        incident_id=row.incident_id,
+        clear_since=maybe_utc(row.clear_since),
+        version=row.version,
+    )
+
+
+class Handling(TypedDict):
+    """The columns an alert and an incident share: who acknowledged and resolved it, when, and the
+    escalation policy it keeps. Read by one function so the two cannot drift in how they are read."""
+
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    policy: tuple[PolicyStep, ...]
+
+
+def handling(row: AlertRow | IncidentRow) -> Handling:
+    """The :class:`Handling` of a stored alert or incident, times in UTC."""
+    return Handling(
         acknowledged_at=maybe_utc(row.acknowledged_at),
         acknowledged_by=row.acknowledged_by,
         resolved_at=maybe_utc(row.resolved_at),
         resolved_by=row.resolved_by,
         policy=policy_steps(row.policy or []),
-        incident_id=row.incident_id,
-        clear_since=maybe_utc(row.clear_since),
-        version=row.version,
     )
 
 

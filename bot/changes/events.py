@@ -20,16 +20,7 @@ from typing import Any
 
 from bot.clock import ensure_utc
 from bot.config.durations import humanize
-from bot.metrics.json_body import (
-    decode,
-    items_of,
-    kind,
-    model_field,
-    preview,
-    refuse_if_any,
-    timestamp_field,
-    unknown_keys,
-)
+from bot.metrics import json_body
 
 
 class ChangeKind(StrEnum):
@@ -73,10 +64,10 @@ def parse_changes(
     """The changes of a request body, or :class:`~bot.errors.RequestRefused` (422) naming every
     problem; a request is all or nothing, as a metrics push is."""
     now = ensure_utc(now)
-    items = items_of(decode(body), max_items=max_items, example=EXAMPLE)
+    items = json_body.items_of(json_body.decode(body), max_items=max_items, example=EXAMPLE)
     problems: list[str] = []
     changes = [_change(item, f"item {i}", known_models, accept_unknown, now, problems) for i, item in enumerate(items)]
-    refuse_if_any(problems)
+    json_body.refuse_if_any(problems)
     return [c for c in changes if c is not None]
 
 
@@ -84,12 +75,12 @@ def _change(
     item: Any, where: str, known: Collection[str], accept_unknown: bool, now: datetime, problems: list[str]
 ) -> Change | None:
     if not isinstance(item, dict):
-        problems.append(f"{where}: must be an object like {EXAMPLE}, got {kind(item)}")
+        problems.append(f"{where}: must be an object like {EXAMPLE}, got {json_body.kind(item)}")
         return None
     known_problems = len(problems)
-    unknown_keys(item, ALLOWED_KEYS, where, problems)
-    model = model_field(item, where, known, accept_unknown, problems)
-    at = timestamp_field(item, where, now, problems)
+    json_body.unknown_keys(item, ALLOWED_KEYS, where, problems)
+    model = json_body.model_field(item, where, known, accept_unknown, problems)
+    at = json_body.timestamp_field(item, where, now, problems)
     change_kind = _kind_field(item, where, problems)
     texts = {name: _text(item, name, where, problems, required=name == "version") for name in LIMITS}
     if len(problems) > known_problems or model is None or at is None or change_kind is None or not texts["version"]:
@@ -106,7 +97,7 @@ def _kind_field(item: dict[str, Any], where: str, problems: list[str]) -> Change
     try:
         return ChangeKind(raw)
     except ValueError:
-        problems.append(f"{where}: field 'kind': {preview(raw)} is not a kind of change; one of {known}")
+        problems.append(f"{where}: field 'kind': {json_body.preview(raw)} is not a kind of change; one of {known}")
         return None
 
 
@@ -117,13 +108,14 @@ def _text(item: dict[str, Any], name: str, where: str, problems: list[str], *, r
             problems.append(f'{where}: field {name!r} is missing; say which one shipped, e.g. "v42"')
         return None
     if not isinstance(raw, str) or not raw.strip():
-        problems.append(f"{where}: field {name!r} must be a non-empty string, got {kind(raw)} {preview(raw)}")
+        got = f"{json_body.kind(raw)} {json_body.preview(raw)}"
+        problems.append(f"{where}: field {name!r} must be a non-empty string, got {got}")
         return None
     if len(raw) > LIMITS[name]:
         problems.append(f"{where}: field {name!r} is {len(raw)} characters long; the limit is {LIMITS[name]}")
         return None
     if name == "link" and not raw.startswith(("https://", "http://")):
-        problems.append(f"{where}: field 'link' must be an http(s) URL, got {preview(raw)}")
+        problems.append(f"{where}: field 'link' must be an http(s) URL, got {json_body.preview(raw)}")
         return None
     return raw.strip()
 

@@ -48,43 +48,28 @@ def all_models(parsed: Iterable[tuple[str, RulesFile, LocatedDocument]]) -> set[
     return {m.name for _, content, _ in parsed for m in content.models}
 
 
-def check_slo_models(
+def check_references(
     shown: str,
     doc: LocatedDocument,
     content: RulesFile,
     parsed: Parsed,
     problems: list[ConfigProblem],
 ) -> None:
-    known = all_models(parsed)
+    """The names this file uses that another file may define: an SLO's model and a model's
+    escalation policy. One check for both, since both are "defined anywhere in the configuration"."""
+    models = all_models(parsed)
     for index, slo in enumerate(content.slos):
-        if slo.model not in known:
-            problems.append(
-                ConfigProblem(
-                    shown,
-                    doc.line_of(("slos", index, "model")),
-                    f"slos[{index}]: model {slo.model!r} is not defined under models:; add it or fix the name",
-                )
-            )
-
-
-def check_model_policies(
-    shown: str,
-    doc: LocatedDocument,
-    content: RulesFile,
-    parsed: Parsed,
-    problems: list[ConfigProblem],
-) -> None:
+        if slo.model not in models:
+            message = f"slos[{index}]: model {slo.model!r} is not defined under models:; add it or fix the name"
+            problems.append(ConfigProblem(shown, doc.line_of(("slos", index, "model")), message))
     policies = {name for _, c, _ in parsed for name in c.escalation} | {DEFAULT_POLICY}
     for index, model in enumerate(content.models):
         if model.escalation not in policies:
-            problems.append(
-                ConfigProblem(
-                    shown,
-                    doc.line_of(("models", index, "escalation")),
-                    f"models[{index}] ({model.name}): escalation policy {model.escalation!r} "
-                    f"is not defined; known: {', '.join(sorted(policies))}",
-                )
+            message = (
+                f"models[{index}] ({model.name}): escalation policy {model.escalation!r} "
+                f"is not defined; known: {', '.join(sorted(policies))}"
             )
+            problems.append(ConfigProblem(shown, doc.line_of(("models", index, "escalation")), message))
 
 
 def known_metric_names(parsed: Iterable[tuple[str, RulesFile, LocatedDocument]]) -> set[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from bot.config.durations import parse_duration
 from bot.severity import Severity
@@ -43,3 +43,15 @@ def at_least_a_second(value: timedelta, key: str) -> timedelta:
     if value < timedelta(seconds=1):
         raise ValueError(f"{key} must be at least 1s")
     return value
+
+
+def not_blank(problem: str) -> AfterValidator:
+    """The check of a text field that must say something: the value without the surrounding white
+    space, or ``problem`` when nothing else is left (``Annotated[str, not_blank("...")]``)."""
+
+    def check(value: str) -> str:
+        if not value.strip():
+            raise ValueError(problem)
+        return value.strip()
+
+    return AfterValidator(check)

@@ -10,9 +10,12 @@ must not import :mod:`bot.config.schema` (that module imports this one).
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.config.fields import not_blank
 
 LINK_PLACEHOLDERS = frozenset({"model"})
 """The placeholders a link's URL may hold."""
@@ -26,15 +29,10 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 class Link(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, max_length=MAX_LINK_TEXT)
+    text: Annotated[
+        str, Field(min_length=1, max_length=MAX_LINK_TEXT), not_blank("a link needs a text: the words on its button")
+    ]
     url: str = Field(max_length=MAX_LINK_URL)
-
-    @field_validator("text")
-    @classmethod
-    def _has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("a link needs a text: the words on its button")
-        return value.strip()
 
     @field_validator("url")
     @classmethod

@@ -237,8 +237,7 @@ def _merge(parsed: Parsed, runbooks: Mapping[str, Runbook], problems: list[Confi
         merged.metrics.update({m.name: m for m in content.metrics})
         merged.slos.extend(content.slos)
         checks.check_runbook_names(shown, doc, content, runbooks, problems)
-        checks.check_slo_models(shown, doc, content, parsed, problems)
-        checks.check_model_policies(shown, doc, content, parsed, problems)
+        checks.check_references(shown, doc, content, parsed, problems)
     return merged
 
 

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from bot.config.durations import humanize
-from bot.config.fields import Duration, ModelName, at_least_a_second
+from bot.config.fields import Duration, ModelName, Strict, at_least_a_second, not_blank
 from bot.severity import Severity
 
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
@@ -48,17 +48,13 @@ def _severity(value: object) -> object:
 SeverityField = Annotated[Severity, BeforeValidator(_severity)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PrometheusQuery(_Strict):
+class PrometheusQuery(Strict):
     """One PromQL query whose value is stored as ``metric`` for ``model``, like a pushed sample."""
 
     model: str
     """A model name, or ``"*"``: then each series of the result names its model in ``model_label``."""
     metric: MetricName
-    query: str
+    query: Annotated[str, not_blank("query is empty; write a PromQL expression, e.g. sum(rate(requests_total[5m]))")]
     model_label: LabelName = "model"
     """With ``model: "*"``: the series label that holds the model name."""
 
@@ -69,20 +65,13 @@ class PrometheusQuery(_Strict):
             raise ValueError(f'model {value!r} must be a model name from models: or "*" (one model per series)')
         return value
 
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query is empty; write a PromQL expression, e.g. sum(rate(requests_total[5m]))")
-        return value.strip()
-
     @property
     def name(self) -> str:
         """How logs name the query: ``support-bot/p99_latency_ms``."""
         return f"{self.model}/{self.metric}"
 
 
-class PrometheusSection(_Strict):
+class PrometheusSection(Strict):
     """Pulled from ``PROMETHEUS_URL`` every ``interval``; a query slower than ``timeout`` is no data."""
 
     interval: Duration = timedelta(seconds=30)
@@ -116,7 +105,7 @@ class PrometheusSection(_Strict):
         return self
 
 
-class AlertmanagerSection(_Strict):
+class AlertmanagerSection(Strict):
     """How the webhook maps an Alertmanager alert's labels onto a model and a severity."""
 
     model_labels: list[LabelName] = Field(default_factory=lambda: ["model", "service", "job"], min_length=1)

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, AlertState
-from bot.alerts.store import policy_records, policy_steps
+from bot.alerts.store import policy_records
 from bot.clock import ensure_utc, maybe_utc
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState, IncidentTransition
 from bot.severity import Severity
@@ -146,11 +146,7 @@ def to_incident(row: IncidentRow) -> Incident:
         state=IncidentState(row.state),
         title=row.title,
         opened_at=ensure_utc(row.opened_at),
-        acknowledged_at=maybe_utc(row.acknowledged_at),
-        acknowledged_by=row.acknowledged_by,
-        resolved_at=maybe_utc(row.resolved_at),
-        resolved_by=row.resolved_by,
-        policy=policy_steps(row.policy or []),
+        **alert_store.handling(row),
         escalation_step=row.escalation_step,
         next_escalation_at=maybe_utc(row.next_escalation_at),
         paged_keys=tuple(row.paged_keys or []),

@@ -7,14 +7,16 @@ before :meth:`AlertService.ingest` stores it in one transaction: a rejected requ
 
 Every answer is JSON; errors are ``{"error": "<message for the sender>"}``. The refusal helpers
 (bearer token, content type, body limit) live in :mod:`bot.http_helpers`, shared with the
-Alertmanager webhook.
+Alertmanager webhook. :func:`push_route` is the whole push pipeline, shared with the change
+endpoint (:mod:`bot.changes.api`) so the two cannot drift apart in what they answer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -24,17 +26,17 @@ from starlette.routing import Route
 
 from bot.clock import Clock
 from bot.config.loader import Config
-from bot.http_helpers import authenticate as _authenticate
-from bot.http_helpers import check_content_type as _check_content_type
-from bot.http_helpers import error as _error
-from bot.http_helpers import read_body as _read_body
-from bot.metrics.ingest import IngestError, parse_batch
+from bot.errors import RequestRefused
+from bot.http_helpers import authenticate, check_content_type, error, read_body
+from bot.metrics.ingest import parse_batch
 from bot.metrics.store import Point
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/metrics"
+
+Item = TypeVar("Item")
 
 
 class Ingestor(Protocol):
@@ -43,36 +45,89 @@ class Ingestor(Protocol):
     def ingest(self, points: list[Point]) -> int: ...
 
 
-def metric_routes(*, service: Ingestor, settings: Settings, config: Callable[[], Config], clock: Clock) -> list[Route]:
-    """The ingest API's routes. ``config`` is called per request so a reload's models apply at once."""
+class Parser(Protocol[Item]):
+    """A pure body parser (:func:`~bot.metrics.ingest.parse_batch`, ``parse_changes``): all or
+    nothing, :class:`~bot.errors.RequestRefused` naming every problem."""
 
-    async def ingest_metrics(request: Request) -> Response:
-        refused = _authenticate(request, settings)
-        if refused is not None:
-            return refused
-        refused = _check_content_type(request)
+    def __call__(
+        self, body: bytes, *, known_models: Collection[str], accept_unknown: bool, now: datetime
+    ) -> list[Item]: ...
+
+
+def push_route(
+    *,
+    path: str,
+    name: str,
+    parse: Parser[Item],
+    store: Callable[[list[Item]], int],
+    settings: Settings,
+    config: Callable[[], Config],
+    clock: Clock,
+    logger: logging.Logger,
+    failed: str,
+    unavailable: str,
+    disconnected: str | None = None,
+    stored: Callable[[list[Item], int], None] | None = None,
+) -> Route:
+    """A ``POST`` endpoint that authenticates, reads, parses and stores a pushed JSON batch.
+
+    One pipeline for every push API, so they share the token, the limits and every answer: 401/403
+    without the token, 415, 413, 422 from ``parse``, 400 on a disconnect, 503 (``unavailable``)
+    when ``store`` hits the database, else 202 ``{"accepted": n}``. ``config`` is called per
+    request so a reload's models apply at once. The log lines stay the caller's (``failed`` is a
+    ``%d`` format of the item count; ``disconnected`` and ``stored`` are optional), so each
+    endpoint's logs still say which endpoint spoke.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        refused = authenticate(request, settings) or check_content_type(request)
         if refused is not None:
             return refused
         try:
-            body = await _read_body(request, settings.ingest_max_bytes)
+            body = await read_body(request, settings.ingest_max_bytes)
             current = config()
-            points = parse_batch(
+            items = parse(
                 body,
                 known_models=list(current.models),
                 accept_unknown=current.settings.accept_unknown_models,
                 now=clock.now(),
             )
-        except IngestError as exc:
-            return _error(exc.status, exc.message)
+        except RequestRefused as exc:
+            return error(exc.status, exc.message)
         except ClientDisconnect:
-            log.info("ingest: client disconnected before sending the whole body")
-            return _error(400, "the client disconnected before the body was complete")
+            if disconnected is not None:
+                logger.info(disconnected)
+            return error(400, "the client disconnected before the body was complete")
         try:
-            stored = await run_in_threadpool(service.ingest, points)
+            count = await run_in_threadpool(store, items)
         except SQLAlchemyError:
-            log.exception("ingest: storing %d samples failed", len(points))
-            return _error(503, "the samples could not be stored right now; nothing was stored, retry later")
-        log.debug("ingest: stored %d samples", stored)
-        return JSONResponse({"accepted": stored}, status_code=202)
+            logger.exception(failed, len(items))
+            return error(503, unavailable)
+        if stored is not None:
+            stored(items, count)
+        return JSONResponse({"accepted": count}, status_code=202)
 
-    return [Route(PATH, ingest_metrics, methods=["POST"], name="ingest_metrics")]
+    return Route(path, endpoint, methods=["POST"], name=name)
+
+
+def metric_routes(*, service: Ingestor, settings: Settings, config: Callable[[], Config], clock: Clock) -> list[Route]:
+    """The ingest API's routes. ``config`` is called per request so a reload's models apply at once."""
+
+    def stored(points: list[Point], count: int) -> None:
+        log.debug("ingest: stored %d samples", count)
+
+    route = push_route(
+        path=PATH,
+        name="ingest_metrics",
+        parse=parse_batch,
+        store=service.ingest,
+        settings=settings,
+        config=config,
+        clock=clock,
+        logger=log,
+        failed="ingest: storing %d samples failed",
+        unavailable="the samples could not be stored right now; nothing was stored, retry later",
+        disconnected="ingest: client disconnected before sending the whole body",
+        stored=stored,
+    )
+    return [route]

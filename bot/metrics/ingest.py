@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -106,11 +106,7 @@ def _metrics(item: dict[str, Any], where: str, problems: list[str]) -> dict[str,
         problems.append(f"{where}: field 'metrics' is empty; send at least one metric")
         return {}
     out: dict[str, float] = {}
-    for name, value in metrics.items():
-        if not METRIC_NAME.fullmatch(name):
-            problems.append(f"{where}: field 'metrics': {_name_rule('metric', name)}")
-            continue
-        field = f"{where}: field 'metrics.{name}'"
+    for name, value, field in _named(metrics, "metrics", "metric", where, problems):
         if isinstance(value, bool) or not isinstance(value, int | float):
             problems.append(f"{field} must be a number, got {kind(value)} {preview(value)}")
             continue
@@ -133,11 +129,7 @@ def _labels(item: dict[str, Any], where: str, problems: list[str]) -> dict[str, 
         problems.append(f"{where}: field 'labels' must be an object of name → string, got {kind(labels)}")
         return {}
     out: dict[str, str] = {}
-    for name, value in labels.items():
-        if not METRIC_NAME.fullmatch(name):
-            problems.append(f"{where}: field 'labels': {_name_rule('label', name)}")
-            continue
-        field = f"{where}: field 'labels.{name}'"
+    for name, value, field in _named(labels, "labels", "label", where, problems):
         if not isinstance(value, str):
             problems.append(f"{field} must be a string, got {kind(value)}; numbers belong in 'metrics'")
             continue
@@ -148,10 +140,16 @@ def _labels(item: dict[str, Any], where: str, problems: list[str]) -> dict[str, 
     return out
 
 
-def _name_rule(what: str, name: str) -> str:
-    return (
-        f"invalid {what} name {preview(name)}; use lower-case letters, digits and '_', "
-        "starting with a letter, at most 100 characters"
-    )
-
-
+def _named(
+    entries: dict[Any, Any], section: str, what: str, where: str, problems: list[str]
+) -> Iterator[tuple[str, Any, str]]:
+    """The entries of ``metrics`` or ``labels`` whose names rule conditions can name, each with how
+    a problem with its value starts; a bad name is a problem here, so both sections word it alike."""
+    for name, value in entries.items():
+        if not METRIC_NAME.fullmatch(name):
+            problems.append(
+                f"{where}: field {section!r}: invalid {what} name {preview(name)}; use lower-case letters, "
+                "digits and '_', starting with a letter, at most 100 characters"
+            )
+            continue
+        yield name, value, f"{where}: field '{section}.{name}'"

@@ -6,9 +6,9 @@ import math
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
-from bot.config.fields import Duration, SeverityField
+from bot.config.fields import Duration, SeverityField, Strict
 from bot.rule_tests.notation import MAX_VALUES, expand_series
 
 
@@ -69,11 +69,7 @@ def _positive(value: timedelta) -> timedelta:
 Step = Annotated[Duration, AfterValidator(_positive)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SeriesSpec(_Strict):
+class SeriesSpec(Strict):
     model: str
     metric: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     values: Annotated[tuple[float | None, ...] | None, BeforeValidator(_values_field)] = None
@@ -86,7 +82,7 @@ class SeriesSpec(_Strict):
         return self
 
 
-class ExpectedAlert(_Strict):
+class ExpectedAlert(Strict):
     rule: str
     model: str
     severity: SeverityField
@@ -96,7 +92,7 @@ class ExpectedAlert(_Strict):
     values: dict[str, float | str] | None = None
 
 
-class ExpectedIncident(_Strict):
+class ExpectedIncident(Strict):
     """An open incident, named by the open alerts it holds (``rule:model`` keys)."""
 
     alerts: list[str] = Field(min_length=1)
@@ -105,7 +101,7 @@ class ExpectedIncident(_Strict):
     storm: bool | None = None
 
 
-class AlertCheck(_Strict):
+class AlertCheck(Strict):
     eval_time: Duration
     alerts: list[ExpectedAlert] | None = None
     """Every open alert people were told about; ``[]`` = none; left out = not checked."""
@@ -119,7 +115,7 @@ class AlertCheck(_Strict):
         return self
 
 
-class ActionSpec(_Strict):
+class ActionSpec(Strict):
     at: Duration
     action: Literal["acknowledge", "resolve"]
     rule: str
@@ -127,7 +123,7 @@ class ActionSpec(_Strict):
     by: str = "@rule-test"
 
 
-class CaseSpec(_Strict):
+class CaseSpec(Strict):
     name: str = Field(min_length=1)
     interval: Step | None = None
     input_series: list[SeriesSpec] = Field(default_factory=list)
@@ -135,7 +131,7 @@ class CaseSpec(_Strict):
     alert_rule_test: list[AlertCheck] = Field(min_length=1)
 
 
-class FileSpec(_Strict):
+class FileSpec(Strict):
     config_dir: str | None = None
     evaluation_interval: Step | None = None
     tests: list[CaseSpec] = Field(min_length=1)
