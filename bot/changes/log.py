@@ -3,12 +3,12 @@ incidents and ``/changes``. Each call is its own short transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bot.changes.events import Change, ChangeKind
 from bot.storage.database import session
@@ -41,12 +41,20 @@ class ChangeLog:
 
     def between(self, model: str | None, start: datetime, end: datetime, *, limit: int = 50) -> list[Change]:
         """The changes of ``model`` (every model: None) made in ``[start, end]``, newest first."""
-        query = select(ChangeRow).where(col(ChangeRow.at) >= start, col(ChangeRow.at) <= end)
-        if model is not None:
-            query = query.where(ChangeRow.model == model)
-        query = query.order_by(col(ChangeRow.at).desc(), col(ChangeRow.id).desc()).limit(limit)
         with session(self._engine) as s:
-            return [_change(row) for row in s.exec(query)]
+            return made_between(s, None if model is None else [model], start, end, limit=limit)
+
+
+def made_between(
+    s: Session, models: Collection[str] | None, start: datetime, end: datetime, *, limit: int = 50
+) -> list[Change]:
+    """The changes of ``models`` (every model: None) made in ``[start, end]``, newest first, in the
+    caller's session (the Slack notifier reads them beside the incident it renders)."""
+    query = select(ChangeRow).where(col(ChangeRow.at) >= start, col(ChangeRow.at) <= end)
+    if models is not None:
+        query = query.where(col(ChangeRow.model).in_(list(models)))
+    query = query.order_by(col(ChangeRow.at).desc(), col(ChangeRow.id).desc()).limit(limit)
+    return [_change(row) for row in s.exec(query)]
 
 
 def _change(row: ChangeRow) -> Change:

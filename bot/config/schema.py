@@ -55,6 +55,9 @@ class EngineSettings(Strict):
     sample_retention: Duration | None = None
     """Keep stored samples at least this long (e.g. ``30d``, so ``/slo status … 30d`` has its data);
     by default they are kept as long as the rules' windows and the SLOs need, plus a margin."""
+    change_window: Duration = timedelta(hours=2)
+    """An incident's message shows the changes (``POST /api/v1/changes``) made to its models this
+    long before it opened: "did something ship?" is the first question."""
 
     @field_validator("group_by")
     @classmethod

@@ -35,11 +35,12 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKind
+from bot.changes.events import Change, latest_line
 from bot.config import choices
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents.incident import Incident, IncidentState
-from bot.notify.links import Link, alert_links
+from bot.notify.links import Link, alert_links, is_web_url
 from bot.notify.slack_blocks import (
     ALERT_MENU_ACTION,
     BOOKKEEPING_PREFIX,
@@ -60,7 +61,7 @@ from bot.notify.slack_blocks import (
     summary,
     value_sections,
 )
-from bot.notify.slack_links import with_links
+from bot.notify.slack_links import mrkdwn_link, with_links
 from bot.notify.slack_text import (
     FIELDS_PER_SECTION,
     HEADER_LIMIT,
@@ -211,9 +212,11 @@ def render(
     now: datetime,
     config: Config | None = None,
     recovered: Mapping[int, Mapping[str, object]] | None = None,
+    changes: Sequence[Change] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
     """The incident's root message (fallback text and blocks) from its current state. ``recovered``:
-    alert id → the values its auto-resolve saw, shown beside the values that fired it."""
+    alert id → the values its auto-resolve saw, shown beside the values that fired it. ``changes``:
+    what shipped to its models shortly before it opened, newest first."""
     shown = newest_per_key(alerts)
     saw = recovered or {}
 
@@ -225,6 +228,8 @@ def render(
 
     head = header(incident, shown)
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=head, emoji=True))]
+    if changes:
+        blocks.append(context_line(shipped_line(changes, incident.opened_at)))
     if len(shown) == 1 and not incident.storm_rule:
         blocks += _single(
             incident, shown[0], now=now, runbook=runbook(shown[0]), recovered=saw.get(shown[0].id or 0), links=links
@@ -247,6 +252,22 @@ def render(
         blocks.append(context_line(incident_line(incident)))
     fallback = "\n".join([head, *(summary(a) for a in shown[:COMPACT_ALERTS])])
     return clip(fallback, SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
+
+
+def shipped_line(changes: Sequence[Change], opened: datetime) -> str:
+    """``🚢 Shipped before it started: *prompt v42, 4 min before* (latest) · …``: the changes that may
+    have caused it, the latest marked, each with its model when the incident spans several."""
+    models = {c.model for c in changes}
+
+    def told(change: Change, line: str) -> str:
+        where = f" to {change.model}" if len(models) > 1 else ""
+        text = line.replace(change.said(), change.said() + where, 1)
+        return mrkdwn_link(Link(text, change.link)) if change.link and is_web_url(change.link) else escape_mrkdwn(text)
+
+    latest = latest_line(changes, opened) or ""
+    parts = [f"*{told(changes[0], latest)}* (latest)"]
+    parts += [told(c, latest_line([c], opened) or "") for c in changes[1:]]
+    return "🚢 Shipped before it started: " + " · ".join(parts)
 
 
 def incident_line(incident: Incident) -> str:

@@ -30,6 +30,8 @@ from sqlmodel import Session, col, select
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert, AlertState
+from bot.changes.events import Change
+from bot.changes.log import made_between
 from bot.clock import Clock
 from bot.config.loader import Config
 from bot.errors import DeliveryError
@@ -56,6 +58,8 @@ INCIDENT_EVENT = "incident_bot_incident"
 """The metadata event type of an incident's root message."""
 REPLY_EVENT = "incident_bot_reply"
 LOOKBACK = timedelta(minutes=1)
+CHANGES_SHOWN = 3
+"""The changes an incident's message names at most: the latest is the one people ask about."""
 """How far before the incident opened the history search starts: tolerance for clock skew."""
 HISTORY_PAGES = 5
 COALESCE_FOR = 60.0
@@ -110,7 +114,10 @@ class IncidentMessage(SlackPoster):
         with open_session(self._engine) as s:
             members = incident_store.alerts(s, incident.id or 0)
             recovered = _recovered(s, members)
-        text, blocks = view.render(incident, members, now=self._clock.now(), config=config, recovered=recovered)
+            shipped = _shipped_before(s, incident, members, config)
+        text, blocks = view.render(
+            incident, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped
+        )
         ids = [m.id for m in _by_id(members)]
         payload: dict[str, Any] = {"incident_id": incident.id, "outbox_id": note.id, "alert_ids": ids}
         metadata = {"event_type": INCIDENT_EVENT, "event_payload": payload}
@@ -188,7 +195,10 @@ class IncidentMessage(SlackPoster):
             current = incident_store.get(s, incident.id or 0) or incident
             members = incident_store.alerts(s, incident.id or 0)
             recovered = _recovered(s, members)
-        text, blocks = view.render(current, members, now=self._clock.now(), config=config, recovered=recovered)
+            shipped = _shipped_before(s, incident, members, config)
+        text, blocks = view.render(
+            current, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped
+        )
         if self._unchanged(where, text, blocks):
             log.debug("incident %s: Slack message %s already shows this; no update", incident.id, where[1])
             return members
@@ -258,6 +268,13 @@ def record(session: Session, alert: Alert, where: Location) -> bool:
 
 def _duplicate(incident: Incident, kept: Location, extra: Location) -> None:
     log.warning("incident %s: two root messages were posted; keeping %s, %s is a duplicate", incident.id, kept, extra)
+
+
+def _shipped_before(s: Session, incident: Incident, members: Sequence[Alert], config: Config) -> list[Change]:
+    """What shipped to the incident's models in ``settings.change_window`` before it opened."""
+    opened = incident.opened_at
+    models = sorted({m.model for m in members})
+    return made_between(s, models, opened - config.settings.change_window, opened, limit=CHANGES_SHOWN)
 
 
 def _recovered(s: Session, members: Sequence[Alert]) -> dict[int, Mapping[str, object]]:

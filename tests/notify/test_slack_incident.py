@@ -5,6 +5,7 @@ every change is said once in the thread, and a burst of changes is one ``chat.up
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from sqlalchemy.engine import Engine
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert, AlertState
+from bot.changes.events import Change, ChangeKind
+from bot.changes.log import ChangeLog
 from bot.config.loader import Config, load_config
 from bot.incidents.incident import Incident, IncidentState
 from bot.notify.slack_incident import (
@@ -25,6 +28,7 @@ from bot.notify.slack_incident import (
     model_list_replies,
     models_fit,
     render,
+    shipped_line,
 )
 from bot.severity import Severity
 from bot.storage.database import session as open_session
@@ -528,3 +532,46 @@ def test_a_resolved_incidents_header_turns_green_and_says_resolved() -> None:
     assert header(firing, [p1]).startswith("🟠 P1 · ")
     over = replace(firing, state=IncidentState.RESOLVED, resolved_at=firing.opened_at, resolved_by="U2")
     assert header(over, [p1]).startswith("🟢 Resolved · P1 · ")
+
+
+def test_the_root_says_what_shipped_before_the_incident_started_the_latest_first(
+    bot: Harness, slack: SlackEmulator
+) -> None:
+    now = bot.clock.now()
+    ChangeLog(bot.engine).record(
+        [
+            Change("support-bot", ChangeKind.DATASET, "d9", now - timedelta(hours=3)),  # outside change_window (2h)
+            Change("support-bot", ChangeKind.MODEL_VERSION, "2.4.0", now - timedelta(minutes=90)),
+            Change(
+                "support-bot", ChangeKind.PROMPT, "v42", now - timedelta(minutes=4), link="https://git.internal/p/42"
+            ),
+            Change("fraud-detector-v2", ChangeKind.DEPLOY, "b7", now - timedelta(minutes=1)),  # another model
+        ]
+    )
+    fire_three(bot)
+    [message] = slack.messages(CHANNEL)
+    assert message["blocks"][1]["elements"][0]["text"] == (
+        "🚢 Shipped before it started: *<https://git.internal/p/42|prompt v42, 4 min before>* (latest)"
+        " · model version 2.4.0, 1 h 30 min before"
+    )
+
+
+def test_a_root_with_nothing_shipped_before_it_has_no_shipped_line(bot: Harness, slack: SlackEmulator) -> None:
+    fire_three(bot)
+    [message] = slack.messages(CHANNEL)
+    assert "Shipped before" not in json.dumps(message)
+
+
+def test_the_shipped_line_names_the_model_when_the_incident_spans_several() -> None:
+    opened = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    line = shipped_line(
+        [
+            Change("support-bot", ChangeKind.PROMPT, "v<42>", opened - timedelta(seconds=20)),
+            Change("fraud-detector-v2", ChangeKind.FEATURE_PIPELINE, "r17", opened - timedelta(hours=1)),
+        ],
+        opened,
+    )
+    assert line == (
+        "🚢 Shipped before it started: *prompt v&lt;42&gt; to support-bot, at the same time* (latest)"
+        " · feature pipeline r17 to fraud-detector-v2, 1 h before"
+    )
