@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert
+from bot.changes.events import Change
+from bot.changes.log import ChangeLog
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident
@@ -117,3 +119,9 @@ class Queries:
 
     def weekly_review(self, config: Config, now: datetime, window: timedelta) -> str:
         return weekly_review_text(self._engine, config, now, window)
+
+    # ------------------------------------------------------------------ changes
+
+    def changes(self, model: str | None, start: datetime, end: datetime) -> list[Change]:
+        """What shipped to ``model`` (every model: None) in ``[start, end]``, newest first (``/changes``)."""
+        return ChangeLog(self._engine).between(model, start, end)

@@ -1,4 +1,5 @@
-"""Slash commands: ``/runbook <model>``, ``/alerts [review [window]]`` and ``/slo status [model] [window] [chart]``.
+"""Slash commands: ``/runbook <model>``, ``/alerts [review [window]]``, ``/slo status [model] [window] [chart]``
+and ``/changes [model] [window]``.
 
 Slack gives a command 3 seconds. A reply that needs only the configuration (usage errors,
 runbooks, an unknown model, a bad window) goes back in the acknowledgement itself; one that
@@ -22,6 +23,7 @@ The reply builders are pure functions of the configuration and data, tested on t
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +33,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.config.durations import window_title
+from bot.changes.events import changes_text
+from bot.config.durations import parse_duration, window_title
 from bot.config.loader import Config
 from bot.errors import MissingExtra
 from bot.notify.slack_blocks import alerts_list
@@ -50,20 +53,21 @@ Listener = Callable[..., Awaitable[None]]
 
 
 def register(app: AsyncApp, context: SlackContext) -> None:
-    """Attach the three commands to ``app``."""
+    """Attach the four commands to ``app``."""
     commands = Commands(context)
     table: list[tuple[str, Listener]] = [
         ("/runbook", commands.runbook_command),
         ("/alerts", commands.alerts_command),
         ("/slo", commands.slo_command),
+        ("/changes", commands.changes_command),
     ]
     for name, listener in table:
         app.command(name)(listener)
 
 
 class Commands(Listeners):
-    """``/runbook``, ``/alerts`` and ``/slo``. The configuration is read per request: a reload
-    applies at once."""
+    """``/runbook``, ``/alerts``, ``/slo`` and ``/changes``. The configuration is read per request:
+    a reload applies at once."""
 
     # ------------------------------------------------------------------ listeners
 
@@ -98,6 +102,15 @@ class Commands(Listeners):
         else:
             await self._after_ack.submit(lambda: self._slo(current, request, asked.response_url))
 
+    async def changes_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        request = parse_changes_args(self._context.config(), command_text(command))
+        if isinstance(request, Reply):
+            await ack(text=request.text, blocks=request.blocks, response_type="ephemeral")
+            return
+        await ack()
+        asked = parse_command(command)
+        await self._after_ack.submit(lambda: self._changes(request, asked.response_url))
+
     # ------------------------------------------------------------------ after the ack
 
     async def _answer(self, response_url: str, what: str, build: Callable[[], Awaitable[Reply]]) -> None:
@@ -130,6 +143,15 @@ class Commands(Listeners):
             return slo_reply(boards, model=request.model, window=request.window, now=now)
 
         await self._answer(response_url, "/slo status", build)
+
+    async def _changes(self, request: ChangesRequest, response_url: str) -> None:
+        async def build() -> Reply:
+            now = self._context.clock.now()
+            found = await self._after_ack.db(self._context.queries.changes, request.model, now - request.window, now)
+            text = changes_text(found, now, model=request.model, window=request.window)
+            return Reply(escape_mrkdwn(text.splitlines()[0]), sections(code_block(text))[:MAX_SECTIONS])
+
+        await self._answer(response_url, "/changes", build)
 
     async def _chart(self, current: Config, model: str, window: timedelta | None, asked: Asked) -> None:
         """Render the PNG (database and matplotlib: on the DB executor) and share it in the channel
@@ -192,3 +214,37 @@ def review_reply(review: str) -> Reply:
     if len(blocks) > MAX_SECTIONS:
         blocks = [*blocks[:MAX_SECTIONS], mrkdwn_context(messages.REVIEW_TRUNCATED)]
     return Reply(escape_mrkdwn(title), blocks)
+
+
+# --------------------------------------------------------------------------- /changes
+
+
+@dataclass(frozen=True)
+class ChangesRequest:
+    model: str | None = None
+    window: timedelta = timedelta(hours=24)
+
+
+def parse_changes_args(config: Config, text: str) -> ChangesRequest | Reply:
+    """``/changes``, ``/changes <model>``, ``/changes [model] <window>``: a first word that is neither
+    a model nor a window is a mistyped model (answered with the close names); more is a usage reply."""
+    args = text.split()
+    if len(args) > 2:
+        return Reply(messages.CHANGES_USAGE)
+    model = args.pop(0) if args and args[0] in config.models else None
+    if model is None and args and (len(args) == 2 or not _is_duration(args[0])):
+        typed, known = args[0], list(config.models)
+        close = difflib.get_close_matches(typed, known, n=3, cutoff=0.5)
+        return Reply(messages.unknown_model(typed, close=close, known=known))
+    if not args:
+        return ChangesRequest(model)
+    window = parse_window(args[0], messages.CHANGES_USAGE)
+    return window if isinstance(window, Reply) else ChangesRequest(model, window)
+
+
+def _is_duration(word: str) -> bool:
+    try:
+        parse_duration(word)
+    except ValueError:
+        return False
+    return True

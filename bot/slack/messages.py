@@ -13,6 +13,10 @@ from collections.abc import Iterable
 from bot.notify.slack_text import escape_mrkdwn
 
 RUNBOOK_USAGE = "Usage: `/runbook <model>` shows the model's runbook, e.g. `/runbook fraud-detector-v2`."
+CHANGES_USAGE = (
+    "Usage: `/changes [model] [window]` lists what shipped (model versions, prompts, datasets …) in the last "
+    "24 hours (or the window, e.g. `/changes support-bot 7d`), newest first."
+)
 ALERTS_USAGE = (
     "Usage: `/alerts` lists the active alerts, most severe first; "
     "`/alerts review [window]` reviews the alerts of the last 7 days (or the window, e.g. `/alerts review 30d`)."
