@@ -43,6 +43,15 @@ def parse_duration(value: object) -> timedelta:
 _SPOKEN = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
 
+def is_duration(text: str) -> bool:
+    """Whether ``text`` reads as a duration (``24h``, ``1h30m``): how commands tell a window from a name."""
+    try:
+        parse_duration(text)
+    except ValueError:
+        return False
+    return True
+
+
 def humanize(delta: timedelta) -> str:
     """``20 s``, ``1 min 45 s``, ``2 h 5 min``, ``7 d``: the largest unit and, if not zero, the next.
 

@@ -34,7 +34,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.changes.events import changes_text
-from bot.config.durations import parse_duration, window_title
+from bot.config.durations import is_duration, window_title
 from bot.config.loader import Config
 from bot.errors import MissingExtra
 from bot.notify.slack_blocks import alerts_list
@@ -232,7 +232,7 @@ def parse_changes_args(config: Config, text: str) -> ChangesRequest | Reply:
     if len(args) > 2:
         return Reply(messages.CHANGES_USAGE)
     model = args.pop(0) if args and args[0] in config.models else None
-    if model is None and args and (len(args) == 2 or not _is_duration(args[0])):
+    if model is None and args and (len(args) == 2 or not is_duration(args[0])):
         typed, known = args[0], list(config.models)
         close = difflib.get_close_matches(typed, known, n=3, cutoff=0.5)
         return Reply(messages.unknown_model(typed, close=close, known=known))
@@ -240,11 +240,3 @@ def parse_changes_args(config: Config, text: str) -> ChangesRequest | Reply:
         return ChangesRequest(model)
     window = parse_window(args[0], messages.CHANGES_USAGE)
     return window if isinstance(window, Reply) else ChangesRequest(model, window)
-
-
-def _is_duration(word: str) -> bool:
-    try:
-        parse_duration(word)
-    except ValueError:
-        return False
-    return True

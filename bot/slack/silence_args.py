@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.config import choices
-from bot.config.durations import DURATION_HINT, humanize, parse_duration
+from bot.config.durations import DURATION_HINT, humanize, is_duration, parse_duration
 from bot.config.loader import Config
 from bot.notify.slack_text import escape_mrkdwn
 
@@ -86,7 +86,7 @@ def parse_silence_args(config: Config, text: str) -> Request | str:
         return f"Say for how long, e.g. `/silence {escape_mrkdwn(args[0][:100])} 1h`.\n{USAGE}"
     target = resolve_target(config, args[0])
     if isinstance(target, str):
-        if _is_duration(args[0]):
+        if is_duration(args[0]):
             return f"Name what to silence first, then for how long: `/silence <rule|model> {escape_mrkdwn(args[0])}`."
         return target
     duration = _duration(args[1])
@@ -151,14 +151,6 @@ def unknown_name(name: str, *, rules: Sequence[str], models: Sequence[str], whol
 
 def _names(names: Iterable[str]) -> str:
     return ", ".join(f"`{escape_mrkdwn(n)}`" for n in names)
-
-
-def _is_duration(text: str) -> bool:
-    try:
-        parse_duration(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _duration(text: str) -> timedelta | str:

@@ -91,3 +91,10 @@ def test_written_is_read_back_by_parse_duration(delta: timedelta, days: bool, te
     assert written(delta, days=days) == text
     if delta >= timedelta(0):
         assert parse_duration(text) == delta
+
+
+def test_is_duration_tells_a_window_from_a_name() -> None:
+    from bot.config.durations import is_duration
+
+    assert is_duration("24h") and is_duration("1h30m")
+    assert not is_duration("support-bot") and not is_duration("forever")
