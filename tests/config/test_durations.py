@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config.durations import DURATION_HINT, humanize, parse_duration, written
+from bot.config.durations import DURATION_HINT, humanize, is_duration, parse_duration, written
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,5 @@ def test_written_is_read_back_by_parse_duration(delta: timedelta, days: bool, te
 
 
 def test_is_duration_tells_a_window_from_a_name() -> None:
-    from bot.config.durations import is_duration
-
     assert is_duration("24h") and is_duration("1h30m")
     assert not is_duration("support-bot") and not is_duration("forever")
