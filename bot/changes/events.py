@@ -126,15 +126,10 @@ def before(changes: Iterable[Change], at: datetime, window: timedelta) -> list[C
     return sorted((c for c in changes if at - window <= c.at <= at), key=lambda c: c.at, reverse=True)
 
 
-def latest_line(changes: Sequence[Change], at: datetime) -> str | None:
-    """``prompt v42, 4 min before``: the newest of ``changes`` (newest first), told against the
-    breach at ``at``; None when there is none."""
-    if not changes:
-        return None
-    latest = changes[0]
-    gap = at - latest.at
-    when = "at the same time" if gap < timedelta(minutes=1) else f"{humanize(gap)} before"
-    return f"{latest.said()}, {when}"
+def how_long_before(change: Change, at: datetime) -> str:
+    """``4 min before`` (or ``at the same time``, under a minute): how long before ``at`` it shipped."""
+    gap = at - change.at
+    return "at the same time" if gap < timedelta(minutes=1) else f"{humanize(gap)} before"
 
 
 def changes_text(changes: Sequence[Change], now: datetime, *, model: str | None, window: timedelta) -> str:

@@ -84,8 +84,9 @@ def evaluate(
             )
             if change is not None:
                 transitions.append(change)
-            if rule.absent_after is not None:
-                transitions.extend(_absence_change(data, rule, model, policy, now))
+        watching = [rule for rule in rules if rule.absent_after is not None]
+        if watching:
+            transitions.extend(_absence_changes(data, watching, model, policy, now))
     (errors or RuleErrors()).record_pass(failures)
     return transitions
 
@@ -178,22 +179,28 @@ def _observe_rule(
     )
 
 
-def _absence_change(
-    data: PassInput, rule: Rule, model: str, policy: tuple[PolicyStep, ...], now: datetime
+def _absence_changes(
+    data: PassInput, rules: list[Rule], model: str, policy: tuple[PolicyStep, ...], now: datetime
 ) -> list[Transition]:
-    """The change, if any, of ``rule``'s ``absent:`` companion alert on ``model``."""
+    """The changes of the ``absent:`` companion alerts of ``rules`` (those with ``absent_after``) on
+    ``model``; the model's settings are read once for all of them."""
     known = data.config.models.get(model)
     settings = known.settings if known is not None else {}
-    seen = observe_absence(rule, model, data.samples.get(model, {}), settings, now=now, policy=policy)
-    key = dedup_key(seen.rule, model)
-    change = observe(
-        data.open_alerts.get(key),
-        seen,
-        absence_timing(rule),
-        last_fired_resolved_at=data.last_resolved.get(key),
-        now=now,
-    )
-    return [change] if change is not None else []
+    samples = data.samples.get(model, {})
+    changes = []
+    for rule in rules:
+        seen = observe_absence(rule, model, samples, settings, now=now, policy=policy)
+        key = dedup_key(seen.rule, model)
+        change = observe(
+            data.open_alerts.get(key),
+            seen,
+            absence_timing(rule),
+            last_fired_resolved_at=data.last_resolved.get(key),
+            now=now,
+        )
+        if change is not None:
+            changes.append(change)
+    return changes
 
 
 def _used(rule: Rule, values: Mapping[str, Value]) -> dict[str, Value]:

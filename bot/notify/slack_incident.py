@@ -35,7 +35,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKind
-from bot.changes.events import Change, latest_line
+from bot.changes.events import Change, how_long_before
 from bot.config import choices
 from bot.config.durations import humanize
 from bot.config.loader import Config
@@ -259,14 +259,12 @@ def shipped_line(changes: Sequence[Change], opened: datetime) -> str:
     have caused it, the latest marked, each with its model when the incident spans several."""
     models = {c.model for c in changes}
 
-    def told(change: Change, line: str) -> str:
+    def told(change: Change) -> str:
         where = f" to {change.model}" if len(models) > 1 else ""
-        text = line.replace(change.said(), change.said() + where, 1)
+        text = f"{change.said()}{where}, {how_long_before(change, opened)}"
         return mrkdwn_link(Link(text, change.link)) if change.link and is_web_url(change.link) else escape_mrkdwn(text)
 
-    latest = latest_line(changes, opened) or ""
-    parts = [f"*{told(changes[0], latest)}* (latest)"]
-    parts += [told(c, latest_line([c], opened) or "") for c in changes[1:]]
+    parts = [f"*{told(changes[0])}* (latest)", *(told(c) for c in changes[1:])]
     return "🚢 Shipped before it started: " + " · ".join(parts)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.changes.events import Change, ChangeKind, before, latest_line, parse_changes
+from bot.changes.events import Change, ChangeKind, before, how_long_before, parse_changes
 from bot.errors import RequestRefused
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -109,6 +109,5 @@ def test_the_changes_of_the_window_before_a_breach_newest_first() -> None:
     after = Change("support-bot", ChangeKind.CONFIG, "c1", NOW + timedelta(minutes=1))  # after the breach
     found = before([*changes, after], NOW, timedelta(hours=2))
     assert [c.version for c in found] == ["v42", "2.4.0"]
-    assert latest_line(found, NOW) == "prompt v42, 4 min before"
-    assert latest_line([change(ChangeKind.DEPLOY, "b77", 0.2)], NOW) == "deploy b77, at the same time"
-    assert latest_line([], NOW) is None
+    assert f"{found[0].said()}, {how_long_before(found[0], NOW)}" == "prompt v42, 4 min before"
+    assert how_long_before(change(ChangeKind.DEPLOY, "b77", 0.2), NOW) == "at the same time"
