@@ -58,6 +58,16 @@ class EngineSettings(Strict):
     change_window: Duration = timedelta(hours=2)
     """An incident's message shows the changes (``POST /api/v1/changes``) made to its models this
     long before it opened: "did something ship?" is the first question."""
+    incident_channel_prefix: str = Field(default="inc-", pattern=r"^[a-z0-9_-]{0,20}$")
+    """A declared incident's room is named this + date + model + rule (``inc-2026-12-04-fraud-v2-…``)."""
+    incident_channel_private: bool = False
+    resolution_note_required: list[SeverityField] = Field(default_factory=list)
+    """Resolving an incident of these severities from Slack asks for its cause and fix first."""
+    thread_updates: Literal["all", "state_changes", "none"] = "all"
+    """What the alert thread says: every change, only state changes (fired, acknowledged,
+    resolved; not escalation steps, joins or updates), or nothing (the root message still updates)."""
+    ack_reminder: Duration | None = None
+    """An acknowledged incident quiet this long gets "Still on it?"; unanswered as long again, it is released."""
 
     @field_validator("group_by")
     @classmethod
@@ -95,6 +105,8 @@ class Rule(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     links: list[Link] = Field(default_factory=list)  # buttons on its alerts and pages (bot.notify.links)
     email: list[EmailAddress] = Field(default_factory=list)  # also emailed about its incidents (routing.email)
+    oncall: str | None = None
+    """A Slack user group (``S0123ABC`` or ``@ml-oncall``) invited to the room of an incident it declares."""
     absent_after: Duration | None = None
     """Alert when a metric the rule reads has had no sample this long (:mod:`bot.evaluation.absence`)."""
     absent_severity: SeverityField = Severity.P2
@@ -132,6 +144,8 @@ class Model(Strict):
     escalation: str = "default"
     email: list[EmailAddress] = Field(default_factory=list)  # emailed about its incidents (routing.email)
     links: list[Link] = Field(default_factory=list)  # buttons on its alerts and pages (bot.notify.links)
+    oncall: str | None = None
+    """A Slack user group (``S0123ABC`` or ``@ml-oncall``) invited to its incident rooms."""
 
     @model_validator(mode="after")
     def _settings_are_scalars(self) -> Model:

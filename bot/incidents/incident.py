@@ -50,6 +50,19 @@ class IncidentEventKind(StrEnum):
     AUTO_RESOLVED = "auto_resolved"
     """Its last open alert closed."""
     ESCALATED = "escalated"
+    DECLARED = "declared"
+    """A person declared it an incident: it gets a room (:mod:`bot.incidents.response`)."""
+    COMMANDER = "commander"
+    UPDATE = "update"
+    """A status update posted by a person (``detail``: the text)."""
+    NOTED = "noted"
+    """A room message added to the timeline (⏱ reaction or the **Add to timeline** shortcut)."""
+    RESOLUTION_NOTE = "resolution_note"
+    REMINDED = "reminded"
+    """"Still on it?" was asked of its acknowledger (``settings.ack_reminder``)."""
+    STILL_ON_IT = "still_on_it"
+    RELEASED = "released"
+    """Its acknowledger let it go (or did not answer a reminder): it climbs again."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,15 @@ class Incident:
     page_key: str | None = None
     """The key PagerDuty knows this incident by, when not ``incident:<id>`` (an alert adopted
     from before incidents existed keeps the key it paged under)."""
+    declared_at: datetime | None = None
+    declared_by: str | None = None
+    room: str | None = None
+    """The name of its Slack channel (``inc-2026-12-04-fraud-v2-accuracy-drop``), once declared."""
+    room_id: str | None = None
+    """The channel's ID, once Slack created it."""
+    commander: str | None = None
+    resolution_note: Mapping[str, str] | None = None
+    """``cause``, ``fix``, ``by``, ``at``: what the resolver wrote down."""
     id: int | None = None
     version: int = 0
 

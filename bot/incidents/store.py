@@ -118,6 +118,23 @@ def record_slack_message(session: Session, incident_id: int, *, channel: str, ts
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def record_room(session: Session, incident_id: int, *, room_id: str, name: str) -> bool:
+    """Remember the room Slack created for the incident (its name may have gained a ``-2``); the
+    first writer wins, so a retried creation adopts the room instead of making a second."""
+    result = session.execute(
+        update(IncidentRow)
+        .where(col(IncidentRow.id) == incident_id, col(IncidentRow.room_id).is_(None))
+        .values(room_id=room_id, room=name)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def rooms_named(session: Session, prefix: str) -> set[str]:
+    """Room names already used that start with ``prefix``: a new room takes the next free number."""
+    rows = session.exec(select(IncidentRow.room).where(col(IncidentRow.room).startswith(prefix)))
+    return {name for name in rows if name}
+
+
 def slack_message(session: Session, incident_id: int) -> tuple[str, str] | None:
     row = session.get(IncidentRow, incident_id)
     if row is None or row.slack_channel is None or row.slack_ts is None:
@@ -151,6 +168,12 @@ def to_incident(row: IncidentRow) -> Incident:
         next_escalation_at=maybe_utc(row.next_escalation_at),
         paged_keys=tuple(row.paged_keys or []),
         page_key=row.page_key,
+        declared_at=maybe_utc(row.declared_at),
+        declared_by=row.declared_by,
+        room=row.room,
+        room_id=row.room_id,
+        commander=row.commander,
+        resolution_note=dict(row.resolution_note) if row.resolution_note else None,
         version=row.version,
     )
 
@@ -175,5 +198,11 @@ def fields(incident: Incident) -> dict[str, Any]:
         "next_escalation_at": incident.next_escalation_at,
         "paged_keys": list(incident.paged_keys),
         "page_key": incident.page_key,
+        "declared_at": incident.declared_at,
+        "declared_by": incident.declared_by,
+        "room": incident.room,
+        "room_id": incident.room_id,
+        "commander": incident.commander,
+        "resolution_note": dict(incident.resolution_note) if incident.resolution_note else None,
     }
 

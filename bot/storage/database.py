@@ -91,6 +91,12 @@ MIGRATIONS: list[Migration] = [
     ),
     _adopt_open_alerts,
     _create_missing_tables,  # changes
+    _add_column("incidents", "declared_at", "TIMESTAMP WITH TIME ZONE"),  # incident rooms (declare)
+    _add_column("incidents", "declared_by", "VARCHAR(200)"),
+    _add_column("incidents", "room", "VARCHAR(80)"),
+    _add_column("incidents", "room_id", "VARCHAR(40)"),
+    _add_column("incidents", "commander", "VARCHAR(200)"),
+    _add_column("incidents", "resolution_note", "JSON"),
 ]
 """Step N brings a database from version N to N+1. Append; never edit a released step."""
 

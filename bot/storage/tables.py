@@ -120,6 +120,13 @@ class IncidentRow(SQLModel, table=True):
     page_key: str | None = Field(default=None, max_length=300)
     """The key PagerDuty knows a page by, when not ``incident:<id>``: an alert that was open and
     paged under its own key before incidents existed keeps it, so its acknowledge still lands."""
+    declared_at: datetime | None = _ts(nullable=True)
+    declared_by: str | None = Field(default=None, max_length=200)
+    room: str | None = Field(default=None, max_length=80)
+    """The incident room's channel name, once declared; ``room_id`` once Slack created it."""
+    room_id: str | None = Field(default=None, max_length=40)
+    commander: str | None = Field(default=None, max_length=200)
+    resolution_note: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     version: int = 0
 
 
