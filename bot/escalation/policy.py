@@ -31,7 +31,7 @@ def escalate(incident: Incident, *, now: datetime) -> IncidentTransition | None:
     if incident.state is not IncidentState.FIRING or incident.escalation_step >= len(incident.policy):
         return None
     step = incident.policy[incident.escalation_step]
-    if incident.opened_at + step.after > now:
+    if incident.opened_at + incident.paused + step.after > now:
         return None
     number = incident.escalation_step + 1
     severity = min(incident.severity, step.severity)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, PolicyStep
@@ -94,6 +94,9 @@ class Incident:
     policy: tuple[PolicyStep, ...] = ()
     escalation_step: int = 0
     """Index of the next policy step to run."""
+    paused: timedelta = timedelta(0)
+    """How long it was acknowledged before being released: its climb's deadlines move by that
+    much, so a released incident resumes where it stopped (:func:`bot.incidents.response.release`)."""
     next_escalation_at: datetime | None = None
     paged_keys: tuple[str, ...] = ()
     """PagerDuty routing keys this incident paged ("" = the default key): they hear ack and resolve."""
@@ -227,7 +230,7 @@ def next_deadline(incident: Incident) -> datetime | None:
     """When the next escalation step is due: only a firing incident climbs, from when it opened."""
     if incident.state is not IncidentState.FIRING or incident.escalation_step >= len(incident.policy):
         return None
-    return incident.opened_at + incident.policy[incident.escalation_step].after
+    return incident.opened_at + incident.paused + incident.policy[incident.escalation_step].after
 
 
 def _refusal(incident: Incident, verb: str) -> str:

@@ -17,7 +17,14 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from bot.errors import ActionRefused
-from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState, IncidentTransition
+from bot.incidents.incident import (
+    Incident,
+    IncidentEvent,
+    IncidentEventKind,
+    IncidentState,
+    IncidentTransition,
+    next_deadline,
+)
 
 ROOM_NAME_LIMIT = 80
 """Slack's longest channel name."""
@@ -95,25 +102,18 @@ def add_resolution_note(incident: Incident, *, actor: str, cause: str, fix: str,
 
 def release(incident: Incident, *, actor: str, now: datetime) -> IncidentTransition:
     """Its acknowledger lets it go: it is firing again, and its climb resumes where it stopped
-    (the time that was left to the next step when it was acknowledged)."""
-    if incident.state is not IncidentState.ACKNOWLEDGED:
+    (the time it spent acknowledged moves every later step)."""
+    if incident.state is not IncidentState.ACKNOWLEDGED or incident.acknowledged_at is None:
         raise ActionRefused(f"Only an acknowledged incident can be released; this one is {incident.state.value}.")
-    left = _time_left_at_acknowledge(incident)
     released = replace(
         incident,
         state=IncidentState.FIRING,
         acknowledged_at=None,
         acknowledged_by=None,
-        next_escalation_at=None if left is None else now + left,
+        paused=incident.paused + max(now - incident.acknowledged_at, timedelta(0)),
     )
+    released = replace(released, next_escalation_at=next_deadline(released))
     return IncidentTransition(released, IncidentEvent(IncidentEventKind.RELEASED, actor, now))
-
-
-def _time_left_at_acknowledge(incident: Incident) -> timedelta | None:
-    if incident.escalation_step >= len(incident.policy) or incident.acknowledged_at is None:
-        return None
-    due = incident.opened_at + incident.policy[incident.escalation_step].after
-    return max(due - incident.acknowledged_at, timedelta(0))
 
 
 def _open(incident: Incident, verb: str) -> None:

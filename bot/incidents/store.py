@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
@@ -165,6 +165,7 @@ def to_incident(row: IncidentRow) -> Incident:
         opened_at=ensure_utc(row.opened_at),
         **alert_store.handling(row),
         escalation_step=row.escalation_step,
+        paused=timedelta(seconds=row.paused_seconds or 0),
         next_escalation_at=maybe_utc(row.next_escalation_at),
         paged_keys=tuple(row.paged_keys or []),
         page_key=row.page_key,
@@ -195,6 +196,7 @@ def fields(incident: Incident) -> dict[str, Any]:
         "resolved_by": incident.resolved_by,
         "policy": policy_records(incident.policy),
         "escalation_step": incident.escalation_step,
+        "paused_seconds": incident.paused.total_seconds(),
         "next_escalation_at": incident.next_escalation_at,
         "paged_keys": list(incident.paged_keys),
         "page_key": incident.page_key,

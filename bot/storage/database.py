@@ -97,6 +97,7 @@ MIGRATIONS: list[Migration] = [
     _add_column("incidents", "room_id", "VARCHAR(40)"),
     _add_column("incidents", "commander", "VARCHAR(200)"),
     _add_column("incidents", "resolution_note", "JSON"),
+    _add_column("incidents", "paused_seconds", "FLOAT"),  # a released incident's climb resumes
 ]
 """Step N brings a database from version N to N+1. Append; never edit a released step."""
 

@@ -112,6 +112,8 @@ class IncidentRow(SQLModel, table=True):
     policy: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     """The escalation policy snapshotted when the incident opened."""
     escalation_step: int = 0
+    paused_seconds: float | None = None
+    """How long it was acknowledged before a release: the climb's deadlines move by it."""
     next_escalation_at: datetime | None = _ts(nullable=True, index=True)
     paged_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     slack_channel: str | None = Field(default=None, max_length=40)

@@ -9,6 +9,7 @@ import pytest
 
 from bot.alerts.lifecycle import Alert, AlertState, PolicyStep
 from bot.errors import ActionRefused
+from bot.escalation.policy import escalate
 from bot.incidents.incident import Incident, IncidentEventKind, IncidentState, acknowledge, open_with, resolve
 from bot.incidents.response import (
     add_resolution_note,
@@ -120,3 +121,14 @@ def test_a_released_incident_fires_again_and_climbs_with_the_time_that_was_left(
     assert released.event.kind is IncidentEventKind.RELEASED
     with pytest.raises(ActionRefused, match="Only an acknowledged incident"):
         release(released.incident, actor="U1", now=T0)
+
+
+def test_after_a_release_every_later_step_keeps_its_spacing() -> None:
+    acked = acknowledge(incident(), actor="U1", now=T0 + timedelta(minutes=10)).incident
+    released = release(acked, actor="U1", now=T0 + timedelta(hours=2)).incident  # 1 h 50 min acknowledged
+
+    assert escalate(released, now=T0 + timedelta(hours=2, minutes=4)) is None
+    first = escalate(released, now=T0 + timedelta(hours=2, minutes=5))
+    assert first is not None and first.incident.severity is Severity.P1
+    assert first.incident.next_escalation_at == T0 + timedelta(hours=2, minutes=35), "45 min after opening, moved"
+    assert escalate(first.incident, now=T0 + timedelta(hours=2, minutes=34)) is None
