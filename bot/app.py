@@ -54,6 +54,8 @@ from bot.storage.database import make_engine, migrate
 
 log = logging.getLogger(__name__)
 
+ACK_REMINDER_EVERY = timedelta(seconds=15)
+"""How often acknowledged incidents are checked for ``settings.ack_reminder`` (a no-op when unset)."""
 SLO_INTERVAL = timedelta(seconds=60)
 """SLO burn rates move over minutes; the SLO pass runs at most this often (or at the evaluation interval)."""
 
@@ -107,6 +109,7 @@ def build_bot(
         extra=[
             *[job for job in [prometheus_job(settings, holder, service.ingest, clock)] if job is not None],
             (service.evaluate_slos_once, "slo-evaluation", max(SLO_INTERVAL, interval)),
+            (service.remind_acknowledged, "ack-reminder", ACK_REMINDER_EVERY),
             (trim_memory, "memory-trim", TRIM_EVERY),
             (lambda: retention.prune_samples(engine, holder(), clock.now()), "sample-retention", retention.EVERY),
             (

@@ -35,7 +35,8 @@ from bot.errors import ActionRefused, ConcurrentChange
 log = logging.getLogger(__name__)
 
 Subject = Literal["alert", "incident"]
-Verb = Literal["acknowledge", "resolve"]
+Verb = Literal["acknowledge", "resolve", "release", "still_on_it"]
+"""``release`` and ``still_on_it`` answer "Still on it?" (``settings.ack_reminder``), on incidents only."""
 
 
 @dataclass(frozen=True)

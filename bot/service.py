@@ -10,25 +10,25 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.alerts import lifecycle, store
-from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind, Transition
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, EventKind, Transition
 from bot.clock import Clock
 from bot.config.conditions import ConditionEvaluator
 from bot.config.loader import Config
+from bot.errors import ActionRefused
 from bot.escalation.sweep import sweep
 from bot.evaluation.evaluate import PassInput, evaluate, window_needs
 from bot.evaluation.rule_errors import RuleErrors
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.evaluation.windows import WindowSeries
-from bot.incidents import incident as incidents
+from bot.incident_actions import IncidentActions
 from bot.incidents import store as incident_store
 from bot.incidents import tracker
-from bot.incidents.incident import Incident, IncidentTransition
+from bot.incidents.incident import Incident
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
 from bot.metrics.window_cache import WindowCache
@@ -46,7 +46,6 @@ from bot.slo.service import slo_transitions
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 __all__ = ["AlertService", "ExternalPlan", "PassResult", "every_channel", "no_hold"]
 
@@ -61,7 +60,7 @@ class PassResult:
     conflicts: int
 
 
-class AlertService:
+class AlertService(IncidentActions):
     def __init__(
         self,
         engine: Engine,
@@ -73,12 +72,9 @@ class AlertService:
         metrics: Metrics | None = None,
         pending: PendingActions | None = None,
     ) -> None:
-        self._engine = engine
+        super().__init__(engine, clock, config, Recorder(Dispatcher(router, hold=hold)))
         self.pending = pending or PendingActions()
         """Clicks kept while the database was away (:mod:`bot.pending_actions`)."""
-        self._clock = clock
-        self._config = config
-        self._recorder = Recorder(Dispatcher(router, hold=hold))
         self._channels = router.channels
         self._evaluator = ConditionEvaluator()
         self._windows = WindowCache()
@@ -86,6 +82,12 @@ class AlertService:
         self.rule_errors = RuleErrors(metrics)
         """Rules that failed in the latest evaluation pass, for ``/healthz``."""
         self._metrics = metrics
+        self._incident_verbs: dict[Verb, Callable[..., Incident]] = {
+            "acknowledge": self.acknowledge_incident,
+            "resolve": self.resolve_incident,
+            "release": self.release_incident,
+            "still_on_it": self.still_on_it,
+        }
 
     def ingest(self, points: Iterable[Point]) -> int:
         with open_session(self._engine) as s, s.begin():
@@ -228,8 +230,9 @@ class AlertService:
         the database was away (taken ``at``). Raises as :meth:`acknowledge` and
         :meth:`acknowledge_incident` do."""
         if subject == "incident":
-            on_incident = self.acknowledge_incident if verb == "acknowledge" else self.resolve_incident
-            return on_incident(target, actor=actor, at=at)
+            return self._incident_verbs[verb](target, actor=actor, at=at)
+        if verb not in ("acknowledge", "resolve"):
+            raise ActionRefused(f"An alert cannot be {verb.replace('_', ' ')}d; only its incident can.")
         on_alert = self.acknowledge if verb == "acknowledge" else self.resolve
         return on_alert(target, actor=actor, at=at)
 
@@ -266,58 +269,6 @@ class AlertService:
             return self._recorder.alert(s, change, self._config(), now, silence_store.active(s, now=now))
 
         return self._retried(attempt, gives_up=f"alert {alert_id} keeps changing; try again")
-
-    def acknowledge_incident(self, incident_id: int, *, actor: str, at: datetime | None = None) -> Incident:
-        """A person takes the whole incident: it and its firing alerts are acknowledged, the climb
-        stops, PagerDuty hears once; the people in Slack hear one reply, not one per alert."""
-        return self._act_on_incident(incident_id, incidents.acknowledge, lifecycle.acknowledge, actor, at)
-
-    def resolve_incident(self, incident_id: int, *, actor: str, at: datetime | None = None) -> Incident:
-        """A person declares the whole incident over: its open alerts resolve with it."""
-        return self._act_on_incident(incident_id, incidents.resolve, lifecycle.resolve, actor, at)
-
-    def _act_on_incident(
-        self,
-        incident_id: int,
-        decide: Callable[..., IncidentTransition],
-        each: Callable[..., Transition],
-        actor: str,
-        at: datetime | None,
-    ) -> Incident:
-        """Raises ActionRefused (with the reason) or LookupError; the loser of two clicks at once
-        re-reads and is refused with what happened, as for an alert. Taken ``at`` (a kept click):
-        alerts that joined the incident after the click are not acknowledged by it."""
-
-        def attempt(s: Session) -> Incident:
-            current = incident_store.get(s, incident_id)
-            if current is None:
-                raise LookupError(f"no incident with id {incident_id}")
-            now = self._clock.now()
-            taken = at or now
-            change = decide(current, actor=actor, now=taken)
-            config = self._config()
-            silences = silence_store.active(s, now=now)
-            for alert in incident_store.open_alerts(s, incident_id):
-                if each is lifecycle.acknowledge and (
-                    alert.state is not AlertState.FIRING or (alert.fired_at and alert.fired_at > taken)
-                ):
-                    continue
-                self._recorder.alert(s, each(alert, actor=actor, now=taken), config, now, silences, quiet=True)
-            return self._recorder.incident(s, change, config, now, by_person=True)
-
-        return self._retried(attempt, gives_up=f"incident {incident_id} keeps changing; try again")
-
-    def _retried(self, attempt: Callable[[Session], _T], *, gives_up: str) -> _T:
-        """Run ``attempt`` in a transaction; when another writer changed what it read (the
-        optimistic version check), roll back and run it again on a fresh read, three times at most,
-        then raise :class:`store.ConcurrentChange` with ``gives_up``."""
-        for _ in range(3):
-            with open_session(self._engine) as s, s.begin():
-                try:
-                    return attempt(s)
-                except store.ConcurrentChange:
-                    s.rollback()
-        raise store.ConcurrentChange(gives_up)
 
     def silence(self, silence: Silence, *, note: ThreadNote | None = None) -> Silence:
         """Store the silence and, in the same transaction, queue ``note`` for its thread (on each

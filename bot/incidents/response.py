@@ -16,6 +16,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
+from bot.alerts.lifecycle import SYSTEM_ACTOR
+from bot.config.durations import humanize
 from bot.errors import ActionRefused
 from bot.incidents.incident import (
     Incident,
@@ -114,6 +116,30 @@ def release(incident: Incident, *, actor: str, now: datetime) -> IncidentTransit
     )
     released = replace(released, next_escalation_at=next_deadline(released))
     return IncidentTransition(released, IncidentEvent(IncidentEventKind.RELEASED, actor, now))
+
+
+def remind_or_release(
+    incident: Incident, last: IncidentEvent, *, every: timedelta, now: datetime
+) -> IncidentTransition | None:
+    """``settings.ack_reminder``: an acknowledged incident with nothing new for ``every`` (its
+    latest event, ``last``) is asked "Still on it?"; asked and still quiet as long again, it is
+    released (its climb resumes), because an acknowledgement nobody stands behind hides an incident."""
+    if incident.state is not IncidentState.ACKNOWLEDGED or now - last.at < every:
+        return None
+    if last.kind is IncidentEventKind.REMINDED:
+        released = release(incident, actor=SYSTEM_ACTOR, now=now)
+        unanswered = f"no answer to Still on it? in {humanize(every)}"
+        return replace(released, event=replace(released.event, detail=unanswered))
+    quiet = humanize(now - last.at)
+    asked = {"acknowledged_by": incident.acknowledged_by or ""}
+    return IncidentTransition(incident, IncidentEvent(IncidentEventKind.REMINDED, SYSTEM_ACTOR, now, quiet, asked))
+
+
+def still_on_it(incident: Incident, *, actor: str, now: datetime) -> IncidentTransition:
+    """The answer to "Still on it?": the acknowledgement stands, and the quiet time starts again."""
+    if incident.state is not IncidentState.ACKNOWLEDGED:
+        raise ActionRefused(f"This incident is {incident.state.value}, not acknowledged; nothing to confirm.")
+    return IncidentTransition(incident, IncidentEvent(IncidentEventKind.STILL_ON_IT, actor, now))
 
 
 def _open(incident: Incident, verb: str) -> None:

@@ -75,9 +75,7 @@ def history(session: Session, incident_id: int) -> list[IncidentEvent]:
     rows = session.exec(
         select(IncidentEventRow).where(IncidentEventRow.incident_id == incident_id).order_by(col(IncidentEventRow.id))
     ).all()
-    return [
-        IncidentEvent(IncidentEventKind(r.kind), r.actor, ensure_utc(r.at), r.detail, dict(r.data or {})) for r in rows
-    ]
+    return [_to_event(r) for r in rows]
 
 
 def due_for_escalation(session: Session, *, now: datetime, limit: int) -> list[Incident]:
@@ -118,6 +116,26 @@ def record_slack_message(session: Session, incident_id: int, *, channel: str, ts
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def quiet_acknowledged(session: Session, *, before: datetime) -> list[tuple[Incident, IncidentEvent]]:
+    """Acknowledged incidents whose latest event came at or before ``before``, each with that event:
+    the reminder sweep asks "Still on it?" of them, or releases those that did not answer."""
+    latest = (
+        select(IncidentEventRow.incident_id, func.max(IncidentEventRow.id).label("last_id"))
+        .join(IncidentRow, col(IncidentRow.id) == IncidentEventRow.incident_id)
+        .where(IncidentRow.state == IncidentState.ACKNOWLEDGED.value)
+        .group_by(col(IncidentEventRow.incident_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(IncidentRow, IncidentEventRow)
+        .join(latest, col(latest.c.incident_id) == IncidentRow.id)
+        .join(IncidentEventRow, col(IncidentEventRow.id) == latest.c.last_id)
+        .where(col(IncidentEventRow.at) <= before)
+        .order_by(col(IncidentRow.id))
+    ).all()
+    return [(to_incident(incident), _to_event(event)) for incident, event in rows]
+
+
 def record_room(session: Session, incident_id: int, *, room_id: str, name: str) -> bool:
     """Remember the room Slack created for the incident (its name may have gained a ``-2``); the
     first writer wins, so a retried creation adopts the room instead of making a second."""
@@ -150,6 +168,10 @@ def opened_between(session: Session, *, since: datetime, until: datetime) -> int
         .where(col(IncidentRow.opened_at) >= since, col(IncidentRow.opened_at) < until)
     )
     return int(session.exec(query).one())
+
+
+def _to_event(row: IncidentEventRow) -> IncidentEvent:
+    return IncidentEvent(IncidentEventKind(row.kind), row.actor, ensure_utc(row.at), row.detail, dict(row.data or {}))
 
 
 def to_incident(row: IncidentRow) -> Incident:

@@ -50,6 +50,8 @@ EMAIL = "email"
 DEFAULT_KEY = ""
 """Stands for the default routing key (``PAGERDUTY_ROUTING_KEY`` or the model's own)."""
 
+SAID_IN_CHAT = frozenset({IncidentEventKind.ESCALATED, IncidentEventKind.REMINDED, IncidentEventKind.RELEASED})
+"""The bot's own incident events that chat hears (a person's action always is)."""
 TRIGGERS = (IncidentEventKind.OPENED, IncidentEventKind.JOINED, IncidentEventKind.ESCALATED)
 CLOSERS = (IncidentEventKind.ACKNOWLEDGED, IncidentEventKind.RESOLVED, IncidentEventKind.AUTO_RESOLVED)
 WEBHOOK_EVENT = "webhook_event"
@@ -122,7 +124,7 @@ class Routes:
         chat), and email to ``members``' models' and rules' recipients (see
         :mod:`bot.notify.email_routing`)."""
         deliveries = self._webhooks(config, INCIDENT_WEBHOOK_EVENTS.get(event.kind))
-        if event.kind is IncidentEventKind.ESCALATED or by_person:
+        if event.kind in SAID_IN_CHAT or by_person:
             deliveries += [Delivery(c) for c in self.channels if _is_chat(c)]
         if EMAIL in self.channels:
             to = email_recipients(incident, event, config, members=members, emailed=emailed)

@@ -82,6 +82,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FIRED = "alert.fired"
+REMINDED = "incident.reminded"
 PAGE_RESULT = "alert.page_result"
 """What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
 
@@ -139,10 +140,12 @@ class SlackNotifier(IncidentMessage):
             self._refresh(incident, where, config)
         at = note.payload.get("at")
         now = ensure_utc(datetime.fromisoformat(at)) if isinstance(at, str) else self._clock.now()
+        blocks = None
         if note.kind.startswith("incident."):
             with open_session(self._engine) as s:
                 current = incident_store.get(s, incident.id or 0) or incident
             text = replies.incident_reply(current, note.kind.removeprefix("incident."), dict(note.payload), now=now)
+            blocks = replies.reminder_blocks(current, text) if note.kind == REMINDED else None
         elif alert is not None:
             text = state_reply(
                 alert,
@@ -155,7 +158,7 @@ class SlackNotifier(IncidentMessage):
             text = replies.named(alert, text) if self._several(incident) else text
         else:
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no alert", retryable=False)
-        self._reply(where, note, text)
+        self._reply(where, note, text, blocks=blocks)
 
     def _legacy(self, alert: Alert | None, note: Notification, config: Config) -> None:
         """A change of an alert posted before incidents (it joined none): its own message is

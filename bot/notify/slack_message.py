@@ -48,6 +48,7 @@ from bot.notify.slack_api import (
     metadata_names,
     thread_has,
 )
+from bot.notify.thread_updates import broadcasts, says_in_thread
 from bot.observability import Metrics
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
@@ -222,9 +223,21 @@ class IncidentMessage(SlackPoster):
     # ------------------------------------------------------------------ thread replies
 
     def _reply(
-        self, where: Location, note: Notification, text: str, *, broadcast: bool = False, part: str = ""
+        self,
+        where: Location,
+        note: Notification,
+        text: str,
+        *,
+        broadcast: bool = False,
+        part: str = "",
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         channel, root_ts = where
+        setting = self._config().settings.thread_updates
+        if not part.startswith("models") and not says_in_thread(setting, note.kind, note.payload):
+            log.debug("thread_updates: %s: outbox row %s (%s) is not said in the thread", setting, note.id, note.kind)
+            return
+        broadcast = broadcast and broadcasts(setting)
         if note.attempts > 0 and self._reply_exists(where, note, part):
             log.info("reply for outbox row %s is already in the thread", note.id)
             return
@@ -234,7 +247,9 @@ class IncidentMessage(SlackPoster):
         metadata = {"event_type": REPLY_EVENT, "event_payload": event_payload}
         subject = f"alert {note.alert_id}" if note.kind.startswith("alert.") else "its incident"
         what = f"{note.kind.split('.', 1)[1]} reply for {subject}"
-        self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast, what=what)
+        self._post(
+            channel, text=text, metadata=metadata, blocks=blocks, thread_ts=root_ts, broadcast=broadcast, what=what
+        )
 
     def _reply_exists(self, where: Location, note: Notification, part: str = "") -> bool:
         try:

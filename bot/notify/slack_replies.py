@@ -11,10 +11,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.alerts.lifecycle import Alert, EventKind
+from slack_sdk.models.blocks import ActionsBlock, ButtonElement, MarkdownTextObject, SectionBlock
+
+from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, EventKind
 from bot.config.durations import humanize
 from bot.incidents.incident import Incident
-from bot.notify.slack_blocks import bold_name, shown_values
+from bot.notify.slack_blocks import (
+    INCIDENT_RELEASE_ACTION,
+    INCIDENT_STILL_ON_IT_ACTION,
+    bold_name,
+    shown_values,
+)
 from bot.notify.slack_incident import by_severity
 from bot.notify.slack_text import SECTION_LIMIT, clip, escape_mrkdwn, format_value, mention
 
@@ -129,7 +136,36 @@ def incident_reply(incident: Incident, kind: str, payload: dict[str, Any], *, no
         if kind == "auto_resolved":
             return f"🟢 Auto-resolved after {took}: every alert cleared"
         return f"🟢 Resolved by {mention(actor)} after {took} — the whole incident"
+    if kind in ("reminded", "still_on_it", "released"):
+        return _reminder_reply(incident, kind, actor, str(payload.get("detail") or ""), now=now)
     return f"ℹ️ Incident {escape_mrkdwn(kind.replace('_', ' '))} ({mention(actor)})"
+
+
+def _reminder_reply(incident: Incident, kind: str, actor: str, detail: str, *, now: datetime) -> str:
+    """``settings.ack_reminder``'s question and its answers."""
+    if kind == "reminded":
+        asked = mention(incident.acknowledged_by or "")
+        return (
+            f"⏰ Still on it, {asked}? Nothing has happened on this incident for {escape_mrkdwn(detail)}. "
+            "Unanswered, it is released and its escalation resumes."
+        )
+    if kind == "still_on_it":
+        return f"👍 {mention(actor)} is still on it"
+    by = f"({escape_mrkdwn(detail)})" if actor == SYSTEM_ACTOR else f"by {mention(actor)}"
+    due = incident.next_escalation_at
+    then = f" (next step at {due:%H:%M} UTC)" if due and due > now else ""
+    return f"🔓 Released {by}: unacknowledged again, its escalation resumes{then}"
+
+
+def reminder_blocks(incident: Incident, text: str) -> list[dict[str, Any]]:
+    """"Still on it?" with its two answers, which name the incident."""
+    value = str(incident.id)
+    buttons = [
+        ButtonElement(text="Still on it", action_id=INCIDENT_STILL_ON_IT_ACTION, value=value, style="primary"),
+        ButtonElement(text="Release", action_id=INCIDENT_RELEASE_ACTION, value=value, style="danger"),
+    ]
+    blocks = [SectionBlock(text=MarkdownTextObject(text=text)), ActionsBlock(elements=buttons)]
+    return [block.to_dict() for block in blocks]
 
 
 def posted_at(ts: str) -> datetime | None:

@@ -35,8 +35,10 @@ from bot.notify.slack_blocks import (
     ACKNOWLEDGE_ACTION,
     ALERT_MENU_ACTION,
     INCIDENT_ACKNOWLEDGE_ACTION,
+    INCIDENT_RELEASE_ACTION,
     INCIDENT_RESOLVE_ACTION,
     INCIDENT_RUNBOOK_ACTION,
+    INCIDENT_STILL_ON_IT_ACTION,
     RESOLVE_ACTION,
     RUNBOOK_ACTION,
     runbook_modal,
@@ -57,7 +59,12 @@ RESOLVE = RESOLVE_ACTION
 RUNBOOK = RUNBOOK_ACTION
 
 VERBS = {ACKNOWLEDGE: "acknowledge", RESOLVE: "resolve"}
-INCIDENT_VERBS = {INCIDENT_ACKNOWLEDGE_ACTION: "acknowledge", INCIDENT_RESOLVE_ACTION: "resolve"}
+INCIDENT_VERBS: dict[str, Verb] = {
+    INCIDENT_ACKNOWLEDGE_ACTION: "acknowledge",
+    INCIDENT_RESOLVE_ACTION: "resolve",
+    INCIDENT_STILL_ON_IT_ACTION: "still_on_it",
+    INCIDENT_RELEASE_ACTION: "release",
+}
 
 Listener = Callable[..., Awaitable[None]]
 
@@ -71,6 +78,8 @@ def register(app: AsyncApp, context: SlackContext) -> None:
         (RUNBOOK, buttons.open_runbook),
         (INCIDENT_ACKNOWLEDGE_ACTION, buttons.change_incident),
         (INCIDENT_RESOLVE_ACTION, buttons.change_incident),
+        (INCIDENT_STILL_ON_IT_ACTION, buttons.change_incident),
+        (INCIDENT_RELEASE_ACTION, buttons.change_incident),
         (INCIDENT_RUNBOOK_ACTION, buttons.open_incident_runbook),
         (ALERT_MENU_ACTION, buttons.alert_menu),
         (re.compile(f"^{re.escape(LINK_ACTION)}_"), open_link),
@@ -159,8 +168,8 @@ class AlertButtons(Listeners):
             await refuse(self._after_ack.client, click, messages.bad_button(click.value))
             return
         find = self._context.queries.incident_channel
-        if await self._allowed(click, find, incident_id, verb=verb, what="incident"):
-            await self._apply(click, "incident", incident_id, "acknowledge" if verb == "acknowledge" else "resolve")
+        if await self._allowed(click, find, incident_id, verb=verb.replace("_", " "), what="incident"):
+            await self._apply(click, "incident", incident_id, verb)
 
     async def _apply(self, click: Click, subject: Subject, target: int, verb: Verb) -> None:
         """Apply the click through the service, or say why not. The loser of two clicks at once is

@@ -41,7 +41,7 @@ INCIDENT_KEEPS_CHANGING = "This incident kept changing while I tried; nothing wa
 
 def kept_for_later(verb: str, what: str) -> str:
     """A click the database could not take yet: it is kept, not lost (bot.pending_actions)."""
-    noun = "acknowledgement" if verb == "acknowledge" else "resolution"
+    noun = {"acknowledge": "acknowledgement", "release": "release", "still_on_it": "answer"}.get(verb, "resolution")
     return (
         f"My database is unreachable right now. Your {noun} of {what} is saved and will be applied as "
         "soon as it is back, before any escalation runs. No need to click again."

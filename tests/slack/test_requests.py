@@ -146,6 +146,18 @@ def test_the_roots_buttons_act_on_the_whole_incident_and_refuse_a_second_click(e
     assert f"Already resolved by <@{BEN}>" in call.params["text"]
 
 
+def test_still_on_it_and_release_answer_the_reminder_from_its_buttons(env: SlackEnv) -> None:
+    incident = str(env.incident_id)
+    env.click("incident_still_on_it", user=ANA, value=incident)
+    call = env.slack.wait_for("chat.postEphemeral")
+    assert "not acknowledged; nothing to confirm" in call.params["text"]
+    env.click("incident_acknowledge", user=ANA, value=incident)
+    env.wait_until(lambda: env.incident().state.value == "acknowledged")
+    env.click("incident_release", user=ANA, value=incident)
+    env.wait_until(lambda: env.incident().state.value == "firing")
+    assert env.incident().acknowledged_by is None
+
+
 def test_an_incident_button_naming_no_incident_is_refused(env: SlackEnv) -> None:
     env.click("incident_acknowledge", user=ANA, value="999999")
     call = env.slack.wait_for("chat.postEphemeral")
