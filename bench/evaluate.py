@@ -62,7 +62,7 @@ from bot.metrics.window_cache import WindowCache
 from bot.service import AlertService, every_channel
 from bot.storage.database import make_engine, migrate, normalise_url
 from bot.storage.database import session as open_session
-from bot.storage.tables import AlertEventRow, AlertRow, MetricSampleRow, OutboxRow
+from bot.storage.tables import AlertEventRow, AlertRow, IncidentEventRow, IncidentRow, MetricSampleRow, OutboxRow
 
 TARGET_SECONDS = 1.0
 TARGET_RATIO = 3.0
@@ -453,9 +453,10 @@ def timed(
 
 
 def forget_alerts(engine: Engine) -> None:
-    """Back to "no alert open", so every first pass opens the same alerts afresh."""
+    """Back to "no alert or incident open", so every first pass opens the same alerts afresh
+    (left open, the incidents of the previous run would be joined instead of opened)."""
     with open_session(engine) as s, s.begin():
-        for table in (OutboxRow, AlertEventRow, AlertRow):
+        for table in (OutboxRow, AlertEventRow, AlertRow, IncidentEventRow, IncidentRow):
             s.exec(delete(table))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -21,10 +21,13 @@ from bot.alerts import lifecycle, store
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, EventKind, Transition
 from bot.config.choices import alert_channel
 from bot.config.loader import Config
+from bot.incidents import incident as core
 from bot.incidents import store as incident_store
 from bot.incidents import tracker
 from bot.incidents.incident import Incident, IncidentTransition
+from bot.incidents.tracker import Group
 from bot.notify.dispatch import Dispatcher
+from bot.notify.outbox_rows import Enqueued, enqueue_many
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
 
@@ -105,14 +108,32 @@ class Recorder:
         paged = self._dispatch.pages(change.incident, change.event, config, model=lead_model)
         incident = replace(change.incident, paged_keys=(*before, *paged)) if paged else change.incident
         saved = incident_store.save(s, replace(change, incident=incident))
+        done = replace(change, incident=saved)
+        self._after_save(s, done, config, now, before=before, model=lead_model, by_person=by_person)
+        return saved
+
+    def _after_save(
+        self,
+        s: Session,
+        saved: IncidentTransition,
+        config: Config,
+        now: datetime,
+        *,
+        before: tuple[str, ...],
+        model: str,
+        by_person: bool = False,
+    ) -> None:
+        """Enqueue what people hear of a saved incident transition (at the end of the pass, inside
+        :meth:`whole_pass`) and log it; ``before``: the routing keys it had paged before this one."""
+        incident, event = saved.incident, saved.event
         dispatch = partial(
             self._dispatch.incident_event,
             s,
-            saved,
-            change.event,
+            incident,
+            event,
             config,
             now,
-            model=lead_model,
+            model=model,
             paged_before=before,
             by_person=by_person,
         )
@@ -121,15 +142,91 @@ class Recorder:
             dispatch()
         else:
             deferred.append(dispatch)
+        paged = len(incident.paged_keys) - len(before)
         log.info(
             "incident %s %s: %s (%s)%s",
-            saved.id,
-            change.event.kind.value,
-            saved.group_key,
-            saved.severity.value,
-            f", paged {len(paged)} service(s)" if paged else "",
+            incident.id,
+            event.kind.value,
+            incident.group_key,
+            incident.severity.value,
+            f", paged {paged} service(s)" if paged else "",
         )
-        return saved
+
+    def whole_pass_of(
+        self,
+        s: Session,
+        transitions: Sequence[Transition],
+        config: Config,
+        now: datetime,
+        silences: list[Silence],
+        *,
+        storms: set[tuple[str, str]],
+    ) -> None:
+        """Record an evaluation pass's transitions: new alerts that wait for ``for:`` and new
+        unsilenced alerts that open incidents of groups (or storms) with none open are written
+        together (:meth:`fired_together`); every other transition one by one (:meth:`alert`)."""
+        waiting: list[Transition] = []
+        fresh: list[tuple[Transition, Group]] = []
+        one_by_one: list[Transition] = []
+        for change in transitions:
+            alert, kind = change.alert, change.event.kind
+            if alert.id is None and kind is EventKind.PENDING:
+                waiting.append(change)
+            elif alert.id is None and kind is EventKind.FIRED and not is_silenced(
+                silences, rule=alert.rule, model=alert.model, now=now
+            ):
+                channel = alert_channel(config, alert.rule, alert.model)
+                fresh.append((change, tracker.group_of(alert, config, storm=(alert.rule, channel) in storms)))
+            else:
+                one_by_one.append(change)
+        open_groups = incident_store.groups_open(s, {group.key for _, group in fresh})
+        with self.whole_pass():
+            for alert, change in zip(store.insert_new(s, waiting), waiting, strict=True):
+                _log_transition(alert, change.event, silenced=False)
+            self.fired_together(s, [(c, g) for c, g in fresh if g.key not in open_groups], config, now)
+            for change in one_by_one + [c for c, g in fresh if g.key in open_groups]:
+                self.alert(s, change, config, now, silences, storms=storms)
+
+    def fired_together(
+        self, s: Session, changes: Sequence[tuple[Transition, Group]], config: Config, now: datetime
+    ) -> list[Alert]:
+        """Record new alerts (no row yet) that fire unsilenced in one pass and open the incidents
+        of their groups (none is open), as :meth:`alert` would one by one, with batched writes.
+
+        The decisions are the same pure ones in the same order (the group's first alert opens
+        its incident, the rest join it, each step's pages decided on the incident so far), so the
+        events, versions and idempotency keys are those of the one-by-one path; only the writes
+        differ: every new incident in one flush, at the version its events bring it to, then every
+        alert. A pass that opens a thousand alerts is a handful of statements (issue 16)."""
+        groups: dict[str, list[tuple[Transition, IncidentTransition, tuple[str, ...]]]] = {}
+        for change, group in changes:
+            steps = groups.setdefault(group.key, [])
+            if steps:
+                placed = core.join(steps[-1][1].incident, change.alert, now=now)
+            else:
+                placed = group.opened_by(change.alert, now=now)
+            before = placed.incident.paged_keys
+            paged = tuple(self._dispatch.pages(placed.incident, placed.event, config, model=change.alert.model))
+            version = len(steps) + 1
+            placed = replace(placed, incident=replace(placed.incident, paged_keys=(*before, *paged), version=version))
+            steps.append((change, placed, before))
+        opened = [(steps[-1][1].incident, [placed.event for _, placed, _ in steps]) for steps in groups.values()]
+        saved = incident_store.insert_new(s, opened)
+        alerts: list[Transition] = []
+        urgent: list[bool] = []  # as the one-by-one path: the incident as this alert left it pages
+        for incident, steps in zip(saved, groups.values(), strict=True):
+            for change, placed, before in steps:
+                snapshot = replace(placed, incident=replace(placed.incident, id=incident.id))
+                self._after_save(s, snapshot, config, now, before=before, model=change.alert.model)
+                alerts.append(replace(change, alert=replace(change.alert, incident_id=incident.id)))
+                urgent.append(placed.incident.severity in config.routing.page)
+        recorded = store.insert_new(s, alerts)
+        rows: list[Enqueued] = []
+        for change, alert, pages in zip(alerts, recorded, urgent, strict=True):
+            _log_transition(alert, change.event, silenced=False)
+            rows += self._dispatch.alert_rows(alert, change.event, config, now, silenced=False, urgent=pages)
+        enqueue_many(s, rows)
+        return recorded
 
     @contextmanager
     def whole_pass(self) -> Iterator[None]:

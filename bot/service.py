@@ -185,9 +185,7 @@ class AlertService(IncidentActions):
         try:
             silences = silence_store.active(s, now=now)
             stormy = tracker.storms(s, transitions, config, now) if storms else set()
-            with self._recorder.whole_pass():
-                for change in transitions:
-                    self._recorder.alert(s, change, config, now, silences, storms=stormy)
+            self._recorder.whole_pass_of(s, transitions, config, now, silences, storms=stormy)
         except store.ConcurrentChange as exc:
             s.rollback()
             log.info("%s lost a race and will retry next tick: %s", what, exc)

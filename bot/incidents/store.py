@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, AlertState
 from bot.alerts.store import policy_records
 from bot.clock import ensure_utc, maybe_utc
+from bot.errors import ConcurrentChange
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentState, IncidentTransition
 from bot.severity import Severity
 from bot.storage import versioned
 from bot.storage.tables import AlertRow, IncidentEventRow, IncidentRow
 
+KEYS_PER_QUERY = 500
+"""Bound parameters per ``IN (…)``: far below SQLite's and PostgreSQL's limits."""
 OPEN_ALERT_STATES = [AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value]
 
 
@@ -69,6 +75,52 @@ def save(session: Session, change: IncidentTransition) -> Incident:
         )
     )
     return saved
+
+
+def insert_new(session: Session, opened: Sequence[tuple[Incident, Sequence[IncidentEvent]]]) -> list[Incident]:
+    """Write incidents that have no row yet, each as the pass leaves it (at the version its
+    events have brought it to), with all their events, as multi-row INSERTs, and read their ids
+    back by their open groups (see :func:`bot.alerts.store.insert_new`). Raises
+    :class:`ConcurrentChange` when another writer opened one of the groups first."""
+    if not opened:
+        return []
+    rows = [{**fields(incident), "version": incident.version} for incident, _ in opened]
+    try:
+        session.execute(insert(IncidentRow.__table__), rows)  # type: ignore[attr-defined]
+    except IntegrityError as exc:
+        raise ConcurrentChange("an open incident for one of this pass's new groups already exists") from exc
+    ids = _open_ids(session, [incident.group_key for incident, _ in opened])
+    saved = [replace(incident, id=ids[incident.group_key]) for incident, _ in opened]
+    events = [
+        {
+            "incident_id": incident.id,
+            "kind": event.kind.value,
+            "actor": event.actor,
+            "at": event.at,
+            "detail": event.detail,
+            "data": dict(event.data),
+        }
+        for incident, (_, happened) in zip(saved, opened, strict=True)
+        for event in happened
+    ]
+    session.execute(insert(IncidentEventRow.__table__), events)  # type: ignore[attr-defined]
+    return saved
+
+
+def _open_ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        query = select(IncidentRow.group_key, IncidentRow.id).where(
+            col(IncidentRow.group_key).in_(keys[start : start + KEYS_PER_QUERY]),
+            IncidentRow.state != IncidentState.RESOLVED.value,
+        )
+        found.update((key, int(row_id or 0)) for key, row_id in session.exec(query).all())
+    return found
+
+
+def groups_open(session: Session, keys: Collection[str]) -> set[str]:
+    """Which of ``keys`` have an open incident (read in chunks, so any number of keys fits)."""
+    return set(_open_ids(session, sorted(keys)))
 
 
 def history(session: Session, incident_id: int) -> list[IncidentEvent]:

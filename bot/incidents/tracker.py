@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, col, func, select
@@ -25,19 +26,33 @@ from bot.storage.tables import AlertRow, IncidentRow
 
 def place(session: Session, alert: Alert, config: Config, now: datetime, *, storm: bool) -> IncidentTransition:
     """``alert`` fired: it joins its group's open incident or opens one (a storm's, if ``storm``)."""
+    group = group_of(alert, config, storm=storm)
+    current = store.open_for_group(session, group.key)
+    return core.join(current, alert, now=now) if current is not None else group.opened_by(alert, now=now)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Where a firing alert belongs: its group's (or its storm's) key, labels and channel."""
+
+    key: str
+    labels: dict[str, str]
+    channel: str
+    storm: bool
+
+    def opened_by(self, alert: Alert, *, now: datetime) -> IncidentTransition:
+        """The group's new incident, opened by ``alert``."""
+        if self.storm:
+            return core.open_storm([alert], rule=alert.rule, channel=self.channel, now=now)
+        return core.open_with(alert, key=self.key, labels=self.labels, channel=self.channel, now=now)
+
+
+def group_of(alert: Alert, config: Config, *, storm: bool) -> Group:
     channel = alert_channel(config, alert.rule, alert.model)
     if storm:
-        key, labels = core.storm_key(alert.rule, channel), {"rule": alert.rule}
-    else:
-        key, labels = core.group_key(alert, group_by=config.settings.group_by, channel=channel)
-    current = store.open_for_group(session, key)
-    if current is not None:
-        change = core.join(current, alert, now=now)
-    elif storm:
-        change = core.open_storm([alert], rule=alert.rule, channel=channel, now=now)
-    else:
-        change = core.open_with(alert, key=key, labels=labels, channel=channel, now=now)
-    return change
+        return Group(core.storm_key(alert.rule, channel), {"rule": alert.rule}, channel, storm=True)
+    key, labels = core.group_key(alert, group_by=config.settings.group_by, channel=channel)
+    return Group(key, labels, channel, storm=False)
 
 
 def after_close(session: Session, alert: Alert, *, actor: str, now: datetime) -> IncidentTransition | None:

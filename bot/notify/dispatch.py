@@ -26,6 +26,7 @@ from bot.incidents.incident import Incident, IncidentEvent
 from bot.notify.email_routing import EMAILED
 from bot.notify.links import alert_links, to_payload
 from bot.notify.outbox import enqueue, release_held
+from bot.notify.outbox_rows import Enqueued, add
 from bot.notify.routing import EMAIL, PAGER, TRIGGERS, WEBHOOK_EVENT, Held, Routes
 from bot.storage.tables import OutboxRow
 
@@ -48,6 +49,14 @@ class Dispatcher:
         self, s: Session, alert: Alert, event: Event, config: Config, now: datetime, *, silenced: bool, urgent: bool
     ) -> None:
         """Chat rows for one alert event (its section of the incident message, a thread reply)."""
+        for row in self.alert_rows(alert, event, config, now, silenced=silenced, urgent=urgent):
+            add(s, row)
+
+    def alert_rows(
+        self, alert: Alert, event: Event, config: Config, now: datetime, *, silenced: bool, urgent: bool
+    ) -> list[Enqueued]:
+        """The rows :meth:`alert_event` adds, for a caller that adds many at once (:func:`enqueue_many`)."""
+        rows: list[Enqueued] = []
         for delivery in self.routes.for_alert(alert, event, config=config, now=now, silenced=silenced, urgent=urgent):
             if delivery.held is not Held.NONE:
                 log.debug(
@@ -58,17 +67,19 @@ class Dispatcher:
                     delivery.held.value,
                     humanize(delivery.hold),
                 )
-            enqueue(
-                s,
-                channel=delivery.channel,
-                kind=f"alert.{event.kind.value}",
-                alert_id=alert.id,
-                incident_id=alert.incident_id,
-                payload={**notification_payload(alert, event), "links": _links(config, alert), **delivery.extra},
-                idempotency_key=f"{delivery.channel}:{alert.id}:{event.kind.value}:{alert.version}"[:300],
-                now=event.at,
-                not_before=event.at + max(delivery.hold, self._hold(delivery.channel, alert, event)),
+            rows.append(
+                Enqueued(
+                    channel=delivery.channel,
+                    kind=f"alert.{event.kind.value}",
+                    alert_id=alert.id,
+                    incident_id=alert.incident_id,
+                    payload={**notification_payload(alert, event), "links": _links(config, alert), **delivery.extra},
+                    idempotency_key=f"{delivery.channel}:{alert.id}:{event.kind.value}:{alert.version}"[:300],
+                    now=event.at,
+                    not_before=event.at + max(delivery.hold, self._hold(delivery.channel, alert, event)),
+                )
             )
+        return rows
 
     def pages(self, incident: Incident, event: IncidentEvent, config: Config, *, model: str) -> list[str]:
         """The routing keys this incident event newly pages (record them before saving it)."""

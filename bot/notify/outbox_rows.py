@@ -7,10 +7,12 @@ notifies writes rows, while only the lanes deliver them.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -41,20 +43,49 @@ def enqueue(
 ) -> None:
     """Add a row in the caller's transaction. Rows naming an incident are delivered in order per
     incident and channel (its root message before any update); others in order per alert."""
-    session.add(
-        OutboxRow(
-            idempotency_key=idempotency_key,
-            channel=channel,
-            kind=kind,
-            alert_id=alert_id,
-            incident_id=incident_id,
-            payload=dict(payload),
-            status=PENDING,
-            not_before=not_before or now,
-            created_at=now,
-        )
-    )
-    session.info.setdefault(ENQUEUED_CHANNELS, set()).add(channel)
+    add(session, Enqueued(channel, kind, payload, idempotency_key, now, alert_id, incident_id, not_before))
+
+
+def add(session: Session, row: Enqueued) -> None:
+    """:func:`enqueue` of a row already built (:meth:`bot.notify.dispatch.Dispatcher.alert_rows`)."""
+    session.add(OutboxRow(**row.values()))
+    session.info.setdefault(ENQUEUED_CHANNELS, set()).add(row.channel)
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """One row to add, as :func:`enqueue`'s arguments say it; :func:`enqueue_many` adds many at once."""
+
+    channel: str
+    kind: str
+    payload: Mapping[str, Any]
+    idempotency_key: str
+    now: datetime
+    alert_id: int | None = None
+    incident_id: int | None = None
+    not_before: datetime | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "idempotency_key": self.idempotency_key,
+            "channel": self.channel,
+            "kind": self.kind,
+            "alert_id": self.alert_id,
+            "incident_id": self.incident_id,
+            "payload": dict(self.payload),
+            "status": PENDING,
+            "attempts": 0,
+            "not_before": self.not_before or self.now,
+            "created_at": self.now,
+        }
+
+
+def enqueue_many(session: Session, rows: Sequence[Enqueued]) -> None:
+    """Add many rows in one multi-row INSERT (a pass that opens a thousand alerts), in the caller's transaction."""
+    if not rows:
+        return
+    session.execute(insert(OutboxRow.__table__), [row.values() for row in rows])  # type: ignore[attr-defined]
+    session.info.setdefault(ENQUEUED_CHANNELS, set()).update(row.channel for row in rows)
 
 
 def pending(engine: Engine) -> list[OutboxRow]:

@@ -1,0 +1,116 @@
+"""Recording a pass: new alerts that open incidents are written together (batched INSERTs), and
+what is stored and queued is exactly what the one-by-one path stores and queues (issue 16)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from bot.alerts.lifecycle import Transition
+from bot.config.loader import Config
+from bot.recording import Recorder
+from bot.silences.silence import Silence
+from bot.storage.database import make_engine, migrate
+from bot.storage.database import session as open_session
+from bot.storage.tables import AlertEventRow, AlertRow, IncidentEventRow, IncidentRow, OutboxRow
+from tests.incidents.test_service import World
+
+STORM_MODELS = [f"fleet-{n:02d}" for n in range(12)]  # more than storm_threshold 5: one storm incident
+SETTINGS = "  storm_threshold: 5\n"
+
+
+def one_by_one(
+    self: Recorder,
+    s: Any,
+    transitions: Sequence[Transition],
+    config: Config,
+    now: Any,
+    silences: list[Silence],
+    *,
+    storms: set[tuple[str, str]],
+) -> None:
+    """The pass as it was recorded before batching: each transition on its own."""
+    with self.whole_pass():
+        for change in transitions:
+            self.alert(s, change, config, now, silences, storms=storms)
+
+
+def first_pass(engine: Engine, tmp_path: Path) -> World:
+    world = World(engine, tmp_path, settings=SETTINGS)
+    for model in STORM_MODELS:
+        world.push(model, drift=9)  # drift (P2) breaches on twelve models: a storm
+    world.push("m1", latency=9, accuracy=0.1)  # two P1 alerts of one model: one incident, one page
+    world.push("m2", latency=9)
+    world.clock.advance(timedelta(seconds=30))
+    world.service.evaluate_once()
+    return world
+
+
+def stored(engine: Engine) -> dict[str, Any]:
+    """Everything the pass wrote, with row ids replaced by what they name (ids may be assigned
+    in another order)."""
+    with open_session(engine) as s:
+        incidents = {row.id: row for row in s.exec(select(IncidentRow)).all()}
+        alerts = {row.id: row for row in s.exec(select(AlertRow)).all()}
+        group = {i: row.group_key for i, row in incidents.items()}
+        key = {i: row.dedup_key for i, row in alerts.items()}
+
+        def named(text: str) -> str:
+            for i, name in [*key.items(), *group.items()]:
+                text = text.replace(f":{i}:", f":<{name}>:")
+            return text
+
+        return {
+            "incidents": sorted(
+                (r.group_key, r.severity, r.state, r.title, r.version, tuple(r.paged_keys), r.storm_rule)
+                for r in incidents.values()
+            ),
+            "incident events": sorted(
+                (group[e.incident_id], e.kind, e.detail, str(e.data))
+                for e in s.exec(select(IncidentEventRow).order_by(col(IncidentEventRow.id))).all()
+            ),
+            "alerts": sorted(
+                (r.dedup_key, r.state, r.version, group.get(r.incident_id or 0), r.severity) for r in alerts.values()
+            ),
+            "alert events": sorted((key[e.alert_id], e.kind, e.actor) for e in s.exec(select(AlertEventRow)).all()),
+            "outbox": sorted(
+                (r.channel, r.kind, named(r.idempotency_key), r.payload.get("title"), str(r.not_before))
+                for r in s.exec(select(OutboxRow)).all()
+            ),
+        }
+
+
+def test_a_first_pass_stores_and_queues_what_the_one_by_one_path_does(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    together = stored(first_pass(engine, tmp_path / "together").engine)
+
+    reference = make_engine(f"sqlite:///{tmp_path}/one-by-one.db")
+    migrate(reference)
+    monkeypatch.setattr(Recorder, "whole_pass_of", one_by_one)
+    expected = stored(first_pass(reference, tmp_path / "one-by-one").engine)
+    reference.dispose()
+
+    assert together == expected
+    assert len(together["incidents"]) == 3, "the storm, m1 and m2"
+    storm = next(i for i in together["incidents"] if i[-1] == "drift")
+    assert storm[4] == 12, "opened by one alert, joined by eleven: version 12 as if saved twelve times"
+    assert any(i[5] for i in together["incidents"]), "a P1 incident paged"
+
+
+def test_a_second_pass_joins_the_open_incident_one_by_one(engine: Engine, tmp_path: Path) -> None:
+    world = first_pass(engine, tmp_path)
+    world.push("m2", accuracy=0.1)  # joins m2's open incident
+    world.evaluate()
+
+    [m2] = [i for i in world.incidents() if i.group_key.endswith("model=m2")]
+    assert m2.version == 2
+    with open_session(engine) as s:
+        kinds = [e.kind for e in s.exec(select(IncidentEventRow).where(IncidentEventRow.incident_id == m2.id))]
+    assert kinds == ["opened", "joined"]
