@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
@@ -49,7 +50,7 @@ from bot.settings import Settings
 from bot.slack import SlackApp, build_slack_app, slack_routes
 from bot.slack import running as slack_running
 from bot.sources.alertmanager_api import alertmanager_routes
-from bot.sources.prometheus import prometheus_job
+from bot.sources.prometheus import prometheus_puller
 from bot.storage.database import make_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def build_bot(
         else holder().settings.evaluation_interval
     )
     schedule = EvaluationSchedule(interval)
+    record_source_alerts = lambda plan: service.apply_external(plan, resolved_since=clock.now())  # noqa: E731
+    puller = prometheus_puller(settings, holder, service.ingest, clock, alerts=record_source_alerts, metrics=metrics)
     scheduler = build_scheduler(
         evaluate=lambda: service.evaluate_on_schedule(schedule),
         evaluation_grid=schedule.tick_at(clock.now()),
@@ -107,7 +110,7 @@ def build_bot(
         release=service.release_unmuted,
         evaluation_interval=interval,
         extra=[
-            *[job for job in [prometheus_job(settings, holder, service.ingest, clock)] if job is not None],
+            *([puller.job()] if puller is not None else []),
             (service.evaluate_slos_once, "slo-evaluation", max(SLO_INTERVAL, interval)),
             (service.remind_acknowledged, "ack-reminder", ACK_REMINDER_EVERY),
             (trim_memory, "memory-trim", TRIM_EVERY),
@@ -129,6 +132,7 @@ def build_bot(
         engine=engine,
         metrics=metrics,
         outbox=outbox,
+        sources=puller.health_report if puller is not None else None,
     )
     return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app)
 
@@ -188,6 +192,7 @@ def build_web_app(
     engine: Engine,
     metrics: Metrics | None = None,
     outbox: Outbox | None = None,
+    sources: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -204,7 +209,7 @@ def build_web_app(
             lanes.stop()
 
     routes = [
-        *health_routes(service=service, engine=engine, scheduler=scheduler, outbox=outbox),
+        *health_routes(service=service, engine=engine, scheduler=scheduler, outbox=outbox, sources=sources),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
         *change_routes(changes=ChangeLog(engine), settings=settings, config=holder, clock=clock),
         *alertmanager_routes(service=service, settings=settings, clock=clock),

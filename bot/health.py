@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -29,9 +30,15 @@ HEALTH_PROBE_TIMEOUT = 3.0
 
 
 def health_routes(
-    *, service: AlertService, engine: Engine, scheduler: BackgroundScheduler, outbox: Outbox | None
+    *,
+    service: AlertService,
+    engine: Engine,
+    scheduler: BackgroundScheduler,
+    outbox: Outbox | None,
+    sources: Callable[[], Mapping[str, Any]] | None = None,
 ) -> list[Route]:
-    """The ``/healthz`` route over the parts it reports on (``outbox`` None: no delivery detail)."""
+    """The ``/healthz`` route over the parts it reports on (``outbox`` None: no delivery detail;
+    ``sources``: each Prometheus query's health, by name)."""
 
     async def healthz(_request: Request) -> JSONResponse:
         """An unreachable database, rules that failed in the latest pass, notifications that
@@ -46,12 +53,19 @@ def health_routes(
             detail["rule_errors"] = failing
         if service.pending:
             detail["pending_actions"] = len(service.pending)
+        queries = sources() if sources is not None else {}
+        failing = {name: q for name, q in queries.items() if not q.get("ok", True)}
+        if failing:
+            detail["metric_sources_failing"] = failing
         unreachable = await database_problem(engine)
         if unreachable is not None:
             detail["database"] = unreachable
         elif outbox is not None:
             detail |= await asyncio.to_thread(delivery_health, outbox)
-        return JSONResponse({"status": "degraded" if detail else "ok", "scheduler": scheduler.running, **detail})
+        body = {"status": "degraded" if detail else "ok", "scheduler": scheduler.running, **detail}
+        if queries:
+            body["metric_sources"] = queries
+        return JSONResponse(body)
 
     return [Route("/healthz", healthz, methods=["GET"])]
 

@@ -27,10 +27,10 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Concatenate, Final, Literal, ParamSpec, TypeVar
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func
@@ -125,6 +125,30 @@ class Metrics:
             ["rule"],
             registry=self.registry,
         )
+        self.source_query_up = Gauge(
+            "incident_bot_source_query_up",
+            "1 when the Prometheus query's latest pull worked, 0 when it failed (its metric keeps its last sample).",
+            ["query"],
+            registry=self.registry,
+        )
+        self.source_query_last_success = Gauge(
+            "incident_bot_source_query_last_success_timestamp_seconds",
+            "When the Prometheus query last worked (Unix time; 0: not since the start).",
+            ["query"],
+            registry=self.registry,
+        )
+        self.source_query_seconds = Gauge(
+            "incident_bot_source_query_duration_seconds",
+            "How long the Prometheus query's latest run took.",
+            ["query"],
+            registry=self.registry,
+        )
+        self.source_query_series = Gauge(
+            "incident_bot_source_query_series",
+            "Values the Prometheus query's latest successful run stored (one per model).",
+            ["query"],
+            registry=self.registry,
+        )
         self._database = DatabaseCollector(engine) if engine is not None else None
         if self._database is not None:
             self.registry.register(self._database)
@@ -164,6 +188,12 @@ class Metrics:
         """``models`` evaluations of ``rule`` raised in one pass (:mod:`bot.evaluation.rule_errors`);
         the label's cardinality is the number of rules."""
         self.rule_evaluation_errors_total.labels(rule=rule).inc(models)
+
+    def source_query(self, query: str, ok: bool, last_success: datetime | None, seconds: float, series: int) -> None:
+        self.source_query_up.labels(query).set(1 if ok else 0)
+        self.source_query_last_success.labels(query).set(last_success.timestamp() if last_success else 0)
+        self.source_query_seconds.labels(query).set(seconds)
+        self.source_query_series.labels(query).set(series)
 
     def exposition(self) -> bytes:
         """Everything, in the text format ``GET /metrics`` answers with."""

@@ -77,6 +77,8 @@ class PrometheusSection(Strict):
     interval: Duration = timedelta(seconds=30)
     timeout: Duration = timedelta(seconds=10)
     queries: list[PrometheusQuery] = Field(min_length=1)
+    failing_after: int = Field(default=3, ge=1)
+    """A query that fails this many pulls in a row raises the bot's own alert (:mod:`bot.sources.source_health`)."""
 
     @field_validator("interval")
     @classmethod

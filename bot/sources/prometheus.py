@@ -19,19 +19,23 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from bot.alerts.lifecycle import Alert, Transition
 from bot.clock import Clock
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.config.source_schema import ANY_MODEL, PrometheusQuery
 from bot.metrics.store import Point
+from bot.observability import Metrics
 from bot.settings import Settings
+from bot.sources.source_health import QueryHealth, source_alerts
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_NOTES = 5
 """Skipped series listed per query and run; beyond that the note says how many more."""
 
+SourcePlan = Callable[[Config, Mapping[str, Alert], Mapping[str, datetime], datetime], list[Transition]]
+"""The service's external plan (:data:`bot.service.ExternalPlan`): the source alerts to record."""
 Job = tuple[Callable[[], object], str, timedelta]
 """A scheduler job: what to run, its name, its interval."""
 
@@ -184,16 +190,34 @@ class PrometheusPuller:
         ingest: Callable[[list[Point]], int],
         clock: Clock,
         *,
+        alerts: Callable[[SourcePlan], object] | None = None,
+        metrics: Metrics | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``alerts``: records the source alerts a plan decides (the service's ``apply_external``)."""
         self._endpoint = url.rstrip("/") + QUERY_PATH
         self._config = config
         self._ingest = ingest
         self._clock = clock
+        self._alerts = alerts
+        self._metrics = metrics
         self._transport = transport
+        self.health: dict[str, QueryHealth] = {}
+        """Each configured query's record (:mod:`bot.sources.source_health`), for ``/healthz``."""
+        self._raised: set[str] | None = None
+        """Queries whose alert this process knows is open (None: not asked yet since the start)."""
         self._reported: dict[str, str] = {}
         """What was last logged per query (and for the server): a problem that persists is logged
         at WARNING when it starts and at INFO when it ends, not every ``interval``."""
+
+    def job(self) -> Job:
+        """The scheduler's job, at the interval the configuration has at start."""
+        section = self._config().prometheus
+        return self.run_once, "prometheus", section.interval if section else DEFAULT_INTERVAL
+
+    def health_report(self) -> dict[str, dict[str, Any]]:
+        """``/healthz``'s per-query detail."""
+        return {name: record.to_json() for name, record in self.health.items()}
 
     def run_once(self) -> list[Pulled]:
         """One pull of every query; the configuration is read each run, so a reload applies at once."""
@@ -207,21 +231,62 @@ class PrometheusPuller:
         # Prometheus is told the timeout, so it aborts the query itself (503) and says why; the
         # client waits one second longer so that answer can still arrive.
         timeout = section.timeout.total_seconds()
+        unreachable: str | None = None
         with httpx.Client(timeout=timeout + 1.0, transport=self._transport) as http:
             for query in section.queries:
-                try:
-                    outcome = self._run(http, query, timeout, known)
-                except PrometheusUnreachable as exc:
-                    self._server(str(exc), len(section.queries) - len(outcomes))
-                    break
-                outcomes.append(outcome)
-                self._log(outcome)
-        if outcomes:
+                started = time.monotonic()
+                if unreachable is None:
+                    try:
+                        outcome = self._run(http, query, timeout, known)
+                    except PrometheusUnreachable as exc:
+                        unreachable = str(exc)
+                        self._server(unreachable, len(section.queries) - len(outcomes))
+                if unreachable is not None:
+                    outcome = Pulled(query, error=f"cannot reach Prometheus ({unreachable})")
+                else:
+                    outcomes.append(outcome)
+                    self._log(outcome)
+                self._record(outcome, seconds=time.monotonic() - started, now=now)
+        if outcomes and unreachable is None:
             self._server(None, 0)
         points: list[Point] = [(m, o.query.metric, now, v) for o in outcomes for m, v in sorted(o.values.items())]
         if points:
             self._ingest(points)
+        self._raise_or_resolve(section.queries, section.failing_after)
         return outcomes
+
+    def _record(self, outcome: Pulled, *, seconds: float, now: datetime) -> None:
+        name = outcome.query.name
+        before = self.health.get(name) or QueryHealth(outcome.query)
+        after = before.after(error=outcome.error, series=len(outcome.values), seconds=seconds, now=now)
+        self.health[name] = replace(after, query=outcome.query)
+        if self._metrics is not None:
+            self._metrics.source_query(name, after.ok, after.last_success, after.seconds, after.series)
+
+    def _raise_or_resolve(self, queries: list[PrometheusQuery], failing_after: int) -> None:
+        """Record the source alerts when one may change: a query reaching ``failing_after``
+        failures, a raised one working again, a query dropped from the configuration, or the first
+        pull after a start (an alert left open by an earlier process)."""
+        self.health = {q.name: self.health[q.name] for q in queries if q.name in self.health}
+        failing = {name for name, record in self.health.items() if record.failures >= failing_after}
+        if self._alerts is None or failing == self._raised:
+            return
+        records = dict(self.health)
+
+        def plan(
+            config: Config, open_alerts: Mapping[str, Alert], _resolved: Mapping[str, datetime], at: datetime
+        ) -> list[Transition]:
+            return source_alerts(records, failing_after=failing_after, config=config, open_alerts=open_alerts, now=at)
+
+        try:
+            self._alerts(plan)
+        except Exception:  # the database may be away: decided again after the next pull
+            log.exception("prometheus: could not record the metric source alerts; trying again next pull")
+            return
+        if failing - (self._raised or set()):
+            raised = ", ".join(sorted(failing))
+            log.warning("prometheus: %s failed %d pulls in a row: alert raised", raised, failing_after)
+        self._raised = failing
 
     def _run(self, http: httpx.Client, query: PrometheusQuery, timeout: float, known: Collection[str] | None) -> Pulled:
         try:
@@ -270,10 +335,16 @@ class PrometheusPuller:
             log.info("prometheus: %s answers again", shown_url(self._endpoint))
 
 
-def prometheus_job(
-    settings: Settings, config: Callable[[], Config], ingest: Callable[[list[Point]], int], clock: Clock
-) -> Job | None:
-    """The pull job when ``PROMETHEUS_URL`` is set, with the interval the configuration has at start."""
+def prometheus_puller(
+    settings: Settings,
+    config: Callable[[], Config],
+    ingest: Callable[[list[Point]], int],
+    clock: Clock,
+    *,
+    alerts: Callable[[SourcePlan], object] | None = None,
+    metrics: Metrics | None = None,
+) -> PrometheusPuller | None:
+    """The puller when ``PROMETHEUS_URL`` is set (its :meth:`~PrometheusPuller.job` is the scheduler's)."""
     section = config().prometheus
     if not settings.prometheus_url:
         if section is not None:
@@ -281,6 +352,5 @@ def prometheus_job(
         return None
     if section is None:
         log.warning("PROMETHEUS_URL is set but rules/ has no prometheus: section: there is nothing to pull yet")
-    puller = PrometheusPuller(settings.prometheus_url, config, ingest, clock)
     log.info("pulling metrics from Prometheus at %s", shown_url(settings.prometheus_url))
-    return puller.run_once, "prometheus", section.interval if section else DEFAULT_INTERVAL
+    return PrometheusPuller(settings.prometheus_url, config, ingest, clock, alerts=alerts, metrics=metrics)
