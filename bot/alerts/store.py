@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import func, insert, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -23,8 +24,12 @@ KEYS_PER_QUERY = 500
 
 
 def open_alerts(session: Session) -> dict[str, Alert]:
-    rows = session.exec(select(AlertRow).where(AlertRow.state != AlertState.RESOLVED.value)).all()
-    return {row.dedup_key: to_alert(row) for row in rows}
+    """Every open alert by key. Read as plain columns on the session's connection, past the ORM's
+    identity map: every evaluation pass reads them all, and at thousands of open alerts building
+    ORM objects cost more than the query (a Core row has the same attributes as the ORM row)."""
+    table = AlertRow.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
+    rows = session.connection().execute(core_select(table).where(table.c.state != AlertState.RESOLVED.value))
+    return {row.dedup_key: to_alert(cast(AlertRow, row)) for row in rows}
 
 
 def last_fired_resolutions(session: Session, *, since: datetime) -> dict[str, datetime]:
