@@ -8,6 +8,8 @@ types without importing the whole file's schema.
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import timedelta
 from typing import Annotated
 
@@ -55,3 +57,19 @@ def not_blank(problem: str) -> AfterValidator:
         return value.strip()
 
     return AfterValidator(check)
+
+
+ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+"""``${NAME}``: a secret read from the environment at load, so it never sits in git."""
+
+
+def from_environment(value: str) -> str | None:
+    """The environment variable ``value`` names as ``${NAME}`` (raising when it is unset or empty),
+    or None when ``value`` names none."""
+    reference = ENV_REFERENCE.match(value.strip())
+    if reference is None:
+        return None
+    found = os.environ.get(reference[1], "")
+    if not found:
+        raise ValueError(f"environment variable {reference[1]} is not set (or is empty); export it")
+    return found

@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from bot.config.durations import humanize
-from bot.config.fields import Duration, ModelName, Strict, at_least_a_second, not_blank
+from bot.config.fields import Duration, ModelName, Strict, at_least_a_second, from_environment, not_blank
 from bot.severity import Severity
 
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
@@ -71,6 +72,26 @@ class PrometheusQuery(Strict):
         return f"{self.model}/{self.metric}"
 
 
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,100}$")]
+
+
+def _header_value(value: object) -> object:
+    if not isinstance(value, str | SecretStr):
+        raise ValueError("a header value must be text; quote it")
+    if isinstance(value, SecretStr):
+        return value
+    return SecretStr(from_environment(value) or value)
+
+
+def _bearer_token(value: object) -> object:
+    if isinstance(value, SecretStr) or value is None:
+        return value
+    token = from_environment(value) if isinstance(value, str) else None
+    if token is None:
+        raise ValueError("bearer_token must name an environment variable, e.g. ${PROMETHEUS_TOKEN}; export the token")
+    return SecretStr(token)
+
+
 class PrometheusSection(Strict):
     """Pulled from ``PROMETHEUS_URL`` every ``interval``; a query slower than ``timeout`` is no data."""
 
@@ -79,6 +100,36 @@ class PrometheusSection(Strict):
     queries: list[PrometheusQuery] = Field(min_length=1)
     failing_after: int = Field(default=3, ge=1)
     """A query that fails this many pulls in a row raises the bot's own alert (:mod:`bot.sources.source_health`)."""
+    headers: dict[HeaderName, Annotated[SecretStr, BeforeValidator(_header_value)]] = Field(default_factory=dict)
+    """Sent with every query: a multi-tenant store's tenant (Mimir, Cortex: ``X-Scope-OrgID``);
+    a value may be ``${ENV_NAME}``, read from the environment at load."""
+    bearer_token: Annotated[SecretStr, BeforeValidator(_bearer_token)] | None = None
+    """``${ENV_NAME}`` only: a token in git would be a leaked token. Sent as ``Authorization: Bearer``."""
+    ca_file: Path | None = None
+    """A PEM file of the certificate authorities an ``https://`` PROMETHEUS_URL is verified against."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"ca_file {value} is not a readable file; give the path of a PEM bundle")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _no_authorization(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        if any(name.lower() == "authorization" for name in value):
+            raise ValueError(
+                "set bearer_token: ${ENV_NAME} (or credentials in PROMETHEUS_URL), not an Authorization header"
+            )
+        return value
+
+    def request_headers(self) -> dict[str, str]:
+        """The headers every query carries (secrets included: never log them)."""
+        sent = {name: value.get_secret_value() for name, value in self.headers.items()}
+        if self.bearer_token is not None:
+            sent["Authorization"] = f"Bearer {self.bearer_token.get_secret_value()}"
+        return sent
 
     @field_validator("interval")
     @classmethod

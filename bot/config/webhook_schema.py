@@ -14,12 +14,13 @@ messages never repeat a secret's value. This module must not import :mod:`bot.co
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from bot.config.fields import from_environment
 
 WEBHOOK_EVENTS = ("fired", "acknowledged", "resolved", "escalated", "paged")
 """The events a webhook may ask for (the README's configuration reference says when each is sent)."""
@@ -29,7 +30,6 @@ MIN_SECRET_LENGTH = 16
 """A shorter secret could be guessed; ``openssl rand -hex 32`` makes a good one."""
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 """Fits the outbox's 40-character channel column as ``webhook:<name>``."""
-_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
 def _event(value: object) -> object:
@@ -46,11 +46,7 @@ def _secret(value: object) -> object:
         return value
     if not isinstance(value, str):
         raise ValueError("secret must be text; quote it, or write ${ENV_NAME} to read it from the environment")
-    reference = _ENV_REFERENCE.match(value.strip())
-    if reference:
-        value = os.environ.get(reference[1], "")
-        if not value:
-            raise ValueError(f"environment variable {reference[1]} is not set (or is empty); export it")
+    value = from_environment(value) or value
     if len(value) < MIN_SECRET_LENGTH:
         raise ValueError(
             f"secret is shorter than {MIN_SECRET_LENGTH} characters; use a random one (openssl rand -hex 32), "

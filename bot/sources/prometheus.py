@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import re
+import ssl
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -232,7 +233,9 @@ class PrometheusPuller:
         # client waits one second longer so that answer can still arrive.
         timeout = section.timeout.total_seconds()
         unreachable: str | None = None
-        with httpx.Client(timeout=timeout + 1.0, transport=self._transport) as http:
+        verify = ssl.create_default_context(cafile=str(section.ca_file)) if section.ca_file is not None else True
+        headers = section.request_headers()
+        with httpx.Client(timeout=timeout + 1.0, transport=self._transport, headers=headers, verify=verify) as http:
             for query in section.queries:
                 started = time.monotonic()
                 if unreachable is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -43,9 +44,10 @@ def failure(status: str, error: str) -> dict[str, Any]:
 class FakePrometheus:
     """``GET /api/v1/query``: answers looked up by the PromQL text; records every request."""
 
-    def __init__(self, answers: dict[str, Answer], port: int = 0) -> None:
+    def __init__(self, answers: dict[str, Answer], port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self.answers = answers
         self.requests: list[dict[str, list[str]]] = []
+        self.headers: list[dict[str, str]] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +58,7 @@ class FakePrometheus:
                 url = urlsplit(self.path)
                 params = parse_qs(url.query)
                 fake.requests.append({"path": [url.path], **params})
+                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 status, body, delay = fake.answers.get(params.get("query", [""])[0], (404, b"404 page not found", 0))
                 time.sleep(delay)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -70,7 +73,10 @@ class FakePrometheus:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
 
     def close(self) -> None:
