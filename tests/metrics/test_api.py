@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,24 @@ def test_single_object_is_stored(client: TestClient, engine: Engine) -> None:
     assert samples["fraud-detector-v2"]["p99_latency_ms"].value == 6100.0
     assert samples["fraud-detector-v2"]["p99_latency_ms"].at == NOW
     assert samples["fraud-detector-v2"]["current_accuracy"].value == 0.91
+
+
+def test_a_push_of_50_000_samples_is_stored_whole_within_the_default_limit(engine: Engine, config: Config) -> None:
+    """2,500 models × 20 metrics in one request, as a metrics relay batches them (issue 20, point 1)."""
+    fleet = replace(config, settings=config.settings.model_copy(update={"accept_unknown_models": True}))
+    body = [{"model": f"m-{n:04d}", "metrics": {f"g{k:02d}": n + k / 100 for k in range(20)}} for n in range(2_500)]
+    content = json.dumps(body, separators=(",", ":"))
+    assert len(content) <= Settings().ingest_max_bytes, "fits INGEST_MAX_BYTES' default"
+    with TestClient(build(engine, fleet, limit=Settings().ingest_max_bytes)) as client:
+        response = client.post(URL, content=content, headers=AUTH)
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 50_000}
+    assert stored(engine) == 50_000
+    with Session(engine) as s:
+        newest = latest(s)
+    assert sum(len(metrics) for metrics in newest.values()) == 50_000
+    assert newest["m-2499"]["g19"].value == 2499.19
 
 
 def test_list_with_labels_and_timestamp_is_stored(client: TestClient, engine: Engine) -> None:
