@@ -30,10 +30,11 @@ def record(session: Session, points: Iterable[Point]) -> int:
     """Store samples and move each metric's "latest" forward (never backward: a late,
     out-of-order sample is kept for windows but does not overwrite a newer value).
 
-    Bulk statements in bounded chunks, not ORM objects: an insert per chunk for the samples and
-    one ``INSERT … ON CONFLICT DO UPDATE … WHERE newer`` per chunk for the latest values, which
-    is also what keeps two first pushes of one series racing on PostgreSQL from colliding on the
-    primary key (that answered 503)."""
+    Bulk statements in bounded chunks, not ORM objects: an executemany INSERT per chunk for the
+    samples and one ``INSERT … ON CONFLICT DO UPDATE … WHERE newer`` executemany per chunk for
+    the latest values (one statement compiled once and cached, not a multi-row VALUES compiled
+    anew each time: that compile cost more than the writes), which is also what keeps two first
+    pushes of one series racing on PostgreSQL from colliding on the primary key (that answered 503)."""
     # SQLite keeps no offset: store the UTC instant, or a +01:00 time would come back shifted
     batch = [(m, n, ensure_utc(at), v) for m, n, at, v in points]
     if not batch:
@@ -41,29 +42,31 @@ def record(session: Session, points: Iterable[Point]) -> int:
     samples: list[dict[str, Any]] = [
         {"model": m, "name": n, "at": at, "value": _number(v), "text": _text(v)} for m, n, at, v in batch
     ]
+    table = MetricSampleRow.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
     for start in range(0, len(samples), CHUNK):
-        session.execute(insert(MetricSampleRow), samples[start : start + CHUNK])
+        session.execute(insert(table), samples[start : start + CHUNK])
     newest: dict[tuple[str, str], dict[str, Any]] = {}
     for sample in samples:
         key = (sample["model"], sample["name"])
         if key not in newest or sample["at"] >= newest[key]["at"]:
             newest[key] = sample
     latest_rows = list(newest.values())
+    upsert = _move_latest_forward(session)
     for start in range(0, len(latest_rows), CHUNK):
-        session.execute(_move_latest_forward(session, latest_rows[start : start + CHUNK]))
+        session.execute(upsert, latest_rows[start : start + CHUNK])
     return len(batch)
 
 
-def _move_latest_forward(session: Session, rows: list[dict[str, Any]]) -> Executable:
+def _move_latest_forward(session: Session) -> Executable:
     """``INSERT … ON CONFLICT (model, name) DO UPDATE`` where the stored value is not newer."""
     dialect = session.get_bind().dialect.name
     upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = upsert(MetricLatestRow).values(rows)
+    statement = upsert(MetricLatestRow.__table__)  # type: ignore[attr-defined]
     fresh = statement.excluded
     return statement.on_conflict_do_update(
-        index_elements=[MetricLatestRow.model, MetricLatestRow.name],
+        index_elements=["model", "name"],
         set_={"at": fresh.at, "value": fresh.value, "text": fresh.text},
-        where=col(MetricLatestRow.at) <= fresh.at,
+        where=MetricLatestRow.__table__.c.at <= fresh.at,  # type: ignore[attr-defined]
     )
 
 
