@@ -38,7 +38,7 @@ from bot.notify.outbox import enqueue
 from bot.notify.routing import CHAT_CHANNELS, Routes, every_channel
 from bot.observability import Metrics, times_evaluation
 from bot.pending_actions import PendingAction, PendingActions, Subject, Verb
-from bot.recording import Recorder
+from bot.recording import Recorder, retried
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
@@ -308,16 +308,33 @@ class AlertService:
         return self._retried(attempt, gives_up=f"incident {incident_id} keeps changing; try again")
 
     def _retried(self, attempt: Callable[[Session], _T], *, gives_up: str) -> _T:
-        """Run ``attempt`` in a transaction; when another writer changed what it read (the
-        optimistic version check), roll back and run it again on a fresh read, three times at most,
-        then raise :class:`store.ConcurrentChange` with ``gives_up``."""
-        for _ in range(3):
-            with open_session(self._engine) as s, s.begin():
-                try:
-                    return attempt(s)
-                except store.ConcurrentChange:
-                    s.rollback()
-        raise store.ConcurrentChange(gives_up)
+        return retried(self._engine, attempt, gives_up=gives_up)
+
+    # ------------------------------------------------------------------ shared with the other use cases
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def config(self) -> Callable[[], Config]:
+        """The configuration in force (called per use case, so a reload applies at once)."""
+        return self._config
+
+    @property
+    def recorder(self) -> Recorder:
+        """The one :class:`Recorder` of this service: other use cases (:mod:`bot.incident_response`)
+        record incident transitions through it, so their notifications are dispatched the same way."""
+        return self._recorder
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The notifier channels this bot delivers to (``slack``, ``log``, ``pagerduty`` …)."""
+        return tuple(self._channels)
 
     def silence(self, silence: Silence, *, note: ThreadNote | None = None) -> Silence:
         """Store the silence and, in the same transaction, queue ``note`` for its thread (on each

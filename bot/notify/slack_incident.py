@@ -62,6 +62,7 @@ from bot.notify.slack_blocks import (
     value_sections,
 )
 from bot.notify.slack_links import mrkdwn_link, with_links
+from bot.notify.slack_room_lines import declare_button, declared_line
 from bot.notify.slack_text import (
     FIELDS_PER_SECTION,
     HEADER_LIMIT,
@@ -184,6 +185,7 @@ def incident_buttons(incident: Incident, *, runbook: bool) -> list[ButtonElement
         buttons.append(ButtonElement(text="Runbook", action_id=INCIDENT_RUNBOOK_ACTION, value=value))
     if incident.state.is_open:
         buttons.append(ButtonElement(text=SILENCE_BUTTON_TEXT, action_id=INCIDENT_SILENCE_ACTION, value=value))
+    buttons += declare_button(incident)
     return buttons
 
 
@@ -269,7 +271,10 @@ def shipped_line(changes: Sequence[Change], opened: datetime) -> str:
 
 
 def incident_line(incident: Incident) -> str:
-    return f"Incident #{incident.id} · group `{escape_mrkdwn(incident.group_key)}`"
+    """The incident's number and group, and once declared its room, declarer and commander."""
+    line = f"Incident #{incident.id} · group `{escape_mrkdwn(incident.group_key)}`"
+    declared = declared_line(incident)
+    return f"{line}\n{declared}" if declared else line
 
 
 def models_section(alerts: Sequence[Alert]) -> tuple[str, bool]:
