@@ -41,7 +41,8 @@ from typing import Any, Unpack
 from urllib.parse import parse_qsl, urlsplit
 
 from bot.demo.loopback import LoopbackServer, write_answer
-from bot.demo.slack_methods import JsonDict, SlackWebApi, WorkspaceOptions, _ApiError
+from bot.demo.slack_methods import JsonDict, WorkspaceOptions, _ApiError
+from bot.demo.slack_room_methods import RoomWorkspace
 
 __all__ = ["Call", "JsonDict", "SlackEmulator"]
 
@@ -112,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         write_answer(self, status, ctype, extra, data)
 
 
-class SlackEmulator(SlackWebApi, LoopbackServer):
+class SlackEmulator(RoomWorkspace, LoopbackServer):
     """Slack Web API on 127.0.0.1 with recorded calls and fault injection.
 
     Use as ``with SlackEmulator() as slack: WebClient(token="xoxb-test",

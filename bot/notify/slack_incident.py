@@ -130,6 +130,8 @@ def subject(incident: Incident, shown: Sequence[Alert]) -> str:
         return f"Storm: {incident.storm_rule} on {len(models(shown))} models"
     if len(shown) == 1:
         return alert_title(shown[0])
+    if not shown and incident.title:  # declared by hand: the declarer's words
+        return incident.title
     labels = ", ".join(incident.labels.values())
     return labels or incident.title or "alerts"
 
@@ -252,7 +254,7 @@ def render(
             rest = ", ".join(escape_mrkdwn(alert_title(a)) for a in shown[len(listed) :])
             blocks.append(context_line(f"…and {len(shown) - len(listed)} more alerts: {rest} (see `/alerts`)"))
         blocks.append(context_line(incident_line(incident)))
-    fallback = "\n".join([head, *(summary(a) for a in shown[:COMPACT_ALERTS])])
+    fallback = "\n".join([escape_mrkdwn(head), *(summary(a) for a in shown[:COMPACT_ALERTS])])
     return clip(fallback, SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
 
 
