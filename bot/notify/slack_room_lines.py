@@ -7,7 +7,10 @@ Apart from :mod:`bot.notify.slack_incident` (the root) and :mod:`bot.notify.slac
 
 from __future__ import annotations
 
-from slack_sdk.models.blocks import ButtonElement
+from typing import Any
+
+from slack_sdk.models.blocks import ButtonElement, InputBlock, PlainTextInputElement, PlainTextObject
+from slack_sdk.models.views import View
 
 from bot.incidents.incident import Incident
 from bot.notify.slack_text import escape_mrkdwn, mention
@@ -37,3 +40,23 @@ def declared_line(incident: Incident) -> str | None:
     room = f"<#{incident.room_id}>" if incident.room_id else f"#{escape_mrkdwn(incident.room or '')} (being created)"
     line = f"🚨 Declared by {mention(incident.declared_by)} at {incident.declared_at:%H:%M} UTC · room {room}"
     return line + f" · commander {mention(incident.commander)}" if incident.commander else line
+
+
+UPDATE_BLOCK = "update"
+UPDATE_INPUT = "text"
+UPDATE_LIMIT = 2500
+
+
+def update_modal(incident_id: int) -> dict[str, Any]:
+    """The **Post update** modal: one text input; its submission names the incident in ``private_metadata``."""
+    field = PlainTextInputElement(action_id=UPDATE_INPUT, multiline=True, max_length=UPDATE_LIMIT)
+    view = View(
+        type="modal",
+        callback_id=UPDATE_MODAL,
+        private_metadata=str(incident_id),
+        title=PlainTextObject(text="Post update"),
+        submit=PlainTextObject(text="Post"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[InputBlock(block_id=UPDATE_BLOCK, label=PlainTextObject(text="What is happening?"), element=field)],
+    )
+    return view.to_dict()

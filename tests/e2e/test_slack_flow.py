@@ -152,7 +152,13 @@ def test_metric_fires_alert_to_slack_click_acknowledges_and_recovery_auto_resolv
     )
     ts = str(posted.response["ts"])
     shown = buttons(posted.params.get("blocks"))
-    assert set(shown) == {"incident_acknowledge", "incident_resolve", "incident_runbook", "incident_silence", "incident_declare"}, shown
+    assert set(shown) == {
+        "incident_acknowledge",
+        "incident_resolve",
+        "incident_runbook",
+        "incident_silence",
+        "incident_declare",
+    }, shown
     incident_id = shown["incident_acknowledge"]
     assert incident_id.isdigit() and set(shown.values()) == {incident_id}, "every button names the incident"
 

@@ -220,6 +220,7 @@ def test_a_refused_post_fails_for_good_and_a_later_ack_posts_the_root(bot: Harne
         "incident_resolve",
         "incident_runbook",
         "incident_silence",
+        "incident_declare",
     ]
     assert slack.calls_to("chat.update") == []
     assert len(slack.thread(CHANNEL, message["ts"])) == 2

@@ -20,7 +20,7 @@ from bot.incident_response import IncidentResponse
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident
 from bot.notify.outbox import FAILED, SENT
-from bot.notify.slack_rooms import marker
+from bot.notify.slack_rooms import CARD_EVENT, marker
 from bot.storage.database import session as open_session
 from tests.emulators.slack_api import SlackEmulator
 from tests.notify.slack_harness import CHANNEL, Harness, action_ids, mrkdwn
@@ -60,7 +60,7 @@ def incident(bot: Harness, incident_id: int) -> Incident:
 
 
 def card_of(slack: SlackEmulator, room_id: str) -> dict[str, Any]:
-    [card] = [m for m in slack.messages(room_id) if (m.get("metadata") or {}).get("event_type") == "incident_bot_room_card"]
+    [card] = [m for m in slack.messages(room_id) if (m.get("metadata") or {}).get("event_type") == CARD_EVENT]
     return card
 
 
