@@ -52,13 +52,19 @@ _SLACK_USER_ID = re.compile(r"(?<![<@\w])\b[UW](?=[A-Z0-9]*\d)[A-Z0-9]+\b")
 """A raw Slack user id (``U0123ABC``) in a sentence; requires a digit so ``UTC`` is left alone."""
 
 
+_SAFE_MARKUP = re.compile(r"&lt;(@[UW][A-Z0-9]+|#[CG][A-Z0-9]+)&gt;")
+"""A user mention or channel link the core wrote ("Already declared by <@U1>: the room is <#C1>"):
+kept as markup after escaping, since neither can notify more than the one person named."""
+
+
 def mention_users(text: str) -> str:
     """Turn raw user ids from the alert history into ``<@U…>`` mentions Slack renders as names.
 
     The alert core records actors as bare ids (it knows nothing of Slack markup); the text is
     escaped first, so only the mentions we add here are markup.
     """
-    return _SLACK_USER_ID.sub(lambda m: f"<@{m.group(0)}>", escape_mrkdwn(text))
+    escaped = _SAFE_MARKUP.sub(r"<\1>", escape_mrkdwn(text))
+    return _SLACK_USER_ID.sub(lambda m: f"<@{m.group(0)}>", escaped)
 
 
 def refused(reason: str) -> str:
