@@ -69,7 +69,7 @@ def room_card(
             "`/incident timeline` · `/incident resolve`"
         )
     )
-    return clip(f"Incident card: {head}", SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
+    return clip(f"Incident card: {escape_mrkdwn(head)}", SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
 
 
 def _buttons(incident: Incident, *, runbook: bool, links: Sequence[Link]) -> list[Block]:

@@ -148,12 +148,13 @@ class RoomDelivery(IncidentMessage):
         log.info("incident %s: #%s is someone else's channel; trying the next number", incident.id, name)
         return None
 
+    _bot_user: str | None = None
+    """The bot's own user id (``auth.test``), learned once: it is not invited, and it made the rooms."""
+
     def _bot_user_id(self) -> str:
-        cached: str | None = getattr(self, "_bot_user", None)
-        if cached is None:
-            cached = str(self._call("auth.test", self._client.auth_test).get("user_id") or "")
-            self._bot_user = cached
-        return cached
+        if self._bot_user is None:
+            self._bot_user = str(self._call("auth.test", self._client.auth_test).get("user_id") or "")
+        return self._bot_user
 
     def _record_room(self, incident: Incident, room_id: str, name: str) -> None:
         with open_session(self._engine) as s, s.begin():

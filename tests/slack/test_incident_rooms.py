@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from bot.demo.click_payloads import message_shortcut
 from bot.incident_response import IncidentResponse
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind
@@ -66,16 +67,15 @@ def in_room(env: SlackEnv, text: str, *, user: str = ANA, channel: str = ROOM_ID
 
 
 def shortcut(env: SlackEnv, *, ts: str, text: str, user: str = ANA) -> None:
-    payload = {
-        "type": "message_action",
-        "callback_id": "declare_incident",
-        "team": {"id": env.slack.team_id},
-        "user": {"id": user},
-        "channel": {"id": env.channel},
-        "message": {"type": "message", "ts": ts, "text": text},
-        "trigger_id": "1337.7.shortcut",
-        "response_url": env.slack.response_url(),
-    }
+    payload = message_shortcut(
+        "declare_incident",
+        user=user,
+        team=env.slack.team_id,
+        channel=env.channel,
+        message={"ts": ts, "text": text},
+        response_url=env.slack.response_url(),
+        trigger_id="1337.7.shortcut",
+    )
     answer = env.post(urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded")
     assert answer.status_code == 200, answer.text
 
