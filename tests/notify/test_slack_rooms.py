@@ -7,12 +7,15 @@ made, ``already_in_channel``) never make a second room."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from bot.config.loader import Config
 from bot.errors import ActionRefused, DeliveryError
@@ -27,6 +30,12 @@ from tests.notify.slack_harness import CHANNEL, Harness, action_ids, mrkdwn
 
 ANA, BEN, CAT, DAN = "U0ANA0001", "U0BEN0002", "U0CAT0003", "U0DAN0004"
 ROOM = "inc-2026-01-05-support-bot-llm_cost_runaway"
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    """SQLite and PostgreSQL: declaring races on the incident's version, as two replicas would."""
+    return engine
 
 
 @pytest.fixture
@@ -227,3 +236,50 @@ def test_a_hand_made_incident_has_a_root_with_no_alerts_and_a_room(
     assert "declared by hand" in mrkdwn(card_of(slack, room_id))
     with pytest.raises(ActionRefused, match="Already declared"):
         rooms.declare(None, actor=BEN, model="fraud-detector-v2")
+
+
+def test_a_later_alert_of_a_declared_incident_is_said_in_its_room(
+    bot: Harness, rooms: IncidentResponse, slack: SlackEmulator
+) -> None:
+    incident_id = fire(bot)
+    rooms.declare(incident_id, actor=ANA)
+    bot.deliver()
+    room_id = incident(bot, incident_id).room_id or ""
+    bot.clock.advance(timedelta(minutes=1))
+    bot.metrics(daily_cost_usd=450, current_accuracy=0.5)
+    bot.deliver()
+    said = [m["text"] for m in slack.messages(room_id)]
+    assert any(t.startswith("➕ Also firing") and "accuracy" in t.lower() for t in said), said
+    assert "accuracy" in mrkdwn(card_of(slack, room_id)).lower(), "the card lists the new alert"
+    bot.clock.advance(timedelta(minutes=5))
+    bot.deliver()
+    assert [m["text"] for m in slack.messages(room_id)] == said, "each change is said once"
+
+
+def test_two_replicas_declaring_at_once_make_one_declaration_and_one_set_of_room_rows(
+    bot: Harness, slack: SlackEmulator
+) -> None:
+    incident_id = fire(bot)
+    replicas = [IncidentResponse(bot.service), IncidentResponse(bot.service)]
+    start = threading.Barrier(2)
+
+    def declare(replica: IncidentResponse, actor: str) -> str:
+        start.wait()
+        try:
+            return f"declared by {replica.declare(incident_id, actor=actor).declared_by}"
+        except ActionRefused as refused:
+            return str(refused)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(declare, replicas, [ANA, BEN]))
+    winner = incident(bot, incident_id).declared_by
+    assert sorted(a.startswith("declared by") for a in answers) == [False, True], answers
+    assert any(a.startswith(f"Already declared by <@{winner}>") for a in answers), answers
+    assert [r.kind for r in bot.rows() if r.kind.startswith("room.")] == [
+        "room.create",
+        "room.invite",
+        "room.topic",
+        "room.card",
+    ]
+    bot.deliver()
+    assert len(slack.created_channels()) == 1
