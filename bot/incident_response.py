@@ -117,7 +117,11 @@ class IncidentResponse:
             model = _subject(found, members, None)[0] if found else None
         if not model:
             return []
-        boards = slo_dashboards(self._engine, config, self._clock.now(), model=model)
+        try:
+            boards = slo_dashboards(self._engine, config, self._clock.now(), model=model)
+        except Exception:  # a card without budgets beats a declaration refused over them
+            log.warning("incident room: the error budgets of %s could not be read", model, exc_info=True)
+            return []
         return [f"{row.spec.label}: {row.budget_text}" for board in boards for row in board.rows]
 
     def _open_by_hand(
