@@ -28,7 +28,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("escalation",),
     ("notify",),
     ("slo", "review"),
-    ("pending_actions", "recording", "incident_actions", "service", "queries", "retention", "health"),
+    (
+        "pending_actions",
+        "recording",
+        "incident_actions",
+        "service",
+        "incident_response",
+        "queries",
+        "retention",
+        "health",
+    ),
     ("slack", "sources"),
     ("jobs", "rule_tests", "demo", "app", "cli", "__main__"),
 )

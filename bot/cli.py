@@ -134,7 +134,7 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
     )
     from bot.logs import configure_logging
     from bot.memory import bound_arenas
-    from bot.notify.slack_preflight import warn_unreadable_channels
+    from bot.notify.slack_preflight import warn_missing_scopes, warn_unreadable_channels
     from bot.settings import Settings
 
     bound_arenas()  # before any thread exists: the threads made later share two malloc arenas
@@ -151,6 +151,7 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
         return 2
     signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
     warn_unreadable_channels(settings, bot.config())  # once, at start: a few seconds at most
+    warn_missing_scopes(settings)
     limits = ConnectionLimits(max_connections=settings.http_max_connections).within(raise_open_file_limit())
     logging.getLogger("asyncio").addFilter(AcceptErrorFilter())
     uvicorn.run(

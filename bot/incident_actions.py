@@ -24,7 +24,7 @@ from bot.incidents import incident as incidents
 from bot.incidents import response
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident, IncidentTransition
-from bot.recording import Recorder
+from bot.recording import Recorder, retried
 from bot.silences import store as silence_store
 from bot.storage.database import session as open_session
 
@@ -126,13 +126,4 @@ class IncidentActions:
         return self._retried(attempt, gives_up=f"incident {incident_id} keeps changing; try again")
 
     def _retried(self, attempt: Callable[[Session], _T], *, gives_up: str) -> _T:
-        """Run ``attempt`` in a transaction; when another writer changed what it read (the
-        optimistic version check), roll back and run it again on a fresh read, three times at most,
-        then raise :class:`store.ConcurrentChange` with ``gives_up``."""
-        for _ in range(3):
-            with open_session(self._engine) as s, s.begin():
-                try:
-                    return attempt(s)
-                except store.ConcurrentChange:
-                    s.rollback()
-        raise store.ConcurrentChange(gives_up)
+        return retried(self._engine, attempt, gives_up=gives_up)

@@ -19,7 +19,7 @@ from bot.changes.events import Change
 from bot.changes.log import ChangeLog
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
-from bot.incidents.incident import Incident
+from bot.incidents.incident import Incident, IncidentEvent
 from bot.notify.slack_incident import newest_per_key
 from bot.review.weekly import weekly_review_text
 from bot.silences import store as silence_store
@@ -93,6 +93,25 @@ class Queries:
         if incident is None or not alerts:
             return None
         return incident, where, next((a for a in alerts if a.state.is_open), alerts[0])
+
+    def incident(self, incident_id: int) -> Incident | None:
+        with open_session(self._engine) as s:
+            return incident_store.get(s, incident_id)
+
+    def incident_by_room(self, channel_id: str) -> Incident | None:
+        """The incident whose room is ``channel_id`` (``/incident update`` run in the room)."""
+        with open_session(self._engine) as s:
+            return incident_store.by_room(s, channel_id)
+
+    def incident_by_message(self, channel_id: str, ts: str) -> Incident | None:
+        """The incident whose root message is ``ts`` (the **Declare incident** shortcut on it)."""
+        with open_session(self._engine) as s:
+            return incident_store.by_message(s, channel_id, ts)
+
+    def incident_history(self, incident_id: int) -> list[IncidentEvent]:
+        """The incident's events, oldest first (``/incident timeline``)."""
+        with open_session(self._engine) as s:
+            return incident_store.history(s, incident_id)
 
     # ------------------------------------------------------------------ silences
 

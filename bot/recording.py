@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from typing import TypeVar
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.alerts import lifecycle, store
@@ -30,6 +32,9 @@ from bot.notify.dispatch import Dispatcher
 from bot.notify.outbox_rows import Enqueued, enqueue_many
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
+from bot.storage.database import session as open_session
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("bot.service")
 """The transitions' log lines keep the service's logger name, the one operators filter on (and
@@ -239,6 +244,20 @@ class Recorder:
                 dispatch()
         finally:
             self._local.deferred = None
+
+
+def retried(engine: Engine, attempt: Callable[[Session], _T], *, gives_up: str) -> _T:
+    """Run ``attempt`` in a transaction; when another writer changed what it read (the
+    optimistic version check), roll back and run it again on a fresh read, three times at most,
+    then raise :class:`~bot.errors.ConcurrentChange` with ``gives_up``. Every use case that
+    loads, decides and saves goes through here, so two clicks at once end the same way everywhere."""
+    for _ in range(3):
+        with open_session(engine) as s, s.begin():
+            try:
+                return attempt(s)
+            except store.ConcurrentChange:
+                s.rollback()
+    raise store.ConcurrentChange(gives_up)
 
 
 def _first_model(s: Session, incident: Incident) -> str:

@@ -268,6 +268,32 @@ class AlertService(IncidentActions):
 
         return self._retried(attempt, gives_up=f"alert {alert_id} keeps changing; try again")
 
+    # ------------------------------------------------------------------ shared with the other use cases
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def config(self) -> Callable[[], Config]:
+        """The configuration in force (called per use case, so a reload applies at once)."""
+        return self._config
+
+    @property
+    def recorder(self) -> Recorder:
+        """The one :class:`Recorder` of this service: other use cases (:mod:`bot.incident_response`)
+        record incident transitions through it, so their notifications are dispatched the same way."""
+        return self._recorder
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The notifier channels this bot delivers to (``slack``, ``log``, ``pagerduty`` …)."""
+        return tuple(self._channels)
+
     def silence(self, silence: Silence, *, note: ThreadNote | None = None) -> Silence:
         """Store the silence and, in the same transaction, queue ``note`` for its thread (on each
         chat channel: Slack, or the log without a Slack token)."""

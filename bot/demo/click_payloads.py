@@ -48,3 +48,22 @@ def action_payload(element: JsonDict, action_id: str, *, value: str, block_id: s
         "value": element.get("value", value),
         **({"style": element["style"]} if element.get("style") else {}),
     }
+
+
+def message_shortcut(
+    callback_id: str, *, user: str, team: str, channel: str, message: JsonDict, response_url: str, trigger_id: str
+) -> JsonDict:
+    """A ``message_action`` payload: what Slack sends when someone runs a message shortcut
+    (**Declare incident**, **Add to timeline**) on ``message`` in ``channel``."""
+    return {
+        "type": "message_action",
+        "callback_id": callback_id,
+        "action_ts": f"{time.time():.6f}",
+        "team": {"id": team, "domain": "emulated"},
+        "user": {"id": user, "username": user.lower(), "team_id": team},
+        "channel": {"id": channel},
+        "message_ts": message.get("ts"),
+        "message": {"type": "message", **message},
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }

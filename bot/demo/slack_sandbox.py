@@ -41,9 +41,10 @@ from typing import Any, Unpack
 from urllib.parse import parse_qsl, urlsplit
 
 from bot.demo.loopback import LoopbackServer, write_answer
-from bot.demo.slack_methods import JsonDict, SlackWebApi, WorkspaceOptions, _ApiError
+from bot.demo.slack_methods import JsonDict, WorkspaceOptions, _ApiError
+from bot.demo.slack_room_methods import RoomWorkspace
 
-__all__ = ["Call", "JsonDict", "SlackEmulator"]
+__all__ = ["GRANTED_SCOPES", "Call", "JsonDict", "SlackEmulator"]
 
 # Form fields that Slack expects as JSON strings, and the error for bad JSON.
 _JSON_FIELDS = {
@@ -53,6 +54,22 @@ _JSON_FIELDS = {
     "view": "invalid_arguments",
     "files": "invalid_arguments",
 }
+GRANTED_SCOPES = (
+    "chat:write",
+    "chat:write.public",
+    "commands",
+    "channels:history",
+    "groups:history",
+    "channels:read",
+    "groups:read",
+    "usergroups:read",
+    "files:write",
+    "channels:manage",
+    "groups:write",
+    "pins:write",
+    "reactions:read",
+)
+"""The bot token's scopes by default (``auth.test`` says them in ``x-oauth-scopes``): the manifest's."""
 _5XX_ERRORS = {500: "fatal_error", 502: "bad_gateway", 503: "service_unavailable", 504: "gateway_timeout"}
 
 
@@ -112,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         write_answer(self, status, ctype, extra, data)
 
 
-class SlackEmulator(SlackWebApi, LoopbackServer):
+class SlackEmulator(RoomWorkspace, LoopbackServer):
     """Slack Web API on 127.0.0.1 with recorded calls and fault injection.
 
     Use as ``with SlackEmulator() as slack: WebClient(token="xoxb-test",
@@ -126,6 +143,8 @@ class SlackEmulator(SlackWebApi, LoopbackServer):
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.scopes: list[str] = list(GRANTED_SCOPES)
+        """What ``auth.test`` answers in ``x-oauth-scopes``; a test removes one to see it reported."""
         super().__init__(token, **workspace)
 
     # ----------------------------------------------------------- lifecycle
@@ -268,6 +287,8 @@ class SlackEmulator(SlackWebApi, LoopbackServer):
                     response = err.body
                 except (ValueError, TypeError):  # e.g. limit="abc": Slack answers, it doesn't crash
                     response = {"ok": False, "error": "invalid_arguments"}
+            if method == "auth.test" and not faults:  # Slack says the token's scopes on every call
+                extra = {"x-oauth-scopes": ",".join(self.scopes)}
             self._calls.append(Call(method, params, headers, self._clock(), status, response, path))
             self._cond.notify_all()
         return status, extra, response, delay

@@ -205,6 +205,41 @@ def rooms_named(session: Session, prefix: str) -> set[str]:
     return {name for name in rows if name}
 
 
+def by_room(session: Session, room_id: str) -> Incident | None:
+    """The incident whose room is the channel ``room_id`` (the newest, should a room be adopted twice)."""
+    row = session.exec(
+        select(IncidentRow).where(IncidentRow.room_id == room_id).order_by(col(IncidentRow.id).desc())
+    ).first()
+    return to_incident(row) if row else None
+
+
+def by_message(session: Session, channel: str, ts: str) -> Incident | None:
+    """The incident whose root message is ``ts`` in ``channel`` (a message shortcut on it)."""
+    row = session.exec(
+        select(IncidentRow).where(IncidentRow.slack_channel == channel, IncidentRow.slack_ts == ts)
+    ).first()
+    return to_incident(row) if row else None
+
+
+def open_for_model(session: Session, model: str) -> Incident | None:
+    """The oldest open incident holding an open alert of ``model``, or declared by hand for it."""
+    with_alert = session.exec(
+        select(IncidentRow)
+        .join(AlertRow, col(AlertRow.incident_id) == col(IncidentRow.id))
+        .where(AlertRow.model == model, col(AlertRow.state).in_(OPEN_ALERT_STATES))
+        .where(IncidentRow.state != IncidentState.RESOLVED.value)
+        .order_by(col(IncidentRow.id))
+    ).first()
+    if with_alert is not None:
+        return to_incident(with_alert)
+    hand_made = session.exec(
+        select(IncidentRow)
+        .where(IncidentRow.state != IncidentState.RESOLVED.value, col(IncidentRow.group_key).contains("|declared:"))
+        .order_by(col(IncidentRow.id))
+    ).all()
+    return next((to_incident(r) for r in hand_made if (r.labels or {}).get("model") == model), None)
+
+
 def slack_message(session: Session, incident_id: int) -> tuple[str, str] | None:
     row = session.get(IncidentRow, incident_id)
     if row is None or row.slack_channel is None or row.slack_ts is None:

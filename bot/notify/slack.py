@@ -60,9 +60,10 @@ from bot.notify.links import alert_links
 from bot.notify.notifier import THREAD_NOTE, Notification
 from bot.notify.slack_api import ChannelPacer, Location, api_error, find_in_history, make_client, metadata_names
 from bot.notify.slack_blocks import alert_message
-from bot.notify.slack_message import HISTORY_PAGES, LOOKBACK, IncidentMessage, record
+from bot.notify.slack_message import HISTORY_PAGES, LOOKBACK, record
 from bot.notify.slack_replies import page_result_reply, state_reply
 from bot.notify.slack_review import REVIEW, REVIEW_EVENT, review_blocks
+from bot.notify.slack_rooms import RoomDelivery
 from bot.observability import Metrics
 from bot.settings import Settings
 from bot.storage.database import session as open_session
@@ -87,7 +88,7 @@ PAGE_RESULT = "alert.page_result"
 """What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
 
 
-class SlackNotifier(IncidentMessage):
+class SlackNotifier(RoomDelivery):
     """The ``slack`` notifier of the outbox (see the module docstring for what it promises)."""
 
     @classmethod
@@ -116,6 +117,9 @@ class SlackNotifier(IncidentMessage):
             return
         if note.kind == THREAD_NOTE:
             self._thread_note(note)
+            return
+        if note.kind.startswith("room."):
+            self._room(note)
             return
         if not note.kind.startswith(("alert.", "incident.")):
             raise DeliveryError(f"Slack cannot deliver {note.kind!r}", retryable=False)
@@ -159,6 +163,8 @@ class SlackNotifier(IncidentMessage):
         else:
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no alert", retryable=False)
         self._reply(where, note, text, blocks=blocks)
+        if incident.declared_at is not None:
+            self._in_room(incident, note, text)
 
     def _legacy(self, alert: Alert | None, note: Notification, config: Config) -> None:
         """A change of an alert posted before incidents (it joined none): its own message is
@@ -204,6 +210,8 @@ class SlackNotifier(IncidentMessage):
         refired = [alert] if any(m.key == alert.key and m.id != alert.id for m in members) else []
         text = replies.also_firing([alert], refired=refired)
         self._reply(where, note, text, broadcast=replies.louder([alert], members))
+        if incident.declared_at is not None:
+            self._in_room(incident, note, text)
 
     def _several(self, incident: Incident) -> bool:
         with open_session(self._engine) as s:

@@ -62,6 +62,7 @@ from bot.notify.slack_blocks import (
     value_sections,
 )
 from bot.notify.slack_links import mrkdwn_link, with_links
+from bot.notify.slack_room_lines import declare_button, declared_line
 from bot.notify.slack_text import (
     FIELDS_PER_SECTION,
     HEADER_LIMIT,
@@ -129,6 +130,8 @@ def subject(incident: Incident, shown: Sequence[Alert]) -> str:
         return f"Storm: {incident.storm_rule} on {len(models(shown))} models"
     if len(shown) == 1:
         return alert_title(shown[0])
+    if not shown and incident.title:  # declared by hand: the declarer's words
+        return incident.title
     labels = ", ".join(incident.labels.values())
     return labels or incident.title or "alerts"
 
@@ -184,6 +187,7 @@ def incident_buttons(incident: Incident, *, runbook: bool) -> list[ButtonElement
         buttons.append(ButtonElement(text="Runbook", action_id=INCIDENT_RUNBOOK_ACTION, value=value))
     if incident.state.is_open:
         buttons.append(ButtonElement(text=SILENCE_BUTTON_TEXT, action_id=INCIDENT_SILENCE_ACTION, value=value))
+    buttons += declare_button(incident)
     return buttons
 
 
@@ -250,7 +254,7 @@ def render(
             rest = ", ".join(escape_mrkdwn(alert_title(a)) for a in shown[len(listed) :])
             blocks.append(context_line(f"…and {len(shown) - len(listed)} more alerts: {rest} (see `/alerts`)"))
         blocks.append(context_line(incident_line(incident)))
-    fallback = "\n".join([head, *(summary(a) for a in shown[:COMPACT_ALERTS])])
+    fallback = "\n".join([escape_mrkdwn(head), *(summary(a) for a in shown[:COMPACT_ALERTS])])
     return clip(fallback, SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
 
 
@@ -269,7 +273,10 @@ def shipped_line(changes: Sequence[Change], opened: datetime) -> str:
 
 
 def incident_line(incident: Incident) -> str:
-    return f"Incident #{incident.id} · group `{escape_mrkdwn(incident.group_key)}`"
+    """The incident's number and group, and once declared its room, declarer and commander."""
+    line = f"Incident #{incident.id} · group `{escape_mrkdwn(incident.group_key)}`"
+    declared = declared_line(incident)
+    return f"{line}\n{declared}" if declared else line
 
 
 def models_section(alerts: Sequence[Alert]) -> tuple[str, bool]:

@@ -1,4 +1,4 @@
-"""At start-up, say which alert channels the bot cannot read.
+"""At start-up, say which alert channels the bot cannot read, and which scopes its token lacks.
 
 Slack lets the bot post to a public channel it was never invited to (``chat:write.public``), so
 alerts look fine -- until a post times out or the bot crashes mid-delivery. Then exactly-once
@@ -90,3 +90,56 @@ def warn_unreadable_channels(settings: Settings, config: Config, *, budget: floa
         instead = "" if channel == default else f"; alerts Slack refuses to post there go to {default} instead"
         log.warning("alert channel %s: %s (%s%s)", channel, problem, WHY, instead)
     return problems
+
+
+NEEDED_SCOPES = {
+    "chat:write": "posting and updating alert messages",
+    "chat:write.public": "posting in public channels the bot was not invited to",
+    "commands": "the slash commands and message shortcuts",
+    "channels:history": "finding a message again after a crash (public channels)",
+    "groups:history": "finding a message again after a crash (private channels)",
+    "channels:read": "channel IDs and members (conversations.list, access: channel_members)",
+    "groups:read": "the same for private channels",
+    "usergroups:read": "user groups (access: usergroup, a room's oncall: group)",
+    "files:write": "SLO charts",
+    "channels:manage": "creating incident rooms, their topic and invitations",
+    "groups:write": "private incident rooms (incident_channel_private: true)",
+    "pins:write": "pinning the incident card in its room",
+    "reactions:read": "⏱ reactions adding room messages to the timeline",
+}
+"""Every scope the bot uses (``manifest.yaml``), and what goes wrong without it."""
+
+
+def missing_scopes(client: WebClient) -> dict[str, str] | None:
+    """Scope → what it is for, of each :data:`NEEDED_SCOPES` the token lacks; None when Slack did not
+    say (no answer, or no ``x-oauth-scopes`` header). Raises nothing."""
+    try:
+        answer = call("auth.test", client.auth_test)
+    except DeliveryError as exc:
+        log.warning("cannot check the Slack token's scopes: %s", exc)
+        return None
+    headers = {name.lower(): value for name, value in (answer.headers or {}).items()}
+    said = headers.get("x-oauth-scopes")
+    if said is None:
+        return None
+    text = said[0] if isinstance(said, list) else str(said)
+    granted = {scope.strip() for scope in text.split(",") if scope.strip()}
+    return {scope: why for scope, why in NEEDED_SCOPES.items() if scope not in granted}
+
+
+def warn_missing_scopes(settings: Settings) -> dict[str, str]:
+    """Log one WARNING naming the scopes the bot token lacks and what each is for (``serve``, once)."""
+    if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
+        return {}
+    client = make_client(
+        settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=CALL_TIMEOUT
+    )
+    missing = missing_scopes(client) or {}
+    if missing:
+        listed = "; ".join(f"{scope} ({why})" for scope, why in missing.items())
+        log.warning(
+            "the Slack app lacks %d scope(s): %s. Add them from manifest.yaml and reinstall the app",
+            len(missing),
+            listed,
+        )
+    return missing

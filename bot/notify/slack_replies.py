@@ -138,7 +138,24 @@ def incident_reply(incident: Incident, kind: str, payload: dict[str, Any], *, no
         return f"🟢 Resolved by {mention(actor)} after {took} — the whole incident"
     if kind in ("reminded", "still_on_it", "released"):
         return _reminder_reply(incident, kind, actor, str(payload.get("detail") or ""), now=now)
-    return f"ℹ️ Incident {escape_mrkdwn(kind.replace('_', ' '))} ({mention(actor)})"
+    said = room_reply(incident, kind, payload)
+    return said or f"ℹ️ Incident {escape_mrkdwn(kind.replace('_', ' '))} ({mention(actor)})"
+
+
+def room_reply(incident: Incident, kind: str, payload: Mapping[str, Any]) -> str | None:
+    """What the thread (and the room) hears of a room event: a declaration, a new commander, an update."""
+    actor, detail = str(payload.get("actor") or ""), str(payload.get("detail") or "")
+    if kind == "declared":
+        where = f"<#{incident.room_id}>" if incident.room_id else f"#{escape_mrkdwn(incident.room or detail)}"
+        return f"🚨 Declared an incident by {mention(actor)}: the room is {where}"
+    if kind == "commander":
+        named = f" (named by {mention(actor)})" if actor != detail else ""
+        return f"🎖️ {mention(detail)} is the incident commander{named}"
+    if kind == "update":
+        return f"📣 *Update* from {mention(actor)}: {clip(escape_mrkdwn(detail), SECTION_LIMIT - 100)}"
+    if kind == "opened":
+        return f"🆕 Opened by hand by {mention(actor)}"
+    return None
 
 
 def _reminder_reply(incident: Incident, kind: str, actor: str, detail: str, *, now: datetime) -> str:

@@ -41,7 +41,7 @@ from bot.config.loader import Config
 from bot.queries import Queries
 from bot.service import AlertService
 from bot.settings import Settings
-from bot.slack import actions, commands, home, silences
+from bot.slack import actions, commands, home, incident_commands, room_buttons, silences
 from bot.slack.after_ack import AfterAck
 from bot.slack.context import SlackContext
 from bot.slack.gates import (
@@ -150,7 +150,7 @@ def build_slack_app(
     app.middleware(only_workspace(workspace))  # the HTTP edge refuses these first; this covers Socket Mode
     app.middleware(skip_slack_retries)
     context = SlackContext(service=service, queries=queries, config=config, clock=clock, after_ack=after_ack)
-    for surface in (actions, commands, home, silences):
+    for surface in (actions, commands, home, silences, incident_commands, room_buttons):
         surface.register(app, context)
     return app
 

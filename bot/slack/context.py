@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck
 
 from bot.clock import Clock
 from bot.config.loader import Config
+from bot.incident_response import IncidentResponse
 from bot.queries import Queries
 from bot.service import AlertService
 from bot.slack.access import MembershipCache
@@ -32,6 +33,8 @@ class SlackContext:
     after_ack: AfterAck
     membership: MembershipCache = field(default_factory=MembershipCache)
     """Who is in a channel or user group, shared by every access check."""
+    rooms: IncidentResponse | None = None
+    """The incident room use cases (default: built on ``service``)."""
 
 
 class Listeners:

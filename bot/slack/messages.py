@@ -52,13 +52,19 @@ _SLACK_USER_ID = re.compile(r"(?<![<@\w])\b[UW](?=[A-Z0-9]*\d)[A-Z0-9]+\b")
 """A raw Slack user id (``U0123ABC``) in a sentence; requires a digit so ``UTC`` is left alone."""
 
 
+_SAFE_MARKUP = re.compile(r"&lt;(@[UW][A-Z0-9]+|#[CG][A-Z0-9]+)&gt;")
+"""A user mention or channel link the core wrote ("Already declared by <@U1>: the room is <#C1>"):
+kept as markup after escaping, since neither can notify more than the one person named."""
+
+
 def mention_users(text: str) -> str:
     """Turn raw user ids from the alert history into ``<@U…>`` mentions Slack renders as names.
 
     The alert core records actors as bare ids (it knows nothing of Slack markup); the text is
     escaped first, so only the mentions we add here are markup.
     """
-    return _SLACK_USER_ID.sub(lambda m: f"<@{m.group(0)}>", escape_mrkdwn(text))
+    escaped = _SAFE_MARKUP.sub(r"<\1>", escape_mrkdwn(text))
+    return _SLACK_USER_ID.sub(lambda m: f"<@{m.group(0)}>", escaped)
 
 
 def refused(reason: str) -> str:
@@ -183,3 +189,34 @@ def slo_chart_failed(detail: str) -> str:
 
 def runbook_truncated(model: str) -> str:
     return f"_The runbook of `{escape_mrkdwn(model)}` is longer than one Slack message; the rest was cut._"
+
+
+# --------------------------------------------------------------------------- incident rooms
+
+INCIDENT_USAGE = (
+    "Usage: `/incident declare [model] [title]` opens an incident room (for the model's open incident, or a new "
+    "one); in the room: `/incident update <text>` · `/incident commander @user` · `/incident timeline` · "
+    "`/incident resolve`."
+)
+COMMANDER_USAGE = "Usage: `/incident commander @user` names the incident commander (pick them with @)."
+NOT_IN_A_ROOM = (
+    ":warning: This is not an incident room. Run `/incident update`, `commander`, `timeline` and `resolve` in the "
+    "room (`#inc-…`) of the incident; `/incident declare [model] [title]` opens one."
+)
+UPDATE_POSTED = "📣 Your update is posted here and in the alert's thread."
+RESOLVED_FROM_ROOM = "🟢 Resolved: the alert channel and this room hear it."
+
+
+def declared(room: str | None, incident_id: int | None) -> str:
+    """What the declarer is told: the room is on its way (Slack makes it through the outbox)."""
+    name = escape_mrkdwn(room or "")
+    return f"🚨 Incident #{incident_id} declared: its room `#{name}` is being created and you are invited."
+
+
+def commander_taken(user: str) -> str:
+    return f"🎖️ <@{user}> is now the incident commander."
+
+
+def timeline_text(lines: Iterable[str]) -> str:
+    said = list(lines)
+    return "*Timeline*\n" + "\n".join(said) if said else "*Timeline*\nNothing recorded yet."

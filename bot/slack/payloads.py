@@ -9,6 +9,7 @@ command's own grammar, in its module; this one only takes the payload apart.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,3 +84,42 @@ def parse_command(command: Mapping[str, Any]) -> Asked:
 def command_text(command: Mapping[str, Any]) -> str:
     """The words after the command (``/silence`` *latency_spike 1h*)."""
     return str(command.get("text") or "")
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A message shortcut (``message_action``): who ran it on which message."""
+
+    callback_id: str
+    user: str
+    channel: str | None
+    message_ts: str | None
+    text: str
+    trigger_id: str | None
+
+
+def parse_shortcut(body: Mapping[str, Any]) -> Shortcut:
+    message = body.get("message") or {}
+    return Shortcut(
+        callback_id=str(body.get("callback_id") or ""),
+        user=str((body.get("user") or {}).get("id", "")),
+        channel=(body.get("channel") or {}).get("id"),
+        message_ts=str(message.get("ts") or "") or None,
+        text=str(message.get("text") or ""),
+        trigger_id=body.get("trigger_id"),
+    )
+
+
+_USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+
+
+def mentioned_user(word: str) -> str | None:
+    """The user id of ``<@U123|ana>`` (how Slack escapes an @mention in a command), or None."""
+    found = _USER_MENTION.match(word.strip())
+    return found.group(1) if found else None
+
+
+def view_value(view: Mapping[str, Any], block_id: str, action_id: str) -> str:
+    """A modal's submitted text input (``view.state.values[block][action].value``), or ``""``."""
+    values = ((view.get("state") or {}).get("values") or {}).get(block_id) or {}
+    return str((values.get(action_id) or {}).get("value") or "")

@@ -147,12 +147,18 @@ def test_metric_fires_alert_to_slack_click_acknowledges_and_recovery_auto_resolv
     # 1. A cost spike pushed over HTTP fires llm_cost_runaway on the next evaluation tick.
     run.push(455.2)
     posted = slack.wait_for(
-        lambda c: run.is_root_post(c) and c.ok and len(buttons(c.params)) == 4,
+        lambda c: run.is_root_post(c) and c.ok and len(buttons(c.params)) == 5,
         timeout=WAIT,
     )
     ts = str(posted.response["ts"])
     shown = buttons(posted.params.get("blocks"))
-    assert set(shown) == {"incident_acknowledge", "incident_resolve", "incident_runbook", "incident_silence"}, shown
+    assert set(shown) == {
+        "incident_acknowledge",
+        "incident_resolve",
+        "incident_runbook",
+        "incident_silence",
+        "incident_declare",
+    }, shown
     incident_id = shown["incident_acknowledge"]
     assert incident_id.isdigit() and set(shown.values()) == {incident_id}, "every button names the incident"
 
@@ -189,3 +195,67 @@ def test_metric_fires_alert_to_slack_click_acknowledges_and_recovery_auto_resolv
     # Many evaluation ticks have passed (firing, acknowledged, resolved): one root message only.
     assert len(run.root_posts()) == 1, [rendered(c.params)[:200] for c in run.root_posts()]
     assert [m["ts"] for m in slack.messages(CHANNEL)] == [ts]
+
+
+def command_body(run: Running, text: str, *, channel: str) -> bytes:
+    """``/incident <text>`` run in ``channel``, form-encoded as Slack sends it."""
+    form = {
+        "team_id": SlackEmulator.team_id,
+        "channel_id": channel,
+        "user_id": USER,
+        "command": "/incident",
+        "text": text,
+        "response_url": run.slack.response_url(),
+        "trigger_id": "1337.9.e2ecommand",
+    }
+    return urlencode(form).encode()
+
+
+def signed_post(run: Running, body: bytes) -> None:
+    answer = run.http.post(
+        f"{run.base}/slack/events",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_declare_opens_one_room_with_its_pinned_card_and_the_room_runs_the_incident(running: Running) -> None:
+    """The Declare button on the root (clicked twice): one channel, the clicker invited, the card
+    posted and pinned, the root linking the room; then /incident update and resolve in the room."""
+    run, slack = running, running.slack
+    run.push(455.2)
+    posted = slack.wait_for(lambda c: run.is_root_post(c) and c.ok, timeout=WAIT)
+    ts, incident_id = str(posted.response["ts"]), buttons(posted.params.get("blocks"))["incident_declare"]
+
+    signed_post(run, click_body(run, "incident_declare", value=incident_id, ts=ts))
+    signed_post(run, click_body(run, "incident_declare", value=incident_id, ts=ts))
+    created = slack.wait_for(lambda c: c.method == "conversations.create" and c.ok, timeout=WAIT)
+    room = str(created.response["channel"]["id"])
+    assert created.params["name"].startswith("inc-") and created.params["name"].endswith("support-bot-llm_cost_runaway")
+    pinned = slack.wait_for(lambda c: c.method == "pins.add" and c.ok, timeout=WAIT)
+    assert pinned.params["channel"] == room and slack.pinned(room) == [pinned.params["timestamp"]]
+    assert USER in slack.members_of(room)
+    slack.wait_for(lambda c: is_update(c, ts, f"room <#{room}>"), timeout=WAIT)
+    told = slack.wait_for(
+        lambda c: c.method == "chat.postEphemeral" and "Already declared" in str(c.params), timeout=WAIT
+    )
+    assert f"<#{room}>" in str(told.params.get("text")) or "#inc-" in str(told.params.get("text"))
+    assert len(slack.calls_to("conversations.create")) == 1
+
+    signed_post(run, command_body(run, "update rolling back prompt v42", channel=room))
+    said = "rolling back prompt v42"
+    slack.wait_for(
+        lambda c: (
+            c.method == "chat.postMessage" and c.params.get("channel") == room and said in str(c.params.get("text"))
+        ),
+        timeout=WAIT,
+    )
+    slack.wait_for(
+        lambda c: (
+            c.method == "chat.postMessage" and c.params.get("thread_ts") == ts and said in str(c.params.get("text"))
+        ),
+        timeout=WAIT,
+    )
+    signed_post(run, command_body(run, "resolve", channel=room))
+    slack.wait_for(lambda c: is_update(c, ts, "resolved by"), timeout=WAIT)

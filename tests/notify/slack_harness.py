@@ -24,7 +24,13 @@ CHANNEL = "#llm-alerts"
 COST_KEY = "llm_cost_runaway:support-bot"
 ACCURACY_KEY = "accuracy_degradation:support-bot"
 DRIFT_KEY = "significant_data_drift:support-bot"
-INCIDENT_BUTTONS = ["incident_acknowledge", "incident_resolve", "incident_runbook", "incident_silence"]
+INCIDENT_BUTTONS = [
+    "incident_acknowledge",
+    "incident_resolve",
+    "incident_runbook",
+    "incident_silence",
+    "incident_declare",
+]
 
 
 @dataclass

@@ -246,7 +246,12 @@ def test_acknowledging_and_resolving_the_whole_incident_say_it_once(bot: Harness
     assert bot.deliver() == 1, "one notification for the incident, none per alert"
     [current] = slack.messages(CHANNEL)
     assert head(current) == "🟠 P1 · support-bot · 3 alerts: all acknowledged"
-    assert [a for a, _ in buttons(current)] == ["incident_resolve", "incident_runbook", "incident_silence"]
+    assert [a for a, _ in buttons(current)] == [
+        "incident_resolve",
+        "incident_runbook",
+        "incident_silence",
+        "incident_declare",
+    ]
     assert "✅ Acknowledged by <@U1> at 09:02 UTC" in mrkdwn(current)
     bot.clock.advance(timedelta(minutes=21))
     bot.service.resolve_incident(bot.incident_id(), actor="U2")

@@ -55,7 +55,7 @@ def test_acknowledge_updates_the_root_and_replies_in_its_thread(bot: Harness, sl
     assert update.params["channel"] == slack.channel_id(CHANNEL)
     message = bot.root_message()
     assert "Acknowledged by <@U1> at 09:02 UTC" in mrkdwn(message)
-    assert action_ids(message) == ["incident_resolve", "incident_runbook", "incident_silence"]
+    assert action_ids(message) == ["incident_resolve", "incident_runbook", "incident_silence", "incident_declare"]
     _root, reply = slack.thread(CHANNEL, message["ts"])
     assert reply["text"] == "✅ Acknowledged by <@U1> at 09:02 UTC"
     assert len(slack.messages(CHANNEL)) == 1
@@ -220,6 +220,7 @@ def test_a_refused_post_fails_for_good_and_a_later_ack_posts_the_root(bot: Harne
         "incident_resolve",
         "incident_runbook",
         "incident_silence",
+        "incident_declare",
     ]
     assert slack.calls_to("chat.update") == []
     assert len(slack.thread(CHANNEL, message["ts"])) == 2

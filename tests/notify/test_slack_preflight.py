@@ -16,9 +16,15 @@ from pydantic import SecretStr
 
 from bot.config.loader import Config, load_config
 from bot.notify.slack_api import make_client
-from bot.notify.slack_preflight import alert_channels, unreadable_channels, warn_unreadable_channels
+from bot.notify.slack_preflight import (
+    NEEDED_SCOPES,
+    alert_channels,
+    unreadable_channels,
+    warn_missing_scopes,
+    warn_unreadable_channels,
+)
 from bot.settings import Settings
-from tests.emulators.slack_api import SlackEmulator
+from tests.emulators.slack_api import GRANTED_SCOPES, SlackEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,3 +139,26 @@ def test_serve_warns_at_start_for_the_channel_it_cannot_read(emulator: SlackEmul
     warnings = [line for line in lines if "alert channel" in line]
     assert len(warnings) == 1, "".join(lines)
     assert "#llm-alerts" in warnings[0] and "not_in_channel" in warnings[0] and "exactly-once" in warnings[0]
+
+
+def test_serve_names_the_scopes_the_token_lacks_and_what_they_are_for(
+    emulator: SlackEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(slack_bot_token=SecretStr("xoxb-test"), slack_api_url=emulator.base_url)
+    assert warn_missing_scopes(settings) == {}, "the emulator grants the manifest's scopes"
+    emulator.scopes = [s for s in emulator.scopes if s not in ("channels:manage", "pins:write")]
+    with caplog.at_level("WARNING", logger="bot.notify.slack_preflight"):
+        missing = warn_missing_scopes(settings)
+    assert set(missing) == {"channels:manage", "pins:write"}
+    [line] = {r.getMessage() for r in caplog.records if r.name == "bot.notify.slack_preflight"}
+    assert "channels:manage (creating incident rooms" in line and "pins:write (pinning the incident card" in line
+
+
+def test_every_scope_the_bot_needs_is_in_the_manifest() -> None:
+    import yaml
+
+    manifest = yaml.safe_load((REPO / "manifest.yaml").read_text())
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == set(NEEDED_SCOPES) == set(GRANTED_SCOPES)
+    assert "/incident" in [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert {s["callback_id"] for s in manifest["features"]["shortcuts"]} == {"declare_incident", "add_to_timeline"}
+    assert "reaction_added" in manifest["settings"]["event_subscriptions"]["bot_events"]
