@@ -104,7 +104,9 @@ class Recorder:
         before = change.incident.paged_keys
         paged = self._dispatch.pages(change.incident, change.event, config, model=lead_model)
         incident = replace(change.incident, paged_keys=(*before, *paged)) if paged else change.incident
-        saved = incident_store.save(s, replace(change, incident=incident))
+        # the stored event says whom it paged, for the timeline (bot.incidents.timeline)
+        stored = replace(change.event, data={**change.event.data, "paged": paged}) if paged else change.event
+        saved = incident_store.save(s, IncidentTransition(incident, stored))
         dispatch = partial(
             self._dispatch.incident_event,
             s,
