@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("escalation",),
     ("notify",),
     ("slo", "review"),
-    ("pending_actions", "recording", "service", "queries", "retention", "health"),
+    ("pending_actions", "recording", "service", "incident_review", "queries", "retention", "health"),
     ("slack", "sources"),
     ("jobs", "rule_tests", "demo", "app", "cli", "__main__"),
 )

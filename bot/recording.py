@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -23,10 +23,15 @@ from bot.config.choices import alert_channel
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.incidents import tracker
-from bot.incidents.incident import Incident, IncidentTransition
+from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentTransition
 from bot.notify.dispatch import Dispatcher
+from bot.notify.outbox import enqueue
+from bot.notify.slack_postmortem import POSTMORTEM
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
+
+POSTMORTEM_CHANNEL = "slack"
+"""Where postmortem drafts go: the incident's room is a Slack channel."""
 
 log = logging.getLogger("bot.service")
 """The transitions' log lines keep the service's logger name, the one operators filter on (and
@@ -119,10 +124,14 @@ class Recorder:
             by_person=by_person,
         )
         deferred: list[Callable[[], None]] | None = getattr(self._local, "deferred", None)
-        if deferred is None:
-            dispatch()
-        else:
-            deferred.append(dispatch)
+        after = [dispatch]
+        if _leaves_a_postmortem(saved, change.event, self._dispatch.routes.channels):
+            after.append(partial(_enqueue_postmortem, s, saved, now))
+        for step in after:
+            if deferred is None:
+                step()
+            else:
+                deferred.append(step)
         log.info(
             "incident %s %s: %s (%s)%s",
             saved.id,
@@ -144,6 +153,26 @@ class Recorder:
                 dispatch()
         finally:
             self._local.deferred = None
+
+
+def _leaves_a_postmortem(incident: Incident, event: IncidentEvent, channels: Collection[str]) -> bool:
+    """An incident with a room leaves a postmortem draft there when it resolves (and Slack is here)."""
+    resolved = event.kind in (IncidentEventKind.RESOLVED, IncidentEventKind.AUTO_RESOLVED)
+    return resolved and bool(incident.room_id) and POSTMORTEM_CHANNEL in channels
+
+
+def _enqueue_postmortem(s: Session, incident: Incident, now: datetime) -> None:
+    """The row names the incident only: the draft is written when it is delivered
+    (:mod:`bot.notify.slack_postmortem`), from the data as it then is."""
+    enqueue(
+        s,
+        channel=POSTMORTEM_CHANNEL,
+        kind=POSTMORTEM,
+        payload={"incident_id": incident.id},
+        idempotency_key=f"{POSTMORTEM_CHANNEL}:postmortem:{incident.id}",
+        now=now,
+        incident_id=incident.id,
+    )
 
 
 def _first_model(s: Session, incident: Incident) -> str:

@@ -26,8 +26,8 @@ from bot.evaluation.rule_errors import RuleErrors
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.evaluation.windows import WindowSeries
 from bot.incidents import incident as incidents
+from bot.incidents import response, tracker
 from bot.incidents import store as incident_store
-from bot.incidents import tracker
 from bot.incidents.incident import Incident, IncidentTransition
 from bot.metrics import store as metric_store
 from bot.metrics.store import Point
@@ -272,9 +272,20 @@ class AlertService:
         stops, PagerDuty hears once; the people in Slack hear one reply, not one per alert."""
         return self._act_on_incident(incident_id, incidents.acknowledge, lifecycle.acknowledge, actor, at)
 
-    def resolve_incident(self, incident_id: int, *, actor: str, at: datetime | None = None) -> Incident:
-        """A person declares the whole incident over: its open alerts resolve with it."""
-        return self._act_on_incident(incident_id, incidents.resolve, lifecycle.resolve, actor, at)
+    def resolve_incident(
+        self, incident_id: int, *, actor: str, at: datetime | None = None, cause: str = "", fix: str = ""
+    ) -> Incident:
+        """A person declares the whole incident over: its open alerts resolve with it. With a
+        ``cause`` or ``fix`` (the Resolve modal), the resolution note is saved in the same
+        transaction, first: a refused resolve (already resolved) keeps no note, so it is written once."""
+
+        def noted(s: Session, current: Incident, now: datetime) -> Incident:
+            return incident_store.save(
+                s, response.add_resolution_note(current, actor=actor, cause=cause, fix=fix, now=now)
+            )
+
+        first = noted if cause.strip() or fix.strip() else None
+        return self._act_on_incident(incident_id, incidents.resolve, lifecycle.resolve, actor, at, first=first)
 
     def _act_on_incident(
         self,
@@ -283,6 +294,8 @@ class AlertService:
         each: Callable[..., Transition],
         actor: str,
         at: datetime | None,
+        *,
+        first: Callable[[Session, Incident, datetime], Incident] | None = None,
     ) -> Incident:
         """Raises ActionRefused (with the reason) or LookupError; the loser of two clicks at once
         re-reads and is refused with what happened, as for an alert. Taken ``at`` (a kept click):
@@ -294,6 +307,7 @@ class AlertService:
                 raise LookupError(f"no incident with id {incident_id}")
             now = self._clock.now()
             taken = at or now
+            current = first(s, current, taken) if first is not None else current
             change = decide(current, actor=actor, now=taken)
             config = self._config()
             silences = silence_store.active(s, now=now)
@@ -306,6 +320,10 @@ class AlertService:
             return self._recorder.incident(s, change, config, now, by_person=True)
 
         return self._retried(attempt, gives_up=f"incident {incident_id} keeps changing; try again")
+
+    def transaction(self, attempt: Callable[[Session], _T], *, gives_up: str) -> _T:
+        """:meth:`_retried`, for the use cases of sibling modules (:mod:`bot.incident_review`)."""
+        return self._retried(attempt, gives_up=gives_up)
 
     def _retried(self, attempt: Callable[[Session], _T], *, gives_up: str) -> _T:
         """Run ``attempt`` in a transaction; when another writer changed what it read (the

@@ -129,6 +129,27 @@ def record_room(session: Session, incident_id: int, *, room_id: str, name: str) 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def with_room(session: Session, room_id: str) -> Incident | None:
+    """The incident whose room is the channel ``room_id`` (a message marked ⏱ there is its)."""
+    row = session.exec(select(IncidentRow).where(IncidentRow.room_id == room_id).order_by(col(IncidentRow.id).desc()))
+    found = row.first()
+    return to_incident(found) if found else None
+
+
+def resolved_for(session: Session, *, rule: str, model: str, before: datetime, limit: int = 3) -> list[Incident]:
+    """The latest resolved incidents that held an alert of ``rule`` on ``model`` and opened before
+    ``before``, newest first: "Seen before" on a new incident's root message."""
+    held = select(AlertRow.incident_id).where(AlertRow.rule == rule, AlertRow.model == model)
+    rows = session.exec(
+        select(IncidentRow)
+        .where(col(IncidentRow.id).in_(held), IncidentRow.state == IncidentState.RESOLVED.value)
+        .where(col(IncidentRow.opened_at) < before)
+        .order_by(col(IncidentRow.opened_at).desc())
+        .limit(limit)
+    ).all()
+    return [to_incident(r) for r in rows]
+
+
 def rooms_named(session: Session, prefix: str) -> set[str]:
     """Room names already used that start with ``prefix``: a new room takes the next free number."""
     rows = session.exec(select(IncidentRow.room).where(col(IncidentRow.room).startswith(prefix)))

@@ -61,6 +61,7 @@ from bot.notify.notifier import THREAD_NOTE, Notification
 from bot.notify.slack_api import ChannelPacer, Location, api_error, find_in_history, make_client, metadata_names
 from bot.notify.slack_blocks import alert_message
 from bot.notify.slack_message import HISTORY_PAGES, LOOKBACK, IncidentMessage, record
+from bot.notify.slack_postmortem import POSTMORTEM, Drafts, PostmortemMessages
 from bot.notify.slack_replies import page_result_reply, state_reply
 from bot.notify.slack_review import REVIEW, REVIEW_EVENT, review_blocks
 from bot.observability import Metrics
@@ -86,7 +87,7 @@ PAGE_RESULT = "alert.page_result"
 """What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
 
 
-class SlackNotifier(IncidentMessage):
+class SlackNotifier(IncidentMessage, PostmortemMessages):
     """The ``slack`` notifier of the outbox (see the module docstring for what it promises)."""
 
     @classmethod
@@ -99,12 +100,15 @@ class SlackNotifier(IncidentMessage):
         clock: Clock,
         timeout: float = 10.0,
         metrics: Metrics | None = None,
+        drafts: Drafts | None = None,
     ) -> SlackNotifier:
         if settings.slack_bot_token is None:
             raise ValueError("SLACK_BOT_TOKEN is not set; Slack delivery needs the bot token")
         token = settings.slack_bot_token.get_secret_value()
         client = make_client(token, base_url=settings.slack_api_url, timeout=timeout)
-        return cls(client, engine=engine, config=config, clock=clock, metrics=metrics)
+        notifier = cls(client, engine=engine, config=config, clock=clock, metrics=metrics)
+        notifier.drafts = drafts
+        return notifier
 
     def send(self, notification: Notification) -> None:
         """Bring the incident's root message up to date (posting it first if it has none) and say
@@ -115,6 +119,9 @@ class SlackNotifier(IncidentMessage):
             return
         if note.kind == THREAD_NOTE:
             self._thread_note(note)
+            return
+        if note.kind == POSTMORTEM:
+            self._postmortem(note)
             return
         if not note.kind.startswith(("alert.", "incident.")):
             raise DeliveryError(f"Slack cannot deliver {note.kind!r}", retryable=False)
@@ -261,11 +268,10 @@ class SlackNotifier(IncidentMessage):
             return False
         return found is not None
 
+
 def _incident_id(note: Notification, alert: Alert | None) -> int | None:
     """The incident a notification is about: ``incident.*`` payloads name it, alerts know theirs."""
     named = note.payload.get("incident_id")
     if isinstance(named, int) and not isinstance(named, bool):
         return named
     return alert.incident_id if alert is not None else None
-
-
