@@ -31,6 +31,9 @@ finds instead of posting twice. History takes a channel *ID* while rules name ``
 learned from post answers, and a process that never had one for the channel (its first post timed
 out, or it started after a crash) looks the name up with ``conversations.list``.
 
+A postmortem draft (kind ``incident.postmortem``, :mod:`bot.notify.slack_postmortem`) goes to the
+incident's room: a summary message, the Markdown file and charts in its thread, each sent once.
+
 The weekly alert review (kind ``review.weekly``, no alert; :mod:`bot.review.weekly`) is one
 message to ``payload["channel"]``: a header with the title and the review as a code block, cut
 into sections of at most 3,000 characters. It carries metadata naming its outbox row, and a retry
