@@ -47,6 +47,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -64,6 +65,7 @@ from bot.notify.notifier import THREAD_NOTE, Notification
 from bot.notify.slack_api import ChannelPacer, Location, api_error, find_in_history, make_client, metadata_names
 from bot.notify.slack_blocks import alert_message
 from bot.notify.slack_message import HISTORY_PAGES, LOOKBACK, IncidentMessage, record
+from bot.notify.slack_notes import reply_with_note_button, wants_note
 from bot.notify.slack_postmortem import POSTMORTEM, Drafts, PostmortemMessages
 from bot.notify.slack_replies import page_result_reply, state_reply
 from bot.notify.slack_review import REVIEW, REVIEW_EVENT, review_blocks
@@ -86,6 +88,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FIRED = "alert.fired"
+RESOLVES = frozenset({"incident.resolved", "incident.auto_resolved", "alert.resolved", "alert.auto_resolved"})
 PAGE_RESULT = "alert.page_result"
 """What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
 
@@ -165,7 +168,22 @@ class SlackNotifier(IncidentMessage, PostmortemMessages):
             text = replies.named(alert, text) if self._several(incident) else text
         else:
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no alert", retryable=False)
-        self._reply(where, note, text)
+        self._reply(where, note, text, blocks=self._note_button(incident, alert, note.kind, text))
+
+    def _note_button(
+        self, incident: Incident, alert: Alert | None, kind: str, text: str
+    ) -> list[dict[str, Any]] | None:
+        """The reply of the resolve that ended the incident, when nobody wrote a note: it offers
+        **Add resolution note** (:mod:`bot.notify.slack_notes`)."""
+        if kind not in RESOLVES:
+            return None
+        with open_session(self._engine) as s:
+            current = incident_store.get(s, incident.id or 0)
+        if current is None or not wants_note(current):
+            return None
+        if alert is not None and alert.resolved_at != current.resolved_at:
+            return None  # an alert closed on its own; the incident ended later
+        return reply_with_note_button(text, current)
 
     def _legacy(self, alert: Alert | None, note: Notification, config: Config) -> None:
         """A change of an alert posted before incidents (it joined none): its own message is

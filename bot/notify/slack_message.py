@@ -48,6 +48,7 @@ from bot.notify.slack_api import (
     metadata_names,
     thread_has,
 )
+from bot.notify.slack_notes import seen_before_line
 from bot.observability import Metrics
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
@@ -115,8 +116,9 @@ class IncidentMessage(SlackPoster):
             members = incident_store.alerts(s, incident.id or 0)
             recovered = _recovered(s, members)
             shipped = _shipped_before(s, incident, members, config)
+            seen = _seen_before(s, incident, members)
         text, blocks = view.render(
-            incident, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped
+            incident, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped, seen=seen
         )
         ids = [m.id for m in _by_id(members)]
         payload: dict[str, Any] = {"incident_id": incident.id, "outbox_id": note.id, "alert_ids": ids}
@@ -196,8 +198,9 @@ class IncidentMessage(SlackPoster):
             members = incident_store.alerts(s, incident.id or 0)
             recovered = _recovered(s, members)
             shipped = _shipped_before(s, incident, members, config)
+            seen = _seen_before(s, incident, members)
         text, blocks = view.render(
-            current, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped
+            current, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped, seen=seen
         )
         if self._unchanged(where, text, blocks):
             log.debug("incident %s: Slack message %s already shows this; no update", incident.id, where[1])
@@ -222,7 +225,14 @@ class IncidentMessage(SlackPoster):
     # ------------------------------------------------------------------ thread replies
 
     def _reply(
-        self, where: Location, note: Notification, text: str, *, broadcast: bool = False, part: str = ""
+        self,
+        where: Location,
+        note: Notification,
+        text: str,
+        *,
+        broadcast: bool = False,
+        part: str = "",
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         channel, root_ts = where
         if note.attempts > 0 and self._reply_exists(where, note, part):
@@ -234,7 +244,9 @@ class IncidentMessage(SlackPoster):
         metadata = {"event_type": REPLY_EVENT, "event_payload": event_payload}
         subject = f"alert {note.alert_id}" if note.kind.startswith("alert.") else "its incident"
         what = f"{note.kind.split('.', 1)[1]} reply for {subject}"
-        self._post(channel, text=text, metadata=metadata, thread_ts=root_ts, broadcast=broadcast, what=what)
+        self._post(
+            channel, text=text, metadata=metadata, blocks=blocks, thread_ts=root_ts, broadcast=broadcast, what=what
+        )
 
     def _reply_exists(self, where: Location, note: Notification, part: str = "") -> bool:
         try:
@@ -275,6 +287,15 @@ def _shipped_before(s: Session, incident: Incident, members: Sequence[Alert], co
     opened = incident.opened_at
     models = sorted({m.model for m in members})
     return made_between(s, models, opened - config.settings.change_window, opened, limit=CHANGES_SHOWN)
+
+
+def _seen_before(s: Session, incident: Incident, members: Sequence[Alert]) -> str:
+    """The last resolved incidents of the same rule and model (a storm's fleet has no one model)."""
+    if incident.storm_rule or not members:
+        return ""
+    lead = view.newest_per_key(members)[0]
+    past = incident_store.resolved_for(s, rule=lead.rule, model=lead.model, before=incident.opened_at)
+    return seen_before_line(past)
 
 
 def _recovered(s: Session, members: Sequence[Alert]) -> dict[int, Mapping[str, object]]:
