@@ -107,6 +107,11 @@ class IncidentReview:
 
     # ------------------------------------------------------------------ reading
 
+    def room_incident(self, room_id: str) -> Incident | None:
+        """The incident whose room is the channel ``room_id``, if any."""
+        with open_session(self._engine) as s:
+            return incident_store.with_room(s, room_id)
+
     def timeline(self, incident_id: int) -> list[timeline.Entry] | None:
         """The incident's timeline, oldest first (``None``: no such incident)."""
         with open_session(self._engine) as s:

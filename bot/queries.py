@@ -39,6 +39,11 @@ class Queries:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> Engine:
+        """For the other readers the Slack app is built with (:class:`bot.incident_review.IncidentReview`)."""
+        return self._engine
+
     # ------------------------------------------------------------------ alerts and incidents
 
     def alert(self, alert_id: int) -> Alert | None:
@@ -72,6 +77,10 @@ class Queries:
         with open_session(self._engine) as s:
             where = incident_store.slack_message(s, incident_id)
         return where[0] if where else None
+
+    def incident(self, incident_id: int) -> Incident | None:
+        with open_session(self._engine) as s:
+            return incident_store.get(s, incident_id)
 
     def incident_lead(self, incident_id: int) -> tuple[Incident, Alert] | None:
         """The incident and the alert that speaks for it (its most severe open one, else its first)."""

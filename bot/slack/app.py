@@ -38,10 +38,11 @@ from starlette.routing import Route
 
 from bot.clock import Clock
 from bot.config.loader import Config
+from bot.incident_review import IncidentReview
 from bot.queries import Queries
 from bot.service import AlertService
 from bot.settings import Settings
-from bot.slack import actions, commands, home, silences
+from bot.slack import actions, commands, home, resolution_notes, silences, timeline_marks
 from bot.slack.after_ack import AfterAck
 from bot.slack.context import SlackContext
 from bot.slack.gates import (
@@ -149,8 +150,11 @@ def build_slack_app(
     )
     app.middleware(only_workspace(workspace))  # the HTTP edge refuses these first; this covers Socket Mode
     app.middleware(skip_slack_retries)
-    context = SlackContext(service=service, queries=queries, config=config, clock=clock, after_ack=after_ack)
-    for surface in (actions, commands, home, silences):
+    review = IncidentReview(queries.engine, clock, config, service)
+    context = SlackContext(
+        service=service, queries=queries, config=config, clock=clock, after_ack=after_ack, review=review
+    )
+    for surface in (actions, commands, home, silences, resolution_notes, timeline_marks):
         surface.register(app, context)
     return app
 

@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck
 
 from bot.clock import Clock
 from bot.config.loader import Config
+from bot.incident_review import IncidentReview
 from bot.queries import Queries
 from bot.service import AlertService
 from bot.slack.access import MembershipCache
@@ -30,6 +31,8 @@ class SlackContext:
     """Called per request, so a reload applies at once."""
     clock: Clock
     after_ack: AfterAck
+    review: IncidentReview
+    """Timeline marks and resolution notes (:mod:`bot.incident_review`)."""
     membership: MembershipCache = field(default_factory=MembershipCache)
     """Who is in a channel or user group, shared by every access check."""
 

@@ -183,3 +183,24 @@ def slo_chart_failed(detail: str) -> str:
 
 def runbook_truncated(model: str) -> str:
     return f"_The runbook of `{escape_mrkdwn(model)}` is longer than one Slack message; the rest was cut._"
+
+
+# --------------------------------------------------------------------------- resolution notes and the timeline
+
+NOTE_NEEDED = "Write what caused it or what fixed it: this severity needs a resolution note to resolve."
+ONLY_IN_A_ROOM = (
+    ":information_source: *Add to timeline* works in an incident's room only: declare the incident "
+    "(`/incident declare`) and mark messages there."
+)
+
+
+def note_saved(incident_id: int) -> str:
+    return f":memo: Resolution note saved on incident #{incident_id}; the next one of this rule and model shows it."
+
+
+def marked(incident_id: int) -> str:
+    return f":stopwatch: Added to the timeline of incident #{incident_id}."
+
+
+def already_marked(incident_id: int) -> str:
+    return f":stopwatch: This message is already on the timeline of incident #{incident_id}."

@@ -9,6 +9,7 @@ command's own grammar, in its module; this one only takes the payload apart.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,3 +84,86 @@ def parse_command(command: Mapping[str, Any]) -> Asked:
 def command_text(command: Mapping[str, Any]) -> str:
     """The words after the command (``/silence`` *latency_spike 1h*)."""
     return str(command.get("text") or "")
+
+
+NOTE_BLOCKS = ("cause", "fix")
+"""The resolution-note modal's inputs: block ``cause`` / ``fix``, each with action ``<block>_input``."""
+
+
+@dataclass(frozen=True)
+class NoteSubmission:
+    """A submitted resolution-note modal: who, what they wrote, and what the modal was opened for."""
+
+    user: str
+    cause: str
+    fix: str
+    incident_id: int | None
+    resolve: bool
+    """Opened by Resolve (resolve and note together), else by **Add resolution note** (note only)."""
+    channel: str | None
+
+
+def parse_note_submission(body: Mapping[str, Any]) -> NoteSubmission:
+    """Read a ``view_submission`` of the note modal; ``private_metadata`` is the JSON the bot set."""
+    view = body.get("view") or {}
+    values = (view.get("state") or {}).get("values") or {}
+    typed = {
+        name: str(((values.get(name) or {}).get(f"{name}_input") or {}).get("value") or "") for name in NOTE_BLOCKS
+    }
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    incident = meta.get("incident_id")
+    return NoteSubmission(
+        user=str((body.get("user") or {}).get("id", "")),
+        cause=typed["cause"].strip(),
+        fix=typed["fix"].strip(),
+        incident_id=incident if isinstance(incident, int) and not isinstance(incident, bool) else None,
+        resolve=meta.get("resolve") is True,
+        channel=str(meta.get("channel") or "") or None,
+    )
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A room message someone marked for the timeline (⏱ reaction or **Add to timeline**)."""
+
+    user: str
+    channel: str
+    ts: str
+    author: str
+    text: str | None
+    """The message's text when the payload carries it (a shortcut does; a reaction does not)."""
+    thread_ts: str | None = None
+
+
+def parse_reaction(event: Mapping[str, Any]) -> Mark | None:
+    """A ``reaction_added`` event on a message, or None for anything else (a file, a bad shape)."""
+    item = event.get("item")
+    if not isinstance(item, dict) or item.get("type") != "message":
+        return None
+    channel, ts = item.get("channel"), item.get("ts")
+    if not (isinstance(channel, str) and channel and isinstance(ts, str) and ts):
+        return None
+    return Mark(str(event.get("user") or ""), channel, ts, str(event.get("item_user") or ""), None)
+
+
+def parse_message_shortcut(body: Mapping[str, Any]) -> Mark | None:
+    """A ``message_action`` payload (the message shortcut), or None without a channel or message."""
+    message = body.get("message")
+    channel = (body.get("channel") or {}).get("id")
+    if not isinstance(message, dict) or not isinstance(channel, str) or not channel:
+        return None
+    ts = str(message.get("ts") or body.get("message_ts") or "")
+    if not ts:
+        return None
+    return Mark(
+        user=str((body.get("user") or {}).get("id", "")),
+        channel=channel,
+        ts=ts,
+        author=str(message.get("user") or message.get("bot_id") or ""),
+        text=str(message.get("text") or ""),
+        thread_ts=str(message.get("thread_ts") or "") or None,
+    )
