@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot.alerts import store as alert_store
@@ -163,14 +163,14 @@ def slack_message(session: Session, incident_id: int) -> tuple[str, str] | None:
     return row.slack_channel, row.slack_ts
 
 
-def opened_between(session: Session, *, since: datetime, until: datetime) -> int:
-    """How many incidents opened in ``[since, until)``: the weekly review counts them."""
-    query = (
-        select(func.count())
-        .select_from(IncidentRow)
+def opened_in(session: Session, *, since: datetime, until: datetime) -> list[Incident]:
+    """The incidents that opened in ``[since, until)``, oldest first (the weekly review's)."""
+    rows = session.exec(
+        select(IncidentRow)
         .where(col(IncidentRow.opened_at) >= since, col(IncidentRow.opened_at) < until)
-    )
-    return int(session.exec(query).one())
+        .order_by(col(IncidentRow.opened_at))
+    ).all()
+    return [to_incident(r) for r in rows]
 
 
 def to_incident(row: IncidentRow) -> Incident:
