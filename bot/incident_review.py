@@ -112,12 +112,6 @@ class IncidentReview:
         with open_session(self._engine) as s:
             return incident_store.with_room(s, room_id)
 
-    def timeline(self, incident_id: int) -> list[timeline.Entry] | None:
-        """The incident's timeline, oldest first (``None``: no such incident)."""
-        with open_session(self._engine) as s:
-            incident = incident_store.get(s, incident_id)
-            return None if incident is None else _timeline(s, incident, self._clock.now())
-
     def facts(self, incident_id: int, *, charts: bool = True) -> tuple[PostmortemFacts, dict[str, bytes]] | None:
         """Everything the postmortem says, measured from stored data, and its charts by file name."""
         config, now = self._config(), self._clock.now()
@@ -127,7 +121,7 @@ class IncidentReview:
                 return None
             members = incident_store.alerts(s, incident_id)
             history = incident_store.history(s, incident_id)
-            entries = _timeline(s, incident, now, members=members, history=history)
+            entries = timeline_of(s, incident, now, members=members, history=history)
             end = incident.resolved_at or now
             models = tuple(sorted({m.model for m in members}))
             start = incident.opened_at
@@ -178,7 +172,7 @@ def _same_message(event: IncidentEvent, data: Mapping[str, object]) -> bool:
     return event.kind is IncidentEventKind.NOTED and bool(data.get("ts")) and event.data.get("ts") == data.get("ts")
 
 
-def _timeline(
+def timeline_of(
     s: Session,
     incident: Incident,
     now: datetime,
@@ -186,6 +180,8 @@ def _timeline(
     members: Sequence[Alert] | None = None,
     history: Sequence[IncidentEvent] | None = None,
 ) -> list[timeline.Entry]:
+    """The incident's timeline, oldest first, from its history, its alerts' and the silences set
+    while it was open (``now`` ends an open incident's span); ``members``/``history`` if read already."""
     incident_id = incident.id or 0
     members = incident_store.alerts(s, incident_id) if members is None else members
     history = incident_store.history(s, incident_id) if history is None else history

@@ -18,8 +18,10 @@ from bot.alerts.lifecycle import Alert
 from bot.changes.events import Change
 from bot.changes.log import ChangeLog
 from bot.config.loader import Config
+from bot.incident_review import timeline_of
 from bot.incidents import store as incident_store
 from bot.incidents.incident import Incident
+from bot.incidents.timeline import Entry
 from bot.notify.slack_incident import newest_per_key
 from bot.review.weekly import weekly_review_text
 from bot.silences import store as silence_store
@@ -81,6 +83,13 @@ class Queries:
     def incident(self, incident_id: int) -> Incident | None:
         with open_session(self._engine) as s:
             return incident_store.get(s, incident_id)
+
+    def incident_timeline(self, incident_id: int, now: datetime) -> list[Entry] | None:
+        """The incident's timeline, oldest first (``None``: no such incident); Slack shows it with
+        :func:`bot.incidents.timeline.timeline_text` (``slack=True``)."""
+        with open_session(self._engine) as s:
+            incident = incident_store.get(s, incident_id)
+            return None if incident is None else timeline_of(s, incident, now)
 
     def incident_lead(self, incident_id: int) -> tuple[Incident, Alert] | None:
         """The incident and the alert that speaks for it (its most severe open one, else its first)."""

@@ -9,6 +9,8 @@ import pytest
 
 from bot.cli import main
 from bot.incidents.incident import IncidentEventKind
+from bot.incidents.timeline import timeline_text
+from bot.queries import Queries
 from bot.review.postmortem import render_markdown, summary_text
 from tests.review.incident_world import ANA, BEN, MIN, ROOM, T0, World, build_world, resolve
 
@@ -118,3 +120,15 @@ def test_the_cli_prints_the_draft_and_refuses_an_unknown_incident(
 
     assert main(["postmortem", "999", "--config-dir", str(world.config_dir)]) == 1
     assert "no incident #999 in the database" in capsys.readouterr().err
+
+
+def test_slack_reads_the_timeline_through_the_queries(world: World) -> None:
+    queries = Queries(world.engine)
+    entries = queries.incident_timeline(world.incident_id, world.clock.now())
+    assert entries is not None
+
+    text = timeline_text(entries, slack=True)
+
+    assert f"- 09:10 UTC · noted · <@{BEN}>: rolled the prompt back to v41" in text
+    assert f"- 09:04 UTC · acknowledged · <@{ANA}>: acknowledged the whole incident" in text
+    assert queries.incident_timeline(999, world.clock.now()) is None
