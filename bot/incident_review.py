@@ -92,7 +92,7 @@ class IncidentReview:
                 raise LookupError(f"no incident with id {incident_id}")
             if incident.resolution_note:
                 by = incident.resolution_note.get("by") or "someone"
-                raise ActionRefused(f"<@{by}> already wrote this incident's resolution note.")
+                raise ActionRefused(f"{by} already wrote this incident's resolution note.")
             now = self._clock.now()
             return incident_store.save(
                 s, response.add_resolution_note(incident, actor=actor, cause=cause, fix=fix, now=now)

@@ -10,7 +10,7 @@ note -- and leaves the *why* to the people who edit it, with a checklist of what
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR
@@ -73,7 +73,6 @@ class PostmortemFacts:
     """File names of the metric charts attached beside the draft."""
     charts_missing: str = ""
     """Why there are no charts (the charts extra is not installed), if so."""
-    extra_followups: tuple[str, ...] = field(default=())
 
 
 def minutes(delta: timedelta | None) -> str:
@@ -236,7 +235,6 @@ def followups(facts: PostmortemFacts) -> list[str]:
         items.append("It paged but ended below P1: was the page worth waking someone?")
     if any(b.spent is not None and b.spent >= 0.1 for b in facts.budgets):
         items.append("It spent 10% or more of an error budget: review the SLO's remaining budget and releases")
-    items += list(facts.extra_followups)
     items += [
         "Update the runbook with what worked",
         f"Decide whether {', '.join(facts.rules) or 'the rule'} fired at the right time (too late, too noisy?)",

@@ -104,26 +104,32 @@ class NoteSubmission:
 
 
 def parse_note_submission(body: Mapping[str, Any]) -> NoteSubmission:
-    """Read a ``view_submission`` of the note modal; ``private_metadata`` is the JSON the bot set."""
-    view = body.get("view") or {}
-    values = (view.get("state") or {}).get("values") or {}
-    typed = {
-        name: str(((values.get(name) or {}).get(f"{name}_input") or {}).get("value") or "") for name in NOTE_BLOCKS
-    }
+    """Read a ``view_submission`` of the note modal; ``private_metadata`` is the JSON the bot set.
+    A field of the wrong shape reads as empty (the submission is then refused, never a crash)."""
+    view = _object(body.get("view"))
+    values = _object(_object(view.get("state")).get("values"))
+    typed = {name: _text(_object(_object(values.get(name)).get(f"{name}_input")).get("value")) for name in NOTE_BLOCKS}
     try:
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = _object(json.loads(_text(view.get("private_metadata")) or "{}"))
     except ValueError:
         meta = {}
-    meta = meta if isinstance(meta, dict) else {}
     incident = meta.get("incident_id")
     return NoteSubmission(
-        user=str((body.get("user") or {}).get("id", "")),
+        user=_text(_object(body.get("user")).get("id")),
         cause=typed["cause"].strip(),
         fix=typed["fix"].strip(),
         incident_id=incident if isinstance(incident, int) and not isinstance(incident, bool) else None,
         resolve=meta.get("resolve") is True,
-        channel=str(meta.get("channel") or "") or None,
+        channel=_text(meta.get("channel")) or None,
     )
+
+
+def _object(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 @dataclass(frozen=True)
@@ -141,29 +147,25 @@ class Mark:
 
 def parse_reaction(event: Mapping[str, Any]) -> Mark | None:
     """A ``reaction_added`` event on a message, or None for anything else (a file, a bad shape)."""
-    item = event.get("item")
-    if not isinstance(item, dict) or item.get("type") != "message":
+    item = _object(event.get("item"))
+    channel, ts = _text(item.get("channel")), _text(item.get("ts"))
+    if item.get("type") != "message" or not (channel and ts):
         return None
-    channel, ts = item.get("channel"), item.get("ts")
-    if not (isinstance(channel, str) and channel and isinstance(ts, str) and ts):
-        return None
-    return Mark(str(event.get("user") or ""), channel, ts, str(event.get("item_user") or ""), None)
+    return Mark(_text(event.get("user")), channel, ts, _text(event.get("item_user")), None)
 
 
 def parse_message_shortcut(body: Mapping[str, Any]) -> Mark | None:
     """A ``message_action`` payload (the message shortcut), or None without a channel or message."""
-    message = body.get("message")
-    channel = (body.get("channel") or {}).get("id")
-    if not isinstance(message, dict) or not isinstance(channel, str) or not channel:
-        return None
-    ts = str(message.get("ts") or body.get("message_ts") or "")
-    if not ts:
+    message = _object(body.get("message"))
+    channel = _text(_object(body.get("channel")).get("id"))
+    ts = _text(message.get("ts")) or _text(body.get("message_ts"))
+    if not (message and channel and ts):
         return None
     return Mark(
-        user=str((body.get("user") or {}).get("id", "")),
+        user=_text(_object(body.get("user")).get("id")),
         channel=channel,
         ts=ts,
-        author=str(message.get("user") or message.get("bot_id") or ""),
-        text=str(message.get("text") or ""),
-        thread_ts=str(message.get("thread_ts") or "") or None,
+        author=_text(message.get("user")) or _text(message.get("bot_id")),
+        text=_text(message.get("text")),
+        thread_ts=_text(message.get("thread_ts")) or None,
     )

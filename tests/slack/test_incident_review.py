@@ -97,7 +97,8 @@ def test_a_second_submission_is_refused_and_keeps_the_first_note(env: SlackEnv) 
     env.wait_until(lambda: env.incident().state is IncidentState.RESOLVED)
 
     submit(env, view, user=BEN, cause="second", fix="second")
-    env.wait_until(lambda: any("already wrote" in t for t in env.ephemerals(BEN)))
+    refusal = f":no_entry_sign: <@{ANA}> already wrote this incident's resolution note."
+    env.wait_until(lambda: refusal in env.ephemerals(BEN))
 
     note = env.incident().resolution_note
     assert note is not None and note["cause"] == "first" and note["by"] == ANA
