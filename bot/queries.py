@@ -86,7 +86,7 @@ class Queries:
 
     def incident_timeline(self, incident_id: int, now: datetime) -> list[Entry] | None:
         """The incident's timeline, oldest first (``None``: no such incident); Slack shows it with
-        :func:`bot.incidents.timeline.timeline_text` (``slack=True``)."""
+        :func:`bot.incidents.timeline.timeline_text` (``slack=escape_mrkdwn``)."""
         with open_session(self._engine) as s:
             incident = incident_store.get(s, incident_id)
             return None if incident is None else timeline_of(s, incident, now)

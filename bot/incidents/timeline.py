@@ -14,7 +14,7 @@ entries; :func:`timeline_text` writes them for Slack (mentions) or Markdown (pla
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -141,10 +141,14 @@ def _silence_entries(incident: Incident, alerts: Sequence[Alert], silences: Iter
     return entries
 
 
-def timeline_text(entries: Sequence[Entry], *, slack: bool = False, limit: int | None = None) -> str:
+def timeline_text(
+    entries: Sequence[Entry], *, slack: Callable[[str], str] | None = None, limit: int | None = None
+) -> str:
     """One line per entry: ``- 14:02 UTC · acknowledged · @U0ANA: acknowledged the whole incident``.
-    ``slack``: actors as mentions (``<@U…>``); else plain ``@U…`` (Markdown files, the terminal).
-    The date is shown when the timeline spans more than one day. ``limit``: the newest entries only."""
+    ``slack``: the mrkdwn escaper (:func:`bot.notify.slack_text.escape_mrkdwn`) -- texts people
+    wrote are escaped and actors become mentions (``<@U…>``); without it, plain ``@U…`` (Markdown
+    files, the terminal). The date is shown when the timeline spans more than one day.
+    ``limit``: the newest entries only."""
     if not entries:
         return "_No events recorded._"
     shown = list(entries)[-limit:] if limit else list(entries)
@@ -154,7 +158,8 @@ def timeline_text(entries: Sequence[Entry], *, slack: bool = False, limit: int |
     if len(shown) < len(entries):
         lines.append(f"- … {len(entries) - len(shown)} earlier entries")
     for entry in shown:
-        lines.append(f"- {entry.at:{fmt}} · {entry.kind} · {who(entry.actor, slack=slack)}: {entry.text}")
+        text = slack(entry.text) if slack else entry.text
+        lines.append(f"- {entry.at:{fmt}} · {entry.kind} · {who(entry.actor, slack=slack is not None)}: {text}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from bot.changes.events import Change, how_long_before
 from bot.config.durations import humanize, window_words
 from bot.incidents.incident import Incident
 from bot.incidents.timeline import Entry, timeline_text, who
+from bot.notify.slack_text import escape_mrkdwn
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,10 @@ def _note_line(incident: Incident, *, slack: bool) -> str:
     if not note:
         return "Resolution note: _none yet_ — what caused it, and what fixed it?"
     by = who(str(note.get("by") or ""), slack=slack)
-    return f"Resolution note by {by}: cause: {note.get('cause') or '—'}; fix: {note.get('fix') or '—'}"
+    cause, fix = (str(note.get(k) or "—") for k in ("cause", "fix"))
+    if slack:  # what people typed, said in Slack: no mentions or links of theirs
+        cause, fix = escape_mrkdwn(cause), escape_mrkdwn(fix)
+    return f"Resolution note by {by}: cause: {cause}; fix: {fix}"
 
 
 def followups(facts: PostmortemFacts) -> list[str]:

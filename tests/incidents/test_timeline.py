@@ -91,7 +91,9 @@ def test_the_text_names_time_kind_and_person_as_a_mention_in_slack_and_plain_in_
         "- 09:00 UTC · fired · incident-bot: latency_spike:fraud-v2 fired\n"
         f"- 09:03 UTC · acknowledged · @{ANA}: acknowledged the whole incident"
     )
-    assert f"<@{ANA}>" in timeline_text(entries, slack=True)
+    said = [*entries, Entry(T0 + 4 * MIN, ANA, "noted", "<!channel> rolled back")]
+    in_slack = timeline_text(said, slack=lambda t: t.replace("<", "&lt;").replace(">", "&gt;"))
+    assert f"· <@{ANA}>: &lt;!channel&gt; rolled back" in in_slack
     assert timeline_text(entries, limit=1).splitlines()[0] == "- … 1 earlier entries"
     spanning = [*entries, Entry(T0 + timedelta(days=1), ANA, "resolved", "resolved")]
     assert timeline_text(spanning).splitlines()[-1].startswith("- 05 Dec 09:00 UTC · resolved")

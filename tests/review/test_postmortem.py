@@ -10,6 +10,7 @@ import pytest
 from bot.cli import main
 from bot.incidents.incident import IncidentEventKind
 from bot.incidents.timeline import timeline_text
+from bot.notify.slack_text import escape_mrkdwn
 from bot.queries import Queries
 from bot.review.postmortem import render_markdown, summary_text
 from tests.review.incident_world import ANA, BEN, MIN, ROOM, T0, World, build_world, resolve
@@ -127,7 +128,7 @@ def test_slack_reads_the_timeline_through_the_queries(world: World) -> None:
     entries = queries.incident_timeline(world.incident_id, world.clock.now())
     assert entries is not None
 
-    text = timeline_text(entries, slack=True)
+    text = timeline_text(entries, slack=escape_mrkdwn)
 
     assert f"- 09:10 UTC · noted · <@{BEN}>: rolled the prompt back to v41" in text
     assert f"- 09:04 UTC · acknowledged · <@{ANA}>: acknowledged the whole incident" in text
