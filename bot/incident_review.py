@@ -160,6 +160,7 @@ class IncidentReview:
             markdown=render_markdown(facts),
             summary=summary_text(facts),
             charts=charts,
+            needs_note=not i.resolution_note,
         )
 
     def markdown(self, incident_id: int, *, charts: bool = False) -> str | None:

@@ -183,7 +183,7 @@ class SlackNotifier(IncidentMessage, PostmortemMessages):
             return None
         if alert is not None and alert.resolved_at != current.resolved_at:
             return None  # an alert closed on its own; the incident ended later
-        return reply_with_note_button(text, current)
+        return reply_with_note_button(text, current.id)
 
     def _legacy(self, alert: Alert | None, note: Notification, config: Config) -> None:
         """A change of an alert posted before incidents (it joined none): its own message is

@@ -31,9 +31,9 @@ def wants_note(incident: Incident) -> bool:
     return incident.state is IncidentState.RESOLVED and not incident.resolution_note
 
 
-def reply_with_note_button(text: str, incident: Incident) -> list[dict[str, Any]]:
-    """The resolve reply's blocks: its text, then **Add resolution note**."""
-    button = ButtonElement(text="Add resolution note", action_id=ADD_NOTE_ACTION, value=str(incident.id))
+def reply_with_note_button(text: str, incident_id: int | None) -> list[dict[str, Any]]:
+    """A reply's blocks (the resolve's, the postmortem summary's): its text, then **Add resolution note**."""
+    button = ButtonElement(text="Add resolution note", action_id=ADD_NOTE_ACTION, value=str(incident_id))
     return [section(text).to_dict(), ActionsBlock(block_id="resolution_note", elements=[button]).to_dict()]
 
 

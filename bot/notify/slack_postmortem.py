@@ -25,6 +25,7 @@ from typing import Any
 from bot.errors import DeliveryError
 from bot.notify.notifier import Notification
 from bot.notify.slack_api import Location, SlackPoster, find_in_history, metadata_names
+from bot.notify.slack_notes import reply_with_note_button
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class PostmortemDraft:
     markdown: str
     summary: str
     charts: Mapping[str, bytes] = field(default_factory=dict)
+    needs_note: bool = False
+    """Nobody wrote a resolution note yet: the summary offers **Add resolution note**."""
 
 
 Drafts = Callable[[int], PostmortemDraft | None]
@@ -68,7 +71,10 @@ class PostmortemMessages(SlackPoster):
         if where is None:
             payload = {"incident_id": incident_id, "outbox_id": note.id}
             metadata = {"event_type": POSTMORTEM_EVENT, "event_payload": payload}
-            where = self._post(draft.room_id, text=draft.summary, metadata=metadata, what="postmortem summary")
+            blocks = reply_with_note_button(draft.summary, incident_id) if draft.needs_note else None
+            where = self._post(
+                draft.room_id, text=draft.summary, blocks=blocks, metadata=metadata, what="postmortem summary"
+            )
         elif self._file_in_thread(where, draft.filename):
             log.info("postmortem of incident %s is already in %s; not uploading again", incident_id, where[0])
             return

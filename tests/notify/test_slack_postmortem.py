@@ -13,6 +13,7 @@ from sqlmodel import select
 from bot.errors import DeliveryError
 from bot.notify.notifier import Notification
 from bot.notify.slack import SlackNotifier, make_client
+from bot.notify.slack_notes import ADD_NOTE_ACTION
 from bot.notify.slack_postmortem import POSTMORTEM, POSTMORTEM_EVENT
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
@@ -96,3 +97,17 @@ def test_a_retry_after_the_upload_failed_uploads_once_under_the_first_summary(
     (summary,) = slack.messages(ROOM_ID)
     shared = [f["name"] for m in slack.thread(ROOM_ID, summary["ts"])[1:] for f in m.get("files", [])]
     assert shared.count(f"postmortem-incident-{world.incident_id}.md") == 1
+
+
+def test_a_postmortem_without_a_note_offers_add_resolution_note_under_its_summary(
+    world: World, slack: SlackEmulator
+) -> None:
+    world.service.resolve_incident(world.incident_id, actor="U0ANA0001")
+    (row,) = postmortem_rows(world)
+
+    notifier(world, slack).send(attempt(row, 0))
+
+    (summary,) = slack.messages(ROOM_ID)
+    assert "Resolution note: _none yet_" in summary["text"]
+    buttons = [e["action_id"] for b in summary["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == [ADD_NOTE_ACTION]
