@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "incident_actions",
         "service",
         "incident_response",
+        "incident_review",
         "queries",
         "retention",
         "health",

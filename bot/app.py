@@ -29,6 +29,7 @@ from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.health import health_routes
+from bot.incident_review import IncidentReview
 from bot.jobs import build_scheduler
 from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
@@ -146,8 +147,9 @@ def default_notifiers(
     malformed one, or no ``SMTP_FROM``, stops the start)."""
     notifiers: dict[str, Notifier] = {}
     if _secret(settings.slack_bot_token):
+        drafts = IncidentReview(engine, clock, holder).draft  # postmortems in incident rooms (reads only)
         notifiers["slack"] = SlackNotifier.from_settings(
-            settings, engine=engine, config=holder, clock=clock, metrics=metrics
+            settings, engine=engine, config=holder, clock=clock, metrics=metrics, drafts=drafts
         )
     else:
         log.warning("SLACK_BOT_TOKEN is not set: alerts are written to the log instead of Slack")

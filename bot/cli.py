@@ -1,5 +1,5 @@
 """The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review, changes,
-outbox."""
+outbox, postmortem."""
 
 from __future__ import annotations
 
@@ -48,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--open", action="store_true", help="open the sandbox page in a web browser")
     slo_cli.add_parsers(sub)  # slo status, alerts review, changes
     outbox_cli.add_parser(sub)  # outbox list, retry, drop
+    postmortem = sub.add_parser("postmortem", help="print an incident's postmortem draft (Markdown)")
+    postmortem.add_argument("incident", type=int, help="the incident's number (#7 on its Slack message)")
+    postmortem.add_argument(
+        "--config-dir", type=Path, default=None, help="default: $BOT_CONFIG_DIR or the shipped rules"
+    )
     args = parser.parse_args(argv)
+    if args.command == "postmortem":
+        return _postmortem(args)
     if args.command in ("slo", "alerts", "changes"):
         return slo_cli.run(args)
     if args.command == "outbox":
@@ -64,6 +71,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "init":
         return _init(args.directory)
     return _test_rules(args.file, args.config_dir, jitter=args.jitter, seed=args.seed)
+
+
+def _postmortem(args: argparse.Namespace) -> int:
+    """Print the draft the incident's room gets at resolve (without the charts, which are PNGs)."""
+    from bot.clock import SystemClock
+    from bot.incident_review import IncidentReview
+
+    loaded = slo_cli.load(args)
+    if loaded is None:
+        return 1
+    config, engine = loaded
+    try:
+        text = IncidentReview(engine, SystemClock(), lambda: config).markdown(args.incident)
+    finally:
+        engine.dispose()
+    if text is None:
+        print(f"no incident #{args.incident} in the database", file=sys.stderr)
+        return 1
+    print(text, end="")
+    return 0
 
 
 def _check(directory: Path | None) -> int:

@@ -90,9 +90,20 @@ class IncidentActions:
         stops, PagerDuty hears once; the people in Slack hear one reply, not one per alert."""
         return self._act_on_incident(incident_id, incidents.acknowledge, lifecycle.acknowledge, actor, at)
 
-    def resolve_incident(self, incident_id: int, *, actor: str, at: datetime | None = None) -> Incident:
-        """A person declares the whole incident over: its open alerts resolve with it."""
-        return self._act_on_incident(incident_id, incidents.resolve, lifecycle.resolve, actor, at)
+    def resolve_incident(
+        self, incident_id: int, *, actor: str, at: datetime | None = None, cause: str = "", fix: str = ""
+    ) -> Incident:
+        """A person declares the whole incident over: its open alerts resolve with it. With a
+        ``cause`` or ``fix`` (the Resolve modal), the resolution note is saved in the same
+        transaction, first: a refused resolve (already resolved) keeps no note, so it is written once."""
+
+        def noted(s: Session, current: Incident, now: datetime) -> Incident:
+            return incident_store.save(
+                s, response.add_resolution_note(current, actor=actor, cause=cause, fix=fix, now=now)
+            )
+
+        first = noted if cause.strip() or fix.strip() else None
+        return self._act_on_incident(incident_id, incidents.resolve, lifecycle.resolve, actor, at, first=first)
 
     def _act_on_incident(
         self,
@@ -101,10 +112,13 @@ class IncidentActions:
         each: Callable[..., Transition],
         actor: str,
         at: datetime | None,
+        *,
+        first: Callable[[Session, Incident, datetime], Incident] | None = None,
     ) -> Incident:
         """Raises ActionRefused (with the reason) or LookupError; the loser of two clicks at once
         re-reads and is refused with what happened, as for an alert. Taken ``at`` (a kept click):
-        alerts that joined the incident after the click are not acknowledged by it."""
+        alerts that joined the incident after the click are not acknowledged by it. ``first``: a
+        change saved before the decision, in its transaction (the resolution note)."""
 
         def attempt(s: Session) -> Incident:
             current = incident_store.get(s, incident_id)
@@ -112,6 +126,7 @@ class IncidentActions:
                 raise LookupError(f"no incident with id {incident_id}")
             now = self._clock.now()
             taken = at or now
+            current = first(s, current, taken) if first is not None else current
             change = decide(current, actor=actor, now=taken)
             config = self._config()
             silences = silence_store.active(s, now=now)

@@ -18,8 +18,10 @@ from bot.alerts.lifecycle import Alert
 from bot.changes.events import Change
 from bot.changes.log import ChangeLog
 from bot.config.loader import Config
+from bot.incident_review import timeline_of
 from bot.incidents import store as incident_store
-from bot.incidents.incident import Incident, IncidentEvent
+from bot.incidents.incident import Incident
+from bot.incidents.timeline import Entry
 from bot.notify.slack_incident import newest_per_key
 from bot.review.weekly import weekly_review_text
 from bot.silences import store as silence_store
@@ -38,6 +40,11 @@ COVERING_SLACK = timedelta(minutes=1)
 class Queries:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        """For the other readers the Slack app is built with (:class:`bot.incident_review.IncidentReview`)."""
+        return self._engine
 
     # ------------------------------------------------------------------ alerts and incidents
 
@@ -73,6 +80,17 @@ class Queries:
             where = incident_store.slack_message(s, incident_id)
         return where[0] if where else None
 
+    def incident(self, incident_id: int) -> Incident | None:
+        with open_session(self._engine) as s:
+            return incident_store.get(s, incident_id)
+
+    def incident_timeline(self, incident_id: int, now: datetime) -> list[Entry] | None:
+        """The incident's timeline, oldest first (``None``: no such incident); Slack shows it with
+        :func:`bot.incidents.timeline.timeline_text` (``slack=escape_mrkdwn``)."""
+        with open_session(self._engine) as s:
+            incident = incident_store.get(s, incident_id)
+            return None if incident is None else timeline_of(s, incident, now)
+
     def incident_lead(self, incident_id: int) -> tuple[Incident, Alert] | None:
         """The incident and the alert that speaks for it (its most severe open one, else its first)."""
         with open_session(self._engine) as s:
@@ -94,10 +112,6 @@ class Queries:
             return None
         return incident, where, next((a for a in alerts if a.state.is_open), alerts[0])
 
-    def incident(self, incident_id: int) -> Incident | None:
-        with open_session(self._engine) as s:
-            return incident_store.get(s, incident_id)
-
     def incident_by_room(self, channel_id: str) -> Incident | None:
         """The incident whose room is ``channel_id`` (``/incident update`` run in the room)."""
         with open_session(self._engine) as s:
@@ -107,13 +121,6 @@ class Queries:
         """The incident whose root message is ``ts`` (the **Declare incident** shortcut on it)."""
         with open_session(self._engine) as s:
             return incident_store.by_message(s, channel_id, ts)
-
-    def incident_history(self, incident_id: int) -> list[IncidentEvent]:
-        """The incident's events, oldest first (``/incident timeline``)."""
-        with open_session(self._engine) as s:
-            return incident_store.history(s, incident_id)
-
-    # ------------------------------------------------------------------ silences
 
     def active_silences(self, now: datetime) -> list[Silence]:
         with open_session(self._engine) as s:

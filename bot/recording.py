@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -26,15 +26,20 @@ from bot.config.loader import Config
 from bot.incidents import incident as core
 from bot.incidents import store as incident_store
 from bot.incidents import tracker
-from bot.incidents.incident import Incident, IncidentTransition
+from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentTransition
 from bot.incidents.tracker import Group
 from bot.notify.dispatch import Dispatcher
+from bot.notify.outbox import enqueue
 from bot.notify.outbox_rows import Enqueued, enqueue_many
+from bot.notify.slack_postmortem import POSTMORTEM
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
 from bot.storage.database import session as open_session
 
 _T = TypeVar("_T")
+
+POSTMORTEM_CHANNEL = "slack"
+"""Where postmortem drafts go: the incident's room is a Slack channel."""
 
 log = logging.getLogger("bot.service")
 """The transitions' log lines keep the service's logger name, the one operators filter on (and
@@ -112,8 +117,10 @@ class Recorder:
         before = change.incident.paged_keys
         paged = self._dispatch.pages(change.incident, change.event, config, model=lead_model)
         incident = replace(change.incident, paged_keys=(*before, *paged)) if paged else change.incident
-        saved = incident_store.save(s, replace(change, incident=incident))
-        done = replace(change, incident=saved)
+        # the stored event says whom it paged, for the timeline (bot.incidents.timeline)
+        stored = replace(change.event, data={**change.event.data, "paged": paged}) if paged else change.event
+        saved = incident_store.save(s, IncidentTransition(incident, stored))
+        done = IncidentTransition(saved, change.event)
         self._after_save(s, done, config, now, before=before, model=lead_model, by_person=by_person)
         return saved
 
@@ -129,7 +136,8 @@ class Recorder:
         by_person: bool = False,
     ) -> None:
         """Enqueue what people hear of a saved incident transition (at the end of the pass, inside
-        :meth:`whole_pass`) and log it; ``before``: the routing keys it had paged before this one."""
+        :meth:`whole_pass`), and its postmortem when it resolves with a room, and log it;
+        ``before``: the routing keys it had paged before this one."""
         incident, event = saved.incident, saved.event
         dispatch = partial(
             self._dispatch.incident_event,
@@ -143,10 +151,14 @@ class Recorder:
             by_person=by_person,
         )
         deferred: list[Callable[[], None]] | None = getattr(self._local, "deferred", None)
-        if deferred is None:
-            dispatch()
-        else:
-            deferred.append(dispatch)
+        after = [dispatch]
+        if _leaves_a_postmortem(incident, event, self._dispatch.routes.channels):
+            after.append(partial(_enqueue_postmortem, s, incident, now))
+        for step in after:
+            if deferred is None:
+                step()
+            else:
+                deferred.append(step)
         paged = len(incident.paged_keys) - len(before)
         log.info(
             "incident %s %s: %s (%s)%s",
@@ -211,11 +223,14 @@ class Recorder:
             else:
                 placed = group.opened_by(change.alert, now=now)
             before = placed.incident.paged_keys
-            paged = tuple(self._dispatch.pages(placed.incident, placed.event, config, model=change.alert.model))
+            paged = self._dispatch.pages(placed.incident, placed.event, config, model=change.alert.model)
             version = len(steps) + 1
             placed = replace(placed, incident=replace(placed.incident, paged_keys=(*before, *paged), version=version))
             steps.append((change, placed, before))
-        opened = [(steps[-1][1].incident, [placed.event for _, placed, _ in steps]) for steps in groups.values()]
+        opened = [
+            (steps[-1][1].incident, [_as_stored(placed, before) for _, placed, before in steps])
+            for steps in groups.values()
+        ]
         saved = incident_store.insert_new(s, opened)
         alerts: list[Transition] = []
         urgent: list[bool] = []  # as the one-by-one path: the incident as this alert left it pages
@@ -258,6 +273,30 @@ def retried(engine: Engine, attempt: Callable[[Session], _T], *, gives_up: str) 
             except store.ConcurrentChange:
                 s.rollback()
     raise store.ConcurrentChange(gives_up)
+def _as_stored(placed: IncidentTransition, before: tuple[str, ...]) -> IncidentEvent:
+    """The event as :meth:`Recorder.incident` stores it: naming the keys it paged, for the timeline."""
+    paged = list(placed.incident.paged_keys[len(before) :])
+    return replace(placed.event, data={**placed.event.data, "paged": paged}) if paged else placed.event
+
+
+def _leaves_a_postmortem(incident: Incident, event: IncidentEvent, channels: Collection[str]) -> bool:
+    """An incident with a room leaves a postmortem draft there when it resolves (and Slack is here)."""
+    resolved = event.kind in (IncidentEventKind.RESOLVED, IncidentEventKind.AUTO_RESOLVED)
+    return resolved and bool(incident.room_id) and POSTMORTEM_CHANNEL in channels
+
+
+def _enqueue_postmortem(s: Session, incident: Incident, now: datetime) -> None:
+    """The row names the incident only: the draft is written when it is delivered
+    (:mod:`bot.notify.slack_postmortem`), from the data as it then is."""
+    enqueue(
+        s,
+        channel=POSTMORTEM_CHANNEL,
+        kind=POSTMORTEM,
+        payload={"incident_id": incident.id},
+        idempotency_key=f"{POSTMORTEM_CHANNEL}:postmortem:{incident.id}",
+        now=now,
+        incident_id=incident.id,
+    )
 
 
 def _first_model(s: Session, incident: Incident) -> str:

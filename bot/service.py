@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -46,6 +47,7 @@ from bot.slo.service import slo_transitions
 from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 __all__ = ["AlertService", "ExternalPlan", "PassResult", "every_channel", "no_hold"]
 
@@ -293,6 +295,10 @@ class AlertService(IncidentActions):
     def channels(self) -> tuple[str, ...]:
         """The notifier channels this bot delivers to (``slack``, ``log``, ``pagerduty`` …)."""
         return tuple(self._channels)
+
+    def transaction(self, attempt: Callable[[Session], _T], *, gives_up: str) -> _T:
+        """:meth:`_retried`, for the use cases of sibling modules (:mod:`bot.incident_review`)."""
+        return self._retried(attempt, gives_up=gives_up)
 
     def silence(self, silence: Silence, *, note: ThreadNote | None = None) -> Silence:
         """Store the silence and, in the same transaction, queue ``note`` for its thread (on each

@@ -199,6 +199,20 @@ def record_room(session: Session, incident_id: int, *, room_id: str, name: str) 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def resolved_for(session: Session, *, rule: str, model: str, before: datetime, limit: int = 3) -> list[Incident]:
+    """The latest resolved incidents that held an alert of ``rule`` on ``model`` and opened before
+    ``before``, newest first: "Seen before" on a new incident's root message."""
+    held = select(AlertRow.incident_id).where(AlertRow.rule == rule, AlertRow.model == model)
+    rows = session.exec(
+        select(IncidentRow)
+        .where(col(IncidentRow.id).in_(held), IncidentRow.state == IncidentState.RESOLVED.value)
+        .where(col(IncidentRow.opened_at) < before)
+        .order_by(col(IncidentRow.opened_at).desc())
+        .limit(limit)
+    ).all()
+    return [to_incident(r) for r in rows]
+
+
 def rooms_named(session: Session, prefix: str) -> set[str]:
     """Room names already used that start with ``prefix``: a new room takes the next free number."""
     rows = session.exec(select(IncidentRow.room).where(col(IncidentRow.room).startswith(prefix)))
@@ -247,14 +261,14 @@ def slack_message(session: Session, incident_id: int) -> tuple[str, str] | None:
     return row.slack_channel, row.slack_ts
 
 
-def opened_between(session: Session, *, since: datetime, until: datetime) -> int:
-    """How many incidents opened in ``[since, until)``: the weekly review counts them."""
-    query = (
-        select(func.count())
-        .select_from(IncidentRow)
+def opened_in(session: Session, *, since: datetime, until: datetime) -> list[Incident]:
+    """The incidents that opened in ``[since, until)``, oldest first (the weekly review's)."""
+    rows = session.exec(
+        select(IncidentRow)
         .where(col(IncidentRow.opened_at) >= since, col(IncidentRow.opened_at) < until)
-    )
-    return int(session.exec(query).one())
+        .order_by(col(IncidentRow.opened_at))
+    ).all()
+    return [to_incident(r) for r in rows]
 
 
 def _to_event(row: IncidentEventRow) -> IncidentEvent:

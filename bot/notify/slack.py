@@ -31,6 +31,9 @@ finds instead of posting twice. History takes a channel *ID* while rules name ``
 learned from post answers, and a process that never had one for the channel (its first post timed
 out, or it started after a crash) looks the name up with ``conversations.list``.
 
+A postmortem draft (kind ``incident.postmortem``, :mod:`bot.notify.slack_postmortem`) goes to the
+incident's room: a summary message, the Markdown file and charts in its thread, each sent once.
+
 The weekly alert review (kind ``review.weekly``, no alert; :mod:`bot.review.weekly`) is one
 message to ``payload["channel"]``: a header with the title and the review as a code block, cut
 into sections of at most 3,000 characters. It carries metadata naming its outbox row, and a retry
@@ -44,6 +47,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -61,6 +65,8 @@ from bot.notify.notifier import THREAD_NOTE, Notification
 from bot.notify.slack_api import ChannelPacer, Location, api_error, find_in_history, make_client, metadata_names
 from bot.notify.slack_blocks import alert_message
 from bot.notify.slack_message import HISTORY_PAGES, LOOKBACK, record
+from bot.notify.slack_notes import reply_with_note_button, wants_note
+from bot.notify.slack_postmortem import POSTMORTEM, Drafts, PostmortemMessages
 from bot.notify.slack_replies import page_result_reply, state_reply
 from bot.notify.slack_review import REVIEW, REVIEW_EVENT, review_blocks
 from bot.notify.slack_rooms import RoomDelivery
@@ -84,11 +90,12 @@ log = logging.getLogger(__name__)
 
 FIRED = "alert.fired"
 REMINDED = "incident.reminded"
+RESOLVES = frozenset({"incident.resolved", "incident.auto_resolved", "alert.resolved", "alert.auto_resolved"})
 PAGE_RESULT = "alert.page_result"
 """What PagerDuty did with a page (``bot.app``): a thread reply only, the root message is left as it is."""
 
 
-class SlackNotifier(RoomDelivery):
+class SlackNotifier(RoomDelivery, PostmortemMessages):
     """The ``slack`` notifier of the outbox (see the module docstring for what it promises)."""
 
     @classmethod
@@ -101,12 +108,15 @@ class SlackNotifier(RoomDelivery):
         clock: Clock,
         timeout: float = 10.0,
         metrics: Metrics | None = None,
+        drafts: Drafts | None = None,
     ) -> SlackNotifier:
         if settings.slack_bot_token is None:
             raise ValueError("SLACK_BOT_TOKEN is not set; Slack delivery needs the bot token")
         token = settings.slack_bot_token.get_secret_value()
         client = make_client(token, base_url=settings.slack_api_url, timeout=timeout)
-        return cls(client, engine=engine, config=config, clock=clock, metrics=metrics)
+        notifier = cls(client, engine=engine, config=config, clock=clock, metrics=metrics)
+        notifier.drafts = drafts
+        return notifier
 
     def send(self, notification: Notification) -> None:
         """Bring the incident's root message up to date (posting it first if it has none) and say
@@ -120,6 +130,9 @@ class SlackNotifier(RoomDelivery):
             return
         if note.kind.startswith("room."):
             self._room(note)
+            return
+        if note.kind == POSTMORTEM:
+            self._postmortem(note)
             return
         if not note.kind.startswith(("alert.", "incident.")):
             raise DeliveryError(f"Slack cannot deliver {note.kind!r}", retryable=False)
@@ -162,9 +175,24 @@ class SlackNotifier(RoomDelivery):
             text = replies.named(alert, text) if self._several(incident) else text
         else:
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no alert", retryable=False)
-        self._reply(where, note, text, blocks=blocks)
+        self._reply(where, note, text, blocks=blocks or self._note_button(incident, alert, note.kind, text))
         if incident.declared_at is not None:
             self._in_room(incident, note, text)
+
+    def _note_button(
+        self, incident: Incident, alert: Alert | None, kind: str, text: str
+    ) -> list[dict[str, Any]] | None:
+        """The reply of the resolve that ended the incident, when nobody wrote a note: it offers
+        **Add resolution note** (:mod:`bot.notify.slack_notes`)."""
+        if kind not in RESOLVES:
+            return None
+        with open_session(self._engine) as s:
+            current = incident_store.get(s, incident.id or 0)
+        if current is None or not wants_note(current):
+            return None
+        if alert is not None and alert.resolved_at != current.resolved_at:
+            return None  # an alert closed on its own; the incident ended later
+        return reply_with_note_button(text, current.id)
 
     def _legacy(self, alert: Alert | None, note: Notification, config: Config) -> None:
         """A change of an alert posted before incidents (it joined none): its own message is
@@ -272,11 +300,10 @@ class SlackNotifier(RoomDelivery):
             return False
         return found is not None
 
+
 def _incident_id(note: Notification, alert: Alert | None) -> int | None:
     """The incident a notification is about: ``incident.*`` payloads name it, alerts know theirs."""
     named = note.payload.get("incident_id")
     if isinstance(named, int) and not isinstance(named, bool):
         return named
     return alert.incident_id if alert is not None else None
-
-

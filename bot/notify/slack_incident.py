@@ -217,10 +217,12 @@ def render(
     config: Config | None = None,
     recovered: Mapping[int, Mapping[str, object]] | None = None,
     changes: Sequence[Change] = (),
+    seen: str = "",
 ) -> tuple[str, list[dict[str, Any]]]:
     """The incident's root message (fallback text and blocks) from its current state. ``recovered``:
     alert id → the values its auto-resolve saw, shown beside the values that fired it. ``changes``:
-    what shipped to its models shortly before it opened, newest first."""
+    what shipped to its models shortly before it opened, newest first. ``seen``: the "Seen before"
+    line (:mod:`bot.notify.slack_notes`)."""
     shown = newest_per_key(alerts)
     saw = recovered or {}
 
@@ -234,6 +236,8 @@ def render(
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=head, emoji=True))]
     if changes:
         blocks.append(context_line(shipped_line(changes, incident.opened_at)))
+    if seen:
+        blocks.append(context_line(seen))
     if len(shown) == 1 and not incident.storm_rule:
         blocks += _single(
             incident, shown[0], now=now, runbook=runbook(shown[0]), recovered=saw.get(shown[0].id or 0), links=links

@@ -48,6 +48,7 @@ from bot.notify.slack_api import (
     metadata_names,
     thread_has,
 )
+from bot.notify.slack_notes import seen_before_line
 from bot.notify.thread_updates import broadcasts, says_in_thread
 from bot.observability import Metrics
 from bot.storage.database import session as open_session
@@ -116,8 +117,9 @@ class IncidentMessage(SlackPoster):
             members = incident_store.alerts(s, incident.id or 0)
             recovered = _recovered(s, members)
             shipped = _shipped_before(s, incident, members, config)
+            seen = _seen_before(s, incident, members)
         text, blocks = view.render(
-            incident, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped
+            incident, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped, seen=seen
         )
         ids = [m.id for m in _by_id(members)]
         payload: dict[str, Any] = {"incident_id": incident.id, "outbox_id": note.id, "alert_ids": ids}
@@ -197,8 +199,9 @@ class IncidentMessage(SlackPoster):
             members = incident_store.alerts(s, incident.id or 0)
             recovered = _recovered(s, members)
             shipped = _shipped_before(s, incident, members, config)
+            seen = _seen_before(s, incident, members)
         text, blocks = view.render(
-            current, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped
+            current, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped, seen=seen
         )
         if self._unchanged(where, text, blocks):
             log.debug("incident %s: Slack message %s already shows this; no update", incident.id, where[1])
@@ -290,6 +293,15 @@ def _shipped_before(s: Session, incident: Incident, members: Sequence[Alert], co
     opened = incident.opened_at
     models = sorted({m.model for m in members})
     return made_between(s, models, opened - config.settings.change_window, opened, limit=CHANGES_SHOWN)
+
+
+def _seen_before(s: Session, incident: Incident, members: Sequence[Alert]) -> str:
+    """The last resolved incidents of the same rule and model (a storm's fleet has no one model)."""
+    if incident.storm_rule or not members:
+        return ""
+    lead = view.newest_per_key(members)[0]
+    past = incident_store.resolved_for(s, rule=lead.rule, model=lead.model, before=incident.opened_at)
+    return seen_before_line(past)
 
 
 def _recovered(s: Session, members: Sequence[Alert]) -> dict[int, Mapping[str, object]]:

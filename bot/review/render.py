@@ -32,10 +32,16 @@ def _cells(review: RuleReview) -> tuple[str, ...]:
 
 
 def render_review(
-    reviews: Sequence[RuleReview], *, now: datetime, window: timedelta, incidents: int | None = None
+    reviews: Sequence[RuleReview],
+    *,
+    now: datetime,
+    window: timedelta,
+    incidents: int | None = None,
+    response: Sequence[str] = (),
 ) -> str:
     """The whole review; a quiet window says so in one line. ``incidents``: how many incidents
-    opened in the window (what people heard about), beside the alerts that made them."""
+    opened in the window (what people heard about), beside the alerts that made them;
+    ``response``: how they were handled (:mod:`bot.review.incidents`), under the total."""
     start = now - window
     title = f"Alert review — {window_title(window).lower()} ({start:%Y-%m-%d %H:%M} → {now:%Y-%m-%d %H:%M} UTC)"
     if not reviews:
@@ -54,7 +60,7 @@ def render_review(
     heard = f"{incidents} incident{'' if incidents == 1 else 's'} from " if incidents is not None else ""
     per_action = f" ({fires / acted:.1f} alerts per action)" if acted else ""
     total = f"Total: {heard}{fires} fires, {acted} acted on{per_action}"
-    lines = [title, rule, joined(HEADERS), rule, *(joined(row) for row in rows[1:]), rule, total]
+    lines = [title, rule, joined(HEADERS), rule, *(joined(row) for row in rows[1:]), rule, total, *response]
     flagged = [r for r in reviews if r.flagged]
     if flagged:
         lines += ["", "Noisiest rules:"]

@@ -29,6 +29,7 @@ from bot.config.loader import Config
 from bot.incidents import store as incident_store
 from bot.notify.outbox import enqueue
 from bot.review.core import REFIRE_GAP, RuleReview, review
+from bot.review.incidents import summarize, summary_lines
 from bot.review.render import render_review
 from bot.slo.service import slo_summary_text
 from bot.storage.database import session as open_session
@@ -60,10 +61,12 @@ def load_review(engine: Engine, config: Config | None, now: datetime, window: ti
 
 def weekly_review_text(engine: Engine, config: Config | None, now: datetime, window: timedelta = WEEK) -> str:
     """The text of ``/alerts review [window]``, ``incident-bot alerts review`` and the weekly post:
-    per rule, and how many incidents people heard about."""
+    per rule, how many incidents people heard about, and how they were declared and resolved."""
     with open_session(engine) as s:
-        incidents = incident_store.opened_between(s, since=now - window, until=now)
-    return render_review(load_review(engine, config, now, window), now=now, window=window, incidents=incidents)
+        incidents = incident_store.opened_in(s, since=now - window, until=now)
+    handled = summary_lines(summarize(incidents))
+    reviews = load_review(engine, config, now, window)
+    return render_review(reviews, now=now, window=window, incidents=len(incidents), response=handled)
 
 
 def week_of(now: datetime, config: Config) -> tuple[str, bool]:

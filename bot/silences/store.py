@@ -32,6 +32,14 @@ def active(session: Session, *, now: datetime) -> list[Silence]:
     return [_to_silence(r) for r in rows]
 
 
+def started_between(session: Session, *, since: datetime, until: datetime) -> list[Silence]:
+    """Silences set in ``[since, until]`` (an incident's timeline names those set while it was open)."""
+    rows = session.exec(
+        select(SilenceRow).where(col(SilenceRow.starts_at) >= since, col(SilenceRow.starts_at) <= until)
+    ).all()
+    return [_to_silence(r) for r in rows]
+
+
 def expire(session: Session, silence_id: int, *, now: datetime) -> bool:
     row = session.get(SilenceRow, silence_id)
     if row is None or row.ends_at <= now:

@@ -3,7 +3,8 @@
 ``app`` builds the app and its ``POST /slack/events`` route (``gates`` holds the request checks:
 size, signature, replay, workspace); ``actions`` (the alert buttons), ``commands`` (``/runbook``,
 ``/alerts``, ``/slo``), ``silences`` (``/silence`` and the Silence 1h buttons) and ``home`` (the App
-Home tab) each expose ``register(app, context)`` (:class:`~bot.slack.context.SlackContext`), whose
+Home tab), ``resolution_notes`` (the cause/fix modal) and ``timeline_marks`` (⏱ and **Add to
+timeline**) each expose ``register(app, context)`` (:class:`~bot.slack.context.SlackContext`), whose
 listeners are small named methods. ``payloads`` takes Slack's payloads apart (pure); ``access``
 is the ``access:`` policy; ``clicks`` what every button does around its work; ``replies``,
 ``runbooks``, ``slo_replies``, ``silence_args`` and ``silence_replies`` are the commands' pure

@@ -50,6 +50,7 @@ from bot.slack.access import access_refusal
 from bot.slack.clicks import clicked, patiently, refuse, tell
 from bot.slack.context import Listeners, SlackContext
 from bot.slack.payloads import Click, alert_id_of, menu_choice
+from bot.slack.resolution_notes import ResolutionNotes
 from bot.slack.runbooks import render_runbook
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,28 @@ class AlertButtons(Listeners):
             await refuse(self._after_ack.client, click, messages.bad_button(click.value))
             return
         find = self._context.queries.incident_channel
-        if await self._allowed(click, find, incident_id, verb=verb.replace("_", " "), what="incident"):
-            await self._apply(click, "incident", incident_id, verb)
+        if not await self._allowed(click, find, incident_id, verb=verb.replace("_", " "), what="incident"):
+            return
+        if verb == "resolve" and await self._asks_for_note(click, incident_id):
+            return
+        await self._apply(click, "incident", incident_id, verb)
+
+    async def _asks_for_note(self, click: Click, incident_id: int) -> bool:
+        """Resolve of an open incident whose severity is in ``settings.resolution_note_required``
+        opens the note modal, whose submission resolves (:mod:`bot.slack.resolution_notes`)."""
+        required = self._context.config().settings.resolution_note_required
+        if not required:
+            return False
+        try:
+            incident = await self._after_ack.db(self._context.queries.incident, incident_id)
+        except Exception:
+            log.exception("reading incident %s for its resolution note failed", incident_id)
+            await tell(self._after_ack.client, click, messages.TRY_AGAIN)
+            return True
+        if incident is None or not incident.state.is_open or incident.severity not in required:
+            return False
+        await ResolutionNotes(self._context).open_for_resolve(click, incident)
+        return True
 
     async def _apply(self, click: Click, subject: Subject, target: int, verb: Verb) -> None:
         """Apply the click through the service, or say why not. The loser of two clicks at once is

@@ -38,10 +38,21 @@ from starlette.routing import Route
 
 from bot.clock import Clock
 from bot.config.loader import Config
+from bot.incident_response import IncidentResponse
+from bot.incident_review import IncidentReview
 from bot.queries import Queries
 from bot.service import AlertService
 from bot.settings import Settings
-from bot.slack import actions, commands, home, incident_commands, room_buttons, silences
+from bot.slack import (
+    actions,
+    commands,
+    home,
+    incident_commands,
+    resolution_notes,
+    room_buttons,
+    silences,
+    timeline_marks,
+)
 from bot.slack.after_ack import AfterAck
 from bot.slack.context import SlackContext
 from bot.slack.gates import (
@@ -149,8 +160,18 @@ def build_slack_app(
     )
     app.middleware(only_workspace(workspace))  # the HTTP edge refuses these first; this covers Socket Mode
     app.middleware(skip_slack_retries)
-    context = SlackContext(service=service, queries=queries, config=config, clock=clock, after_ack=after_ack)
-    for surface in (actions, commands, home, silences, incident_commands, room_buttons):
+    review = IncidentReview(queries.engine, clock, config, service)
+    context = SlackContext(
+        service=service,
+        queries=queries,
+        config=config,
+        clock=clock,
+        after_ack=after_ack,
+        review=review,
+        rooms=IncidentResponse(service),
+    )
+    surfaces = (actions, commands, home, silences, incident_commands, room_buttons, resolution_notes, timeline_marks)
+    for surface in surfaces:
         surface.register(app, context)
     return app
 

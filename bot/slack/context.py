@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncAck
 from bot.clock import Clock
 from bot.config.loader import Config
 from bot.incident_response import IncidentResponse
+from bot.incident_review import IncidentReview
 from bot.queries import Queries
 from bot.service import AlertService
 from bot.slack.access import MembershipCache
@@ -31,10 +32,12 @@ class SlackContext:
     """Called per request, so a reload applies at once."""
     clock: Clock
     after_ack: AfterAck
+    review: IncidentReview
+    """Timeline marks and resolution notes (:mod:`bot.incident_review`)."""
     membership: MembershipCache = field(default_factory=MembershipCache)
     """Who is in a channel or user group, shared by every access check."""
     rooms: IncidentResponse | None = None
-    """The incident room use cases (default: built on ``service``)."""
+    """The incident room use cases (default: built on ``service``; the app passes one to share)."""
 
 
 class Listeners:

@@ -16,7 +16,7 @@ same ``access:`` policy as the buttons, checked against the incident's own alert
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.config.loader import Config
 from bot.errors import ActionRefused, ConcurrentChange
 from bot.incident_response import IncidentResponse
-from bot.incidents.incident import Incident, IncidentEvent
-from bot.notify.slack_text import escape_mrkdwn, mention
+from bot.incidents.incident import Incident
 from bot.slack import messages
 from bot.slack.access import access_refusal
 from bot.slack.context import Listeners, SlackContext
@@ -64,17 +63,6 @@ def parse_incident_args(config: Config, text: str) -> IncidentRequest | Reply:
     if verb in ("timeline", "resolve") and not rest:
         return IncidentRequest(verb)
     return Reply(messages.INCIDENT_USAGE)
-
-
-def timeline_lines(events: Iterable[IncidentEvent]) -> list[str]:
-    """The incident's history as plain lines (a richer timeline renderer may replace this one function)."""
-    lines = []
-    for event in events:
-        detail = f" · {escape_mrkdwn(event.detail)}" if event.detail else ""
-        lines.append(
-            f"{event.at:%Y-%m-%d %H:%M} UTC · {event.kind.value.replace('_', ' ')} · {mention(event.actor)}{detail}"
-        )
-    return lines
 
 
 def register(app: AsyncApp, context: SlackContext) -> None:
@@ -129,8 +117,9 @@ class IncidentCommands(Listeners):
             return Reply(messages.NOT_IN_A_ROOM)
         incident_id = found.id
         if request.verb == "timeline":
-            events = await self._after_ack.db(self._context.queries.incident_history, incident_id)
-            return Reply(messages.timeline_text(timeline_lines(events)))
+            now = self._context.clock.now()
+            entries = await self._after_ack.db(self._context.queries.incident_timeline, incident_id, now)
+            return Reply(messages.timeline_text(entries or []))
         refusal = await self._refusal(found, asked.user, request.verb)
         if refusal is not None:
             return Reply(refusal)

@@ -8,8 +8,10 @@ user-supplied text into a reply escapes it with :func:`escape_mrkdwn` first.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from bot.incidents.timeline import Entry
+from bot.incidents.timeline import timeline_text as timeline
 from bot.notify.slack_text import escape_mrkdwn
 
 RUNBOOK_USAGE = "Usage: `/runbook <model>` shows the model's runbook, e.g. `/runbook fraud-detector-v2`."
@@ -193,6 +195,9 @@ def runbook_truncated(model: str) -> str:
 
 # --------------------------------------------------------------------------- incident rooms
 
+TIMELINE_SHOWN = 50
+"""Entries ``/incident timeline`` shows (the newest): the whole of it is in the postmortem."""
+
 INCIDENT_USAGE = (
     "Usage: `/incident declare [model] [title]` opens an incident room (for the model's open incident, or a new "
     "one); in the room: `/incident update <text>` · `/incident commander @user` · `/incident timeline` · "
@@ -217,6 +222,28 @@ def commander_taken(user: str) -> str:
     return f"🎖️ <@{user}> is now the incident commander."
 
 
-def timeline_text(lines: Iterable[str]) -> str:
-    said = list(lines)
-    return "*Timeline*\n" + "\n".join(said) if said else "*Timeline*\nNothing recorded yet."
+def timeline_text(entries: Sequence[Entry]) -> str:
+    """``/incident timeline``: the newest :data:`TIMELINE_SHOWN` entries (people as mentions,
+    what they wrote escaped)."""
+    return "*Timeline*\n" + timeline(entries, slack=escape_mrkdwn, limit=TIMELINE_SHOWN)
+
+
+# --------------------------------------------------------------------------- resolution notes and the timeline
+
+NOTE_NEEDED = "Write what caused it or what fixed it: this severity needs a resolution note to resolve."
+ONLY_IN_A_ROOM = (
+    ":information_source: *Add to timeline* works in an incident's room only: declare the incident "
+    "(`/incident declare`) and mark messages there."
+)
+
+
+def note_saved(incident_id: int) -> str:
+    return f":memo: Resolution note saved on incident #{incident_id}; the next one of this rule and model shows it."
+
+
+def marked(incident_id: int) -> str:
+    return f":stopwatch: Added to the timeline of incident #{incident_id}."
+
+
+def already_marked(incident_id: int) -> str:
+    return f":stopwatch: This message is already on the timeline of incident #{incident_id}."

@@ -9,6 +9,7 @@ command's own grammar, in its module; this one only takes the payload apart.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,3 +124,86 @@ def view_value(view: Mapping[str, Any], block_id: str, action_id: str) -> str:
     """A modal's submitted text input (``view.state.values[block][action].value``), or ``""``."""
     values = ((view.get("state") or {}).get("values") or {}).get(block_id) or {}
     return str((values.get(action_id) or {}).get("value") or "")
+NOTE_BLOCKS = ("cause", "fix")
+"""The resolution-note modal's inputs: block ``cause`` / ``fix``, each with action ``<block>_input``."""
+
+
+@dataclass(frozen=True)
+class NoteSubmission:
+    """A submitted resolution-note modal: who, what they wrote, and what the modal was opened for."""
+
+    user: str
+    cause: str
+    fix: str
+    incident_id: int | None
+    resolve: bool
+    """Opened by Resolve (resolve and note together), else by **Add resolution note** (note only)."""
+    channel: str | None
+
+
+def parse_note_submission(body: Mapping[str, Any]) -> NoteSubmission:
+    """Read a ``view_submission`` of the note modal; ``private_metadata`` is the JSON the bot set.
+    A field of the wrong shape reads as empty (the submission is then refused, never a crash)."""
+    view = _object(body.get("view"))
+    values = _object(_object(view.get("state")).get("values"))
+    typed = {name: _text(_object(_object(values.get(name)).get(f"{name}_input")).get("value")) for name in NOTE_BLOCKS}
+    try:
+        meta = _object(json.loads(_text(view.get("private_metadata")) or "{}"))
+    except ValueError:
+        meta = {}
+    incident = meta.get("incident_id")
+    return NoteSubmission(
+        user=_text(_object(body.get("user")).get("id")),
+        cause=typed["cause"].strip(),
+        fix=typed["fix"].strip(),
+        incident_id=incident if isinstance(incident, int) and not isinstance(incident, bool) else None,
+        resolve=meta.get("resolve") is True,
+        channel=_text(meta.get("channel")) or None,
+    )
+
+
+def _object(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A room message someone marked for the timeline (⏱ reaction or **Add to timeline**)."""
+
+    user: str
+    channel: str
+    ts: str
+    author: str
+    text: str | None
+    """The message's text when the payload carries it (a shortcut does; a reaction does not)."""
+    thread_ts: str | None = None
+
+
+def parse_reaction(event: Mapping[str, Any]) -> Mark | None:
+    """A ``reaction_added`` event on a message, or None for anything else (a file, a bad shape)."""
+    item = _object(event.get("item"))
+    channel, ts = _text(item.get("channel")), _text(item.get("ts"))
+    if item.get("type") != "message" or not (channel and ts):
+        return None
+    return Mark(_text(event.get("user")), channel, ts, _text(event.get("item_user")), None)
+
+
+def parse_message_shortcut(body: Mapping[str, Any]) -> Mark | None:
+    """A ``message_action`` payload (the message shortcut), or None without a channel or message."""
+    message = _object(body.get("message"))
+    channel = _text(_object(body.get("channel")).get("id"))
+    ts = _text(message.get("ts")) or _text(body.get("message_ts"))
+    if not (message and channel and ts):
+        return None
+    return Mark(
+        user=_text(_object(body.get("user")).get("id")),
+        channel=channel,
+        ts=ts,
+        author=_text(message.get("user")) or _text(message.get("bot_id")),
+        text=_text(message.get("text")),
+        thread_ts=_text(message.get("thread_ts")) or None,
+    )

@@ -29,9 +29,9 @@ data ("data for 3% of 7 d") instead of a number nobody should believe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from bot.slo.sli import Sli
+from bot.slo.sli import RatioSli, Series, Sli, TimeSli, measure
 from bot.slo.spec import SloSpec
 
 MIN_PROJECTION_COVERAGE = 0.10
@@ -98,3 +98,19 @@ def time_to_exhaustion(budget: Budget, burn: float | None) -> timedelta | None:
     if remaining <= 0:
         return timedelta(0)
     return budget.window * (remaining / burn)
+
+
+def spent_between(spec: SloSpec, series: Series, start: datetime, end: datetime) -> float | None:
+    """The share of the SLO's whole error budget that ``[start, end]`` spent (an incident's impact):
+    threshold SLOs, its bad time over the budget time ``allowed × W``; ratio SLOs, its bad events
+    over the budget in events of the window ending at ``end`` (``allowed × events``). ``None``
+    when there is nothing to measure (no events in the window)."""
+    during = measure(spec, series, start=start, end=end)
+    if isinstance(during, TimeSli):
+        budget = (spec.window * spec.allowed_bad_fraction).total_seconds()
+        return during.bad_time.total_seconds() / budget if budget > 0 else None
+    assert isinstance(during, RatioSli)
+    window = measure(spec, series, start=end - spec.window, end=end)
+    assert isinstance(window, RatioSli)
+    budget = window.total_events * spec.allowed_bad_fraction
+    return during.bad_events / budget if budget > 0 else None

@@ -54,8 +54,9 @@ def add_parsers(sub: Any) -> None:
     changes.add_argument("--config-dir", type=Path, default=None, help="default: $BOT_CONFIG_DIR or the shipped rules")
 
 
-def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
-    """Run ``slo status``, ``alerts review`` or ``changes``; ``now`` is for tests (default: the wall clock)."""
+def load(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """The configuration (``--config-dir``) and the database engine (``DATABASE_URL``, migrated),
+    or ``None`` after saying on stderr what is wrong. Shared by every command that reads the store."""
     from bot.config.defaults import default_config_dir
     from bot.config.loader import load_config
     from bot.settings import Settings
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         print(f"{directory}: the configuration has {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
-        return 1
+        return None
     missing = missing_sqlite_file(settings.database_url)
     if missing is not None:
         print(
@@ -77,10 +78,19 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
             "Point DATABASE_URL at the database `incident-bot serve` writes, or run this where it is.",
             file=sys.stderr,
         )
-        return 1
+        return None
     engine = make_engine(settings.database_url)
+    migrate(engine)  # an empty or older database reads as "no data", never as a crash
+    return config, engine
+
+
+def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
+    """Run ``slo status``, ``alerts review`` or ``changes``; ``now`` is for tests (default: the wall clock)."""
+    loaded = load(args)
+    if loaded is None:
+        return 1
+    config, engine = loaded
     try:
-        migrate(engine)  # an empty or older database reads as "no data", never as a crash
         moment = now or datetime.now(UTC)
         if args.command == "alerts":
             from bot.review.weekly import weekly_review_text

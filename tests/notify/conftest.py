@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from bot.clock import FrozenClock
 from bot.config.loader import Config
+from bot.incident_review import IncidentReview
 from bot.notify.outbox import Outbox
 from bot.notify.slack import ChannelPacer, SlackNotifier, make_client
 from bot.service import AlertService, every_channel
@@ -66,6 +67,7 @@ def make_harness(
         client = make_client(token, base_url=options.pop("base_url", slack.base_url), timeout=timeout)
         pacer = ChannelPacer(monotonic=fake_time.monotonic, sleep=fake_time.sleep)
         notifier = SlackNotifier(client, engine=db, config=lambda: chosen, clock=clock, pacer=pacer, **options)
+        notifier.drafts = IncidentReview(db, clock, lambda: chosen).draft  # postmortems, as the app wires them
         service = AlertService(db, clock, lambda: chosen, every_channel(["slack"]))
         outbox = Outbox(db, clock, {"slack": notifier}, rng=random.Random(7))
         return Harness(db, clock, slack, service, outbox, notifier)
