@@ -40,6 +40,10 @@ class Step:
     metrics: Mapping[str, float] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     note: str = ""
+    change: Mapping[str, str] | None = None
+    """A change event a deploy job records for ``model`` (``POST /api/v1/changes``)."""
+    command: tuple[str, str] | None = None
+    """A slash command the on-call runs: (channel, or ``room`` for the model's incident room; the line)."""
 
 
 HEALTHY: dict[str, dict[str, float]] = {
@@ -68,6 +72,8 @@ HEALTHY_LABELS: dict[str, dict[str, str]] = {FRAUD_DETECTOR: {"top_drifted_featu
 
 SCRIPT: tuple[Step, ...] = (
     Step(0, SUPPORT_BOT, note="Both models are healthy; the feed pushes their metrics every second."),
+    Step(2, SUPPORT_BOT, change={"kind": "prompt", "version": "v42", "author": "ana", "description": "shorter prompt"},
+         note="A deploy job records what shipped: support-bot's prompt v42 (POST /api/v1/changes)."),
     Step(5, SUPPORT_BOT, {"p99_latency_ms": 6400, "response_time_p95_ms": 4100},
          note="support-bot: p99 latency jumps to 6.4 s (rule latency_spike, P1: it pages PagerDuty)."),
     Step(8, FRAUD_DETECTOR, {"p99_latency_ms": 5800}, note="fraud-detector-v2: p99 latency climbs to 5.8 s."),
@@ -76,8 +82,12 @@ SCRIPT: tuple[Step, ...] = (
     Step(20, SUPPORT_BOT, {"daily_cost_usd": 455.0, "cost_usd": 27.0},
          note="support-bot: LLM spend runs away, $455 of a $500 daily budget (rule llm_cost_runaway)."),
     Step(30, FRAUD_DETECTOR, {"current_accuracy": 0.88}, note="fraud-detector-v2: accuracy drops to 0.88."),
+    Step(45, SUPPORT_BOT, command=("#llm-alerts", "/incident declare support-bot"),
+         note="The on-call declares an incident (/incident declare support-bot): a room opens with a pinned card."),
+    Step(60, SUPPORT_BOT, command=("room", "/incident update Rolling the prompt back from v42 to v41"),
+         note="In the room, /incident update: said in the room and in the alert's thread, kept in the timeline."),
     Step(RECOVERY_AT, SUPPORT_BOT, HEALTHY[SUPPORT_BOT],
-         note="support-bot recovers: the bot auto-resolves its alerts."),
+         note="support-bot recovers: the bot auto-resolves its alerts and posts a postmortem draft in the room."),
     Step(RECOVERY_AT, FRAUD_DETECTOR, HEALTHY[FRAUD_DETECTOR], HEALTHY_LABELS[FRAUD_DETECTOR],
          note="fraud-detector-v2 recovers: the bot auto-resolves what is still open."),
     Step(RECOVERY_AT + 15, SUPPORT_BOT, note="The incident is over. Press Ctrl-C to stop the demo."),
@@ -101,7 +111,11 @@ def values_at(t: float, script: tuple[Step, ...] = SCRIPT) -> dict[str, tuple[di
 
 def notes_between(start: float, end: float, script: tuple[Step, ...] = SCRIPT) -> list[str]:
     """The narration of the steps whose time falls in ``[start, end)``."""
-    return [s.note for s in script if start <= s.at < end and s.note]
+    return [s.note for s in steps_between(start, end, script) if s.note]
+
+
+def steps_between(start: float, end: float, script: tuple[Step, ...] = SCRIPT) -> list[Step]:
+    return [s for s in script if start <= s.at < end]
 
 
 class MetricFeed:
@@ -115,8 +129,10 @@ class MetricFeed:
         speed: float = 1.0,
         interval: float = 1.0,
         narrate: Callable[[float, str], None] | None = None,
+        act: Callable[[str, str, str], None] | None = None,
         script: tuple[Step, ...] = SCRIPT,
     ) -> None:
+        """``act(model, channel, line)``: run a step's slash command as the on-call (the sandbox's user)."""
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.ingest_url = ingest_url
@@ -124,6 +140,8 @@ class MetricFeed:
         self.interval = interval
         self.script = script
         self._narrate = narrate or (lambda _t, _text: None)
+        self._act = act
+        self.changes_url = ingest_url.replace("/api/v1/metrics", "/api/v1/changes")
         self._headers = {"Authorization": f"Bearer {token}"}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,11 +164,27 @@ class MetricFeed:
         with httpx.Client(timeout=5.0) as http:
             while not self._stop.is_set():
                 t = (time.monotonic() - started) * self.speed
-                for note in notes_between(told, t + 1e-9, self.script):
-                    self._narrate(t, note)
+                due = steps_between(told, t + 1e-9, self.script)
+                for step in due:
+                    if step.note:
+                        self._narrate(t, step.note)
                 told = t + 1e-9
                 self.push(http, t)
+                for step in due:
+                    self._perform(http, step)
                 self._stop.wait(self.interval)
+
+    def _perform(self, http: httpx.Client, step: Step) -> None:
+        """A step's change event and slash command; a failure is logged, the story goes on."""
+        try:
+            if step.change is not None:
+                answer = http.post(self.changes_url, json={"model": step.model, **step.change}, headers=self._headers)
+                if answer.status_code != 202:
+                    log.warning("demo feed: the changes API answered %s: %s", answer.status_code, answer.text[:200])
+            if step.command is not None and self._act is not None:
+                self._act(step.model, *step.command)
+        except (httpx.HTTPError, OSError) as exc:
+            log.warning("demo feed: a scripted step at %ss failed: %s", step.at, exc)
 
     def push(self, http: httpx.Client, t: float) -> None:
         """One batch with every model's current values; a failure is logged and retried next tick."""

@@ -33,6 +33,7 @@ import time
 import webbrowser
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -44,7 +45,9 @@ from bot.demo.config import write_demo_config
 from bot.demo.feed import FRAUD_DETECTOR, SUPPORT_BOT, MetricFeed
 from bot.demo.pagerduty_events import PagerDutyEmulator
 from bot.demo.sandbox_ui import SlackSandbox
+from bot.incidents import store as incident_store
 from bot.settings import Settings
+from bot.storage.database import session as open_session
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +156,27 @@ def running_demo(
         # one push per demo second (at most four a second), so a faster replay keeps its resolution
         interval = max(0.25, 1.0 / speed)
         feed = MetricFeed(
-            f"{bot_url}/api/v1/metrics", ingest_token, speed=speed, interval=interval, narrate=narrate
+            f"{bot_url}/api/v1/metrics",
+            ingest_token,
+            speed=speed,
+            interval=interval,
+            narrate=narrate,
+            act=partial(_on_call, sandbox, bot),
         ).start()
         stack.callback(feed.stop)
         yield Demo(sandbox, bot, feed, bot_url, sandbox.url, workdir, pagerduty)
+
+
+def _on_call(sandbox: SlackSandbox, bot: Bot, model: str, channel: str, line: str) -> None:
+    """Run a scripted slash command as the sandbox's user; ``room``: the room of ``model``'s incident."""
+    if channel == "room":
+        with open_session(bot.engine) as s:
+            incident = incident_store.open_for_model(s, model)
+        if incident is None or incident.room_id is None:
+            log.warning("demo: %s has no incident room yet; skipping %s", model, line)
+            return
+        channel = incident.room_id
+    sandbox.command(channel, line)
 
 
 def run_demo(port: int = 3000, sandbox_port: int = 3001, open_browser: bool = False, speed: float = 1.0) -> int:
