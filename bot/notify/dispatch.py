@@ -19,6 +19,8 @@ from sqlmodel import Session, select
 
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, Event
+from bot.changes.events import how_long_before
+from bot.changes.log import made_between
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
@@ -121,11 +123,13 @@ class Dispatcher:
         members = members if emailing else _members(s, incident)
         pages_now = [d for d in deliveries if d.channel == PAGER and event.kind in TRIGGERS]
         lead = members[0] if members else None
+        shipped = _shipped_before(s, incident, members, config) if pages_now else []
         for delivery in deliveries:
             payload = {
                 **incident_payload(incident, event, members),
                 "links": _links(config, lead) if lead else [],
                 "paged_now": bool(pages_now),
+                **({"shipped_before": shipped} if shipped and delivery.channel == PAGER else {}),
                 **delivery.extra,
             }
             routing_key = str(delivery.extra.get("pagerduty_routing_key", ""))
@@ -195,6 +199,15 @@ def _links(config: Config, alert: Alert) -> list[dict[str, str]]:
     """The alert's links as the configuration says them now, so a page carries the dashboard
     without the notifier reading the configuration."""
     return to_payload(alert_links(config, model=alert.model, rule=alert.rule, values=alert.values))
+
+
+def _shipped_before(s: Session, incident: Incident, members: list[Alert], config: Config) -> list[str]:
+    """What shipped to the incident's models in ``settings.change_window`` before it opened, newest
+    first ("prompt v42, 4 min before"): the page says it too, for whoever is woken up."""
+    opened = incident.opened_at
+    models = sorted({m.model for m in members})
+    changes = made_between(s, models, opened - config.settings.change_window, opened, limit=5)
+    return [f"{change.model}: {change.said()}, {how_long_before(change, opened)}" for change in changes]
 
 
 def _members(s: Session, incident: Incident) -> list[Alert]:

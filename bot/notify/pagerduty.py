@@ -199,6 +199,9 @@ def _details(payload: Mapping[str, Any], severity: Severity) -> dict[str, Any]:
     )
     if payload.get("description"):
         details["description"] = payload["description"]
+    shipped = payload.get("shipped_before")
+    if isinstance(shipped, list) and shipped:  # "did something ship?", answered on the page
+        details["shipped_before"] = shipped
     models = payload.get("models")
     if isinstance(models, list) and len(models) > 1:  # an incident of several models (a storm)
         details["models"] = models

@@ -13,11 +13,14 @@ from sqlmodel import col, select
 
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import AlertState
+from bot.changes.events import Change, ChangeKind
+from bot.changes.log import ChangeLog
 from bot.clock import FrozenClock
 from bot.config.holder import ConfigHolder
 from bot.incidents import store
 from bot.incidents.incident import Incident, IncidentState
 from bot.notify.outbox import Outbox
+from bot.notify.pagerduty import build_event
 from bot.pending_actions import PendingAction
 from bot.service import AlertService, every_channel
 from bot.storage.database import session
@@ -311,3 +314,20 @@ def test_a_kept_click_is_applied_before_the_escalation_it_should_stop(world: Wor
     assert after.state is IncidentState.ACKNOWLEDGED and after.acknowledged_by == "U_ANA"
     assert not [n for n in world.chat.sent if n.kind == "incident.escalated"]
     assert len(world.service.pending) == 0
+
+
+def test_the_page_says_what_shipped_to_the_model_before_the_incident_opened(world: World) -> None:
+    ChangeLog(world.engine).record(
+        [
+            Change("m1", ChangeKind.PROMPT, "v42", world.clock.now() - 4 * MINUTE),
+            Change("m1", ChangeKind.MODEL_VERSION, "2.4.0", world.clock.now() - timedelta(hours=3)),  # too long ago
+            Change("m2", ChangeKind.DEPLOY, "r17", world.clock.now() - MINUTE),  # another model
+        ]
+    )
+    world.push("m1", latency=9)
+    world.evaluate()
+
+    [trigger] = [n for n in world.pager.sent if n.kind == "incident.opened"]
+    assert trigger.payload["shipped_before"] == ["m1: prompt v42, 4 min 30 s before"]
+    details = build_event("trigger", trigger.payload, "k" * 32)["payload"]["custom_details"]
+    assert details["shipped_before"] == ["m1: prompt v42, 4 min 30 s before"]
