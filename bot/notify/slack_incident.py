@@ -35,12 +35,12 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, Event, EventKind
-from bot.changes.events import Change, how_long_before
+from bot.changes.events import Change
 from bot.config import choices
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents.incident import Incident, IncidentState
-from bot.notify.links import Link, alert_links, is_web_url
+from bot.notify.links import Link, alert_links
 from bot.notify.slack_blocks import (
     ALERT_MENU_ACTION,
     BOOKKEEPING_PREFIX,
@@ -61,8 +61,9 @@ from bot.notify.slack_blocks import (
     summary,
     value_sections,
 )
-from bot.notify.slack_links import mrkdwn_link, with_links
+from bot.notify.slack_links import with_links
 from bot.notify.slack_room_lines import declare_button, declared_line
+from bot.notify.slack_shipped import shipped_line
 from bot.notify.slack_text import (
     FIELDS_PER_SECTION,
     HEADER_LIMIT,
@@ -260,20 +261,6 @@ def render(
         blocks.append(context_line(incident_line(incident)))
     fallback = "\n".join([escape_mrkdwn(head), *(summary(a) for a in shown[:COMPACT_ALERTS])])
     return clip(fallback, SECTION_LIMIT), [b.to_dict() for b in blocks[:MESSAGE_BLOCKS]]
-
-
-def shipped_line(changes: Sequence[Change], opened: datetime) -> str:
-    """``🚢 Shipped before it started: *prompt v42, 4 min before* (latest) · …``: the changes that may
-    have caused it, the latest marked, each with its model when the incident spans several."""
-    models = {c.model for c in changes}
-
-    def told(change: Change) -> str:
-        where = f" to {change.model}" if len(models) > 1 else ""
-        text = f"{change.said()}{where}, {how_long_before(change, opened)}"
-        return mrkdwn_link(Link(text, change.link)) if change.link and is_web_url(change.link) else escape_mrkdwn(text)
-
-    parts = [f"*{told(changes[0])}* (latest)", *(told(c) for c in changes[1:])]
-    return "🚢 Shipped before it started: " + " · ".join(parts)
 
 
 def incident_line(incident: Incident) -> str:

@@ -26,9 +26,10 @@ from bot.notify.slack_blocks import (
     short_state,
     value_sections,
 )
-from bot.notify.slack_incident import header, newest_per_key, shipped_line, status_line
+from bot.notify.slack_incident import header, newest_per_key, status_line
 from bot.notify.slack_links import with_links
 from bot.notify.slack_room_lines import POST_UPDATE_ACTION, TAKE_COMMAND_ACTION, declared_line
+from bot.notify.slack_shipped import shipped_line
 from bot.notify.slack_text import MESSAGE_BLOCKS, SECTION_LIMIT, clip, context_line, escape_mrkdwn, section
 
 CARD_ALERTS = 8

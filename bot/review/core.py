@@ -162,7 +162,7 @@ def _rule_review(rule: str, fires: list[_Fire], timing: Timing | None) -> RuleRe
         models=tuple(sorted({f.alert.model for f in fires})),
         fires=count,
         acknowledged=len(ack_times),
-        median_time_to_ack=_median(ack_times),
+        median_time_to_ack=median(ack_times),
         auto_resolved_unactioned=len(unactioned),
         acted_on=acted,
         short_lived=len(short),
@@ -199,7 +199,7 @@ def _suggest(
     return f"raise the threshold — only {acted} of {count} fires were acted on"
 
 
-def _median(values: Sequence[timedelta]) -> timedelta | None:
+def median(values: Sequence[timedelta]) -> timedelta | None:
     """The middle value; of an even count, the mean of the middle two."""
     ordered = sorted(values)
     if not ordered:

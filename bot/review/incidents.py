@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from bot.config.durations import humanize
 from bot.incidents.incident import Incident, IncidentState
+from bot.review.core import median
 
 NAMED = 10
 """Incidents without a note named by number, at most."""
@@ -38,19 +39,11 @@ def summarize(incidents: Sequence[Incident]) -> IncidentSummary:
     return IncidentSummary(
         opened=len(incidents),
         declared=len(to_declare),
-        median_to_declare=_median(to_declare),
+        median_to_declare=median(to_declare),
         resolved=len(resolved),
-        median_to_resolve=_median(to_resolve),
+        median_to_resolve=median(to_resolve),
         without_note=tuple(i.id or 0 for i in resolved if not i.resolution_note),
     )
-
-
-def _median(values: Sequence[timedelta]) -> timedelta | None:
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def summary_lines(summary: IncidentSummary) -> list[str]:

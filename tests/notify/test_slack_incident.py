@@ -28,8 +28,8 @@ from bot.notify.slack_incident import (
     model_list_replies,
     models_fit,
     render,
-    shipped_line,
 )
+from bot.notify.slack_shipped import shipped_line
 from bot.severity import Severity
 from bot.storage.database import session as open_session
 from tests.emulators.block_kit_limits import check_message

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from bot.app import Bot
+from tests.support.ports import free_port
 from tests.support.served import serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,6 +84,26 @@ def running_binary(args: list[str], ready_url: str, log_path: Path, *, timeout: 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def running_prometheus(tmp: Path, exporter: Exporter, *, scrape: str = "1s", job: str = "exporter") -> Iterator[str]:
+    """Debian's Prometheus scraping ``exporter`` every ``scrape``, its data in ``tmp``; yields its URL."""
+    (tmp / "prometheus.yml").write_text(
+        f"global: {{scrape_interval: {scrape}, scrape_timeout: {scrape}, evaluation_interval: {scrape}}}\n"
+        "scrape_configs:\n"
+        f"  - job_name: {job}\n    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n",
+        encoding="utf-8",
+    )
+    url = f"http://127.0.0.1:{free_port()}"
+    args = [
+        str(PROMETHEUS),
+        f"--config.file={tmp / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+    ]
+    with running_binary(args, f"{url}/-/ready", tmp / "prometheus.log"):
+        yield url
 
 
 def _tail(path: Path, lines: int = 30) -> str:

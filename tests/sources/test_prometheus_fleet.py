@@ -20,9 +20,8 @@ from bot.metrics import store as metric_store
 from bot.service import AlertService, every_channel
 from bot.sources.prometheus import PrometheusPuller
 from bot.storage.database import session as open_session
-from tests.sources.helpers import PROMETHEUS, Exporter, require_binary, running_binary, wait_until
+from tests.sources.helpers import PROMETHEUS, Exporter, require_binary, running_prometheus, wait_until
 from tests.sources.test_prometheus_real import _series
-from tests.support.ports import free_port
 
 MODELS = [f"m-{n:05d}" for n in range(10_000)]
 METRICS = [f"g{k:02d}" for k in range(20)]
@@ -54,21 +53,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for n, model in enumerate(MODELS):
             for metric in METRICS:
                 exporter.set(f'fleet_{metric}{{model="{model}"}}', 500.0 if (model, metric) in BREACHING else n % 50)
-        (tmp / "prometheus.yml").write_text(
-            "global: {scrape_interval: 5s, scrape_timeout: 5s}\n"
-            "scrape_configs:\n"
-            f"  - job_name: fleet\n    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n",
-            encoding="utf-8",
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        args = [
-            str(PROMETHEUS),
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-        with running_binary(args, f"{url}/-/ready", tmp / "prometheus.log"):
+        with running_prometheus(tmp, exporter, scrape="5s", job="fleet") as url:
             wait_until(lambda: _series(url, "fleet_g19") == len(MODELS), timeout=60, what="the first full scrape")
             yield url
 

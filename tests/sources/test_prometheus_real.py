@@ -27,10 +27,9 @@ from tests.sources.helpers import (
     Exporter,
     config_dir,
     require_binary,
-    running_binary,
+    running_prometheus,
     wait_until,
 )
-from tests.support.ports import free_port
 
 QUERIES = """
 prometheus:
@@ -74,21 +73,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         exporter.set('model_p99_latency_ms{model="support-bot",instance="a"}', 850)
         exporter.set('model_p99_latency_ms{model="fraud-detector-v2",instance="a"}', 95)
         exporter.set('model_p99_latency_ms{model="not-configured",instance="a"}', 1)
-        (tmp / "prometheus.yml").write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            f"  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n",
-            encoding="utf-8",
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        args = [
-            str(PROMETHEUS),
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-        with running_binary(args, f"{url}/-/ready", tmp / "prometheus.log"):
+        with running_prometheus(tmp, exporter) as url:
             wait_until(lambda: _series(url, "llm_daily_cost_usd") >= 1, timeout=15, what="the first scrape")
             yield Setup(url, exporter, load_config(config_dir(tmp, QUERIES)))
 
