@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlmodel import Session
@@ -186,28 +187,18 @@ class IncidentResponse:
     def take_command(self, incident_id: int, *, actor: str, commander: str | None = None) -> Incident:
         """``commander`` (default: ``actor``, taking it) leads the response; the root and the card show it."""
         chosen = commander or actor
-        return self._change(
+        return self._service.change_incident(
             incident_id, lambda i, now: response.take_command(i, actor=actor, commander=chosen, now=now)
         )
 
     def post_update(self, incident_id: int, *, actor: str, text: str) -> Incident:
         """A status update, said in the room and in the alert's thread (the ``incident.update`` row)."""
-        return self._change(incident_id, lambda i, now: response.post_update(i, actor=actor, text=text, now=now))
+        update = partial(response.post_update, actor=actor, text=text)
+        return self._service.change_incident(incident_id, lambda current, now: update(current, now=now))
 
     def resolve(self, incident_id: int, *, actor: str) -> Incident:
         """The whole incident is over: the alert service resolves it and its open alerts."""
         return self._service.resolve_incident(incident_id, actor=actor)
-
-    def _change(self, incident_id: int, decide: Callable[[Incident, datetime], IncidentTransition]) -> Incident:
-        def attempt(s: Session) -> Incident:
-            current = incident_store.get(s, incident_id)
-            if current is None:
-                raise LookupError(f"no incident with id {incident_id}")
-            now = self._clock.now()
-            change = decide(current, now)
-            return self._recorder.incident(s, change, self._config(), now, by_person=True)
-
-        return retried(self._engine, attempt, gives_up=f"incident {incident_id} keeps changing; try again")
 
 
 def room_topic(incident: Incident) -> str:
