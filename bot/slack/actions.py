@@ -177,19 +177,23 @@ class AlertButtons(Listeners):
 
     async def _asks_for_note(self, click: Click, incident_id: int) -> bool:
         """Resolve of an open incident whose severity is in ``settings.resolution_note_required``
-        opens the note modal, whose submission resolves (:mod:`bot.slack.resolution_notes`)."""
+        opens the note modal, whose submission resolves (:mod:`bot.slack.resolution_notes`); so does
+        Resolve of a declared incident, with the note optional (its room writes the postmortem)."""
         required = self._context.config().settings.resolution_note_required
-        if not required:
-            return False
         try:
             incident = await self._after_ack.db(self._context.queries.incident, incident_id)
         except Exception:
+            if not required:  # the resolve goes on, kept for later if the database is away
+                return False
             log.exception("reading incident %s for its resolution note failed", incident_id)
             await tell(self._after_ack.client, click, messages.TRY_AGAIN)
             return True
-        if incident is None or not incident.state.is_open or incident.severity not in required:
+        if incident is None or not incident.state.is_open:
             return False
-        await ResolutionNotes(self._context).open_for_resolve(click, incident)
+        needed = incident.severity in required
+        if not needed and incident.declared_at is None:
+            return False
+        await ResolutionNotes(self._context).open_for_resolve(click, incident, required=needed)
         return True
 
     async def _apply(self, click: Click, subject: Subject, target: int, verb: Verb) -> None:

@@ -139,6 +139,8 @@ class NoteSubmission:
     resolve: bool
     """Opened by Resolve (resolve and note together), else by **Add resolution note** (note only)."""
     channel: str | None
+    required: bool = True
+    """Whether the resolve needs a note (``resolution_note_required``); a declared incident's is optional."""
 
 
 def parse_note_submission(body: Mapping[str, Any]) -> NoteSubmission:
@@ -159,6 +161,7 @@ def parse_note_submission(body: Mapping[str, Any]) -> NoteSubmission:
         incident_id=incident if isinstance(incident, int) and not isinstance(incident, bool) else None,
         resolve=meta.get("resolve") is True,
         channel=_text(meta.get("channel")) or None,
+        required=meta.get("required") is not False,
     )
 
 

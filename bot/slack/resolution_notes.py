@@ -47,24 +47,29 @@ def register(app: AsyncApp, context: SlackContext) -> None:
     app.view(NOTE_VIEW)(notes.submitted)
 
 
-def note_modal(incident: Incident, *, resolve: bool, channel: str | None) -> dict[str, Any]:
-    """The modal: the incident named, cause and fix (both required when it resolves too)."""
+def note_modal(incident: Incident, *, resolve: bool, channel: str | None, required: bool = True) -> dict[str, Any]:
+    """The modal: the incident named, cause and fix. ``resolve``: it resolves too, with a note that
+    is ``required`` (the severity is in ``resolution_note_required``) or offered (a declared incident's
+    Resolve: the postmortem and the next on-call read it)."""
     what = escape_mrkdwn(incident.title or incident.group_key)
     intro = f"*Incident #{incident.id}* · {incident.severity.value} · {what}"
-    if resolve:
+    if resolve and required:
         intro += "\nThis severity needs a resolution note: the next on-call sees it when this happens again."
+    elif resolve:
+        intro += "\nWhat caused it, what fixed it? Optional: the postmortem and the next on-call read it."
 
     def field(name: str, label: str, hint: str) -> InputBlock:
         box = PlainTextInputElement(action_id=f"{name}_input", multiline=True, max_length=INPUT_LIMIT, placeholder=hint)
-        return InputBlock(block_id=name, label=label, element=box, optional=not resolve)
+        return InputBlock(block_id=name, label=label, element=box, optional=not (resolve and required))
 
+    metadata = {"incident_id": incident.id, "resolve": resolve, "channel": channel, "required": required}
     view = View(
         type="modal",
         callback_id=NOTE_VIEW,
         title="Resolve incident" if resolve else "Resolution note",
         submit="Resolve" if resolve else "Save note",
         close="Cancel",
-        private_metadata=json.dumps({"incident_id": incident.id, "resolve": resolve, "channel": channel}),
+        private_metadata=json.dumps(metadata),
         blocks=[
             SectionBlock(text=clip(intro, 3000)),
             field("cause", "What caused it?", "e.g. prompt v42 made the bot loop on tool calls"),
@@ -81,7 +86,7 @@ class ResolutionNotes(Listeners):
     async def submitted(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         """Refuse an empty note in the modal itself; otherwise close it and save on the worker."""
         note = parse_note_submission(body)
-        if not (note.cause or note.fix):
+        if not (note.cause or note.fix) and (note.required or not note.resolve):
             await ack(response_action="errors", errors={"cause": messages.NOTE_NEEDED})
             return
         await ack()
@@ -89,9 +94,9 @@ class ResolutionNotes(Listeners):
 
     # ------------------------------------------------------------------ after the ack
 
-    async def open_for_resolve(self, click: Click, incident: Incident) -> None:
-        """Resolve of a severity that needs a note: the modal instead of the resolve."""
-        await self._open(click, incident, resolve=True)
+    async def open_for_resolve(self, click: Click, incident: Incident, *, required: bool) -> None:
+        """Resolve of a severity that needs a note, or of a declared incident: the modal instead of the resolve."""
+        await self._open(click, incident, resolve=True, required=required)
 
     async def _open_for_note(self, click: Click) -> None:
         found = await clicked(self._after_ack, click, self._context.queries.incident, subject="incident", why="note")
@@ -104,10 +109,10 @@ class ResolutionNotes(Listeners):
             return
         await self._open(click, incident, resolve=False)
 
-    async def _open(self, click: Click, incident: Incident, *, resolve: bool) -> None:
+    async def _open(self, click: Click, incident: Incident, *, resolve: bool, required: bool = True) -> None:
         client = self._after_ack.client
         try:  # the trigger_id expires 3 s after the click
-            view = note_modal(incident, resolve=resolve, channel=click.channel)
+            view = note_modal(incident, resolve=resolve, channel=click.channel, required=required)
             await client.views_open(trigger_id=click.trigger_id, view=view)
         except Exception:
             log.warning("views.open for the note of incident %s failed", incident.id, exc_info=True)

@@ -127,6 +127,18 @@ def test_without_a_required_note_resolve_resolves_at_once_and_add_resolution_not
     }
 
 
+def test_resolve_of_a_declared_incident_offers_the_note_and_an_empty_one_still_resolves(env: SlackEnv) -> None:
+    declare_room(env)
+    env.click("incident_resolve", value=str(env.incident_id))
+    view = opened_view(env)
+    assert [block.get("optional") for block in view["blocks"][1:]] == [True, True], "offered, not required"
+    assert env.incident().state is IncidentState.FIRING
+
+    assert submit(env, view).status_code == 200
+    env.wait_until(lambda: env.incident().state is IncidentState.RESOLVED)
+    assert env.incident().resolution_note is None
+
+
 # --------------------------------------------------------------------------- timeline marks
 
 
