@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.config.loader import load_config
 from tests.sources.helpers import REPO, config_dir
@@ -21,9 +22,26 @@ def yaml_blocks(section: str) -> list[str]:
 
 
 def test_the_prometheus_example_passes_check(tmp_path: Path) -> None:
-    (block,) = yaml_blocks("Pulling metrics from Prometheus")
+    block = yaml_blocks("Pulling metrics from Prometheus")[0]
     config = load_config(config_dir(tmp_path, block))
     assert config.prometheus is not None and len(config.prometheus.queries) == 2
+
+
+def test_the_distributed_store_options_pass_check_with_the_example_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queries, access = yaml_blocks("Pulling metrics from Prometheus")[:2]
+    monkeypatch.setenv("PROMETHEUS_TOKEN", "a-token-from-the-environment")
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("(read at the first pull)\n")
+    merged = yaml.safe_load(queries)
+    merged["prometheus"] |= yaml.safe_load(access.replace("/etc/ssl/certs/internal-ca.pem", str(ca_file)))["prometheus"]
+    config = load_config(config_dir(tmp_path / "config", yaml.safe_dump(merged)))
+    assert config.prometheus is not None
+    assert config.prometheus.request_headers() == {
+        "X-Scope-OrgID": "ml-platform",
+        "Authorization": "Bearer a-token-from-the-environment",
+    }
 
 
 def test_the_alertmanager_section_example_passes_check(tmp_path: Path) -> None:
