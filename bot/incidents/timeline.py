@@ -32,6 +32,8 @@ class Entry:
     actor: str
     kind: str
     text: str
+    person: str | None = None
+    """A person the entry names after its text (the new commander), shown as a mention in Slack."""
 
 
 _INCIDENT_WORDS: Mapping[IncidentEventKind, str] = {
@@ -84,7 +86,8 @@ def _echo(event: Event, whole: set[tuple[IncidentEventKind, datetime, str]]) -> 
 def _incident_entries(event: IncidentEvent) -> list[Entry]:
     kind = _INCIDENT_WORDS.get(event.kind, event.kind.value)
     text = _incident_text(event)
-    entries = [Entry(event.at, event.actor, kind, text)]
+    person = event.detail if event.kind is IncidentEventKind.COMMANDER else None
+    entries = [Entry(event.at, event.actor, kind, text, person)]
     paged = event.data.get("paged")
     if isinstance(paged, list | tuple) and paged:
         keys = ", ".join(f"`{k}`" if k else "the default service" for k in paged)
@@ -108,7 +111,7 @@ def _incident_text(event: IncidentEvent) -> str:
         case IncidentEventKind.DECLARED:
             return f"declared an incident; room #{detail}"
         case IncidentEventKind.COMMANDER:
-            return f"commander is now @{detail}"
+            return "commander is now"
     return detail or event.kind.value.replace("_", " ")
 
 
@@ -161,6 +164,7 @@ def timeline_text(
         lines.append(f"- … {len(entries) - len(shown)} earlier entries")
     for entry in shown:
         text = slack(entry.text) if slack else entry.text
+        text += f" {who(entry.person, slack=slack is not None)}" if entry.person else ""
         lines.append(f"- {entry.at:{fmt}} · {entry.kind} · {who(entry.actor, slack=slack is not None)}: {text}")
     return "\n".join(lines)
 

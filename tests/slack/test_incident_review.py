@@ -21,7 +21,7 @@ from bot.incidents.incident import IncidentEventKind, IncidentState
 from bot.severity import Severity
 from bot.storage.database import session as open_session
 from tests.emulators.slack_api import SlackEmulator
-from tests.slack.harness import ANA, BEN, TOKEN, SlackEnv, slack_env
+from tests.slack.harness import ANA, BEN, EVE, TOKEN, SlackEnv, slack_env
 
 ROOM = "#inc-2026-01-05-support-bot-llm-cost-runaway"
 
@@ -137,6 +137,23 @@ def test_resolve_of_a_declared_incident_offers_the_note_and_an_empty_one_still_r
     assert submit(env, view).status_code == 200
     env.wait_until(lambda: env.incident().state is IncidentState.RESOLVED)
     assert env.incident().resolution_note is None
+
+
+def test_who_may_resolve_is_who_may_write_the_note(env: SlackEnv) -> None:
+    env.click("incident_resolve", value=str(env.incident_id))
+    env.wait_until(lambda: env.incident().state is IncidentState.RESOLVED)
+    env.click("incident_add_note", value=str(env.incident_id))
+    view = opened_view(env)
+    env.config.allow("channel_members")
+    with open_session(env.engine) as s, s.begin():
+        incident_store.record_slack_message(s, env.incident_id, channel=env.channel, ts="1767603600.000100")
+    env.slack.set_members(env.channel, [ANA])
+
+    submit(env, view, user=EVE, cause="not mine to say")
+    env.wait_until(lambda: any("not allowed to write the resolution note" in t for t in env.ephemerals(EVE)))
+    assert env.incident().resolution_note is None
+    submit(env, view, user=ANA, cause="prompt v42")
+    env.wait_until(lambda: env.incident().resolution_note is not None)
 
 
 # --------------------------------------------------------------------------- timeline marks

@@ -165,7 +165,7 @@ def test_update_commander_timeline_and_resolve_in_the_room(env: SlackEnv) -> Non
     assert current(env).commander == BEN
     timeline = in_room(env, "timeline")
     assert "declared" in timeline and "update · <@U0ANA0001>: rolled back prompt v42" in timeline
-    assert f"commander · <@{ANA}>: commander is now @{BEN}" in timeline
+    assert f"commander · <@{ANA}>: commander is now <@{BEN}>" in timeline
     assert timeline.index("· fired ·") < timeline.index("· opened ·"), "the alert that fired opened it"
     assert in_room(env, "resolve") == messages.RESOLVED_FROM_ROOM
     assert current(env).state.value == "resolved"
