@@ -25,6 +25,9 @@ MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
 LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
 """A Prometheus label name."""
 ANY_MODEL = "*"
+SHARD = "{shard}"
+"""In a ``model: "*"`` query, where the bot may put a regular expression over model names
+(``{model=~"{shard}"}``) to split a result too big for one answer (``max_series``)."""
 
 DEFAULT_SEVERITIES: Mapping[str, Severity] = {
     "critical": Severity.P1,
@@ -71,6 +74,12 @@ class PrometheusQuery(Strict):
         """How logs name the query: ``support-bot/p99_latency_ms``."""
         return f"{self.model}/{self.metric}"
 
+    @model_validator(mode="after")
+    def _shard_needs_every_model(self) -> PrometheusQuery:
+        if SHARD in self.query and self.model != ANY_MODEL:
+            raise ValueError(f'{SHARD} splits a query over many models; it needs model: "*"')
+        return self
+
 
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,100}$")]
 
@@ -105,6 +114,9 @@ class PrometheusSection(Strict):
     a value may be ``${ENV_NAME}``, read from the environment at load."""
     bearer_token: Annotated[SecretStr, BeforeValidator(_bearer_token)] | None = None
     """``${ENV_NAME}`` only: a token in git would be a leaked token. Sent as ``Authorization: Bearer``."""
+    max_series: int | None = Field(default=None, ge=1)
+    """A ``model: "*"`` query with a ``{shard}`` placeholder whose answer holds more series than
+    this, or that the store refuses, is asked again in shards of model names."""
     ca_file: Path | None = None
     """A PEM file of the certificate authorities an ``https://`` PROMETHEUS_URL is verified against."""
 

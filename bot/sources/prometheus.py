@@ -36,6 +36,7 @@ from bot.config.source_schema import ANY_MODEL, PrometheusQuery
 from bot.metrics.store import Point
 from bot.observability import Metrics
 from bot.settings import Settings
+from bot.sources.prometheus_shards import SHARDS, WHOLE, splits, with_shard
 from bot.sources.source_health import QueryHealth, source_alerts
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class Pulled:
     """Why the query gave nothing (Prometheus' own message where it sent one)."""
     notes: tuple[str, ...] = ()
     """Series left out and Prometheus warnings: worth a log line, not a failure."""
+    series: int = 0
+    """Series in the answer, kept or not (``max_series`` compares it)."""
 
 
 class PrometheusUnreachable(Exception):
@@ -150,7 +153,7 @@ def _vector(query: PrometheusQuery, series: list[Any], notes: tuple[str, ...], k
     skipped += [f"several series for model {m!r}; aggregate by {query.model_label}" for m in sorted(repeated)]
     if len(skipped) > MAX_NOTES:
         skipped = [*skipped[:MAX_NOTES], f"and {len(skipped) - MAX_NOTES} more series"]
-    return Pulled(query, values, notes=(*notes, *(f"skipped {s}" for s in skipped)))
+    return Pulled(query, values, notes=(*notes, *(f"skipped {s}" for s in skipped)), series=len(series))
 
 
 def _sample(series: Any) -> Any:
@@ -240,7 +243,7 @@ class PrometheusPuller:
                 started = time.monotonic()
                 if unreachable is None:
                     try:
-                        outcome = self._run(http, query, timeout, known)
+                        outcome = self._run(http, query, timeout, known, section.max_series)
                     except PrometheusUnreachable as exc:
                         unreachable = str(exc)
                         self._server(unreachable, len(section.queries) - len(outcomes))
@@ -291,9 +294,32 @@ class PrometheusPuller:
             log.warning("prometheus: %s failed %d pulls in a row: alert raised", raised, failing_after)
         self._raised = failing
 
-    def _run(self, http: httpx.Client, query: PrometheusQuery, timeout: float, known: Collection[str] | None) -> Pulled:
+    def _run(
+        self,
+        http: httpx.Client,
+        query: PrometheusQuery,
+        timeout: float,
+        known: Collection[str] | None,
+        max_series: int | None,
+    ) -> Pulled:
+        """One query: whole, and again in shards when its answer is too big (:mod:`.prometheus_shards`)."""
+        whole = self._ask(http, query, with_shard(query.query, WHOLE), timeout, known)
+        if not splits(query.query, max_series=max_series, series=whole.series, failed=whole.error is not None):
+            return whole
+        why = whole.error or f"{whole.series} series, over max_series {max_series}"
+        parts = [self._ask(http, query, with_shard(query.query, shard), timeout, known) for shard in SHARDS]
+        failed = next((p for p in parts if p.error is not None), None)
+        if failed is not None:
+            return replace(failed, error=f"asked in {len(SHARDS)} shards ({why}); a shard failed: {failed.error}")
+        values = {model: value for part in parts for model, value in part.values.items()}
+        notes = (f"asked in {len(SHARDS)} shards: {why}", *(note for part in parts for note in part.notes))
+        return Pulled(query, values, notes=notes[: MAX_NOTES + 1], series=sum(p.series for p in parts))
+
+    def _ask(
+        self, http: httpx.Client, query: PrometheusQuery, text: str, timeout: float, known: Collection[str] | None
+    ) -> Pulled:
         try:
-            answer = http.get(self._endpoint, params={"query": query.query, "timeout": f"{timeout:g}"})
+            answer = http.get(self._endpoint, params={"query": text, "timeout": f"{timeout:g}"})
         except httpx.TimeoutException:
             waited = humanize(timedelta(seconds=timeout))
             return Pulled(query, error=f"no answer within {waited} (the section's timeout); no data this time")

@@ -87,8 +87,11 @@ def running_binary(args: list[str], ready_url: str, log_path: Path, *, timeout: 
 
 
 @contextmanager
-def running_prometheus(tmp: Path, exporter: Exporter, *, scrape: str = "1s", job: str = "exporter") -> Iterator[str]:
-    """Debian's Prometheus scraping ``exporter`` every ``scrape``, its data in ``tmp``; yields its URL."""
+def running_prometheus(
+    tmp: Path, exporter: Exporter, *, scrape: str = "1s", job: str = "exporter", flags: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Debian's Prometheus scraping ``exporter`` every ``scrape``, its data in ``tmp``, with extra
+    command-line ``flags``; yields its URL."""
     (tmp / "prometheus.yml").write_text(
         f"global: {{scrape_interval: {scrape}, scrape_timeout: {scrape}, evaluation_interval: {scrape}}}\n"
         "scrape_configs:\n"
@@ -101,6 +104,7 @@ def running_prometheus(tmp: Path, exporter: Exporter, *, scrape: str = "1s", job
         f"--config.file={tmp / 'prometheus.yml'}",
         f"--storage.tsdb.path={tmp / 'data'}",
         f"--web.listen-address={url.removeprefix('http://')}",
+        *flags,
     ]
     with running_binary(args, f"{url}/-/ready", tmp / "prometheus.log"):
         yield url
