@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -181,10 +181,15 @@ class Recorder:
     ) -> None:
         """Record an evaluation pass's transitions: new alerts that wait for ``for:`` and new
         unsilenced alerts that open incidents of groups (or storms) with none open are written
-        together (:meth:`fired_together`); every other transition one by one (:meth:`alert`)."""
+        together (:meth:`fired_together`); every other transition one by one (:meth:`alert`).
+
+        Batching changes how rows are written, never the order of the decisions: when another
+        transition of the pass touches a group a new alert belongs to (an alert of its incident
+        resolving first, a pending alert firing into it), the whole pass is recorded one by one,
+        in order, as it would have been."""
         waiting: list[Transition] = []
         fresh: list[tuple[Transition, Group]] = []
-        one_by_one: list[Transition] = []
+        rest: list[Transition] = []
         for change in transitions:
             alert, kind = change.alert, change.event.kind
             if alert.id is None and kind is EventKind.PENDING:
@@ -192,16 +197,19 @@ class Recorder:
             elif alert.id is None and kind is EventKind.FIRED and not is_silenced(
                 silences, rule=alert.rule, model=alert.model, now=now
             ):
-                channel = alert_channel(config, alert.rule, alert.model)
-                fresh.append((change, tracker.group_of(alert, config, storm=(alert.rule, channel) in storms)))
+                fresh.append((change, _group(alert, config, storms)))
             else:
-                one_by_one.append(change)
-        open_groups = incident_store.groups_open(s, {group.key for _, group in fresh})
+                rest.append(change)
+        open_ids = incident_store.open_groups(s, {group.key for _, group in fresh})
         with self.whole_pass():
+            if _entangled(rest, fresh, open_ids, config, storms):
+                for change in transitions:
+                    self.alert(s, change, config, now, silences, storms=storms)
+                return
             for alert, change in zip(store.insert_new(s, waiting), waiting, strict=True):
                 _log_transition(alert, change.event, silenced=False)
-            self.fired_together(s, [(c, g) for c, g in fresh if g.key not in open_groups], config, now)
-            for change in one_by_one + [c for c, g in fresh if g.key in open_groups]:
+            self.fired_together(s, [(c, g) for c, g in fresh if g.key not in open_ids], config, now)
+            for change in rest + [c for c, g in fresh if g.key in open_ids]:
                 self.alert(s, change, config, now, silences, storms=storms)
 
     def fired_together(
@@ -273,6 +281,30 @@ def retried(engine: Engine, attempt: Callable[[Session], _T], *, gives_up: str) 
             except store.ConcurrentChange:
                 s.rollback()
     raise store.ConcurrentChange(gives_up)
+def _group(alert: Alert, config: Config, storms: set[tuple[str, str]]) -> Group:
+    return tracker.group_of(alert, config, storm=(alert.rule, alert_channel(config, alert.rule, alert.model)) in storms)
+
+
+def _entangled(
+    rest: Sequence[Transition],
+    fresh: Sequence[tuple[Transition, Group]],
+    open_ids: Mapping[str, int],
+    config: Config,
+    storms: set[tuple[str, str]],
+) -> bool:
+    """Whether a transition recorded one by one touches a group a new alert belongs to: then the
+    order between them decides (a resolve before a join closes the incident the join would keep open)."""
+    keys = {group.key for _, group in fresh}
+    incidents = {open_ids[key] for key in keys if key in open_ids}
+    for change in rest:
+        alert = change.alert
+        if alert.incident_id is not None and alert.incident_id in incidents:
+            return True
+        if change.event.kind is EventKind.FIRED and _group(alert, config, storms).key in keys:
+            return True
+    return False
+
+
 def _as_stored(placed: IncidentTransition, before: tuple[str, ...]) -> IncidentEvent:
     """The event as :meth:`Recorder.incident` stores it: naming the keys it paged, for the timeline."""
     paged = list(placed.incident.paged_keys[len(before) :])

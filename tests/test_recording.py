@@ -114,3 +114,30 @@ def test_a_second_pass_joins_the_open_incident_one_by_one(engine: Engine, tmp_pa
     with open_session(engine) as s:
         kinds = [e.kind for e in s.exec(select(IncidentEventRow).where(IncidentEventRow.incident_id == m2.id))]
     assert kinds == ["opened", "joined"]
+
+
+def resolve_then_fire_in_one_group(engine: Engine, tmp_path: Path) -> World:
+    """Pass 2 resolves m1's accuracy alert and fires its latency alert: in evaluation order the
+    latency alert comes first and joins the open incident, so the incident stays open."""
+    world = World(engine, tmp_path)
+    world.push("m1", accuracy=0.1)
+    world.evaluate()
+    world.push("m1", accuracy=0.9, latency=9)
+    world.evaluate()
+    return world
+
+
+def test_a_new_alert_and_a_resolve_in_one_group_keep_their_order(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batched = resolve_then_fire_in_one_group(engine, tmp_path / "batched")
+    together = stored(engine)
+
+    reference = make_engine(f"sqlite:///{tmp_path}/one-by-one.db")
+    migrate(reference)
+    monkeypatch.setattr(Recorder, "whole_pass_of", one_by_one)
+    expected = stored(resolve_then_fire_in_one_group(reference, tmp_path / "one-by-one").engine)
+    reference.dispose()
+
+    assert together == expected
+    assert [i.state.value for i in batched.incidents()] == ["firing"], "one incident, still open: no second page"

@@ -118,9 +118,9 @@ def _open_ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
     return found
 
 
-def groups_open(session: Session, keys: Collection[str]) -> set[str]:
-    """Which of ``keys`` have an open incident (read in chunks, so any number of keys fits)."""
-    return set(_open_ids(session, sorted(keys)))
+def open_groups(session: Session, keys: Collection[str]) -> dict[str, int]:
+    """The open incident of each of ``keys`` that has one, by key (read in chunks, so any number of keys fits)."""
+    return _open_ids(session, sorted(keys))
 
 
 def history(session: Session, incident_id: int) -> list[IncidentEvent]:

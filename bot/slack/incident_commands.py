@@ -29,8 +29,9 @@ from bot.incidents.incident import Incident
 from bot.slack import messages
 from bot.slack.access import access_refusal
 from bot.slack.context import Listeners, SlackContext
-from bot.slack.payloads import Asked, command_text, mentioned_user, parse_command
+from bot.slack.payloads import Asked, Click, command_text, mentioned_user, parse_command
 from bot.slack.replies import Reply, respond
+from bot.slack.resolution_notes import ResolutionNotes
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ class IncidentCommands(Listeners):
         refusal = await self._refusal(found, asked.user, request.verb)
         if refusal is not None:
             return Reply(refusal)
+        if request.verb == "resolve" and found.severity in self._context.config().settings.resolution_note_required:
+            click = Click("incident_resolve", str(incident_id), asked.user, asked.channel_id, asked.trigger_id, None)
+            await ResolutionNotes(self._context).open_for_resolve(click, found, required=True)
+            return Reply(messages.NOTE_FORM_OPENED)
         rooms, user = self._rooms, asked.user
         change: dict[str, Callable[[], Incident]] = {
             "update": lambda: rooms.post_update(incident_id, actor=user, text=request.text),

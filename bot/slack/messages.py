@@ -231,6 +231,7 @@ def timeline_text(entries: Sequence[Entry]) -> str:
 # --------------------------------------------------------------------------- resolution notes and the timeline
 
 NOTE_NEEDED = "Write what caused it or what fixed it: this severity needs a resolution note to resolve."
+NOTE_FORM_OPENED = "📝 This severity needs a resolution note: the form is open; submitting it resolves the incident."
 ONLY_IN_A_ROOM = (
     ":information_source: *Add to timeline* works in an incident's room only: declare the incident "
     "(`/incident declare`) and mark messages there."

@@ -70,6 +70,8 @@ class Asked:
     channel_id: str | None
     channel_name: str | None
     response_url: str
+    trigger_id: str | None = None
+    """For a modal the command opens (valid 3 s)."""
 
 
 def parse_command(command: Mapping[str, Any]) -> Asked:
@@ -79,6 +81,7 @@ def parse_command(command: Mapping[str, Any]) -> Asked:
         channel_id=str(command.get("channel_id") or "") or None,
         channel_name=str(command.get("channel_name") or "") or None,
         response_url=str(command.get("response_url") or ""),
+        trigger_id=str(command.get("trigger_id") or "") or None,
     )
 
 

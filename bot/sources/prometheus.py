@@ -275,8 +275,8 @@ class PrometheusPuller:
         pull after a start (an alert left open by an earlier process)."""
         self.health = {q.name: self.health[q.name] for q in queries if q.name in self.health}
         failing = {name for name, record in self.health.items() if record.failures >= failing_after}
-        if self._alerts is None or failing == self._raised:
-            return
+        if self._alerts is None or (not failing and self._raised == set()):
+            return  # while a query fails, every pull records (its alert may have been resolved meanwhile)
         records = dict(self.health)
 
         def plan(
@@ -304,7 +304,7 @@ class PrometheusPuller:
     ) -> Pulled:
         """One query: whole, and again in shards when its answer is too big (:mod:`.prometheus_shards`)."""
         whole = self._ask(http, query, with_shard(query.query, WHOLE), timeout, known)
-        if not splits(query.query, max_series=max_series, series=whole.series, failed=whole.error is not None):
+        if not splits(query.query, max_series=max_series, series=whole.series, error=whole.error):
             return whole
         why = whole.error or f"{whole.series} series, over max_series {max_series}"
         parts = [self._ask(http, query, with_shard(query.query, shard), timeout, known) for shard in SHARDS]

@@ -12,6 +12,7 @@ other half recovered.
 
 from __future__ import annotations
 
+import re
 from string import ascii_lowercase
 
 from bot.config.source_schema import SHARD
@@ -26,6 +27,15 @@ def with_shard(query_text: str, shard: str) -> str:
     return query_text.replace(SHARD, shard)
 
 
-def splits(query_text: str, *, max_series: int | None, series: int, failed: bool) -> bool:
-    """Whether the whole answer (``series`` of them, or a refusal) calls for the shards."""
-    return SHARD in query_text and max_series is not None and (failed or series > max_series)
+TOO_BIG = re.compile(r"too many|exceed|limit|maximum|more than", re.IGNORECASE)
+"""How stores refuse a query that reads too much: Prometheus ("would load too many samples"),
+Mimir and Cortex ("the query exceeded the maximum number of series (limit: …)"), Thanos ("exceeded
+series limit"), VictoriaMetrics ("cannot select more than -search.maxUniqueTimeseries")."""
+
+
+def splits(query_text: str, *, max_series: int | None, series: int, error: str | None) -> bool:
+    """Whether the whole answer (``series`` of them, or a refusal) calls for the shards. Only a
+    refusal for size does: a timeout, a parse error or a bad token would fail 27 times over."""
+    if SHARD not in query_text or max_series is None:
+        return False
+    return bool(TOO_BIG.search(error)) if error is not None else series > max_series

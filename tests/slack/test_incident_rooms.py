@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -170,6 +171,19 @@ def test_update_commander_timeline_and_resolve_in_the_room(env: SlackEnv) -> Non
     assert in_room(env, "resolve") == messages.RESOLVED_FROM_ROOM
     assert current(env).state.value == "resolved"
     assert "resolved" in in_room(env, "resolve").lower()
+
+
+def test_incident_resolve_of_a_severity_needing_a_note_opens_the_note_form_instead(env: SlackEnv) -> None:
+    with_room(env)
+    config = env.config.config
+    env.config.config = replace(
+        config, settings=config.settings.model_copy(update={"resolution_note_required": [current(env).severity]})
+    )
+
+    assert in_room(env, "resolve") == messages.NOTE_FORM_OPENED
+    call = env.slack.wait_for("views.open")
+    assert call.params["trigger_id"] == "1337.42.commandtrigger"
+    assert current(env).state.value == "firing", "the form's submission resolves, not the command"
 
 
 def test_room_commands_outside_a_room_say_where_to_run_them(env: SlackEnv) -> None:

@@ -113,7 +113,21 @@ def test_without_max_series_a_big_answer_is_kept_whole(fake: FakePrometheus, tmp
     outcome, asked = pull(fake, tmp_path, section(max_series=""))
 
     assert len(outcome.values) == len(MODELS) and asked == ['max by (model) (lat{model=~".*"})']
-    assert not splits(TEMPLATE.replace("{shard}", ".*"), max_series=5, series=99, failed=False), "no placeholder"
+    assert not splits(TEMPLATE.replace("{shard}", ".*"), max_series=5, series=99, error=None), "no placeholder"
+
+
+@pytest.mark.parametrize(
+    ("error", "split"),
+    [
+        ("Prometheus refused the query (execution): query processing would load too many samples", True),
+        ("Prometheus refused the query (execution): the query exceeded the maximum number of series", True),
+        ("Prometheus refused the query (bad_data): 1:6: parse error: unexpected <EOF>", False),
+        ("no answer within 10 s (the section's timeout); no data this time", False),
+        ("Prometheus refused the query (HTTP 401): unauthorized", False),
+    ],
+)
+def test_only_a_refusal_for_size_is_asked_again_in_shards(error: str, split: bool) -> None:
+    assert splits(TEMPLATE, max_series=5, series=0, error=error) is split
 
 
 def test_a_shard_placeholder_needs_a_query_over_every_model(tmp_path: Path) -> None:

@@ -197,3 +197,19 @@ def test_healthz_and_metrics_of_a_served_bot_name_the_failing_query(
             assert KEY in alert_store.open_alerts(s)
     finally:
         served.engine.dispose()
+
+
+def test_an_alert_resolved_by_hand_while_the_query_still_fails_is_raised_again(
+    bot: Bot, fake: FakePrometheus
+) -> None:
+    fake.answers["latency"] = TOO_MANY
+    for _ in range(3):
+        bot.pull()
+    with open_session(bot.engine) as s:
+        alert = alert_store.open_alerts(s)[KEY]
+    bot.service.resolve(alert.id or 0, actor="U0ANA")
+    assert bot.source_alert() is None
+
+    bot.pull()  # still failing: the gap is still there, so is its alert
+    found = bot.source_alert()
+    assert found is not None and found[0] is AlertState.FIRING
