@@ -197,7 +197,7 @@ def measure(args: argparse.Namespace, database_url: str, tmp: Path, url: str, ex
     engine = make_engine(database_url)
     migrate(engine)
     service = AlertService(engine, SystemClock(), lambda: config, every_channel(["log"]))
-    puller = PrometheusPuller(url, lambda: config, service.ingest, SystemClock())
+    puller = PrometheusPuller(url, lambda: config, service.ingest_pulled, SystemClock())
     result = Run()
     start = time.monotonic() + 1.0
     switched_at: float | None = None

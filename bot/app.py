@@ -102,7 +102,9 @@ def build_bot(
     )
     schedule = EvaluationSchedule(interval)
     record_source_alerts = lambda plan: service.apply_external(plan, resolved_since=clock.now())  # noqa: E731
-    puller = prometheus_puller(settings, holder, service.ingest, clock, alerts=record_source_alerts, metrics=metrics)
+    puller = prometheus_puller(
+        settings, holder, service.ingest_pulled, clock, alerts=record_source_alerts, metrics=metrics
+    )
     scheduler = build_scheduler(
         evaluate=lambda: service.evaluate_on_schedule(schedule),
         evaluation_grid=schedule.tick_at(clock.now()),

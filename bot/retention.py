@@ -48,6 +48,15 @@ def kept_for(config: Config) -> timedelta:
     return max(needs) + MARGIN
 
 
+def history_metrics(config: Config) -> frozenset[str]:
+    """The metrics whose samples something reads: windowed conditions and SLOs. A pulled metric
+    outside these is stored as its newest value only (:func:`bot.metrics.store.record`'s ``history``)."""
+    settings = config.settings
+    windowed = {term.metric for rule in config.rules for term in rule.condition.windows}
+    slos = {name for slo in config.slos for name in spec_from_config(slo, stale_after=settings.stale_after).metrics}
+    return frozenset(windowed | slos)
+
+
 def prune_samples(engine: Engine, config: Config, now: datetime, *, batch: int = BATCH) -> int:
     """Delete the samples older than :func:`kept_for`, ``batch`` rows per transaction; return how many."""
     cut = now - kept_for(config)

@@ -40,6 +40,7 @@ from bot.notify.routing import CHAT_CHANNELS, Routes, every_channel
 from bot.observability import Metrics, times_evaluation
 from bot.pending_actions import PendingAction, PendingActions, Subject, Verb
 from bot.recording import Recorder
+from bot.retention import history_metrics
 from bot.silences import store as silence_store
 from bot.silences.silence import Silence
 from bot.silences.silence import silenced as is_silenced
@@ -94,6 +95,13 @@ class AlertService(IncidentActions):
     def ingest(self, points: Iterable[Point]) -> int:
         with open_session(self._engine) as s, s.begin():
             return metric_store.record(s, points)
+
+    def ingest_pulled(self, points: Iterable[Point]) -> int:
+        """Values pulled from Prometheus, whose history is Prometheus': sample rows only for the
+        metrics a window or an SLO reads (issue 20); the rest keep their newest value and the one before."""
+        needed = history_metrics(self._config())
+        with open_session(self._engine) as s, s.begin():
+            return metric_store.record(s, points, history=needed.__contains__)
 
     def apply_external(self, plan: ExternalPlan, *, resolved_since: datetime) -> list[Transition]:
         """Record alerts another system decided (Alertmanager's webhook), like an evaluation pass:

@@ -19,10 +19,11 @@ from bot.alerts import store
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
 from bot.clock import Clock, FrozenClock
 from bot.errors import ActionRefused
+from bot.metrics import store as metric_store
 from bot.notify.outbox import Outbox
 from bot.service import AlertService
 from bot.storage.database import session
-from bot.storage.tables import AlertRow
+from bot.storage.tables import AlertRow, MetricSampleRow
 from tests.support.recording import RecordingNotifier
 
 FRAUD = "fraud-detector-v2"
@@ -430,3 +431,24 @@ def test_apply_maps_a_subject_and_a_verb_to_the_action_for_clicks_and_kept_click
     assert isinstance(acknowledged, Alert) and acknowledged.state is AlertState.ACKNOWLEDGED
     whole = service.apply("incident", firing.incident_id or 0, "resolve", actor="U1")
     assert open_alert(engine) is None and whole.id == firing.incident_id
+
+
+def test_pulled_values_keep_sample_rows_only_for_what_a_window_or_an_slo_reads(
+    service: AlertService, clock: FrozenClock, engine: Engine
+) -> None:
+    """The shipped rules read ``helpfulness`` over an hour and SLOs read ``p99_latency_ms``;
+    nothing reads the history of ``daily_cost_usd`` (issue 20, point 2)."""
+    now = clock.now()
+    service.ingest_pulled(
+        [
+            ("support-bot", "helpfulness", now, 0.9),
+            ("support-bot", "p99_latency_ms", now, 850.0),
+            ("support-bot", "daily_cost_usd", now, 120.0),
+        ]
+    )
+
+    with session(engine) as s:
+        kept = set(s.exec(select(MetricSampleRow.name)).all())
+        newest = metric_store.latest(s)
+    assert kept == {"helpfulness", "p99_latency_ms"}
+    assert set(newest["support-bot"]) == {"helpfulness", "p99_latency_ms", "daily_cost_usd"}

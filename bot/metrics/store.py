@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ pull or a push of any size is stored (one ``IN (…)`` over a whole 200,000-valu
 exceed both and lose the pull)."""
 
 
-def record(session: Session, points: Iterable[Point]) -> int:
+def record(session: Session, points: Iterable[Point], *, history: Callable[[str], bool] | None = None) -> int:
     """Store samples and move each metric's "latest" forward (never backward: a late,
     out-of-order sample is kept for windows but does not overwrite a newer value).
 
@@ -34,7 +34,11 @@ def record(session: Session, points: Iterable[Point]) -> int:
     samples and one ``INSERT … ON CONFLICT DO UPDATE … WHERE newer`` executemany per chunk for
     the latest values (one statement compiled once and cached, not a multi-row VALUES compiled
     anew each time: that compile cost more than the writes), which is also what keeps two first
-    pushes of one series racing on PostgreSQL from colliding on the primary key (that answered 503)."""
+    pushes of one series racing on PostgreSQL from colliding on the primary key (that answered 503).
+
+    ``history``: which metric names keep sample rows (default: all). A metric no window or SLO
+    reads needs only its newest value and the one before (kept beside it, for a pass as of a tick
+    the newest postdates): a pull of 200,000 values then writes no sample rows at all."""
     # SQLite keeps no offset: store the UTC instant, or a +01:00 time would come back shifted
     batch = [(m, n, ensure_utc(at), v) for m, n, at, v in points]
     if not batch:
@@ -43,8 +47,9 @@ def record(session: Session, points: Iterable[Point]) -> int:
         {"model": m, "name": n, "at": at, "value": _number(v), "text": _text(v)} for m, n, at, v in batch
     ]
     table = MetricSampleRow.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
-    for start in range(0, len(samples), CHUNK):
-        session.execute(insert(table), samples[start : start + CHUNK])
+    kept = samples if history is None else [sample for sample in samples if history(sample["name"])]
+    for start in range(0, len(kept), CHUNK):
+        session.execute(insert(table), kept[start : start + CHUNK])
     newest: dict[tuple[str, str], dict[str, Any]] = {}
     for sample in samples:
         key = (sample["model"], sample["name"])
@@ -61,12 +66,14 @@ def _move_latest_forward(session: Session) -> Executable:
     """``INSERT … ON CONFLICT (model, name) DO UPDATE`` where the stored value is not newer."""
     dialect = session.get_bind().dialect.name
     upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = upsert(MetricLatestRow.__table__)  # type: ignore[attr-defined]
+    table = MetricLatestRow.__table__  # type: ignore[attr-defined]
+    statement = upsert(table)
     fresh = statement.excluded
+    moved = {"prev_at": table.c.at, "prev_value": table.c.value, "prev_text": table.c.text}
     return statement.on_conflict_do_update(
         index_elements=["model", "name"],
-        set_={"at": fresh.at, "value": fresh.value, "text": fresh.text},
-        where=MetricLatestRow.__table__.c.at <= fresh.at,  # type: ignore[attr-defined]
+        set_={**moved, "at": fresh.at, "value": fresh.value, "text": fresh.text},
+        where=table.c.at <= fresh.at,
     )
 
 
@@ -80,19 +87,36 @@ def latest(
     Plain columns, not ORM objects: this runs every evaluation pass over every metric of
     every model, and building 15,000 model instances cost more than the evaluation itself."""
     table = MetricLatestRow.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
-    columns = core_select(table.model, table.name, table.at, table.value, table.text)
+    columns = core_select(
+        table.model, table.name, table.at, table.value, table.text, table.prev_at, table.prev_value, table.prev_text
+    )
     out: dict[str, dict[str, Sample]] = {}
-    ahead: list[tuple[str, str]] = []
+    ahead: dict[tuple[str, str], Sample | None] = {}
+    """Series the tick's pass must not see the newest value of, with the value before it."""
     # on the session's connection, past the ORM's result machinery (a third of this read's time)
-    for model, name, sampled, value, text in session.connection().execute(columns):
+    for model, name, sampled, value, text, prev_at, prev_value, prev_text in session.connection().execute(columns):
         if at is not None and ensure_utc(sampled) > at:
-            ahead.append((model, name))
+            before = Sample(_value(prev_value, prev_text), ensure_utc(prev_at)) if prev_at is not None else None
+            ahead[(model, name)] = before
             continue
-        out.setdefault(model, {})[name] = Sample(value if value is not None else (text or ""), sampled)
+        out.setdefault(model, {})[name] = Sample(_value(value, text), sampled)
     if ahead and at is not None:
-        for (model, name), sample in _newest_before(session, ahead, at=at, lookback=lookback).items():
-            out.setdefault(model, {})[name] = sample
+        found = _newest_before(session, list(ahead), at=at, lookback=lookback)
+        earliest = at - lookback if lookback is not None else None
+        for (model, name), before in ahead.items():
+            # the samples decide (a late, out-of-order push is among them); a metric kept without
+            # samples (pulled, read by no window or SLO) falls back on the value before the newest
+            sample = found.get((model, name))
+            in_reach = before is not None and before.at <= at and (earliest is None or before.at >= earliest)
+            if sample is None and in_reach:
+                sample = before
+            if sample is not None:
+                out.setdefault(model, {})[name] = sample
     return out
+
+
+def _value(value: float | None, text: str | None) -> float | str:
+    return value if value is not None else (text or "")
 
 
 def _newest_before(

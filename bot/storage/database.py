@@ -98,6 +98,9 @@ MIGRATIONS: list[Migration] = [
     _add_column("incidents", "commander", "VARCHAR(200)"),
     _add_column("incidents", "resolution_note", "JSON"),
     _add_column("incidents", "paused_seconds", "FLOAT"),  # a released incident's climb resumes
+    _add_column("metric_latest", "prev_at", "TIMESTAMP WITH TIME ZONE"),  # pulled metrics without samples
+    _add_column("metric_latest", "prev_value", "FLOAT"),
+    _add_column("metric_latest", "prev_text", "VARCHAR"),
 ]
 """Step N brings a database from version N to N+1. Append; never edit a released step."""
 

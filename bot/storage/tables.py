@@ -180,6 +180,11 @@ class MetricLatestRow(SQLModel, table=True):
     at: datetime = _ts()
     value: float | None = None
     text: str | None = None
+    prev_at: datetime | None = _ts(nullable=True)
+    """The value before this one: a pass as of a tick that the newest value postdates reads it,
+    for a metric stored without sample rows (pulled, and read by no window or SLO)."""
+    prev_value: float | None = None
+    prev_text: str | None = None
 
 
 class OutboxRow(SQLModel, table=True):

@@ -169,3 +169,34 @@ def test_two_first_pushes_of_one_series_at_once_both_store(engine: Engine) -> No
         thread.join()
     assert not failures, failures
     assert latest(engine)[FRAUD]["p99_latency_ms"] == Sample(7.0, T0 + 7 * MINUTE)
+
+
+def test_a_metric_kept_without_history_writes_no_samples_and_a_pass_as_of_a_tick_reads_its_value_before(
+    engine: Engine,
+) -> None:
+    """Pulled metrics no window or SLO reads (issue 20, point 2): latest values only, plus the one
+    before, which a pass whose tick the newest postdates reads."""
+    keeps_history = {"p99_latency_ms"}.__contains__
+    with session(engine) as s, s.begin():
+        store.record(s, [(FRAUD, "p99_latency_ms", T0, 420.0), (FRAUD, "windowed", T0, 1.0)], history=lambda n: False)
+    with session(engine) as s, s.begin():
+        store.record(s, [(FRAUD, "p99_latency_ms", T0 + MINUTE, 6100.0)], history=keeps_history)
+
+    assert series(engine, FRAUD, "p99_latency_ms", T0 - MINUTE, T0 + MINUTE) == [Sample(6100.0, T0 + MINUTE)]
+    assert series(engine, FRAUD, "windowed", T0 - MINUTE, T0 + MINUTE) == [], "no history asked for"
+    with session(engine) as s:
+        as_of_tick = store.latest(s, at=T0 + timedelta(seconds=30), lookback=15 * MINUTE)
+        too_far = store.latest(s, at=T0 + timedelta(seconds=30), lookback=timedelta(seconds=10))
+    assert as_of_tick[FRAUD]["p99_latency_ms"] == Sample(420.0, T0), "the value before the newest, from its row"
+    assert as_of_tick[FRAUD]["windowed"] == Sample(1.0, T0)
+    assert "p99_latency_ms" not in too_far.get(FRAUD, {}), "beyond the lookback it is no data, as before"
+
+
+def test_a_late_out_of_order_sample_still_decides_over_the_value_before(engine: Engine) -> None:
+    record(engine, (FRAUD, "p99_latency_ms", T0, 100.0))
+    record(engine, (FRAUD, "p99_latency_ms", T0 + 2 * MINUTE, 300.0))
+    record(engine, (FRAUD, "p99_latency_ms", T0 + MINUTE, 200.0))  # arrives last, stamped between
+
+    with session(engine) as s:
+        seen = store.latest(s, at=T0 + 90 * timedelta(seconds=1))
+    assert seen[FRAUD]["p99_latency_ms"] == Sample(200.0, T0 + MINUTE)
