@@ -40,6 +40,7 @@ from bot.slo.sli import RatioSli, Series, TimeSli, measure
 from bot.slo.spec import SloSpec
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 HOURLY_FROM = timedelta(days=1)
@@ -116,27 +117,15 @@ def budget_burndown(
 
 def render_budget_chart(lines: Sequence[Burndown], *, title: str) -> bytes:
     """A PNG of one or more burndowns on shared axes: percent of budget left over time."""
-    buffer = io.BytesIO()
-    budget_figure(lines, title=title).savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png(budget_figure(lines, title=title))
 
 
 def budget_figure(lines: Sequence[Burndown], *, title: str) -> Figure:
     """The chart as a matplotlib figure on an Agg canvas (what :func:`render_budget_chart` saves)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import PercentFormatter
-    except ImportError as exc:
-        raise MissingExtra(
-            f"the error-budget chart needs matplotlib, which is not installed ({exc}); "
-            "install it with: pip install 'incident-bot[charts]'"
-        ) from exc
+    figure, axes = time_chart(what="the error-budget chart", title=title, size=SIZE_INCHES)
+    from matplotlib.dates import date2num
+    from matplotlib.ticker import PercentFormatter
 
-    figure = Figure(figsize=SIZE_INCHES, dpi=DPI)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
     lowest = 0.0
     for line in lines:
         if not line.points:
@@ -155,16 +144,41 @@ def budget_figure(lines: Sequence[Burndown], *, title: str) -> Figure:
     axes.axhline(0, color="#c0392b", linewidth=1, linestyle="--")
     axes.set_ylim(min(lowest * 1.05, -5), 105)
     axes.yaxis.set_major_formatter(PercentFormatter())
-    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axes.set_ylabel("error budget left")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
     if lines:
         axes.legend(loc="lower left", fontsize="small")
     figure.tight_layout()
     return figure
+
+
+def time_chart(*, what: str, title: str, size: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A titled, gridded figure on the Agg canvas whose x axis reads dates: what the error-budget
+    chart and the postmortem's metric charts draw on. matplotlib is imported here, on first use;
+    without the ``charts`` extra :class:`~bot.errors.MissingExtra` names ``what`` needs it."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingExtra(
+            f"{what} needs matplotlib, which is not installed ({exc}); "
+            "install it with: pip install 'incident-bot[charts]'"
+        ) from exc
+    figure = Figure(figsize=size, dpi=DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    return figure, axes
+
+
+def png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def chart_title(model: str, window: timedelta) -> str:
