@@ -19,9 +19,6 @@ from bot.severity import Severity
 from bot.storage import versioned
 from bot.storage.tables import AlertEventRow, AlertRow, IncidentRow
 
-KEYS_PER_QUERY = 500
-"""Bound parameters per ``IN (…)``: far below SQLite's and PostgreSQL's limits."""
-
 
 def open_alerts(session: Session) -> dict[str, Alert]:
     """Every open alert by key. Read as plain columns on the session's connection, past the ORM's
@@ -98,22 +95,11 @@ def insert_new(session: Session, changes: Sequence[Transition]) -> list[Alert]:
         session.execute(insert(AlertRow.__table__), rows)  # type: ignore[attr-defined]
     except IntegrityError as exc:
         raise ConcurrentChange("an open alert for one of this pass's new keys already exists") from exc
-    ids = _open_ids(session, [change.alert.key for change in changes])
+    ids = versioned.open_ids(session, AlertRow, "dedup_key", [change.alert.key for change in changes])
     saved = [replace(change.alert, id=ids[change.alert.key], version=1) for change in changes]
     events = [_event_row(alert.id or 0, change.event) for alert, change in zip(saved, changes, strict=True)]
     session.execute(insert(AlertEventRow.__table__), events)  # type: ignore[attr-defined]
     return saved
-
-
-def _open_ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for start in range(0, len(keys), KEYS_PER_QUERY):
-        chunk = keys[start : start + KEYS_PER_QUERY]
-        query = select(AlertRow.dedup_key, AlertRow.id).where(
-            col(AlertRow.dedup_key).in_(chunk), AlertRow.state != AlertState.RESOLVED.value
-        )
-        found.update((key, int(row_id or 0)) for key, row_id in session.exec(query).all())
-    return found
 
 
 def _event_row(alert_id: int, event: Event) -> dict[str, Any]:

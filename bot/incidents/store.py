@@ -21,8 +21,6 @@ from bot.severity import Severity
 from bot.storage import versioned
 from bot.storage.tables import AlertRow, IncidentEventRow, IncidentRow
 
-KEYS_PER_QUERY = 500
-"""Bound parameters per ``IN (…)``: far below SQLite's and PostgreSQL's limits."""
 OPEN_ALERT_STATES = [AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value]
 
 
@@ -89,7 +87,7 @@ def insert_new(session: Session, opened: Sequence[tuple[Incident, Sequence[Incid
         session.execute(insert(IncidentRow.__table__), rows)  # type: ignore[attr-defined]
     except IntegrityError as exc:
         raise ConcurrentChange("an open incident for one of this pass's new groups already exists") from exc
-    ids = _open_ids(session, [incident.group_key for incident, _ in opened])
+    ids = versioned.open_ids(session, IncidentRow, "group_key", [incident.group_key for incident, _ in opened])
     saved = [replace(incident, id=ids[incident.group_key]) for incident, _ in opened]
     events = [
         {
@@ -107,20 +105,9 @@ def insert_new(session: Session, opened: Sequence[tuple[Incident, Sequence[Incid
     return saved
 
 
-def _open_ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for start in range(0, len(keys), KEYS_PER_QUERY):
-        query = select(IncidentRow.group_key, IncidentRow.id).where(
-            col(IncidentRow.group_key).in_(keys[start : start + KEYS_PER_QUERY]),
-            IncidentRow.state != IncidentState.RESOLVED.value,
-        )
-        found.update((key, int(row_id or 0)) for key, row_id in session.exec(query).all())
-    return found
-
-
 def open_groups(session: Session, keys: Collection[str]) -> dict[str, int]:
     """The open incident of each of ``keys`` that has one, by key (read in chunks, so any number of keys fits)."""
-    return _open_ids(session, sorted(keys))
+    return versioned.open_ids(session, IncidentRow, "group_key", sorted(keys))
 
 
 def history(session: Session, incident_id: int) -> list[IncidentEvent]:

@@ -4,13 +4,13 @@ two clicks) cannot both win; the loser gets :class:`ConcurrentChange` and decide
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, SQLModel, col, select
 
 from bot.errors import ConcurrentChange
 
@@ -87,3 +87,19 @@ def write(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentChange(stale)
     return None
+
+
+KEYS_PER_QUERY = 500
+"""Bound parameters per ``IN (…)``: far below SQLite's and PostgreSQL's limits."""
+
+
+def open_ids(session: Session, table: type[Row], key: str, keys: Sequence[str]) -> dict[str, int]:
+    """The id of the open row (``state`` not resolved) of each of ``keys`` in ``table``'s ``key``
+    column, by key: how rows written in bulk learn their ids (the open key is unique). Read in
+    chunks, so any number of keys fits."""
+    column, state, row_id = (getattr(table, name) for name in (key, "state", "id"))
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        query = select(column, row_id).where(col(column).in_(keys[start : start + KEYS_PER_QUERY]), state != "resolved")
+        found.update((name, int(number)) for name, number in session.exec(query).all())
+    return found
