@@ -4,7 +4,7 @@ incidents and ``/changes``. Each call is its own short transaction."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
@@ -55,6 +55,14 @@ def made_between(
         query = query.where(col(ChangeRow.model).in_(list(models)))
     query = query.order_by(col(ChangeRow.at).desc(), col(ChangeRow.id).desc()).limit(limit)
     return [_change(row) for row in s.exec(query)]
+
+
+def made_before(
+    s: Session, models: Collection[str], opened: datetime, window: timedelta, *, limit: int
+) -> list[Change]:
+    """What shipped to ``models`` in the ``window`` (``settings.change_window``) before an incident
+    ``opened``, newest first: "did something ship?", as the root, the room's card and the page say it."""
+    return made_between(s, sorted(models), opened - window, opened, limit=limit)
 
 
 def _change(row: ChangeRow) -> Change:

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from bot.alerts import store as alert_store
 from bot.alerts.lifecycle import Alert, Event
 from bot.changes.events import how_long_before
-from bot.changes.log import made_between
+from bot.changes.log import made_before
 from bot.config.durations import humanize
 from bot.config.loader import Config
 from bot.incidents import store as incident_store
@@ -205,8 +205,7 @@ def _shipped_before(s: Session, incident: Incident, members: list[Alert], config
     """What shipped to the incident's models in ``settings.change_window`` before it opened, newest
     first ("prompt v42, 4 min before"): the page says it too, for whoever is woken up."""
     opened = incident.opened_at
-    models = sorted({m.model for m in members})
-    changes = made_between(s, models, opened - config.settings.change_window, opened, limit=5)
+    changes = made_before(s, {m.model for m in members}, opened, config.settings.change_window, limit=5)
     return [f"{change.model}: {change.said()}, {how_long_before(change, opened)}" for change in changes]
 
 

@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 from bot.alerts import store
 from bot.alerts.lifecycle import Alert, AlertState
 from bot.changes.events import Change
-from bot.changes.log import made_between
+from bot.changes.log import made_before
 from bot.clock import Clock
 from bot.config.loader import Config
 from bot.errors import DeliveryError
@@ -116,7 +116,7 @@ class IncidentMessage(SlackPoster):
         with open_session(self._engine) as s:
             members = incident_store.alerts(s, incident.id or 0)
             recovered = _recovered(s, members)
-            shipped = _shipped_before(s, incident, members, config)
+            shipped = shipped_before(s, incident, members, config)
             seen = _seen_before(s, incident, members)
         text, blocks = view.render(
             incident, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped, seen=seen
@@ -198,7 +198,7 @@ class IncidentMessage(SlackPoster):
             current = incident_store.get(s, incident.id or 0) or incident
             members = incident_store.alerts(s, incident.id or 0)
             recovered = _recovered(s, members)
-            shipped = _shipped_before(s, incident, members, config)
+            shipped = shipped_before(s, incident, members, config)
             seen = _seen_before(s, incident, members)
         text, blocks = view.render(
             current, members, now=self._clock.now(), config=config, recovered=recovered, changes=shipped, seen=seen
@@ -288,11 +288,10 @@ def _duplicate(incident: Incident, kept: Location, extra: Location) -> None:
     log.warning("incident %s: two root messages were posted; keeping %s, %s is a duplicate", incident.id, kept, extra)
 
 
-def _shipped_before(s: Session, incident: Incident, members: Sequence[Alert], config: Config) -> list[Change]:
-    """What shipped to the incident's models in ``settings.change_window`` before it opened."""
-    opened = incident.opened_at
-    models = sorted({m.model for m in members})
-    return made_between(s, models, opened - config.settings.change_window, opened, limit=CHANGES_SHOWN)
+def shipped_before(s: Session, incident: Incident, members: Sequence[Alert], config: Config) -> list[Change]:
+    """What shipped to the incident's models before it opened, as many as a message shows."""
+    models = {m.model for m in members}
+    return made_before(s, models, incident.opened_at, config.settings.change_window, limit=CHANGES_SHOWN)
 
 
 def _seen_before(s: Session, incident: Incident, members: Sequence[Alert]) -> str:

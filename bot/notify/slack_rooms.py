@@ -39,7 +39,7 @@ from bot.notify.links import alert_links
 from bot.notify.notifier import Notification
 from bot.notify.slack_api import find_channel_id, find_in_history, metadata_names
 from bot.notify.slack_incident import has_runbook
-from bot.notify.slack_message import HISTORY_PAGES, LOOKBACK, IncidentMessage, _shipped_before
+from bot.notify.slack_message import HISTORY_PAGES, LOOKBACK, IncidentMessage, shipped_before
 from bot.notify.slack_room_card import room_card
 from bot.storage.database import session as open_session
 
@@ -237,7 +237,7 @@ class RoomDelivery(IncidentMessage):
         with open_session(self._engine) as s:
             current = incident_store.get(s, incident.id or 0) or incident
             members = incident_store.alerts(s, incident.id or 0)
-            shipped = _shipped_before(s, current, members, config)
+            shipped = shipped_before(s, current, members, config)
         lead = members[0] if members else None
         links = alert_links(config, model=lead.model, rule=lead.rule, values=lead.values) if lead else []
         runbook = lead is not None and has_runbook(lead, config)
