@@ -158,9 +158,11 @@ class SlackNotifier(RoomDelivery, PostmortemMessages):
         at = note.payload.get("at")
         now = ensure_utc(datetime.fromisoformat(at)) if isinstance(at, str) else self._clock.now()
         blocks = None
-        if note.kind.startswith("incident."):
+        current = incident
+        if note.kind.startswith("incident.") or note.kind in RESOLVES:  # as the change left it, once
             with open_session(self._engine) as s:
                 current = incident_store.get(s, incident.id or 0) or incident
+        if note.kind.startswith("incident."):
             text = replies.incident_reply(current, note.kind.removeprefix("incident."), dict(note.payload), now=now)
             blocks = replies.reminder_blocks(current, text) if note.kind == REMINDED else None
         elif alert is not None:
@@ -175,24 +177,9 @@ class SlackNotifier(RoomDelivery, PostmortemMessages):
             text = replies.named(alert, text) if self._several(incident) else text
         else:
             raise DeliveryError(f"{note.kind} of outbox row {note.id} names no alert", retryable=False)
-        self._reply(where, note, text, blocks=blocks or self._note_button(incident, alert, note.kind, text))
+        self._reply(where, note, text, blocks=blocks or _note_button(current, alert, note.kind, text))
         if incident.declared_at is not None:
             self._in_room(incident, note, text)
-
-    def _note_button(
-        self, incident: Incident, alert: Alert | None, kind: str, text: str
-    ) -> list[dict[str, Any]] | None:
-        """The reply of the resolve that ended the incident, when nobody wrote a note: it offers
-        **Add resolution note** (:mod:`bot.notify.slack_notes`)."""
-        if kind not in RESOLVES:
-            return None
-        with open_session(self._engine) as s:
-            current = incident_store.get(s, incident.id or 0)
-        if current is None or not wants_note(current):
-            return None
-        if alert is not None and alert.resolved_at != current.resolved_at:
-            return None  # an alert closed on its own; the incident ended later
-        return reply_with_note_button(text, current.id)
 
     def _legacy(self, alert: Alert | None, note: Notification, config: Config) -> None:
         """A change of an alert posted before incidents (it joined none): its own message is
@@ -307,3 +294,13 @@ def _incident_id(note: Notification, alert: Alert | None) -> int | None:
     if isinstance(named, int) and not isinstance(named, bool):
         return named
     return alert.incident_id if alert is not None else None
+
+
+def _note_button(current: Incident, alert: Alert | None, kind: str, text: str) -> list[dict[str, Any]] | None:
+    """The reply of the resolve that ended the incident, when nobody wrote a note: it offers
+    **Add resolution note** (:mod:`bot.notify.slack_notes`)."""
+    if kind not in RESOLVES or not wants_note(current):
+        return None
+    if alert is not None and alert.resolved_at != current.resolved_at:
+        return None  # an alert closed on its own; the incident ended later
+    return reply_with_note_button(text, current.id)
