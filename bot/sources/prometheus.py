@@ -270,13 +270,13 @@ class PrometheusPuller:
             self._metrics.source_query(name, after.ok, after.last_success, after.seconds, after.series)
 
     def _raise_or_resolve(self, queries: list[PrometheusQuery], failing_after: int) -> None:
-        """Record the source alerts when one may change: a query reaching ``failing_after``
-        failures, a raised one working again, a query dropped from the configuration, or the first
-        pull after a start (an alert left open by an earlier process)."""
+        """Record the source alerts: after every pull while a query has failed ``failing_after``
+        times in a row (its alert may have been resolved by hand meanwhile), once when the last one
+        works again, and at the first pull after a start (an alert left open by an earlier process)."""
         self.health = {q.name: self.health[q.name] for q in queries if q.name in self.health}
         failing = {name for name, record in self.health.items() if record.failures >= failing_after}
         if self._alerts is None or (not failing and self._raised == set()):
-            return  # while a query fails, every pull records (its alert may have been resolved meanwhile)
+            return
         records = dict(self.health)
 
         def plan(
