@@ -7,6 +7,7 @@ composition and the listeners that use it, not every registration.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +20,12 @@ from bot.incident_response import IncidentResponse
 from bot.incident_review import IncidentReview
 from bot.queries import Queries
 from bot.service import AlertService
-from bot.slack.access import MembershipCache
+from bot.slack import messages
+from bot.slack.access import MembershipCache, access_refusal
 from bot.slack.after_ack import AfterAck
 from bot.slack.payloads import Click, parse_click
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,3 +57,19 @@ class Listeners:
         await ack()
         click = parse_click(body)
         await self._after_ack.submit(lambda: work(click))
+
+    async def _incident_refusal(
+        self, user: str, incident_id: int | None, verb: str, *, channel: str | None = None
+    ) -> str | None:
+        """None when ``user`` may ``verb`` the incident under ``access:``, else why not. Under
+        ``channel_members`` the channel checked is the incident's own (where its root lives), not
+        one the request names; ``channel`` is checked for what has no incident yet (a declaration)."""
+        access = self._context.config().access
+        if access.allow == "channel_members" and incident_id is not None:
+            try:
+                channel = await self._after_ack.db(self._context.queries.incident_channel, incident_id)
+            except Exception:
+                log.exception("finding the channel of incident %s failed", incident_id)
+                return messages.TRY_AGAIN
+        client, cache = self._after_ack.client, self._context.membership
+        return await access_refusal(client, access, cache, user=user, channel=channel, verb=verb, what="incident")

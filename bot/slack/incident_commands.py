@@ -27,7 +27,6 @@ from bot.errors import ActionRefused, ConcurrentChange
 from bot.incident_response import IncidentResponse
 from bot.incidents.incident import Incident
 from bot.slack import messages
-from bot.slack.access import access_refusal
 from bot.slack.context import Listeners, SlackContext
 from bot.slack.payloads import Asked, Click, command_text, mentioned_user, parse_command
 from bot.slack.replies import Reply, respond
@@ -102,7 +101,7 @@ class IncidentCommands(Listeners):
 
     async def _declare(self, request: IncidentRequest, asked: Asked) -> Reply:
         """Declaring acts from the channel the command was run in: ``access:`` checks that one."""
-        refusal = await self._refusal(None, asked.user, "declare", channel=asked.channel_id)
+        refusal = await self._incident_refusal(asked.user, None, "declare", channel=asked.channel_id)
         if refusal is not None:
             return Reply(refusal)
         channel = None if request.model else asked.channel_id
@@ -121,7 +120,7 @@ class IncidentCommands(Listeners):
             now = self._context.clock.now()
             entries = await self._after_ack.db(self._context.queries.incident_timeline, incident_id, now)
             return Reply(messages.timeline_text(entries or []))
-        refusal = await self._refusal(found, asked.user, request.verb)
+        refusal = await self._incident_refusal(asked.user, found.id, request.verb)
         if refusal is not None:
             return Reply(refusal)
         if request.verb == "resolve" and found.severity in self._context.config().settings.resolution_note_required:
@@ -141,13 +140,3 @@ class IncidentCommands(Listeners):
             "resolve": messages.RESOLVED_FROM_ROOM,
         }
         return Reply(said[request.verb])
-
-    async def _refusal(
-        self, incident: Incident | None, user: str, verb: str, *, channel: str | None = None
-    ) -> str | None:
-        """The ``access:`` policy, as for the buttons: the incident's alert channel is checked."""
-        access = self._context.config().access
-        if access.allow == "channel_members" and incident is not None:
-            channel = await self._after_ack.db(self._context.queries.incident_channel, incident.id or 0)
-        client, cache = self._after_ack.client, self._context.membership
-        return await access_refusal(client, access, cache, user=user, channel=channel, verb=verb, what="incident")

@@ -30,7 +30,6 @@ from bot.incidents.incident import Incident
 from bot.notify.slack_notes import ADD_NOTE_ACTION
 from bot.notify.slack_text import clip, escape_mrkdwn
 from bot.slack import messages
-from bot.slack.access import access_refusal
 from bot.slack.clicks import clicked, patiently, refuse, tell
 from bot.slack.context import Listeners, SlackContext
 from bot.slack.payloads import Click, NoteSubmission, parse_note_submission
@@ -128,7 +127,7 @@ class ResolutionNotes(Listeners):
         if target is None:
             await refuse(client, as_click, messages.bad_button(""))
             return
-        refusal = await self._refusal(note.user, target)
+        refusal = await self._incident_refusal(note.user, target, "write the resolution note of")
         if refusal is not None:
             await refuse(client, as_click, refusal)
             return
@@ -154,22 +153,6 @@ class ResolutionNotes(Listeners):
             return
         log.info("resolution note of incident %s by %s saved", target, note.user)
         await tell(client, as_click, messages.note_saved(target))
-
-    async def _refusal(self, user: str, incident_id: int) -> str | None:
-        """The ``access:`` policy, as for Resolve: a note is written into the incident's record (and,
-        with a Resolve, resolves it), so who may resolve is who may write it."""
-        access = self._context.config().access
-        channel = None
-        if access.allow == "channel_members":
-            try:
-                channel = await self._after_ack.db(self._context.queries.incident_channel, incident_id)
-            except Exception:
-                log.exception("finding the channel of incident %s failed", incident_id)
-                return messages.TRY_AGAIN
-        client, cache = self._after_ack.client, self._context.membership
-        return await access_refusal(
-            client, access, cache, user=user, channel=channel, verb="write the resolution note of", what="incident"
-        )
 
     async def _write(self, note: NoteSubmission, target: int, *, resolve: bool) -> Incident:
         """Resolve and note in one transaction (the service), or the note alone (the review)."""
