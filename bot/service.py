@@ -7,6 +7,7 @@ listeners and the scheduler jobs all call in here.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from bot.config.loader import Config
 from bot.errors import ActionRefused
 from bot.escalation.sweep import sweep
 from bot.evaluation.evaluate import PassInput, evaluate, window_needs
+from bot.evaluation.quiet import QuietModels
 from bot.evaluation.rule_errors import RuleErrors
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.evaluation.windows import WindowSeries
@@ -82,6 +84,10 @@ class AlertService(IncidentActions):
         self._evaluator = ConditionEvaluator()
         self._windows = WindowCache()
         """The samples windowed conditions read, kept between passes (:mod:`bot.metrics.window_cache`)."""
+        self._quiet = QuietModels()
+        """Models the last passes found nothing to change for (:mod:`bot.evaluation.quiet`)."""
+        self._passes = threading.Lock()
+        """One pass decides at a time: the scheduler runs one, but a test or the CLI may call in too."""
         self.rule_errors = RuleErrors(metrics)
         """Rules that failed in the latest evaluation pass, for ``/healthz``."""
         self._metrics = metrics
@@ -160,7 +166,10 @@ class AlertService(IncidentActions):
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
                 windows=self._window_samples(s, config, now),
             )
-            transitions = evaluate(data, now=now, evaluator=self._evaluator, errors=self.rule_errors)
+            with self._passes:
+                transitions = evaluate(
+                    data, now=now, evaluator=self._evaluator, errors=self.rule_errors, quiet=self._quiet
+                )
             return self._record_pass(s, transitions, config, now, "evaluation pass", storms=True)
 
     def _window_samples(self, s: Session, config: Config, now: datetime) -> WindowSeries:

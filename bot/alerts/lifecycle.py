@@ -218,6 +218,27 @@ def observe(
     return _cleared(alert, actor, timing, now, seen.values, why="condition cleared")
 
 
+def next_change(
+    alert: Alert | None, outcome: Outcome, timing: Timing, *, last_fired_resolved_at: datetime | None
+) -> datetime | None:
+    """When :func:`observe` may next return a transition if ``outcome`` and ``alert`` stay as they
+    are, given it returned none just now: ``None`` if only a new outcome or alert can change it.
+
+    Time moves an alert only through its three timers: ``for:`` (pending → firing), ``cooldown``
+    (a breach may open a new alert again) and ``keep_firing_for`` (clear long enough → resolved).
+    An evaluation pass leaves a model whose inputs have not changed alone until the earliest of
+    these (:mod:`bot.evaluation.quiet`)."""
+    if alert is None:
+        if outcome is Outcome.TRUE and last_fired_resolved_at is not None:
+            return last_fired_resolved_at + timing.cooldown
+        return None
+    if outcome is Outcome.TRUE:
+        return alert.started_at + timing.for_ if alert.state is AlertState.PENDING else None
+    if alert.clear_since is not None and alert.state is not AlertState.PENDING:
+        return alert.clear_since + timing.keep_firing_for
+    return None
+
+
 def _silent(alert: Alert | None, actor: str, timing: Timing, now: datetime) -> Transition | None:
     """No data: a pending alert is dropped; a firing one keeps firing or counts it as clear."""
     if alert is None:

@@ -58,6 +58,7 @@ class Config:
     prometheus: PrometheusSection | None = None
     alertmanager: AlertmanagerSection = field(default_factory=AlertmanagerSection)
     webhooks: tuple[Webhook, ...] = ()
+    _rules_by_model: dict[str, tuple[Rule, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def secret_values(self) -> list[str]:
         """Secrets the configuration holds (webhook secrets and URLs, which may embed a token), for
@@ -78,9 +79,14 @@ class Config:
         names += [slo_rule(slo.name or slo.metric) for slo in self.slos]
         return sorted(set(names))
 
-    def rules_for(self, model: str) -> list[Rule]:
-        return [r for r in self.rules if r.applies_to(model)]
-
+    def rules_for(self, model: str) -> tuple[Rule, ...]:
+        """The rules whose ``models:`` patterns match ``model``. Kept per model for this configuration's
+        life: every pass asks for every model, and matching each pattern again cost a quarter of a
+        10,000-model pass."""
+        found = self._rules_by_model.get(model)
+        if found is None:
+            found = self._rules_by_model[model] = tuple(r for r in self.rules if r.applies_to(model))
+        return found
 
 
 def load_config(directory: Path | str) -> Config:
@@ -257,9 +263,7 @@ def _check(parsed: Parsed, merged: _Merged, problems: list[ConfigProblem]) -> No
     checks.check_prometheus_models(parsed, merged.models, merged.single("settings", EngineSettings()), problems)
 
 
-def _assemble(
-    root: Path, parsed: Parsed, runbooks: dict[str, Runbook], problems: list[ConfigProblem]
-) -> Config | None:
+def _assemble(root: Path, parsed: Parsed, runbooks: dict[str, Runbook], problems: list[ConfigProblem]) -> Config | None:
     merged = _merge(parsed, runbooks, problems)
     _check(parsed, merged, problems)
     webhooks = _webhooks(parsed, problems)
@@ -284,9 +288,7 @@ def _assemble(
     )
 
 
-def _webhooks(
-    parsed: Parsed, problems: list[ConfigProblem]
-) -> tuple[Webhook, ...]:
+def _webhooks(parsed: Parsed, problems: list[ConfigProblem]) -> tuple[Webhook, ...]:
     """Every file's ``webhooks:``; a name is a delivery channel, so two webhooks may not share one."""
     seen: dict[str, str] = {}
     for shown, content, doc in parsed:

@@ -20,6 +20,7 @@ from bot.alerts.lifecycle import (
     Transition,
     Value,
     dedup_key,
+    next_change,
     observe,
 )
 from bot.config.checks import DEFAULT_POLICY
@@ -27,6 +28,7 @@ from bot.config.conditions import ConditionEvaluator, Outcome
 from bot.config.loader import Config
 from bot.config.schema import Rule
 from bot.evaluation.absence import absence_timing, observe_absence
+from bot.evaluation.quiet import QuietModels
 from bot.evaluation.rule_errors import RuleErrors, RuleFailure
 from bot.evaluation.windows import WindowNeeds, WindowSeries, needs_of, window_values
 from bot.metrics.samples import LatestSamples, Points
@@ -50,45 +52,94 @@ def evaluate(
     now: datetime,
     evaluator: ConditionEvaluator | None = None,
     errors: RuleErrors | None = None,
+    quiet: QuietModels | None = None,
 ) -> list[Transition]:
     """Return the transitions of one pass, in a stable order (model, then rule).
 
     A rule that raises for a model is skipped for it and reported to ``errors``
-    (:mod:`bot.evaluation.rule_errors`): one broken rule never stops the others.
+    (:mod:`bot.evaluation.rule_errors`): one broken rule never stops the others. With ``quiet``
+    (:mod:`bot.evaluation.quiet`), the rules of a model whose values and open alerts are as the
+    last pass left them, with no timer due, are not run again: they would decide nothing new.
     """
     engine = evaluator or ConditionEvaluator()
     config = data.config
     transitions: list[Transition] = []
     failures: list[RuleFailure] = []
     timings = {rule.name: timing_of(config, rule) for rule in config.rules}  # once a pass, not per model
+    alerts_by_model = _by_model(data.open_alerts)
+    if quiet is not None:
+        quiet.begin(config, now)
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
         rules = config.rules_for(model)
         values = current_values(config, model, data.samples.get(model, {}), now)
         values.update(windowed_values(config, rules, data.windows.get(model, {}), now))
-        # a NaN compares false with everything, which would auto-resolve an alert: it is no data
+        alerts = alerts_by_model.get(model, ())
         policy = policy_for(config, model)
-        numbers = {k: v for k, v in values.items() if not isinstance(v, str) and v == v}
-        for rule in rules:
-            try:
-                seen = _observe_rule(rule, model, values, numbers, engine, policy)
-            except Exception as exc:  # any bug in one rule's condition or templates: isolate it
-                failures.append(RuleFailure.of(rule.name, model, exc))
-                continue
-            key = dedup_key(rule.name, model)
-            change = observe(
-                data.open_alerts.get(key),
-                seen,
-                timings[rule.name],
-                last_fired_resolved_at=data.last_resolved.get(key),
-                now=now,
-            )
-            if change is not None:
-                transitions.append(change)
+        if quiet is None or not quiet.unchanged(model, values, alerts, now):
+            decided = _decide_rules(data, rules, model, values, policy, engine, timings, now)
+            transitions.extend(decided.changes)
+            failures.extend(decided.failures)
+            if quiet is not None:
+                quiet.record(
+                    model, values, alerts, changed=bool(decided.changes or decided.failures), until=decided.until
+                )
         watching = [rule for rule in rules if rule.absent_after is not None]
         if watching:
             transitions.extend(_absence_changes(data, watching, model, policy, now))
     (errors or RuleErrors()).record_pass(failures)
     return transitions
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """What one model's rules decided in a pass."""
+
+    changes: list[Transition]
+    failures: list[RuleFailure]
+    until: datetime | None
+    """The earliest timer of the alerts they left as they were (:func:`next_change`)."""
+
+
+def _decide_rules(
+    data: PassInput,
+    rules: Iterable[Rule],
+    model: str,
+    values: Mapping[str, Value],
+    policy: tuple[PolicyStep, ...],
+    engine: ConditionEvaluator,
+    timings: Mapping[str, Timing],
+    now: datetime,
+) -> _Decided:
+    # a NaN compares false with everything, which would auto-resolve an alert: it is no data
+    numbers = {k: v for k, v in values.items() if not isinstance(v, str) and v == v}
+    changes: list[Transition] = []
+    failures: list[RuleFailure] = []
+    timers: list[datetime] = []
+    for rule in rules:
+        try:
+            seen = _observe_rule(rule, model, values, numbers, engine, policy)
+        except Exception as exc:  # any bug in one rule's condition or templates: isolate it
+            failures.append(RuleFailure.of(rule.name, model, exc))
+            continue
+        key = dedup_key(rule.name, model)
+        alert, resolved = data.open_alerts.get(key), data.last_resolved.get(key)
+        timing = timings[rule.name]
+        change = observe(alert, seen, timing, last_fired_resolved_at=resolved, now=now)
+        if change is not None:
+            changes.append(change)
+        elif (timer := next_change(alert, seen.outcome, timing, last_fired_resolved_at=resolved)) is not None:
+            timers.append(timer)
+    return _Decided(changes, failures, min(timers, default=None))
+
+
+def _by_model(open_alerts: Mapping[str, Alert]) -> dict[str, tuple[Alert, ...]]:
+    """Each model's open alerts in key order, so two passes over the same alerts compare equal."""
+    grouped: dict[str, list[tuple[str, Alert]]] = {}
+    for key, alert in open_alerts.items():
+        grouped.setdefault(alert.model, []).append((key, alert))
+    return {
+        model: tuple(alert for _, alert in sorted(pairs, key=lambda pair: pair[0])) for model, pairs in grouped.items()
+    }
 
 
 def timing_of(config: Config, rule: Rule) -> Timing:
@@ -180,7 +231,7 @@ def _observe_rule(
 
 
 def _absence_changes(
-    data: PassInput, rules: list[Rule], model: str, policy: tuple[PolicyStep, ...], now: datetime
+    data: PassInput, rules: Iterable[Rule], model: str, policy: tuple[PolicyStep, ...], now: datetime
 ) -> list[Transition]:
     """The changes of the ``absent:`` companion alerts of ``rules`` (those with ``absent_after``) on
     ``model``; the model's settings are read once for all of them."""

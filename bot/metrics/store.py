@@ -94,12 +94,16 @@ def latest(
     ahead: dict[tuple[str, str], Sample | None] = {}
     """Series the tick's pass must not see the newest value of, with the value before it."""
     # on the session's connection, past the ORM's result machinery (a third of this read's time)
+    # the time columns come back aware UTC (UTCDateTime), so they compare with ``at`` as they are
     for model, name, sampled, value, text, prev_at, prev_value, prev_text in session.connection().execute(columns):
-        if at is not None and ensure_utc(sampled) > at:
-            before = Sample(_value(prev_value, prev_text), ensure_utc(prev_at)) if prev_at is not None else None
+        if at is not None and sampled > at:
+            before = Sample(_value(prev_value, prev_text), prev_at) if prev_at is not None else None
             ahead[(model, name)] = before
             continue
-        out.setdefault(model, {})[name] = Sample(_value(value, text), sampled)
+        series = out.get(model)
+        if series is None:
+            series = out[model] = {}
+        series[name] = Sample(value if value is not None else (text or ""), sampled)
     if ahead and at is not None:
         found = _newest_before(session, list(ahead), at=at, lookback=lookback)
         earliest = at - lookback if lookback is not None else None

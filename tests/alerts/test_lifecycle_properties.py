@@ -25,6 +25,7 @@ from bot.alerts.lifecycle import (
     Transition,
     acknowledge,
     dedup_key,
+    next_change,
     observe,
     resolve,
 )
@@ -139,6 +140,26 @@ def check_store(store: Store) -> None:
         assert store.alerts[alert_id] == resolved, "a resolved alert never changes again"
 
 
+def check_quiet_until_next_change(
+    before: Alert | None, seen: Observation, timing: Timing, last: datetime | None, now: datetime
+) -> None:
+    """What lets a pass skip a model whose inputs did not change: the same observation changes
+    nothing at any moment before ``next_change``, and something exactly at it."""
+    until = next_change(before, seen.outcome, timing, last_fired_resolved_at=last)
+    horizon = until if until is not None else now + timedelta(days=30)
+    tiny = timedelta(microseconds=1)
+    for probe in (now, now + (horizon - now) / 3, now + (horizon - now) / 2, horizon - tiny):
+        if probe >= now:
+            assert observe(before, seen, timing, last_fired_resolved_at=last, now=probe) is None, (
+                f"changed at {probe - now} after a quiet pass, before next_change {until}"
+            )
+    if until is not None:
+        assert until > now, "a timer already due would have changed the alert now"
+        assert observe(before, seen, timing, last_fired_resolved_at=last, now=until) is not None, (
+            "next_change names the moment the alert moves, not a moment after"
+        )
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     timing_by_model=st.fixed_dictionaries({m: timings for m in MODELS}),
@@ -164,6 +185,8 @@ def test_lifecycle_promises_hold_over_random_histories(
             seen = Observation(RULE, model, Severity.P1, action, {"p99_latency_ms": 6100.0})
             last = store.last_fired_resolved.get(key)
             change = observe(before, seen, timing, last_fired_resolved_at=last, now=now)
+            if change is None:
+                check_quiet_until_next_change(before, seen, timing, last, now)
             cooling = last is not None and now - last < timing.cooldown
             # the table, row by row
             counting = before is not None and before.clear_since is not None  # keep_firing_for runs on silence
