@@ -30,11 +30,26 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return maybe_utc(value)
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, each distinct instant written as text once (:func:`_sqlite_text`)."""
+        if dialect.name == "sqlite":
+            return _sqlite_text
+        return super().bind_processor(dialect)
+
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], datetime | None] | None:
         """On SQLite, the stored text parsed once per distinct value (:func:`_sqlite_instant`)."""
         if dialect.name == "sqlite":
             return _sqlite_instant
         return super().result_processor(dialect, coltype)
+
+
+@lru_cache(maxsize=1 << 16)
+def _sqlite_text(moment: datetime | None) -> str | None:
+    """An instant as SQLite keeps it: UTC, no offset, SQLAlchemy's own text form (so that text
+    compares in time order with what SQLAlchemy wrote). Cached for the same reason as reading."""
+    if moment is None:
+        return None
+    return ensure_utc(moment).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 @lru_cache(maxsize=1 << 16)
