@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from bot.clock import FrozenClock
 from bot.config.loader import Config, load_config
 from bot.config.source_schema import PrometheusQuery
 from bot.metrics.store import Point
-from bot.sources.prometheus import PrometheusPuller, Pulled, interpret, shown_url
+from bot.sources.prometheus import CONCURRENCY, PrometheusPuller, Pulled, interpret, shown_url
 from tests.sources.helpers import NOW, config_dir
 from tests.support.ports import free_port
 
@@ -303,3 +304,32 @@ def test_an_unreachable_server_is_logged_once_until_it_answers_again(
             server.close()
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "prometheus:" in r.getMessage()]
     assert len(messages) == 2 and "cannot reach" in messages[0] and "answers again" in messages[1], messages
+
+
+def test_queries_are_asked_together_and_stored_in_the_order_configured(tmp_path: Path) -> None:
+    """Prometheus evaluates several queries while the bot parses and stores another: a pull
+    waits for the slowest few, not the sum. The answers are stored in the configuration's order
+    whatever order they arrive in, so logs and stored values read the same every pull."""
+    metrics = ("daily_cost_usd", "p99_latency_ms", "current_accuracy", "predictions_last_hour")
+    assert 1 < CONCURRENCY <= len(metrics)
+    queries = "".join(f"    - {{model: support-bot, metric: {m}, query: q{i}}}\n" for i, m in enumerate(metrics))
+    config = load_config(config_dir(tmp_path, f"prometheus:\n  queries:\n{queries}"))
+    in_flight = threading.Barrier(CONCURRENCY, timeout=10)  # broken unless that many are asked at once
+    answered = [threading.Event() for _ in metrics]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        index = int(request.url.params["query"][1:])
+        if index < CONCURRENCY:
+            in_flight.wait()
+        if index + 1 < len(metrics):  # the last query answers first, then each one before it
+            assert answered[index + 1].wait(10)
+        answered[index].set()
+        return httpx.Response(200, json=vector(({}, str(index))))
+
+    recorder = Recorder()
+    puller = PrometheusPuller(
+        "http://prometheus.test", lambda: config, recorder, FrozenClock(NOW), transport=httpx.MockTransport(answer)
+    )
+    outcomes = puller.run_once()
+    assert [o.error for o in outcomes] == [None] * len(metrics)
+    assert [(p[1], p[3]) for p in recorder.points] == [(m, float(i)) for i, m in enumerate(metrics)]
