@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from bot.clock import ensure_utc
 from bot.metrics.samples import Sample
+from bot.storage.driver_rows import driver_rows, instant_reader
 from bot.storage.tables import MetricLatestRow, MetricSampleRow
 
 Point = tuple[str, str, datetime, float | str]
@@ -84,8 +85,9 @@ def latest(
     nominal time; as Prometheus' instant lookup, a sample stamped after the tick is not seen by
     it, even if it arrived before the pass ran). ``lookback`` bounds how far back that search goes.
 
-    Plain columns, not ORM objects: this runs every evaluation pass over every metric of
-    every model, and building 15,000 model instances cost more than the evaluation itself."""
+    Plain tuples from the driver (:mod:`bot.storage.driver_rows`), not ORM objects: this runs every
+    evaluation pass over every metric of every model, and building 15,000 model instances cost more
+    than the evaluation itself."""
     table = MetricLatestRow.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
     columns = core_select(
         table.model, table.name, table.at, table.value, table.text, table.prev_at, table.prev_value, table.prev_text
@@ -93,11 +95,11 @@ def latest(
     out: dict[str, dict[str, Sample]] = {}
     ahead: dict[tuple[str, str], Sample | None] = {}
     """Series the tick's pass must not see the newest value of, with the value before it."""
-    # on the session's connection, past the ORM's result machinery (a third of this read's time)
-    # the time columns come back aware UTC (UTCDateTime), so they compare with ``at`` as they are
-    for model, name, sampled, value, text, prev_at, prev_value, prev_text in session.connection().execute(columns):
+    instant = instant_reader(session.get_bind().dialect)
+    for model, name, stamp, value, text, prev_stamp, prev_value, prev_text in driver_rows(session, columns):
+        sampled = instant(stamp)
         if at is not None and sampled > at:
-            before = Sample(_value(prev_value, prev_text), prev_at) if prev_at is not None else None
+            before = Sample(_value(prev_value, prev_text), instant(prev_stamp)) if prev_stamp is not None else None
             ahead[(model, name)] = before
             continue
         series = out.get(model)

@@ -37,9 +37,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return super().bind_processor(dialect)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], datetime | None] | None:
-        """On SQLite, the stored text parsed once per distinct value (:func:`_sqlite_instant`)."""
+        """On SQLite, the stored text parsed once per distinct value (:func:`sqlite_instant`)."""
         if dialect.name == "sqlite":
-            return _sqlite_instant
+            return sqlite_instant
         return super().result_processor(dialect, coltype)
 
 
@@ -53,7 +53,7 @@ def _sqlite_text(moment: datetime | None) -> str | None:
 
 
 @lru_cache(maxsize=1 << 16)
-def _sqlite_instant(text: str | None) -> datetime | None:
+def sqlite_instant(text: str | None) -> datetime | None:
     """A SQLite time column's text as aware UTC. Cached: a pull stamps its 200,000 values with one
     instant, and parsing that text again for every row was most of an evaluation pass's read."""
     return None if text is None else ensure_utc(datetime.fromisoformat(text))
