@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Executable, String, and_, delete, false, func, insert, or_, tuple_, type_coerce
+from sqlalchemy import ClauseElement, String, and_, delete, false, func, insert, or_, tuple_, type_coerce
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -14,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from bot.clock import ensure_utc
 from bot.metrics.samples import Sample
-from bot.storage.driver_rows import driver_rows, instant_reader
+from bot.storage.driver_rows import driver_executemany, driver_rows, instant_reader, instant_writer
 from bot.storage.tables import MetricLatestRow, MetricSampleRow
 
 Point = tuple[str, str, datetime, float | str]
@@ -27,14 +26,18 @@ pull or a push of any size is stored (one ``IN (…)`` over a whole 200,000-valu
 exceed both and lose the pull)."""
 
 
+LATEST_COLUMNS = ("model", "name", "at", "value", "text")
+"""What a latest-value upsert binds, in the order of its rows."""
+
+
 def record(session: Session, points: Iterable[Point], *, history: Callable[[str], bool] | None = None) -> int:
     """Store samples and move each metric's "latest" forward (never backward: a late,
     out-of-order sample is kept for windows but does not overwrite a newer value).
 
     Bulk statements in bounded chunks, not ORM objects: an executemany INSERT per chunk for the
     samples and one ``INSERT … ON CONFLICT DO UPDATE … WHERE newer`` executemany per chunk for
-    the latest values (one statement compiled once and cached, not a multi-row VALUES compiled
-    anew each time: that compile cost more than the writes), which is also what keeps two first
+    the latest values, on the driver's cursor (:mod:`bot.storage.driver_rows`: SQLAlchemy's
+    per-row parameter handling cost more than the writes), which is also what keeps two first
     pushes of one series racing on PostgreSQL from colliding on the primary key (that answered 503).
 
     ``history``: which metric names keep sample rows (default: all). A metric no window or SLO
@@ -44,26 +47,28 @@ def record(session: Session, points: Iterable[Point], *, history: Callable[[str]
     batch = [(m, n, ensure_utc(at), v) for m, n, at, v in points]
     if not batch:
         return 0
-    samples: list[dict[str, Any]] = [
-        {"model": m, "name": n, "at": at, "value": _number(v), "text": _text(v)} for m, n, at, v in batch
-    ]
+    kept = batch if history is None else [point for point in batch if history(point[1])]
     table = MetricSampleRow.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
-    kept = samples if history is None else [sample for sample in samples if history(sample["name"])]
     for start in range(0, len(kept), CHUNK):
-        session.execute(insert(table), kept[start : start + CHUNK])
-    newest: dict[tuple[str, str], dict[str, Any]] = {}
-    for sample in samples:
-        key = (sample["model"], sample["name"])
-        if key not in newest or sample["at"] >= newest[key]["at"]:
-            newest[key] = sample
-    latest_rows = list(newest.values())
+        rows = [
+            {"model": m, "name": n, "at": at, "value": _number(v), "text": _text(v)}
+            for m, n, at, v in kept[start : start + CHUNK]
+        ]
+        session.execute(insert(table), rows)
+    newest: dict[tuple[str, str], Point] = {}
+    for point in batch:
+        key = (point[0], point[1])
+        if key not in newest or point[2] >= newest[key][2]:
+            newest[key] = point
+    written = instant_writer(session.get_bind().dialect)
+    latest = [(m, n, written(at), _number(v), _text(v)) for m, n, at, v in newest.values()]
     upsert = _move_latest_forward(session)
-    for start in range(0, len(latest_rows), CHUNK):
-        session.execute(upsert, latest_rows[start : start + CHUNK])
+    for start in range(0, len(latest), CHUNK):
+        driver_executemany(session, upsert, LATEST_COLUMNS, latest[start : start + CHUNK])
     return len(batch)
 
 
-def _move_latest_forward(session: Session) -> Executable:
+def _move_latest_forward(session: Session) -> ClauseElement:
     """``INSERT … ON CONFLICT (model, name) DO UPDATE`` where the stored value is not newer."""
     dialect = session.get_bind().dialect.name
     upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert

@@ -1,24 +1,26 @@
-"""The hottest reads, straight from the database driver's cursor.
+"""The hottest reads and writes, straight through the database driver's cursor.
 
-Every evaluation pass reads every latest value (200,000 rows at 10,000 models × 20 metrics).
-SQLAlchemy's result layer (a Python call and a row object per row) cost as much as the driver's
-own fetch, so these reads compile their statement with SQLAlchemy and fetch plain tuples from the
-DBAPI cursor of the session's connection (inside its transaction). Time columns then arrive as the
-driver gives them: :func:`instant_reader` turns them into aware UTC the way :class:`UTCDateTime` does.
+Every evaluation pass reads every latest value, and every pull writes them (200,000 rows at 10,000
+models × 20 metrics). SQLAlchemy's per-row layers (result rows; bound parameters built and type
+processed per row) cost as much as the driver's own work, so these statements are compiled by
+SQLAlchemy and run on the DBAPI cursor of the session's connection (inside its transaction), with
+plain tuples in and out. Time values then pass as the driver takes them: :func:`instant_reader`
+and :func:`instant_writer` convert the way :class:`~bot.storage.tables.UTCDateTime` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Dialect
+from sqlalchemy import ClauseElement, Dialect
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session
 
-from bot.clock import maybe_utc
-from bot.storage.tables import sqlite_instant
+from bot.clock import ensure_utc, maybe_utc
+from bot.storage.tables import sqlite_instant, sqlite_text
 
 
 def driver_rows(session: Session, statement: Select[Any]) -> list[tuple[Any, ...]]:
@@ -33,6 +35,38 @@ def driver_rows(session: Session, statement: Select[Any]) -> list[tuple[Any, ...
         return list(cursor.fetchall())
     finally:
         cursor.close()
+
+
+def driver_executemany(
+    session: Session, statement: ClauseElement, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Run ``statement`` once per row, in one driver call. Each row holds the values of ``columns``
+    in that order, as the driver takes them (times through :func:`instant_writer`)."""
+    if not rows:
+        return
+    connection = session.connection()
+    # compiled for the columns the rows bind, as SQLAlchemy's own executemany does (an INSERT
+    # compiled without them would bind every column)
+    compiled = cast(SQLCompiler, statement.compile(dialect=connection.dialect, column_keys=list(columns)))
+    order = compiled.positiontup
+    params: Sequence[Any]
+    if order is None:  # named parameters (psycopg)
+        params = [dict(zip(columns, row, strict=True)) for row in rows]
+    elif list(order) == list(columns):
+        params = rows
+    else:
+        at = [list(columns).index(name) for name in order]
+        params = [tuple(row[i] for i in at) for row in rows]
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(str(compiled), params)
+    finally:
+        cursor.close()
+
+
+def instant_writer(dialect: Dialect) -> Callable[[datetime], Any]:
+    """What turns an instant into the value the driver stores for a time column on ``dialect``."""
+    return sqlite_text if dialect.name == "sqlite" else ensure_utc
 
 
 def instant_reader(dialect: Dialect) -> Callable[[Any], datetime]:

@@ -31,9 +31,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return maybe_utc(value)
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        """On SQLite, each distinct instant written as text once (:func:`_sqlite_text`)."""
+        """On SQLite, each distinct instant written as text once (:func:`sqlite_text`)."""
         if dialect.name == "sqlite":
-            return _sqlite_text
+            return sqlite_text
         return super().bind_processor(dialect)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], datetime | None] | None:
@@ -44,7 +44,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 @lru_cache(maxsize=1 << 16)
-def _sqlite_text(moment: datetime | None) -> str | None:
+def sqlite_text(moment: datetime | None) -> str | None:
     """An instant as SQLite keeps it: UTC, no offset, SQLAlchemy's own text form (so that text
     compares in time order with what SQLAlchemy wrote). Cached for the same reason as reading."""
     if moment is None:
