@@ -12,13 +12,14 @@ answers are stored), the evaluation's, whether
 every pull started on its tick and finished before the next, breach-to-alert, the bot's peak RSS,
 and whether the open alerts are exactly the breaching set::
 
-    .venv/bin/python bench/pull.py --models 10000 --pulls 5
+    .venv/bin/python bench/pull.py --models 10000 --pulls 5 [--jitter]
     .venv/bin/python bench/pull.py --models 1000 --pulls 4 --database-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import resource
 import statistics
 import subprocess
@@ -28,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -63,9 +65,12 @@ def metric_name(k: int) -> str:
 # ------------------------------------------------------------------ the exporter (child process)
 
 
-def serve_exporter(models: int, metrics: int, port: int) -> None:
-    """``GET /metrics`` serves the gauges; ``POST /phase/<n>`` switches the breaching set."""
-    state = {"text": b""}
+def serve_exporter(models: int, metrics: int, port: int, *, jitter: bool) -> None:
+    """``GET /metrics`` serves the gauges; ``POST /phase/<n>`` switches the breaching set. With
+    ``jitter`` every gauge moves a little at every scrape (on the same side of its threshold), so
+    every value the bot pulls has changed: no model's rules can be skipped as unchanged."""
+    state: dict[str, Any] = {"text": b"", "phase": 0}
+    noise = random.Random(7)
 
     def render(phase: int) -> None:
         breach = breaching(models, metrics, phase)
@@ -75,8 +80,10 @@ def serve_exporter(models: int, metrics: int, port: int) -> None:
             for k in range(metrics):
                 metric = metric_name(k)
                 value = 500.0 if (model, metric) in breach else float(n % 50)
+                if jitter:
+                    value += round(noise.random(), 3)
                 lines.append(f'fleet_{metric}{{model="{model}"}} {value}')
-        state["text"] = ("\n".join(lines) + "\n").encode()
+        state["text"], state["phase"] = ("\n".join(lines) + "\n").encode(), phase
 
     render(0)
 
@@ -85,6 +92,8 @@ def serve_exporter(models: int, metrics: int, port: int) -> None:
             """Quiet."""
 
         def do_GET(self) -> None:
+            if jitter:
+                render(state["phase"])
             body = state["text"]
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -168,7 +177,7 @@ def run(args: argparse.Namespace, database_url: str, tmp: Path) -> Run:
     exporter_port, prometheus_port = free_port(), free_port()
     exporter = subprocess.Popen(
         [sys.executable, __file__, "--serve-exporter", "--models", str(args.models), "--metrics", str(args.metrics),
-         "--port", str(exporter_port)],
+         "--port", str(exporter_port), *(["--jitter"] if args.jitter else [])],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -269,11 +278,12 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=30)
     parser.add_argument("--scrape", type=int, default=15)
     parser.add_argument("--database-url", help="also run on this PostgreSQL server (a fresh database)")
+    parser.add_argument("--jitter", action="store_true", help="every gauge changes at every scrape (no quiet models)")
     parser.add_argument("--serve-exporter", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_exporter:
-        serve_exporter(args.models, args.metrics, args.port)
+        serve_exporter(args.models, args.metrics, args.port, jitter=args.jitter)
         return
     if not PROMETHEUS.is_file():
         raise SystemExit(f"{PROMETHEUS} is missing: apt-get install prometheus")

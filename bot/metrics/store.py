@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ClauseElement, String, and_, delete, false, func, insert, or_, tuple_, type_coerce
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Float,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    tuple_,
+    type_coerce,
+)
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, col, select
 
 from bot.clock import ensure_utc
@@ -60,20 +78,44 @@ def record(session: Session, points: Iterable[Point], *, history: Callable[[str]
         key = (point[0], point[1])
         if key not in newest or point[2] >= newest[key][2]:
             newest[key] = point
-    written = instant_writer(session.get_bind().dialect)
+    dialect = session.get_bind().dialect
+    written = instant_writer(dialect)
     latest = [(m, n, written(at), _number(v), _text(v)) for m, n, at, v in newest.values()]
-    upsert = _move_latest_forward(session)
-    for start in range(0, len(latest), CHUNK):
-        driver_executemany(session, upsert, LATEST_COLUMNS, latest[start : start + CHUNK])
+    if dialect.name == "postgresql":
+        for start in range(0, len(latest), ARRAY_CHUNK):
+            chunk = latest[start : start + ARRAY_CHUNK]
+            session.execute(
+                _move_latest_forward(dialect.name, _UNNESTED),
+                dict(zip(LATEST_COLUMNS, (list(column) for column in zip(*chunk, strict=True)), strict=True)),
+            )
+    else:
+        upsert = _move_latest_forward(dialect.name)
+        for start in range(0, len(latest), CHUNK):
+            driver_executemany(session, upsert, LATEST_COLUMNS, latest[start : start + CHUNK])
     return len(batch)
 
 
-def _move_latest_forward(session: Session) -> ClauseElement:
-    """``INSERT … ON CONFLICT (model, name) DO UPDATE`` where the stored value is not newer."""
-    dialect = session.get_bind().dialect.name
+ARRAY_CHUNK = 10_000
+"""Rows per PostgreSQL upsert: each column is one array parameter, so a statement's size is bounded
+by memory, not by the 65,535-parameter limit."""
+
+_UNNESTED = core_select(
+    func.unnest(bindparam("model", type_=ARRAY(Text))).label("model"),
+    func.unnest(bindparam("name", type_=ARRAY(Text))).label("name"),
+    func.unnest(bindparam("at", type_=ARRAY(DateTime(timezone=True)))).label("at"),
+    func.unnest(bindparam("value", type_=ARRAY(Float))).label("value"),
+    func.unnest(bindparam("text", type_=ARRAY(Text))).label("text"),
+)
+"""PostgreSQL: the rows of a chunk as one array per column, unnested side by side. One statement
+of 10,000 rows took two thirds of the time of 10,000 executions of the one-row upsert."""
+
+
+def _move_latest_forward(dialect: str, rows: Select[Any] | None = None) -> Insert:
+    """``INSERT … ON CONFLICT (model, name) DO UPDATE`` where the stored value is not newer; of
+    one row per execution, or of the ``rows`` a SELECT gives."""
     upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     table = MetricLatestRow.__table__  # type: ignore[attr-defined]
-    statement = upsert(table)
+    statement = upsert(table) if rows is None else upsert(table).from_select(list(LATEST_COLUMNS), rows)
     fresh = statement.excluded
     moved = {"prev_at": table.c.at, "prev_value": table.c.value, "prev_text": table.c.text}
     return statement.on_conflict_do_update(
