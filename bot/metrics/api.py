@@ -28,6 +28,7 @@ from bot.clock import Clock
 from bot.config.loader import Config
 from bot.errors import RequestRefused
 from bot.http_helpers import authenticate, check_content_type, error, read_body
+from bot.metrics.group_commit import GroupCommit
 from bot.metrics.ingest import parse_batch
 from bot.metrics.store import Point
 from bot.settings import Settings
@@ -120,7 +121,7 @@ def metric_routes(*, service: Ingestor, settings: Settings, config: Callable[[],
         path=PATH,
         name="ingest_metrics",
         parse=parse_batch,
-        store=service.ingest,
+        store=GroupCommit(service.ingest).store,
         settings=settings,
         config=config,
         clock=clock,
