@@ -10,21 +10,22 @@ from sqlalchemy import (
     ARRAY,
     DateTime,
     Float,
-    Select,
     String,
+    Table,
     Text,
     and_,
     bindparam,
     delete,
     false,
     func,
-    insert,
     or_,
     tuple_,
     type_coerce,
 )
 from sqlalchemy import select as core_select
+from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, col, select
@@ -44,19 +45,18 @@ pull or a push of any size is stored (one ``IN (…)`` over a whole 200,000-valu
 exceed both and lose the pull)."""
 
 
-LATEST_COLUMNS = ("model", "name", "at", "value", "text")
-"""What a latest-value upsert binds, in the order of its rows."""
+COLUMNS = ("model", "name", "at", "value", "text")
+"""What a sample or a latest value binds, in the order of its rows."""
 
 
 def record(session: Session, points: Iterable[Point], *, history: Callable[[str], bool] | None = None) -> int:
     """Store samples and move each metric's "latest" forward (never backward: a late,
     out-of-order sample is kept for windows but does not overwrite a newer value).
 
-    Bulk statements in bounded chunks, not ORM objects: an executemany INSERT per chunk for the
-    samples and one ``INSERT … ON CONFLICT DO UPDATE … WHERE newer`` executemany per chunk for
-    the latest values, on the driver's cursor (:mod:`bot.storage.driver_rows`: SQLAlchemy's
-    per-row parameter handling cost more than the writes), which is also what keeps two first
-    pushes of one series racing on PostgreSQL from colliding on the primary key (that answered 503).
+    Bulk statements in bounded chunks, not ORM objects (:func:`_write`): an INSERT for the samples
+    and an ``INSERT … ON CONFLICT DO UPDATE … WHERE newer`` for the latest values, which is also
+    what keeps two first pushes of one series racing on PostgreSQL from colliding on the primary
+    key (that answered 503).
 
     ``history``: which metric names keep sample rows (default: all). A metric no window or SLO
     reads needs only its newest value and the one before (kept beside it, for a pass as of a tick
@@ -65,34 +65,43 @@ def record(session: Session, points: Iterable[Point], *, history: Callable[[str]
     batch = [(m, n, ensure_utc(at), v) for m, n, at, v in points]
     if not batch:
         return 0
+    dialect = session.get_bind().dialect
+    written = instant_writer(dialect)
     kept = batch if history is None else [point for point in batch if history(point[1])]
-    table = MetricSampleRow.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
-    for start in range(0, len(kept), CHUNK):
-        rows = [
-            {"model": m, "name": n, "at": at, "value": _number(v), "text": _text(v)}
-            for m, n, at, v in kept[start : start + CHUNK]
-        ]
-        session.execute(insert(table), rows)
+    samples = MetricSampleRow.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
+    _write(session, samples, [(m, n, written(at), _number(v), _text(v)) for m, n, at, v in kept])
     newest: dict[tuple[str, str], Point] = {}
     for point in batch:
         key = (point[0], point[1])
         if key not in newest or point[2] >= newest[key][2]:
             newest[key] = point
-    dialect = session.get_bind().dialect
-    written = instant_writer(dialect)
-    latest = [(m, n, written(at), _number(v), _text(v)) for m, n, at, v in newest.values()]
-    if dialect.name == "postgresql":
-        for start in range(0, len(latest), ARRAY_CHUNK):
-            chunk = latest[start : start + ARRAY_CHUNK]
-            session.execute(
-                _move_latest_forward(dialect.name, _UNNESTED),
-                dict(zip(LATEST_COLUMNS, (list(column) for column in zip(*chunk, strict=True)), strict=True)),
-            )
-    else:
-        upsert = _move_latest_forward(dialect.name)
-        for start in range(0, len(latest), CHUNK):
-            driver_executemany(session, upsert, LATEST_COLUMNS, latest[start : start + CHUNK])
+    latest = MetricLatestRow.__table__  # type: ignore[attr-defined]
+    rows = [(m, n, written(at), _number(v), _text(v)) for m, n, at, v in newest.values()]
+    _write(session, latest, rows, forward=True)
     return len(batch)
+
+
+def _write(session: Session, table: Table, rows: list[tuple[Any, ...]], *, forward: bool = False) -> None:
+    """Insert ``rows`` (values of :data:`COLUMNS`, times through ``instant_writer``) into ``table``;
+    ``forward``: an upsert that moves the latest values forward (:func:`_moving_forward`).
+
+    On SQLite, the driver's ``executemany`` per chunk of :data:`CHUNK` rows
+    (:mod:`bot.storage.driver_rows`: SQLAlchemy's per-row parameter handling cost more than the
+    writes). On PostgreSQL, one statement per :data:`ARRAY_CHUNK` rows, the rows as one array per
+    column unnested side by side: executing the one-row statement once per row took twice as long."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = postgresql_insert(table).from_select(list(COLUMNS), _UNNESTED)
+        statement: Insert = _moving_forward(arrays) if forward else arrays
+        for start in range(0, len(rows), ARRAY_CHUNK):
+            columns = zip(*rows[start : start + ARRAY_CHUNK], strict=True)
+            session.execute(statement, dict(zip(COLUMNS, (list(column) for column in columns), strict=True)))
+        return
+    one_row = sqlite_insert(table)
+    statement = _moving_forward(one_row) if forward else one_row
+    for start in range(0, len(rows), CHUNK):
+        driver_executemany(session, statement, COLUMNS, rows[start : start + CHUNK])
 
 
 ARRAY_CHUNK = 10_000
@@ -110,12 +119,9 @@ _UNNESTED = core_select(
 of 10,000 rows took two thirds of the time of 10,000 executions of the one-row upsert."""
 
 
-def _move_latest_forward(dialect: str, rows: Select[Any] | None = None) -> Insert:
-    """``INSERT … ON CONFLICT (model, name) DO UPDATE`` where the stored value is not newer; of
-    one row per execution, or of the ``rows`` a SELECT gives."""
-    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+def _moving_forward(statement: PostgresqlInsert | SqliteInsert) -> Insert:
+    """``statement … ON CONFLICT (model, name) DO UPDATE`` where the stored value is not newer."""
     table = MetricLatestRow.__table__  # type: ignore[attr-defined]
-    statement = upsert(table) if rows is None else upsert(table).from_select(list(LATEST_COLUMNS), rows)
     fresh = statement.excluded
     moved = {"prev_at": table.c.at, "prev_value": table.c.value, "prev_text": table.c.text}
     return statement.on_conflict_do_update(
