@@ -89,7 +89,9 @@ class ChildServer:
             self.proc.kill()
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0, *, path: str = "/healthz"
+) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -97,9 +99,20 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
         if proc.poll() is not None:
             raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{url}/healthz did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{url}{path} did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate every child, then wait for each (killed if it will not stop)."""
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

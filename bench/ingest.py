@@ -37,7 +37,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from bench.harness import REPO, free_port, scratch_database, wait_healthy
+from bench.harness import REPO, free_port, scratch_database, stop_all, wait_healthy
 
 PUSHGATEWAY = Path("/usr/bin/prometheus-pushgateway")
 TOKEN = "bench-ingest-token"
@@ -164,10 +164,11 @@ def main() -> None:
                 subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
             )
             gateway = [str(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{gateway_port}"]
-            processes.append(subprocess.Popen(gateway, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            gateway_log = folder / "pushgateway.log"
+            processes.append(subprocess.Popen(gateway, stdout=gateway_log.open("wb"), stderr=subprocess.STDOUT))
             bot_url, gateway_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{gateway_port}"
             wait_healthy(bot_url, processes[0], log, timeout=60.0)
-            wait_gateway(gateway_url)
+            wait_healthy(gateway_url, processes[1], gateway_log, path="/-/ready")
             backend = "PostgreSQL" if database.startswith("postgres") else "SQLite"
             load = os.getloadavg()
             print(f"ingest: the bot on {backend} against Pushgateway, closed loop, {args.seconds:g} s per cell; "
@@ -194,27 +195,7 @@ def main() -> None:
                           f"{bot.quantile(0.99) / peer.quantile(0.99):>6.2f}", flush=True)  # fmt: skip
             print(f"  targets: rate × ≥ 1, p99 × ≤ 2, no errors; load after {os.getloadavg()[0]:.2f}")
     finally:
-        for proc in processes:
-            proc.terminate()
-        for proc in processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def wait_gateway(url: str, timeout: float = 20.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"Pushgateway at {url} did not become ready")
+        stop_all(processes)
 
 
 if __name__ == "__main__":
