@@ -1,13 +1,14 @@
 """Benchmark: escalation lateness and resident memory with 10,000 open alerts (SPEC §7: p99
 lateness under 1 s, resident memory under 200 MB, on the 2-core reference machine).
 
-Workload. 10,000 firing, unacknowledged alerts are written to a fresh database, each on the
-shipped default policy (P3 at 15 min, P2 at 30 min, P1 at 60 min) and each with one step
-falling due during the run: the deadlines are spread uniformly over ``--spread`` seconds (60),
-about 170 steps a second. A third of the alerts are due for each step, so a third of the steps
-reach P1 and page. The alerts are written by a child process (``bulk`` inserts of
-:func:`bot.alerts.store.fields` rows, plus their "fired" events and the already sent Slack post
-of each), so the measured process's peak memory is the bot's, not the set-up's.
+Workload. 10,000 firing, unacknowledged alerts are written to a fresh database, each the one
+alert of its incident (escalation climbs per incident), each incident on the shipped default
+policy (P3 at 15 min, P2 at 30 min, P1 at 60 min) with one step falling due during the run: the
+deadlines are spread uniformly over ``--spread`` seconds (60), about 170 steps a second. A third
+of the incidents are due for each step, so a third of the steps reach P1 and page. They are
+written by a child process (bulk inserts of :func:`bot.incidents.store.fields` and
+:func:`bot.alerts.store.fields` rows, plus the alerts' "fired" events and the already sent Slack
+post of each), so the measured process's peak memory is the bot's, not the set-up's.
 
 Then this process runs what ``incident-bot serve`` runs, on the system clock: the real
 APScheduler jobs from :func:`bot.jobs.build_scheduler` (evaluation every 30 s over the shipped
@@ -19,7 +20,7 @@ not dominate; the outbox bookkeeping stays in.
 Lateness of a step, two ways:
 
 * **recorded**: the escalation event's time (the sweep's ``now``) minus the step's deadline
-  (the alert's ``fired_at`` + the step's ``after``) -- what the
+  (the incident's ``opened_at`` + the step's ``after``) -- what the
   ``incident_bot_escalation_lateness_seconds`` histogram observes;
 * **committed**: when the sweep that ran the step committed (its notifications are then in
   the outbox, visible to every replica) minus the deadline. This is the one the verdict uses.
@@ -63,9 +64,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from bot.alerts import store
-from bot.alerts.lifecycle import Alert, AlertState, PolicyStep, next_deadline
+from bot.alerts.lifecycle import Alert, AlertState, PolicyStep
 from bot.clock import SystemClock
 from bot.config.holder import ConfigHolder
+from bot.incidents import store as incident_store
+from bot.incidents.incident import Incident, IncidentState, next_deadline
 from bot.jobs import build_scheduler
 from bot.notify.lanes import Lanes
 from bot.notify.notifier import Notification
@@ -75,7 +78,7 @@ from bot.service import AlertService, every_channel
 from bot.severity import Severity
 from bot.storage.database import make_engine, migrate
 from bot.storage.database import session as open_session
-from bot.storage.tables import AlertEventRow, AlertRow, OutboxRow
+from bot.storage.tables import AlertEventRow, AlertRow, IncidentEventRow, IncidentRow, OutboxRow
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_P99_SECONDS = 1.0
@@ -92,41 +95,59 @@ POLICY = (
 
 
 def populate(url: str, alerts: int, first_due: float, spread: float, seed: int) -> None:
-    """Write ``alerts`` firing alerts whose next step falls due in ``[first_due, first_due + spread)``
-    (Unix seconds): alert ``i`` is due for step ``i % 3 + 1``, so it fired that step's ``after`` earlier."""
+    """Write ``alerts`` firing incidents of one alert each, whose next step falls due in
+    ``[first_due, first_due + spread)`` (Unix seconds): incident ``i`` is due for step ``i % 3 + 1``,
+    so it opened that step's ``after`` earlier. Escalation climbs per incident."""
     engine = make_engine(url)
     migrate(engine)
     rng = random.Random(seed)
-    rows, events = [], []
+    incidents, alerts_of = [], []
     for i in range(alerts):
         due = datetime.fromtimestamp(first_due + rng.uniform(0, spread), UTC)
         step = i % len(POLICY)
         fired = due - POLICY[step].after
+        model = f"model-{i:05d}"
+        incident = Incident(
+            group_key=f"#ml-alerts|model={model}",
+            channel="#ml-alerts",
+            severity=Severity.P2,
+            state=IncidentState.FIRING,
+            opened_at=fired,
+            title=f"Significant data drift: 9 features for {model}",
+            labels={"model": model},
+            policy=POLICY,
+            escalation_step=step,
+        )
+        incident = replace(incident, next_escalation_at=next_deadline(incident))
+        assert incident.next_escalation_at == due
+        incidents.append({**incident_store.fields(incident), "version": 1})
         alert = Alert(
             rule=RULE,
-            model=f"model-{i:05d}",
+            model=model,
             severity=Severity.P2,
             state=AlertState.FIRING,
             started_at=fired,
             fired_at=fired,
-            title=f"Significant data drift: 9 features for model-{i:05d}",
+            title=incident.title,
             description="9/10 features show significant drift (PSI > 0.2). Top drifted: amount, merchant.",
             values={"drifted_feature_count": 9.0, "total_features": 10.0, "top_drifted_features": "amount,merchant"},
             policy=POLICY,
-            escalation_step=step,
         )
-        alert = replace(alert, next_escalation_at=next_deadline(alert))
-        assert alert.next_escalation_at == due
-        rows.append({**store.fields(alert), "version": 1})
-        events.append((alert.key, fired))
+        alerts_of.append((incident.group_key, alert, fired))
     with engine.begin() as connection:
+        connection.execute(insert(IncidentRow), incidents)
+        incident_ids = dict(connection.execute(select(IncidentRow.group_key, IncidentRow.id)).all())
+        rows = [
+            {**store.fields(alert), "incident_id": incident_ids[group], "paged_keys": [], "version": 1}
+            for group, alert, _ in alerts_of
+        ]
         connection.execute(insert(AlertRow), rows)
         ids: dict[str, int] = {key: i for key, i in connection.execute(select(AlertRow.dedup_key, AlertRow.id))}
         connection.execute(
             insert(AlertEventRow),
             [
-                {"alert_id": ids[key], "kind": "fired", "actor": f"rule:{RULE}", "at": at, "detail": "", "data": {}}
-                for key, at in events
+                {"alert_id": ids[a.key], "kind": "fired", "actor": f"rule:{RULE}", "at": at, "detail": "", "data": {}}
+                for _, a, at in alerts_of
             ],
         )
         # their root Slack posts went out when they fired (an alert with no notification at all
@@ -135,18 +156,19 @@ def populate(url: str, alerts: int, first_due: float, spread: float, seed: int) 
             insert(OutboxRow),
             [
                 {
-                    "idempotency_key": f"slack:{ids[key]}:fired:1:",
+                    "idempotency_key": f"slack:incident:{incident_ids[group]}:opened:1:",
                     "channel": "slack",
-                    "kind": "alert.fired",
-                    "alert_id": ids[key],
-                    "payload": {"event": "fired", "key": key},
+                    "kind": "incident.opened",
+                    "alert_id": ids[a.key],
+                    "incident_id": incident_ids[group],
+                    "payload": {"event": "opened", "key": a.key},
                     "status": "sent",
                     "attempts": 1,
                     "not_before": at,
                     "created_at": at,
                     "sent_at": at,
                 }
-                for key, at in events
+                for group, a, at in alerts_of
             ],
         )
     engine.dispose()
@@ -344,28 +366,30 @@ def run(args: argparse.Namespace, url: str) -> bool:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     with open_session(engine) as s:
-        events = s.exec(select(AlertEventRow).where(AlertEventRow.kind == "escalated")).all()
-        fired: dict[int, datetime] = {i: at for i, at in s.exec(select(AlertRow.id, AlertRow.fired_at)) if i and at}
+        events = s.exec(select(IncidentEventRow).where(IncidentEventRow.kind == "escalated")).all()
+        fired: dict[int, datetime] = {i: at for i, at in s.exec(select(IncidentRow.id, IncidentRow.opened_at)) if i}
         still_due = s.exec(
-            select(AlertRow.id).where(AlertRow.state == "firing", col(AlertRow.next_escalation_at) <= clock.now())
+            select(IncidentRow.id).where(
+                IncidentRow.state == "firing", col(IncidentRow.next_escalation_at) <= clock.now()
+            )
         ).all()
         queue = Counter(s.exec(select(OutboxRow.channel, OutboxRow.status)).all())
         escalated = s.exec(
-            select(OutboxRow.alert_id, OutboxRow.status, OutboxRow.sent_at, OutboxRow.payload).where(
-                OutboxRow.kind == "alert.escalated"
+            select(OutboxRow.incident_id, OutboxRow.status, OutboxRow.sent_at, OutboxRow.payload).where(
+                OutboxRow.kind == "incident.escalated"
             )
         ).all()
     starts = [w.started for w in sweeps]
     recorded, committed = [], []
     for event in events:
-        deadline = fired[event.alert_id] + timedelta(seconds=float(event.data["after_seconds"]))
+        deadline = fired[event.incident_id] + timedelta(seconds=float(event.data["after_seconds"]))
         sweep = sweeps[bisect.bisect_right(starts, event.at) - 1]
         assert sweep.started <= event.at <= sweep.ended
         recorded.append((event.at - deadline).total_seconds())
         committed.append((sweep.ended - deadline).total_seconds())
     busy = [w for w in sweeps if w.ran]
     took = [(w.ended - w.started).total_seconds() for w in busy]
-    per_alert = Counter(e.alert_id for e in events)
+    per_alert = Counter(e.incident_id for e in events)
     print(
         f"  steps run {len(events):,} of {args.alerts:,} due; run twice: {sum(n > 1 for n in per_alert.values())}; "
         f"still due: {len(still_due)}"
@@ -378,9 +402,11 @@ def run(args: argparse.Namespace, url: str) -> bool:
     print(describe("lateness, recorded (event time)", recorded))
     print(describe("lateness, committed (sweep end)", committed))
     delivered = [
-        (sent_at - fired[alert_id] - timedelta(seconds=float(payload["escalation"]["after_seconds"]))).total_seconds()
-        for alert_id, status, sent_at, payload in escalated
-        if status == "sent" and sent_at is not None and alert_id is not None
+        (
+            sent_at - fired[incident_id] - timedelta(seconds=float(payload["escalation"]["after_seconds"]))
+        ).total_seconds()
+        for incident_id, status, sent_at, payload in escalated
+        if status == "sent" and sent_at is not None and incident_id is not None
     ]
     if delivered:
         print(describe(f"delivered to a null notifier ({len(delivered):,} of {len(escalated):,})", delivered))

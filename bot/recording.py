@@ -113,7 +113,10 @@ class Recorder:
         """Save an incident transition with the pages it newly makes, and enqueue them (and, for an
         escalation or a person's action on the whole incident, the chat rows). ``model``: whose
         PagerDuty routing key pages (default: the incident's first alert's model)."""
-        lead_model = model if model is not None else _first_model(s, change.incident)
+        # an escalation or a click on the incident names no model: its first alert's pages; the
+        # alerts read for that are handed on, so the notifications do not read them again
+        members = None if model is not None else incident_store.members(s, change.incident)
+        lead_model = model if model is not None else (members[0].model if members else "")
         before = change.incident.paged_keys
         paged = self._dispatch.pages(change.incident, change.event, config, model=lead_model)
         incident = replace(change.incident, paged_keys=(*before, *paged)) if paged else change.incident
@@ -121,7 +124,7 @@ class Recorder:
         stored = replace(change.event, data={**change.event.data, "paged": paged}) if paged else change.event
         saved = incident_store.save(s, IncidentTransition(incident, stored))
         done = IncidentTransition(saved, change.event)
-        self._after_save(s, done, config, now, before=before, model=lead_model, by_person=by_person)
+        self._after_save(s, done, config, now, before=before, model=lead_model, by_person=by_person, members=members)
         return saved
 
     def _after_save(
@@ -134,10 +137,13 @@ class Recorder:
         before: tuple[str, ...],
         model: str,
         by_person: bool = False,
+        members: list[Alert] | None = None,
     ) -> None:
         """Enqueue what people hear of a saved incident transition (at the end of the pass, inside
         :meth:`whole_pass`), and its postmortem when it resolves with a room, and log it;
-        ``before``: the routing keys it had paged before this one."""
+        ``before``: the routing keys it had paged before this one; ``members``: its alerts, read
+        in this transaction, when the notifications go out now (a pass's deferred ones read them
+        at the end of the pass, when later joins have happened)."""
         incident, event = saved.incident, saved.event
         dispatch = partial(
             self._dispatch.incident_event,
@@ -151,6 +157,8 @@ class Recorder:
             by_person=by_person,
         )
         deferred: list[Callable[[], None]] | None = getattr(self._local, "deferred", None)
+        if deferred is None:
+            dispatch = partial(dispatch, members=members)
         after = [dispatch]
         if _leaves_a_postmortem(incident, event, self._dispatch.routes.channels):
             after.append(partial(_enqueue_postmortem, s, incident, now))
@@ -194,8 +202,10 @@ class Recorder:
             alert, kind = change.alert, change.event.kind
             if alert.id is None and kind is EventKind.PENDING:
                 waiting.append(change)
-            elif alert.id is None and kind is EventKind.FIRED and not is_silenced(
-                silences, rule=alert.rule, model=alert.model, now=now
+            elif (
+                alert.id is None
+                and kind is EventKind.FIRED
+                and not is_silenced(silences, rule=alert.rule, model=alert.model, now=now)
             ):
                 fresh.append((change, _group(alert, config, storms)))
             else:
@@ -281,6 +291,8 @@ def retried(engine: Engine, attempt: Callable[[Session], _T], *, gives_up: str) 
             except store.ConcurrentChange:
                 s.rollback()
     raise store.ConcurrentChange(gives_up)
+
+
 def _group(alert: Alert, config: Config, storms: set[tuple[str, str]]) -> Group:
     return tracker.group_of(alert, config, storm=(alert.rule, alert_channel(config, alert.rule, alert.model)) in storms)
 
@@ -329,11 +341,6 @@ def _enqueue_postmortem(s: Session, incident: Incident, now: datetime) -> None:
         now=now,
         incident_id=incident.id,
     )
-
-
-def _first_model(s: Session, incident: Incident) -> str:
-    members = incident_store.alerts(s, incident.id) if incident.id is not None else []
-    return members[0].model if members else ""
 
 
 def _log_transition(alert: Alert, event: lifecycle.Event, *, silenced: bool) -> None:

@@ -52,6 +52,11 @@ def alerts(session: Session, incident_id: int) -> list[Alert]:
     return [alert_store.to_alert(row) for row in rows]
 
 
+def members(session: Session, incident: Incident) -> list[Alert]:
+    """:func:`alerts` of an incident that may not be stored yet (none then)."""
+    return alerts(session, incident.id) if incident.id is not None else []
+
+
 def save(session: Session, change: IncidentTransition) -> Incident:
     """Write the transition's incident and event. Raises :class:`ConcurrentChange` when another
     writer got there first (a second open incident for the group, or a newer version)."""
@@ -317,4 +322,3 @@ def fields(incident: Incident) -> dict[str, Any]:
         "commander": incident.commander,
         "resolution_note": dict(incident.resolution_note) if incident.resolution_note else None,
     }
-

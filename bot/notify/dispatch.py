@@ -101,26 +101,30 @@ class Dispatcher:
         model: str,
         paged_before: tuple[str, ...],
         by_person: bool,
+        members: list[Alert] | None = None,
     ) -> None:
         """Pages, and chat rows for an escalation or a person's action on the whole incident. A page
-        releases the incident's chat rows held for business hours: it is urgent now."""
+        releases the incident's chat rows held for business hours: it is urgent now. ``members``:
+        the incident's alerts, when the caller has just read them in this transaction."""
         routed = replace(incident, paged_keys=paged_before)
         # email's recipients are the members' models' and rules': read them only for an event email hears
         # (not for each of a storm's many joins)
         emailing = EMAIL in self.routes.channels and event.kind in EMAILED
-        members = _members(s, incident) if emailing else []
+        if members is None and emailing:
+            members = incident_store.members(s, incident)
         deliveries = self.routes.for_incident(
             routed,
             event,
             config=config,
             model=model,
             by_person=by_person,
-            members=members,
+            members=members or [],
             emailed=emailing and _emailed(s, incident),
         )
         if not deliveries:
             return
-        members = members if emailing else _members(s, incident)
+        if members is None:
+            members = incident_store.members(s, incident)
         pages_now = [d for d in deliveries if d.channel == PAGER and event.kind in TRIGGERS]
         lead = members[0] if members else None
         shipped = _shipped_before(s, incident, members, config) if pages_now else []
@@ -207,10 +211,6 @@ def _shipped_before(s: Session, incident: Incident, members: list[Alert], config
     opened = incident.opened_at
     changes = made_before(s, {m.model for m in members}, opened, config.settings.change_window, limit=5)
     return [f"{change.model}: {change.said()}, {how_long_before(change, opened)}" for change in changes]
-
-
-def _members(s: Session, incident: Incident) -> list[Alert]:
-    return incident_store.alerts(s, incident.id) if incident.id is not None else []
 
 
 def _emailed(s: Session, incident: Incident) -> bool:
