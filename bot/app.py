@@ -1,14 +1,18 @@
 """Composition root: settings → database → configuration → service → notifiers → web app → scheduler.
 
 No logic lives here; it only builds the parts and hands each one what it needs, so tests can
-build the same bot with an injected clock, database and notifiers.
+build the same bot with an injected clock, database and notifiers. The parts are the same in
+every process model (see :mod:`bot.processes`): one ``serve`` runs the web app and the
+background work (:func:`background_work`); ``serve --web-only`` runs only the web app; ``worker``
+runs only the background work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
 from bot import retention
@@ -58,6 +63,9 @@ log = logging.getLogger(__name__)
 
 ACK_REMINDER_EVERY = timedelta(seconds=15)
 """How often acknowledged incidents are checked for ``settings.ack_reminder`` (a no-op when unset)."""
+KEPT_CLICKS_EVERY = 0.5
+"""Seconds between a web-only process's looks at its journal of kept clicks: the escalation
+tick's, which applies them in the all-in-one process."""
 SLO_INTERVAL = timedelta(seconds=60)
 """SLO burn rates move over minutes; the SLO pass runs at most this often (or at the evaluation interval)."""
 
@@ -75,12 +83,23 @@ class Bot:
     app: Starlette
 
 
+@dataclass(frozen=True)
+class WebOnly:
+    """Build the web app without the background work: its lifespan starts neither the scheduler
+    nor the delivery lanes, which ``incident-bot worker`` runs. ``index`` tells the web processes
+    of one machine apart: each keeps the clicks the database could not take in its own journal
+    (:mod:`bot.pending_actions` rewrites its file, so two processes must not share one)."""
+
+    index: int = 0
+
+
 def build_bot(
     settings: Settings,
     *,
     clock: Clock | None = None,
     notifiers: Mapping[str, Notifier] | None = None,
     config_dir: Path | None = None,
+    web_only: WebOnly | None = None,
 ) -> Bot:
     clock = clock or SystemClock()
     holder = ConfigHolder(config_dir or default_config_dir(settings))
@@ -89,7 +108,10 @@ def build_bot(
     metrics = Metrics(engine)  # one registry per bot: tests build several bots in one process
     chosen = notifiers if notifiers is not None else default_notifiers(settings, engine, holder, clock, metrics=metrics)
     metrics.watch_channels(chosen)
-    pending = PendingActions(settings.pending_actions_path())
+    journal = settings.pending_actions_path()
+    if web_only is not None:
+        journal = journal.with_name(f"{journal.name}.web-{web_only.index}")
+    pending = PendingActions(journal)
     service = AlertService(engine, clock, holder, every_channel(list(chosen)), metrics=metrics, pending=pending)
     backoff = Backoff(base=settings.outbox_backoff_base, cap=settings.outbox_backoff_cap)
     on_result = page_result_hook(clock) if {"pagerduty", "slack"} <= set(chosen) else None
@@ -136,6 +158,7 @@ def build_bot(
         metrics=metrics,
         outbox=outbox,
         sources=puller.health_report if puller is not None else None,
+        web_only=web_only is not None,
     )
     return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app)
 
@@ -197,23 +220,33 @@ def build_web_app(
     metrics: Metrics | None = None,
     outbox: Outbox | None = None,
     sources: Callable[[], Mapping[str, Any]] | None = None,
+    web_only: bool = False,
 ) -> Starlette:
+    """The HTTP app; its lifespan runs the background work too unless ``web_only``, in which
+    case it only applies the clicks this process kept while the database was away (the
+    escalation job does that in the all-in-one process)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        lanes.start()
-        scheduler.start()
-        try:
-            if slack_app is None:
-                yield
-            else:  # the after-ack worker, and Socket Mode when SLACK_APP_TOKEN is set
-                async with slack_running(slack_app, app_token=_secret_value(settings.slack_app_token)):
-                    yield
-        finally:
-            scheduler.shutdown(wait=True)  # no more evaluations, so nothing more to deliver
-            lanes.stop()
+        async with contextlib.AsyncExitStack() as stack:
+            if web_only:
+                await stack.enter_async_context(applying_kept_clicks(service))
+            else:
+                stack.enter_context(background_work(lanes, scheduler))
+            if slack_app is not None:  # the after-ack worker, and Socket Mode when SLACK_APP_TOKEN is set
+                await stack.enter_async_context(
+                    slack_running(slack_app, app_token=_secret_value(settings.slack_app_token))
+                )
+            yield
 
     routes = [
-        *health_routes(service=service, engine=engine, scheduler=scheduler, outbox=outbox, sources=sources),
+        *health_routes(
+            service=service,
+            engine=engine,
+            scheduler=None if web_only else scheduler,
+            outbox=outbox,
+            sources=sources,
+        ),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
         *change_routes(changes=ChangeLog(engine), settings=settings, config=holder, clock=clock),
         *alertmanager_routes(service=service, settings=settings, clock=clock),
@@ -224,6 +257,43 @@ def build_web_app(
     if metrics:
         routes += metrics_routes(metrics)
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+@contextlib.contextmanager
+def background_work(lanes: Lanes, scheduler: BackgroundScheduler) -> Iterator[None]:
+    """The scheduler's jobs and the delivery lanes, for as long as the block runs: in the
+    all-in-one ``serve``'s lifespan, and for the whole life of ``incident-bot worker``."""
+    lanes.start()
+    scheduler.start()
+    try:
+        yield
+    finally:
+        scheduler.shutdown(wait=True)  # no more evaluations, so nothing more to deliver
+        lanes.stop()
+
+
+@contextlib.asynccontextmanager
+async def applying_kept_clicks(service: AlertService, *, every: float = KEPT_CLICKS_EVERY) -> AsyncIterator[None]:
+    """A web-only process applies its own journal of kept clicks (nobody else reads it) as soon
+    as the database is back; a pass with nothing kept is a length check."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every)
+            if not service.pending:
+                continue
+            try:
+                await asyncio.to_thread(service.apply_pending_actions)
+            except SQLAlchemyError as exc:  # still away: the next pass tries again
+                log.info("kept clicks wait for the database: %s", exc)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _slack_app(
