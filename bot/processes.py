@@ -67,18 +67,21 @@ def supervise(count: int, child: Callable[[int], int]) -> int:
             if process.pid is not None and process.exitcode is None:
                 os.kill(process.pid, signal.SIGTERM if signum in STOP_SIGNALS else signum)
 
-    for signum in (*STOP_SIGNALS, signal.SIGHUP):
-        signal.signal(signum, forward)
-    for process in children:
-        process.start()
-    ended = multiprocessing.connection.wait([process.sentinel for process in children])
-    first = next(process for process in children if process.sentinel in ended)
-    if not stopping.is_set():
-        log.error("web process %s ended (exit code %s): stopping the others", first.name, first.exitcode)
+    previous = {signum: signal.signal(signum, forward) for signum in (*STOP_SIGNALS, signal.SIGHUP)}
+    try:
         for process in children:
-            process.terminate()
-    for process in children:
-        process.join()
+            process.start()
+        ended = multiprocessing.connection.wait([process.sentinel for process in children])
+        first = next(process for process in children if process.sentinel in ended)
+        if not stopping.is_set():
+            log.error("web process %s ended (exit code %s): stopping the others", first.name, first.exitcode)
+            for process in children:
+                process.terminate()
+        for process in children:
+            process.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0 if stopping.is_set() else (first.exitcode or 1)
 
 

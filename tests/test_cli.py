@@ -44,11 +44,14 @@ def test_python_dash_m_bot_is_the_same_command() -> None:
     assert "OK" in result.stdout
 
 
-def test_serve_refuses_a_bad_configuration(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command", [["serve", "--port", "0"], ["serve", "--port", "0", "--web-only", "--workers", "2"], ["worker"]]
+)
+def test_serve_refuses_a_bad_configuration(tmp_path: Path, command: list[str]) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "bad.yaml").write_text("rules:\n  - name: r1\n    condition: x >\n")
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "serve", "--port", "0"],
+        [sys.executable, "-m", "bot", *command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -92,3 +95,20 @@ def test_demo_without_its_configuration_says_so_instead_of_blaming_the_ports(
     err = capsys.readouterr().err
     assert "the shipped configuration is missing" in err
     assert "cannot listen" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--workers", "2"], "--workers needs --web-only"),
+        (["--web-only", "--workers", "0"], "must be 1 or more, not 0"),
+        (["--web-only", "--workers", "two"], "must be a whole number, not two"),
+    ],
+)
+def test_serve_refuses_several_processes_that_would_each_run_the_scheduler(
+    options: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", *options])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
