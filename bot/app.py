@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from bot import retention
 from bot.changes.api import change_routes
@@ -81,6 +82,9 @@ class Bot:
     lanes: Lanes
     scheduler: BackgroundScheduler
     app: Starlette
+    worker_app: Starlette
+    """``incident-bot worker --port``'s app: only ``/healthz`` and ``/metrics``; its lifespan runs
+    the background work."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,19 @@ def build_bot(
         sources=puller.health_report if puller is not None else None,
         web_only=web_only is not None,
     )
-    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app)
+    worker_app = build_worker_app(
+        status_routes(
+            service=service,
+            engine=engine,
+            scheduler=scheduler,
+            outbox=outbox,
+            sources=puller.health_report if puller is not None else None,
+            metrics=metrics,
+        ),
+        lanes=lanes,
+        scheduler=scheduler,
+    )
+    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app, worker_app)
 
 
 def default_notifiers(
@@ -240,12 +256,13 @@ def build_web_app(
             yield
 
     routes = [
-        *health_routes(
+        *status_routes(
             service=service,
             engine=engine,
             scheduler=None if web_only else scheduler,
             outbox=outbox,
             sources=sources,
+            metrics=metrics,
         ),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
         *change_routes(changes=ChangeLog(engine), settings=settings, config=holder, clock=clock),
@@ -254,9 +271,38 @@ def build_web_app(
     slack_app = _slack_app(settings=settings, service=service, holder=holder, clock=clock, engine=engine)
     if slack_app is not None and _secret(settings.slack_signing_secret):
         routes += slack_routes(slack_app)
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def build_worker_app(routes: list[BaseRoute], *, lanes: Lanes, scheduler: BackgroundScheduler) -> Starlette:
+    """The worker's own listener, for its supervisor and Prometheus: in the split, rule errors,
+    the metric sources' health and the evaluation and delivery counters live in the worker, so
+    only it can report them."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        with background_work(lanes, scheduler):
+            yield
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def status_routes(
+    *,
+    service: AlertService,
+    engine: Engine,
+    scheduler: BackgroundScheduler | None,
+    outbox: Outbox | None,
+    sources: Callable[[], Mapping[str, Any]] | None,
+    metrics: Metrics | None,
+) -> list[BaseRoute]:
+    """``/healthz`` and ``/metrics`` (when there are ``metrics``): what every listening process answers."""
+    routes: list[BaseRoute] = [
+        *health_routes(service=service, engine=engine, scheduler=scheduler, outbox=outbox, sources=sources)
+    ]
     if metrics:
         routes += metrics_routes(metrics)
-    return Starlette(routes=routes, lifespan=lifespan)
+    return routes
 
 
 @contextlib.contextmanager

@@ -41,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="with --web-only: this many web processes sharing the port (default 1)",
     )
-    sub.add_parser("worker", help="run the scheduler and notification delivery, with no HTTP (beside serve --web-only)")
+    worker = sub.add_parser(
+        "worker", help="run the scheduler and notification delivery, with no HTTP app (beside serve --web-only)"
+    )
+    worker.add_argument(
+        "--port", type=int, default=None, help="serve /healthz and /metrics on this port (default: no listener)"
+    )
+    worker.add_argument("--host", default=None, help="with --port: default $HOST or 0.0.0.0")
     check = sub.add_parser("check", help="validate a configuration directory (rules/ and runbooks/)")
     check.add_argument("directory", nargs="?", type=Path, default=None)
     init = sub.add_parser("init", help="write an editable copy of the shipped rules/ and runbooks/ into DIR")
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args, parser)
     if args.command == "worker":
-        return _worker()
+        return _worker(args.host, args.port)
     if args.command == "check":
         return _check(args.directory)
     if args.command == "init":
@@ -232,16 +238,28 @@ def _serve_process(
     return 0
 
 
-def _worker() -> int:
+def _worker(host: str | None, port: int | None) -> int:
+    import uvicorn
+
     from bot.app import background_work
     from bot.processes import run_until_stopped
 
     started = _start(web_only=None)
     if started is None:
         return 2
-    _, bot = started
+    settings, bot = started
     try:
-        run_until_stopped(background_work(bot.lanes, bot.scheduler))
+        if port is None:
+            run_until_stopped(background_work(bot.lanes, bot.scheduler))
+        else:  # the app's lifespan runs the same background work
+            uvicorn.run(
+                bot.worker_app,
+                host=host if host is not None else settings.host,
+                port=port,
+                log_config=None,
+                log_level=settings.log_level.lower(),
+                access_log=False,
+            )
     finally:
         bot.engine.dispose()
     return 0

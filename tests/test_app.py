@@ -115,3 +115,13 @@ def test_each_web_process_keeps_its_own_journal_and_applies_it(
     assert len(bot.service.pending) == 0
     assert not journal.exists()
     assert "kept acknowledge of incident 999 by U_ANA no longer applies" in caplog.text
+
+
+def test_the_worker_can_answer_its_health_and_metrics_while_it_runs_the_jobs(tmp_path: Path, bots: list[Bot]) -> None:
+    bot = built(bots, tmp_path)
+    with TestClient(bot.worker_app) as client:
+        assert client.get("/healthz").json() == {"status": "ok", "scheduler": True}
+        assert "incident_bot_notifications_total" in client.get("/metrics").text
+        assert client.post("/api/v1/metrics", json={}).status_code == 404, "no ingest: that is the web's"
+        assert bot.lanes.running
+    assert not bot.scheduler.running and not bot.lanes.running
