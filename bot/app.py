@@ -3,16 +3,15 @@
 No logic lives here; it only builds the parts and hands each one what it needs, so tests can
 build the same bot with an injected clock, database and notifiers. The parts are the same in
 every process model (see :mod:`bot.processes`): one ``serve`` runs the web app and the
-background work (:func:`background_work`); ``serve --web-only`` runs only the web app; ``worker``
-runs only the background work.
+background work (:func:`bot.jobs.background_work`); ``serve --web-only`` runs only the web app;
+``worker`` runs only the background work.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -36,7 +34,7 @@ from bot.config.loader import Config
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.health import health_routes
 from bot.incident_review import IncidentReview
-from bot.jobs import build_scheduler
+from bot.jobs import applying_kept_clicks, background_work, build_scheduler
 from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
 from bot.metrics.api import metric_routes
@@ -64,9 +62,6 @@ log = logging.getLogger(__name__)
 
 ACK_REMINDER_EVERY = timedelta(seconds=15)
 """How often acknowledged incidents are checked for ``settings.ack_reminder`` (a no-op when unset)."""
-KEPT_CLICKS_EVERY = 0.5
-"""Seconds between a web-only process's looks at its journal of kept clicks: the escalation
-tick's, which applies them in the all-in-one process."""
 SLO_INTERVAL = timedelta(seconds=60)
 """SLO burn rates move over minutes; the SLO pass runs at most this often (or at the evaluation interval)."""
 
@@ -303,43 +298,6 @@ def status_routes(
     if metrics:
         routes += metrics_routes(metrics)
     return routes
-
-
-@contextlib.contextmanager
-def background_work(lanes: Lanes, scheduler: BackgroundScheduler) -> Iterator[None]:
-    """The scheduler's jobs and the delivery lanes, for as long as the block runs: in the
-    all-in-one ``serve``'s lifespan, and for the whole life of ``incident-bot worker``."""
-    lanes.start()
-    scheduler.start()
-    try:
-        yield
-    finally:
-        scheduler.shutdown(wait=True)  # no more evaluations, so nothing more to deliver
-        lanes.stop()
-
-
-@contextlib.asynccontextmanager
-async def applying_kept_clicks(service: AlertService, *, every: float = KEPT_CLICKS_EVERY) -> AsyncIterator[None]:
-    """A web-only process applies its own journal of kept clicks (nobody else reads it) as soon
-    as the database is back; a pass with nothing kept is a length check."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(every)
-            if not service.pending:
-                continue
-            try:
-                await asyncio.to_thread(service.apply_pending_actions)
-            except SQLAlchemyError as exc:  # still away: the next pass tries again
-                log.info("kept clicks wait for the database: %s", exc)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _slack_app(

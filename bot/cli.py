@@ -241,7 +241,7 @@ def _serve_process(
 def _worker(host: str | None, port: int | None) -> int:
     import uvicorn
 
-    from bot.app import background_work
+    from bot.jobs import background_work
     from bot.processes import run_until_stopped
 
     started = _start(web_only=None)

@@ -13,7 +13,8 @@ import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from starlette.testclient import TestClient
 
-from bot.app import Bot, WebOnly, background_work, build_bot
+from bot.app import Bot, WebOnly, build_bot
+from bot.jobs import background_work
 from bot.pending_actions import PendingAction, PendingActions
 from bot.settings import Settings
 
