@@ -39,7 +39,7 @@ from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
 from bot.metrics.api import metric_routes
 from bot.notify.email import EmailNotifier
-from bot.notify.lanes import Lanes
+from bot.notify.lanes import Lanes, announcing
 from bot.notify.notifier import LogNotifier, Notifier
 from bot.notify.outbox import Backoff, Outbox
 from bot.notify.page_results import page_result_hook
@@ -242,6 +242,7 @@ def build_web_app(
         async with contextlib.AsyncExitStack() as stack:
             if web_only:
                 await stack.enter_async_context(applying_kept_clicks(service))
+                stack.enter_context(announcing(engine))  # the worker's lanes deliver what clicks change
             else:
                 stack.enter_context(background_work(lanes, scheduler))
             if slack_app is not None:  # the after-ack worker, and Socket Mode when SLACK_APP_TOKEN is set
