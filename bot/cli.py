@@ -207,6 +207,7 @@ def _serve_process(
     import logging
 
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE  # a port in use, a failing lifespan: as uvicorn.run exits
 
     from bot.http_limits import (
         AcceptErrorFilter,
@@ -233,9 +234,16 @@ def _serve_process(
         log_level=settings.log_level.lower(),
         access_log=access_log,  # a line per request is measurable CPU on the ack path (bench/RESULTS.md)
     )
-    sockets = [reuse_port_socket(config.host, config.port)] if reuse_port else None
-    uvicorn.Server(config).run(sockets=sockets)
-    return 0
+    sockets = None
+    if reuse_port:
+        try:
+            sockets = [reuse_port_socket(config.host, config.port)]
+        except OSError as exc:
+            print(f"refusing to start: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+            return 1
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def _worker(host: str | None, port: int | None) -> int:

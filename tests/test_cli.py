@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,34 @@ def test_serve_refuses_several_processes_that_would_each_run_the_scheduler(
         main(["serve", *options])
     assert exited.value.code == 2
     assert says in capsys.readouterr().err
+
+
+def test_web_processes_that_cannot_share_the_port_refuse_to_start(tmp_path: Path) -> None:
+    held = socket.socket()  # bound without SO_REUSEPORT: nobody may join it
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    try:
+        port = str(held.getsockname()[1])
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bot",
+                "serve",
+                "--web-only",
+                "--workers",
+                "2",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "LOG_LEVEL": "WARNING"},
+        )
+    finally:
+        held.close()
+    assert result.returncode == 1, result.stderr
+    assert "cannot listen on 127.0.0.1" in result.stderr
