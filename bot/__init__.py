@@ -16,7 +16,18 @@ data flow where types are shared: the evaluation builds the lifecycle's observat
 __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("clock", "errors", "severity", "safe_text", "logs", "memory", "http_limits", "http_helpers", "settings"),
+    (
+        "clock",
+        "errors",
+        "severity",
+        "safe_text",
+        "logs",
+        "memory",
+        "http_limits",
+        "http_helpers",
+        "processes",
+        "settings",
+    ),
     ("config",),
     ("storage",),
     ("metrics", "changes"),

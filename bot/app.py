@@ -1,7 +1,10 @@
 """Composition root: settings → database → configuration → service → notifiers → web app → scheduler.
 
 No logic lives here; it only builds the parts and hands each one what it needs, so tests can
-build the same bot with an injected clock, database and notifiers.
+build the same bot with an injected clock, database and notifiers. The parts are the same in
+every process model (see :mod:`bot.processes`): one ``serve`` runs the web app and the
+background work (:func:`bot.jobs.background_work`); ``serve --web-only`` runs only the web app;
+``worker`` runs only the background work.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from bot import retention
 from bot.changes.api import change_routes
@@ -30,12 +34,12 @@ from bot.config.loader import Config
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.health import health_routes
 from bot.incident_review import IncidentReview
-from bot.jobs import build_scheduler
+from bot.jobs import applying_kept_clicks, background_work, build_scheduler
 from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
 from bot.metrics.api import metric_routes
 from bot.notify.email import EmailNotifier
-from bot.notify.lanes import Lanes
+from bot.notify.lanes import Lanes, announcing
 from bot.notify.notifier import LogNotifier, Notifier
 from bot.notify.outbox import Backoff, Outbox
 from bot.notify.page_results import page_result_hook
@@ -73,6 +77,19 @@ class Bot:
     lanes: Lanes
     scheduler: BackgroundScheduler
     app: Starlette
+    worker_app: Starlette
+    """``incident-bot worker --port``'s app: only ``/healthz`` and ``/metrics``; its lifespan runs
+    the background work."""
+
+
+@dataclass(frozen=True)
+class WebOnly:
+    """Build the web app without the background work: its lifespan starts neither the scheduler
+    nor the delivery lanes, which ``incident-bot worker`` runs. ``index`` tells the web processes
+    of one machine apart: each keeps the clicks the database could not take in its own journal
+    (:mod:`bot.pending_actions` rewrites its file, so two processes must not share one)."""
+
+    index: int = 0
 
 
 def build_bot(
@@ -81,6 +98,7 @@ def build_bot(
     clock: Clock | None = None,
     notifiers: Mapping[str, Notifier] | None = None,
     config_dir: Path | None = None,
+    web_only: WebOnly | None = None,
 ) -> Bot:
     clock = clock or SystemClock()
     holder = ConfigHolder(config_dir or default_config_dir(settings))
@@ -89,7 +107,10 @@ def build_bot(
     metrics = Metrics(engine)  # one registry per bot: tests build several bots in one process
     chosen = notifiers if notifiers is not None else default_notifiers(settings, engine, holder, clock, metrics=metrics)
     metrics.watch_channels(chosen)
-    pending = PendingActions(settings.pending_actions_path())
+    journal = settings.pending_actions_path()
+    if web_only is not None:
+        journal = journal.with_name(f"{journal.name}.web-{web_only.index}")
+    pending = PendingActions(journal)
     service = AlertService(engine, clock, holder, every_channel(list(chosen)), metrics=metrics, pending=pending)
     backoff = Backoff(base=settings.outbox_backoff_base, cap=settings.outbox_backoff_cap)
     on_result = page_result_hook(clock) if {"pagerduty", "slack"} <= set(chosen) else None
@@ -136,8 +157,21 @@ def build_bot(
         metrics=metrics,
         outbox=outbox,
         sources=puller.health_report if puller is not None else None,
+        web_only=web_only is not None,
     )
-    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app)
+    worker_app = build_worker_app(
+        status_routes(
+            service=service,
+            engine=engine,
+            scheduler=scheduler,
+            outbox=outbox,
+            sources=puller.health_report if puller is not None else None,
+            metrics=metrics,
+        ),
+        lanes=lanes,
+        scheduler=scheduler,
+    )
+    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app, worker_app)
 
 
 def default_notifiers(
@@ -197,23 +231,35 @@ def build_web_app(
     metrics: Metrics | None = None,
     outbox: Outbox | None = None,
     sources: Callable[[], Mapping[str, Any]] | None = None,
+    web_only: bool = False,
 ) -> Starlette:
+    """The HTTP app; its lifespan runs the background work too unless ``web_only``, in which
+    case it only applies the clicks this process kept while the database was away (the
+    escalation job does that in the all-in-one process)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        lanes.start()
-        scheduler.start()
-        try:
-            if slack_app is None:
-                yield
-            else:  # the after-ack worker, and Socket Mode when SLACK_APP_TOKEN is set
-                async with slack_running(slack_app, app_token=_secret_value(settings.slack_app_token)):
-                    yield
-        finally:
-            scheduler.shutdown(wait=True)  # no more evaluations, so nothing more to deliver
-            lanes.stop()
+        async with contextlib.AsyncExitStack() as stack:
+            if web_only:
+                await stack.enter_async_context(applying_kept_clicks(service))
+                stack.enter_context(announcing(engine))  # the worker's lanes deliver what clicks change
+            else:
+                stack.enter_context(background_work(lanes, scheduler))
+            if slack_app is not None:  # the after-ack worker, and Socket Mode when SLACK_APP_TOKEN is set
+                await stack.enter_async_context(
+                    slack_running(slack_app, app_token=_secret_value(settings.slack_app_token))
+                )
+            yield
 
     routes = [
-        *health_routes(service=service, engine=engine, scheduler=scheduler, outbox=outbox, sources=sources),
+        *status_routes(
+            service=service,
+            engine=engine,
+            scheduler=None if web_only else scheduler,
+            outbox=outbox,
+            sources=sources,
+            metrics=metrics,
+        ),
         *metric_routes(service=service, settings=settings, config=holder, clock=clock),
         *change_routes(changes=ChangeLog(engine), settings=settings, config=holder, clock=clock),
         *alertmanager_routes(service=service, settings=settings, clock=clock),
@@ -221,9 +267,38 @@ def build_web_app(
     slack_app = _slack_app(settings=settings, service=service, holder=holder, clock=clock, engine=engine)
     if slack_app is not None and _secret(settings.slack_signing_secret):
         routes += slack_routes(slack_app)
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def build_worker_app(routes: list[BaseRoute], *, lanes: Lanes, scheduler: BackgroundScheduler) -> Starlette:
+    """The worker's own listener, for its supervisor and Prometheus: in the split, rule errors,
+    the metric sources' health and the evaluation and delivery counters live in the worker, so
+    only it can report them."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        with background_work(lanes, scheduler):
+            yield
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def status_routes(
+    *,
+    service: AlertService,
+    engine: Engine,
+    scheduler: BackgroundScheduler | None,
+    outbox: Outbox | None,
+    sources: Callable[[], Mapping[str, Any]] | None,
+    metrics: Metrics | None,
+) -> list[BaseRoute]:
+    """``/healthz`` and ``/metrics`` (when there are ``metrics``): what every listening process answers."""
+    routes: list[BaseRoute] = [
+        *health_routes(service=service, engine=engine, scheduler=scheduler, outbox=outbox, sources=sources)
+    ]
     if metrics:
         routes += metrics_routes(metrics)
-    return Starlette(routes=routes, lifespan=lifespan)
+    return routes
 
 
 def _slack_app(

@@ -1,17 +1,23 @@
-"""The ``incident-bot`` command: serve, check, init, test-rules, demo, slo status, alerts review, changes,
-outbox, postmortem."""
+"""The ``incident-bot`` command: serve, worker, check, init, test-rules, demo, slo status, alerts review,
+changes, outbox, postmortem."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.errors import ConfigError
 from bot.notify import outbox_cli
 from bot.slo import cli as slo_cli
+
+if TYPE_CHECKING:
+    from bot.app import Bot, WebOnly
+    from bot.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--access-log", action="store_true", help="log one line per HTTP request (off: it costs every Slack ack)"
     )
+    serve.add_argument(
+        "--web-only",
+        action="store_true",
+        help="answer HTTP only: no scheduler and no notification delivery (run `incident-bot worker` beside it)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        help="with --web-only: this many web processes sharing the port (default 1)",
+    )
+    worker = sub.add_parser(
+        "worker", help="run the scheduler and notification delivery, with no HTTP app (beside serve --web-only)"
+    )
+    worker.add_argument(
+        "--port", type=int, default=None, help="serve /healthz and /metrics on this port (default: no listener)"
+    )
+    worker.add_argument("--host", default=None, help="with --port: default $HOST or 0.0.0.0")
     check = sub.add_parser("check", help="validate a configuration directory (rules/ and runbooks/)")
     check.add_argument("directory", nargs="?", type=Path, default=None)
     init = sub.add_parser("init", help="write an editable copy of the shipped rules/ and runbooks/ into DIR")
@@ -65,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(port=args.port, sandbox_port=args.sandbox_port, open_browser=args.open, speed=args.speed)
     if args.command == "serve":
-        return _serve(args.host, args.port, access_log=args.access_log)
+        return _serve(args, parser)
+    if args.command == "worker":
+        return _worker(args.host, args.port)
     if args.command == "check":
         return _check(args.directory)
     if args.command == "init":
@@ -145,13 +171,44 @@ def _test_rules(file: Path, config_dir: Path | None, *, jitter: float, seed: int
     return 0 if report.ok else 1
 
 
-def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> int:
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.workers > 1 and not args.web_only:
+        parser.error("--workers needs --web-only: the scheduler runs in one process (`incident-bot worker`)")
+    if args.workers == 1:
+        web_only = None
+        if args.web_only:
+            from bot.app import WebOnly
+
+            web_only = WebOnly()
+        return _serve_process(args.host, args.port, access_log=args.access_log, web_only=web_only)
+    from bot.processes import supervise
+
+    if _prepare() is None:  # one start-up check and one migration, not one per process
+        return 2
+    child = functools.partial(_serve_web_process, host=args.host, port=args.port, access_log=args.access_log)
+    return supervise(args.workers, child)
+
+
+def _serve_web_process(index: int, *, host: str | None, port: int | None, access_log: bool) -> int:
+    """The ``index``-th of ``serve --web-only --workers N``'s processes."""
+    from bot.app import WebOnly
+
+    return _serve_process(host, port, access_log=access_log, web_only=WebOnly(index), reuse_port=True)
+
+
+def _serve_process(
+    host: str | None,
+    port: int | None,
+    *,
+    access_log: bool = False,
+    web_only: WebOnly | None = None,
+    reuse_port: bool = False,
+) -> int:
     import logging
 
     import uvicorn
-    from pydantic import ValidationError
+    from uvicorn.config import STARTUP_FAILURE  # a port in use, a failing lifespan: as uvicorn.run exits
 
-    from bot.app import build_bot
     from bot.http_limits import (
         AcceptErrorFilter,
         ConnectionLimits,
@@ -159,29 +216,15 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
         raise_open_file_limit,
         refuse_ambiguous_framing,
     )
-    from bot.logs import configure_logging
-    from bot.memory import bound_arenas
-    from bot.notify.slack_preflight import warn_missing_scopes, warn_unreadable_channels
-    from bot.settings import Settings
+    from bot.processes import reuse_port_socket
 
-    bound_arenas()  # before any thread exists: the threads made later share two malloc arenas
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"refusing to start: {exc}", file=sys.stderr)
+    started = _start(web_only=web_only)
+    if started is None:
         return 2
-    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
-    try:
-        bot = build_bot(settings)
-    except ConfigError as exc:
-        _report(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", exc)
-        return 2
-    signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
-    warn_unreadable_channels(settings, bot.config())  # once, at start: a few seconds at most
-    warn_missing_scopes(settings)
+    settings, bot = started
     limits = ConnectionLimits(max_connections=settings.http_max_connections).within(raise_open_file_limit())
     logging.getLogger("asyncio").addFilter(AcceptErrorFilter())
-    uvicorn.run(
+    config = uvicorn.Config(
         refuse_ambiguous_framing(bot.app),
         http=guarded_protocol(limits),  # idle, slow and excess connections cannot starve the bot
         timeout_keep_alive=limits.keep_alive,
@@ -191,7 +234,114 @@ def _serve(host: str | None, port: int | None, *, access_log: bool = False) -> i
         log_level=settings.log_level.lower(),
         access_log=access_log,  # a line per request is measurable CPU on the ack path (bench/RESULTS.md)
     )
+    sockets = None
+    if reuse_port:
+        try:
+            sockets = [reuse_port_socket(config.host, config.port)]
+        except OSError as exc:
+            print(f"refusing to start: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+            return 1
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    return 0 if server.started else STARTUP_FAILURE
+
+
+def _worker(host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from bot.jobs import background_work
+    from bot.processes import run_until_stopped
+
+    started = _start(web_only=None)
+    if started is None:
+        return 2
+    settings, bot = started
+    try:
+        if port is None:
+            run_until_stopped(background_work(bot.lanes, bot.scheduler))
+        else:  # the app's lifespan runs the same background work
+            uvicorn.run(
+                bot.worker_app,
+                host=host if host is not None else settings.host,
+                port=port,
+                log_config=None,
+                log_level=settings.log_level.lower(),
+                access_log=False,
+            )
+    finally:
+        bot.engine.dispose()
     return 0
+
+
+def _prepare() -> Settings | None:
+    """Settings, logging, a valid configuration and a migrated database, or None after saying why."""
+    from bot.config.defaults import default_config_dir
+    from bot.config.loader import load_config
+    from bot.storage.database import make_engine, migrate
+
+    settings = _settings()
+    if settings is None:
+        return None
+    try:
+        load_config(default_config_dir(settings))
+    except ConfigError as exc:
+        _report(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", exc)
+        return None
+    engine = make_engine(settings.database_url, call_timeout=settings.database_timeout)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    return settings
+
+
+def _start(*, web_only: WebOnly | None) -> tuple[Settings, Bot] | None:
+    """A bot built from the environment, reloading on SIGHUP; None after saying why it cannot start.
+    A process that posts to channels (not a web-only one) checks at start that it can."""
+    from bot.app import build_bot
+    from bot.memory import bound_arenas
+    from bot.notify.slack_preflight import warn_missing_scopes, warn_unreadable_channels
+
+    bound_arenas()  # before any thread exists: the threads made later share two malloc arenas
+    settings = _settings()
+    if settings is None:
+        return None
+    try:
+        bot = build_bot(settings, web_only=web_only)
+    except ConfigError as exc:
+        _report(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", exc)
+        return None
+    signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
+    if web_only is None:
+        warn_unreadable_channels(settings, bot.config())  # once, at start: a few seconds at most
+        warn_missing_scopes(settings)
+    return settings, bot
+
+
+def _settings() -> Settings | None:
+    """The environment's settings with logging configured from them, or None after saying why not."""
+    from pydantic import ValidationError
+
+    from bot.logs import configure_logging
+    from bot.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return None
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+    return settings
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
+    return value
 
 
 def _positive(text: str) -> float:

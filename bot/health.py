@@ -33,12 +33,13 @@ def health_routes(
     *,
     service: AlertService,
     engine: Engine,
-    scheduler: BackgroundScheduler,
+    scheduler: BackgroundScheduler | None,
     outbox: Outbox | None,
     sources: Callable[[], Mapping[str, Any]] | None = None,
 ) -> list[Route]:
-    """The ``/healthz`` route over the parts it reports on (``outbox`` None: no delivery detail;
-    ``sources``: each Prometheus query's health, by name)."""
+    """The ``/healthz`` route over the parts it reports on (``scheduler`` None: a web-only
+    process, whose answer has no ``scheduler`` key since the jobs run in ``incident-bot worker``;
+    ``outbox`` None: no delivery detail; ``sources``: each Prometheus query's health, by name)."""
 
     async def healthz(_request: Request) -> JSONResponse:
         """An unreachable database, rules that failed in the latest pass, notifications that
@@ -62,7 +63,10 @@ def health_routes(
             detail["database"] = unreachable
         elif outbox is not None:
             detail |= await asyncio.to_thread(delivery_health, outbox)
-        body = {"status": "degraded" if detail else "ok", "scheduler": scheduler.running, **detail}
+        body: dict[str, Any] = {"status": "degraded" if detail else "ok"}
+        if scheduler is not None:
+            body["scheduler"] = scheduler.running
+        body |= detail
         if queries:
             body["metric_sources"] = queries
         return JSONResponse(body)

@@ -1,5 +1,6 @@
 """Scheduler wiring: APScheduler only ticks; the database decides who does the work (SPEC §5).
 Notifications are not a job: each notifier channel has its own delivery lane (:mod:`bot.notify.lanes`).
+The scheduler and the lanes run together (:func:`background_work`), in ``serve`` or in ``worker``.
 
 Jobs never overlap themselves (``max_instances=1``) and missed ticks are coalesced, so a slow
 database delays a pass instead of stacking them up.
@@ -7,13 +8,23 @@ database delays a pass instead of stacking them up.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.notify.lanes import Lanes
+from bot.service import AlertService
 
 log = logging.getLogger(__name__)
+
+KEPT_CLICKS_EVERY = 0.5
+"""Seconds between a web-only process's looks at its journal of kept clicks: the escalation
+tick's, which applies them in the all-in-one process."""
 
 
 def build_scheduler(
@@ -62,3 +73,40 @@ def _guarded(job: Callable[[], object], name: str) -> Callable[[], None]:
 
     run.__name__ = f"{name}_job"
     return run
+
+
+@contextlib.contextmanager
+def background_work(lanes: Lanes, scheduler: BackgroundScheduler) -> Iterator[None]:
+    """The scheduler's jobs and the delivery lanes, for as long as the block runs: in the
+    all-in-one ``serve``'s lifespan, and for the whole life of ``incident-bot worker``."""
+    lanes.start()
+    scheduler.start()
+    try:
+        yield
+    finally:
+        scheduler.shutdown(wait=True)  # no more evaluations, so nothing more to deliver
+        lanes.stop()
+
+
+@contextlib.asynccontextmanager
+async def applying_kept_clicks(service: AlertService, *, every: float = KEPT_CLICKS_EVERY) -> AsyncIterator[None]:
+    """A web-only process applies its own journal of kept clicks (nobody else reads it) as soon
+    as the database is back; a pass with nothing kept is a length check."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every)
+            if not service.pending:
+                continue
+            try:
+                await asyncio.to_thread(service.apply_pending_actions)
+            except SQLAlchemyError as exc:  # still away: the next pass tries again
+                log.info("kept clicks wait for the database: %s", exc)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -13,7 +13,9 @@ applies (the alert resolved meanwhile: the refusal is logged), and an entry appl
 removed when the process died is refused the second time as "already acknowledged".
 
 The journal is the process's own file: with replicas, the entry waits for the replica that took
-the click (each replica's escalation job applies its own journal first).
+the click (each replica's escalation job applies its own journal first). A ``serve --web-only``
+process runs no escalation job and applies its own journal from a loop of its own
+(:func:`bot.jobs.applying_kept_clicks`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,11 +45,14 @@ def test_python_dash_m_bot_is_the_same_command() -> None:
     assert "OK" in result.stdout
 
 
-def test_serve_refuses_a_bad_configuration(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command", [["serve", "--port", "0"], ["serve", "--port", "0", "--web-only", "--workers", "2"], ["worker"]]
+)
+def test_serve_refuses_a_bad_configuration(tmp_path: Path, command: list[str]) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "bad.yaml").write_text("rules:\n  - name: r1\n    condition: x >\n")
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "serve", "--port", "0"],
+        [sys.executable, "-m", "bot", *command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -92,3 +96,51 @@ def test_demo_without_its_configuration_says_so_instead_of_blaming_the_ports(
     err = capsys.readouterr().err
     assert "the shipped configuration is missing" in err
     assert "cannot listen" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--workers", "2"], "--workers needs --web-only"),
+        (["--web-only", "--workers", "0"], "must be 1 or more, not 0"),
+        (["--web-only", "--workers", "two"], "must be a whole number, not two"),
+    ],
+)
+def test_serve_refuses_several_processes_that_would_each_run_the_scheduler(
+    options: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", *options])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_web_processes_that_cannot_share_the_port_refuse_to_start(tmp_path: Path) -> None:
+    held = socket.socket()  # bound without SO_REUSEPORT: nobody may join it
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    try:
+        port = str(held.getsockname()[1])
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bot",
+                "serve",
+                "--web-only",
+                "--workers",
+                "2",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "LOG_LEVEL": "WARNING"},
+        )
+    finally:
+        held.close()
+    assert result.returncode == 1, result.stderr
+    assert "cannot listen on 127.0.0.1" in result.stderr

@@ -14,6 +14,11 @@ and at most :data:`POLL` -- the fallback that finds rows other replicas enqueued
 another process holds is due when its claim lapses, so the lane takes over a dead process's rows
 as its lease ends.
 
+A ``serve --web-only`` process runs no lanes: its commits are for the lanes of ``incident-bot
+worker``. On PostgreSQL it announces them (:func:`announcing`: ``NOTIFY`` on
+:data:`WAKEUP_CHANNEL`) and running lanes listen (:class:`WakeupListener`), so a click's message
+update leaves at once, not at the worker's next poll; on SQLite the poll finds it.
+
 While the lanes run, a :class:`ClaimRenewer` keeps this process's claims alive
 (:meth:`~bot.notify.outbox.Outbox.renew_claims` every :data:`~bot.notify.outbox.RENEW_EVERY`):
 claims are short leases, so that a crashed process's rows are taken over within seconds.
@@ -21,11 +26,14 @@ claims are short leases, so that a crashed process's rows are taken over within 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Protocol
 
-from sqlalchemy import event
+import psycopg
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -43,6 +51,13 @@ RENEW_RETRY = 0.5
 
 JOIN_TIMEOUT = 15.0
 """How long shutdown waits for a lane's send in flight (a client timeout is 10 s)."""
+
+WAKEUP_CHANNEL = "incident_bot_outbox"
+"""The PostgreSQL ``LISTEN``/``NOTIFY`` channel; a notification's payload names the outbox channels
+a commit fed, comma-separated."""
+
+LISTEN_TICK = 1.0
+"""Seconds a :class:`WakeupListener` waits for a notification before it checks whether to stop."""
 
 
 class Lane:
@@ -176,6 +191,7 @@ class Lanes:
         self._engine = engine
         self._lanes = {channel: Lane(outbox, channel, poll=poll) for channel in outbox.channels}
         self._renewer = ClaimRenewer(outbox, every=renew_every)
+        self.listener = WakeupListener(engine, self.wake, self.channels) if _is_postgres(engine) else None
 
     @property
     def channels(self) -> list[str]:
@@ -192,12 +208,16 @@ class Lanes:
         self._renewer.start()  # before the first claim
         for lane in self._lanes.values():
             lane.start()
+        if self.listener is not None:
+            self.listener.start()
 
     def request_stop(self) -> None:
         """Ask every lane to stop after its send in flight (commits no longer wake them)."""
         with _LOCK:
             if self in _STARTED:
                 _STARTED.remove(self)
+        if self.listener is not None:
+            self.listener.stop()
         for lane in self._lanes.values():
             lane.stop()
 
@@ -218,10 +238,104 @@ class Lanes:
             self.wake(channels)
 
 
+class WakeupListener:
+    """A thread that ``LISTEN``s on :data:`WAKEUP_CHANNEL` and wakes the lanes a web-only
+    process's commit fed. Its own connection, outside the pool; after a lost connection it wakes
+    every lane (it may have missed announcements) and listens again. Losing it only costs speed:
+    the lanes' poll still finds every row."""
+
+    def __init__(self, engine: Engine, wake: Callable[[Iterable[str]], None], channels: list[str]) -> None:
+        self._url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._wake = wake
+        self._channels = channels
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.listening = threading.Event()
+        """Set while ``LISTEN`` is in force (after the wake that covers the time before it)."""
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="outbox-wakeups", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop within :data:`LISTEN_TICK` (not waited for: it holds no claim and sends nothing)."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=3) as connection:
+                    connection.execute(f"LISTEN {WAKEUP_CHANNEL}")
+                    self._wake(self._channels)  # whatever was announced while nobody listened
+                    self.listening.set()
+                    if failing:
+                        failing = False
+                        log.warning("outbox wake-ups: listening again")
+                    while not self._stop.is_set():
+                        for notice in connection.notifies(timeout=LISTEN_TICK):
+                            self._wake(notice.payload.split(","))
+            except psycopg.Error as exc:
+                self.listening.clear()
+                if not failing:
+                    failing = True
+                    log.warning("outbox wake-ups: not listening (the lanes still poll): %s", exc)
+                self._stop.wait(RENEW_RETRY)
+        self.listening.clear()
+
+
+class _Announcer:
+    """Tells other processes' lanes which channels a commit on ``engine`` fed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def committed(self, engine: Engine, channels: Collection[str]) -> None:
+        if engine is not self._engine:
+            return
+        try:
+            with engine.connect() as connection:
+                payload = ",".join(sorted(channels))
+                connection.execute(
+                    text("SELECT pg_notify(:name, :payload)"), {"name": WAKEUP_CHANNEL, "payload": payload}
+                )
+                connection.commit()
+        except SQLAlchemyError as exc:  # the worker's poll finds the rows: only the speed is lost
+            log.info("outbox wake-up not announced: %s", exc)
+
+
+@contextlib.contextmanager
+def announcing(engine: Engine) -> Iterator[None]:
+    """While the block runs, commits on ``engine`` that feed the outbox wake the lanes of the other
+    processes on its PostgreSQL database (for a process that runs no lanes); nothing on SQLite."""
+    if not _is_postgres(engine):
+        yield
+        return
+    _listen()
+    announcer = _Announcer(engine)
+    with _LOCK:
+        _STARTED.append(announcer)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _STARTED.remove(announcer)
+
+
+def _is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+class _Committed(Protocol):
+    def committed(self, engine: Engine, channels: Collection[str]) -> None: ...
+
+
 _LOCK = threading.Lock()
-_STARTED: list[Lanes] = []
-"""The running lanes, which commits on their engine wake. SQLAlchemy's session events are
-per class, not per engine, so one listener serves every bot in the process (tests build several)."""
+_STARTED: list[_Committed] = []
+"""The running lanes and announcers, which commits on their engine reach. SQLAlchemy's session
+events are per class, not per engine, so one listener serves every bot in the process (tests
+build several)."""
 
 
 def _listen() -> None:

@@ -83,17 +83,17 @@ def fast_config(
 
 
 class Served:
-    """One ``python -m bot serve`` process; its output goes to a file (a pipe nobody reads
-    would fill up and block the process)."""
+    """One ``python -m bot serve`` process (``options`` added to its command line); its output
+    goes to a file (a pipe nobody reads would fill up and block the process)."""
 
-    def __init__(self, env: Mapping[str, str], log: Path, *, name: str = "serve") -> None:
+    def __init__(self, env: Mapping[str, str], log: Path, *, name: str = "serve", options: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.name = name
         self._out = log.open("a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(self.port), *options],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=self._out,

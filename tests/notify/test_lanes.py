@@ -8,7 +8,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,7 @@ from bot.clock import Clock, FrozenClock, SystemClock, ensure_utc
 from bot.config.conditions import Outcome
 from bot.config.loader import Config
 from bot.errors import DeliveryError
-from bot.notify.lanes import ClaimRenewer, Lanes
+from bot.notify.lanes import ClaimRenewer, Lanes, WakeupListener, announcing
 from bot.notify.notifier import Notification
 from bot.notify.outbox import CLAIM_LEASE, ENQUEUED_CHANNELS, Outbox, enqueue
 from bot.notify.pagerduty import PagerDutyNotifier
@@ -440,3 +440,57 @@ def test_lanes_run_with_serve_and_stop_on_shutdown(tmp_path: Path, repo_root: Pa
         assert bot.lanes.running
     assert not bot.lanes.running
     bot.engine.dispose()
+
+
+def test_a_web_only_processs_commit_wakes_the_workers_lanes_on_postgresql(
+    pg_engine: Engine, clock: FrozenClock, running: Callable[[Lanes], Lanes]
+) -> None:
+    """The web process runs no lanes; its commit is announced (NOTIFY) and the worker's lane,
+    which would not poll for a minute, delivers at once."""
+    slack = Notes("slack", clock)
+    lanes = running(Lanes(Outbox(pg_engine, clock, {"slack": slack}), pg_engine, poll=IDLE))
+    assert lanes.listener is not None and lanes.listener.listening.wait(WAIT)
+    web = make_engine(pg_engine.url.render_as_string(hide_password=False))
+    try:
+        with announcing(web):
+            put(web, clock, "acknowledged-by-a-click")
+        assert slack.wait_for(1) == ["acknowledged-by-a-click"]
+    finally:
+        web.dispose()
+
+
+def test_announcing_on_sqlite_changes_nothing(db: Engine, clock: FrozenClock) -> None:
+    with announcing(db):
+        put(db, clock, "found-by-the-poll")
+    with open_session(db) as s:
+        assert [r.status for r in s.exec(select(OutboxRow)).all()] == ["pending"]
+
+
+def test_the_listener_wakes_exactly_the_channels_a_commit_announced(pg_engine: Engine, clock: FrozenClock) -> None:
+    woken: list[list[str]] = []
+    cond = threading.Condition()
+
+    def wake(channels: Iterable[str]) -> None:
+        with cond:
+            woken.append(sorted(channels))
+            cond.notify_all()
+
+    listener = WakeupListener(pg_engine, wake, ["email", "pagerduty", "slack"])
+    listener.start()
+    try:
+        assert listener.listening.wait(WAIT)
+        assert woken == [["email", "pagerduty", "slack"]], "every lane once, for what came before LISTEN"
+        web = make_engine(pg_engine.url.render_as_string(hide_password=False))
+        try:
+            with announcing(web), open_session(web) as s, s.begin():
+                for channel in ("slack", "pagerduty"):
+                    enqueue(
+                        s, channel=channel, kind="alert.fired", payload={}, idempotency_key=channel, now=clock.now()
+                    )
+        finally:
+            web.dispose()
+        with cond:
+            assert cond.wait_for(lambda: len(woken) == 2, WAIT), woken
+        assert woken[1] == ["pagerduty", "slack"]
+    finally:
+        listener.stop()
