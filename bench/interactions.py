@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from harness import ChildServer, free_port, scratch_database, wait_healthy
+from harness import ChildServer, free_port, scratch_database, stop_all, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -625,13 +625,7 @@ def main() -> int:
         print(f"\nSlack Web API calls the bot made during the measurement (emulator): {made}")
         return 0 if all(passed) else 1
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         emulator.stop()
         databases.close()
 

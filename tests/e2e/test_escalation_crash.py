@@ -197,18 +197,6 @@ def triggers(pagerduty: PagerDutyEmulator) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def slack() -> Iterator[SlackEmulator]:
-    with SlackEmulator(token=TOKEN) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[PagerDutyEmulator]:
-    with PagerDutyEmulator() as emulator:
-        yield emulator
-
-
 class Scenario:
     """One SQLite file database and the processes started on it, one after another."""
 

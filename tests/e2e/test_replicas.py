@@ -30,7 +30,6 @@ from sqlmodel import col, select
 from bot.storage.database import session
 from bot.storage.tables import AlertRow, IncidentEventRow, IncidentRow, OutboxRow
 from tests.e2e.test_escalation_crash import (
-    TOKEN,
     Served,
     fast_config,
     outbox_id,
@@ -47,18 +46,6 @@ ALERTS = 300
 STEPS = [(3, "P3"), (6, "P2"), (9, "P1")]
 RULE = "replica_drift"
 MODELS = [f"m-{n:03d}" for n in range(ALERTS)]
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackEmulator]:
-    with SlackEmulator(token=TOKEN) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[PagerDutyEmulator]:
-    with PagerDutyEmulator() as emulator:
-        yield emulator
 
 
 def replica_rules() -> dict[str, Any]:

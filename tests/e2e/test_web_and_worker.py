@@ -14,11 +14,9 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -28,7 +26,7 @@ from tests.e2e.test_escalation_crash import REPO, Served, fast_config, outbox_id
 from tests.e2e.test_slack_flow import CHANNEL, USER, Running, buttons, click_body, is_update, rendered
 from tests.emulators.pagerduty_events import PagerDutyEmulator
 from tests.emulators.slack_api import SlackEmulator
-from tests.slack.harness import SECRET, TOKEN, sign
+from tests.slack.harness import SECRET, sign
 
 WAIT = 30.0
 
@@ -61,18 +59,6 @@ class Worker:
         code = self.proc.wait(timeout=20)
         self._out.close()
         return code
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackEmulator]:
-    with SlackEmulator(token=TOKEN) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[PagerDutyEmulator]:
-    with PagerDutyEmulator() as emulator:
-        yield emulator
 
 
 def test_web_only_processes_take_the_click_and_the_worker_delivers_exactly_once(
