@@ -3,8 +3,10 @@
 Every evaluation pass reads every latest value, and every pull writes them (200,000 rows at 10,000
 models × 20 metrics). SQLAlchemy's per-row layers (result rows; bound parameters built and type
 processed per row) cost as much as the driver's own work, so these statements are compiled by
-SQLAlchemy and run on the DBAPI cursor of the session's connection (inside its transaction), with
-plain tuples in and out. Time values then pass as the driver takes them: :func:`instant_reader`
+SQLAlchemy and run as driver SQL on the session's connection (inside its transaction), with plain
+tuples in and out. They still pass through SQLAlchemy's execution, so a driver error arrives as
+SQLAlchemy's (``OperationalError: database is locked`` is what makes the API answer 503), and the
+engine's statement hooks apply. Time values pass as the driver takes them: :func:`instant_reader`
 and :func:`instant_writer` convert the way :class:`~bot.storage.tables.UTCDateTime` does.
 """
 
@@ -29,12 +31,11 @@ def driver_rows(session: Session, statement: Select[Any]) -> list[tuple[Any, ...
     compiled = statement.compile(dialect=connection.dialect)
     if compiled.params:
         raise ValueError("driver_rows() takes statements without bound parameters")
-    cursor = connection.connection.cursor()
+    result = connection.exec_driver_sql(str(compiled))
     try:
-        cursor.execute(str(compiled))
-        return list(cursor.fetchall())
+        return list(result.cursor.fetchall())  # the driver's tuples, past the per-row Result layer
     finally:
-        cursor.close()
+        result.close()
 
 
 def driver_executemany(
@@ -57,11 +58,7 @@ def driver_executemany(
     else:
         at = [list(columns).index(name) for name in order]
         params = [tuple(row[i] for i in at) for row in rows]
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(str(compiled), params)
-    finally:
-        cursor.close()
+    connection.exec_driver_sql(str(compiled), params)
 
 
 def instant_writer(dialect: Dialect) -> Callable[[datetime], Any]:
