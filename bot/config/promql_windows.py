@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 
 from bot.config.loader import Config
 from bot.config.source_schema import ANY_MODEL, PrometheusQuery
@@ -69,14 +70,26 @@ class PulledTerms:
 
     def answered_for(self, model: str) -> frozenset[str]:
         """The terms whose value for ``model`` comes from Prometheus, not from stored samples."""
-        return frozenset(
-            term for term, covered in self.queries.items() if any(q.model in (ANY_MODEL, model) for q in covered)
-        )
+        return self._by_model.get(model, self._fleet)
 
     def everywhere(self, term: str) -> bool:
         """Whether Prometheus answers ``term`` for every model (a ``"*"`` query), so no pass reads
         its stored samples."""
-        return any(q.model == ANY_MODEL for q in self.queries.get(term, ()))
+        return term in self._fleet
+
+    @cached_property
+    def _fleet(self) -> frozenset[str]:
+        return frozenset(term for term, covered in self.queries.items() if any(q.model == ANY_MODEL for q in covered))
+
+    @cached_property
+    def _by_model(self) -> dict[str, frozenset[str]]:
+        """Per model a one-model query covers: its terms and the fleet's (a pass asks once per model)."""
+        named: dict[str, set[str]] = {}
+        for term, covered in self.queries.items():
+            for query in covered:
+                if query.model != ANY_MODEL:
+                    named.setdefault(query.model, set()).add(term)
+        return {model: self._fleet | terms for model, terms in named.items()}
 
 
 def pulled_terms(config: Config) -> PulledTerms:

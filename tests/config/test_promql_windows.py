@@ -121,6 +121,16 @@ def test_one_model_queries_answer_only_for_their_models(tmp_path: Path) -> None:
     assert not pulled.everywhere("avg_over_time_lat_1h")
 
 
+def test_a_model_with_its_own_query_also_gets_the_fleets_terms(tmp_path: Path) -> None:
+    own = "    - {model: alpha, metric: cost, query: 'sum(cost_usd)'}\n"
+    pulled = pulled_terms(
+        configured(tmp_path, FLEET + own, ['avg_over_time(lat, "1h") > 1 or max_over_time(cost, "1d") > 9'])
+    )
+
+    assert pulled.answered_for("alpha") == {"avg_over_time_lat_1h", "max_over_time_cost_1d"}
+    assert pulled.answered_for("bravo") == {"avg_over_time_lat_1h"}
+
+
 def test_each_query_of_the_metric_becomes_a_term_query_stored_under_the_terms_name(tmp_path: Path) -> None:
     config = configured(tmp_path, ONE_EACH, ['avg_over_time(lat, "1h") > 1 and delta(lat, "1h") > 0'])
 
