@@ -46,6 +46,14 @@ def promql_duration(duration: timedelta) -> str:
     return f"{millis // size}{unit}"
 
 
+def has_promql_form(term: WindowTerm, *, stale_after: timedelta) -> bool:
+    """Whether Prometheus can answer ``term`` exactly, under a name ``metric_latest`` can hold
+    (``ago`` with a zero ``stale_after`` would be an empty range, which PromQL refuses)."""
+    if term.function in KEPT_ON_SAMPLES or len(term.name) > NAME_LIMIT:
+        return False
+    return term.function != AGO or stale_after > timedelta(0)
+
+
 def term_promql(term: WindowTerm, query: str, *, step: timedelta, stale_after: timedelta) -> str:
     """The PromQL whose instant value at ``t`` is ``term``'s value at ``t`` over a metric pulled by ``query``."""
     if term.function in KEPT_ON_SAMPLES:
@@ -102,7 +110,7 @@ def pulled_terms(config: Config) -> PulledTerms:
     answered: dict[str, tuple[PrometheusQuery, ...]] = {}
     for rule in config.rules:
         for term in rule.condition.windows:
-            if term.metric in by_metric and term.function not in KEPT_ON_SAMPLES and len(term.name) <= NAME_LIMIT:
+            if term.metric in by_metric and has_promql_form(term, stale_after=config.settings.stale_after):
                 answered[term.name] = tuple(by_metric[term.metric])
     return PulledTerms(answered)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.config.loader import Config, load_config
-from bot.config.promql_windows import promql_duration, pulled_terms, term_promql, term_queries
+from bot.config.promql_windows import has_promql_form, promql_duration, pulled_terms, term_promql, term_queries
 from bot.config.windows import WindowTerm
 
 QUERY = 'max by (model) (helpfulness_score{model=~"{shard}"})'
@@ -66,6 +66,15 @@ def test_ago_is_the_last_value_within_stale_after_of_that_long_ago() -> None:
 def test_delta_has_no_exact_promql_form() -> None:
     with pytest.raises(ValueError, match="stored samples"):
         term_promql(term("delta", timedelta(hours=1)), "x", step=STEP, stale_after=STALE)
+
+
+def test_a_term_without_an_exact_promql_form_stays_on_stored_samples() -> None:
+    long_name = WindowTerm("avg_over_time", "m" * 90, timedelta(hours=1), "avg_over_time_" + "m" * 90 + "_1h")
+
+    assert not has_promql_form(term("delta", timedelta(hours=1)), stale_after=STALE)
+    assert not has_promql_form(long_name, stale_after=STALE)  # metric_latest names hold 100 characters
+    assert not has_promql_form(term("ago", timedelta(days=1)), stale_after=timedelta(0))
+    assert has_promql_form(term("ago", timedelta(days=1)), stale_after=STALE)
 
 
 def configured(tmp_path: Path, queries: str, conditions: list[str]) -> Config:
