@@ -174,7 +174,7 @@ def wait_for(check: object, timeout: float, what: str) -> None:
         try:
             if check():  # type: ignore[operator]
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not up yet, or a starting server's non-JSON answer
             pass
         time.sleep(0.5)
     raise SystemExit(f"timed out waiting for {what}")
