@@ -4,8 +4,10 @@ An exporter (a child process) serves ``--models`` × ``--metrics`` gauges, 1% of
 breaching one metric each; Debian's Prometheus scrapes it every ``--scrape`` seconds; the bot
 (this process: the real ``PrometheusPuller``, ``AlertService`` and store) pulls one
 ``model: "*"`` query per metric every ``--interval`` seconds, on a fixed grid, and evaluates
-after each pull. After the second pull the exporter switches to another 1% breaching set, and
-the benchmark times how long until every new breach is an open alert.
+after each pull (``--windowed K``: the first K metrics also read by an hour's average, which the
+puller asks of Prometheus in PromQL, issue 20 point 2). After the second pull the exporter
+switches to another 1% breaching set, and the benchmark times how long until every new breach is
+an open alert.
 
 Prints, beside each target: the pull's time (and of it, storing; the queries are in flight while
 answers are stored), the evaluation's, whether
@@ -14,6 +16,7 @@ and whether the open alerts are exactly the breaching set::
 
     .venv/bin/python bench/pull.py --models 10000 --pulls 5 [--jitter]
     .venv/bin/python bench/pull.py --models 1000 --pulls 4 --database-url postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/pull.py --models 10000 --pulls 5 --windowed 5   # + 5 hour averages in PromQL
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import func
+from sqlmodel import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
@@ -44,6 +49,7 @@ from bot.service import AlertService, every_channel
 from bot.sources.prometheus import CONCURRENCY, PrometheusPuller
 from bot.storage.database import make_engine, migrate
 from bot.storage.database import session as open_session
+from bot.storage.tables import MetricSampleRow
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 
@@ -135,9 +141,12 @@ class Run:
     exact: bool = False
     open_alerts: int = 0
     expected: int = 0
+    sample_rows: int = 0
 
 
-def write_config(root: Path, metrics: int, interval: int) -> Path:
+def write_config(root: Path, metrics: int, interval: int, windowed: int) -> Path:
+    """One rule per metric on its value and, for the first ``windowed`` metrics, one on its hour's
+    average (never breached: values reach 500), which Prometheus evaluates in PromQL."""
     (root / "rules").mkdir(parents=True)
     (root / "runbooks").mkdir()
     (root / "runbooks" / "default.md").write_text("# {model}\n")
@@ -145,6 +154,10 @@ def write_config(root: Path, metrics: int, interval: int) -> Path:
     rules = "".join(
         f"  - {{name: high_{m}, condition: {m} > 100, severity: P3, title: '{m} on {{model}}', cooldown: 0s}}\n"
         for m in names
+    )
+    rules += "".join(
+        f"  - {{name: hourly_{m}, condition: 'avg_over_time({m}, \"1h\") > 1000', severity: P3, title: t}}\n"
+        for m in names[:windowed]
     )
     queries = "".join(f"    - {{model: '*', metric: {m}, query: 'max by (model) (fleet_{m})'}}\n" for m in names)
     (root / "rules" / "fleet.yaml").write_text(
@@ -161,7 +174,7 @@ def wait_for(check: object, timeout: float, what: str) -> None:
         try:
             if check():  # type: ignore[operator]
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not up yet, or a starting server's non-JSON answer
             pass
         time.sleep(0.5)
     raise SystemExit(f"timed out waiting for {what}")
@@ -206,7 +219,7 @@ def run(args: argparse.Namespace, database_url: str, tmp: Path) -> Run:
 
 
 def measure(args: argparse.Namespace, database_url: str, tmp: Path, url: str, exporter_port: int) -> Run:
-    config = load_config(write_config(tmp / "config", args.metrics, args.interval))
+    config = load_config(write_config(tmp / "config", args.metrics, args.interval, args.windowed))
     engine = make_engine(database_url)
     migrate(engine)
     service = AlertService(engine, SystemClock(), lambda: config, every_channel(["log"]))
@@ -242,6 +255,8 @@ def measure(args: argparse.Namespace, database_url: str, tmp: Path, url: str, ex
             httpx.post(f"http://127.0.0.1:{exporter_port}/phase/1", timeout=30)
             switched_at = time.monotonic()
     result.exact, result.open_alerts, result.expected = fired == expected, len(fired), len(expected)
+    with open_session(engine) as s:
+        result.sample_rows = s.exec(select(func.count()).select_from(MetricSampleRow)).one()
     engine.dispose()
     return result
 
@@ -268,6 +283,7 @@ def report(args: argparse.Namespace, name: str, result: Run) -> None:
     print(f"  breach to alert               {btoa}   target < {args.scrape + args.interval} s (scrape + pull interval)")
     print(f"  bot peak RSS                  {rss:.0f} MB   target < 400 MB")
     print(f"  open alerts == breaching set  {result.exact} ({result.open_alerts} open, {result.expected} breaching)")
+    print(f"  sample rows written per pull  {result.sample_rows / len(result.pulls):,.0f}   ({args.windowed} windowed)")
 
 
 def main() -> None:
@@ -277,6 +293,7 @@ def main() -> None:
     parser.add_argument("--pulls", type=int, default=4, help="at least 3: the breach switches after the second")
     parser.add_argument("--interval", type=int, default=30)
     parser.add_argument("--scrape", type=int, default=15)
+    parser.add_argument("--windowed", type=int, default=0, help="metrics also read by an avg_over_time(m, '1h') rule")
     parser.add_argument("--database-url", help="also run on this PostgreSQL server (a fresh database)")
     parser.add_argument("--jitter", action="store_true", help="every gauge changes at every scrape (no quiet models)")
     parser.add_argument("--serve-exporter", action="store_true", help=argparse.SUPPRESS)

@@ -1,11 +1,12 @@
 """Retention: stored samples are kept as long as something reads them, then deleted in batches.
 
-What reads samples: windowed conditions (their longest window, or ``ago``'s reach plus
-``stale_after``), SLOs (their window plus ``stale_after``), the evaluation's own lookup of a
-value at its tick (``stale_after``), and ``settings.sample_retention`` when set. Past the longest
-of those plus :data:`MARGIN`, a scheduled job deletes samples :data:`BATCH` rows at a time, each
-batch its own short transaction, so ingest and evaluation are never held up behind one long
-DELETE. The newest value of each metric (``metric_latest``) is never deleted.
+What reads samples: windowed conditions evaluated here (their longest window, or ``ago``'s reach
+plus ``stale_after``; not those Prometheus evaluates), SLOs (their window plus ``stale_after``),
+the evaluation's own lookup of a value at its tick (``stale_after``), and
+``settings.sample_retention`` when set. Past the longest of those plus :data:`MARGIN`, a scheduled
+job deletes samples :data:`BATCH` rows at a time, each batch its own short transaction, so ingest
+and evaluation are never held up behind one long DELETE. The newest value of each metric
+(``metric_latest``) is never deleted.
 
 Known cost: ``at`` has no index of its own (the samples' index leads with model and name), so a
 batch finds its rows by scanning from the oldest row, and the last batch of a run, finding fewer
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from bot.config.loader import Config
+from bot.config.promql_windows import pulled_terms
 from bot.evaluation.evaluate import window_needs
 from bot.metrics import store
 from bot.slo.spec import spec_from_config
@@ -41,7 +43,8 @@ which it deletes in about 300 batches a run."""
 def kept_for(config: Config) -> timedelta:
     """How long stored samples are kept under ``config``."""
     settings = config.settings
-    needs = [settings.stale_after, window_needs(config).longest, settings.sample_retention or timedelta(0)]
+    windows = window_needs(config, pulled=pulled_terms(config)).longest
+    needs = [settings.stale_after, windows, settings.sample_retention or timedelta(0)]
     for slo in config.slos:
         spec = spec_from_config(slo, stale_after=settings.stale_after)
         needs += [spec.history_needed(), spec.absent_after]
@@ -49,10 +52,14 @@ def kept_for(config: Config) -> timedelta:
 
 
 def history_metrics(config: Config) -> frozenset[str]:
-    """The metrics whose samples something reads: windowed conditions and SLOs. A pulled metric
-    outside these is stored as its newest value only (:func:`bot.metrics.store.record`'s ``history``)."""
+    """The metrics whose samples something reads: windowed terms evaluated here and SLOs. A pulled
+    metric outside these is stored as its newest value only (:func:`bot.metrics.store.record`'s
+    ``history``): its windowed terms that Prometheus evaluates (:mod:`bot.config.promql_windows`)
+    read Prometheus' history, not ours."""
     settings = config.settings
-    windowed = {term.metric for rule in config.rules for term in rule.condition.windows}
+    pulled = pulled_terms(config)
+    terms = (term for rule in config.rules for term in rule.condition.windows)
+    windowed = {term.metric for term in terms if term.name not in pulled.queries}
     slos = {name for slo in config.slos for name in spec_from_config(slo, stale_after=settings.stale_after).metrics}
     return frozenset(windowed | slos)
 

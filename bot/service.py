@@ -21,13 +21,14 @@ from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, EventKind, Transition
 from bot.clock import Clock
 from bot.config.conditions import ConditionEvaluator
 from bot.config.loader import Config
+from bot.config.promql_windows import pulled_terms
 from bot.errors import ActionRefused
 from bot.escalation.sweep import sweep
 from bot.evaluation.evaluate import PassInput, evaluate, window_needs
 from bot.evaluation.quiet import QuietModels
 from bot.evaluation.rule_errors import RuleErrors
 from bot.evaluation.schedule import EvaluationSchedule
-from bot.evaluation.windows import WindowSeries
+from bot.evaluation.windows import WindowNeeds, WindowSeries
 from bot.incident_actions import IncidentActions
 from bot.incidents import store as incident_store
 from bot.incidents import tracker
@@ -104,7 +105,8 @@ class AlertService(IncidentActions):
 
     def ingest_pulled(self, points: Iterable[Point]) -> int:
         """Values pulled from Prometheus, whose history is Prometheus': sample rows only for the
-        metrics a window or an SLO reads (issue 20); the rest keep their newest value and the one before."""
+        metrics a window evaluated here or an SLO reads (issue 20); the rest, the values of the
+        windowed terms Prometheus evaluates among them, keep their newest value and the one before."""
         needed = history_metrics(self._config())
         with open_session(self._engine) as s, s.begin():
             return metric_store.record(s, points, history=needed.__contains__)
@@ -158,13 +160,15 @@ class AlertService(IncidentActions):
         config = self._config()
         now = at or self._clock.now()
         longest_cooldown = max((r.cooldown for r in config.rules), default=timedelta(0))
+        pulled = pulled_terms(config)
         with open_session(self._engine) as s, s.begin():
             data = PassInput(
                 config=config,
                 samples=metric_store.latest(s, at=now, lookback=config.settings.stale_after),
                 open_alerts=store.open_alerts(s),
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
-                windows=self._window_samples(s, config, now),
+                windows=self._window_samples(s, window_needs(config, pulled=pulled), now),
+                pulled=pulled,
             )
             with self._passes:
                 transitions = evaluate(
@@ -172,9 +176,8 @@ class AlertService(IncidentActions):
                 )
             return self._record_pass(s, transitions, config, now, "evaluation pass", storms=True)
 
-    def _window_samples(self, s: Session, config: Config, now: datetime) -> WindowSeries:
+    def _window_samples(self, s: Session, needs: WindowNeeds, now: datetime) -> WindowSeries:
         """What the windowed terms of the rules read, in one query (none without such terms)."""
-        needs = window_needs(config)
         if not needs:
             return {}
         spans = {key: (metric, *needs.ago_span(key, now)) for key, (metric, _) in needs.ago.items()}

@@ -4,8 +4,9 @@ A condition is parsed once (:mod:`bot.config.conditions`); here each call of a w
 is checked (its name, how many arguments, a metric name, a duration) and replaced in the tree by
 a plain name, the term's :attr:`WindowTerm.name` (``avg_over_time_helpfulness_1h``). Evaluation
 then stays what it was, names looked up in a mapping: the pass computes each term's value from
-the samples of its window (:mod:`bot.evaluation.windows`) and hands it in under that name, which
-is also how a template shows it (``{avg_over_time_helpfulness_1h:.2f}``). A window without
+the samples of its window (:mod:`bot.evaluation.windows`), or over a pulled metric Prometheus does
+(:mod:`bot.config.promql_windows`), and it is handed in under that name, which is also how a
+template shows it (``{avg_over_time_helpfulness_1h:.2f}``). A window without
 samples has no value, so the condition is no data.
 
 The window is written quoted (``"1h"``), the contract; a bare ``1h`` is accepted too, quoted

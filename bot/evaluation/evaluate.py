@@ -7,7 +7,7 @@ transitions this returns. That keeps the hot loop free of I/O (one pass over 1,0
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,6 +26,7 @@ from bot.alerts.lifecycle import (
 from bot.config.checks import DEFAULT_POLICY
 from bot.config.conditions import ConditionEvaluator, Outcome
 from bot.config.loader import Config
+from bot.config.promql_windows import PulledTerms
 from bot.config.schema import Rule
 from bot.evaluation.absence import absence_timing, observe_absence
 from bot.evaluation.quiet import QuietModels
@@ -44,6 +45,9 @@ class PassInput:
     """When each key's last *fired* alert resolved, for cooldowns."""
     windows: WindowSeries = field(default_factory=dict)
     """The stored samples the windowed terms read (:func:`window_needs` says which)."""
+    pulled: PulledTerms = field(default_factory=PulledTerms)
+    """The windowed terms Prometheus answers (:mod:`bot.config.promql_windows`): their values are
+    among ``samples``, under the terms' names, not computed from ``windows``."""
 
 
 def evaluate(
@@ -72,7 +76,8 @@ def evaluate(
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
         rules = config.rules_for(model)
         values = current_values(config, model, data.samples.get(model, {}), now)
-        values.update(windowed_values(config, rules, data.windows.get(model, {}), now))
+        pulled = data.pulled.answered_for(model)
+        values.update(windowed_values(config, rules, data.windows.get(model, {}), now, pulled=pulled))
         alerts = alerts_by_model.get(model, ())
         policy = policy_for(config, model)
         if quiet is None or not quiet.unchanged(model, values, alerts, now):
@@ -184,18 +189,26 @@ def current_values(config: Config, model: str, samples: Mapping[str, object], no
 
 
 def windowed_values(
-    config: Config, rules: Iterable[Rule], series: Mapping[str, Points], now: datetime
+    config: Config,
+    rules: Iterable[Rule],
+    series: Mapping[str, Points],
+    now: datetime,
+    *,
+    pulled: Collection[str] = (),
 ) -> dict[str, float]:
-    """The values of the windowed terms (``avg_over_time(m, "1h")``) of ``rules`` for one model."""
-    terms = {term.name: term for rule in rules for term in rule.condition.windows}
+    """The values of the windowed terms (``avg_over_time(m, "1h")``) of ``rules`` for one model,
+    but for those in ``pulled``: Prometheus answers them, and stored samples must not override it."""
+    terms = {term.name: term for rule in rules for term in rule.condition.windows if term.name not in pulled}
     if not terms:
         return {}
     return window_values(terms.values(), series, now=now, stale_after=config.settings.stale_after)
 
 
-def window_needs(config: Config) -> WindowNeeds:
-    """The samples every windowed term of the configuration reads, for the pass to fetch."""
-    terms = (term for rule in config.rules for term in rule.condition.windows)
+def window_needs(config: Config, *, pulled: PulledTerms | None = None) -> WindowNeeds:
+    """The samples the windowed terms of the configuration read, for the pass to fetch: none for
+    a term ``pulled`` says Prometheus answers for every model."""
+    answered = pulled if pulled is not None else PulledTerms()
+    terms = (term for rule in config.rules for term in rule.condition.windows if not answered.everywhere(term.name))
     return needs_of(terms, stale_after=config.settings.stale_after)
 
 

@@ -2,7 +2,10 @@
 
 Every ``interval`` each query of the ``prometheus:`` section runs against ``PROMETHEUS_URL``'s
 ``GET /api/v1/query``, and its value is stored through :meth:`AlertService.ingest` exactly like a
-pushed sample, so rules, ``for:``, SLOs and staleness treat pulled and pushed metrics alike.
+pushed sample, so rules, ``for:``, SLOs and staleness treat pulled and pushed metrics alike. A
+windowed term over a pulled metric (``avg_over_time(m, "1h")``) is one more query, written in PromQL
+from the metric's (:mod:`bot.config.promql_windows`), whose value is stored under the term's name;
+it is run, sharded, logged and watched like the configured queries.
 
 *No data* is never a crash and never a value: an empty result, ``NaN`` or ``±Inf``, a refused or
 timed-out query all store nothing, so the metric keeps its last sample until ``stale_after`` turns
@@ -33,6 +36,7 @@ from bot.alerts.lifecycle import Alert, Transition
 from bot.clock import Clock
 from bot.config.durations import humanize
 from bot.config.loader import Config
+from bot.config.promql_windows import term_queries
 from bot.config.source_schema import ANY_MODEL, PrometheusQuery
 from bot.metrics.store import Point
 from bot.observability import Metrics
@@ -235,7 +239,8 @@ class PrometheusPuller:
         return {name: record.to_json() for name, record in self.health.items()}
 
     def run_once(self) -> list[Pulled]:
-        """One pull of every query; the configuration is read each run, so a reload applies at once.
+        """One pull of every query, and of every windowed term Prometheus evaluates (stored under the
+        term's name); the configuration is read each run, so a reload applies at once.
 
         Up to :data:`CONCURRENCY` queries are in flight while the answers are stored in the order
         of the configuration, each as it comes: Prometheus evaluates the next queries while this
@@ -245,6 +250,7 @@ class PrometheusPuller:
         if section is None:
             return []
         known = None if current.settings.accept_unknown_models else set(current.models)
+        queries = [*section.queries, *term_queries(current)]
         now = self._clock.now()
         outcomes: list[Pulled] = []
         not_run = 0
@@ -259,8 +265,7 @@ class PrometheusPuller:
             ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="prometheus") as pool,
         ):
             asked = [
-                pool.submit(self._timed, http, query, timeout, known, section.max_series, reach)
-                for query in section.queries
+                pool.submit(self._timed, http, query, timeout, known, section.max_series, reach) for query in queries
             ]
             for answer in asked:
                 outcome, seconds, ran = answer.result()
@@ -276,7 +281,7 @@ class PrometheusPuller:
             self._server(reach.problem, not_run)
         elif outcomes:
             self._server(None, 0)
-        self._raise_or_resolve(section.queries, section.failing_after)
+        self._raise_or_resolve(queries, section.failing_after)
         return outcomes
 
     def _timed(

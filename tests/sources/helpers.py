@@ -144,6 +144,11 @@ class Exporter:
         with self._lock:
             self._series[series] = value
 
+    def remove(self, series: str) -> None:
+        """Stop serving ``series``: Prometheus' next scrape marks it stale, so it has no value after."""
+        with self._lock:
+            del self._series[series]
+
     def exposition(self) -> str:
         with self._lock:
             names = sorted({s.split("{")[0] for s in self._series})
