@@ -116,3 +116,17 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+"""Debian's Prometheus, which the Prometheus benchmarks start."""
+
+
+def start_prometheus(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """Prometheus on ``127.0.0.1:port`` with ``folder/prometheus.yml`` and its data in ``folder/data``."""
+    return subprocess.Popen(
+        [str(PROMETHEUS), f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip

@@ -26,11 +26,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from bench.harness import free_port
+from bench.harness import PROMETHEUS, free_port, start_prometheus
 from bot.config.promql_windows import term_promql
 from bot.config.windows import WindowTerm
 
-PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = Path("/usr/bin/promtool")
 SCRAPE = 15
 QUERY = "max by (model) (fleet_g00)"
@@ -90,12 +89,7 @@ def main() -> None:
         (tmp / "prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        prometheus = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        prometheus = start_prometheus(tmp, port)
         try:
             deadline = time.monotonic() + 120
             while True:

@@ -40,7 +40,7 @@ from sqlmodel import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from bench.harness import free_port, scratch_database
+from bench.harness import PROMETHEUS, free_port, scratch_database, start_prometheus
 from bot.alerts import store as alert_store
 from bot.clock import SystemClock
 from bot.config.loader import load_config
@@ -50,8 +50,6 @@ from bot.sources.prometheus import CONCURRENCY, PrometheusPuller
 from bot.storage.database import make_engine, migrate
 from bot.storage.database import session as open_session
 from bot.storage.tables import MetricSampleRow
-
-PROMETHEUS = Path("/usr/bin/prometheus")
 
 
 def breaching(models: int, metrics: int, phase: int) -> set[tuple[str, str]]:
@@ -201,12 +199,7 @@ def run(args: argparse.Namespace, database_url: str, tmp: Path) -> Run:
         f"scrape_configs:\n  - job_name: fleet\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
     )
     url = f"http://127.0.0.1:{prometheus_port}"
-    prometheus = subprocess.Popen(
-        [str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    prometheus = start_prometheus(tmp, prometheus_port)
     try:
         last = metric_name(args.metrics - 1)
         wait_for(lambda: count_series(url, last) == args.models, 120, "Prometheus' first full scrape")
