@@ -56,7 +56,7 @@ from bot.alerts import store as alert_store
 from bot.clock import FrozenClock
 from bot.config.conditions import Condition, ConditionEvaluator, Outcome
 from bot.config.loader import Config, load_config
-from bot.evaluation.evaluate import PassInput, evaluate
+from bot.evaluation.evaluate import PassInput, evaluate, window_needs
 from bot.metrics import store as metric_store
 from bot.metrics.window_cache import WindowCache
 from bot.service import AlertService, every_channel
@@ -570,7 +570,7 @@ def bench_backend(
 
     def read_windows() -> None:
         with open_session(engine) as s:
-            service._window_samples(s, config, clock.now())
+            service._window_samples(s, window_needs(config), clock.now())
 
     work: dict[str, Callable[[], object]] = {"steady": lambda: steady(safe), "steady_lambda": lambda: steady(quick)}
     if any(rule.condition.windows for rule in config.rules):
@@ -583,7 +583,7 @@ def bench_backend(
             samples=metric_store.latest(s),
             open_alerts=alert_store.open_alerts(s),
             last_resolved=alert_store.last_fired_resolutions(s, since=clock.now() - timedelta(hours=1)),
-            windows=service._window_samples(s, config, clock.now()),
+            windows=service._window_samples(s, window_needs(config), clock.now()),
         )
     now = clock.now()
     pure = timed(
