@@ -158,7 +158,7 @@ def latest(
         series = out.get(model)
         if series is None:
             series = out[model] = {}
-        series[name] = Sample(value if value is not None else (text or ""), sampled)
+        series[name] = Sample(_value(value, text), sampled)
     if ahead and at is not None:
         found = _newest_before(session, list(ahead), at=at, lookback=lookback)
         earliest = at - lookback if lookback is not None else None
@@ -194,7 +194,7 @@ def _newest_before(
         if lookback is not None:
             query = query.where(col(MetricSampleRow.at) >= at - lookback)
         for row in session.exec(query).all():
-            found[(row.model, row.name)] = Sample(row.value if row.value is not None else (row.text or ""), row.at)
+            found[(row.model, row.name)] = Sample(_value(row.value, row.text), row.at)
     return found
 
 

@@ -42,7 +42,9 @@ def driver_executemany(
     session: Session, statement: ClauseElement, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Run ``statement`` once per row, in one driver call. Each row holds the values of ``columns``
-    in that order, as the driver takes them (times through :func:`instant_writer`)."""
+    in that order, as the driver takes them (times through :func:`instant_writer`). For a driver
+    with positional parameters (SQLite's); PostgreSQL writes its bulk rows as arrays instead
+    (:mod:`bot.metrics.store`)."""
     if not rows:
         return
     connection = session.connection()
@@ -50,12 +52,10 @@ def driver_executemany(
     # compiled without them would bind every column)
     compiled = cast(SQLCompiler, statement.compile(dialect=connection.dialect, column_keys=list(columns)))
     order = compiled.positiontup
-    params: Sequence[Any]
-    if order is None:  # named parameters (psycopg)
-        params = [dict(zip(columns, row, strict=True)) for row in rows]
-    elif list(order) == list(columns):
-        params = rows
-    else:
+    if order is None:
+        raise ValueError(f"driver_executemany() needs positional parameters, not {connection.dialect.paramstyle}")
+    params: Sequence[tuple[Any, ...]] = rows
+    if list(order) != list(columns):
         at = [list(columns).index(name) for name in order]
         params = [tuple(row[i] for i in at) for row in rows]
     connection.exec_driver_sql(str(compiled), params)
