@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -84,6 +85,18 @@ class _Reach:
 
 class PrometheusUnreachable(Exception):
     """The server did not answer at all: the remaining queries of the run would fail the same way."""
+
+
+def _timed(query: PrometheusQuery, reach: _Reach, run: Callable[[], Pulled]) -> tuple[Pulled, float, bool]:
+    """One query on a pool thread: its outcome, its seconds, and whether it ran (a query after
+    the server proved unreachable is not asked: it would wait for the same failure)."""
+    started = time.monotonic()
+    if reach.problem is None:
+        try:
+            return run(), time.monotonic() - started, True
+        except PrometheusUnreachable as exc:
+            reach.problem = reach.problem or str(exc)
+    return Pulled(query, error=f"cannot reach Prometheus ({reach.problem})"), time.monotonic() - started, False
 
 
 def interpret(query: PrometheusQuery, status_code: int, body: bytes, *, known_models: Collection[str] | None) -> Pulled:
@@ -265,7 +278,8 @@ class PrometheusPuller:
             ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="prometheus") as pool,
         ):
             asked = [
-                pool.submit(self._timed, http, query, timeout, known, section.max_series, reach) for query in queries
+                pool.submit(_timed, query, reach, partial(self._run, http, query, timeout, known, section.max_series))
+                for query in queries
             ]
             for answer in asked:
                 outcome, seconds, ran = answer.result()
@@ -283,25 +297,6 @@ class PrometheusPuller:
             self._server(None, 0)
         self._raise_or_resolve(queries, section.failing_after)
         return outcomes
-
-    def _timed(
-        self,
-        http: httpx.Client,
-        query: PrometheusQuery,
-        timeout: float,
-        known: Collection[str] | None,
-        max_series: int | None,
-        reach: _Reach,
-    ) -> tuple[Pulled, float, bool]:
-        """One query on a pool thread: its outcome, its seconds, and whether it ran (a query after
-        the server proved unreachable is not asked: it would wait for the same failure)."""
-        started = time.monotonic()
-        if reach.problem is None:
-            try:
-                return self._run(http, query, timeout, known, max_series), time.monotonic() - started, True
-            except PrometheusUnreachable as exc:
-                reach.problem = reach.problem or str(exc)
-        return Pulled(query, error=f"cannot reach Prometheus ({reach.problem})"), time.monotonic() - started, False
 
     def _record(self, outcome: Pulled, *, seconds: float, now: datetime) -> None:
         name = outcome.query.name
