@@ -3,7 +3,7 @@ what is stored and queued is exactly what the one-by-one path stores and queues 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -86,18 +86,25 @@ def stored(engine: Engine) -> dict[str, Any]:
         }
 
 
+def stored_one_by_one(
+    scenario: Callable[[Engine, Path], World], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """What ``scenario`` stores when every transition is recorded one by one, on a SQLite file of
+    its own: the reference the batched path must match row for row."""
+    reference = make_engine(f"sqlite:///{tmp_path}/one-by-one.db")
+    migrate(reference)
+    monkeypatch.setattr(Recorder, "whole_pass_of", one_by_one)
+    try:
+        return stored(scenario(reference, tmp_path / "one-by-one").engine)
+    finally:
+        reference.dispose()
+
+
 def test_a_first_pass_stores_and_queues_what_the_one_by_one_path_does(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     together = stored(first_pass(engine, tmp_path / "together").engine)
-
-    reference = make_engine(f"sqlite:///{tmp_path}/one-by-one.db")
-    migrate(reference)
-    monkeypatch.setattr(Recorder, "whole_pass_of", one_by_one)
-    expected = stored(first_pass(reference, tmp_path / "one-by-one").engine)
-    reference.dispose()
-
-    assert together == expected
+    assert together == stored_one_by_one(first_pass, tmp_path, monkeypatch)
     assert len(together["incidents"]) == 3, "the storm, m1 and m2"
     storm = next(i for i in together["incidents"] if i[-1] == "drift")
     assert storm[4] == 12, "opened by one alert, joined by eleven: version 12 as if saved twelve times"
@@ -131,13 +138,5 @@ def test_a_new_alert_and_a_resolve_in_one_group_keep_their_order(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batched = resolve_then_fire_in_one_group(engine, tmp_path / "batched")
-    together = stored(engine)
-
-    reference = make_engine(f"sqlite:///{tmp_path}/one-by-one.db")
-    migrate(reference)
-    monkeypatch.setattr(Recorder, "whole_pass_of", one_by_one)
-    expected = stored(resolve_then_fire_in_one_group(reference, tmp_path / "one-by-one").engine)
-    reference.dispose()
-
-    assert together == expected
+    assert stored(engine) == stored_one_by_one(resolve_then_fire_in_one_group, tmp_path, monkeypatch)
     assert [i.state.value for i in batched.incidents()] == ["firing"], "one incident, still open: no second page"
