@@ -223,7 +223,7 @@ class AlertService(IncidentActions):
         now = self._clock.now()
         with open_session(self._engine) as s, s.begin():
             try:
-                record = lambda change: self._recorder.incident(s, change, config, now)  # noqa: E731
+                record = lambda due, step: self._recorder.climbs(s, due, step, config, now)  # noqa: E731
                 late = sweep(s, now=now, limit=limit, record=record)
             except store.ConcurrentChange as exc:
                 s.rollback()

@@ -3,7 +3,7 @@ incidents and ``/changes``. Each call is its own short transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import insert
@@ -11,8 +11,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.changes.events import Change, ChangeKind
+from bot.clock import ensure_utc
 from bot.storage.database import session
 from bot.storage.tables import ChangeRow
+from bot.storage.versioned import KEYS_PER_QUERY
 
 
 class ChangeLog:
@@ -63,6 +65,30 @@ def made_before(
     """What shipped to ``models`` in the ``window`` (``settings.change_window``) before an incident
     ``opened``, newest first: "did something ship?", as the root, the room's card and the page say it."""
     return made_between(s, sorted(models), opened - window, opened, limit=limit)
+
+
+def made_before_each(
+    s: Session, wanted: Mapping[int, tuple[Collection[str], datetime]], window: timedelta, *, limit: int
+) -> dict[int, list[Change]]:
+    """:func:`made_before` for many incidents at once, by key: ``wanted`` maps each to its models
+    and when it opened. One read per chunk of models over the span of all the windows, then each
+    incident's changes picked out, newest first: an escalation sweep's pages ask it together."""
+    if not wanted:
+        return {}
+    models = sorted({model for their, _ in wanted.values() for model in their})
+    start = min(opened for _, opened in wanted.values()) - window
+    end = max(opened for _, opened in wanted.values())
+    rows: list[ChangeRow] = []
+    for first in range(0, len(models), KEYS_PER_QUERY):
+        chunk = models[first : first + KEYS_PER_QUERY]
+        query = select(ChangeRow).where(col(ChangeRow.at) >= start, col(ChangeRow.at) <= end)
+        rows += s.exec(query.where(col(ChangeRow.model).in_(chunk))).all()
+    rows.sort(key=lambda row: (ensure_utc(row.at), row.id or 0), reverse=True)
+    changes = [_change(row) for row in rows]
+    return {
+        key: [c for c in changes if c.model in their and opened - window <= c.at <= opened][:limit]
+        for key, (their, opened) in wanted.items()
+    }
 
 
 def _change(row: ChangeRow) -> Change:

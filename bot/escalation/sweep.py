@@ -8,7 +8,7 @@ however often the process restarts. After downtime every overdue step still runs
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlmodel import Session
@@ -17,16 +17,23 @@ from bot.escalation.policy import escalate
 from bot.incidents import store
 from bot.incidents.incident import Incident, IncidentTransition, next_deadline
 
+Step = Callable[[Incident], IncidentTransition | None]
+"""An incident's next escalation step, if due (the pure :func:`~bot.escalation.policy.escalate`)."""
+
 
 def sweep(
-    session: Session, *, now: datetime, limit: int, record: Callable[[IncidentTransition], Incident]
+    session: Session, *, now: datetime, limit: int, record: Callable[[Sequence[Incident], Step], int]
 ) -> list[timedelta]:
-    """Run every due step through ``record`` (which saves it and enqueues its notifications);
-    return how late each step ran, for the lateness metric."""
+    """Hand the due incidents to ``record``, which runs each one's due steps in order, saves them
+    and enqueues their notifications (:meth:`bot.recording.Recorder.climbs`); return how late
+    each step ran, for the lateness metric."""
     late: list[timedelta] = []
-    for incident in store.due_for_escalation(session, now=now, limit=limit):
-        current = incident
-        while (change := escalate(current, now=now)) is not None:
-            late.append(now - (next_deadline(current) or now))
-            current = record(change)
+
+    def step(incident: Incident) -> IncidentTransition | None:
+        change = escalate(incident, now=now)
+        if change is not None:
+            late.append(now - (next_deadline(incident) or now))
+        return change
+
+    record(store.due_for_escalation(session, now=now, limit=limit), step)
     return late

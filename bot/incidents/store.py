@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -52,6 +52,17 @@ def alerts(session: Session, incident_id: int) -> list[Alert]:
     return [alert_store.to_alert(row) for row in rows]
 
 
+def alerts_of(session: Session, incident_ids: Sequence[int]) -> dict[int, list[Alert]]:
+    """:func:`alerts` of many incidents, by id (those with none are left out), read in chunks."""
+    found: dict[int, list[Alert]] = {}
+    for start in range(0, len(incident_ids), versioned.KEYS_PER_QUERY):
+        chunk = incident_ids[start : start + versioned.KEYS_PER_QUERY]
+        rows = session.exec(select(AlertRow).where(col(AlertRow.incident_id).in_(chunk)).order_by(col(AlertRow.id)))
+        for row in rows:
+            found.setdefault(row.incident_id or 0, []).append(alert_store.to_alert(row))
+    return found
+
+
 def members(session: Session, incident: Incident) -> list[Alert]:
     """:func:`alerts` of an incident that may not be stored yet (none then)."""
     return alerts(session, incident.id) if incident.id is not None else []
@@ -80,6 +91,24 @@ def save(session: Session, change: IncidentTransition) -> Incident:
     return saved
 
 
+def save_moved(session: Session, moved: Sequence[tuple[Incident, Sequence[IncidentEvent]]]) -> None:
+    """Write stored incidents each moved on by its events (an escalation sweep's steps), as the
+    last of them leaves it, with all the events: one UPDATE per incident sent together, each
+    only if the row is still at the version read (the incident's version less its events), and
+    one multi-row INSERT of events. Raises :class:`ConcurrentChange` when a row moved on."""
+    if not moved:
+        return
+    table = IncidentRow.__table__  # type: ignore[attr-defined]
+    statement = update(table).where(table.c.id == bindparam("moved_id"), table.c.version == bindparam("read_at"))
+    rows = [
+        {**fields(i), "version": i.version, "moved_id": i.id, "read_at": i.version - len(steps)} for i, steps in moved
+    ]
+    result = session.execute(statement, rows)
+    if result.rowcount != len(rows):  # type: ignore[attr-defined]
+        raise ConcurrentChange(f"{len(rows) - result.rowcount} of {len(rows)} incidents changed since they were read")  # type: ignore[attr-defined]
+    _insert_events(session, [(incident.id or 0, event) for incident, events in moved for event in events])
+
+
 def insert_new(session: Session, opened: Sequence[tuple[Incident, Sequence[IncidentEvent]]]) -> list[Incident]:
     """Write incidents that have no row yet, each as the pass leaves it (at the version its
     events have brought it to), with all their events, as multi-row INSERTs, and read their ids
@@ -94,20 +123,25 @@ def insert_new(session: Session, opened: Sequence[tuple[Incident, Sequence[Incid
         raise ConcurrentChange("an open incident for one of this pass's new groups already exists") from exc
     ids = versioned.open_ids(session, IncidentRow, "group_key", [incident.group_key for incident, _ in opened])
     saved = [replace(incident, id=ids[incident.group_key]) for incident, _ in opened]
-    events = [
+    events = [(incident.id or 0, e) for incident, (_, happened) in zip(saved, opened, strict=True) for e in happened]
+    _insert_events(session, events)
+    return saved
+
+
+def _insert_events(session: Session, events: Sequence[tuple[int, IncidentEvent]]) -> None:
+    """Incidents' events, each with its incident's id, in one multi-row INSERT."""
+    rows = [
         {
-            "incident_id": incident.id,
+            "incident_id": incident_id,
             "kind": event.kind.value,
             "actor": event.actor,
             "at": event.at,
             "detail": event.detail,
             "data": dict(event.data),
         }
-        for incident, (_, happened) in zip(saved, opened, strict=True)
-        for event in happened
+        for incident_id, event in events
     ]
-    session.execute(insert(IncidentEventRow.__table__), events)  # type: ignore[attr-defined]
-    return saved
+    session.execute(insert(IncidentEventRow.__table__), rows)  # type: ignore[attr-defined]
 
 
 def open_groups(session: Session, keys: Collection[str]) -> dict[str, int]:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from bot.clock import ensure_utc
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
+from bot.storage.versioned import KEYS_PER_QUERY
 
 PENDING, SENT, FAILED, DROPPED = "pending", "sent", "failed", "dropped"
 
@@ -107,20 +108,22 @@ def pending_for(session: Session, *, channel: str, kind: str, alert_ids: Collect
     return list(session.exec(query).all())
 
 
-def release_held(session: Session, *, incident_id: int, now: datetime) -> int:
-    """The incident pages now: its chat rows held for business hours go out at once, to their
+def release_held(session: Session, *, incident_ids: Collection[int], now: datetime) -> int:
+    """The incidents page now: their chat rows held for business hours go out at once, to their
     normal channel (a quiet-channel choice is dropped). Returns how many rows were released."""
-    rows = session.exec(
-        select(OutboxRow)
-        .where(OutboxRow.incident_id == incident_id, OutboxRow.status == PENDING)
-        .where(col(OutboxRow.channel) != "pagerduty")
-    ).all()
+    ids = sorted(incident_ids)
     released = 0
-    for row in rows:
-        if ensure_utc(row.not_before) <= now and "slack_channel" not in row.payload:
-            continue
-        row.not_before = min(ensure_utc(row.not_before), now)
-        row.payload = {k: v for k, v in row.payload.items() if k != "slack_channel"}
-        session.add(row)
-        released += 1
+    for start in range(0, len(ids), KEYS_PER_QUERY):
+        rows = session.exec(
+            select(OutboxRow)
+            .where(col(OutboxRow.incident_id).in_(ids[start : start + KEYS_PER_QUERY]), OutboxRow.status == PENDING)
+            .where(col(OutboxRow.channel) != "pagerduty")
+        ).all()
+        for row in rows:
+            if ensure_utc(row.not_before) <= now and "slack_channel" not in row.payload:
+                continue
+            row.not_before = min(ensure_utc(row.not_before), now)
+            row.payload = {k: v for k, v in row.payload.items() if k != "slack_channel"}
+            session.add(row)
+            released += 1
     return released
