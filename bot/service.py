@@ -87,6 +87,8 @@ class AlertService(IncidentActions):
         """The samples windowed conditions read, kept between passes (:mod:`bot.metrics.window_cache`)."""
         self._quiet = QuietModels()
         """Models the last passes found nothing to change for (:mod:`bot.evaluation.quiet`)."""
+        self._open_alerts = store.OpenAlerts()
+        """The open alerts as the last pass read them: a pass decodes only those that changed."""
         self._passes = threading.Lock()
         """One pass decides at a time: the scheduler runs one, but a test or the CLI may call in too."""
         self.rule_errors = RuleErrors(metrics)
@@ -165,7 +167,7 @@ class AlertService(IncidentActions):
             data = PassInput(
                 config=config,
                 samples=metric_store.latest(s, at=now, lookback=config.settings.stale_after),
-                open_alerts=store.open_alerts(s),
+                open_alerts=self._open_alerts.read(s),
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
                 windows=self._window_samples(s, window_needs(config, pulled=pulled), now),
                 pulled=pulled,

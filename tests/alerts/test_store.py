@@ -175,3 +175,35 @@ def test_times_come_back_as_aware_utc(engine: Engine) -> None:
     assert all(t is not None and t.utcoffset() == timedelta(0) for t in times)
     assert stored.started_at == T0 + timedelta(microseconds=123456)
     assert stored.resolved_at == T0 + 2 * MINUTE
+
+
+def test_open_alerts_read_again_decode_only_what_changed_and_equal_a_fresh_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = store.OpenAlerts()
+    models = [f"m{n}" for n in range(6)]
+    alerts = {model: fire(engine, model=model) for model in models}
+    decoded: list[int | None] = []
+    real = store.to_alert
+    monkeypatch.setattr(store, "to_alert", lambda row: decoded.append(row.id) or real(row))
+
+    def read() -> dict[str, Alert]:
+        """The reader's answer; ``decoded`` says which rows it decoded for it."""
+        decoded.clear()
+        with session(engine) as s:
+            found = reader.read(s)
+            by_reader = list(decoded)
+            assert found == store.open_alerts(s), "the same alerts a fresh read finds, by key"
+        decoded[:] = by_reader
+        return found
+
+    assert len(read()) == 6 and len(decoded) >= 6, "the first read decodes every open alert"
+    decoded_again = read()
+    assert decoded_again and decoded == [], "nothing changed: nothing decoded"
+
+    acked = save(engine, acknowledge(alerts["m1"], actor="U_ANA", now=T0 + MINUTE))
+    save(engine, resolve(alerts["m2"], actor="U_ANA", now=T0 + MINUTE))
+    newcomer = fire(engine, model="m9")
+    found = read()
+    assert sorted(decoded) == sorted([acked.id, newcomer.id]), "only the changed and the new rows"
+    assert found[acked.key] == acked and alerts["m2"].key not in found and found[newcomer.key] == newcomer
