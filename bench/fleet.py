@@ -82,6 +82,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from math import nan
 from pathlib import Path
 from typing import Any
 
@@ -257,10 +258,16 @@ def click_body(workload: interactions.Workload, k: int) -> bytes:
 
 
 async def run_load(
-    args: argparse.Namespace, targets: Targets, batches: Batches, workload: interactions.Workload, seconds: float
-) -> tuple[soak.Results, Scrapes, str]:
-    """The open-loop load for ``seconds``; the results, the scrapes and the last exposition."""
-    results, scrapes = soak.Results(), Scrapes()
+    args: argparse.Namespace,
+    targets: Targets,
+    batches: Batches,
+    workload: interactions.Workload,
+    seconds: float,
+    scrapes: Scrapes,
+) -> tuple[soak.Results, str]:
+    """The open-loop load for ``seconds``, scraping on into ``scrapes``; the results and the last
+    exposition."""
+    results = soak.Results()
     ingest_rate = len(batches.models) * METRICS / args.push_interval / args.batch
     ingest_headers = {"Authorization": f"Bearer {interactions.INGEST_TOKEN}", "Content-Type": "application/json"}
     gateway_headers = {"Content-Type": "text/plain; version=0.0.4"}
@@ -332,11 +339,12 @@ async def run_load(
         async with watcher.get(f"{targets.metrics}/metrics") as answer:
             exposition = await answer.text()
         scrapes.add(exposition)
-    return results, scrapes, exposition
+    return results, exposition
 
 
 def first_pass(metrics_url: str, timeout: float) -> Scrapes:
-    """Wait (up to ``timeout``) for the bot's first evaluation pass; its duration is the first scraped."""
+    """Wait (up to ``timeout``) for the bot's first evaluation pass: the scrapes then, the first
+    pass's duration the first of their passes (exact unless a scrape already saw two)."""
     import httpx
 
     scrapes = Scrapes()
@@ -477,7 +485,9 @@ def main() -> int:
             wait_healthy(bot_url if name == "serve" else metrics_url, proc, log, timeout=120.0)
         wait_healthy(bare_url, next(p for p in processes if p.args == bare), folder / "bare.log")
 
-        first = first_pass(metrics_url, timeout=args.evaluation_interval + 120.0)
+        scrapes = first_pass(metrics_url, timeout=args.evaluation_interval + 120.0)
+        first = scrapes.passes[0]
+        first_exact = scrapes.exact
         opened = open_alert_count(url) - len(incident_ids)
         seconds = first_due + args.seconds + args.tail - time.time()
         if time.time() > first_due - 1:
@@ -491,13 +501,12 @@ def main() -> int:
         )
         batches = Batches(list(config.models), values, args.batch // METRICS)
         ingest_rate = args.models * METRICS / args.push_interval
-        print(f"fleet: first pass {first.passes[0] * 1000:.0f} ms opened {opened:,} alerts; load for {seconds:.0f} s: "
+        print(f"fleet: first pass {first * 1000:.0f} ms opened {opened:,} alerts; load for {seconds:.0f} s: "
               f"ingest {ingest_rate:,.0f} samples/s in requests of {args.batch}, clicks {args.click_rate:g}/s, "
               f"steps falling due from {first_due - time.time():.0f} s in", flush=True)  # fmt: skip
         wall = time.perf_counter()
-        results, scrapes, exposition = asyncio.run(
-            run_load(args, Targets(bot_url, metrics_url, gateway_url, bare_url, pids), batches, workload, seconds)
-        )
+        targets = Targets(bot_url, metrics_url, gateway_url, bare_url, pids)
+        results, exposition = asyncio.run(run_load(args, targets, batches, workload, seconds, scrapes))
         wall = time.perf_counter() - wall
         hwm = {name: soak.hwm_kb(pid) for name, pid in pids.items()}
         alive = all(p.poll() is None for p in processes)
@@ -506,21 +515,21 @@ def main() -> int:
             with open_session(engine) as s:
                 steps = escalation.steps_run(s)
                 still_due = escalation.steps_still_due(s, datetime.now(UTC))
+                states = dict(s.exec(select(IncidentRow.state, func.count()).group_by(IncidentRow.state)).all())
         finally:
             engine.dispose()
         bot_log = "".join(log.read_text(errors="replace") for log in logs.values())
 
     # ---------------------------------------------------------------- the report
     lateness = [step.lateness for step in steps]
+    steady = scrapes.passes[1:]
     histogram_steps, within_1s = lateness_histogram(exposition)
     latencies, errors = results.latencies, results.errors
     figures = [
-        Figure(f"evaluation, first pass (opened {opened:,} alerts)", f"{first.passes[0] * 1000:,.0f} ms",
-               f"< {TARGET_FIRST_PASS * 1000:.0f} ms", "-", first.passes[0] < TARGET_FIRST_PASS),
-        Figure(f"evaluation, steady pass: longest of {len(scrapes.passes)}",
-               f"{max(scrapes.passes, default=float('nan')) * 1000:,.0f} ms",
-               f"< {TARGET_STEADY_PASS * 1000:,.0f} ms", "-",
-               bool(scrapes.passes) and max(scrapes.passes) < TARGET_STEADY_PASS),
+        Figure(f"evaluation, first pass (opened {opened:,} alerts){'' if first_exact else ', a mean: scraped late'}",
+               f"{first * 1000:,.0f} ms", f"< {TARGET_FIRST_PASS * 1000:.0f} ms", "-", first < TARGET_FIRST_PASS),
+        Figure(f"evaluation, steady pass: longest of {len(steady)}", f"{max(steady, default=nan) * 1000:,.0f} ms",
+               f"< {TARGET_STEADY_PASS * 1000:,.0f} ms", "-", bool(steady) and max(steady) < TARGET_STEADY_PASS),
     ]  # fmt: skip
     bot_rate = results.accepted / wall
     ingest_p99 = quantile(latencies["ingest"], 0.99)
@@ -571,10 +580,11 @@ def main() -> int:
           f"escalating over {args.seconds:g} s; clicks {args.click_rate:g}/s; load {wall:.1f} s")  # fmt: skip
     for line in table(figures):
         print(line)
-    print(f"evaluation passes during the load (ms): {', '.join(f'{x * 1000:.0f}' for x in scrapes.passes)}"
+    print(f"evaluation passes after the first (ms): {', '.join(f'{x * 1000:.0f}' for x in steady)}"
           f"{'' if scrapes.exact else ' (a scrape saw several passes: their mean)'}")  # fmt: skip
     print(f"escalation: the bot's histogram counted {histogram_steps:,.0f} steps, {within_1s:,.0f} within 1 s; "
-          f"lateness p50 {quantile(lateness, 0.5):,.0f} ms, max {max(lateness, default=0) * 1000:,.0f} ms")  # fmt: skip
+          f"lateness p50 {quantile(lateness, 0.5):,.0f} ms, max {max(lateness, default=0) * 1000:,.0f} ms; "
+          f"incidents at the end by state (clicks acknowledge and resolve some first): {states}")  # fmt: skip
     print(f"ingest p50 {quantile(latencies['ingest'], 0.5):.1f} ms; ack p50 {quantile(latencies['ack'], 0.5):.1f} ms, "
           f"bare Bolt p50 {quantile(latencies['bare ack'], 0.5):.1f} ms; RSS sampled every second, highest: "
           + ", ".join(f"{name} {kb / 1024:.0f} MB" for name, kb in scrapes.rss_kb.items()))  # fmt: skip
