@@ -365,11 +365,6 @@ def start(command: list[str], env: dict[str, str], log: Path, processes: list[su
     return proc.pid
 
 
-def quantile(values: list[float], q: float) -> float:
-    """In milliseconds, as ``bench/soak.py`` computes it (nearest rank)."""
-    return soak.quantile(values, q)
-
-
 @dataclass(frozen=True)
 class Figure:
     name: str
@@ -390,7 +385,7 @@ def table(figures: list[Figure]) -> Iterator[str]:
             yield "|" + "|".join("-" * (w + 2) for w in widths) + "|------|"
 
 
-def main() -> int:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--models", type=int, default=10_000)
     parser.add_argument("--alerts", type=int, default=10_000, help="open incidents escalating during the run")
@@ -413,201 +408,356 @@ def main() -> int:
     args = parser.parse_args()
     if args.batch < METRICS or args.batch % METRICS:
         parser.error(f"--batch must be a multiple of {METRICS} (whole models)")
-    lead = args.lead if args.lead is not None else args.evaluation_interval + 20.0
+    if args.lead is None:
+        args.lead = args.evaluation_interval + 20.0
+    return args
 
-    load_before = os.getloadavg()
+
+def bot_environment(
+    args: argparse.Namespace, url: str, config_root: Path, slack: str, pagerduty: str
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SLACK_BOT_TOKEN": interactions.TOKEN,
+        "SLACK_SIGNING_SECRET": interactions.SECRET,
+        "SLACK_API_URL": slack,
+        "SLACK_TEAM_ID": interactions.TEAM,
+        "PAGERDUTY_ROUTING_KEY": soak.ROUTING_KEY,
+        "PAGERDUTY_EVENTS_URL": f"{pagerduty.rstrip('/')}/v2/enqueue",
+        "INGEST_TOKEN": interactions.INGEST_TOKEN,
+        "DATABASE_URL": url,
+        "BOT_CONFIG_DIR": str(config_root),
+        "EVALUATION_INTERVAL": f"{args.evaluation_interval:g}s",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def start_system(
+    args: argparse.Namespace, env: dict[str, str], folder: Path, processes: list[subprocess.Popen[bytes]]
+) -> tuple[Targets, dict[str, int], dict[str, Path]]:
+    """The bot (one ``serve``, or ``serve --web-only`` and a ``worker``), the bare Bolt app and
+    Pushgateway (when installed), each answering: the targets, the peers' pids and the bot's logs."""
+    bot = [sys.executable, "-m", "bot"]
+    bot_port, bare_port = free_port(), free_port()
+    bot_url, bare_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{bare_port}"
+    logs = {"serve": folder / "serve.log"}
+    serve = [*bot, "serve", "--host", "127.0.0.1", "--port", str(bot_port)]
+    pids = {"serve": start(serve + (["--web-only"] if args.split else []), env, logs["serve"], processes)}
+    urls = {"serve": bot_url}
+    if args.split:
+        worker_port = free_port()
+        logs["worker"] = folder / "worker.log"
+        worker = [*bot, "worker", "--host", "127.0.0.1", "--port", str(worker_port)]
+        pids["worker"] = start(worker, env, logs["worker"], processes)
+        urls["worker"] = f"http://127.0.0.1:{worker_port}"
+    bare = [sys.executable, interactions.__file__, "--role", "bare", "--port", str(bare_port)]
+    peers = {"bare Bolt": start(bare, env, folder / "bare.log", processes)}
+    waits = [(bare_url, "bare Bolt", folder / "bare.log", "/healthz")]
+    gateway_url = None
+    if PUSHGATEWAY.exists():
+        gateway_port = free_port()
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        gateway = [str(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{gateway_port}"]
+        peers["Pushgateway"] = start(gateway, env, folder / "pushgateway.log", processes)
+        waits.append((gateway_url, "Pushgateway", folder / "pushgateway.log", "/-/ready"))
+    by_pid = {proc.pid: proc for proc in processes}
+    for name, log in logs.items():
+        wait_healthy(urls[name], by_pid[pids[name]], log, timeout=120.0)
+    for url, name, log, path in waits:
+        wait_healthy(url, by_pid[peers[name]], log, path=path)
+    targets = Targets(bot_url, urls.get("worker", bot_url), gateway_url, bare_url, pids)
+    return targets, peers, logs
+
+
+@dataclass
+class Run:
+    """What one run measured, for the report."""
+
+    backend: str
+    models: int
+    breaching: int
+    rules: int
+    incidents: int
+    opened: int
+    first: float
+    first_exact: bool
+    scrapes: Scrapes
+    results: soak.Results
+    exposition: str
+    seconds: float
+    """How long the load was sent."""
+    wall: float
+    """How long it took, the wait for the last answers included."""
+    cpu: dict[str, float]
+    hwm_kb: dict[str, int]
+    alive: bool
+    steps: list[escalation.Step]
+    still_due: int
+    states: dict[str, int]
+    bot_log: str
+    with_gateway: bool
+
+
+def measure(args: argparse.Namespace, folder: Path, stack: ExitStack) -> Run:
+    """Seed, start everything, wait for the first pass, run the load and read the books."""
     rng = random.Random(args.seed)
+    config_root = folder / "config"
+    config_root.mkdir()
+    rules = evaluate.rule_set(20, windowed=False)
+    evaluate.write_config(config_root, args.models, rules, rng, extra_metrics=EXTRA_METRICS)
+    config = load_config(config_root)
+    hot = breaching(list(config.models))
+    values = evaluate.sample_values(config, rng, lambda model: BREACHING_SHARE if model in hot else 0.0)
+    for metrics in values.values():
+        metrics.update({name: round(rng.uniform(0, 100), 2) for name in EXTRA_METRICS})
+
+    url = stack.enter_context(scratch_database(args.database_url, folder / "fleet.db", prefix="ib_fleet"))
+    started = time.perf_counter()
+    seed_samples(url, config_root, values)
+    first_due = time.time() + args.lead
+    escalation.populate(url, args.alerts, first_due, args.seconds, args.seed)
+    incident_ids = seeded_incidents(url)
+    backend = "PostgreSQL" if url.startswith("postgres") else "SQLite"
+    print(
+        f"fleet: {backend}; {args.models:,} models' samples and {len(incident_ids):,} escalating incidents "
+        f"seeded in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+    slack = interactions.start_emulator(folder / "slack.log")
+    stack.callback(slack.stop)
+    pagerduty = ChildServer([soak.__file__, "--role", "pagerduty"], folder / "pagerduty.log")
+    stack.callback(pagerduty.stop)
     processes: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="ib-fleet-") as tmp, ExitStack() as stack:
-        folder = Path(tmp)
-        config_root = folder / "config"
-        config_root.mkdir()
-        rules = evaluate.rule_set(20, windowed=False)
-        evaluate.write_config(config_root, args.models, rules, rng, extra_metrics=EXTRA_METRICS)
-        config = load_config(config_root)
-        hot = breaching(list(config.models))
-        values = evaluate.sample_values(config, rng, lambda model: BREACHING_SHARE if model in hot else 0.0)
-        for metrics in values.values():
-            metrics.update({name: round(rng.uniform(0, 100), 2) for name in EXTRA_METRICS})
+    stack.callback(stop_all, processes)
+    env = bot_environment(args, url, config_root, slack.base_url, pagerduty.base_url)
+    targets, peers, logs = start_system(args, env, folder, processes)
 
-        url = stack.enter_context(scratch_database(args.database_url, folder / "fleet.db", prefix="ib_fleet"))
-        backend = "PostgreSQL" if url.startswith("postgres") else "SQLite"
-        started = time.perf_counter()
-        seed_samples(url, config_root, values)
-        first_due = time.time() + lead
-        escalation.populate(url, args.alerts, first_due, args.seconds, args.seed)
-        incident_ids = seeded_incidents(url)
-        print(f"fleet: {backend}; {args.models:,} models' samples and {len(incident_ids):,} escalating incidents "
-              f"seeded in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
-
-        slack = interactions.start_emulator(folder / "slack.log")
-        stack.callback(slack.stop)
-        pagerduty = ChildServer([soak.__file__, "--role", "pagerduty"], folder / "pagerduty.log")
-        stack.callback(pagerduty.stop)
-        stack.callback(stop_all, processes)
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": interactions.TOKEN,
-            "SLACK_SIGNING_SECRET": interactions.SECRET,
-            "SLACK_API_URL": slack.base_url,
-            "SLACK_TEAM_ID": interactions.TEAM,
-            "PAGERDUTY_ROUTING_KEY": soak.ROUTING_KEY,
-            "PAGERDUTY_EVENTS_URL": f"{pagerduty.base_url.rstrip('/')}/v2/enqueue",
-            "INGEST_TOKEN": interactions.INGEST_TOKEN,
-            "DATABASE_URL": url,
-            "BOT_CONFIG_DIR": str(config_root),
-            "EVALUATION_INTERVAL": f"{args.evaluation_interval:g}s",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(REPO),
-        }
-        bot = [sys.executable, "-m", "bot"]
-        bot_port, bare_port = free_port(), free_port()
-        bot_url, bare_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{bare_port}"
-        logs = {"serve": folder / "serve.log"}
-        serve = [*bot, "serve", "--host", "127.0.0.1", "--port", str(bot_port)]
-        pids = {"serve": start(serve + (["--web-only"] if args.split else []), env, logs["serve"], processes)}
-        metrics_url = bot_url
-        if args.split:
-            worker_port = free_port()
-            logs["worker"] = folder / "worker.log"
-            worker = [*bot, "worker", "--host", "127.0.0.1", "--port", str(worker_port)]
-            pids["worker"] = start(worker, env, logs["worker"], processes)
-            metrics_url = f"http://127.0.0.1:{worker_port}"
-        bare = [sys.executable, interactions.__file__, "--role", "bare", "--port", str(bare_port)]
-        others = {"bare Bolt": start(bare, env, folder / "bare.log", processes)}
-        gateway_url = None
-        if PUSHGATEWAY.exists():
-            gateway_port = free_port()
-            gateway_url = f"http://127.0.0.1:{gateway_port}"
-            gateway = [str(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{gateway_port}"]
-            others["Pushgateway"] = start(gateway, env, folder / "pushgateway.log", processes)
-            wait_healthy(gateway_url, processes[-1], folder / "pushgateway.log", path="/-/ready")
-        for name, log in logs.items():
-            proc = next(p for p in processes if p.pid == pids[name])
-            wait_healthy(bot_url if name == "serve" else metrics_url, proc, log, timeout=120.0)
-        wait_healthy(bare_url, next(p for p in processes if p.args == bare), folder / "bare.log")
-
-        scrapes = first_pass(metrics_url, timeout=args.evaluation_interval + 120.0)
-        first = scrapes.passes[0]
-        first_exact = scrapes.exact
-        opened = open_alert_count(url) - len(incident_ids)
-        seconds = first_due + args.seconds + args.tail - time.time()
-        if time.time() > first_due - 1:
-            raise SystemExit(
-                f"the bot was ready {time.time() - first_due + 1:.0f} s too late: raise --lead above {lead:g}"
-            )
-        workload = interactions.Workload(
-            incident_ids=incident_ids,
-            channel=slack.ask("channel", "#ml-alerts"),
-            response_urls=[slack.ask("response_url") for _ in range(8)],
+    scrapes = first_pass(targets.metrics, timeout=args.evaluation_interval + 120.0)
+    first, first_exact = scrapes.passes[0], scrapes.exact
+    opened = open_alert_count(url) - len(incident_ids)
+    seconds = first_due + args.seconds + args.tail - time.time()
+    if time.time() > first_due - 1:
+        raise SystemExit(
+            f"the bot was ready {time.time() - first_due + 1:.0f} s too late: raise --lead above {args.lead:g}"
         )
-        batches = Batches(list(config.models), values, args.batch // METRICS)
-        ingest_rate = args.models * METRICS / args.push_interval
-        print(f"fleet: first pass {first * 1000:.0f} ms opened {opened:,} alerts; load for {seconds:.0f} s: "
-              f"ingest {ingest_rate:,.0f} samples/s in requests of {args.batch}, clicks {args.click_rate:g}/s, "
-              f"steps falling due from {first_due - time.time():.0f} s in", flush=True)  # fmt: skip
-        others |= {"Slack emulator": slack.proc.pid, "PagerDuty emulator": pagerduty.proc.pid}
-        cpu = {name: soak.cpu_seconds(pid) for name, pid in (pids | others).items()}
-        cpu["load generator"] = sum(os.times()[:2])
-        wall = time.perf_counter()
-        targets = Targets(bot_url, metrics_url, gateway_url, bare_url, pids)
-        results, exposition = asyncio.run(run_load(args, targets, batches, workload, seconds, scrapes))
-        wall = time.perf_counter() - wall
-        cpu = {name: soak.cpu_seconds(pid) - cpu[name] for name, pid in (pids | others).items()} | {
-            "load generator": sum(os.times()[:2]) - cpu["load generator"]
-        }
-        hwm = {name: soak.hwm_kb(pid) for name, pid in pids.items()}
-        alive = all(p.poll() is None for p in processes)
-        engine = make_engine(url)
-        try:
-            with open_session(engine) as s:
-                steps = escalation.steps_run(s)
-                still_due = escalation.steps_still_due(s, datetime.now(UTC))
-                states = dict(s.exec(select(IncidentRow.state, func.count()).group_by(IncidentRow.state)).all())
-        finally:
-            engine.dispose()
-        bot_log = "".join(log.read_text(errors="replace") for log in logs.values())
+    workload = interactions.Workload(
+        incident_ids=incident_ids,
+        channel=slack.ask("channel", "#ml-alerts"),
+        response_urls=[slack.ask("response_url") for _ in range(8)],
+    )
+    batches = Batches(list(config.models), values, args.batch // METRICS)
+    print(
+        f"fleet: first pass {first * 1000:.0f} ms opened {opened:,} alerts; load for {seconds:.0f} s: "
+        f"ingest {args.models * METRICS / args.push_interval:,.0f} samples/s in requests of {args.batch}, "
+        f"clicks {args.click_rate:g}/s, steps falling due from {first_due - time.time():.0f} s in",
+        flush=True,
+    )
+    watched = targets.pids | peers | {"Slack emulator": slack.proc.pid, "PagerDuty emulator": pagerduty.proc.pid}
 
-    # ---------------------------------------------------------------- the report
-    lateness = [step.lateness for step in steps]
-    steady = scrapes.passes[1:]
-    histogram_steps, within_1s = lateness_histogram(exposition)
-    latencies, errors = results.latencies, results.errors
+    def cpu_now() -> dict[str, float]:
+        return {name: soak.cpu_seconds(pid) for name, pid in watched.items()} | {"load generator": sum(os.times()[:2])}
+
+    cpu, wall = cpu_now(), time.perf_counter()
+    results, exposition = asyncio.run(run_load(args, targets, batches, workload, seconds, scrapes))
+    wall = time.perf_counter() - wall
+    cpu = {name: used - cpu[name] for name, used in cpu_now().items()}
+    hwm = {name: soak.hwm_kb(pid) for name, pid in targets.pids.items()}
+    alive = all(p.poll() is None for p in processes)
+    engine = make_engine(url)
+    try:
+        with open_session(engine) as s:
+            steps = escalation.steps_run(s)
+            still_due = escalation.steps_still_due(s, datetime.now(UTC))
+            states = dict(s.exec(select(IncidentRow.state, func.count()).group_by(IncidentRow.state)).all())
+    finally:
+        engine.dispose()
+    return Run(
+        backend=backend,
+        models=args.models,
+        breaching=len(hot),
+        rules=len(rules),
+        incidents=len(incident_ids),
+        opened=opened,
+        first=first,
+        first_exact=first_exact,
+        scrapes=scrapes,
+        results=results,
+        exposition=exposition,
+        seconds=seconds,
+        wall=wall,
+        cpu=cpu,
+        hwm_kb=hwm,
+        alive=alive,
+        steps=steps,
+        still_due=still_due,
+        states=states,
+        bot_log="".join(log.read_text(errors="replace") for log in logs.values()),
+        with_gateway=targets.gateway is not None,
+    )
+
+
+def figures_of(args: argparse.Namespace, run: Run) -> list[Figure]:
+    """Each figure beside its target and peer."""
+    lateness = [step.lateness for step in run.steps]
+    steady = run.scrapes.passes[1:]
+    latencies, errors = run.results.latencies, run.results.errors
     figures = [
-        Figure(f"evaluation, first pass (opened {opened:,} alerts){'' if first_exact else ', a mean: scraped late'}",
-               f"{first * 1000:,.0f} ms", f"< {TARGET_FIRST_PASS * 1000:.0f} ms", "-", first < TARGET_FIRST_PASS),
-        Figure(f"evaluation, steady pass: longest of {len(steady)}", f"{max(steady, default=nan) * 1000:,.0f} ms",
-               f"< {TARGET_STEADY_PASS * 1000:,.0f} ms", "-", bool(steady) and max(steady) < TARGET_STEADY_PASS),
-    ]  # fmt: skip
-    bot_rate = results.accepted / seconds  # over the sending, not the wait for the last answers
-    ingest_p99 = quantile(latencies["ingest"], 0.99)
-    if gateway_url is not None:
+        Figure(
+            f"evaluation, first pass (opened {run.opened:,} alerts){'' if run.first_exact else ', a mean'}",
+            f"{run.first * 1000:,.0f} ms",
+            f"< {TARGET_FIRST_PASS * 1000:.0f} ms",
+            "-",
+            run.first < TARGET_FIRST_PASS,
+        ),
+        Figure(
+            f"evaluation, steady pass: longest of {len(steady)}",
+            f"{max(steady, default=nan) * 1000:,.0f} ms",
+            f"< {TARGET_STEADY_PASS * 1000:,.0f} ms",
+            "-",
+            bool(steady) and max(steady) < TARGET_STEADY_PASS,
+        ),
+    ]
+    bot_rate = run.results.accepted / run.seconds  # over the sending, not the wait for the last answers
+    ingest_p99 = soak.quantile(latencies["ingest"], 0.99)
+    if run.with_gateway:
         answered = len(latencies["pushgateway"]) - errors["pushgateway"]
-        gateway_rate = answered * args.batch / seconds
-        gateway_p99 = quantile(latencies["pushgateway"], 0.99)
+        gateway_rate = answered * args.batch / run.seconds
+        gateway_p99 = soak.quantile(latencies["pushgateway"], 0.99)
         figures += [
-            Figure("ingest, samples/s accepted", f"{bot_rate:,.0f}", "≥ Pushgateway", f"{gateway_rate:,.0f}",
-                   bot_rate >= gateway_rate - args.batch / seconds),
-            Figure(f"ingest, request p99 ({len(latencies['ingest']):,} requests)", f"{ingest_p99:,.1f} ms",
-                   f"≤ {TARGET_INGEST_P99_RATIO:g}× Pushgateway", f"{gateway_p99:,.1f} ms",
-                   ingest_p99 <= TARGET_INGEST_P99_RATIO * gateway_p99),
-        ]  # fmt: skip
+            Figure(
+                "ingest, samples/s accepted",
+                f"{bot_rate:,.0f}",
+                "≥ Pushgateway",
+                f"{gateway_rate:,.0f}",
+                bot_rate >= gateway_rate - args.batch / run.seconds,
+            ),
+            Figure(
+                f"ingest, request p99 ({len(latencies['ingest']):,} requests)",
+                f"{ingest_p99:,.1f} ms",
+                f"≤ {TARGET_INGEST_P99_RATIO:g}× Pushgateway",
+                f"{gateway_p99:,.1f} ms",
+                ingest_p99 <= TARGET_INGEST_P99_RATIO * gateway_p99,
+            ),
+        ]
     else:
-        figures.append(Figure("ingest, samples/s accepted", f"{bot_rate:,.0f}", "≥ Pushgateway",
-                              f"not installed ({PUSHGATEWAY})", False))  # fmt: skip
-    late_p99 = quantile(lateness, 0.99)
+        figures.append(
+            Figure(
+                "ingest, samples/s accepted",
+                f"{bot_rate:,.0f}",
+                "≥ Pushgateway",
+                f"not installed ({PUSHGATEWAY})",
+                False,
+            )
+        )
+    late_p99 = soak.quantile(lateness, 0.99)
     figures.append(
-        Figure(f"escalation lateness p99 ({len(steps):,} steps, {still_due} still due)", f"{late_p99:,.0f} ms",
-               f"< {TARGET_LATENESS * 1000:,.0f} ms", "-",
-               late_p99 < TARGET_LATENESS * 1000 and not still_due and bool(steps))
-    )  # fmt: skip
-    for name, kb in hwm.items():
-        figures.append(Figure(f"RSS peak (VmHWM), {name}", f"{kb / 1024:,.0f} MB", f"< {TARGET_RSS_MB:.0f} MB", "-",
-                              kb / 1024 < TARGET_RSS_MB))  # fmt: skip
-    ack_p99, bare_p99 = quantile(latencies["ack"], 0.99), quantile(latencies["bare ack"], 0.99)
+        Figure(
+            f"escalation lateness p99 ({len(run.steps):,} steps, {run.still_due} still due)",
+            f"{late_p99:,.0f} ms",
+            f"< {TARGET_LATENESS * 1000:,.0f} ms",
+            "-",
+            late_p99 < TARGET_LATENESS * 1000 and not run.still_due and bool(run.steps),
+        )
+    )
+    for name, kb in run.hwm_kb.items():
+        figures.append(
+            Figure(
+                f"RSS peak (VmHWM), {name}",
+                f"{kb / 1024:,.0f} MB",
+                f"< {TARGET_RSS_MB:.0f} MB",
+                "-",
+                kb / 1024 < TARGET_RSS_MB,
+            )
+        )
+    ack_p99, bare_p99 = soak.quantile(latencies["ack"], 0.99), soak.quantile(latencies["bare ack"], 0.99)
     figures.append(
-        Figure(f"ack p99 ({len(latencies['ack']):,} clicks)", f"{ack_p99:,.1f} ms",
-               f"< {TARGET_ACK_MS:.0f} ms, ≤ {TARGET_ACK_RATIO:g}× bare Bolt", f"{bare_p99:,.1f} ms",
-               ack_p99 < TARGET_ACK_MS and ack_p99 <= TARGET_ACK_RATIO * bare_p99)
-    )  # fmt: skip
+        Figure(
+            f"ack p99 ({len(latencies['ack']):,} clicks)",
+            f"{ack_p99:,.1f} ms",
+            f"< {TARGET_ACK_MS:.0f} ms, ≤ {TARGET_ACK_RATIO:g}× bare Bolt",
+            f"{bare_p99:,.1f} ms",
+            ack_p99 < TARGET_ACK_MS and ack_p99 <= TARGET_ACK_RATIO * bare_p99,
+        )
+    )
     bot_errors = errors["ingest"] + errors["ack"]
     peer_errors = errors["pushgateway"] + errors["bare ack"]
     figures.append(Figure("errors (bot: ingest + clicks)", f"{bot_errors}", "0", f"{peer_errors}", bot_errors == 0))
-    tracebacks = bot_log.count("Traceback")
-    figures.append(Figure("bot tracebacks in its log, bot alive", f"{tracebacks}, {'yes' if alive else 'NO'}",
-                          "0, yes", "-", tracebacks == 0 and alive))  # fmt: skip
+    tracebacks = run.bot_log.count("Traceback")
+    figures.append(
+        Figure(
+            "bot tracebacks in its log, bot alive",
+            f"{tracebacks}, {'yes' if run.alive else 'NO'}",
+            "0, yes",
+            "-",
+            tracebacks == 0 and run.alive,
+        )
+    )
 
-    print(f"\nincident-bot fleet — {time.strftime('%Y-%m-%d %H:%M:%S')}, {backend}"
-          f"{', serve --web-only + worker' if args.split else ', one serve process'}")  # fmt: skip
+    return figures
+
+
+def report(args: argparse.Namespace, run: Run, load_before: tuple[float, float, float]) -> bool:
+    """Print the table and what explains it; whether every figure met its target."""
+    figures = figures_of(args, run)
+    scrapes, results, lateness = run.scrapes, run.results, [step.lateness for step in run.steps]
+    latencies, seconds, wall = results.latencies, run.seconds, run.wall
+    histogram_steps, within_1s = lateness_histogram(run.exposition)
+    print(
+        f"\nincident-bot fleet — {time.strftime('%Y-%m-%d %H:%M:%S')}, {run.backend}"
+        f"{', serve --web-only + worker' if args.split else ', one serve process'}"
+    )
     loads = [" ".join(f"{x:.2f}" for x in load) for load in (load_before, os.getloadavg())]
     print(
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs; load average before {loads[0]}, after {loads[1]}"
     )
-    print(f"{args.models:,} models × {METRICS} metrics every {args.push_interval:g} s ({len(hot)} breaching), "
-          f"{len(rules)} rules, evaluation every {args.evaluation_interval:g} s; {len(incident_ids):,} incidents "
-          f"escalating over {args.seconds:g} s; clicks {args.click_rate:g}/s; load sent for {seconds:.1f} s, "
-          f"its last answers {wall - seconds:.1f} s later")  # fmt: skip
+    print(
+        f"{run.models:,} models × {METRICS} metrics every {args.push_interval:g} s ({run.breaching} breaching), "
+        f"{run.rules} rules, evaluation every {args.evaluation_interval:g} s; {run.incidents:,} incidents "
+        f"escalating over {args.seconds:g} s; clicks {args.click_rate:g}/s; load sent for {seconds:.1f} s, "
+        f"its last answers {wall - seconds:.1f} s later"
+    )
     for line in table(figures):
         print(line)
-    print(f"evaluation passes after the first (ms): {', '.join(f'{x * 1000:.0f}' for x in steady)}"
-          f"{'' if scrapes.exact else ' (a scrape saw several passes: their mean)'}")  # fmt: skip
-    print(f"escalation: the bot's histogram counted {histogram_steps:,.0f} steps, {within_1s:,.0f} within 1 s; "
-          f"lateness p50 {quantile(lateness, 0.5):,.0f} ms, max {max(lateness, default=0) * 1000:,.0f} ms; "
-          f"incidents at the end by state (clicks acknowledge and resolve some first): {states}")  # fmt: skip
-    print(f"ingest p50 {quantile(latencies['ingest'], 0.5):.1f} ms; ack p50 {quantile(latencies['ack'], 0.5):.1f} ms, "
-          f"bare Bolt p50 {quantile(latencies['bare ack'], 0.5):.1f} ms; RSS sampled every second, highest: "
-          + ", ".join(f"{name} {kb / 1024:.0f} MB" for name, kb in scrapes.rss_kb.items()))  # fmt: skip
-    print("CPU seconds during the load (all share the machine's cores): "
-          + ", ".join(f"{name} {used:.1f} ({used / wall:.0%} of a core)" for name, used in cpu.items()))  # fmt: skip
-    print(f"load generator: {results.late_sends} sends more than 50 ms behind schedule, worst "
-          f"{results.worst_send_lag * 1000:.0f} ms")  # fmt: skip
+    print(
+        f"evaluation passes after the first (ms): {', '.join(f'{x * 1000:.0f}' for x in scrapes.passes[1:])}"
+        f"{'' if scrapes.exact else ' (a scrape saw several passes: their mean)'}"
+    )
+    print(
+        f"escalation: the bot's histogram counted {histogram_steps:,.0f} steps, {within_1s:,.0f} within 1 s; "
+        f"lateness p50 {soak.quantile(lateness, 0.5):,.0f} ms, max {max(lateness, default=0) * 1000:,.0f} ms; "
+        f"incidents at the end by state (clicks acknowledge and resolve some first): {run.states}"
+    )
+    print(
+        f"ingest p50 {soak.quantile(latencies['ingest'], 0.5):.1f} ms; ack p50 "
+        f"{soak.quantile(latencies['ack'], 0.5):.1f} ms, bare Bolt p50 {soak.quantile(latencies['bare ack'], 0.5):.1f} "
+        "ms; RSS sampled every second, highest: "
+        + ", ".join(f"{name} {kb / 1024:.0f} MB" for name, kb in scrapes.rss_kb.items())
+    )
+    print(
+        "CPU seconds during the load (all share the machine's cores): "
+        + ", ".join(f"{name} {used:.1f} ({used / wall:.0%} of a core)" for name, used in run.cpu.items())
+    )
+    print(
+        f"load generator: {results.late_sends} sends more than 50 ms behind schedule, worst "
+        f"{results.worst_send_lag * 1000:.0f} ms"
+    )
     for sample in results.error_samples:
         print(f"  error: {sample}")
-    for line, count in soak.failures(bot_log):
+    for line, count in soak.failures(run.bot_log):
         print(f"  bot log: {count} × {line[:160]}")
     met = all(f.met for f in figures)
     print(f"verdict: {'PASS' if met else 'FAIL'}")
-    return 0 if met else 1
+    return met
+
+
+def main() -> int:
+    args = arguments()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="ib-fleet-") as folder, ExitStack() as stack:
+        run = measure(args, Path(folder), stack)
+    return 0 if report(args, run, load_before) else 1
 
 
 if __name__ == "__main__":
