@@ -194,7 +194,11 @@ class Step:
 
 def steps_still_due(s: Session, now: datetime) -> int:
     """Incidents whose next step is past due at ``now``: steps the sweeps missed."""
-    due = select(func.count()).where(IncidentRow.state == "firing", col(IncidentRow.next_escalation_at) <= now)
+    due = (
+        select(func.count())
+        .select_from(IncidentRow)
+        .where(IncidentRow.state == "firing", col(IncidentRow.next_escalation_at) <= now)
+    )
     return int(s.exec(due).one())
 
 

@@ -133,9 +133,9 @@ def breaching(models: list[str]) -> set[str]:
 def seed_samples(url: str, config_dir: Path, values: dict[str, dict[str, float | str]]) -> None:
     """Every model's latest values, stored through the ingest path before the bot starts."""
     engine = make_engine(url)
-    migrate(engine)
     config = load_config(config_dir)
     try:
+        migrate(engine)
         service = AlertService(engine, SystemClock(), lambda: config, every_channel(["slack"]))
         evaluate.load_samples(service, values, datetime.now(UTC))
     finally:
@@ -153,6 +153,8 @@ def seeded_incidents(url: str) -> list[str]:
 
 
 def jittered(base: dict[str, float | str], rng: random.Random) -> dict[str, float | str]:
+    """Each number within :data:`JITTER` of the model's own: every push changes every model, as live
+    metrics do, so no pass can skip a model as unchanged; a breach stays a breach."""
     return {k: v if isinstance(v, str) else round(v * rng.uniform(1 - JITTER, 1 + JITTER), 4) for k, v in base.items()}
 
 
@@ -166,6 +168,7 @@ class Batches:
 
     @property
     def per_round(self) -> int:
+        """Requests in one round of the fleet: Pushgateway keeps one group per request of a round."""
         return -(-len(self.models) // self.per_request)
 
     def items(self, n: int) -> list[tuple[str, dict[str, float | str]]]:
@@ -186,6 +189,7 @@ class Batches:
         return json.dumps(items).encode()
 
     def gateway_body(self, n: int) -> bytes:
+        """The same samples in the text format; a label becomes an ``_info`` series carrying it."""
         lines = []
         for model, metrics in self.items(n):
             for name, value in metrics.items():
@@ -209,6 +213,7 @@ class Scrapes:
     rss_kb: dict[str, int] = field(default_factory=dict)
 
     def add(self, exposition: str) -> None:
+        """One scrape: the passes finished since the last one, each as the growth of the sum."""
         families = {f.name: f for f in text_string_to_metric_families(exposition)}
         samples = {s.name: s.value for s in families["incident_bot_evaluation_seconds"].samples}
         count, total = samples["incident_bot_evaluation_seconds_count"], samples["incident_bot_evaluation_seconds_sum"]
@@ -234,10 +239,11 @@ def lateness_histogram(exposition: str) -> tuple[float, float]:
 
 
 def open_alert_count(url: str) -> int:
+    """Alerts open (firing or pending): after the first pass, the seeded ones and those it opened."""
     engine = make_engine(url)
     try:
         with open_session(engine) as s:
-            return int(s.exec(select(func.count()).where(AlertRow.state != "resolved")).one())
+            return int(s.exec(select(func.count()).select_from(AlertRow).where(AlertRow.state != "resolved")).one())
     finally:
         engine.dispose()
 
@@ -360,6 +366,7 @@ def first_pass(metrics_url: str, timeout: float) -> Scrapes:
 
 
 def start(command: list[str], env: dict[str, str], log: Path, processes: list[subprocess.Popen[bytes]]) -> int:
+    """Start a child with its output in ``log``; ``processes`` is what :func:`stop_all` stops."""
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     processes.append(proc)
     return proc.pid
