@@ -80,7 +80,8 @@ def run_slack_emulator() -> None:
 
 
 def run_pagerduty_emulator() -> None:
-    """Child: the PagerDuty emulator; ``trigger <model>`` answers when the model's first accepted trigger arrived."""
+    """Child: the PagerDuty emulator; ``trigger <incident id>`` answers when the incident's first accepted
+    trigger arrived (the bot pages per incident: its dedup keys are ``incident:<id>:<opened>``)."""
     sys.path.insert(0, str(REPO))
     from tests.emulators.pagerduty_events import PagerDutyEmulator
 
@@ -93,7 +94,8 @@ def run_pagerduty_emulator() -> None:
             triggers = [
                 float(e["at"])
                 for e in pagerduty.accepted
-                if e["body"].get("event_action") == "trigger" and f":{cmd[1]}:" in str(e["body"].get("dedup_key"))
+                if e["body"].get("event_action") == "trigger"
+                and str(e["body"].get("dedup_key")).startswith(f"incident:{cmd[1]}:")
             ]
             out = min(triggers, default=None)
         print(json.dumps(out), flush=True)
@@ -128,8 +130,9 @@ def config_dir(folder: Path, models: list[str]) -> Path:
 
 
 # ------------------------------------------------------------------ measuring
-def fired_at(url: str, model: str) -> float | None:
-    """When the evaluation that opened ``model``'s alert ran, as the bot stored it (epoch seconds)."""
+def fired_at(url: str, model: str) -> tuple[float, int] | None:
+    """When the evaluation that opened ``model``'s alert ran, as the bot stored it (epoch seconds),
+    and the incident the alert opened."""
     from sqlalchemy import create_engine, text
 
     from bot.storage.database import normalise_url
@@ -137,17 +140,21 @@ def fired_at(url: str, model: str) -> float | None:
     engine = create_engine(normalise_url(url))
     try:
         with engine.connect() as connection:
-            value = connection.execute(
-                text("SELECT fired_at FROM alerts WHERE dedup_key = :key AND fired_at IS NOT NULL"),
+            row = connection.execute(
+                text(
+                    "SELECT fired_at, incident_id FROM alerts WHERE dedup_key = :key AND fired_at IS NOT NULL "
+                    "AND incident_id IS NOT NULL"
+                ),
                 {"key": f"{RULE}:{model}"},
-            ).scalar()
+            ).first()
     finally:
         engine.dispose()
-    if value is None:
+    if row is None:
         return None
+    value, incident = row
     if isinstance(value, str):  # SQLite hands back text
         value = datetime.fromisoformat(value)
-    return float(value.replace(tzinfo=value.tzinfo or UTC).timestamp())
+    return float(value.replace(tzinfo=value.tzinfo or UTC).timestamp()), int(incident)
 
 
 def wait_until(ask: Any, timeout: float) -> Any:
@@ -241,10 +248,14 @@ def main() -> int:
                         json={"model": model, "metrics": {"bench_value": 150}},
                     )
                     answer.raise_for_status()
+                    fired = wait_until(lambda m=model: fired_at(url, m), 15.0)
+                    if fired is None:
+                        missing.append(model)
+                        continue
+                    opened, incident = fired
                     posted = wait_until(lambda m=model: slack.ask("first", f"#{m}"), 15.0)
-                    paged = wait_until(lambda m=model: pagerduty.ask("trigger", m), 15.0)
-                    opened = wait_until(lambda m=model: fired_at(url, m), 5.0)
-                    if posted is None or paged is None or opened is None:
+                    paged = wait_until(lambda i=incident: pagerduty.ask("trigger", str(i)), 15.0)
+                    if posted is None or paged is None:
                         missing.append(model)
                         continue
                     posts.append((posted - opened) * 1000)

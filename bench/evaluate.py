@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -337,7 +337,11 @@ class LambdaEvaluator(ConditionEvaluator):
         return Outcome.TRUE if result else Outcome.FALSE
 
 
-def write_config(root: Path, models: int, rules: list[RuleSpec], rng: random.Random) -> None:
+def write_config(
+    root: Path, models: int, rules: list[RuleSpec], rng: random.Random, *, extra_metrics: Sequence[str] = ()
+) -> None:
+    """``models`` models with the settings the rules read, and a catalogue of the metrics they read
+    plus ``extra_metrics`` (gauges a fleet pushes that no rule reads, as real exporters do)."""
     (root / "rules").mkdir()
     (root / "runbooks").mkdir()
     (root / "runbooks" / "default.md").write_text("# Runbook: {model}\nOwner: {team}\nDashboard: {dashboard}\n")
@@ -362,7 +366,7 @@ def write_config(root: Path, models: int, rules: list[RuleSpec], rng: random.Ran
     # the catalogue must name what conditions read; a model setting declared too is harmless (a push overrides it)
     read = {n for rule in rules for n in Condition(rule.condition).names}
     read |= {term.metric for rule in rules for term in Condition(rule.condition).windows}
-    lines += [f"  - name: {name}" for name in sorted(read)]
+    lines += [f"  - name: {name}" for name in sorted(read | set(extra_metrics))]
     lines.append("models:")
     for i in range(models):
         expected, budget = rng.choice([500, 1000, 3000, 12000]), rng.choice([100, 500, 1000])
@@ -381,19 +385,24 @@ def write_config(root: Path, models: int, rules: list[RuleSpec], rng: random.Ran
     (root / "rules" / "bench.yaml").write_text("\n".join(lines) + "\n")
 
 
-def sample_values(config: Config, rng: random.Random) -> dict[str, dict[str, float | str]]:
-    """15 metrics per model (one a label), each past its alert threshold with chance :data:`TRUE_SHARE`."""
-
-    def tail(normal: float, bad: float) -> float:
-        return bad if rng.random() < TRUE_SHARE else normal
-
+def sample_values(
+    config: Config, rng: random.Random, share: Callable[[str], float] = lambda _model: TRUE_SHARE
+) -> dict[str, dict[str, float | str]]:
+    """15 metrics per model (one a label), each past its alert threshold with chance ``share(model)``
+    (:data:`TRUE_SHARE` for every model unless told otherwise: ``bench/fleet.py`` has a few models
+    breaching and the rest healthy)."""
     out: dict[str, dict[str, float | str]] = {}
     for name, model in config.models.items():
+        chance = share(name)
+
+        def tail(normal: float, bad: float, chance: float = chance) -> float:
+            return bad if rng.random() < chance else normal
+
         s = model.settings
         expected = float(s["expected_predictions_per_hour"])
         baseline = float(s["baseline_accuracy"])
         roll = rng.random()  # half the unusual volumes are drops, half spikes
-        volume = expected * (0.3 if roll < TRUE_SHARE / 2 else 2.2 if roll < TRUE_SHARE else rng.uniform(0.7, 1.5))
+        volume = expected * (0.3 if roll < chance / 2 else 2.2 if roll < chance else rng.uniform(0.7, 1.5))
         total = float(rng.choice([20, 40, 80]))
         out[name] = {
             "predictions_last_hour": round(volume),
@@ -402,7 +411,7 @@ def sample_values(config: Config, rng: random.Random) -> dict[str, dict[str, flo
             "top_drifted_features": "age,income,zip_code",
             "current_accuracy": baseline * tail(rng.uniform(0.97, 1.02), rng.uniform(0.86, 0.94)),
             "p99_latency_ms": tail(rng.uniform(300, 2500), rng.uniform(5200, 9000)),
-            "p50_latency_ms": rng.uniform(150, 500) if rng.random() > TRUE_SHARE else rng.uniform(650, 900),
+            "p50_latency_ms": rng.uniform(150, 500) if rng.random() > chance else rng.uniform(650, 900),
             "daily_cost_usd": float(s["daily_budget_usd"]) * tail(rng.uniform(0.1, 0.6), 0.9),
             "error_rate": tail(rng.uniform(0.0, 0.03), rng.uniform(0.06, 0.1)),
             "response_time_p95_ms": tail(rng.uniform(200, 1400), rng.uniform(3100, 4500)),
