@@ -70,10 +70,7 @@ _HINTS: tuple[tuple[str, str, bool], ...] = (
 
 def load_located(text: str) -> LocatedDocument:
     _check_depth(text)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        raise _explained(exc) from None
+    root = _compose(text)
     doc = LocatedDocument(data=None)
     if root is None:
         doc.data = {}
@@ -81,6 +78,25 @@ def load_located(text: str) -> LocatedDocument:
     constructor = yaml.SafeLoader("")
     doc.data = _build(root, (), doc.lines, constructor)
     return doc
+
+
+FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser where PyYAML was built with it: a file of 10,000 models composes in 1.3 s
+instead of 4.4 s, and the bot's memory after loading it is about 55 MB lower (its node tree is
+smaller, so less of the heap stays fragmented after it is freed; issue 16)."""
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The document's node tree, by libyaml; a document it refuses is composed again by PyYAML's
+    own parser, whose messages :data:`_HINTS` know (libyaml words some problems differently)."""
+    try:
+        return yaml.compose(text, Loader=FAST_LOADER)
+    except yaml.YAMLError:
+        pass
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise _explained(exc) from None
 
 
 def _explained(exc: yaml.MarkedYAMLError) -> YamlProblem:
@@ -99,22 +115,26 @@ def _explained(exc: yaml.MarkedYAMLError) -> YamlProblem:
 
 def _check_depth(text: str) -> None:
     """Refuse nesting past :data:`MAX_DEPTH` from the parser's event stream, which (unlike composing
-    nodes) does not recurse, so even thousands of levels are reported with their line."""
-    depth = 0
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise YamlProblem(
-                        f"nested more than {MAX_DEPTH} levels deep; a rules file needs a handful, so look for "
-                        "repeated '- ' or brackets and remove them (quote a condition that begins with '-')",
-                        event.start_mark.line + 1 if event.start_mark else None,
-                    )
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.MarkedYAMLError:
-        return  # composing reports it, with a hint
+    nodes) does not recurse, so even thousands of levels are reported with their line. libyaml
+    gives up on some such documents before saying where (its own nesting limit): PyYAML's parser
+    reads them again."""
+    for loader in dict.fromkeys((FAST_LOADER, yaml.SafeLoader)):
+        depth = 0
+        try:
+            for event in yaml.parse(text, Loader=loader):
+                if isinstance(event, yaml.CollectionStartEvent):
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        raise YamlProblem(
+                            f"nested more than {MAX_DEPTH} levels deep; a rules file needs a handful, so look for "
+                            "repeated '- ' or brackets and remove them (quote a condition that begins with '-')",
+                            event.start_mark.line + 1 if event.start_mark else None,
+                        )
+                elif isinstance(event, yaml.CollectionEndEvent):
+                    depth -= 1
+            return
+        except yaml.YAMLError:
+            continue  # composing reports it, with a hint
 
 
 def _build(node: yaml.Node, path: Path, lines: dict[Path, int], ctor: yaml.SafeLoader) -> Any:
