@@ -11,7 +11,8 @@ clicks at 20 a second. Everything runs on 127.0.0.1:
   (``tests/emulators``) in child processes, reached through ``SLACK_API_URL`` and
   ``PAGERDUTY_EVENTS_URL``;
 - the peers, in the same run: Debian's Pushgateway (``/usr/bin/prometheus-pushgateway``, left
-  out with a note when it is not installed) and a bare Bolt app that only acknowledges, with
+  out with a note when it is not installed or with ``--no-pushgateway``, which leaves the bot the
+  cores Pushgateway would take) and a bare Bolt app that only acknowledges, with
   Bolt's defaults (``bench/interactions.py``'s baseline).
 
 Before the bot starts, the database gets the configuration's latest samples of every model
@@ -410,6 +411,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--click-rate", type=float, default=20.0, help="Slack clicks a second")
     parser.add_argument("--evaluation-interval", type=float, default=30.0, help="seconds")
     parser.add_argument("--split", action="store_true", help="serve --web-only + worker instead of one serve")
+    parser.add_argument(
+        "--no-pushgateway", action="store_true", help="leave the peer out: the bot alone on the machine's cores"
+    )
     parser.add_argument("--database-url", default=None, help="PostgreSQL server to create a scratch database on")
     parser.add_argument("--seed", type=int, default=16)
     args = parser.parse_args()
@@ -462,7 +466,7 @@ def start_system(
     peers = {"bare Bolt": start(bare, env, folder / "bare.log", processes)}
     waits = [(bare_url, "bare Bolt", folder / "bare.log", "/healthz")]
     gateway_url = None
-    if PUSHGATEWAY.exists():
+    if PUSHGATEWAY.exists() and not args.no_pushgateway:
         gateway_port = free_port()
         gateway_url = f"http://127.0.0.1:{gateway_port}"
         gateway = [str(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{gateway_port}"]
@@ -654,7 +658,7 @@ def figures_of(args: argparse.Namespace, run: Run) -> list[Figure]:
                 "ingest, samples/s accepted",
                 f"{bot_rate:,.0f}",
                 "≥ Pushgateway",
-                f"not installed ({PUSHGATEWAY})",
+                "not run (--no-pushgateway)" if args.no_pushgateway else f"not installed ({PUSHGATEWAY})",
                 False,
             )
         )
