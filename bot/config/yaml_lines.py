@@ -10,6 +10,7 @@ nesting is limited.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,16 +86,31 @@ FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 instead of 4.4 s, and the bot's memory after loading it is about 55 MB lower (its node tree is
 smaller, so less of the heap stays fragmented after it is freed; issue 16)."""
 
+PYYAML_ONLY = re.compile(r"\t|(?:^|[\s\[{,])!(?=[\s,\]}]|$)", re.MULTILINE)
+"""Text libyaml reads differently from PyYAML's own parser: it accepts a tab as spacing where
+PyYAML refuses it (``name: x<TAB>``), and reads an empty tag (``a: !``) as ``''`` instead of
+``None``. A document holding either goes to PyYAML alone, so a file loads, or is refused with the
+same message, whether or not PyYAML was built with libyaml (``!=`` in a condition is no tag)."""
+
+
+def _loaders(text: str) -> tuple[type[yaml.SafeLoader], ...]:
+    """The parsers to try in turn: libyaml first where it reads ``text`` as PyYAML does."""
+    if PYYAML_ONLY.search(text):
+        return (yaml.SafeLoader,)
+    return tuple(dict.fromkeys((FAST_LOADER, yaml.SafeLoader)))
+
 
 def _compose(text: str) -> yaml.Node | None:
-    """The document's node tree, by libyaml; a document it refuses is composed again by PyYAML's
-    own parser, whose messages :data:`_HINTS` know (libyaml words some problems differently)."""
+    """The document's node tree; a document libyaml refuses is composed again by PyYAML's own
+    parser, whose messages :data:`_HINTS` know (libyaml words some problems differently)."""
+    *first, last = _loaders(text)
+    for loader in first:
+        try:
+            return yaml.compose(text, Loader=loader)
+        except yaml.YAMLError:
+            pass
     try:
-        return yaml.compose(text, Loader=FAST_LOADER)
-    except yaml.YAMLError:
-        pass
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=last)
     except yaml.MarkedYAMLError as exc:
         raise _explained(exc) from None
 
@@ -118,7 +134,7 @@ def _check_depth(text: str) -> None:
     nodes) does not recurse, so even thousands of levels are reported with their line. libyaml
     gives up on some such documents before saying where (its own nesting limit): PyYAML's parser
     reads them again."""
-    for loader in dict.fromkeys((FAST_LOADER, yaml.SafeLoader)):
+    for loader in _loaders(text):
         depth = 0
         try:
             for event in yaml.parse(text, Loader=loader):

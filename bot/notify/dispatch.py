@@ -242,9 +242,11 @@ class ReadNow:
 class ReadAhead:
     """:class:`Reads` for a whole escalation sweep: each question is one query for all of its
     incidents, asked the first time it is needed. ``members``: every incident's alerts, read in
-    the sweep's transaction; ``paging``: the incidents a step of the sweep pages (only a page
-    says what shipped). The sweep tells it of each event's rows (:meth:`enqueued`), so an
-    incident emailed by one step is emailed by its next, as one event at a time would see it."""
+    the sweep's transaction, an entry for each incident of the sweep (an empty list for one
+    without alerts: whether it was emailed is still asked); ``paging``: the incidents a step of
+    the sweep pages (only a page says what shipped). The sweep tells it of each event's rows
+    (:meth:`enqueued`), so an incident emailed by one step is emailed by its next, as one event
+    at a time would see it."""
 
     def __init__(
         self, s: Session, config: Config, members: Mapping[int, list[Alert]], paging: Sequence[Incident]

@@ -12,6 +12,7 @@ import pytest
 from bot.config.choices import model_runbook
 from bot.config.loader import load_config
 from bot.config.runbooks import Runbook
+from bot.config.yaml_lines import YamlProblem, load_located
 from bot.errors import ConfigError, ConfigProblem
 from bot.severity import Severity
 
@@ -754,3 +755,23 @@ def test_a_bad_group_by_names_the_line_and_what_is_allowed(config_dir: MakeDir, 
 
     assert problem.line == 3
     assert says in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "loads_as"),
+    [
+        ("settings:\n  default_channel: '#a'\t\n", None),  # a tab after a value: PyYAML refuses it
+        ("settings: {group_wait:\t0s}\n", None),
+        ("settings:\n  default_channel: !\n", {"settings": {"default_channel": None}}),  # an empty tag
+        ("rules:\n  - {condition: x != 1, title: High!}\n", {"rules": [{"condition": "x != 1", "title": "High!"}]}),
+    ],
+    ids=["tab after a value", "tab after a colon", "empty tag", "no tag"],
+)
+def test_a_file_reads_as_pyyaml_reads_it_whether_or_not_libyaml_is_there(text: str, loads_as: object) -> None:
+    """libyaml accepts a tab as spacing and reads ``!`` as ``''``; PyYAML's own parser refuses the
+    one and reads ``None``. The bot reads such text as PyYAML does, so ``check`` agrees everywhere."""
+    if loads_as is None:
+        with pytest.raises(YamlProblem, match="tabs"):
+            load_located(text)
+    else:
+        assert load_located(text).data == loads_as
