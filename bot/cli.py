@@ -216,7 +216,7 @@ def _serve_process(
         raise_open_file_limit,
         refuse_ambiguous_framing,
     )
-    from bot.processes import reuse_port_socket
+    from bot.processes import listening_socket
 
     started = _start(web_only=web_only)
     if started is None:
@@ -237,7 +237,7 @@ def _serve_process(
     sockets = None
     if reuse_port:
         try:
-            sockets = [reuse_port_socket(config.host, config.port)]
+            sockets = [listening_socket(config.host, config.port, shared=True)]
         except OSError as exc:
             print(f"refusing to start: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
             return 1

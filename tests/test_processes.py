@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.processes import reuse_port_socket, supervise
+from bot.processes import listening_socket, supervise
 
 
 def fails_at_once_or_serves(index: int) -> int:
@@ -52,9 +52,9 @@ def test_sigterm_to_the_supervisor_stops_every_child_gracefully(tmp_path: Path) 
 
 
 def test_two_processes_can_listen_on_one_port() -> None:
-    first = reuse_port_socket("127.0.0.1", 0)
+    first = listening_socket("127.0.0.1", 0, shared=True)
     try:
-        second = reuse_port_socket("127.0.0.1", first.getsockname()[1])
+        second = listening_socket("127.0.0.1", first.getsockname()[1], shared=True)
         second.close()
     finally:
         first.close()
@@ -66,6 +66,6 @@ def test_a_port_held_without_sharing_is_refused() -> None:
     held.listen()
     try:
         with pytest.raises(OSError):
-            reuse_port_socket("127.0.0.1", held.getsockname()[1])
+            listening_socket("127.0.0.1", held.getsockname()[1], shared=True)
     finally:
         held.close()

@@ -46,6 +46,7 @@ from bot.demo.feed import FRAUD_DETECTOR, SUPPORT_BOT, MetricFeed
 from bot.demo.pagerduty_events import PagerDutyEmulator
 from bot.demo.sandbox_ui import SlackSandbox
 from bot.incidents import store as incident_store
+from bot.processes import listening_socket
 from bot.settings import Settings
 from bot.storage.database import session as open_session
 
@@ -68,18 +69,6 @@ class Demo:
     sandbox_url: str
     workdir: Path
     pagerduty: PagerDutyEmulator
-
-
-def _bind(port: int) -> socket.socket:
-    """The bot's listening socket, bound before the bot starts so port 0 yields a known port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((HOST, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 @contextlib.contextmanager
@@ -112,7 +101,7 @@ def running_demo(
     """Start sandbox, bot and feed (port 0: any free port); stop them and remove the files on exit."""
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="incident-bot-demo-")))
-        sock = _bind(port)
+        sock = listening_socket(HOST, port)
         stack.callback(sock.close)
         bot_url = f"http://{HOST}:{sock.getsockname()[1]}"
         signing_secret, ingest_token = secrets.token_hex(16), secrets.token_urlsafe(24)
