@@ -28,7 +28,7 @@ from bot.incidents import store as incident_store
 from bot.incidents import tracker
 from bot.incidents.incident import Incident, IncidentEvent, IncidentEventKind, IncidentTransition
 from bot.incidents.tracker import Group
-from bot.notify.dispatch import Dispatcher, ReadAhead, pages_now
+from bot.notify.dispatch import Dispatcher, ReadAhead
 from bot.notify.outbox import enqueue, release_held
 from bot.notify.outbox_rows import Enqueued, enqueue_many
 from bot.notify.slack_postmortem import POSTMORTEM
@@ -168,10 +168,10 @@ class Recorder:
             if stored:
                 moved.append((current, stored))
         incident_store.save_moved(s, moved)
+        # a step pages now exactly when it added routing keys (Dispatcher.pages, the same routing)
         paging = [done.incident for done, before, _ in planned if len(done.incident.paged_keys) > len(before)]
         reads = ReadAhead(s, config, members, paging)
         rows: list[Enqueued] = []
-        paged_now: set[int] = set()
         for done, before, lead_model in planned:
             said = self._dispatch.incident_rows(
                 done.incident,
@@ -185,11 +185,9 @@ class Recorder:
             )
             reads.enqueued(said)
             rows += said
-            if pages_now(said):
-                paged_now.add(done.incident.id or 0)
             _log_incident(done.incident, done.event, before)
         enqueue_many(s, rows)
-        release_held(s, incident_ids=paged_now, now=now)
+        release_held(s, incident_ids={incident.id or 0 for incident in paging}, now=now)
         return len(planned)
 
     def _after_save(

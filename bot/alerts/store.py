@@ -52,8 +52,7 @@ class OpenAlerts:
             fresh = {alert.id or 0: alert for alert in open_alerts(session).values()}
         else:
             fresh = {}
-            for start in range(0, len(changed), versioned.KEYS_PER_QUERY):
-                chunk = changed[start : start + versioned.KEYS_PER_QUERY]
+            for chunk in versioned.in_chunks(changed):
                 for row in connection.execute(core_select(table).where(still_open, table.c.id.in_(chunk))):
                     fresh[row.id] = to_alert(cast(AlertRow, row))
             # an alert closed between the two reads is not in ``fresh``: as if read a moment later
@@ -301,11 +300,9 @@ def histories(session: Session, alert_ids: Iterable[int]) -> dict[int, list[Even
     """:func:`history` of many alerts in one query (alert id → its events, in order)."""
     ids = list(alert_ids)
     out: dict[int, list[Event]] = {alert_id: [] for alert_id in ids}
-    for start in range(0, len(ids), 500):  # bounded IN lists
+    for chunk in versioned.in_chunks(ids):
         rows = session.exec(
-            select(AlertEventRow)
-            .where(col(AlertEventRow.alert_id).in_(ids[start : start + 500]))
-            .order_by(col(AlertEventRow.id))
+            select(AlertEventRow).where(col(AlertEventRow.alert_id).in_(chunk)).order_by(col(AlertEventRow.id))
         ).all()
         for r in rows:
             out[r.alert_id].append(Event(EventKind(r.kind), r.actor, ensure_utc(r.at), r.detail, dict(r.data or {})))

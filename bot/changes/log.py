@@ -14,7 +14,7 @@ from bot.changes.events import Change, ChangeKind
 from bot.clock import ensure_utc
 from bot.storage.database import session
 from bot.storage.tables import ChangeRow
-from bot.storage.versioned import KEYS_PER_QUERY
+from bot.storage.versioned import in_chunks
 
 
 class ChangeLog:
@@ -79,8 +79,7 @@ def made_before_each(
     start = min(opened for _, opened in wanted.values()) - window
     end = max(opened for _, opened in wanted.values())
     rows: list[ChangeRow] = []
-    for first in range(0, len(models), KEYS_PER_QUERY):
-        chunk = models[first : first + KEYS_PER_QUERY]
+    for chunk in in_chunks(models):
         query = select(ChangeRow).where(col(ChangeRow.at) >= start, col(ChangeRow.at) <= end)
         rows += s.exec(query.where(col(ChangeRow.model).in_(chunk))).all()
     rows.sort(key=lambda row: (ensure_utc(row.at), row.id or 0), reverse=True)

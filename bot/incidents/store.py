@@ -55,8 +55,7 @@ def alerts(session: Session, incident_id: int) -> list[Alert]:
 def alerts_of(session: Session, incident_ids: Sequence[int]) -> dict[int, list[Alert]]:
     """:func:`alerts` of many incidents, by id (an empty list for one without any), read in chunks."""
     found: dict[int, list[Alert]] = {incident_id: [] for incident_id in incident_ids}
-    for start in range(0, len(incident_ids), versioned.KEYS_PER_QUERY):
-        chunk = incident_ids[start : start + versioned.KEYS_PER_QUERY]
+    for chunk in versioned.in_chunks(incident_ids):
         rows = session.exec(select(AlertRow).where(col(AlertRow.incident_id).in_(chunk)).order_by(col(AlertRow.id)))
         for row in rows:
             found[row.incident_id or 0].append(alert_store.to_alert(row))

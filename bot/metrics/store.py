@@ -34,6 +34,7 @@ from bot.clock import ensure_utc
 from bot.metrics.samples import Sample
 from bot.storage.driver_rows import driver_executemany, driver_rows, instant_reader, instant_writer
 from bot.storage.tables import MetricLatestRow, MetricSampleRow
+from bot.storage.versioned import in_chunks
 
 Point = tuple[str, str, datetime, float | str]
 """(model, metric name, time, value or label text)."""
@@ -186,10 +187,10 @@ def _newest_before(
     """The newest sample at or before ``at`` of each series in ``keys``: the few series that
     received a sample between the tick and the pass, read from the full sample table."""
     found: dict[tuple[str, str], Sample] = {}
-    for start in range(0, len(keys), 500):  # keep the IN list within every database's limits
+    for chunk in in_chunks(keys):
         query = (
             select(MetricSampleRow)
-            .where(tuple_(MetricSampleRow.model, MetricSampleRow.name).in_(keys[start : start + 500]))
+            .where(tuple_(MetricSampleRow.model, MetricSampleRow.name).in_(chunk))
             .where(col(MetricSampleRow.at) <= at)
             .order_by(col(MetricSampleRow.at))
         )

@@ -31,7 +31,7 @@ from bot.notify.outbox import release_held
 from bot.notify.outbox_rows import Enqueued, add
 from bot.notify.routing import EMAIL, PAGER, TRIGGERS, WEBHOOK_EVENT, Held, Routes
 from bot.storage.tables import OutboxRow
-from bot.storage.versioned import KEYS_PER_QUERY
+from bot.storage.versioned import in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ class Dispatcher:
         """The rows :meth:`incident_event` adds, for a caller that adds many at once (an
         escalation sweep). ``members`` None: none are needed (no chat, page or email hears it)
         or the caller has not read them; ``reads`` answers the questions the rows ask of what is
-        stored, now or read ahead for a whole sweep. A row of ``pagerduty`` means it pages now."""
+        stored, now or read ahead for a whole sweep. Each row's ``paged_now`` says whether the
+        event pages now (:func:`pages_now`)."""
         routed = replace(incident, paged_keys=paged_before)
         # email's recipients are the members' models' and rules': read them only for an event email hears
         # (not for each of a storm's many joins)
@@ -341,8 +342,7 @@ def _said_before(changes: Sequence[Change], incident: Incident) -> list[str]:
 def emailed_among(s: Session, incident_ids: Sequence[int]) -> set[int]:
     """Those of ``incident_ids`` that have a row queued for email (read in chunks, so any number fits)."""
     found: set[int] = set()
-    for start in range(0, len(incident_ids), KEYS_PER_QUERY):
-        chunk = incident_ids[start : start + KEYS_PER_QUERY]
+    for chunk in in_chunks(incident_ids):
         query = select(OutboxRow.incident_id).where(OutboxRow.channel == EMAIL, col(OutboxRow.incident_id).in_(chunk))
         found.update(i for i in s.exec(query.distinct()) if i is not None)
     return found

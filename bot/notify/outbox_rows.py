@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from bot.clock import ensure_utc
 from bot.storage.database import session as open_session
 from bot.storage.tables import OutboxRow
-from bot.storage.versioned import KEYS_PER_QUERY
+from bot.storage.versioned import in_chunks
 
 PENDING, SENT, FAILED, DROPPED = "pending", "sent", "failed", "dropped"
 
@@ -111,12 +111,11 @@ def pending_for(session: Session, *, channel: str, kind: str, alert_ids: Collect
 def release_held(session: Session, *, incident_ids: Collection[int], now: datetime) -> int:
     """The incidents page now: their chat rows held for business hours go out at once, to their
     normal channel (a quiet-channel choice is dropped). Returns how many rows were released."""
-    ids = sorted(incident_ids)
     released = 0
-    for start in range(0, len(ids), KEYS_PER_QUERY):
+    for chunk in in_chunks(sorted(incident_ids)):
         rows = session.exec(
             select(OutboxRow)
-            .where(col(OutboxRow.incident_id).in_(ids[start : start + KEYS_PER_QUERY]), OutboxRow.status == PENDING)
+            .where(col(OutboxRow.incident_id).in_(chunk), OutboxRow.status == PENDING)
             .where(col(OutboxRow.channel) != "pagerduty")
         ).all()
         for row in rows:

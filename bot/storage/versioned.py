@@ -4,7 +4,7 @@ two clicks) cannot both win; the loser gets :class:`ConcurrentChange` and decide
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -15,6 +15,7 @@ from sqlmodel import Session, SQLModel, col, select
 from bot.errors import ConcurrentChange
 
 Row = TypeVar("Row", bound=SQLModel)
+Key = TypeVar("Key")
 
 
 class Versioned(Protocol):
@@ -93,13 +94,20 @@ KEYS_PER_QUERY = 500
 """Bound parameters per ``IN (…)``: far below SQLite's and PostgreSQL's limits."""
 
 
+def in_chunks(keys: Sequence[Key]) -> Iterator[Sequence[Key]]:
+    """``keys`` in slices of :data:`KEYS_PER_QUERY`, one ``IN (…)`` each: how a read of any
+    number of keys stays within every database's limit on bound parameters."""
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        yield keys[start : start + KEYS_PER_QUERY]
+
+
 def open_ids(session: Session, table: type[Row], key: str, keys: Sequence[str]) -> dict[str, int]:
     """The id of the open row (``state`` not resolved) of each of ``keys`` in ``table``'s ``key``
     column, by key: how rows written in bulk learn their ids (the open key is unique). Read in
     chunks, so any number of keys fits."""
     column, state, row_id = (getattr(table, name) for name in (key, "state", "id"))
     found: dict[str, int] = {}
-    for start in range(0, len(keys), KEYS_PER_QUERY):
-        query = select(column, row_id).where(col(column).in_(keys[start : start + KEYS_PER_QUERY]), state != "resolved")
+    for chunk in in_chunks(keys):
+        query = select(column, row_id).where(col(column).in_(chunk), state != "resolved")
         found.update((name, int(number)) for name, number in session.exec(query).all())
     return found
