@@ -1,8 +1,9 @@
 """Benchmark: one evaluation pass over 1,000 models × 20 rules (SPEC §7: under 1 s on 2 cores).
 
 Why three measurements: the spec's target is the whole pass as the service runs it, but the
-design choice to check is the safe condition language (simpleeval over a parsed AST, no
-``eval``) against what the seed did (plain Python lambdas). So we time
+design choice to check is the safe condition language (a parsed, whitelisted AST compiled into
+closures, no ``eval``; :mod:`bot.config.conditions`) against what the seed did (plain Python
+lambdas). So we time
 
 (a) ``AlertService.evaluate_once()``: read the latest samples and open alerts, evaluate, write
     transitions and outbox rows — a first pass that opens the alerts, then the steady state;

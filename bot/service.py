@@ -170,8 +170,11 @@ class AlertService(IncidentActions):
         longest_cooldown = max((r.cooldown for r in config.rules), default=timedelta(0))
         pulled = pulled_terms(config)
         with open_session(self._engine) as s, s.begin():
-            samples = metric_store.latest(s, at=now, lookback=config.settings.stale_after)
-            self._take_share(s, models_to_evaluate(config, samples.keys()))
+            self._take_share(s)
+            samples = metric_store.latest(s, at=now, lookback=config.settings.stale_after, models=self._share)
+            if self._metrics:
+                mine = sum(model in self._share for model in models_to_evaluate(config, samples.keys()))
+                self._metrics.evaluation_share(mine, len(self._share.members))
             data = PassInput(
                 config=config,
                 samples=samples,
@@ -191,15 +194,13 @@ class AlertService(IncidentActions):
                 )
             return self._record_pass(s, transitions, config, now, "evaluation pass", storms=True)
 
-    def _take_share(self, s: Session, models: Iterable[str]) -> None:
-        """Read the live evaluators and take this process's share of ``models``. When the members
+    def _take_share(self, s: Session) -> None:
+        """Read the live evaluators and take this process's share of the models. When the members
         changed, what the quiet models remembered is dropped: another member may have changed
         the alerts of models this one gains."""
         if self._share.update(self.members.live(s)):
             log.info("evaluating a share of the models among %d evaluators", len(self._share.members))
             self._quiet = QuietModels()
-        if self._metrics:
-            self._metrics.evaluation_share(sum(model in self._share for model in models), len(self._share.members))
 
     def _window_samples(self, s: Session, needs: WindowNeeds, now: datetime) -> WindowSeries:
         """What the windowed terms of the rules read, in one query (none without such terms)."""

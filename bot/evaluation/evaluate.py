@@ -72,7 +72,7 @@ def evaluate(
     config = data.config
     transitions: list[Transition] = []
     failures: list[RuleFailure] = []
-    timings = {rule.name: timing_of(config, rule) for rule in config.rules}  # once a pass, not per model
+    plans = {rule.name: _plan(config, rule) for rule in config.rules}  # once a pass, not per model
     alerts_by_model = _by_model(data.open_alerts)
     if quiet is not None:
         quiet.begin(config, now)
@@ -86,7 +86,7 @@ def evaluate(
         alerts = alerts_by_model.get(model, ())
         policy = policy_for(config, model)
         if quiet is None or not quiet.unchanged(model, values, alerts, now):
-            decided = _decide_rules(data, rules, model, values, policy, engine, timings, now)
+            decided = _decide_rules(data, rules, model, values, policy, engine, plans, now)
             transitions.extend(decided.changes)
             failures.extend(decided.failures)
             if quiet is not None:
@@ -117,7 +117,7 @@ def _decide_rules(
     values: Mapping[str, Value],
     policy: tuple[PolicyStep, ...],
     engine: ConditionEvaluator,
-    timings: Mapping[str, Timing],
+    plans: Mapping[str, _RulePlan],
     now: datetime,
 ) -> _Decided:
     # a NaN compares false with everything, which would auto-resolve an alert: it is no data
@@ -127,17 +127,17 @@ def _decide_rules(
     timers: list[datetime] = []
     for rule in rules:
         try:
-            seen = _observe_rule(rule, model, values, numbers, engine, policy)
+            plan = plans[rule.name]
+            seen = _observe_rule(rule, model, values, numbers, engine, policy, plan.used)
         except Exception as exc:  # any bug in one rule's condition or templates: isolate it
             failures.append(RuleFailure.of(rule.name, model, exc))
             continue
         key = dedup_key(rule.name, model)
         alert, resolved = data.open_alerts.get(key), data.last_resolved.get(key)
-        timing = timings[rule.name]
-        change = observe(alert, seen, timing, last_fired_resolved_at=resolved, now=now)
+        change = observe(alert, seen, plan.timing, last_fired_resolved_at=resolved, now=now)
         if change is not None:
             changes.append(change)
-        elif (timer := next_change(alert, seen.outcome, timing, last_fired_resolved_at=resolved)) is not None:
+        elif (timer := next_change(alert, seen.outcome, plan.timing, last_fired_resolved_at=resolved)) is not None:
             timers.append(timer)
     return _Decided(changes, failures, min(timers, default=None))
 
@@ -231,17 +231,19 @@ def _observe_rule(
     numbers: Mapping[str, Value],
     engine: ConditionEvaluator,
     policy: tuple[PolicyStep, ...],
+    used_names: tuple[str, ...],
 ) -> Observation:
     outcome = engine.run(rule.condition, numbers)
+    used = {name: values[name] for name in used_names if name in values}
     if outcome is not Outcome.TRUE:
-        return Observation(rule.name, model, rule.severity, outcome, _used(rule, values))
+        return Observation(rule.name, model, rule.severity, outcome, used)
     shown = {**values, "rule": rule.name, "severity": rule.severity.value}
     return Observation(
         rule.name,
         model,
         rule.severity,
         outcome,
-        _used(rule, values),
+        used,
         title=rule.title.render(shown),
         description=rule.description.render(shown),
         policy=policy,
@@ -272,7 +274,15 @@ def _absence_changes(
     return changes
 
 
-def _used(rule: Rule, values: Mapping[str, Value]) -> dict[str, Value]:
-    """The values behind the decision: what the condition and templates name."""
+@dataclass(frozen=True, slots=True)
+class _RulePlan:
+    """What a pass works out once per rule rather than once per model and rule."""
+
+    timing: Timing
+    used: tuple[str, ...]
+    """The names behind a decision, in order: what the condition and templates name, but ``model``."""
+
+
+def _plan(config: Config, rule: Rule) -> _RulePlan:
     names = rule.condition.inputs | rule.title.fields | rule.description.fields
-    return {n: values[n] for n in sorted(names) if n in values and n != "model"}
+    return _RulePlan(timing_of(config, rule), tuple(sorted(names - {"model"})))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,11 +133,17 @@ def _moving_forward(statement: PostgresqlInsert | SqliteInsert) -> Insert:
 
 
 def latest(
-    session: Session, *, at: datetime | None = None, lookback: timedelta | None = None
+    session: Session,
+    *,
+    at: datetime | None = None,
+    lookback: timedelta | None = None,
+    models: Container[str] | None = None,
 ) -> dict[str, dict[str, Sample]]:
     """Each series' newest sample, or with ``at`` its newest at or before ``at`` (the pass's
     nominal time; as Prometheus' instant lookup, a sample stamped after the tick is not seen by
     it, even if it arrived before the pass ran). ``lookback`` bounds how far back that search goes.
+    With ``models``, only theirs (a pass's share, :mod:`bot.evaluation.shares`): the rows are still
+    read, but the others' samples are not built.
 
     Plain tuples from the driver (:mod:`bot.storage.driver_rows`), not ORM objects: this runs every
     evaluation pass over every metric of every model, and building 15,000 model instances cost more
@@ -150,17 +156,21 @@ def latest(
     ahead: dict[tuple[str, str], Sample | None] = {}
     """Series the tick's pass must not see the newest value of, with the value before it."""
     instant = instant_reader(session.get_bind().dialect)
-    series: dict[str, Sample] = {}
-    last_model = None
+    series: dict[str, Sample] | None = None
+    last_model, wanted = None, True
     for model, name, stamp, value, text, prev_stamp, prev_value, prev_text in driver_rows(session, columns):
+        if model != last_model:  # a model's rows mostly come together (as written): one lookup for them
+            last_model, series = model, None
+            wanted = models is None or model in models
+        if not wanted:
+            continue
         sampled = instant(stamp)
         if at is not None and sampled > at:
             before = Sample(_value(prev_value, prev_text), instant(prev_stamp)) if prev_stamp is not None else None
             ahead[(model, name)] = before
             continue
-        if model != last_model:  # a model's rows mostly come together (as written): one lookup for them
+        if series is None:
             series = out.setdefault(model, {})
-            last_model = model
         series[name] = Sample(value if value is not None else (text or ""), sampled)  # _value, inlined: 150,000 calls
     if ahead and at is not None:
         found = _newest_before(session, list(ahead), at=at, lookback=lookback)

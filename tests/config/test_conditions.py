@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import math
 
-from bot.config.conditions import MAX_DEPTH, Condition, ConditionEvaluator, ConditionSyntaxError, Outcome
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from simpleeval import NameNotDefined, SimpleEval
+
+from bot.config.conditions import (
+    FUNCTIONS,
+    MAX_DEPTH,
+    OPERATORS,
+    Condition,
+    ConditionEvaluator,
+    ConditionSyntaxError,
+    Outcome,
+)
 
 SEED = {
     "prediction_volume_drop": "predictions_last_hour < expected_predictions_per_hour * 0.5",
@@ -237,3 +250,72 @@ def test_conditions_nested_past_the_limit_are_refused_at_load(text: str, depth: 
     assert f"nests {depth} deep, over the limit of {MAX_DEPTH}" in message
     assert "split it into several rules" in message
     assert len(message) < 400, "a long condition is shortened in the message"
+
+
+# --- compiled conditions agree with a library evaluator ----------------------------------------
+
+NAMES = ("a", "b", "c", "missing", "abs")
+"""``missing`` never has a value; ``abs`` is a function's name used bare unless a value shadows it."""
+
+
+def _operand(depth: int) -> st.SearchStrategy[str]:
+    leaf = st.one_of(
+        st.sampled_from(NAMES),
+        st.sampled_from(["0", "0.0", "1", "2.5", "1e308", "3", "-1"]),
+    )
+    if depth == 0:
+        return leaf
+    inner = _operand(depth - 1)
+    return st.one_of(
+        leaf,
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "%"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["-", "+", "not "]), inner).map(lambda t: f"({t[0]}{t[1]})"),
+        st.tuples(st.sampled_from(["abs", "min", "max"]), st.lists(inner, min_size=1, max_size=3)).map(
+            lambda t: f"{t[0]}({', '.join(t[1])})"
+        ),
+    )
+
+
+def _condition(depth: int = 2) -> st.SearchStrategy[str]:
+    operand = _operand(depth)
+    comparison = st.tuples(operand, st.lists(st.tuples(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), operand),
+                                             min_size=1, max_size=3)).map(
+        lambda t: t[0] + "".join(f" {op} {right}" for op, right in t[1])
+    )  # fmt: skip
+    clause = st.one_of(comparison, operand)
+    return st.lists(clause, min_size=1, max_size=3).flatmap(
+        lambda parts: st.sampled_from([" and ", " or "]).map(lambda joint: joint.join(f"({p})" for p in parts))
+    )
+
+
+def _reference(source: str, values: dict[str, float]) -> Outcome:
+    """What the library evaluator the conditions used to run through says, mapped as they mapped it."""
+    engine = SimpleEval(operators=dict(OPERATORS), functions=dict(FUNCTIONS), names=values)
+    try:
+        result = engine.eval(source)
+    except (NameNotDefined, ZeroDivisionError, OverflowError, TypeError, ValueError):
+        return Outcome.NO_DATA
+    if isinstance(result, float) and math.isnan(result):
+        return Outcome.NO_DATA
+    return Outcome.TRUE if result else Outcome.FALSE
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    source=_condition(),
+    values=st.fixed_dictionaries(
+        {},
+        optional={
+            name: st.one_of(st.floats(allow_nan=False), st.integers(-5, 5), st.sampled_from([0.0, -0.0, math.inf]))
+            for name in ("a", "b", "c", "abs")
+        },
+    ),
+)
+def test_compiled_conditions_decide_as_simpleeval_did(source: str, values: dict[str, float]) -> None:
+    """Every node of the whitelist, chained comparisons, and/or yielding an operand, a missing
+    name, 0/0, overflow, infinity, a function's name used bare: the same outcome as the reference."""
+    try:
+        condition = Condition(source)
+    except ConditionSyntaxError:  # too deep, or a literal the whitelist refuses: not a condition
+        return
+    assert ConditionEvaluator().run(condition, values) is _reference(source, values), (source, values)

@@ -1,8 +1,10 @@
 """A rule that raises while being evaluated is skipped, logged once, counted in ``/metrics`` and
 named in ``/healthz``; every other rule still runs (issue 13).
 
-The failing rule is real: a condition nested 950 deep, built with the load-time limit lifted,
-makes simpleeval raise ``RecursionError`` -- the case that used to end every pass.
+The failing rule's condition raises ``RecursionError``, as a condition nested 950 deep (built
+with the load-time limit lifted) did under the tree-walking evaluator conditions once ran through:
+the case that used to end every pass. Compiled conditions no longer fail that way, so the test
+makes one fail on purpose.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from starlette.testclient import TestClient
 
 from bot.app import build_bot
 from bot.clock import FrozenClock
-from bot.config import conditions
 from bot.config.conditions import Condition
 from bot.config.loader import Config, load_config
 from bot.config.templates import Template
@@ -34,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 FRAUD = "fraud-detector-v2"
 SUPPORT = "support-bot"
-DEEP = "- " * 950 + "p99_latency_ms > 5000"
+LATENCY = "p99_latency_ms > 5000"
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +43,19 @@ def shipped() -> Config:
     return load_config(REPO_ROOT)
 
 
+def explode(_values: object) -> bool:
+    raise RecursionError("maximum recursion depth exceeded")
+
+
+def exploding(condition: Condition) -> Condition:
+    """``condition``, made to raise whenever it runs."""
+    condition._run = explode  # type: ignore[assignment]
+    return condition
+
+
 @pytest.fixture
-def deep_condition(monkeypatch: pytest.MonkeyPatch) -> Condition:
-    monkeypatch.setattr(conditions, "MAX_DEPTH", 10_000)  # what `check` refused before it had a limit
-    return Condition(DEEP)
+def deep_condition() -> Condition:
+    return exploding(Condition(LATENCY))
 
 
 class ExplodingTemplate(Template):
@@ -143,19 +153,19 @@ def test_each_failed_evaluation_is_counted_per_rule(shipped: Config, deep_condit
     assert metrics.rule_evaluation_errors_total.labels(rule="deep_latency")._value.get() == 4
 
 
-def test_healthz_and_metrics_name_the_failing_rule(
-    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_healthz_and_metrics_name_the_failing_rule(tmp_path: Path, clock: FrozenClock) -> None:
     config_dir = tmp_path / "config"
     shutil.copytree(REPO_ROOT / "rules", config_dir / "rules")
     shutil.copytree(REPO_ROOT / "runbooks", config_dir / "runbooks")
     (config_dir / "rules" / "deep.yaml").write_text(
-        f'rules:\n  - name: deep_latency\n    condition: "{DEEP}"\n    severity: P2\n    title: deep\n'
+        f'rules:\n  - name: deep_latency\n    condition: "{LATENCY}"\n    severity: P2\n    title: deep\n'
     )
-    monkeypatch.setattr(conditions, "MAX_DEPTH", 10_000)
     settings = Settings(database_url=f"sqlite:///{tmp_path}/bot.db", ingest_token="t0ken-for-healthz")  # type: ignore[arg-type]
     bot = build_bot(settings, clock=clock, notifiers={"recording": RecordingNotifier()}, config_dir=config_dir)
     try:
+        deep = bot.service.config().rule("deep_latency")
+        assert deep is not None
+        exploding(deep.condition)
         web = TestClient(bot.app)
         assert web.get("/healthz").json() == {"status": "ok", "scheduler": False}
         bot.service.ingest([(FRAUD, "current_accuracy", clock.now(), 0.80)])
