@@ -46,6 +46,17 @@ def open_alerts(session: Session, incident_id: int) -> list[Alert]:
     return [alert_store.to_alert(row) for row in rows]
 
 
+def open_alert_states(session: Session, incident_id: int) -> dict[AlertState, int]:
+    """How many of the incident's alerts are open, by state: counted in the database, since a storm
+    holds hundreds and each alert that closes or is acknowledged asks again."""
+    rows = session.exec(
+        select(AlertRow.state, func.count())
+        .where(AlertRow.incident_id == incident_id, col(AlertRow.state).in_(OPEN_ALERT_STATES))
+        .group_by(AlertRow.state)
+    ).all()
+    return {AlertState(state): count for state, count in rows}
+
+
 def alerts(session: Session, incident_id: int) -> list[Alert]:
     """Every alert that joined the incident, oldest first."""
     rows = session.exec(select(AlertRow).where(AlertRow.incident_id == incident_id).order_by(col(AlertRow.id))).all()

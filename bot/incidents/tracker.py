@@ -60,7 +60,7 @@ def after_close(session: Session, alert: Alert, *, actor: str, now: datetime) ->
     current = _incident_of(session, alert)
     if current is None:
         return None
-    still_open = len(store.open_alerts(session, current.id or 0))
+    still_open = sum(store.open_alert_states(session, current.id or 0).values())
     return core.alert_closed(current, still_open=still_open, actor=actor, now=now)
 
 
@@ -70,7 +70,7 @@ def after_acknowledge(session: Session, alert: Alert, *, actor: str, now: dateti
     current = _incident_of(session, alert)
     if current is None or current.state is not core.IncidentState.FIRING:
         return None
-    if any(a.state is not AlertState.ACKNOWLEDGED for a in store.open_alerts(session, current.id or 0)):
+    if store.open_alert_states(session, current.id or 0).get(AlertState.FIRING):
         return None
     return core.acknowledge(current, actor=actor, now=now)
 
