@@ -79,6 +79,7 @@ class AlertService(IncidentActions):
         hold: Hold = no_hold,
         metrics: Metrics | None = None,
         pending: PendingActions | None = None,
+        members: Members | None = None,
     ) -> None:
         super().__init__(engine, clock, config, Recorder(Dispatcher(router, hold=hold)))
         self.pending = pending or PendingActions()
@@ -91,7 +92,7 @@ class AlertService(IncidentActions):
         """Models the last passes found nothing to change for (:mod:`bot.evaluation.quiet`)."""
         self._open_alerts = store.OpenAlerts()
         """The open alerts as the last pass read them: a pass decodes only those that changed."""
-        self.members = Members(engine, clock)
+        self.members = members or Members(engine, clock)
         """This process among the evaluating processes on the database (:mod:`bot.evaluation.members`)."""
         self._share = Share(self.members.name)
         """The models this process evaluates among the live members (:mod:`bot.evaluation.shares`)."""
@@ -192,7 +193,8 @@ class AlertService(IncidentActions):
                     quiet=self._quiet,
                     share=self._share,
                 )
-            return self._record_pass(s, transitions, config, now, "evaluation pass", storms=True)
+            evaluators = len(self._share.members)
+            return self._record_pass(s, transitions, config, now, "evaluation pass", evaluators=evaluators)
 
     def _take_share(self, s: Session) -> None:
         """Read the live evaluators and take this process's share of the models. When the members
@@ -225,14 +227,15 @@ class AlertService(IncidentActions):
         now: datetime,
         what: str,
         *,
-        storms: bool = False,
+        evaluators: int = 0,
     ) -> PassResult:
         """Record a pass's transitions in the caller's transaction, or roll it all back if another
-        replica changed an alert meanwhile: the next tick decides again from fresh data. With
-        ``storms``, a rule breaching on many models at once folds into one storm incident."""
+        replica changed an alert meanwhile: the next tick decides again from fresh data. A rule pass
+        (one of ``evaluators`` sharing the models) folds a rule breaching on many models at once
+        into one storm incident; an SLO pass (``evaluators`` 0) does not."""
         try:
             silences = silence_store.active(s, now=now)
-            stormy = tracker.storms(s, transitions, config, now) if storms else set()
+            stormy = tracker.storms(s, transitions, config, now, evaluators=evaluators) if evaluators else set()
             self._recorder.whole_pass_of(s, transitions, config, now, silences, storms=stormy)
         except store.ConcurrentChange as exc:
             s.rollback()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,11 +22,13 @@ from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
 from bot.clock import Clock, FrozenClock
 from bot.config.loader import Config, load_config
 from bot.errors import ActionRefused
+from bot.evaluation.members import Members
+from bot.evaluation.shares import owner
 from bot.metrics import store as metric_store
 from bot.notify.outbox import Outbox
 from bot.service import AlertService, every_channel
 from bot.storage.database import session
-from bot.storage.tables import AlertRow, MetricSampleRow
+from bot.storage.tables import AlertRow, IncidentRow, MetricSampleRow
 from tests.support.recording import RecordingNotifier
 
 FRAUD = "fraud-detector-v2"
@@ -466,7 +469,7 @@ def fleet(tmp_path: Path) -> Config:
     (tmp_path / "runbooks").mkdir()
     (tmp_path / "runbooks" / "default.md").write_text("# {model}\n")
     (tmp_path / "rules" / "fleet.yaml").write_text(
-        "settings:\n  storm_threshold: 1000\nmetrics:\n  - {name: drift}\n"
+        "settings:\n  storm_threshold: 1000\n  group_wait: 0s\nmetrics:\n  - {name: drift}\n"
         "rules:\n  - {name: drifting, condition: drift > 1, severity: P3, title: 'drift on {model}'}\n"
         "models:\n" + "".join(f"  - {{name: {m}, channel: '#fleet'}}\n" for m in FLEET)
     )
@@ -504,3 +507,32 @@ def test_when_a_replica_leaves_the_other_evaluates_its_models_at_the_next_pass(
     opened = {t.alert.model for t in a.evaluate_once().transitions}
 
     assert opened == set(FLEET)
+
+
+def test_replicas_sharing_a_breach_fold_it_into_one_storm_as_one_process_would(
+    engine: Engine, clock: FrozenClock, fleet: Config
+) -> None:
+    """Each share holds about half of the new alerts: each pass counts its own twice against
+    ``storm_threshold`` (10), so sixteen breaching models, eight in each share, make one storm."""
+    stormy = replace(fleet, settings=fleet.settings.model_copy(update={"storm_threshold": 10}))
+    a, b = (
+        AlertService(
+            engine, clock, lambda: stormy, every_channel(["recording"]), members=Members(engine, clock, name=n)
+        )
+        for n in ("a", "b")
+    )
+    a.members.beat()
+    b.members.beat()
+    breaching = [m for m in FLEET if owner(m, ["a", "b"]) == "a"][:8] + [
+        m for m in FLEET if owner(m, ["a", "b"]) == "b"
+    ][:8]
+    a.ingest([(model, "drift", clock.now(), 5.0) for model in breaching])
+
+    a.evaluate_once()
+    b.evaluate_once()
+
+    with session(engine) as s:
+        incidents = s.exec(select(IncidentRow)).all()
+        joined = s.exec(select(AlertRow.incident_id)).all()
+    assert [(i.storm_rule, i.state) for i in incidents] == [("drifting", "firing")]
+    assert joined == [incidents[0].id] * 16

@@ -75,10 +75,18 @@ def after_acknowledge(session: Session, alert: Alert, *, actor: str, now: dateti
     return core.acknowledge(current, actor=actor, now=now)
 
 
-def storms(session: Session, changes: Iterable[Transition], config: Config, now: datetime) -> set[tuple[str, str]]:
+def storms(
+    session: Session, changes: Iterable[Transition], config: Config, now: datetime, *, evaluators: int = 1
+) -> set[tuple[str, str]]:
     """``(rule, channel)`` pairs whose new alerts in this pass fold into a storm incident: an open
     storm for them exists, or together with the alerts of that rule that opened incidents in the
-    last ``group_wait`` they are more than ``settings.storm_threshold``."""
+    last ``group_wait`` they are more than ``settings.storm_threshold``.
+
+    A pass that evaluated one of several ``evaluators``' shares (:mod:`bot.evaluation.shares`)
+    saw about that fraction of the new alerts, while the others' passes run at the same tick and
+    their incidents are not visible yet: it counts its own new alerts that many times over. Under
+    that estimate a breach folds as one process would fold it; a small breach whose models happen
+    to fall in one share may fold one threshold early, which costs a storm message, not a flood."""
     firing = Counter(
         (c.alert.rule, alert_channel(config, c.alert.rule, c.alert.model))
         for c in changes
@@ -88,7 +96,8 @@ def storms(session: Session, changes: Iterable[Transition], config: Config, now:
     since = now - config.settings.group_wait
     for (rule, channel), new in firing.items():
         ongoing = store.open_for_group(session, core.storm_key(rule, channel)) is not None
-        many = new + _recent_incidents(session, rule, channel, since=since) > config.settings.storm_threshold
+        seen = new * evaluators + _recent_incidents(session, rule, channel, since=since)
+        many = seen > config.settings.storm_threshold
         if ongoing or many:
             out.add((rule, channel))
     return out
@@ -108,4 +117,3 @@ def _recent_incidents(session: Session, rule: str, channel: str, *, since: datet
 
 def _incident_of(session: Session, alert: Alert) -> Incident | None:
     return store.get(session, alert.incident_id) if alert.incident_id is not None else None
-
