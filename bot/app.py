@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
@@ -31,6 +32,7 @@ from bot.config.defaults import default_config_dir
 from bot.config.durations import parse_duration
 from bot.config.holder import ConfigHolder
 from bot.config.loader import Config
+from bot.evaluation.members import BEAT_EVERY
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.health import health_routes
 from bot.incident_review import IncidentReview
@@ -135,6 +137,7 @@ def build_bot(
         evaluation_interval=interval,
         extra=[
             *([puller.job()] if puller is not None else []),
+            (service.members.beat, "evaluator-heartbeat", BEAT_EVERY),
             (service.evaluate_slos_once, "slo-evaluation", max(SLO_INTERVAL, interval)),
             (service.remind_acknowledged, "ack-reminder", ACK_REMINDER_EVERY),
             (trim_memory, "memory-trim", TRIM_EVERY),
@@ -146,6 +149,8 @@ def build_bot(
             ),
         ],
     )
+    # a clean stop hands this process's models to the other evaluators at once
+    scheduler.add_listener(lambda _event: service.members.leave(), EVENT_SCHEDULER_SHUTDOWN)
     app = build_web_app(
         settings=settings,
         service=service,

@@ -100,6 +100,16 @@ class Metrics:
             buckets=EVALUATION_BUCKETS,
             registry=self.registry,
         )
+        self.evaluation_models = Gauge(
+            "incident_bot_evaluation_models",
+            "Models in this process's share at its last evaluation pass (all of them when it evaluates alone).",
+            registry=self.registry,
+        )
+        self.evaluators = Gauge(
+            "incident_bot_evaluators",
+            "Live evaluating processes this process counted at its last pass, itself included.",
+            registry=self.registry,
+        )
         self.evaluations_missed_total = Counter(
             "incident_bot_evaluations_missed",
             "Evaluation ticks skipped entirely because the scheduler ran late (Prometheus' "
@@ -169,6 +179,10 @@ class Metrics:
 
     def evaluation(self, seconds: float) -> None:
         self.evaluation_seconds.observe(seconds)
+
+    def evaluation_share(self, models: int, evaluators: int) -> None:
+        self.evaluation_models.set(models)
+        self.evaluators.set(evaluators)
 
     def evaluations_missed(self, ticks: int) -> None:
         self.evaluations_missed_total.inc(ticks)

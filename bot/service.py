@@ -24,10 +24,12 @@ from bot.config.loader import Config
 from bot.config.promql_windows import pulled_terms
 from bot.errors import ActionRefused
 from bot.escalation.sweep import sweep
-from bot.evaluation.evaluate import PassInput, evaluate, window_needs
+from bot.evaluation.evaluate import PassInput, evaluate, models_to_evaluate, window_needs
+from bot.evaluation.members import Members
 from bot.evaluation.quiet import QuietModels
 from bot.evaluation.rule_errors import RuleErrors
 from bot.evaluation.schedule import EvaluationSchedule
+from bot.evaluation.shares import Share
 from bot.evaluation.windows import WindowNeeds, WindowSeries
 from bot.incident_actions import IncidentActions
 from bot.incidents import store as incident_store
@@ -89,6 +91,10 @@ class AlertService(IncidentActions):
         """Models the last passes found nothing to change for (:mod:`bot.evaluation.quiet`)."""
         self._open_alerts = store.OpenAlerts()
         """The open alerts as the last pass read them: a pass decodes only those that changed."""
+        self.members = Members(engine, clock)
+        """This process among the evaluating processes on the database (:mod:`bot.evaluation.members`)."""
+        self._share = Share(self.members.name)
+        """The models this process evaluates among the live members (:mod:`bot.evaluation.shares`)."""
         self._passes = threading.Lock()
         """One pass decides at a time: the scheduler runs one, but a test or the CLI may call in too."""
         self.rule_errors = RuleErrors(metrics)
@@ -153,8 +159,8 @@ class AlertService(IncidentActions):
 
     @times_evaluation
     def evaluate_once(self, *, at: datetime | None = None) -> PassResult:
-        """One evaluation pass over every rule and model as of ``at`` (the pass's tick; default
-        now), saved atomically with its notifications.
+        """One evaluation pass over every rule and this process's share of the models as of ``at``
+        (the pass's tick; default now), saved atomically with its notifications.
 
         If another replica changed an alert meanwhile, the pass is rolled back and reported as
         a conflict; the next tick decides again from fresh data, so nothing is lost or doubled.
@@ -164,9 +170,11 @@ class AlertService(IncidentActions):
         longest_cooldown = max((r.cooldown for r in config.rules), default=timedelta(0))
         pulled = pulled_terms(config)
         with open_session(self._engine) as s, s.begin():
+            samples = metric_store.latest(s, at=now, lookback=config.settings.stale_after)
+            self._take_share(s, models_to_evaluate(config, samples.keys()))
             data = PassInput(
                 config=config,
-                samples=metric_store.latest(s, at=now, lookback=config.settings.stale_after),
+                samples=samples,
                 open_alerts=self._open_alerts.read(s),
                 last_resolved=store.last_fired_resolutions(s, since=now - longest_cooldown),
                 windows=self._window_samples(s, window_needs(config, pulled=pulled), now),
@@ -174,9 +182,24 @@ class AlertService(IncidentActions):
             )
             with self._passes:
                 transitions = evaluate(
-                    data, now=now, evaluator=self._evaluator, errors=self.rule_errors, quiet=self._quiet
+                    data,
+                    now=now,
+                    evaluator=self._evaluator,
+                    errors=self.rule_errors,
+                    quiet=self._quiet,
+                    share=self._share,
                 )
             return self._record_pass(s, transitions, config, now, "evaluation pass", storms=True)
+
+    def _take_share(self, s: Session, models: Iterable[str]) -> None:
+        """Read the live evaluators and take this process's share of ``models``. When the members
+        changed, what the quiet models remembered is dropped: another member may have changed
+        the alerts of models this one gains."""
+        if self._share.update(self.members.live(s)):
+            log.info("evaluating a share of the models among %d evaluators", len(self._share.members))
+            self._quiet = QuietModels()
+        if self._metrics:
+            self._metrics.evaluation_share(sum(model in self._share for model in models), len(self._share.members))
 
     def _window_samples(self, s: Session, needs: WindowNeeds, now: datetime) -> WindowSeries:
         """What the windowed terms of the rules read, in one query (none without such terms)."""

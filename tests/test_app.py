@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+from sqlmodel import select
 from starlette.testclient import TestClient
 
 from bot.app import Bot, WebOnly, build_bot
 from bot.jobs import background_work
 from bot.pending_actions import PendingAction, PendingActions
 from bot.settings import Settings
+from bot.storage.database import session
+from bot.storage.tables import EvaluatorRow
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,10 +73,32 @@ def test_the_all_in_one_process_runs_the_scheduler_and_the_lanes_while_it_serves
     assert not bot.scheduler.running and not bot.lanes.running, "both stop with the app"
 
 
+def evaluators(bot: Bot) -> list[str]:
+    with session(bot.engine) as s:
+        return list(s.exec(select(EvaluatorRow.name)).all())
+
+
+def test_the_process_running_the_jobs_joins_the_evaluators_while_it_runs_and_leaves_as_it_stops(
+    tmp_path: Path, bots: list[Bot]
+) -> None:
+    """Its models go to the other evaluators at once, not after its row lapses (issue 16, point 5)."""
+    web = built(bots, tmp_path, WebOnly())
+    bot = built(bots, tmp_path)
+    beaten = threading.Event()
+    bot.scheduler.add_listener(
+        lambda event: beaten.set() if event.job_id == "evaluator-heartbeat" else None, EVENT_JOB_EXECUTED
+    )
+    with TestClient(web.app), background_work(bot.lanes, bot.scheduler):
+        assert beaten.wait(timeout=20)
+        assert evaluators(bot) == [bot.service.members.name], "a web-only process never evaluates"
+    assert evaluators(bot) == []
+
+
 def test_the_worker_runs_every_scheduled_job_and_delivers(tmp_path: Path, bots: list[Bot]) -> None:
     bot = built(bots, tmp_path)
     expected = {job.id for job in bot.scheduler.get_jobs()}
-    assert {"evaluation", "escalation", "slo-evaluation", "ack-reminder", "sample-retention"} <= expected
+    jobs = {"evaluation", "evaluator-heartbeat", "escalation", "slo-evaluation", "ack-reminder", "sample-retention"}
+    assert jobs <= expected
     ran: set[str] = set()
     failed: list[str] = []
     all_ran = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -18,10 +19,11 @@ from sqlmodel import func, select
 from bot.alerts import store
 from bot.alerts.lifecycle import SYSTEM_ACTOR, Alert, AlertState, EventKind
 from bot.clock import Clock, FrozenClock
+from bot.config.loader import Config, load_config
 from bot.errors import ActionRefused
 from bot.metrics import store as metric_store
 from bot.notify.outbox import Outbox
-from bot.service import AlertService
+from bot.service import AlertService, every_channel
 from bot.storage.database import session
 from bot.storage.tables import AlertRow, MetricSampleRow
 from tests.support.recording import RecordingNotifier
@@ -452,3 +454,53 @@ def test_pulled_values_keep_sample_rows_only_for_what_a_window_or_an_slo_reads(
         newest = metric_store.latest(s)
     assert kept == {"helpfulness", "p99_latency_ms"}
     assert set(newest["support-bot"]) == {"helpfulness", "p99_latency_ms", "daily_cost_usd"}
+
+
+FLEET = [f"m-{n:02d}" for n in range(40)]
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Config:
+    """Forty models, one rule each, no storms: each breach is an incident of its own."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "default.md").write_text("# {model}\n")
+    (tmp_path / "rules" / "fleet.yaml").write_text(
+        "settings:\n  storm_threshold: 1000\nmetrics:\n  - {name: drift}\n"
+        "rules:\n  - {name: drifting, condition: drift > 1, severity: P3, title: 'drift on {model}'}\n"
+        "models:\n" + "".join(f"  - {{name: {m}, channel: '#fleet'}}\n" for m in FLEET)
+    )
+    return load_config(tmp_path)
+
+
+def test_replicas_that_beat_split_the_models_and_each_breach_opens_once(
+    engine: Engine, clock: FrozenClock, fleet: Config
+) -> None:
+    """Issue 16, point 5: two evaluating processes each evaluate their share, not every model."""
+    a, b = (AlertService(engine, clock, lambda: fleet, every_channel(["recording"])) for _ in range(2))
+    a.members.beat()
+    b.members.beat()
+    a.ingest([(model, "drift", clock.now(), 5.0) for model in FLEET])
+
+    opened = {name: {t.alert.model for t in r.evaluate_once().transitions} for name, r in (("a", a), ("b", b))}
+
+    assert opened["a"] and opened["b"] and not opened["a"] & opened["b"]
+    assert opened["a"] | opened["b"] == set(FLEET)
+    assert [alerts_for(engine, f"drifting:{model}") for model in FLEET] == [1] * len(FLEET)
+
+
+def test_when_a_replica_leaves_the_other_evaluates_its_models_at_the_next_pass(
+    engine: Engine, clock: FrozenClock, fleet: Config
+) -> None:
+    a, b = (AlertService(engine, clock, lambda: fleet, every_channel(["recording"])) for _ in range(2))
+    a.members.beat()
+    b.members.beat()
+    a.ingest([(model, "drift", clock.now(), 0.5) for model in FLEET])
+    a.evaluate_once()  # a's share only, and quiet: nothing breaches
+    b.members.leave()
+    clock.advance(MINUTE)
+    a.ingest([(model, "drift", clock.now(), 5.0) for model in FLEET])
+
+    opened = {t.alert.model for t in a.evaluate_once().transitions}
+
+    assert opened == set(FLEET)

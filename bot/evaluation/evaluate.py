@@ -7,7 +7,7 @@ transitions this returns. That keeps the hot loop free of I/O (one pass over 1,0
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -57,6 +57,7 @@ def evaluate(
     evaluator: ConditionEvaluator | None = None,
     errors: RuleErrors | None = None,
     quiet: QuietModels | None = None,
+    share: Container[str] | None = None,
 ) -> list[Transition]:
     """Return the transitions of one pass, in a stable order (model, then rule).
 
@@ -64,6 +65,8 @@ def evaluate(
     (:mod:`bot.evaluation.rule_errors`): one broken rule never stops the others. With ``quiet``
     (:mod:`bot.evaluation.quiet`), the rules of a model whose values and open alerts are as the
     last pass left them, with no timer due, are not run again: they would decide nothing new.
+    With ``share`` (:mod:`bot.evaluation.shares`), only the models in it are evaluated: the other
+    evaluating processes evaluate the rest.
     """
     engine = evaluator or ConditionEvaluator()
     config = data.config
@@ -74,6 +77,8 @@ def evaluate(
     if quiet is not None:
         quiet.begin(config, now)
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
+        if share is not None and model not in share:
+            continue
         rules = config.rules_for(model)
         values = current_values(config, model, data.samples.get(model, {}), now)
         pulled = data.pulled.answered_for(model)

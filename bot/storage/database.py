@@ -101,6 +101,7 @@ MIGRATIONS: list[Migration] = [
     _add_column("metric_latest", "prev_at", "TIMESTAMP WITH TIME ZONE"),  # pulled metrics without samples
     _add_column("metric_latest", "prev_value", "FLOAT"),
     _add_column("metric_latest", "prev_text", "VARCHAR"),
+    _create_missing_tables,  # evaluators (evaluation shared between processes)
 ]
 """Step N brings a database from version N to N+1. Append; never edit a released step."""
 

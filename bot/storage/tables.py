@@ -300,3 +300,13 @@ class ChangeRow(SQLModel, table=True):
     author: str | None = Field(default=None, max_length=200)
     link: str | None = Field(default=None, max_length=2000)
     description: str | None = Field(default=None, max_length=2000)
+
+
+class EvaluatorRow(SQLModel, table=True):
+    """A process that evaluates rules, and when it last said it was alive: the live ones split the
+    models between them (:mod:`bot.evaluation.members`)."""
+
+    __tablename__ = "evaluators"
+
+    name: str = Field(primary_key=True, max_length=200)
+    seen_at: datetime = _ts()

@@ -199,6 +199,8 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
             "slack": counter(page, "incident_bot_notifications_total", channel="slack", outcome="sent"),
             "pagerduty": counter(page, "incident_bot_notifications_total", channel="pagerduty", outcome="sent"),
             "steps": counter(page, "incident_bot_escalation_lateness_seconds_count"),
+            "evaluators": counter(page, "incident_bot_evaluators"),
+            "models": counter(page, "incident_bot_evaluation_models"),
         }
     print(f"work split between the replicas: {work}")
     assert work["A"]["slack"] + work["B"]["slack"] == ALERTS * (1 + len(STEPS) + 1)  # root, steps, page result
@@ -208,3 +210,6 @@ def test_two_replicas_escalate_hundreds_of_alerts_exactly_once(
     # may claim every due row in a tick), so only the shared total is pinned above.
     for name in ("A", "B"):
         assert sum(work[name].values()) > 0, f"replica {name} did no work: {work}"
+    # the evaluation is split, not repeated: each replica evaluates its share of the models (issue 16)
+    assert work["A"]["evaluators"] == work["B"]["evaluators"] == 2
+    assert work["A"]["models"] + work["B"]["models"] == ALERTS and work["A"]["models"] and work["B"]["models"]
