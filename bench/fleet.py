@@ -103,7 +103,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from bot.clock import SystemClock
-from bot.config.loader import load_config
+from bot.config.loader import Config, load_config
 from bot.service import AlertService, every_channel
 from bot.storage.database import make_engine, migrate
 from bot.storage.database import session as open_session
@@ -129,6 +129,24 @@ CLICKS = len(interactions.ACTIONS)
 def breaching(models: list[str]) -> set[str]:
     """Every hundredth model: 1% of the fleet."""
     return set(models[::100])
+
+
+def fleet_workload(
+    config_root: Path, models: int, rng: random.Random
+) -> tuple[Config, list[evaluate.RuleSpec], set[str], dict[str, dict[str, float | str]]]:
+    """The fleet's configuration written to ``config_root`` (``bench/evaluate.py``'s 20 rules and
+    model settings, ``models`` models, :data:`EXTRA_METRICS` in the catalogue) and read back; its
+    rules, its breaching models, and every model's latest values: 15 metrics of
+    ``bench/evaluate.py``'s workload and the gauges no rule reads."""
+    config_root.mkdir()
+    rules = evaluate.rule_set(20, windowed=False)
+    evaluate.write_config(config_root, models, rules, rng, extra_metrics=EXTRA_METRICS)
+    config = load_config(config_root)
+    hot = breaching(list(config.models))
+    values = evaluate.sample_values(config, rng, lambda model: BREACHING_SHARE if model in hot else 0.0)
+    for metrics in values.values():
+        metrics.update({name: round(rng.uniform(0, 100), 2) for name in EXTRA_METRICS})
+    return config, rules, hot, values
 
 
 def seed_samples(url: str, config_dir: Path, values: dict[str, dict[str, float | str]]) -> None:
@@ -382,8 +400,9 @@ class Figure:
     met: bool
 
 
-def table(figures: list[Figure]) -> Iterator[str]:
-    header = Figure("figure", "measured", "target", "peer", True)
+def table(figures: list[Figure], *, measured: str = "measured", peer: str = "peer") -> Iterator[str]:
+    """A Markdown table of ``figures``; ``measured`` and ``peer`` name those columns."""
+    header = Figure("figure", measured, "target", peer, True)
     widths = [max(len(getattr(f, k)) for f in [header, *figures]) for k in ("name", "measured", "target", "peer")]
     for i, f in enumerate([header, *figures]):
         met = "met?" if i == 0 else ("yes" if f.met else "NO")
@@ -514,14 +533,7 @@ def measure(args: argparse.Namespace, folder: Path, stack: ExitStack) -> Run:
     """Seed, start everything, wait for the first pass, run the load and read the books."""
     rng = random.Random(args.seed)
     config_root = folder / "config"
-    config_root.mkdir()
-    rules = evaluate.rule_set(20, windowed=False)
-    evaluate.write_config(config_root, args.models, rules, rng, extra_metrics=EXTRA_METRICS)
-    config = load_config(config_root)
-    hot = breaching(list(config.models))
-    values = evaluate.sample_values(config, rng, lambda model: BREACHING_SHARE if model in hot else 0.0)
-    for metrics in values.values():
-        metrics.update({name: round(rng.uniform(0, 100), 2) for name in EXTRA_METRICS})
+    config, rules, hot, values = fleet_workload(config_root, args.models, rng)
 
     url = stack.enter_context(scratch_database(args.database_url, folder / "fleet.db", prefix="ib_fleet"))
     started = time.perf_counter()

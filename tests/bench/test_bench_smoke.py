@@ -9,7 +9,9 @@ instead exit 1 for a missed target, but only with the lines that show the run it
 (no errors, nothing lost or left due): a target missed by a tiny run is noise, a request refused
 is rot. Scripts that start Debian's Prometheus, promtool or Pushgateway are skipped, with the
 reason, where those are missing (``REQUIRE_PROMETHEUS=1`` makes that a failure, as in
-``tests/sources``). All of them use a SQLite file, so none needs PostgreSQL.
+``tests/sources``). All of them but ``replicas`` use a SQLite file; ``replicas`` (several
+processes on one database) needs PostgreSQL and is skipped, as the suite's PostgreSQL tests are,
+where none is reachable (``TEST_DATABASE_URL``; ``REQUIRE_POSTGRES=1`` makes that a failure).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 from bench.harness import PROMETHEUS, REPO
 from bench.ingest import PUSHGATEWAY
 from bench.promql_windows import PROMTOOL
+from tests.conftest import _postgres_unavailable
 from tests.sources.helpers import require_binary
 
 BENCH = REPO / "bench"
@@ -41,6 +44,8 @@ class Script:
     """With these, exit 1 (a missed target) is accepted when every one of them matches the output."""
     needs: tuple[tuple[Path, str], ...] = ()
     """Binaries the script starts, with the Debian package of each."""
+    postgres: bool = False
+    """Run with ``--database-url`` on the test PostgreSQL server (the script makes its own databases)."""
 
 
 SCRIPTS = [
@@ -95,6 +100,17 @@ SCRIPTS = [
             r"^\| bot tracebacks in its log, bot alive\s+\| 0, yes",
         ),
     ),
+    Script(
+        "replicas",
+        "--models 100 --seconds 1 --clients 8 --passes 1 --evaluation-interval 1",
+        r"^\| evaluation, two processes / one",
+        sound=(
+            r"^\| exactly once: .*\| 0, 0 \(of [1-9]\d*\)\s+\| 0, 0\s+\| 0, 0 \(of [1-9]\d*\)",
+            r"^\| errors \(ingest requests, mover requests\)\s+\| 0, 0\s+\| 0, 0\s+\| 0, 0 ",
+            r"^\| tracebacks in the logs, processes alive\s+\| 0, yes",
+        ),
+        postgres=True,
+    ),
 ]
 
 
@@ -104,11 +120,17 @@ def test_every_benchmark_is_covered() -> None:
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.name)
-def test_benchmark_runs_small(script: Script) -> None:
+def test_benchmark_runs_small(script: Script, request: pytest.FixtureRequest) -> None:
     for binary, package in script.needs:
         require_binary(binary, package)
+    database: list[str] = []
+    if script.postgres:
+        server = request.getfixturevalue("_postgres_server")
+        if isinstance(server, str):
+            _postgres_unavailable(server)
+        database = ["--database-url", server.url.render_as_string(hide_password=False)]
     run = subprocess.run(
-        [sys.executable, str(BENCH / f"{script.name}.py"), *script.args.split()],
+        [sys.executable, str(BENCH / f"{script.name}.py"), *script.args.split(), *database],
         capture_output=True,
         text=True,
         timeout=180,
