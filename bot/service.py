@@ -172,7 +172,7 @@ class AlertService(IncidentActions):
         pulled = pulled_terms(config)
         with open_session(self._engine) as s, s.begin():
             self._take_share(s)
-            samples = metric_store.latest(s, at=now, lookback=config.settings.stale_after, models=self._share)
+            samples = metric_store.latest(s, at=now, lookback=config.settings.stale_after, models=self._shared(config))
             if self._metrics:
                 mine = sum(model in self._share for model in models_to_evaluate(config, samples.keys()))
                 self._metrics.evaluation_share(mine, len(self._share.members))
@@ -195,6 +195,14 @@ class AlertService(IncidentActions):
                 )
             evaluators = len(self._share.members)
             return self._record_pass(s, transitions, config, now, "evaluation pass", evaluators=evaluators)
+
+    def _shared(self, config: Config) -> list[str] | None:
+        """The configured models of this process's share, when it shares them; ``None`` when it
+        evaluates alone or models nobody configured are evaluated too (those are known only
+        from their samples, so every sample is read and :func:`evaluate` skips the others')."""
+        if len(self._share.members) == 1 or config.settings.accept_unknown_models:
+            return None
+        return [model for model in config.models if model in self._share]
 
     def _take_share(self, s: Session) -> None:
         """Read the live evaluators and take this process's share of the models. When the members

@@ -26,12 +26,14 @@ from bot.storage.tables import sqlite_instant, sqlite_text
 
 
 def driver_rows(session: Session, statement: Select[Any]) -> list[tuple[Any, ...]]:
-    """The rows of ``statement`` (a SELECT without bound parameters) as plain tuples."""
+    """The rows of ``statement`` as plain tuples. Its bound parameters go to the driver as they are,
+    so they must be values the driver takes itself (numbers, text, a list for an array)."""
     connection = session.connection()
     compiled = statement.compile(dialect=connection.dialect)
-    if compiled.params:
-        raise ValueError("driver_rows() takes statements without bound parameters")
-    result = connection.exec_driver_sql(str(compiled))
+    params: Any = compiled.params
+    if params and compiled.positiontup is not None:
+        params = tuple(params[name] for name in compiled.positiontup)
+    result = connection.exec_driver_sql(str(compiled), params or None)
     try:
         return list(result.cursor.fetchall())  # the driver's tuples, past the per-row Result layer
     finally:

@@ -42,6 +42,22 @@ def test_recorded_samples_become_the_latest_per_model_and_metric(engine: Engine)
     }
 
 
+def test_latest_of_a_share_reads_only_its_models_even_as_of_a_tick_a_newer_sample_postdates(engine: Engine) -> None:
+    """An evaluator sharing the models with others reads only its own (issue 16, point 5)."""
+    record(engine, (FRAUD, "p99_latency_ms", T0, 6100), (SUPPORT, "p99_latency_ms", T0, 240), ("third", "x", T0, 1))
+    record(engine, (FRAUD, "p99_latency_ms", T0 + MINUTE, 4200.0), ("third", "x", T0 + MINUTE, 2))
+
+    with session(engine) as s:
+        now = store.latest(s, models=[FRAUD, SUPPORT])
+        at_tick = store.latest(s, at=T0, models=[FRAUD])
+
+    assert now == {
+        FRAUD: {"p99_latency_ms": Sample(4200.0, T0 + MINUTE)},
+        SUPPORT: {"p99_latency_ms": Sample(240.0, T0)},
+    }
+    assert at_tick == {FRAUD: {"p99_latency_ms": Sample(6100.0, T0)}}
+
+
 def test_recording_nothing_stores_nothing(engine: Engine) -> None:
     assert record(engine) == 0
     assert latest(engine) == {}
