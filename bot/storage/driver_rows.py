@@ -27,9 +27,10 @@ from bot.storage.tables import sqlite_instant, sqlite_text
 
 def driver_rows(session: Session, statement: Select[Any]) -> list[tuple[Any, ...]]:
     """The rows of ``statement`` as plain tuples. Its bound parameters go to the driver as they are,
-    so they must be values the driver takes itself (numbers, text, a list for an array)."""
+    so they must be values the driver takes itself (numbers, text, a list for an array); an
+    ``IN`` list is rendered as one parameter per item."""
     connection = session.connection()
-    compiled = statement.compile(dialect=connection.dialect)
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     params: Any = compiled.params
     if params and compiled.positiontup is not None:
         params = tuple(params[name] for name in compiled.positiontup)
