@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,10 +101,17 @@ def _write(session: Session, table: Table, rows: list[tuple[Any, ...]], *, forwa
             columns = zip(*rows[start : start + ARRAY_CHUNK], strict=True)
             session.execute(statement, dict(zip(COLUMNS, (list(column) for column in columns), strict=True)))
         return
-    one_row = sqlite_insert(table)
-    statement = _moving_forward(one_row) if forward else one_row
+    statement = _sqlite_statement(table, forward=forward)
     for start in range(0, len(rows), CHUNK):
         driver_executemany(session, statement, COLUMNS, rows[start : start + CHUNK])
+
+
+@functools.cache
+def _sqlite_statement(table: Table, *, forward: bool) -> Insert:
+    """One statement object per table and kind, so the driver's SQL for it is compiled once
+    (:func:`driver_executemany` keeps it), not once per push."""
+    one_row = sqlite_insert(table)
+    return _moving_forward(one_row) if forward else one_row
 
 
 ARRAY_CHUNK = 10_000
