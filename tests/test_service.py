@@ -476,13 +476,24 @@ def fleet(tmp_path: Path) -> Config:
     return load_config(tmp_path)
 
 
+def beating_replicas(engine: Engine, clock: FrozenClock, config: Config) -> tuple[AlertService, AlertService]:
+    """Two evaluating processes on one database, ``a`` and ``b``, each heard from."""
+    a, b = (
+        AlertService(
+            engine, clock, lambda: config, every_channel(["recording"]), members=Members(engine, clock, name=n)
+        )
+        for n in ("a", "b")
+    )
+    a.members.beat()
+    b.members.beat()
+    return a, b
+
+
 def test_replicas_that_beat_split_the_models_and_each_breach_opens_once(
     engine: Engine, clock: FrozenClock, fleet: Config
 ) -> None:
     """Issue 16, point 5: two evaluating processes each evaluate their share, not every model."""
-    a, b = (AlertService(engine, clock, lambda: fleet, every_channel(["recording"])) for _ in range(2))
-    a.members.beat()
-    b.members.beat()
+    a, b = beating_replicas(engine, clock, fleet)
     a.ingest([(model, "drift", clock.now(), 5.0) for model in FLEET])
 
     opened = {name: {t.alert.model for t in r.evaluate_once().transitions} for name, r in (("a", a), ("b", b))}
@@ -495,9 +506,7 @@ def test_replicas_that_beat_split_the_models_and_each_breach_opens_once(
 def test_when_a_replica_leaves_the_other_evaluates_its_models_at_the_next_pass(
     engine: Engine, clock: FrozenClock, fleet: Config
 ) -> None:
-    a, b = (AlertService(engine, clock, lambda: fleet, every_channel(["recording"])) for _ in range(2))
-    a.members.beat()
-    b.members.beat()
+    a, b = beating_replicas(engine, clock, fleet)
     a.ingest([(model, "drift", clock.now(), 0.5) for model in FLEET])
     a.evaluate_once()  # a's share only, and quiet: nothing breaches
     b.members.leave()
@@ -515,17 +524,11 @@ def test_replicas_sharing_a_breach_fold_it_into_one_storm_as_one_process_would(
     """Each share holds about half of the new alerts: each pass counts its own twice against
     ``storm_threshold`` (10), so sixteen breaching models, eight in each share, make one storm."""
     stormy = replace(fleet, settings=fleet.settings.model_copy(update={"storm_threshold": 10}))
-    a, b = (
-        AlertService(
-            engine, clock, lambda: stormy, every_channel(["recording"]), members=Members(engine, clock, name=n)
-        )
-        for n in ("a", "b")
-    )
-    a.members.beat()
-    b.members.beat()
-    breaching = [m for m in FLEET if owner(m, ["a", "b"]) == "a"][:8] + [
-        m for m in FLEET if owner(m, ["a", "b"]) == "b"
-    ][:8]
+    a, b = beating_replicas(engine, clock, stormy)
+    breaching = [
+        *[m for m in FLEET if owner(m, ["a", "b"]) == "a"][:8],
+        *[m for m in FLEET if owner(m, ["a", "b"]) == "b"][:8],
+    ]
     a.ingest([(model, "drift", clock.now(), 5.0) for model in breaching])
 
     a.evaluate_once()
