@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.config.choices import model_runbook
-from bot.config.loader import load_config
+from bot.config.conditions import ConditionEvaluator, Outcome
+from bot.config.loader import COMPACT_FROM, load_config
 from bot.config.runbooks import Runbook
 from bot.config.yaml_lines import YamlProblem, load_located
 from bot.errors import ConfigError, ConfigProblem
@@ -775,3 +776,26 @@ def test_a_file_reads_as_pyyaml_reads_it_whether_or_not_libyaml_is_there(text: s
             load_located(text)
     else:
         assert load_located(text).data == loads_as
+
+
+def test_a_fleet_sized_configuration_is_copied_after_loading_and_works_the_same(tmp_path: Path) -> None:
+    """From ``COMPACT_FROM`` models the loader returns a copy (so the parse's holes are filled):
+    its rules still decide, its models keep their settings, its conditions are compiled again."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "default.md").write_text("# {model}\n")
+    models = "".join(f"  - {{name: m-{n:04d}, channel: '#fleet', limit: {n}}}\n" for n in range(COMPACT_FROM))
+    (tmp_path / "rules" / "fleet.yaml").write_text(
+        "metrics:\n  - {name: drift}\n"
+        "rules:\n  - {name: drifting, condition: drift > limit, severity: P3, title: 'drift on {model}'}\n"
+        f"models:\n{models}"
+    )
+
+    config = load_config(tmp_path)
+
+    assert len(config.models) == COMPACT_FROM and config.models["m-0999"].settings["limit"] == 999
+    rule = config.rule("drifting")
+    assert rule is not None
+    evaluator = ConditionEvaluator()
+    assert evaluator.run(rule.condition, {"drift": 5.0, "limit": 1.0}) is Outcome.TRUE
+    assert evaluator.run(rule.condition, {"drift": 5.0}) is Outcome.NO_DATA
