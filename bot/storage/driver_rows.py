@@ -13,7 +13,7 @@ and :func:`instant_writer` convert the way :class:`~bot.storage.tables.UTCDateTi
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -25,11 +25,15 @@ from sqlmodel import Session
 from bot.clock import ensure_utc, maybe_utc
 from bot.storage.tables import sqlite_instant, sqlite_text
 
+FETCH = 5000
+"""Rows taken from the driver at a time: a pass over 200,000 latest values built them all at once,
+and the heap that peak left behind stayed with the process (RSS 87 MB above its live data)."""
 
-def driver_rows(session: Session, statement: Select[Any]) -> list[tuple[Any, ...]]:
-    """The rows of ``statement`` as plain tuples. Its bound parameters go to the driver as they are,
-    so they must be values the driver takes itself (numbers, text, a list for an array); an
-    ``IN`` list is rendered as one parameter per item."""
+
+def driver_rows(session: Session, statement: Select[Any]) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``statement`` as plain tuples, :data:`FETCH` at a time. Its bound parameters go
+    to the driver as they are, so they must be values the driver takes itself (numbers, text, a
+    list for an array); an ``IN`` list is rendered as one parameter per item."""
     connection = session.connection()
     compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     params: Any = compiled.params
@@ -37,7 +41,8 @@ def driver_rows(session: Session, statement: Select[Any]) -> list[tuple[Any, ...
         params = tuple(params[name] for name in compiled.positiontup)
     result = connection.exec_driver_sql(str(compiled), params or None)
     try:
-        return list(result.cursor.fetchall())  # the driver's tuples, past the per-row Result layer
+        while rows := result.cursor.fetchmany(FETCH):  # the driver's tuples, past the per-row Result layer
+            yield from rows
     finally:
         result.close()
 
