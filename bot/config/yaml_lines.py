@@ -28,12 +28,22 @@ class YamlProblem(ValueError):
 @dataclass
 class LocatedDocument:
     data: Any
-    lines: dict[Path, int] = field(default_factory=dict)
+    text: str = ""
+    """The source, composed again for its lines the first time one is asked for."""
+    _lines: dict[Path, int] | None = field(default=None, repr=False)
 
     def line_of(self, path: Path) -> int | None:
-        """The line of ``path``, or of its nearest ancestor that has one."""
+        """The line of ``path``, or of its nearest ancestor that has one.
+
+        Lines are worked out only when a problem is reported: a path for every value of 10,000
+        models is hundreds of thousands of tuples, which a configuration that loads never uses."""
+        if self._lines is None:
+            self._lines = {}
+            root = _compose(self.text) if self.text else None
+            if root is not None:
+                _build(root, (), self._lines, yaml.SafeLoader(""))
         for cut in range(len(path), -1, -1):
-            line = self.lines.get(tuple(path[:cut]))
+            line = self._lines.get(tuple(path[:cut]))
             if line is not None:
                 return line
         return None
@@ -72,13 +82,9 @@ _HINTS: tuple[tuple[str, str, bool], ...] = (
 def load_located(text: str) -> LocatedDocument:
     _check_depth(text)
     root = _compose(text)
-    doc = LocatedDocument(data=None)
     if root is None:
-        doc.data = {}
-        return doc
-    constructor = yaml.SafeLoader("")
-    doc.data = _build(root, (), doc.lines, constructor)
-    return doc
+        return LocatedDocument(data={}, text=text)
+    return LocatedDocument(data=_build(root, (), None, yaml.SafeLoader("")), text=text)
 
 
 FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -153,8 +159,10 @@ def _check_depth(text: str) -> None:
             continue  # composing reports it, with a hint
 
 
-def _build(node: yaml.Node, path: Path, lines: dict[Path, int], ctor: yaml.SafeLoader) -> Any:
-    lines[path] = node.start_mark.line + 1
+def _build(node: yaml.Node, path: Path, lines: dict[Path, int] | None, ctor: yaml.SafeLoader) -> Any:
+    """The plain objects of ``node``; with ``lines``, the line of every value's path too."""
+    if lines is not None:
+        lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -166,10 +174,15 @@ def _build(node: yaml.Node, path: Path, lines: dict[Path, int], ctor: yaml.SafeL
                     f"key {key!r} appears twice in the same mapping; keep one",
                     key_node.start_mark.line + 1,
                 )
+            if lines is None:
+                out[key] = _build(value_node, path, None, ctor)
+                continue
             child: Path = (*path, key if isinstance(key, str | int) else str(key))
             out[key] = _build(value_node, child, lines, ctor)
             lines[child] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
+        if lines is None:
+            return [_build(item, path, None, ctor) for item in node.value]
         return [_build(item, (*path, i), lines, ctor) for i, item in enumerate(node.value)]
     return ctor.construct_object(node, deep=True)
