@@ -136,7 +136,7 @@ def _compacted(config: Config) -> Config:
     Composing a file of 10,000 models allocates about 90 MB that parsing then frees, among the
     24 MB the configuration keeps; the kept objects, scattered through the heap, hold it in use:
     the process stayed about 100 MB larger after loading. A copy made now is allocated together
-    and the scattered originals are freed, which left 48 MB instead (``bench/RESULTS.md``). The
+    and the scattered originals are freed, which left 46 MB instead (``bench/RESULTS.md``). The
     copy goes through pickle, within the process, of objects built here (nothing read from outside
     is unpickled). The parse's garbage, cycles included, is collected first, so the copy can
     fill the holes it leaves."""
