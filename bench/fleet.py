@@ -6,10 +6,10 @@ them); 20 rules per model; 1% of the models breaching; 10,000 open incidents esc
 clicks at 20 a second. Everything runs on 127.0.0.1:
 
 - ``python -m bot serve`` (or, with ``--split``, ``serve --web-only`` beside ``python -m bot
-  worker --port``), on a SQLite file or on a scratch database created on ``--database-url``'s
-  PostgreSQL server and dropped afterwards; the Slack Web API and PagerDuty emulators
-  (``tests/emulators``) in child processes, reached through ``SLACK_API_URL`` and
-  ``PAGERDUTY_EVENTS_URL``;
+  worker --port``, or ``--workers`` of them, which share the evaluation), on a SQLite file or on
+  a scratch database created on ``--database-url``'s PostgreSQL server and dropped afterwards;
+  the Slack Web API and PagerDuty emulators (``tests/emulators``) in child processes, reached
+  through ``SLACK_API_URL`` and ``PAGERDUTY_EVENTS_URL``;
 - the peers, in the same run: Debian's Pushgateway (``/usr/bin/prometheus-pushgateway``, left
   out with a note when it is not installed or with ``--no-pushgateway``, which leaves the bot the
   cores Pushgateway would take) and a bare Bolt app that only acknowledges, with
@@ -43,7 +43,8 @@ Figures, each beside its target and its peer:
   models' alerts (the count is printed), target under 0.5 s; **steady pass**: the longest of the
   passes during the load, target under 1 s. Both from the bot's own
   ``incident_bot_evaluation_seconds`` histogram, scraped from ``/metrics`` every second: a
-  scrape that saw one more pass saw its duration as the growth of the histogram's sum;
+  scrape that saw one more pass saw its duration as the growth of the histogram's sum. With
+  several workers, each is scraped, and the first pass is the longest of their first passes;
 - **ingest rate**: samples a second the bot accepted (``202``, its ``accepted`` count) over the
   load, against what Pushgateway accepted (``200``): at least as many; **ingest p99**: request
   latency, at most 2× Pushgateway's;
@@ -81,7 +82,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -225,35 +226,52 @@ class Scrapes:
     """The bot's evaluation histogram over time, and the processes' resident memory."""
 
     passes: list[float] = field(default_factory=list)
-    """Duration of each pass seen (a scrape that saw k > 1 new passes adds their mean k times)."""
+    """Duration of each pass seen after each process's first (a scrape that saw k > 1 new passes
+    adds their mean k times)."""
+    firsts: dict[str, float] = field(default_factory=dict)
+    """Each evaluating process's first pass."""
     exact: bool = True
-    count: float = 0.0
-    total: float = 0.0
+    seen: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Each process's histogram count and sum at its last scrape."""
     rss_kb: dict[str, int] = field(default_factory=dict)
 
-    def add(self, exposition: str) -> None:
-        """One scrape: the passes finished since the last one, each as the growth of the sum."""
+    def add(self, exposition: str, source: str = "bot") -> None:
+        """One scrape of ``source``: the passes finished since its last, each as the growth of the sum."""
         families = {f.name: f for f in text_string_to_metric_families(exposition)}
         samples = {s.name: s.value for s in families["incident_bot_evaluation_seconds"].samples}
         count, total = samples["incident_bot_evaluation_seconds_count"], samples["incident_bot_evaluation_seconds_sum"]
-        new = int(count - self.count)
+        last_count, last_total = self.seen.get(source, (0.0, 0.0))
+        new = int(count - last_count)
         if new:
             self.exact = self.exact and new == 1
-            self.passes += [(total - self.total) / new] * new
-        self.count, self.total = count, total
+            passes = [(total - last_total) / new] * new
+            if source not in self.firsts:
+                self.firsts[source], passes = passes[0], passes[1:]
+            self.passes += passes
+        self.seen[source] = (count, total)
+
+    @property
+    def first(self) -> float:
+        """The first pass: with several evaluators, the longest of their first passes (they run
+        at the same tick, each over its share)."""
+        return max(self.firsts.values())
 
     def watch_rss(self, pids: dict[str, int]) -> None:
         for name, pid in pids.items():
             self.rss_kb[name] = max(self.rss_kb.get(name, 0), soak.rss_kb(pid))
 
 
-def lateness_histogram(exposition: str) -> tuple[float, float]:
-    """Steps the bot's lateness histogram counted, and how many of them within 1 s."""
-    family = next(
-        f for f in text_string_to_metric_families(exposition) if f.name == "incident_bot_escalation_lateness_seconds"
-    )
-    count = next(s.value for s in family.samples if s.name.endswith("_count"))
-    within = next(s.value for s in family.samples if s.name.endswith("_bucket") and float(s.labels["le"]) == 1.0)
+def lateness_histogram(expositions: Iterable[str]) -> tuple[float, float]:
+    """Steps the lateness histograms of the processes that escalate counted, and how many of them within 1 s."""
+    count = within = 0.0
+    for exposition in expositions:
+        family = next(
+            f
+            for f in text_string_to_metric_families(exposition)
+            if f.name == "incident_bot_escalation_lateness_seconds"
+        )
+        count += next(s.value for s in family.samples if s.name.endswith("_count"))
+        within += next(s.value for s in family.samples if s.name.endswith("_bucket") and float(s.labels["le"]) == 1.0)
     return count, within
 
 
@@ -271,8 +289,8 @@ def open_alert_count(url: str) -> int:
 @dataclass
 class Targets:
     bot: str
-    metrics: str
-    """Where the scheduler's ``/metrics`` is: the bot's, or with ``--split`` the worker's."""
+    metrics: list[str]
+    """Where the schedulers' ``/metrics`` are: the bot's, or with ``--split`` each worker's."""
     gateway: str | None
     bare: str
     pids: dict[str, int]
@@ -291,9 +309,9 @@ async def run_load(
     workload: interactions.Workload,
     seconds: float,
     scrapes: Scrapes,
-) -> tuple[soak.Results, str]:
-    """The open-loop load for ``seconds``, scraping on into ``scrapes``; the results and the last
-    exposition."""
+) -> tuple[soak.Results, dict[str, str]]:
+    """The open-loop load for ``seconds``, scraping on into ``scrapes``; the results and each
+    evaluating process's last exposition."""
     results = soak.Results()
     ingest_rate = len(batches.models) * METRICS / args.push_interval / args.batch
     ingest_headers = {"Authorization": f"Bearer {interactions.INGEST_TOKEN}", "Content-Type": "application/json"}
@@ -336,16 +354,22 @@ async def run_load(
         aiohttp.ClientSession(timeout=timeout) as watcher,
     ):
 
-        async def watch() -> str:
+        async def scrape() -> dict[str, str]:
+            expositions = {}
+            for url in targets.metrics:
+                async with watcher.get(f"{url}/metrics") as answer:
+                    expositions[url] = await answer.text()
+                scrapes.add(expositions[url], url)
+            return expositions
+
+        async def watch() -> dict[str, str]:
             loop = asyncio.get_running_loop()
             end = loop.time() + seconds
             while True:
-                async with watcher.get(f"{targets.metrics}/metrics") as answer:
-                    exposition = await answer.text()
-                scrapes.add(exposition)
+                expositions = await scrape()
                 scrapes.watch_rss(targets.pids)
                 if loop.time() >= end:
-                    return exposition
+                    return expositions
                 await asyncio.sleep(1.0)
 
         loads = [
@@ -360,26 +384,25 @@ async def run_load(
             loads.append(
                 later(0.5 / ingest_rate, soak.steady(ingest_rate, seconds, pusher("gateway"), gateway, results, tasks))
             )
-        *_, exposition = await asyncio.gather(*loads, watch())
+        await asyncio.gather(*loads, watch())
         if tasks:
             await asyncio.wait(set(tasks), timeout=soak.TIMEOUT + 5)
-        async with watcher.get(f"{targets.metrics}/metrics") as answer:
-            exposition = await answer.text()
-        scrapes.add(exposition)
-    return results, exposition
+        expositions = await scrape()
+    return results, expositions
 
 
-def first_pass(metrics_url: str, timeout: float) -> Scrapes:
-    """Wait (up to ``timeout``) for the bot's first evaluation pass: the scrapes then, the first
-    pass's duration the first of their passes (exact unless a scrape already saw two)."""
+def first_pass(metrics_urls: list[str], timeout: float) -> Scrapes:
+    """Wait (up to ``timeout``) for every evaluating process's first pass: the scrapes then, each
+    first pass's duration among them (exact unless a scrape already saw two)."""
     import httpx
 
     scrapes = Scrapes()
     deadline = time.monotonic() + timeout
-    while not scrapes.passes:
+    while len(scrapes.firsts) < len(metrics_urls):
         if time.monotonic() > deadline:
             raise SystemExit(f"no evaluation pass within {timeout:.0f} s")
-        scrapes.add(httpx.get(f"{metrics_url}/metrics", timeout=10).text)
+        for url in metrics_urls:
+            scrapes.add(httpx.get(f"{url}/metrics", timeout=10).text, url)
         time.sleep(0.2)
     return scrapes
 
@@ -431,6 +454,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--evaluation-interval", type=float, default=30.0, help="seconds")
     parser.add_argument("--split", action="store_true", help="serve --web-only + worker instead of one serve")
     parser.add_argument(
+        "--workers", type=int, default=1, help="with --split: this many workers, which share the evaluation"
+    )
+    parser.add_argument(
         "--no-pushgateway", action="store_true", help="leave the peer out: the bot alone on the machine's cores"
     )
     parser.add_argument("--database-url", default=None, help="PostgreSQL server to create a scratch database on")
@@ -466,7 +492,7 @@ def bot_environment(
 def start_system(
     args: argparse.Namespace, env: dict[str, str], folder: Path, processes: list[subprocess.Popen[bytes]]
 ) -> tuple[Targets, dict[str, int], dict[str, Path]]:
-    """The bot (one ``serve``, or ``serve --web-only`` and a ``worker``), the bare Bolt app and
+    """The bot (one ``serve``, or ``serve --web-only`` and ``--workers`` workers), the bare Bolt app and
     Pushgateway (when installed), each answering: the targets, the peers' pids and the bot's logs."""
     bot = [sys.executable, "-m", "bot"]
     bot_port, bare_port = free_port(), free_port()
@@ -475,12 +501,13 @@ def start_system(
     serve = [*bot, "serve", "--host", "127.0.0.1", "--port", str(bot_port)]
     pids = {"serve": start(serve + (["--web-only"] if args.split else []), env, logs["serve"], processes)}
     urls = {"serve": bot_url}
-    if args.split:
+    for n in range(args.workers if args.split else 0):
+        name = "worker" if args.workers == 1 else f"worker {n + 1}"
         worker_port = free_port()
-        logs["worker"] = folder / "worker.log"
+        logs[name] = folder / f"{name.replace(' ', '-')}.log"
         worker = [*bot, "worker", "--host", "127.0.0.1", "--port", str(worker_port)]
-        pids["worker"] = start(worker, env, logs["worker"], processes)
-        urls["worker"] = f"http://127.0.0.1:{worker_port}"
+        pids[name] = start(worker, env, logs[name], processes)
+        urls[name] = f"http://127.0.0.1:{worker_port}"
     bare = [sys.executable, interactions.__file__, "--role", "bare", "--port", str(bare_port)]
     peers = {"bare Bolt": start(bare, env, folder / "bare.log", processes)}
     waits = [(bare_url, "bare Bolt", folder / "bare.log", "/healthz")]
@@ -496,7 +523,8 @@ def start_system(
         wait_healthy(urls[name], by_pid[pids[name]], log, timeout=120.0)
     for url, name, log, path in waits:
         wait_healthy(url, by_pid[peers[name]], log, path=path)
-    targets = Targets(bot_url, urls.get("worker", bot_url), gateway_url, bare_url, pids)
+    evaluators = [url for name, url in urls.items() if name != "serve"] or [bot_url]
+    targets = Targets(bot_url, evaluators, gateway_url, bare_url, pids)
     return targets, peers, logs
 
 
@@ -514,7 +542,7 @@ class Run:
     first_exact: bool
     scrapes: Scrapes
     results: soak.Results
-    exposition: str
+    expositions: dict[str, str]
     seconds: float
     """How long the load was sent."""
     wall: float
@@ -558,7 +586,7 @@ def measure(args: argparse.Namespace, folder: Path, stack: ExitStack) -> Run:
     targets, peers, logs = start_system(args, env, folder, processes)
 
     scrapes = first_pass(targets.metrics, timeout=args.evaluation_interval + 120.0)
-    first, first_exact = scrapes.passes[0], scrapes.exact
+    first, first_exact = scrapes.first, scrapes.exact
     opened = open_alert_count(url) - len(incident_ids)
     seconds = first_due + args.seconds + args.tail - time.time()
     if time.time() > first_due - 1:
@@ -583,7 +611,7 @@ def measure(args: argparse.Namespace, folder: Path, stack: ExitStack) -> Run:
         return {name: soak.cpu_seconds(pid) for name, pid in watched.items()} | {"load generator": sum(os.times()[:2])}
 
     cpu, wall = cpu_now(), time.perf_counter()
-    results, exposition = asyncio.run(run_load(args, targets, batches, workload, seconds, scrapes))
+    results, expositions = asyncio.run(run_load(args, targets, batches, workload, seconds, scrapes))
     wall = time.perf_counter() - wall
     cpu = {name: used - cpu[name] for name, used in cpu_now().items()}
     hwm = {name: soak.hwm_kb(pid) for name, pid in targets.pids.items()}
@@ -607,7 +635,7 @@ def measure(args: argparse.Namespace, folder: Path, stack: ExitStack) -> Run:
         first_exact=first_exact,
         scrapes=scrapes,
         results=results,
-        exposition=exposition,
+        expositions=expositions,
         seconds=seconds,
         wall=wall,
         cpu=cpu,
@@ -624,7 +652,7 @@ def measure(args: argparse.Namespace, folder: Path, stack: ExitStack) -> Run:
 def figures_of(args: argparse.Namespace, run: Run) -> list[Figure]:
     """Each figure beside its target and peer."""
     lateness = [step.lateness for step in run.steps]
-    steady = run.scrapes.passes[1:]
+    steady = run.scrapes.passes
     latencies, errors = run.results.latencies, run.results.errors
     figures = [
         Figure(
@@ -726,10 +754,10 @@ def report(args: argparse.Namespace, run: Run, load_before: tuple[float, float, 
     figures = figures_of(args, run)
     scrapes, results, lateness = run.scrapes, run.results, [step.lateness for step in run.steps]
     latencies, seconds, wall = results.latencies, run.seconds, run.wall
-    histogram_steps, within_1s = lateness_histogram(run.exposition)
+    histogram_steps, within_1s = lateness_histogram(run.expositions.values())
     print(
         f"\nincident-bot fleet — {time.strftime('%Y-%m-%d %H:%M:%S')}, {run.backend}"
-        f"{', serve --web-only + worker' if args.split else ', one serve process'}"
+        f"{f', serve --web-only + {args.workers} worker(s)' if args.split else ', one serve process'}"
     )
     loads = [" ".join(f"{x:.2f}" for x in load) for load in (load_before, os.getloadavg())]
     print(
@@ -744,7 +772,7 @@ def report(args: argparse.Namespace, run: Run, load_before: tuple[float, float, 
     for line in table(figures):
         print(line)
     print(
-        f"evaluation passes after the first (ms): {', '.join(f'{x * 1000:.0f}' for x in scrapes.passes[1:])}"
+        f"evaluation passes after the first (ms): {', '.join(f'{x * 1000:.0f}' for x in scrapes.passes)}"
         f"{'' if scrapes.exact else ' (a scrape saw several passes: their mean)'}"
     )
     print(
