@@ -165,18 +165,17 @@ def latest(
     ahead: dict[tuple[str, str], Sample | None] = {}
     """Series the tick's pass must not see the newest value of, with the value before it."""
     instant = instant_reader(session.get_bind().dialect)
-    series: dict[str, Sample] | None = None
+    series: dict[str, Sample] = {}
     last_model = None
     for model, name, stamp, value, text, prev_stamp, prev_value, prev_text in _rows_of(session, columns, models):
-        if model != last_model:  # a model's rows mostly come together (as written): one lookup for them
-            last_model, series = model, None
         sampled = instant(stamp)
         if at is not None and sampled > at:
             before = Sample(_value(prev_value, prev_text), instant(prev_stamp)) if prev_stamp is not None else None
             ahead[(model, name)] = before
             continue
-        if series is None:
+        if model != last_model:  # a model's rows mostly come together (as written): one lookup for them
             series = out.setdefault(model, {})
+            last_model = model
         series[name] = Sample(value if value is not None else (text or ""), sampled)  # _value, inlined: 150,000 calls
     if ahead and at is not None:
         found = _newest_before(session, list(ahead), at=at, lookback=lookback)
