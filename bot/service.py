@@ -24,7 +24,7 @@ from bot.config.loader import Config
 from bot.config.promql_windows import pulled_terms
 from bot.errors import ActionRefused
 from bot.escalation.sweep import sweep
-from bot.evaluation.evaluate import PassInput, evaluate, models_to_evaluate, window_needs
+from bot.evaluation.evaluate import PassInput, evaluate, models_to_evaluate, names_read, window_needs
 from bot.evaluation.members import Members
 from bot.evaluation.quiet import QuietModels
 from bot.evaluation.rule_errors import RuleErrors
@@ -172,7 +172,9 @@ class AlertService(IncidentActions):
         pulled = pulled_terms(config)
         with open_session(self._engine) as s, s.begin():
             self._take_share(s)
-            samples = metric_store.latest(s, at=now, lookback=config.settings.stale_after, models=self._shared(config))
+            samples = metric_store.latest(
+                s, at=now, lookback=config.settings.stale_after, models=self._shared(config), names=names_read(config)
+            )
             if self._metrics:
                 mine = sum(model in self._share for model in models_to_evaluate(config, samples.keys()))
                 self._metrics.evaluation_share(mine, len(self._share.members))

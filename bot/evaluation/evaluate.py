@@ -76,6 +76,7 @@ def evaluate(
     alerts_by_model = _by_model(data.open_alerts)
     if quiet is not None:
         quiet.begin(config, now)
+    policies: dict[str, tuple[PolicyStep, ...]] = {}
     for model in sorted(models_to_evaluate(config, data.samples.keys())):
         if share is not None and model not in share:
             continue
@@ -84,9 +85,9 @@ def evaluate(
         pulled = data.pulled.answered_for(model)
         values.update(windowed_values(config, rules, data.windows.get(model, {}), now, pulled=pulled))
         alerts = alerts_by_model.get(model, ())
-        policy = policy_for(config, model)
+        policy = _policy_of(config, model, policies)
         if quiet is None or not quiet.unchanged(model, values, alerts, now):
-            decided = _decide_rules(data, rules, model, values, policy, engine, plans, now)
+            decided = _decide_rules(data, rules, model, values, alerts, policy, engine, plans, now)
             transitions.extend(decided.changes)
             failures.extend(decided.failures)
             if quiet is not None:
@@ -115,6 +116,7 @@ def _decide_rules(
     rules: Iterable[Rule],
     model: str,
     values: Mapping[str, Value],
+    alerts: Iterable[Alert],
     policy: tuple[PolicyStep, ...],
     engine: ConditionEvaluator,
     plans: Mapping[str, _RulePlan],
@@ -122,18 +124,24 @@ def _decide_rules(
 ) -> _Decided:
     # a NaN compares false with everything, which would auto-resolve an alert: it is no data
     numbers = {k: v for k, v in values.items() if not isinstance(v, str) and v == v}
+    open_by_rule = {alert.rule: alert for alert in alerts}
     changes: list[Transition] = []
     failures: list[RuleFailure] = []
     timers: list[datetime] = []
     for rule in rules:
+        alert = open_by_rule.get(rule.name)
         try:
+            outcome = engine.run(rule.condition, numbers)
+            if alert is None and outcome is not Outcome.TRUE:
+                # nothing open and nothing breaching: observe() changes nothing and no timer runs
+                # (next_change). Most pairs of a fleet's pass end here, before an Observation is built
+                continue
             plan = plans[rule.name]
-            seen = _observe_rule(rule, model, values, numbers, engine, policy, plan.used)
+            seen = _observation(rule, model, outcome, values, policy, plan.used)
         except Exception as exc:  # any bug in one rule's condition or templates: isolate it
             failures.append(RuleFailure.of(rule.name, model, exc))
             continue
-        key = dedup_key(rule.name, model)
-        alert, resolved = data.open_alerts.get(key), data.last_resolved.get(key)
+        resolved = data.last_resolved.get(dedup_key(rule.name, model))
         change = observe(alert, seen, plan.timing, last_fired_resolved_at=resolved, now=now)
         if change is not None:
             changes.append(change)
@@ -171,6 +179,21 @@ def models_to_evaluate(config: Config, with_samples: Iterable[str]) -> set[str]:
     return names
 
 
+def names_read(config: Config) -> frozenset[str] | None:
+    """The metrics whose latest values a pass reads: what the rules' conditions and templates name,
+    and the series under their windowed terms (an ``absent_after`` rule watches those too). A fleet
+    pushes gauges no rule reads, and reading them cost a pass as much as the ones it evaluates.
+    ``None``, every metric, when models nobody configured are evaluated: such a model is known only
+    by its samples, whichever metrics it pushes."""
+    if config.settings.accept_unknown_models:
+        return None
+    names: set[str] = set()
+    for rule in config.rules:
+        names |= rule.condition.inputs | rule.title.fields | rule.description.fields
+        names.update(term.metric for term in rule.condition.windows)
+    return frozenset(names)
+
+
 def current_values(config: Config, model: str, samples: Mapping[str, object], now: datetime) -> dict[str, Value]:
     """The names a condition or template may use for ``model`` right now.
 
@@ -179,13 +202,7 @@ def current_values(config: Config, model: str, samples: Mapping[str, object], no
     no data.
     """
     values: dict[str, Value] = {"model": model}
-    known = config.models.get(model)
-    if known is not None:
-        for key, setting in known.settings.items():
-            if isinstance(setting, int | float) and not isinstance(setting, bool):
-                values[key] = float(setting)
-            elif isinstance(setting, str):
-                values[key] = setting
+    values.update(config.setting_values(model))
     horizon = now - config.settings.stale_after
     for name, sample in samples.items():
         if sample.at >= horizon:  # type: ignore[attr-defined]
@@ -224,16 +241,24 @@ def policy_for(config: Config, model: str) -> tuple[PolicyStep, ...]:
     return tuple(PolicyStep(s.after, s.severity, s.mention, s.pagerduty_routing_key) for s in steps)
 
 
-def _observe_rule(
+def _policy_of(config: Config, model: str, policies: dict[str, tuple[PolicyStep, ...]]) -> tuple[PolicyStep, ...]:
+    """:func:`policy_for`, built once a pass per policy name rather than once per model."""
+    known = config.models.get(model)
+    name = known.escalation if known else DEFAULT_POLICY
+    found = policies.get(name)
+    if found is None:
+        found = policies[name] = policy_for(config, model)
+    return found
+
+
+def _observation(
     rule: Rule,
     model: str,
+    outcome: Outcome,
     values: Mapping[str, Value],
-    numbers: Mapping[str, Value],
-    engine: ConditionEvaluator,
     policy: tuple[PolicyStep, ...],
     used_names: tuple[str, ...],
 ) -> Observation:
-    outcome = engine.run(rule.condition, numbers)
     used = {name: values[name] for name in used_names if name in values}
     if outcome is not Outcome.TRUE:
         return Observation(rule.name, model, rule.severity, outcome, used)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    ColumnElement,
     DateTime,
     Float,
     String,
@@ -147,49 +148,68 @@ def latest(
     at: datetime | None = None,
     lookback: timedelta | None = None,
     models: Collection[str] | None = None,
+    names: Collection[str] | None = None,
 ) -> dict[str, dict[str, Sample]]:
     """Each series' newest sample, or with ``at`` its newest at or before ``at`` (the pass's
     nominal time; as Prometheus' instant lookup, a sample stamped after the tick is not seen by
     it, even if it arrived before the pass ran). ``lookback`` bounds how far back that search goes.
     With ``models``, only theirs (a pass's share, :mod:`bot.evaluation.shares`): only their rows
-    are read (decoding all 200,000 took over a second on PostgreSQL whatever the share).
+    are read (decoding all 200,000 took over a second on PostgreSQL whatever the share). With
+    ``names``, only those metrics' (what the rules read: a fleet pushes gauges no rule reads).
 
     Plain tuples from the driver (:mod:`bot.storage.driver_rows`), not ORM objects: this runs every
     evaluation pass over every metric of every model, and building 15,000 model instances cost more
     than the evaluation itself."""
     table = MetricLatestRow.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
-    columns = core_select(
-        table.model, table.name, table.at, table.value, table.text, table.prev_at, table.prev_value, table.prev_text
-    )
+    columns = core_select(table.model, table.name, table.at, table.value, table.text)
+    if names is not None:
+        columns = columns.where(_any_of(session, table.name, names))
     out: dict[str, dict[str, Sample]] = {}
-    ahead: dict[tuple[str, str], Sample | None] = {}
-    """Series the tick's pass must not see the newest value of, with the value before it."""
+    ahead: list[tuple[str, str]] = []
+    """Series the tick's pass must not see the newest value of."""
     instant = instant_reader(session.get_bind().dialect)
     series: dict[str, Sample] = {}
     last_model = None
-    for model, name, stamp, value, text, prev_stamp, prev_value, prev_text in _rows_of(session, columns, models):
+    for model, name, stamp, value, text in _rows_of(session, columns, models):
         sampled = instant(stamp)
         if at is not None and sampled > at:
-            before = Sample(_value(prev_value, prev_text), instant(prev_stamp)) if prev_stamp is not None else None
-            ahead[(model, name)] = before
+            ahead.append((model, name))
             continue
         if model != last_model:  # a model's rows mostly come together (as written): one lookup for them
             series = out.setdefault(model, {})
             last_model = model
         series[name] = Sample(value if value is not None else (text or ""), sampled)  # _value, inlined: 150,000 calls
     if ahead and at is not None:
-        found = _newest_before(session, list(ahead), at=at, lookback=lookback)
+        found = _newest_before(session, ahead, at=at, lookback=lookback)
+        previous = _previous(session, [key for key in ahead if key not in found])
         earliest = at - lookback if lookback is not None else None
-        for (model, name), before in ahead.items():
+        for model, name in ahead:
             # the samples decide (a late, out-of-order push is among them); a metric kept without
             # samples (pulled, read by no window or SLO) falls back on the value before the newest
             sample = found.get((model, name))
+            before = previous.get((model, name))
             in_reach = before is not None and before.at <= at and (earliest is None or before.at >= earliest)
             if sample is None and in_reach:
                 sample = before
             if sample is not None:
                 out.setdefault(model, {})[name] = sample
     return out
+
+
+def _previous(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Sample]:
+    """The value before the newest of each series in ``keys`` that has one, kept in
+    ``metric_latest`` beside it. Read apart from the newest values, for the few series a pass
+    needs it for: its three columns on every row were a fifth of reading them."""
+    table = MetricLatestRow.__table__.c  # type: ignore[attr-defined]
+    instant = instant_reader(session.get_bind().dialect)
+    found: dict[tuple[str, str], Sample] = {}
+    for chunk in in_chunks(keys):
+        query = core_select(table.model, table.name, table.prev_at, table.prev_value, table.prev_text).where(
+            tuple_(table.model, table.name).in_(chunk), table.prev_at.is_not(None)
+        )
+        for model, name, stamp, value, text in driver_rows(session, query):
+            found[(model, name)] = Sample(_value(value, text), instant(stamp))
+    return found
 
 
 def _rows_of(session: Session, query: Select[Any], models: Collection[str] | None) -> Iterator[tuple[Any, ...]]:
@@ -199,10 +219,18 @@ def _rows_of(session: Session, query: Select[Any], models: Collection[str] | Non
     if models is None:
         yield from driver_rows(session, query)
     elif session.get_bind().dialect.name == "postgresql":
-        yield from driver_rows(session, query.where(model == func.any(bindparam("models", list(models), ARRAY(Text)))))
+        yield from driver_rows(session, query.where(_any_of(session, model, models)))
     else:
         for chunk in in_chunks(list(models)):
             yield from driver_rows(session, query.where(model.in_(chunk)))
+
+
+def _any_of(session: Session, column: ColumnElement[str], values: Collection[str]) -> ColumnElement[bool]:
+    """``column`` is one of ``values``: one array parameter on PostgreSQL whatever their number, an
+    ``IN`` list elsewhere (one bound parameter each: a long list is for the caller to chunk)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == func.any(bindparam(None, list(values), ARRAY(Text)))
+    return column.in_(list(values))
 
 
 def _value(value: float | None, text: str | None) -> float | str:

@@ -10,7 +10,7 @@ import pytest
 
 from bot.alerts.lifecycle import Alert, AlertState, EventKind, Transition
 from bot.config.loader import Config, load_config
-from bot.evaluation.evaluate import PassInput, current_values, evaluate, models_to_evaluate
+from bot.evaluation.evaluate import PassInput, current_values, evaluate, models_to_evaluate, names_read
 from bot.metrics.samples import LatestSamples, Sample
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -316,6 +316,23 @@ def test_unknown_models_are_evaluated_when_accepted(config: Config) -> None:
 
     assert [(t.alert.key, t.alert.state) for t in changes] == [("latency_spike:shadow-ranker", AlertState.PENDING)]
     assert changes[0].alert.title == "P99 latency >5s for shadow-ranker"
+
+
+def test_a_pass_reads_the_metrics_the_rules_name_in_conditions_templates_and_windows(config: Config) -> None:
+    read = names_read(config)
+
+    assert read is not None
+    assert {"p99_latency_ms", "predictions_last_hour", "daily_cost_usd"} <= read  # conditions
+    assert "top_drifted_features" in read  # only a description names it
+    assert "helpfulness" in read  # the series under avg_over_time(helpfulness, "1h")
+    assert "gpu_fan_rpm" not in read
+
+
+def test_a_pass_reads_every_metric_when_unknown_models_are_accepted(config: Config) -> None:
+    """A model nobody configured is known only by its samples, whichever metrics it pushes."""
+    accepting = replace(config, settings=config.settings.model_copy(update={"accept_unknown_models": True}))
+
+    assert names_read(accepting) is None
 
 
 def test_llm_cost_runaway_applies_only_to_support_bot(config: Config) -> None:

@@ -58,6 +58,22 @@ def test_latest_of_a_share_reads_only_its_models_even_as_of_a_tick_a_newer_sampl
     assert at_tick == {FRAUD: {"p99_latency_ms": Sample(6100.0, T0)}}
 
 
+def test_latest_of_named_metrics_reads_only_those_even_as_of_a_tick_a_newer_sample_postdates(engine: Engine) -> None:
+    """A pass reads only the metrics its rules read (issue 16): a fleet pushes gauges none reads."""
+    record(engine, (FRAUD, "p99_latency_ms", T0, 6100), (FRAUD, "gpu_fan_rpm", T0, 900), (SUPPORT, "gpu_fan_rpm", T0, 1))
+    record(engine, (FRAUD, "p99_latency_ms", T0 + MINUTE, 4200.0), (SUPPORT, "p99_latency_ms", T0 + MINUTE, 240))
+
+    with session(engine) as s:
+        now = store.latest(s, names=["p99_latency_ms"])
+        at_tick = store.latest(s, at=T0, names=["p99_latency_ms", "daily_cost_usd"], models=[FRAUD, SUPPORT])
+
+    assert now == {
+        FRAUD: {"p99_latency_ms": Sample(4200.0, T0 + MINUTE)},
+        SUPPORT: {"p99_latency_ms": Sample(240.0, T0 + MINUTE)},
+    }
+    assert at_tick == {FRAUD: {"p99_latency_ms": Sample(6100.0, T0)}}
+
+
 def test_recording_nothing_stores_nothing(engine: Engine) -> None:
     assert record(engine) == 0
     assert latest(engine) == {}
