@@ -64,17 +64,16 @@ def parse_batch(
     """
     now = ensure_utc(now)
     items = items_of(decode(body), max_items=max_items, example='{"model": ..., "metrics": {...}}')
-    known = set(known_models)
     problems: list[str] = []
     points: list[Point] = []
     for index, item in enumerate(items):
-        points.extend(_parse_item(item, f"item {index}", known, accept_unknown, now, problems))
+        points.extend(_parse_item(item, f"item {index}", known_models, accept_unknown, now, problems))
     refuse_if_any(problems)
     return points
 
 
 def _parse_item(
-    item: Any, where: str, known: set[str], accept_unknown: bool, now: datetime, problems: list[str]
+    item: Any, where: str, known: Collection[str], accept_unknown: bool, now: datetime, problems: list[str]
 ) -> list[Point]:
     if not isinstance(item, dict):
         problems.append(f'{where}: must be an object like {{"model": ..., "metrics": {{...}}}}, got {kind(item)}')

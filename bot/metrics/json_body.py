@@ -108,6 +108,28 @@ def unknown_keys(item: dict[str, Any], allowed: Sequence[str], where: str, probl
         problems.append(f"{where}: unknown key {preview(key)}; {hint}")
 
 
+LISTED_MODELS = 20
+"""Known models an unknown model's error lists: a fleet configures thousands."""
+
+
+def _suggested(model: str, known: Collection[str], problems: Sequence[str]) -> str:
+    """What to write instead of an unknown ``model``: the closest known name and some known ones.
+    Only for the problems the error shows (:data:`MAX_PROBLEMS`): matching a name against 10,000
+    models takes milliseconds, and a batch may name thousands of unknown ones."""
+    if len(problems) >= MAX_PROBLEMS:
+        return ""
+    close = difflib.get_close_matches(model, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    names = sorted(known)
+    listed = ", ".join(names[:LISTED_MODELS]) or "(none)"
+    if len(names) > LISTED_MODELS:
+        listed += f" and {len(names) - LISTED_MODELS:,} more"
+    return (
+        f"; {hint}known models: {listed} "
+        "(add it under models: in rules/, or set settings.accept_unknown_models: true)"
+    )
+
+
 def model_field(
     item: dict[str, Any], where: str, known: Collection[str], accept_unknown: bool, problems: list[str]
 ) -> str | None:
@@ -124,13 +146,7 @@ def model_field(
     if model in known:
         return model
     if not accept_unknown:
-        close = difflib.get_close_matches(model, known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        listed = ", ".join(sorted(known)) or "(none)"
-        problems.append(
-            f"{where}: field 'model': unknown model {preview(model)}; {hint}known models: {listed} "
-            "(add it under models: in rules/, or set settings.accept_unknown_models: true)"
-        )
+        problems.append(f"{where}: field 'model': unknown model {preview(model)}{_suggested(model, known, problems)}")
         return None
     if not MODEL_NAME.fullmatch(model):
         problems.append(

@@ -201,6 +201,21 @@ def test_unknown_model_lists_known_models_and_the_way_out() -> None:
     assert "accept_unknown_models" in message
 
 
+def test_an_unknown_model_in_a_fleet_lists_some_known_models_and_how_many_more() -> None:
+    fleet = {f"model-{i:05d}": None for i in range(10_000)}
+    body = json.dumps([{"model": "model-1234", "metrics": {"x": 1}}] * 10_000)
+
+    with pytest.raises(IngestError) as refused:
+        parse_batch(body.encode(), known_models=fleet.keys(), accept_unknown=False, now=NOW)
+
+    message = str(refused.value)
+    assert "item 0: field 'model': unknown model \"model-1234\"; did you mean 'model-01234'?" in message
+    assert "known models: model-00000, model-00001," in message
+    assert "model-00019 and 9,980 more (add it under models:" in message
+    assert "model-00020" not in message
+    assert "and 9990 more problems" in message
+
+
 @pytest.mark.parametrize("model", ["-leading-dash", "has space", "x" * 101, "emoji🙂"])
 def test_accepted_unknown_model_must_still_be_a_valid_name(model: str) -> None:
     assert "is not a valid model name" in rejected(item(model=model), accept_unknown=True)
