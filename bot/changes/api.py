@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from bot.changes.events import Change, parse_changes
@@ -36,7 +37,7 @@ def change_routes(*, changes: ChangeLog, settings: Settings, config: Callable[[]
         path=PATH,
         name="record_changes",
         parse=parse_changes,
-        store=changes.record,
+        store=lambda parsed: run_in_threadpool(changes.record, parsed),
         settings=settings,
         config=config,
         clock=clock,

@@ -14,12 +14,11 @@ endpoint (:mod:`bot.changes.api`) so the two cannot drift apart in what they ans
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -60,7 +59,7 @@ def push_route(
     path: str,
     name: str,
     parse: Parser[Item],
-    store: Callable[[list[Item]], int],
+    store: Callable[[list[Item]], Awaitable[int]],
     settings: Settings,
     config: Callable[[], Config],
     clock: Clock,
@@ -74,7 +73,8 @@ def push_route(
 
     One pipeline for every push API, so they share the token, the limits and every answer: 401/403
     without the token, 415, 413, 422 from ``parse``, 400 on a disconnect, 503 (``unavailable``)
-    when ``store`` hits the database, else 202 ``{"accepted": n}``. ``config`` is called per
+    when ``store`` (awaited: it hands the blocking write to a thread) hits the database, else 202
+    ``{"accepted": n}``. ``config`` is called per
     request so a reload's models apply at once. The log lines stay the caller's (``failed`` is a
     ``%d`` format of the item count; ``disconnected`` and ``stored`` are optional), so each
     endpoint's logs still say which endpoint spoke.
@@ -100,7 +100,7 @@ def push_route(
                 logger.info(disconnected)
             return error(400, "the client disconnected before the body was complete")
         try:
-            count = await run_in_threadpool(store, items)
+            count = await store(items)
         except SQLAlchemyError:
             logger.exception(failed, len(items))
             return error(503, unavailable)
@@ -121,7 +121,7 @@ def metric_routes(*, service: Ingestor, settings: Settings, config: Callable[[],
         path=PATH,
         name="ingest_metrics",
         parse=parse_batch,
-        store=GroupCommit(service.ingest).store,
+        store=GroupCommit(service.ingest).stored,
         settings=settings,
         config=config,
         clock=clock,

@@ -14,6 +14,7 @@ stored, retry), exactly as each would have alone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -47,6 +48,11 @@ class GroupCommit:
     def store(self, points: list[Point]) -> int:
         """Store ``points`` with whatever else is waiting; return how many once committed."""
         return self.submit(points).result()
+
+    async def stored(self, points: list[Point]) -> int:
+        """:meth:`store` for the event loop: the request waits for its commit without holding a
+        thread of the pool (a hand-off each way that cost a one-sample push a tenth of its time)."""
+        return await asyncio.wrap_future(self.submit(points))
 
     def submit(self, points: list[Point]) -> Future[int]:
         """Queue ``points``; the future holds their count once their group has committed."""
@@ -87,6 +93,11 @@ class GroupCommit:
             self._commit(group)
 
     def _commit(self, group: list[tuple[list[Point], Future[int]]]) -> None:
+        # a push whose request was cancelled while it waited (the client went away) was never
+        # accepted, so it is not stored; the others can no longer be cancelled, only answered
+        group = [(pushed, done) for pushed, done in group if done.set_running_or_notify_cancel()]
+        if not group:
+            return
         points = [point for pushed, _ in group for point in pushed]
         try:
             self._write(points)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime
 
@@ -76,3 +77,30 @@ def test_the_writer_stops_when_idle_and_the_next_push_starts_it_again() -> None:
     assert not writer.is_alive()
     assert group.store(push("b", 2)) == 2
     assert stored == [3, 2]
+
+
+def test_a_push_cancelled_while_it_waited_is_not_stored_and_the_writer_goes_on() -> None:
+    """A request that went away before its commit was never accepted: its points are dropped."""
+    writer = GatedWriter()
+    group = GroupCommit(writer)
+    first = group.submit(push("a"))
+    assert writer.first_started.wait(10)
+    gone, kept = group.submit(push("gone", 4)), group.submit(push("kept", 2))
+    assert gone.cancel()
+    writer.release.set()
+
+    assert first.result(10) == 1
+    assert kept.result(10) == 2
+    assert [[model for model, *_ in points] for points in writer.transactions] == [["a"], ["kept", "kept"]]
+    assert group.store(push("next", 3)) == 3, "the writer still answers"
+
+
+def test_a_push_from_the_event_loop_waits_for_its_commit_without_a_thread_of_its_own() -> None:
+    stored: list[int] = []
+    group = GroupCommit(lambda points: stored.append(len(points)) or len(points))
+
+    async def two_pushes() -> list[int]:
+        return list(await asyncio.gather(group.stored(push("a", 3)), group.stored(push("b", 5))))
+
+    assert asyncio.run(two_pushes()) == [3, 5]
+    assert sum(stored) == 8
