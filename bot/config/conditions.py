@@ -128,11 +128,6 @@ class Condition:
     def __repr__(self) -> str:
         return f"Condition({self.source!r})"
 
-    def __reduce__(self) -> tuple[type[Condition], tuple[str]]:
-        """Copied (:func:`bot.config.loader.load_config` copies the loaded configuration) by
-        compiling the source again: closures cannot be pickled."""
-        return (Condition, (self.source,))
-
 
 class ConditionEvaluator:
     """Runs compiled conditions and says what their result means: true, false or no data.

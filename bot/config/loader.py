@@ -8,15 +8,13 @@ A running bot keeps its old configuration when a reload fails (SPEC §3).
 from __future__ import annotations
 
 import difflib
-import gc
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -140,28 +138,7 @@ def load_config(directory: Path | str) -> Config:
     if problems:
         raise ConfigError(problems)
     assert config is not None
-    del parsed
-    return _compacted(config) if len(config.models) >= COMPACT_FROM else config
-
-
-COMPACT_FROM = 1000
-"""Models from which the loaded configuration is copied (:func:`_compacted`): below, the heap it
-frees is small, and the full garbage collection the copy needs costs more than it saves in a
-process that holds many objects (0.3 s a load in a test process, where loads are many)."""
-
-
-def _compacted(config: Config) -> Config:
-    """A copy of ``config``, made once the parse's node trees and located documents are freed.
-
-    Composing a file of 10,000 models allocates about 90 MB that parsing then frees, among the
-    24 MB the configuration keeps; the kept objects, scattered through the heap, hold it in use:
-    the process stayed about 100 MB larger after loading. A copy made now is allocated together
-    and the scattered originals are freed, which left 46 MB instead (``bench/RESULTS.md``). The
-    copy goes through pickle, within the process, of objects built here (nothing read from outside
-    is unpickled). The parse's garbage, cycles included, is collected first, so the copy can
-    fill the holes it leaves."""
-    gc.collect()
-    return cast(Config, pickle.loads(pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)))
+    return config
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -1,22 +1,26 @@
 """YAML loading that remembers where every value came from.
 
 PyYAML forgets line numbers once it builds Python objects, yet "rules/ml.yaml:14" is the
-whole point of a good configuration error. We compose the node tree, build plain objects
-ourselves and keep a map from each value's path (``("rules", 0, "severity")``) to its line.
-Duplicate keys, which PyYAML silently lets the last one win, are reported instead, syntax errors
-carry a hint at their usual cause (a tab, an indentation, a missing space after a colon), and
-nesting is limited.
+whole point of a good configuration error. We build the plain objects ourselves from the parser's
+events and, only when a problem is reported, compose the node tree to map each value's path
+(``("rules", 0, "severity")``) to its line. Duplicate keys, which PyYAML silently lets the last
+one win, are reported instead, syntax errors carry a hint at their usual cause (a tab, an
+indentation, a missing space after a colon), and nesting is limited.
 """
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from yaml.composer import ComposerError
 
 Path = tuple[str | int, ...]
+T = TypeVar("T")
 
 
 class YamlProblem(ValueError):
@@ -39,7 +43,7 @@ class LocatedDocument:
         models is hundreds of thousands of tuples, which a configuration that loads never uses."""
         if self._lines is None:
             self._lines = {}
-            root = _compose(self.text) if self.text else None
+            root = _parsed(self.text, _compose) if self.text else None
             if root is not None:
                 _build(root, (), self._lines, yaml.SafeLoader(""))
         for cut in range(len(path), -1, -1):
@@ -76,21 +80,122 @@ _HINTS: tuple[tuple[str, str, bool], ...] = (
     ),
     ("while scanning a quoted scalar", "a quote opened here is never closed", True),
     ("expected ',' or", "a { … } or [ … ] is not closed, or its items lack commas", True),
+    (
+        "could not determine a constructor",
+        "tags (!name) and merge keys (<<) are not supported here; write the value out, or quote it",
+        False,
+    ),
 )
 
 
 def load_located(text: str) -> LocatedDocument:
-    _check_depth(text)
-    root = _compose(text)
-    if root is None:
-        return LocatedDocument(data={}, text=text)
-    return LocatedDocument(data=_build(root, (), None, yaml.SafeLoader("")), text=text)
+    """The document's plain objects, built from the parser's events: no node tree is composed
+    unless a problem's line is asked for. A tree for 10,000 models held about 80 MB at once
+    (a node and two marks per value), which was the bot's peak memory (issue 16, point 3)."""
+    return LocatedDocument(data=_parsed(text, _read), text=text)
+
+
+_NO_KEY = object()
+"""What a mapping being read awaits while its next node is a key."""
+
+
+@dataclass
+class _Open:
+    """A collection being read: its object so far, and for a mapping the key awaiting its value."""
+
+    value: dict[Any, Any] | list[Any]
+    anchor: str | None
+    line: int | None
+    key: Any = _NO_KEY
+
+
+def _read(text: str, loader_class: type[yaml.SafeLoader]) -> Any:
+    """What composing ``text`` and :func:`_build` give (``{}`` for an empty stream), read from the
+    event stream with a stack, so no depth recurses and nothing but the objects is kept. Scalars
+    are resolved and constructed as the composer and constructor do; an alias is a copy of what
+    its anchor named. Raises what composing raises, and :class:`YamlProblem` as :func:`_build`
+    does, and past :data:`MAX_DEPTH`."""
+    loader = loader_class(text)
+    events: Any = loader  # PyYAML's parser methods are untyped
+    try:
+        events.get_event()  # the stream's start
+        if loader.check_event(yaml.StreamEndEvent):
+            return {}
+        events.get_event()  # the document's start
+        value = _document(events)
+        events.get_event()  # the document's end
+        if not loader.check_event(yaml.StreamEndEvent):
+            another = events.get_event().start_mark
+            raise ComposerError("expected a single document in the stream", None, "but found another document", another)
+        return value
+    finally:
+        loader.dispose()
+
+
+def _document(loader: Any) -> Any:
+    anchors: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+    stack: list[_Open] = []
+    while True:
+        event = loader.get_event()
+        start: Any = event.start_mark  # libyaml's marks and PyYAML's are different classes
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None and not isinstance(event, yaml.AliasEvent):
+            if anchor in seen:
+                twice = f"the anchor &{anchor} is defined twice (first on line {_line(seen[anchor])})"
+                twice += "; name each anchor once"
+                raise ComposerError(None, None, twice, start)
+            seen[anchor] = start
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_DEPTH:
+                raise _too_deep(_line(start))
+            opened: dict[Any, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
+            stack.append(_Open(opened, anchor, _line(start)))
+            continue
+        line = _line(start)
+        if isinstance(event, yaml.CollectionEndEvent):
+            closed = stack.pop()
+            value, anchor, line = closed.value, closed.anchor, closed.line
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in anchors:
+                raise ComposerError(None, None, f"found undefined alias {event.anchor!r}", start)
+            value = copy.deepcopy(anchors[event.anchor])
+        else:
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            node = yaml.ScalarNode(tag, event.value, start, event.end_mark, style=event.style)
+            value = loader.construct_object(node, deep=True)
+            loader.constructed_objects.clear()  # it keeps every node it built, marks and all: the tree again
+        if anchor is not None:
+            anchors[anchor] = value
+        if not stack:
+            return value
+        _place(stack[-1], value, line)
+
+
+def _place(parent: _Open, value: Any, line: int | None) -> None:
+    """Put ``value`` (starting on ``line``) into the collection being read: an item, a key, or a key's value."""
+    if isinstance(parent.value, list):
+        parent.value.append(value)
+    elif parent.key is _NO_KEY:
+        if not isinstance(value, str | int | float | bool):
+            raise YamlProblem("mapping keys must be plain text", line)
+        if value in parent.value:
+            raise YamlProblem(f"key {value!r} appears twice in the same mapping; keep one", line)
+        parent.key = value
+    else:
+        parent.value[parent.key] = value
+        parent.key = _NO_KEY
+
+
+def _line(mark: Any) -> int | None:
+    return mark.line + 1 if mark is not None else None
 
 
 FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's parser where PyYAML was built with it: a file of 10,000 models composes in 1.3 s
-instead of 4.4 s, and the bot's memory after loading it is about 55 MB lower (its node tree is
-smaller, so less of the heap stays fragmented after it is freed; issue 16)."""
+"""libyaml's parser where PyYAML was built with it: about three times as fast as PyYAML's own (a
+file of 10,000 models is read in 0.8 s; issue 16)."""
 
 PYYAML_ONLY = re.compile(r"\t|(?:^|[\s\[{,])!(?=[\s,\]}]|$)", re.MULTILINE)
 """Text libyaml reads differently from PyYAML's own parser: it accepts a tab as spacing where
@@ -106,19 +211,24 @@ def _loaders(text: str) -> tuple[type[yaml.SafeLoader], ...]:
     return tuple(dict.fromkeys((FAST_LOADER, yaml.SafeLoader)))
 
 
-def _compose(text: str) -> yaml.Node | None:
-    """The document's node tree; a document libyaml refuses is composed again by PyYAML's own
-    parser, whose messages :data:`_HINTS` know (libyaml words some problems differently)."""
+def _parsed(text: str, read: Callable[[str, type[yaml.SafeLoader]], T]) -> T:
+    """``read(text, loader)``, libyaml's first where it reads ``text`` as PyYAML does; a document
+    libyaml refuses is read again by PyYAML's own parser, whose messages :data:`_HINTS` know
+    (libyaml words some problems differently)."""
     *first, last = _loaders(text)
     for loader in first:
         try:
-            return yaml.compose(text, Loader=loader)
+            return read(text, loader)
         except yaml.YAMLError:
             pass
     try:
-        return yaml.compose(text, Loader=last)
+        return read(text, last)
     except yaml.MarkedYAMLError as exc:
         raise _explained(exc) from None
+
+
+def _compose(text: str, loader: type[yaml.SafeLoader]) -> yaml.Node | None:
+    return yaml.compose(text, Loader=loader)
 
 
 def _explained(exc: yaml.MarkedYAMLError) -> YamlProblem:
@@ -135,28 +245,12 @@ def _explained(exc: yaml.MarkedYAMLError) -> YamlProblem:
     return YamlProblem(f"not valid YAML: {exc.problem or exc.context}{hint}", mark.line + 1 if mark else None)
 
 
-def _check_depth(text: str) -> None:
-    """Refuse nesting past :data:`MAX_DEPTH` from the parser's event stream, which (unlike composing
-    nodes) does not recurse, so even thousands of levels are reported with their line. libyaml
-    gives up on some such documents before saying where (its own nesting limit): PyYAML's parser
-    reads them again."""
-    for loader in _loaders(text):
-        depth = 0
-        try:
-            for event in yaml.parse(text, Loader=loader):
-                if isinstance(event, yaml.CollectionStartEvent):
-                    depth += 1
-                    if depth > MAX_DEPTH:
-                        raise YamlProblem(
-                            f"nested more than {MAX_DEPTH} levels deep; a rules file needs a handful, so look for "
-                            "repeated '- ' or brackets and remove them (quote a condition that begins with '-')",
-                            event.start_mark.line + 1 if event.start_mark else None,
-                        )
-                elif isinstance(event, yaml.CollectionEndEvent):
-                    depth -= 1
-            return
-        except yaml.YAMLError:
-            continue  # composing reports it, with a hint
+def _too_deep(line: int | None) -> YamlProblem:
+    return YamlProblem(
+        f"nested more than {MAX_DEPTH} levels deep; a rules file needs a handful, so look for "
+        "repeated '- ' or brackets and remove them (quote a condition that begins with '-')",
+        line,
+    )
 
 
 def _build(node: yaml.Node, path: Path, lines: dict[Path, int] | None, ctor: yaml.SafeLoader) -> Any:

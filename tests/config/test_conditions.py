@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 
 import pytest
 from hypothesis import given, settings
@@ -320,13 +319,3 @@ def test_compiled_conditions_decide_as_simpleeval_did(source: str, values: dict[
     except ConditionSyntaxError:  # too deep, or a literal the whitelist refuses: not a condition
         return
     assert ConditionEvaluator().run(condition, values) is _reference(source, values), (source, values)
-
-
-def test_a_copied_condition_is_compiled_again_and_decides_alike(evaluator: ConditionEvaluator) -> None:
-    """The loader copies the configuration it built (``bot.config.loader._compacted``)."""
-    original = Condition('avg_over_time(helpfulness, "1h") < 0.7 or p99_latency_ms > 5000')
-    copy = pickle.loads(pickle.dumps(original))
-
-    assert (copy.source, copy.names, copy.windows) == (original.source, original.names, original.windows)
-    for values in ({"avg_over_time_helpfulness_1h": 0.6}, {"avg_over_time_helpfulness_1h": 0.9, "p99_latency_ms": 1.0}):
-        assert evaluator.run(copy, values) is evaluator.run(original, values)

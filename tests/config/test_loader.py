@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import tracemalloc
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
+from bot.config import yaml_lines
 from bot.config.choices import model_runbook
-from bot.config.conditions import ConditionEvaluator, Outcome
-from bot.config.loader import COMPACT_FROM, load_config
+from bot.config.loader import load_config
 from bot.config.runbooks import Runbook
 from bot.config.yaml_lines import YamlProblem, load_located
 from bot.errors import ConfigError, ConfigProblem
@@ -778,24 +780,73 @@ def test_a_file_reads_as_pyyaml_reads_it_whether_or_not_libyaml_is_there(text: s
         assert load_located(text).data == loads_as
 
 
-def test_a_fleet_sized_configuration_is_copied_after_loading_and_works_the_same(tmp_path: Path) -> None:
-    """From ``COMPACT_FROM`` models the loader returns a copy (so the parse's holes are filled):
-    its rules still decide, its models keep their settings, its conditions are compiled again."""
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "runbooks").mkdir()
-    (tmp_path / "runbooks" / "default.md").write_text("# {model}\n")
-    models = "".join(f"  - {{name: m-{n:04d}, channel: '#fleet', limit: {n}}}\n" for n in range(COMPACT_FROM))
-    (tmp_path / "rules" / "fleet.yaml").write_text(
-        "metrics:\n  - {name: drift}\n"
-        "rules:\n  - {name: drifting, condition: drift > limit, severity: P3, title: 'drift on {model}'}\n"
-        f"models:\n{models}"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "---\n",
+        "a:\n",
+        "- \n- ~\n",
+        "settings: {evaluation_interval: 30s, storm_threshold: 5}\n",
+        "a: 2026-01-01\nb: yes\nc: ~\nd: 0x1f\ne: 1e3\nf: .inf\ng: '1'\nh: !!str 1\n",
+        "1: a\n1.5: b\nfalse: c\n",
+        "models:\n  - name: m\n    links: [{title: x, url: 'https://x'}]\n  - {name: n, team: t}\n",
+        "base: &base {team: ml, channel: '#ml'}\nmodels: [*base, *base]\n",
+    ],
+)
+def test_reading_the_parser_events_gives_what_composing_the_nodes_gave(text: str) -> None:
+    """The configuration is built from the parser's events, not from a composed node tree (which
+    for 10,000 models was the bot's peak memory): the objects are the same as the tree's."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    composed = {} if root is None else yaml_lines._build(root, (), None, yaml.SafeLoader(""))
+
+    assert load_located(text).data == composed
+
+
+def test_an_alias_is_read_as_a_copy_of_what_its_anchor_names() -> None:
+    data = load_located("base: &base {team: ml}\nmodels: [*base, *base]\n").data
+
+    assert data["models"] == [{"team": "ml"}, {"team": "ml"}]
+    data["models"][0]["team"] = "changed"
+    assert data["models"][1] == {"team": "ml"} and data["base"] == {"team": "ml"}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "says"),
+    [
+        ("settings:\n  default_channel: !custom '#a'\n", 2, "tags (!name) and merge keys (<<) are not supported"),
+        ("defaults: &d {team: ml}\nmodels:\n  - <<: *d\n    name: m\n", 3, "merge keys (<<) are not supported"),
+        ("a: &a [1, *a]\n", 1, "found undefined alias 'a'"),
+        ("a: &x 1\nb: &x 2\n", 2, "the anchor &x is defined twice (first on line 1); name each anchor once"),
+        ("a: 1\n---\nb: 2\n", 2, "but found another document"),
+        ("models:\n  ? [a, b]\n  : 1\n", 2, "mapping keys must be plain text"),
+    ],
+    ids=["custom tag", "merge key", "alias inside its own anchor", "anchor twice", "two documents", "list as a key"],
+)
+def test_yaml_the_loader_cannot_build_is_refused_with_its_line(text: str, line: int, says: str) -> None:
+    """Before, a tag or a merge key escaped as PyYAML's ConstructorError, with no file or line, and
+    an alias inside its own anchor recursed until Python gave up."""
+    with pytest.raises(YamlProblem) as refused:
+        load_located(text)
+
+    assert refused.value.line == line
+    assert says in str(refused.value)
+
+
+def test_reading_a_fleet_sized_file_holds_little_more_than_what_it_reads() -> None:
+    """The objects are built from the parser's events, one node at a time: composing the whole
+    node tree first (a node and two marks per value) held about six times what the file reads as,
+    the peak of a fleet process's memory (issue 16)."""
+    text = "models:\n" + "".join(
+        f"  - {{name: m-{n:04d}, team: t-{n % 7}, channel: '#fleet', limit: {n}, baseline: 0.{n}}}\n"
+        for n in range(2000)
     )
+    tracemalloc.start()
+    try:
+        data = load_located(text).data
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
 
-    config = load_config(tmp_path)
-
-    assert len(config.models) == COMPACT_FROM and config.models["m-0999"].settings["limit"] == 999
-    rule = config.rule("drifting")
-    assert rule is not None
-    evaluator = ConditionEvaluator()
-    assert evaluator.run(rule.condition, {"drift": 5.0, "limit": 1.0}) is Outcome.TRUE
-    assert evaluator.run(rule.condition, {"drift": 5.0}) is Outcome.NO_DATA
+    assert len(data["models"]) == 2000 and data["models"][1999]["limit"] == 1999
+    assert peak < 2 * kept, f"reading held {peak:,} bytes at its peak for {kept:,} kept"

@@ -60,7 +60,7 @@ def test_latest_of_a_share_reads_only_its_models_even_as_of_a_tick_a_newer_sampl
 
 def test_latest_of_named_metrics_reads_only_those_even_as_of_a_tick_a_newer_sample_postdates(engine: Engine) -> None:
     """A pass reads only the metrics its rules read (issue 16): a fleet pushes gauges none reads."""
-    record(engine, (FRAUD, "p99_latency_ms", T0, 6100), (FRAUD, "gpu_fan_rpm", T0, 900), (SUPPORT, "gpu_fan_rpm", T0, 1))
+    record(engine, (FRAUD, "p99_latency_ms", T0, 6100), (FRAUD, "fan_rpm", T0, 900), (SUPPORT, "fan_rpm", T0, 1))
     record(engine, (FRAUD, "p99_latency_ms", T0 + MINUTE, 4200.0), (SUPPORT, "p99_latency_ms", T0 + MINUTE, 240))
 
     with session(engine) as s:
