@@ -36,7 +36,7 @@ from sqlmodel import Session, col, select
 
 from bot.clock import ensure_utc
 from bot.metrics.samples import Sample
-from bot.storage.driver_rows import driver_executemany, driver_rows, instant_reader, instant_writer
+from bot.storage.driver_rows import driver_executemany, driver_rows, fetched_instants, instant_writer
 from bot.storage.tables import MetricLatestRow, MetricSampleRow
 from bot.storage.versioned import in_chunks
 
@@ -162,13 +162,13 @@ def latest(
     evaluation pass over every metric of every model, and building 15,000 model instances cost more
     than the evaluation itself."""
     table = MetricLatestRow.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
-    columns = core_select(table.model, table.name, table.at, table.value, table.text)
+    stamps, instant = fetched_instants(table.at, session.get_bind().dialect)
+    columns = core_select(table.model, table.name, stamps, table.value, table.text)
     if names is not None:
         columns = columns.where(_any_of(session, table.name, names))
     out: dict[str, dict[str, Sample]] = {}
     ahead: list[tuple[str, str]] = []
     """Series the tick's pass must not see the newest value of."""
-    instant = instant_reader(session.get_bind().dialect)
     series: dict[str, Sample] = {}
     last_model = None
     for model, name, stamp, value, text in _rows_of(session, columns, models):
@@ -204,10 +204,10 @@ def _previous(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, 
     ``metric_latest`` beside it. Read apart from the newest values, for the few series a pass
     needs it for: its three columns on every row were a fifth of reading them."""
     table = MetricLatestRow.__table__.c  # type: ignore[attr-defined]
-    instant = instant_reader(session.get_bind().dialect)
+    stamps, instant = fetched_instants(table.prev_at, session.get_bind().dialect)
     found: dict[tuple[str, str], Sample] = {}
     for chunk in in_chunks(keys):
-        query = core_select(table.model, table.name, table.prev_at, table.prev_value, table.prev_text).where(
+        query = core_select(table.model, table.name, stamps, table.prev_value, table.prev_text).where(
             tuple_(table.model, table.name).in_(chunk), table.prev_at.is_not(None)
         )
         for model, name, stamp, value, text in driver_rows(session, query):
