@@ -10,12 +10,13 @@ background work (:func:`bot.jobs.background_work`); ``serve --web-only`` runs on
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -54,11 +55,12 @@ from bot.queries import Queries
 from bot.review.weekly import CHECK_EVERY, post_weekly_review
 from bot.service import AlertService, every_channel
 from bot.settings import Settings
-from bot.slack import SlackApp, build_slack_app, slack_routes
-from bot.slack import running as slack_running
 from bot.sources.alertmanager_api import alertmanager_routes
 from bot.sources.prometheus import prometheus_puller
 from bot.storage.database import make_engine, migrate
+
+if TYPE_CHECKING:  # the Slack app is imported where a web app is built (see Bot.app)
+    from bot.slack import SlackApp
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,17 @@ class Bot:
     outbox: Outbox
     lanes: Lanes
     scheduler: BackgroundScheduler
-    app: Starlette
+    build_app: Callable[[], Starlette]
     worker_app: Starlette
     """``incident-bot worker --port``'s app: only ``/healthz`` and ``/metrics``; its lifespan runs
     the background work."""
+
+    @functools.cached_property
+    def app(self) -> Starlette:
+        """The HTTP app, built when first asked for. A worker never asks, so it never builds the
+        Slack app nor loads Bolt's asynchronous stack (aiohttp and the rest: 15 MB of a worker's
+        memory)."""
+        return self.build_app()
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,8 @@ def build_bot(
     )
     # a clean stop hands this process's models to the other evaluators at once
     scheduler.add_listener(lambda _event: service.members.leave(), EVENT_SCHEDULER_SHUTDOWN)
-    app = build_web_app(
+    app = functools.partial(
+        build_web_app,
         settings=settings,
         service=service,
         holder=holder,
@@ -241,6 +251,9 @@ def build_web_app(
     """The HTTP app; its lifespan runs the background work too unless ``web_only``, in which
     case it only applies the clicks this process kept while the database was away (the
     escalation job does that in the all-in-one process)."""
+    from bot.slack import running as slack_running
+    from bot.slack import slack_routes
+
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -317,6 +330,8 @@ def _slack_app(
         return None
     if not _secret(settings.slack_signing_secret):
         log.info("SLACK_SIGNING_SECRET not set: Slack is answered over Socket Mode only, not POST /slack/events")
+    from bot.slack import build_slack_app
+
     return build_slack_app(settings=settings, service=service, queries=Queries(engine), config=holder, clock=clock)
 
 

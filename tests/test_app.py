@@ -4,6 +4,8 @@ jobs, no delivery) and the worker's background work (every job, and the delivery
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -148,3 +150,28 @@ def test_the_worker_can_answer_its_health_and_metrics_while_it_runs_the_jobs(tmp
         assert client.post("/api/v1/metrics", json={}).status_code == 404, "no ingest: that is the web's"
         assert bot.lanes.running
     assert not bot.scheduler.running and not bot.lanes.running
+
+
+def test_a_worker_never_builds_the_web_app_nor_loads_slacks_asynchronous_stack(tmp_path: Path) -> None:
+    """The web app is built when first asked for: a worker never asks, so Bolt's asynchronous stack
+    (aiohttp and the rest, 15 MB) stays out of its memory. A fresh interpreter, since this one
+    has long imported it."""
+    script = f"""
+import sys
+from bot.app import build_bot
+from bot.settings import Settings
+settings = Settings(
+    database_url="sqlite:///{tmp_path}/worker.db", slack_bot_token="xoxb-test", slack_signing_secret="secret",
+    slack_app_token=None, pagerduty_routing_key=None, prometheus_url=None, smtp_url=None,
+)
+bot = build_bot(settings, config_dir={str(REPO)!r})
+heavy = ("aiohttp", "bot.slack", "slack_bolt")
+print(",".join(name for name in heavy if name in sys.modules) or "none")
+bot.app
+print(",".join(name for name in heavy if name in sys.modules) or "none")
+bot.engine.dispose()
+"""
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["none", "aiohttp,bot.slack,slack_bolt"]
