@@ -11,6 +11,13 @@ The pass still reads every model's values and open alerts (that is how it knows 
 change, whichever replica or push changed them), so this is a shortcut of the CPU work only, never
 of what the pass sees. Pure: no I/O, the pass's ``now`` passed in. Staleness needs no timer: a
 stale sample leaves the values the pass computes, which is a change.
+
+A model is first remembered by a fingerprint of its values only, and so is one whose values moved
+since: in a fleet whose every value moves at every push, keeping each model's values (10,000
+dictionaries) bought nothing and held about 10 MB. When the fingerprint comes back the same, the
+values are kept, and the pass after that may skip the model: a model is left alone from the third
+pass that sees its values unchanged, one pass later than it could be. Only whole values decide a
+skip; the fingerprint only decides what is kept.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from bot.config.loader import Config
 
 @dataclass(frozen=True, slots=True)
 class _Seen:
-    values: Mapping[str, Value]
+    values: Mapping[str, Value] | None
+    """``None`` until the model's values have held for a pass (see the module's docstring)."""
+    fingerprint: int
     alerts: Sequence[Alert]
     until: datetime | None
     """The earliest timer of the model's alerts; ``None``: nothing changes while the inputs hold."""
@@ -51,7 +60,7 @@ class QuietModels:
     def unchanged(self, model: str, values: Mapping[str, Value], alerts: Sequence[Alert], now: datetime) -> bool:
         """Whether ``model``'s rules would decide as last time: same values, same open alerts, no timer due."""
         seen = self._seen.get(model)
-        if seen is None or (seen.until is not None and now >= seen.until):
+        if seen is None or seen.values is None or (seen.until is not None and now >= seen.until):
             return False
         return seen.values == values and seen.alerts == alerts
 
@@ -63,8 +72,11 @@ class QuietModels:
         reported again each pass it fails."""
         if changed:
             self._seen.pop(model, None)
-        else:
-            self._seen[model] = _Seen(values, alerts, until)
+            return
+        fingerprint = hash(tuple(values.items()))
+        before = self._seen.get(model)
+        held = before is not None and before.fingerprint == fingerprint
+        self._seen[model] = _Seen(values if held else None, fingerprint, alerts, until)
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -129,13 +129,17 @@ def test_a_model_whose_values_did_not_change_is_not_evaluated_again(config: Conf
     first = counting.runs
     assert first > 0 and len(quiet) == len(config.models)
 
-    counting.runs = 0
     world.push_again(T0 + timedelta(seconds=30))  # new samples, same values: nothing the rules read changed
     assert evaluate(world.pass_input(), now=T0 + timedelta(seconds=30), quiet=quiet, evaluator=counting) == []
+    assert counting.runs == 2 * first, "the values held for a pass: now they are kept"
+
+    counting.runs = 0
+    world.push_again(T0 + timedelta(seconds=60))
+    assert evaluate(world.pass_input(), now=T0 + timedelta(seconds=60), quiet=quiet, evaluator=counting) == []
     assert counting.runs == 0
 
-    world.samples["support-bot"]["daily_cost_usd"] = Sample(1000.0, T0 + timedelta(seconds=60))
-    changes = evaluate(world.pass_input(), now=T0 + timedelta(seconds=60), quiet=quiet, evaluator=counting)
+    world.samples["support-bot"]["daily_cost_usd"] = Sample(1000.0, T0 + timedelta(seconds=90))
+    changes = evaluate(world.pass_input(), now=T0 + timedelta(seconds=90), quiet=quiet, evaluator=counting)
     assert [t.alert.key for t in changes] == ["llm_cost_runaway:support-bot"]
     assert counting.runs == len(config.rules_for("support-bot")), "only the model whose value changed"
 
@@ -148,8 +152,9 @@ def test_a_pending_alert_is_evaluated_again_when_its_for_is_up(config: Config) -
     world.record(pending, T0)
 
     one_minute = T0 + timedelta(minutes=1)
-    assert evaluate(world.pass_input(), now=one_minute, quiet=quiet, evaluator=counting) == []  # remembered quiet
-    counting.runs = 0
+    assert evaluate(world.pass_input(), now=one_minute, quiet=quiet, evaluator=counting) == []
+    assert evaluate(world.pass_input(), now=one_minute + timedelta(seconds=15), quiet=quiet, evaluator=counting) == []
+    counting.runs = 0  # the values held for a pass: remembered quiet
     assert evaluate(world.pass_input(), now=one_minute + timedelta(seconds=30), quiet=quiet, evaluator=counting) == []
     assert counting.runs == 0, "for: 2m is not up yet"
 
@@ -187,3 +192,26 @@ def test_an_alert_resolved_by_hand_wakes_its_model(config: Config) -> None:
     world.push_again(after)
     reopened = evaluate(world.pass_input(), now=after, quiet=quiet)
     assert [(t.alert.key, t.alert.state) for t in reopened] == [("llm_cost_runaway:support-bot", AlertState.FIRING)]
+
+
+def test_a_model_whose_values_moved_is_skipped_again_once_they_have_held_for_a_pass(config: Config) -> None:
+    """While a model's values move, only a fingerprint of them is kept (a fleet whose every value
+    moves kept 10,000 models' values for nothing): when they stop, one more pass evaluates the
+    model and keeps them, and the pass after skips it."""
+    world, quiet, counting = World(config), QuietModels(), CountingEvaluator()
+    model = "fraud-detector-v2"
+    for now in (T0, T0 + timedelta(seconds=30)):  # every model's values seen, then seen to hold
+        world.push_again(now)
+        evaluate(world.pass_input(), now=now, quiet=quiet, evaluator=counting)
+    passes = [T0 + timedelta(seconds=30 * n) for n in range(2, 6)]
+    runs = []
+    for n, now in enumerate(passes):
+        world.push_again(now)
+        if n == 0:
+            world.samples[model]["p99_latency_ms"] = Sample(250.0, now)  # still healthy, but moved
+        counting.runs = 0
+        assert evaluate(world.pass_input(), now=now, quiet=quiet, evaluator=counting) == []
+        runs.append(counting.runs)
+
+    ran = len(config.rules_for(model))
+    assert runs == [ran, ran, 0, 0], "moved; held once (kept now); skipped; skipped"
