@@ -74,6 +74,21 @@ def night_of_escalations(engine: Engine, tmp_path: Path) -> AlertService:
     acknowledged; after 25 minutes of downtime one sweep runs two steps of three of them and
     three of the fifth, which fired later. P2 is emailed: the second step emails an incident first,
     and its third, in the same sweep, tells the readers it has. What shipped to m1 is on its pages."""
+    service, clock = four_incidents_due(engine, tmp_path)
+    service.ingest([(model, "drift", clock.now(), 9.0) for model in MODELS])
+    service.evaluate_once()
+    assert service.escalate_due() == 4
+    with open_session(engine) as s:
+        m4 = incident_store.open_for_model(s, "m4")
+    assert m4 is not None and m4.id is not None
+    service.acknowledge_incident(m4.id, actor="U_ANA")
+    clock.advance(25 * MINUTE)
+    assert service.escalate_due() == 3 * 2 + 3
+    return service
+
+
+def four_incidents_due(engine: Engine, tmp_path: Path) -> tuple[AlertService, FrozenClock]:
+    """Four P3 incidents (m1 to m4) that fired 6 minutes ago, their first step due."""
     (tmp_path / "rules").mkdir(parents=True)
     (tmp_path / "runbooks").mkdir()
     (tmp_path / "runbooks" / "default.md").write_text("# {model}\n")
@@ -86,22 +101,34 @@ def night_of_escalations(engine: Engine, tmp_path: Path) -> AlertService:
             Change("m3", ChangeKind.DEPLOY, "r9", T0 - timedelta(hours=5)),  # outside the change window
         ]
     )
-
-    def evaluate(models: list[str]) -> None:
-        service.ingest([(model, "drift", clock.now(), 9.0) for model in models])
-        service.evaluate_once()
-
-    evaluate(MODELS[:4])
+    service.ingest([(model, "drift", clock.now(), 9.0) for model in MODELS[:4]])
+    service.evaluate_once()
     clock.advance(6 * MINUTE)
-    evaluate(MODELS)
-    assert service.escalate_due() == 4
+    return service, clock
+
+
+def test_a_sweep_that_loses_a_race_to_a_click_reads_again_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has no row locks: a click can change a due incident between the sweep's read and its
+    write, which refuses the whole sweep. The sweep reads again at once, rather than a tick later."""
+    engine = make_engine(f"sqlite:///{tmp_path}/race.db")
+    migrate(engine)
+    service, _clock = four_incidents_due(engine, tmp_path / "config")
+    climbs, clicked = Recorder.climbs, []
+
+    def a_click_lands_first(self: Recorder, s: Session, due: Sequence[Incident], step: Step, *rest: Any) -> int:
+        if not clicked:
+            clicked.append(due[0].id)
+            service.acknowledge_incident(due[0].id or 0, actor="U_ANA")  # its own transaction, committed
+        return climbs(self, s, due, step, *rest)
+
+    monkeypatch.setattr(Recorder, "climbs", a_click_lands_first)
+    assert service.escalate_due() == 3, "the other three climb in the same call"
     with open_session(engine) as s:
-        m4 = incident_store.open_for_model(s, "m4")
-    assert m4 is not None and m4.id is not None
-    service.acknowledge_incident(m4.id, actor="U_ANA")
-    clock.advance(25 * MINUTE)
-    assert service.escalate_due() == 3 * 2 + 3
-    return service
+        steps = s.exec(select(IncidentEventRow).where(IncidentEventRow.kind == IncidentEventKind.ESCALATED.value)).all()
+    assert len(steps) == 3 and clicked[0] not in {event.incident_id for event in steps}
+    engine.dispose()
 
 
 def stored(engine: Engine) -> dict[str, Any]:
