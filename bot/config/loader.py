@@ -59,6 +59,9 @@ class Config:
     alertmanager: AlertmanagerSection = field(default_factory=AlertmanagerSection)
     webhooks: tuple[Webhook, ...] = ()
     _rules_by_model: dict[str, tuple[Rule, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _rule_sets: dict[tuple[str, ...], tuple[Rule, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     _settings_by_model: dict[str, dict[str, float | str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -88,7 +91,10 @@ class Config:
         10,000-model pass."""
         found = self._rules_by_model.get(model)
         if found is None:
-            found = self._rules_by_model[model] = tuple(r for r in self.rules if r.applies_to(model))
+            matching = tuple(r for r in self.rules if r.applies_to(model))
+            # one tuple per distinct set of rules, not one per model: most models share theirs
+            key = tuple(rule.name for rule in matching)  # rule names are unique
+            found = self._rules_by_model[model] = self._rule_sets.setdefault(key, matching)
         return found
 
     def setting_values(self, model: str) -> Mapping[str, float | str]:

@@ -850,3 +850,11 @@ def test_reading_a_fleet_sized_file_holds_little_more_than_what_it_reads() -> No
 
     assert len(data["models"]) == 2000 and data["models"][1999]["limit"] == 1999
     assert peak < 2 * kept, f"reading held {peak:,} bytes at its peak for {kept:,} kept"
+
+
+def test_models_matching_the_same_rules_share_one_tuple_of_them() -> None:
+    """A fleet's models mostly match the same rules: one tuple for them, not one per model."""
+    config = load_config(REPO_ROOT)
+
+    assert config.rules_for("fraud-detector-v2") != config.rules_for("support-bot")  # llm_cost_runaway
+    assert config.rules_for("an-unknown-model") is config.rules_for("another-unknown-model")
