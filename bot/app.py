@@ -254,7 +254,6 @@ def build_web_app(
     from bot.slack import running as slack_running
     from bot.slack import slack_routes
 
-
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:

@@ -236,19 +236,26 @@ def window_needs(config: Config, *, pulled: PulledTerms | None = None) -> Window
 
 def policy_for(config: Config, model: str) -> tuple[PolicyStep, ...]:
     """The model's escalation policy as the snapshot an alert keeps for its whole life."""
-    known = config.models.get(model)
-    steps = config.escalation.get(known.escalation if known else DEFAULT_POLICY, ())
-    return tuple(PolicyStep(s.after, s.severity, s.mention, s.pagerduty_routing_key) for s in steps)
+    return _policy_named(config, _policy_name(config, model))
 
 
 def _policy_of(config: Config, model: str, policies: dict[str, tuple[PolicyStep, ...]]) -> tuple[PolicyStep, ...]:
     """:func:`policy_for`, built once a pass per policy name rather than once per model."""
-    known = config.models.get(model)
-    name = known.escalation if known else DEFAULT_POLICY
+    name = _policy_name(config, model)
     found = policies.get(name)
     if found is None:
-        found = policies[name] = policy_for(config, model)
+        found = policies[name] = _policy_named(config, name)
     return found
+
+
+def _policy_name(config: Config, model: str) -> str:
+    known = config.models.get(model)
+    return known.escalation if known else DEFAULT_POLICY
+
+
+def _policy_named(config: Config, name: str) -> tuple[PolicyStep, ...]:
+    steps = config.escalation.get(name, ())
+    return tuple(PolicyStep(s.after, s.severity, s.mention, s.pagerduty_routing_key) for s in steps)
 
 
 def _observation(

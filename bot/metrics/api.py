@@ -74,10 +74,9 @@ def push_route(
     One pipeline for every push API, so they share the token, the limits and every answer: 401/403
     without the token, 415, 413, 422 from ``parse``, 400 on a disconnect, 503 (``unavailable``)
     when ``store`` (awaited: it hands the blocking write to a thread) hits the database, else 202
-    ``{"accepted": n}``. ``config`` is called per
-    request so a reload's models apply at once. The log lines stay the caller's (``failed`` is a
-    ``%d`` format of the item count; ``disconnected`` and ``stored`` are optional), so each
-    endpoint's logs still say which endpoint spoke.
+    ``{"accepted": n}``. ``config`` is called per request so a reload's models apply at once. The
+    log lines stay the caller's (``failed`` is a ``%d`` format of the item count; ``disconnected``
+    and ``stored`` are optional), so each endpoint's logs still say which endpoint spoke.
     """
 
     async def endpoint(request: Request) -> Response:
