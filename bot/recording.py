@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import TypeVar
@@ -44,6 +44,49 @@ POSTMORTEM_CHANNEL = "slack"
 log = logging.getLogger("bot.service")
 """The transitions' log lines keep the service's logger name, the one operators filter on (and
 the lines were written under before recording had its own module)."""
+
+
+@dataclass
+class Cluster:
+    """A pass's transitions that touch one incident, in the pass's order: new alerts firing into
+    it and its stored alerts resolving; or new alerts firing into a group with no open incident,
+    whose first opens it (``incident_id`` None). Stored alerts that resolve outside any incident
+    form one cluster too (``incident_id`` None, no ``group``)."""
+
+    incident_id: int | None
+    group: Group | None = None
+    """Where its new alerts are placed (None: it has none)."""
+    changes: list[Transition] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transition of a cluster's incident: as :meth:`Recorder.incident` saves it (``done``,
+    at its version), the event as stored (naming what it paged), the routing keys paged before
+    it, and the model whose routing key pages."""
+
+    done: IncidentTransition
+    stored: IncidentEvent
+    before: tuple[str, ...]
+    model: str
+
+
+@dataclass
+class Plan:
+    """What a cluster's transitions do (:meth:`Recorder._planned`): ``read``, its incident as
+    stored (None: the cluster opens it); the incident's steps; and each alert transition with
+    the incident as that transition left it (what decides whether its notification is urgent)."""
+
+    read: Incident | None
+    steps: list[Step] = field(default_factory=list)
+    alerts: list[tuple[Transition, Incident | None]] = field(default_factory=list)
+    incident_id: int | None = None
+    """The incident's id, once written."""
+
+    @property
+    def written(self) -> tuple[Incident, list[IncidentEvent]]:
+        """The incident as its last step leaves it, with every step's stored event."""
+        return self.steps[-1].done.incident, [step.stored for step in self.steps]
 
 
 class Recorder:
@@ -242,83 +285,127 @@ class Recorder:
         *,
         storms: set[tuple[str, str]],
     ) -> None:
-        """Record an evaluation pass's transitions: new alerts that wait for ``for:`` and new
-        unsilenced alerts that open incidents of groups (or storms) with none open are written
-        together (:meth:`fired_together`); every other transition one by one (:meth:`alert`).
+        """Record an evaluation pass's transitions, most of them written together: new alerts
+        that wait for ``for:``, and per incident the new unsilenced alerts that fire into it (or
+        open it) and its stored alerts that resolve (:class:`Cluster`). Every other transition is
+        recorded one by one (:meth:`alert`), in the pass's order.
 
-        Batching changes how rows are written, never the order of the decisions: when another
-        transition of the pass touches a group a new alert belongs to (an alert of its incident
-        resolving first, a pending alert firing into it), the whole pass is recorded one by one,
-        in order, as it would have been."""
+        Batching changes how rows are written, never the order of the decisions: when a
+        transition recorded one by one touches an incident or a group that a cluster touches (a
+        pending alert firing into an incident whose alerts resolve in the same pass), the
+        cluster is recorded one by one with it, in order, as it would have been."""
+        placing: dict[int, Group] = {}
+        """Where each unsilenced firing alert without an incident is placed, by its index."""
+        for index, change in enumerate(transitions):
+            alert = change.alert
+            places = change.event.kind is EventKind.FIRED and alert.incident_id is None
+            if places and not is_silenced(silences, rule=alert.rule, model=alert.model, now=now):
+                placing[index] = _group(alert, config, storms)
+        open_ids = incident_store.open_groups(s, {group.key for group in placing.values()})
         waiting: list[Transition] = []
-        fresh: list[tuple[Transition, Group]] = []
-        rest: list[Transition] = []
-        for change in transitions:
-            alert, kind = change.alert, change.event.kind
-            if alert.id is None and kind is EventKind.PENDING:
+        clusters: dict[tuple[str, object], Cluster] = {}
+        alone: list[int] = []
+        for index, change in enumerate(transitions):
+            alert, group = change.alert, placing.get(index)
+            if alert.id is None and change.event.kind is EventKind.PENDING:
                 waiting.append(change)
-            elif (
-                alert.id is None
-                and kind is EventKind.FIRED
-                and not is_silenced(silences, rule=alert.rule, model=alert.model, now=now)
-            ):
-                fresh.append((change, _group(alert, config, storms)))
+            elif alert.id is None and group is not None:
+                opened = open_ids.get(group.key)
+                key: tuple[str, object] = ("group", group.key) if opened is None else ("incident", opened)
+                cluster = clusters.setdefault(key, Cluster(opened))
+                cluster.group = group
+                cluster.changes.append(change)
+            elif alert.id is not None and change.event.kind in _CLOSING:
+                clusters.setdefault(("incident", alert.incident_id), Cluster(alert.incident_id)).changes.append(change)
             else:
-                rest.append(change)
-        open_ids = incident_store.open_groups(s, {group.key for _, group in fresh})
+                alone.append(index)
+        touched = {key for index in alone for key in _touches(transitions[index], placing.get(index), open_ids)}
+        plans = self._planned(s, [c for key, c in clusters.items() if key not in touched], config, now)
+        written = {id(change) for change in waiting} | {id(c) for plan in plans for c, _ in plan.alerts}
         with self.whole_pass():
-            if _entangled(rest, fresh, open_ids, config, storms):
-                for change in transitions:
-                    self.alert(s, change, config, now, silences, storms=storms)
-                return
             for alert, change in zip(store.insert_new(s, waiting), waiting, strict=True):
                 _log_transition(alert, change.event, silenced=False)
-            self.fired_together(s, [(c, g) for c, g in fresh if g.key not in open_ids], config, now)
-            for change in rest + [c for c, g in fresh if g.key in open_ids]:
-                self.alert(s, change, config, now, silences, storms=storms)
+            self._write_plans(s, plans, config, now, silences)
+            for change in transitions:
+                if id(change) not in written:
+                    self.alert(s, change, config, now, silences, storms=storms)
 
-    def fired_together(
-        self, s: Session, changes: Sequence[tuple[Transition, Group]], config: Config, now: datetime
-    ) -> list[Alert]:
-        """Record new alerts (no row yet) that fire unsilenced in one pass and open the incidents
-        of their groups (none is open), as :meth:`alert` would one by one, with batched writes.
-
-        The decisions are the same pure ones in the same order (the group's first alert opens
-        its incident, the rest join it, each step's pages decided on the incident so far), so the
-        events, versions and idempotency keys are those of the one-by-one path; only the writes
-        differ: every new incident in one flush, at the version its events bring it to, then every
-        alert. A pass that opens a thousand alerts is a handful of statements (issue 16)."""
-        groups: dict[str, list[tuple[Transition, IncidentTransition, tuple[str, ...]]]] = {}
-        for change, group in changes:
-            steps = groups.setdefault(group.key, [])
-            if steps:
-                placed = core.join(steps[-1][1].incident, change.alert, now=now)
+    def _planned(self, s: Session, clusters: Sequence[Cluster], config: Config, now: datetime) -> list[Plan]:
+        """What each cluster's transitions do to its incident, decided in the pass's order as
+        :meth:`alert` would one by one, once the incidents and their open alerts are read: a new
+        alert joins the incident as it stands (or opens its group's), a resolving alert leaves it,
+        and the incident resolves with its last open alert; each step's pages are decided on the
+        incident as the step before left it. A cluster whose incident resolves before another
+        alert fires into its group (which would open a second incident) gets no plan: it is
+        recorded one by one."""
+        ids = sorted({c.incident_id for c in clusters if c.incident_id is not None})
+        incidents = incident_store.by_ids(s, ids)
+        still_open = incident_store.open_alert_counts(s, ids)
+        plans: list[Plan] = []
+        for cluster in clusters:
+            current = incidents.get(cluster.incident_id or 0)
+            plan = Plan(read=current)
+            left = still_open.get(cluster.incident_id or 0, 0)
+            for change in cluster.changes:
+                alert = change.alert
+                step: IncidentTransition | None = None
+                if alert.id is None:  # fires into the group
+                    if current is not None and not current.state.is_open:
+                        break
+                    if current is not None:
+                        step = core.join(current, alert, now=now)
+                    elif cluster.group is not None:
+                        step = cluster.group.opened_by(alert, now=now)
+                    left += 1
+                else:
+                    left -= 1
+                    if current is not None:
+                        step = core.alert_closed(current, still_open=left, actor=change.event.actor, now=now)
+                if step is not None:
+                    before = step.incident.paged_keys
+                    placed = self._with_pages(step, config, alert.model)
+                    current = replace(placed.incident, version=(current.version if current else 0) + 1)
+                    done = IncidentTransition(current, step.event)
+                    plan.steps.append(Step(done, _as_stored(placed, before), before, alert.model))
+                plan.alerts.append((change, current))
             else:
-                placed = group.opened_by(change.alert, now=now)
-            before = placed.incident.paged_keys
-            placed = self._with_pages(placed, config, change.alert.model)
-            placed = replace(placed, incident=replace(placed.incident, version=len(steps) + 1))
-            steps.append((change, placed, before))
-        opened = [
-            (steps[-1][1].incident, [_as_stored(placed, before) for _, placed, before in steps])
-            for steps in groups.values()
-        ]
-        saved = incident_store.insert_new(s, opened)
-        alerts: list[Transition] = []
-        urgent: list[bool] = []  # as the one-by-one path: the incident as this alert left it pages
-        for incident, steps in zip(saved, groups.values(), strict=True):
-            for change, placed, before in steps:
-                snapshot = replace(placed, incident=replace(placed.incident, id=incident.id))
-                self._after_save(s, snapshot, config, now, before=before, model=change.alert.model)
-                alerts.append(replace(change, alert=replace(change.alert, incident_id=incident.id)))
-                urgent.append(placed.incident.severity in config.routing.page)
-        recorded = store.insert_new(s, alerts)
+                plans.append(plan)
+        return plans
+
+    def _write_plans(
+        self, s: Session, plans: Sequence[Plan], config: Config, now: datetime, silences: list[Silence]
+    ) -> None:
+        """Write what :meth:`_planned` decided: the new incidents in one INSERT and the stored ones
+        in one UPDATE sent with each row's values (each at the version its steps bring it to, with
+        all their events), each step's notifications as :meth:`incident` enqueues them, then the
+        new alerts in one INSERT, the resolving ones in one UPDATE, and every alert's
+        notifications in one INSERT. A pass that opens a thousand alerts, or a flapping fleet's
+        that opens and resolves dozens in a storm, is a handful of statements (issue 16)."""
+        opened = [plan for plan in plans if plan.read is None and plan.steps]
+        created = incident_store.insert_new(s, [plan.written for plan in opened])
+        incident_store.save_moved(s, [plan.written for plan in plans if plan.read is not None and plan.steps])
+        incident_ids = {id(plan): incident.id for plan, incident in zip(opened, created, strict=True)}
+        for plan in plans:
+            incident_id = incident_ids.get(id(plan), plan.read.id if plan.read is not None else None)
+            for step in plan.steps:
+                done = IncidentTransition(replace(step.done.incident, id=incident_id), step.done.event)
+                self._after_save(s, done, config, now, before=step.before, model=step.model)
+            plan.incident_id = incident_id
+        fired = [(c, plan) for plan in plans for c, _ in plan.alerts if c.alert.id is None]
+        placed = [replace(c, alert=replace(c.alert, incident_id=plan.incident_id)) for c, plan in fired]
+        closing = [c for plan in plans for c, _ in plan.alerts if c.alert.id is not None]
+        saved = dict(zip([id(c) for c, _ in fired], store.insert_new(s, placed), strict=True))
+        saved.update(zip(map(id, closing), store.save_moved(s, closing), strict=True))
         rows: list[Enqueued] = []
-        for change, alert, pages in zip(alerts, recorded, urgent, strict=True):
-            _log_transition(alert, change.event, silenced=False)
-            rows += self._dispatch.alert_rows(alert, change.event, config, now, silenced=False, urgent=pages)
+        for plan in plans:
+            for change, incident in plan.alerts:
+                alert, event = saved[id(change)], change.event
+                muted = event.kind.notifies and is_silenced(silences, rule=alert.rule, model=alert.model, now=now)
+                _log_transition(alert, event, silenced=muted)
+                if event.kind.notifies:  # as one by one: urgent when the incident as it left it pages
+                    urgent = incident is not None and incident.severity in config.routing.page
+                    rows += self._dispatch.alert_rows(alert, event, config, now, silenced=muted, urgent=urgent)
         enqueue_many(s, rows)
-        return recorded
 
     @contextmanager
     def whole_pass(self) -> Iterator[None]:
@@ -351,24 +438,22 @@ def _group(alert: Alert, config: Config, storms: set[tuple[str, str]]) -> Group:
     return tracker.group_of(alert, config, storm=(alert.rule, alert_channel(config, alert.rule, alert.model)) in storms)
 
 
-def _entangled(
-    rest: Sequence[Transition],
-    fresh: Sequence[tuple[Transition, Group]],
-    open_ids: Mapping[str, int],
-    config: Config,
-    storms: set[tuple[str, str]],
-) -> bool:
-    """Whether a transition recorded one by one touches a group a new alert belongs to: then the
-    order between them decides (a resolve before a join closes the incident the join would keep open)."""
-    keys = {group.key for _, group in fresh}
-    incidents = {open_ids[key] for key in keys if key in open_ids}
-    for change in rest:
-        alert = change.alert
-        if alert.incident_id is not None and alert.incident_id in incidents:
-            return True
-        if change.event.kind is EventKind.FIRED and _group(alert, config, storms).key in keys:
-            return True
-    return False
+_CLOSING = (EventKind.RESOLVED, EventKind.AUTO_RESOLVED)
+"""The transitions of stored alerts a pass records together (in their incident's :class:`Cluster`)."""
+
+
+def _touches(change: Transition, placed: Group | None, open_ids: Mapping[str, int]) -> set[tuple[str, object]]:
+    """The incidents and groups recording ``change`` reads or writes: its alert's incident, and
+    for an alert that ``placed`` puts in a group, that group and its open incident. Two
+    transitions that touch one of the same are recorded in the pass's order."""
+    touched: set[tuple[str, object]] = set()
+    if change.alert.incident_id is not None:
+        touched.add(("incident", change.alert.incident_id))
+    if placed is not None:
+        touched.add(("group", placed.key))
+        if placed.key in open_ids:
+            touched.add(("incident", open_ids[placed.key]))
+    return touched
 
 
 def _as_stored(placed: IncidentTransition, before: tuple[str, ...]) -> IncidentEvent:

@@ -140,3 +140,87 @@ def test_a_new_alert_and_a_resolve_in_one_group_keep_their_order(
     batched = resolve_then_fire_in_one_group(engine, tmp_path / "batched")
     assert stored(engine) == stored_one_by_one(resolve_then_fire_in_one_group, tmp_path, monkeypatch)
     assert [i.state.value for i in batched.incidents()] == ["firing"], "one incident, still open: no second page"
+
+
+def counting_one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every transition :meth:`Recorder.alert` records from now on, by kind: what was not batched."""
+    seen: list[str] = []
+    alert = Recorder.alert
+
+    def counted(self: Recorder, s: Any, change: Transition, *args: Any, **kwargs: Any) -> Any:
+        seen.append(change.event.kind.value)
+        return alert(self, s, change, *args, **kwargs)
+
+    monkeypatch.setattr(Recorder, "alert", counted)
+    return seen
+
+
+def resolutions_beside_a_storm(engine: Engine, tmp_path: Path) -> World:
+    """Pass 2 resolves m1's accuracy alert (its incident keeps its latency alert), m2's only alert
+    (its incident resolves), half the storm's alerts while a new model's drift joins the storm
+    (evaluated first: models are evaluated in name order), and m3's latency alert, which fired
+    silenced and joined no incident."""
+    world = World(engine, tmp_path, settings=SETTINGS)
+    now = world.clock.now()
+    world.service.silence(
+        Silence(rule="lat", model="m3", starts_at=now, ends_at=now + timedelta(hours=1), created_by="U")
+    )
+    for model in STORM_MODELS:
+        world.push(model, drift=9)
+    world.push("m1", latency=9, accuracy=0.1)
+    world.push("m2", latency=9)
+    world.push("m3", latency=9)
+    world.evaluate()
+    for model in STORM_MODELS[:6]:
+        world.push(model, drift=1)
+    world.push("a-new", drift=9)
+    world.push("m1", latency=9, accuracy=0.9)
+    world.push("m2", latency=1)
+    world.push("m3", latency=1)
+    world.evaluate()
+    return world
+
+
+def test_a_pass_that_resolves_alerts_and_joins_a_storm_records_them_together(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = stored_one_by_one(resolutions_beside_a_storm, tmp_path, monkeypatch)
+    monkeypatch.undo()
+    one_by_one_kinds = counting_one_by_one(monkeypatch)
+    world = resolutions_beside_a_storm(engine, tmp_path / "together")
+
+    assert stored(engine) == reference
+    assert one_by_one_kinds == ["fired"], "only pass 1's silenced alert went one by one"
+    states = {i.group_key.rsplit("=", 1)[-1]: i.state.value for i in world.incidents()}
+    assert states["m1"] == "firing" and states["m2"] == "resolved"
+    [storm] = [i for i in world.incidents() if i.storm_rule == "drift"]
+    assert storm.state.value == "firing" and storm.version == 13, "opened and joined by 12 alerts, joined once more"
+
+
+def storm_emptied_then_refilled(engine: Engine, tmp_path: Path) -> World:
+    """Pass 2 resolves every alert of the storm, then (a later model in name order) a new drift
+    alert fires into the storm's group: one by one, the storm resolves first and the new alert
+    opens a new storm incident."""
+    world = World(engine, tmp_path, settings=SETTINGS)
+    for model in STORM_MODELS:
+        world.push(model, drift=9)
+    world.evaluate()
+    for model in STORM_MODELS:
+        world.push(model, drift=1)
+    world.push("zz-late", drift=9)
+    world.evaluate()
+    return world
+
+
+def test_a_storm_that_resolves_before_a_new_alert_fires_into_its_group_is_recorded_one_by_one(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = stored_one_by_one(storm_emptied_then_refilled, tmp_path, monkeypatch)
+    monkeypatch.undo()
+    one_by_one_kinds = counting_one_by_one(monkeypatch)
+    world = storm_emptied_then_refilled(engine, tmp_path / "together")
+
+    assert stored(engine) == reference
+    assert sorted(one_by_one_kinds) == ["auto_resolved"] * 12 + ["fired"]
+    storms = sorted((i.state.value, i.version) for i in world.incidents() if i.storm_rule == "drift")
+    assert storms == [("firing", 1), ("resolved", 13)], "the old storm resolved, a new one opened"

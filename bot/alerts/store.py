@@ -134,6 +134,22 @@ def insert_new(session: Session, changes: Sequence[Transition]) -> list[Alert]:
     return saved
 
 
+def save_moved(session: Session, changes: Sequence[Transition]) -> list[Alert]:
+    """:func:`save` of many stored alerts at once: one UPDATE per alert sent together, each only
+    if the row is still at the version read, and one multi-row INSERT of their events; the alerts
+    as stored (each at its next version). Raises :class:`ConcurrentChange` when a row moved on."""
+    saved = [replace(change.alert, version=change.alert.version + 1) for change in changes]
+    rows = [
+        {**fields(alert), "version": alert.version, "moved_id": alert.id, "read_at": alert.version - 1}
+        for alert in saved
+    ]
+    versioned.write_moved(session, AlertRow, rows, what="alerts")
+    if changes:
+        events = [_event_row(alert.id or 0, change.event) for alert, change in zip(saved, changes, strict=True)]
+        session.execute(insert(AlertEventRow.__table__), events)  # type: ignore[attr-defined]
+    return saved
+
+
 def _event_row(alert_id: int, event: Event) -> dict[str, Any]:
     return {
         "alert_id": alert_id,

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -73,6 +73,29 @@ def alerts_of(session: Session, incident_ids: Sequence[int]) -> dict[int, list[A
     return found
 
 
+def by_ids(session: Session, incident_ids: Sequence[int]) -> dict[int, Incident]:
+    """:func:`get` of many incidents, by id (those that exist), read in chunks."""
+    found: dict[int, Incident] = {}
+    for chunk in versioned.in_chunks(incident_ids):
+        for row in session.exec(select(IncidentRow).where(col(IncidentRow.id).in_(chunk))):
+            found[row.id or 0] = to_incident(row)
+    return found
+
+
+def open_alert_counts(session: Session, incident_ids: Sequence[int]) -> dict[int, int]:
+    """How many alerts of each incident are open (firing or acknowledged), by id (none: absent),
+    counted in the database in chunks: :func:`open_alert_states` of many incidents at once."""
+    found: dict[int, int] = {}
+    for chunk in versioned.in_chunks(incident_ids):
+        query = (
+            select(AlertRow.incident_id, func.count())
+            .where(col(AlertRow.incident_id).in_(chunk), col(AlertRow.state).in_(OPEN_ALERT_STATES))
+            .group_by(col(AlertRow.incident_id))
+        )
+        found.update((incident_id or 0, count) for incident_id, count in session.exec(query).all())
+    return found
+
+
 def members(session: Session, incident: Incident) -> list[Alert]:
     """:func:`alerts` of an incident that may not be stored yet (none then)."""
     return alerts(session, incident.id) if incident.id is not None else []
@@ -102,20 +125,17 @@ def save(session: Session, change: IncidentTransition) -> Incident:
 
 
 def save_moved(session: Session, moved: Sequence[tuple[Incident, Sequence[IncidentEvent]]]) -> None:
-    """Write stored incidents each moved on by its events (an escalation sweep's steps), as the
-    last of them leaves it, with all the events: one UPDATE per incident sent together, each
-    only if the row is still at the version read (the incident's version less its events), and
-    one multi-row INSERT of events. Raises :class:`ConcurrentChange` when a row moved on."""
+    """Write stored incidents each moved on by its events (an escalation sweep's steps, a pass's
+    resolutions), as the last of them leaves it, with all the events: one UPDATE per incident
+    sent together, each only if the row is still at the version read (the incident's version
+    less its events), and one multi-row INSERT of events. Raises :class:`ConcurrentChange` when
+    a row moved on."""
     if not moved:
         return
-    table = IncidentRow.__table__  # type: ignore[attr-defined]
-    statement = update(table).where(table.c.id == bindparam("moved_id"), table.c.version == bindparam("read_at"))
     rows = [
         {**fields(i), "version": i.version, "moved_id": i.id, "read_at": i.version - len(steps)} for i, steps in moved
     ]
-    result = session.execute(statement, rows)
-    if result.rowcount != len(rows):  # type: ignore[attr-defined]
-        raise ConcurrentChange(f"{len(rows) - result.rowcount} of {len(rows)} incidents changed since they were read")  # type: ignore[attr-defined]
+    versioned.write_moved(session, IncidentRow, rows, what="incidents")
     _insert_events(session, [(incident.id or 0, event) for incident, events in moved for event in events])
 
 

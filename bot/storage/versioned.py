@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -88,6 +88,21 @@ def write(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentChange(stale)
     return None
+
+
+def write_moved(session: Session, table: type[Row], rows: Sequence[dict[str, Any]], *, what: str) -> None:
+    """Update many stored rows in one statement sent with every row's values: each row holds its
+    columns (``version`` at the version it moves to), its ``moved_id`` and the version it was
+    read at (``read_at``), and is updated only if it is still there. Raises
+    :class:`ConcurrentChange` naming how many of the ``what`` moved on since they were read."""
+    if not rows:
+        return
+    t = table.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
+    statement = update(t).where(t.c.id == bindparam("moved_id"), t.c.version == bindparam("read_at"))
+    result = session.execute(statement, list(rows))
+    if result.rowcount != len(rows):  # type: ignore[attr-defined]
+        missed = len(rows) - result.rowcount  # type: ignore[attr-defined]
+        raise ConcurrentChange(f"{missed} of {len(rows)} {what} changed since they were read")
 
 
 KEYS_PER_QUERY = 500

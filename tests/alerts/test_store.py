@@ -105,6 +105,31 @@ def test_an_update_from_a_stale_read_is_a_concurrent_change_and_writes_nothing(e
         assert [e.kind for e in store.history(s, stored.id or 0)] == [EventKind.FIRED, EventKind.ACKNOWLEDGED]
 
 
+def test_alerts_saved_together_bump_each_version_and_record_each_event(engine: Engine) -> None:
+    first, second = fire(engine), fire(engine, model="ranker")
+    changes = [resolve(first, actor="rule:latency_spike", now=T0 + MINUTE), acknowledge(second, actor="U_ANA", now=T0)]
+
+    with session(engine) as s, s.begin():
+        saved = store.save_moved(s, changes)
+
+    assert [load(engine, alert.id) for alert in saved] == saved
+    assert [(alert.state, alert.version) for alert in saved] == [(AlertState.RESOLVED, 2), (AlertState.ACKNOWLEDGED, 2)]
+    with session(engine) as s:
+        assert [e.kind for e in store.history(s, second.id or 0)] == [EventKind.FIRED, EventKind.ACKNOWLEDGED]
+
+
+def test_alerts_saved_together_from_a_stale_read_are_a_concurrent_change_and_write_nothing(engine: Engine) -> None:
+    fresh, read_by_both = fire(engine), fire(engine, model="ranker")
+    save(engine, acknowledge(read_by_both, actor="U_ANA", now=T0 + MINUTE))
+    changes = [resolve(alert, actor="rule:latency_spike", now=T0 + 2 * MINUTE) for alert in (fresh, read_by_both)]
+
+    with pytest.raises(ConcurrentChange, match="1 of 2 alerts changed"), session(engine) as s, s.begin():
+        store.save_moved(s, changes)
+
+    assert load(engine, fresh.id).state is AlertState.FIRING, "the whole batch rolled back"
+    assert load(engine, read_by_both.id).acknowledged_by == "U_ANA"
+
+
 def test_a_second_open_alert_for_the_same_key_is_a_concurrent_change(engine: Engine) -> None:
     fire(engine)
     with pytest.raises(ConcurrentChange, match="latency_spike:fraud-detector-v2"):
