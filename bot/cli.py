@@ -299,7 +299,7 @@ def _start(*, web_only: WebOnly | None) -> tuple[Settings, Bot] | None:
     """A bot built from the environment, reloading on SIGHUP; None after saying why it cannot start.
     A process that posts to channels (not a web-only one) checks at start that it can."""
     from bot.app import build_bot
-    from bot.memory import bound_arenas
+    from bot.memory import bound_arenas, freeze_long_lived, refrozen
     from bot.notify.slack_preflight import warn_missing_scopes, warn_unreadable_channels
 
     bound_arenas()  # before any thread exists: the threads made later share two malloc arenas
@@ -311,7 +311,8 @@ def _start(*, web_only: WebOnly | None) -> tuple[Settings, Bot] | None:
     except ConfigError as exc:
         _report(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", exc)
         return None
-    signal.signal(signal.SIGHUP, lambda *_: bot.config.reload())
+    freeze_long_lived()  # the configuration and the imports: out of every later collection
+    signal.signal(signal.SIGHUP, lambda *_: refrozen(bot.config.reload))
     if web_only is None:
         warn_unreadable_channels(settings, bot.config())  # once, at start: a few seconds at most
         warn_missing_scopes(settings)

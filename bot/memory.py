@@ -9,6 +9,11 @@ freed memory in few places; :func:`trim` hands what is free back to the system (
 which ``serve``'s scheduler does every minute (a pass over free chunks: milliseconds).
 
 Only glibc has these calls; elsewhere (musl, macOS) both functions do nothing.
+
+What the process keeps for its life (the imports, the configuration: about a million objects at
+10,000 models) is frozen out of the cyclic garbage collector's sight (:func:`freeze_long_lived`).
+Every full collection walked all of it: an evaluation pass builds 150,000 samples and more, which
+set off collections that took a fifth of the pass.
 """
 
 from __future__ import annotations
@@ -16,8 +21,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import os
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 TRIM_EVERY = timedelta(minutes=1)
 """How often ``serve`` trims: memory a drained backlog freed goes back within a minute."""
@@ -54,3 +64,22 @@ def trim() -> None:
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def freeze_long_lived() -> None:
+    """Collect what is garbage now, then leave everything that remains out of later collections
+    (``gc.freeze``): a long-running process calls it once it has loaded its configuration.
+    Frozen objects are still freed when nothing refers to them; only a reference cycle among
+    them waits for :func:`refrozen`."""
+    gc.collect()
+    gc.freeze()
+
+
+def refrozen(load: Callable[[], _T]) -> _T:
+    """Run ``load`` (a configuration reload) with the frozen objects back under the collector,
+    so the configuration it replaces can be collected, then freeze again what lives on."""
+    gc.unfreeze()
+    try:
+        return load()
+    finally:
+        freeze_long_lived()

@@ -4,9 +4,11 @@ glibc's own report (``malloc_info``), since a process's arenas cannot be undone.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,27 @@ def test_serve_trims_on_its_schedule(tmp_path: Path) -> None:
     finally:
         bot.engine.dispose()
     memory.trim()  # and it runs anywhere
+
+
+class Node:
+    """An object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.itself = self
+
+
+def test_frozen_objects_are_left_alone_until_a_reload_thaws_them() -> None:
+    old_configuration = Node()
+    ref = weakref.ref(old_configuration)
+    memory.freeze_long_lived()
+    try:
+        del old_configuration
+        gc.collect()
+        assert ref() is not None, "frozen: the collector no longer walks it"
+
+        assert memory.refrozen(lambda: "reloaded") == "reloaded"
+
+        assert ref() is None, "the reload let the collector free the configuration it replaced"
+        assert gc.get_freeze_count() > 0, "what lives on is frozen again"
+    finally:
+        gc.unfreeze()
