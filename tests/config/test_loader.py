@@ -858,3 +858,27 @@ def test_models_matching_the_same_rules_share_one_tuple_of_them() -> None:
 
     assert config.rules_for("fraud-detector-v2") != config.rules_for("support-bot")  # llm_cost_runaway
     assert config.rules_for("an-unknown-model") is config.rules_for("another-unknown-model")
+
+
+def test_a_models_settings_are_its_scalar_fields_then_its_own_keys_without_lists_or_routing(
+    config_dir: MakeDir,
+) -> None:
+    model = MODEL + (
+        "    team: fraud\n    oncall: '@ml-oncall'\n    escalation: default\n    expected_per_hour: 1200\n"
+        "    owner: ana\n    email: [fraud-team@example.com]\n"
+        "    links: [{text: Dashboard, url: 'https://grafana.example.com/d/fraud'}]\n"
+    )
+    config = load_config(config_dir(rules=RULE, models=model))
+
+    known = config.models["fraud-detector-v2"]
+    assert known.settings == {
+        "name": "fraud-detector-v2",
+        "channel": "#ml-alerts",
+        "team": "fraud",
+        "oncall": "@ml-oncall",
+        "baseline_accuracy": 0.95,
+        "expected_per_hour": 1200,
+        "owner": "ana",
+    }
+    dumped = known.model_dump(exclude={"escalation", "email", "links"})
+    assert known.settings == {k: v for k, v in dumped.items() if v is not None}, "as pydantic dumps it"
