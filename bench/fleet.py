@@ -6,7 +6,8 @@ them); 20 rules per model; 1% of the models breaching; 10,000 open incidents esc
 clicks at 20 a second. Everything runs on 127.0.0.1:
 
 - ``python -m bot serve`` (or, with ``--split``, ``serve --web-only`` beside ``python -m bot
-  worker --port``, or ``--workers`` of them, which share the evaluation), on a SQLite file or on
+  worker --port``, or ``--workers`` of them, which share the evaluation, or with ``--halves`` a
+  ``worker --only evaluation`` beside a ``worker --only delivery``), on a SQLite file or on
   a scratch database created on ``--database-url``'s PostgreSQL server and dropped afterwards;
   the Slack Web API and PagerDuty emulators (``tests/emulators``) in child processes, reached
   through ``SLACK_API_URL`` and ``PAGERDUTY_EVENTS_URL``;
@@ -66,7 +67,7 @@ during the load is printed too: a peer that cannot keep up takes cores from the 
 when every figure met its target. Figures go to ``bench/RESULTS.md`` ("Fleet"); this is not a
 timed test.
 
-    python bench/fleet.py [--models 10000] [--alerts 10000] [--seconds 60] [--split]
+    python bench/fleet.py [--models 10000] [--alerts 10000] [--seconds 60] [--split [--halves | --workers N]]
         [--database-url postgresql://postgres@127.0.0.1:5432/test]
 """
 
@@ -291,6 +292,8 @@ class Targets:
     bot: str
     metrics: list[str]
     """Where the schedulers' ``/metrics`` are: the bot's, or with ``--split`` each worker's."""
+    evaluating: list[str]
+    """Those of the processes that evaluate (all but a delivery-only worker's)."""
     gateway: str | None
     bare: str
     pids: dict[str, int]
@@ -457,6 +460,11 @@ def arguments() -> argparse.Namespace:
         "--workers", type=int, default=1, help="with --split: this many workers, which share the evaluation"
     )
     parser.add_argument(
+        "--halves",
+        action="store_true",
+        help="with --split: worker --only evaluation beside worker --only delivery instead of --workers",
+    )
+    parser.add_argument(
         "--no-pushgateway", action="store_true", help="leave the peer out: the bot alone on the machine's cores"
     )
     parser.add_argument("--database-url", default=None, help="PostgreSQL server to create a scratch database on")
@@ -489,6 +497,18 @@ def bot_environment(
     }
 
 
+DELIVERY_WORKER = "delivery worker"
+
+
+def worker_kinds(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The workers beside ``serve --web-only`` (none without ``--split``), each with its options."""
+    if not args.split:
+        return []
+    if args.halves:
+        return [("evaluation worker", ["--only", "evaluation"]), (DELIVERY_WORKER, ["--only", "delivery"])]
+    return [("worker" if args.workers == 1 else f"worker {n + 1}", []) for n in range(args.workers)]
+
+
 def start_system(
     args: argparse.Namespace, env: dict[str, str], folder: Path, processes: list[subprocess.Popen[bytes]]
 ) -> tuple[Targets, dict[str, int], dict[str, Path]]:
@@ -501,11 +521,10 @@ def start_system(
     serve = [*bot, "serve", "--host", "127.0.0.1", "--port", str(bot_port)]
     pids = {"serve": start(serve + (["--web-only"] if args.split else []), env, logs["serve"], processes)}
     urls = {"serve": bot_url}
-    for n in range(args.workers if args.split else 0):
-        name = "worker" if args.workers == 1 else f"worker {n + 1}"
+    for name, only in worker_kinds(args):
         worker_port = free_port()
         logs[name] = folder / f"{name.replace(' ', '-')}.log"
-        worker = [*bot, "worker", "--host", "127.0.0.1", "--port", str(worker_port)]
+        worker = [*bot, "worker", "--host", "127.0.0.1", "--port", str(worker_port), *only]
         pids[name] = start(worker, env, logs[name], processes)
         urls[name] = f"http://127.0.0.1:{worker_port}"
     bare = [sys.executable, interactions.__file__, "--role", "bare", "--port", str(bare_port)]
@@ -523,8 +542,9 @@ def start_system(
         wait_healthy(urls[name], by_pid[pids[name]], log, timeout=120.0)
     for url, name, log, path in waits:
         wait_healthy(url, by_pid[peers[name]], log, path=path)
-    evaluators = [url for name, url in urls.items() if name != "serve"] or [bot_url]
-    targets = Targets(bot_url, evaluators, gateway_url, bare_url, pids)
+    schedulers = [url for name, url in urls.items() if name != "serve"] or [bot_url]
+    evaluating = [url for name, url in urls.items() if name not in ("serve", DELIVERY_WORKER)] or [bot_url]
+    targets = Targets(bot_url, schedulers, evaluating, gateway_url, bare_url, pids)
     return targets, peers, logs
 
 
@@ -585,7 +605,7 @@ def measure(args: argparse.Namespace, folder: Path, stack: ExitStack) -> Run:
     env = bot_environment(args, url, config_root, slack.base_url, pagerduty.base_url)
     targets, peers, logs = start_system(args, env, folder, processes)
 
-    scrapes = first_pass(targets.metrics, timeout=args.evaluation_interval + 120.0)
+    scrapes = first_pass(targets.evaluating, timeout=args.evaluation_interval + 120.0)
     first, first_exact = scrapes.first, scrapes.exact
     opened = open_alert_count(url) - len(incident_ids)
     seconds = first_due + args.seconds + args.tail - time.time()
@@ -755,9 +775,10 @@ def report(args: argparse.Namespace, run: Run, load_before: tuple[float, float, 
     scrapes, results, lateness = run.scrapes, run.results, [step.lateness for step in run.steps]
     latencies, seconds, wall = results.latencies, run.seconds, run.wall
     histogram_steps, within_1s = lateness_histogram(run.expositions.values())
+    processes = " + ".join(["serve --web-only", *(name for name, _ in worker_kinds(args))])
     print(
-        f"\nincident-bot fleet — {time.strftime('%Y-%m-%d %H:%M:%S')}, {run.backend}"
-        f"{f', serve --web-only + {args.workers} worker(s)' if args.split else ', one serve process'}"
+        f"\nincident-bot fleet — {time.strftime('%Y-%m-%d %H:%M:%S')}, {run.backend}, "
+        f"{processes if args.split else 'one serve process'}"
     )
     loads = [" ".join(f"{x:.2f}" for x in load) for load in (load_before, os.getloadavg())]
     print(

@@ -37,7 +37,7 @@ from bot.evaluation.members import BEAT_EVERY
 from bot.evaluation.schedule import EvaluationSchedule
 from bot.health import health_routes
 from bot.incident_review import IncidentReview
-from bot.jobs import applying_kept_clicks, background_work, build_scheduler
+from bot.jobs import Work, applying_kept_clicks, background_work, build_scheduler
 from bot.memory import TRIM_EVERY
 from bot.memory import trim as trim_memory
 from bot.metrics.api import metric_routes
@@ -84,6 +84,8 @@ class Bot:
     worker_app: Starlette
     """``incident-bot worker --port``'s app: only ``/healthz`` and ``/metrics``; its lifespan runs
     the background work."""
+    only: Work | None = None
+    """The half of the background work this process runs (``worker --only``); None: all of it."""
 
     @functools.cached_property
     def app(self) -> Starlette:
@@ -110,7 +112,9 @@ def build_bot(
     notifiers: Mapping[str, Notifier] | None = None,
     config_dir: Path | None = None,
     web_only: WebOnly | None = None,
+    only: Work | None = None,
 ) -> Bot:
+    """Everything a process runs, wired; ``only``: the half of the background work it does."""
     clock = clock or SystemClock()
     holder = ConfigHolder(config_dir or default_config_dir(settings))
     engine = make_engine(settings.database_url, call_timeout=settings.database_timeout)
@@ -138,6 +142,7 @@ def build_bot(
         settings, holder, service.ingest_pulled, clock, alerts=record_source_alerts, metrics=metrics
     )
     scheduler = build_scheduler(
+        only=only,
         evaluate=lambda: service.evaluate_on_schedule(schedule),
         evaluation_grid=schedule.tick_at(clock.now()),
         escalate=service.escalate_due,
@@ -185,8 +190,9 @@ def build_bot(
         ),
         lanes=lanes,
         scheduler=scheduler,
+        only=only,
     )
-    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app, worker_app)
+    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app, worker_app, only)
 
 
 def default_notifiers(
@@ -287,14 +293,16 @@ def build_web_app(
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def build_worker_app(routes: list[BaseRoute], *, lanes: Lanes, scheduler: BackgroundScheduler) -> Starlette:
+def build_worker_app(
+    routes: list[BaseRoute], *, lanes: Lanes, scheduler: BackgroundScheduler, only: Work | None = None
+) -> Starlette:
     """The worker's own listener, for its supervisor and Prometheus: in the split, rule errors,
     the metric sources' health and the evaluation and delivery counters live in the worker, so
     only it can report them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        with background_work(lanes, scheduler):
+        with background_work(lanes, scheduler, only=only):
             yield
 
     return Starlette(routes=routes, lifespan=lifespan)

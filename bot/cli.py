@@ -17,6 +17,7 @@ from bot.slo import cli as slo_cli
 
 if TYPE_CHECKING:
     from bot.app import Bot, WebOnly
+    from bot.jobs import Work
     from bot.settings import Settings
 
 
@@ -48,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=None, help="serve /healthz and /metrics on this port (default: no listener)"
     )
     worker.add_argument("--host", default=None, help="with --port: default $HOST or 0.0.0.0")
+    worker.add_argument(
+        "--only",
+        choices=["evaluation", "delivery"],
+        default=None,
+        help="run only this half of the work, beside a worker running the other half (default: both)",
+    )
     check = sub.add_parser("check", help="validate a configuration directory (rules/ and runbooks/)")
     check.add_argument("directory", nargs="?", type=Path, default=None)
     init = sub.add_parser("init", help="write an editable copy of the shipped rules/ and runbooks/ into DIR")
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args, parser)
     if args.command == "worker":
-        return _worker(args.host, args.port)
+        return _worker(args.host, args.port, args.only)
     if args.command == "check":
         return _check(args.directory)
     if args.command == "init":
@@ -246,19 +253,20 @@ def _serve_process(
     return 0 if server.started else STARTUP_FAILURE
 
 
-def _worker(host: str | None, port: int | None) -> int:
+def _worker(host: str | None, port: int | None, only: str | None) -> int:
     import uvicorn
 
-    from bot.jobs import background_work
+    from bot.jobs import Work, background_work
     from bot.processes import run_until_stopped
 
-    started = _start(web_only=None)
+    work = Work(only) if only is not None else None
+    started = _start(web_only=None, only=work)
     if started is None:
         return 2
     settings, bot = started
     try:
         if port is None:
-            run_until_stopped(background_work(bot.lanes, bot.scheduler))
+            run_until_stopped(background_work(bot.lanes, bot.scheduler, only=work), work=work)
         else:  # the app's lifespan runs the same background work
             uvicorn.run(
                 bot.worker_app,
@@ -295,10 +303,12 @@ def _prepare() -> Settings | None:
     return settings
 
 
-def _start(*, web_only: WebOnly | None) -> tuple[Settings, Bot] | None:
+def _start(*, web_only: WebOnly | None, only: Work | None = None) -> tuple[Settings, Bot] | None:
     """A bot built from the environment, reloading on SIGHUP; None after saying why it cannot start.
-    A process that posts to channels (not a web-only one) checks at start that it can."""
+    A process that posts to channels (neither a web-only one nor an evaluation-only worker)
+    checks at start that it can."""
     from bot.app import build_bot
+    from bot.jobs import Work
     from bot.memory import bound_arenas, freeze_long_lived, refrozen
     from bot.notify.slack_preflight import warn_missing_scopes, warn_unreadable_channels
 
@@ -307,13 +317,13 @@ def _start(*, web_only: WebOnly | None) -> tuple[Settings, Bot] | None:
     if settings is None:
         return None
     try:
-        bot = build_bot(settings, web_only=web_only)
+        bot = build_bot(settings, web_only=web_only, only=only)
     except ConfigError as exc:
         _report(f"refusing to start: the configuration has {len(exc.problems)} problem(s)", exc)
         return None
     freeze_long_lived()  # the configuration and the imports: out of every later collection
     signal.signal(signal.SIGHUP, lambda *_: refrozen(bot.config.reload))
-    if web_only is None:
+    if web_only is None and only is not Work.EVALUATION:
         warn_unreadable_channels(settings, bot.config())  # once, at start: a few seconds at most
         warn_missing_scopes(settings)
     return settings, bot

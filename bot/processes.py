@@ -94,12 +94,14 @@ def _child_main(child: Callable[[int], int], index: int) -> None:
     sys.exit(child(index))
 
 
-def run_until_stopped(work: AbstractContextManager[None]) -> None:
-    """Hold ``work`` open (the worker's scheduler and lanes) until SIGTERM or SIGINT."""
+def run_until_stopped(background: AbstractContextManager[None], *, work: str | None = None) -> None:
+    """Hold ``background`` open (the worker's scheduler and lanes) until SIGTERM or SIGINT;
+    ``work``: the half of the work it runs (``worker --only``), for the log line."""
     stop = threading.Event()
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stop.set())
-    with work:
-        log.info("worker running: scheduler and delivery lanes started; SIGTERM stops it")
+    with background:
+        started = "scheduler and delivery lanes started" if work is None else f"{work} only"
+        log.info("worker running: %s; SIGTERM stops it", started)
         stop.wait()
     log.info("worker stopped")

@@ -18,7 +18,7 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from bot.app import Bot, WebOnly, build_bot
-from bot.jobs import background_work
+from bot.jobs import Work, background_work
 from bot.pending_actions import PendingAction, PendingActions
 from bot.settings import Settings
 from bot.storage.database import session
@@ -50,8 +50,8 @@ def bots() -> Iterator[list[Bot]]:
         bot.engine.dispose()
 
 
-def built(bots: list[Bot], tmp_path: Path, web_only: WebOnly | None = None) -> Bot:
-    bot = build_bot(settings(tmp_path), config_dir=REPO, web_only=web_only)
+def built(bots: list[Bot], tmp_path: Path, web_only: WebOnly | None = None, only: Work | None = None) -> Bot:
+    bot = build_bot(settings(tmp_path), config_dir=REPO, web_only=web_only, only=only)
     bots.append(bot)
     return bot
 
@@ -118,6 +118,33 @@ def test_the_worker_runs_every_scheduled_job_and_delivers(tmp_path: Path, bots: 
         assert all_ran.wait(timeout=20), f"jobs that never ran: {sorted(expected - ran)}"
     assert not failed
     assert not bot.scheduler.running and not bot.lanes.running
+
+
+def test_the_two_halves_of_the_work_share_out_every_job_and_only_the_delivery_half_runs_lanes(
+    tmp_path: Path, bots: list[Bot]
+) -> None:
+    """``worker --only evaluation`` beside ``worker --only delivery``: every job of the whole
+    worker runs in exactly one of them (the memory trim in both), and only evaluating processes
+    join the evaluators, so no share of the models goes to a process that never evaluates."""
+    whole = {job.id for job in built(bots, tmp_path).scheduler.get_jobs()}
+    evaluation, delivery = built(bots, tmp_path, only=Work.EVALUATION), built(bots, tmp_path, only=Work.DELIVERY)
+    evaluating = {job.id for job in evaluation.scheduler.get_jobs()}
+    delivering = {job.id for job in delivery.scheduler.get_jobs()}
+
+    assert evaluating == {"evaluation", "evaluator-heartbeat", "slo-evaluation", "memory-trim"}
+    assert evaluating | delivering == whole and evaluating & delivering == {"memory-trim"}
+    beaten = threading.Event()
+    evaluation.scheduler.add_listener(
+        lambda event: beaten.set() if event.job_id == "evaluator-heartbeat" else None, EVENT_JOB_EXECUTED
+    )
+    with (
+        background_work(evaluation.lanes, evaluation.scheduler, only=Work.EVALUATION),
+        background_work(delivery.lanes, delivery.scheduler, only=Work.DELIVERY),
+    ):
+        assert beaten.wait(timeout=20)
+        assert delivery.lanes.running and not evaluation.lanes.running
+        assert evaluators(evaluation) == [evaluation.service.members.name], "the delivery half never evaluates"
+    assert not evaluation.scheduler.running and not delivery.scheduler.running and not delivery.lanes.running
 
 
 def test_each_web_process_keeps_its_own_journal_and_applies_it(

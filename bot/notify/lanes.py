@@ -188,7 +188,8 @@ class Lanes:
     def __init__(
         self, outbox: Outbox, engine: Engine, *, poll: float = POLL, renew_every: float = RENEW_EVERY.total_seconds()
     ) -> None:
-        self._engine = engine
+        self.engine = engine
+        """The database whose outbox they deliver."""
         self._lanes = {channel: Lane(outbox, channel, poll=poll) for channel in outbox.channels}
         self._renewer = ClaimRenewer(outbox, every=renew_every)
         self.listener = WakeupListener(engine, self.wake, self.channels) if _is_postgres(engine) else None
@@ -234,7 +235,7 @@ class Lanes:
                 lane.wake()
 
     def committed(self, engine: Engine, channels: Collection[str]) -> None:
-        if engine is self._engine:
+        if engine is self.engine:
             self.wake(channels)
 
 

@@ -93,7 +93,7 @@ SCRIPTS = [
     Script(
         "fleet",
         "--models 200 --alerts 300 --seconds 3 --tail 1 --lead 10 --evaluation-interval 1 --push-interval 5 "
-        "--click-rate 10 --split --workers 2",
+        "--click-rate 10 --split --halves",
         r"^\| escalation lateness p99",
         sound=(
             r"^\| errors \(bot: ingest \+ clicks\)\s+\| 0 ",

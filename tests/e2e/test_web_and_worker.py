@@ -1,6 +1,7 @@
 """The split process model as a user runs it: ``incident-bot serve --web-only --workers 2`` answers
-HTTP, ``incident-bot worker`` evaluates and delivers, on one database (a SQLite file on one machine,
-then PostgreSQL), against the Slack and PagerDuty emulators.
+HTTP, ``incident-bot worker`` evaluates and delivers (or ``worker --only evaluation`` and ``worker
+--only delivery`` share that), on one database (a SQLite file on one machine, then PostgreSQL),
+against the Slack and PagerDuty emulators.
 
 A metric pushed to a web process fires an alert that only the worker can evaluate and post; a
 signed Acknowledge click is acted on by the web process that takes it, and the worker delivers
@@ -11,6 +12,7 @@ row), whichever of the three processes wrote it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -34,11 +36,11 @@ WAIT = 30.0
 class Worker:
     """One ``python -m bot worker`` process, up once it logs that its scheduler and lanes run."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, options: tuple[str, ...] = ()) -> None:
         self.log = log
         self._out = log.open("a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "worker"],
+            [sys.executable, "-m", "bot", "worker", *options],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=self._out,
@@ -71,7 +73,7 @@ def test_web_only_processes_take_the_click_and_the_worker_delivers_exactly_once(
     web = Served(env, tmp_path / "web.log", name="serve --web-only", options=["--web-only", "--workers", "2"])
     try:
         with httpx.Client(timeout=10) as http:
-            _run_the_flow(web, worker, engine, slack, http)
+            _run_the_flow(web, [worker], engine, slack, http)
     finally:
         web.stop()
         assert worker.stop() == 0, worker.output()
@@ -79,9 +81,36 @@ def test_web_only_processes_take_the_click_and_the_worker_delivers_exactly_once(
     assert "worker running" not in web.output()
 
 
-def _run_the_flow(web: Served, worker: Worker, engine: Engine, slack: SlackEmulator, http: httpx.Client) -> None:
+def test_the_flow_holds_with_evaluation_and_delivery_in_workers_of_their_own(
+    tmp_path: Path, engine: Engine, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    """The pass's alert is written by the evaluation worker and posted by the delivery worker;
+    the click's update too is the delivery worker's."""
+    config = fast_config(tmp_path / "config", steps=[(3600, "P1")])
+    env = serve_env(engine.url.render_as_string(hide_password=False), config, slack, pagerduty)
+    env["SLACK_SIGNING_SECRET"] = SECRET
+    evaluation = Worker(env, tmp_path / "evaluation.log", ("--only", "evaluation"))
+    delivery = Worker(env, tmp_path / "delivery.log", ("--only", "delivery"))
+    web = Served(env, tmp_path / "web.log", name="serve --web-only", options=["--web-only"])
+    try:
+        with httpx.Client(timeout=10) as http:
+            _run_the_flow(web, [evaluation, delivery], engine, slack, http)
+    finally:
+        web.stop()
+        assert evaluation.stop() == 0, evaluation.output()
+        assert delivery.stop() == 0, delivery.output()
+    logs = web.output() + evaluation.output() + delivery.output()
+    assert "Traceback" not in logs, logs
+    assert "worker running: evaluation only" in evaluation.output()
+    assert "worker running: delivery only" in delivery.output()
+    fired = re.compile(r"alert \d+ fired: ")
+    assert fired.search(evaluation.output()) and not fired.search(delivery.output()), "the pass ran in one half"
+
+
+def _run_the_flow(web: Served, workers: list[Worker], engine: Engine, slack: SlackEmulator, http: httpx.Client) -> None:
     def explain() -> str:
-        return f"--- web ---\n{web.output()[-3000:]}\n--- worker ---\n{worker.output()[-3000:]}"
+        shown = "".join(f"\n--- {worker.log.name} ---\n{worker.output()[-3000:]}" for worker in workers)
+        return f"--- web ---\n{web.output()[-3000:]}{shown}"
 
     assert http.get(f"{web.base}/healthz").json() == {"status": "ok"}, "web-only: no scheduler of its own"
     run = Running(base=web.base, http=http, slack=slack, channel=slack.channel_id(CHANNEL))
