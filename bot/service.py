@@ -62,6 +62,10 @@ ExternalPlan = Callable[[Config, Mapping[str, Alert], Mapping[str, datetime], da
 alerts by key, the keys' last resolutions and now, the transitions to record."""
 
 
+PASS_TRIES = 3
+"""Times a scheduled evaluation is tried when it keeps losing races, before the next tick."""
+
+
 @dataclass(frozen=True)
 class PassResult:
     transitions: list[Transition]
@@ -156,7 +160,16 @@ class AlertService(IncidentActions):
             )
             if self._metrics:
                 self._metrics.evaluations_missed(tick.missed)
-        return self.evaluate_once(at=tick.at)
+        # a pass that loses a race (a click or another evaluator changed an alert it decided on)
+        # is rolled back whole: it decides again at once from fresh data, as a sweep does, where
+        # waiting for the next tick held every other transition of the pass back an interval
+        for _ in range(PASS_TRIES):
+            result = self.evaluate_once(at=tick.at)
+            if not result.conflicts:
+                return result
+        at = tick.at.isoformat()
+        log.warning("the evaluation as of %s lost %d races in a row; the next tick decides again", at, PASS_TRIES)
+        return result
 
     @times_evaluation
     def evaluate_once(self, *, at: datetime | None = None) -> PassResult:
@@ -164,7 +177,8 @@ class AlertService(IncidentActions):
         (the pass's tick; default now), saved atomically with its notifications.
 
         If another replica changed an alert meanwhile, the pass is rolled back and reported as
-        a conflict; the next tick decides again from fresh data, so nothing is lost or doubled.
+        a conflict; the scheduled pass decides again at once from fresh data, so nothing is lost
+        or doubled.
         """
         config = self._config()
         now = at or self._clock.now()
@@ -240,7 +254,8 @@ class AlertService(IncidentActions):
         evaluators: int = 0,
     ) -> PassResult:
         """Record a pass's transitions in the caller's transaction, or roll it all back if another
-        replica changed an alert meanwhile: the next tick decides again from fresh data. A rule pass
+        replica changed an alert meanwhile: a rule pass is tried again at once
+        (:meth:`evaluate_on_schedule`), an SLO pass at its next run. A rule pass
         (one of ``evaluators`` sharing the models) folds a rule breaching on many models at once
         into one storm incident; an SLO pass (``evaluators`` 0) does not."""
         try:
@@ -249,7 +264,7 @@ class AlertService(IncidentActions):
             self._recorder.whole_pass_of(s, transitions, config, now, silences, storms=stormy)
         except store.ConcurrentChange as exc:
             s.rollback()
-            log.info("%s lost a race and will retry next tick: %s", what, exc)
+            log.info("%s lost a race and was rolled back: %s", what, exc)
             return PassResult([], conflicts=1)
         return PassResult(transitions, conflicts=0)
 

@@ -7,11 +7,13 @@ lasting exactly as long as ``for:`` allows was lost. Prometheus counts on schedu
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import random
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -24,6 +26,7 @@ from bot.config.holder import ConfigHolder
 from bot.evaluation.schedule import EPOCH, EvaluationSchedule
 from bot.jobs import build_scheduler
 from bot.observability import Metrics
+from bot.recording import Recorder
 from bot.service import AlertService, every_channel
 from bot.storage.database import make_engine, migrate, session
 from bot.storage.tables import AlertEventRow
@@ -198,3 +201,34 @@ def test_the_real_scheduler_under_cpu_load_fires_a_breach_of_exactly_for_plus_on
     assert fired == [start + 2 * interval], events(engine)
     with session(engine) as s:
         assert not store.open_alerts(s), "it auto-resolved at the recovery tick"
+
+
+def test_a_pass_that_loses_a_race_to_a_click_decides_again_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A click between the pass's read and its write refuses the pass's resolve (the alert moved
+    on): the whole pass rolls back and is tried again from fresh data in the same run, not a tick
+    (up to minutes) later."""
+    caplog.set_level(logging.INFO, logger="bot.service")
+    clock = FrozenClock(datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC))
+    service, engine = build_service(tmp_path, interval=10 * SECOND, for_=timedelta(0), clock=clock)
+    schedule = EvaluationSchedule(10 * SECOND)
+    service.ingest([(MODEL, "x", clock.now(), 9.0)])
+    service.evaluate_on_schedule(schedule)
+    with session(engine) as s:
+        [firing] = store.open_alerts(s).values()
+    clock.advance(10 * SECOND)
+    service.ingest([(MODEL, "x", clock.now(), 1.0)])
+    record, clicked = Recorder.whole_pass_of, []
+
+    def a_click_lands_first(self: Recorder, *args: Any, **kwargs: Any) -> None:
+        if not clicked:
+            clicked.append(service.acknowledge(firing.id or 0, actor="U_ANA"))  # its own transaction
+        record(self, *args, **kwargs)
+
+    monkeypatch.setattr(Recorder, "whole_pass_of", a_click_lands_first)
+    result = service.evaluate_on_schedule(schedule)
+
+    assert result is not None and result.conflicts == 0
+    assert [kind for kind, _ in events(engine)] == ["fired", "acknowledged", "auto_resolved"]
+    assert "evaluation pass lost a race and was rolled back" in caplog.text
