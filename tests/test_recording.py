@@ -142,8 +142,14 @@ def test_a_new_alert_and_a_resolve_in_one_group_keep_their_order(
     assert [i.state.value for i in batched.incidents()] == ["firing"], "one incident, still open: no second page"
 
 
-def counting_one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every transition :meth:`Recorder.alert` records from now on, by kind: what was not batched."""
+def recorded_as_one_by_one(
+    scenario: Callable[[Engine, Path], World], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[World, list[str]]:
+    """Run ``scenario`` on ``engine`` and require every row and notification it stores to be what
+    the one-by-one path stores; its world, and the kinds of the transitions that still went one
+    by one (through :meth:`Recorder.alert`) rather than together."""
+    reference = stored_one_by_one(scenario, tmp_path, monkeypatch)
+    monkeypatch.undo()
     seen: list[str] = []
     alert = Recorder.alert
 
@@ -152,7 +158,9 @@ def counting_one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return alert(self, s, change, *args, **kwargs)
 
     monkeypatch.setattr(Recorder, "alert", counted)
-    return seen
+    world = scenario(engine, tmp_path / "together")
+    assert stored(engine) == reference
+    return world, seen
 
 
 def resolutions_beside_a_storm(engine: Engine, tmp_path: Path) -> World:
@@ -184,12 +192,8 @@ def resolutions_beside_a_storm(engine: Engine, tmp_path: Path) -> World:
 def test_a_pass_that_resolves_alerts_and_joins_a_storm_records_them_together(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reference = stored_one_by_one(resolutions_beside_a_storm, tmp_path, monkeypatch)
-    monkeypatch.undo()
-    one_by_one_kinds = counting_one_by_one(monkeypatch)
-    world = resolutions_beside_a_storm(engine, tmp_path / "together")
+    world, one_by_one_kinds = recorded_as_one_by_one(resolutions_beside_a_storm, engine, tmp_path, monkeypatch)
 
-    assert stored(engine) == reference
     assert one_by_one_kinds == ["fired"], "only pass 1's silenced alert went one by one"
     states = {i.group_key.rsplit("=", 1)[-1]: i.state.value for i in world.incidents()}
     assert states["m1"] == "firing" and states["m2"] == "resolved"
@@ -215,12 +219,8 @@ def storm_emptied_then_refilled(engine: Engine, tmp_path: Path) -> World:
 def test_a_storm_that_resolves_before_a_new_alert_fires_into_its_group_is_recorded_one_by_one(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reference = stored_one_by_one(storm_emptied_then_refilled, tmp_path, monkeypatch)
-    monkeypatch.undo()
-    one_by_one_kinds = counting_one_by_one(monkeypatch)
-    world = storm_emptied_then_refilled(engine, tmp_path / "together")
+    world, one_by_one_kinds = recorded_as_one_by_one(storm_emptied_then_refilled, engine, tmp_path, monkeypatch)
 
-    assert stored(engine) == reference
     assert sorted(one_by_one_kinds) == ["auto_resolved"] * 12 + ["fired"]
     storms = sorted((i.state.value, i.version) for i in world.incidents() if i.storm_rule == "drift")
     assert storms == [("firing", 1), ("resolved", 13)], "the old storm resolved, a new one opened"
