@@ -36,9 +36,9 @@ def driver_rows(session: Session, statement: Select[Any]) -> Iterator[tuple[Any,
     to the driver as they are, so they must be values the driver takes itself (numbers, text, a
     list for an array); an ``IN`` list is rendered as one parameter per item.
 
-    On PostgreSQL the rows come from a cursor declared on the server, :data:`FETCH` per round
-    trip: a plain cursor receives the whole result into the driver's buffer first, 18 MB of an
-    evaluation worker's peak for a pass's 150,000 latest values. (SQLAlchemy's
+    On PostgreSQL the rows come from a cursor declared on the server, :data:`SERVER_FETCH` per
+    round trip: a plain cursor receives the whole result into the driver's buffer first, 18 MB of
+    an evaluation worker's peak for a pass's 150,000 latest values. (SQLAlchemy's
     ``stream_results`` would declare one too, but it reads the first row ahead into its own
     buffer, which the driver's ``fetchmany`` then never returns.) SQLite's cursor steps through
     the rows as they are fetched anyway."""
@@ -55,11 +55,16 @@ def driver_rows(session: Session, statement: Select[Any]) -> Iterator[tuple[Any,
     connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1")
     connection.exec_driver_sql(f"DECLARE {cursor} NO SCROLL CURSOR FOR {compiled}", params or None)
     try:
-        while rows := list(_fetched(connection.exec_driver_sql(f"FETCH FORWARD {FETCH} FROM {cursor}"))):
+        while rows := list(_fetched(connection.exec_driver_sql(f"FETCH FORWARD {SERVER_FETCH} FROM {cursor}"))):
             yield from rows
     finally:
         connection.exec_driver_sql(f"CLOSE {cursor}")
 
+
+SERVER_FETCH = 25_000
+"""Rows per round trip from a server cursor: a few megabytes in the driver's buffer, and six
+round trips for a pass's 150,000 values. At 5,000 (thirty round trips) a pass under the fleet's
+load, whose database server is busy with the pushes, waited for the server thirty times."""
 
 _CURSORS = itertools.count()
 """Numbers for the server cursors' names, unique within the process (so within a connection)."""

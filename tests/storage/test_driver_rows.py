@@ -12,14 +12,14 @@ from sqlmodel import select
 
 from bot.metrics import store
 from bot.storage.database import session
-from bot.storage.driver_rows import FETCH, driver_rows
+from bot.storage.driver_rows import FETCH, SERVER_FETCH, driver_rows
 from bot.storage.tables import MetricLatestRow
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def test_every_row_comes_back_in_order_across_fetches(engine: Engine) -> None:
-    count = FETCH + 7
+    count = max(FETCH, SERVER_FETCH) + 7
     with session(engine) as s, s.begin():
         store.record(s, [(f"m{n:05d}", "g", T0, float(n)) for n in range(count)])
     query = select(MetricLatestRow.model, MetricLatestRow.value).order_by(MetricLatestRow.model)
@@ -30,11 +30,11 @@ def test_every_row_comes_back_in_order_across_fetches(engine: Engine) -> None:
 
 def test_on_postgresql_the_rows_are_read_from_a_cursor_on_the_server(pg_engine: Engine) -> None:
     with session(pg_engine) as s, s.begin():
-        store.record(s, [(f"m{n:05d}", "g", T0, float(n)) for n in range(FETCH + 1)])
+        store.record(s, [(f"m{n:05d}", "g", T0, float(n)) for n in range(SERVER_FETCH + 1)])
     with session(pg_engine) as s, s.begin():
         rows = driver_rows(s, select(MetricLatestRow.model))  # type: ignore[arg-type]
         next(rows)
         open_cursors = s.execute(text("SELECT count(*) FROM pg_cursors WHERE NOT is_holdable")).scalar()
         rest = sum(1 for _ in rows)
     assert open_cursors == 1, "the result stays on the server, fetched a part at a time"
-    assert rest == FETCH
+    assert rest == SERVER_FETCH
