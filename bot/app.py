@@ -84,8 +84,6 @@ class Bot:
     worker_app: Starlette
     """``incident-bot worker --port``'s app: only ``/healthz`` and ``/metrics``; its lifespan runs
     the background work."""
-    only: Work | None = None
-    """The half of the background work this process runs (``worker --only``); None: all of it."""
 
     @functools.cached_property
     def app(self) -> Starlette:
@@ -192,7 +190,7 @@ def build_bot(
         scheduler=scheduler,
         only=only,
     )
-    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app, worker_app, only)
+    return Bot(settings, engine, clock, holder, service, outbox, lanes, scheduler, app, worker_app)
 
 
 def default_notifiers(
