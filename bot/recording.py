@@ -61,9 +61,9 @@ class Cluster:
 
 @dataclass(frozen=True)
 class Step:
-    """One transition of a cluster's incident: as :meth:`Recorder.incident` saves it (``done``,
-    at its version), the event as stored (naming what it paged), the routing keys paged before
-    it, and the model whose routing key pages."""
+    """One incident transition of a batch (a sweep's climb, a pass's cluster): as
+    :meth:`Recorder.incident` saves it (``done``, at its version), the event as stored (naming
+    what it paged), the routing keys paged before it, and the model whose routing key pages."""
 
     done: IncidentTransition
     stored: IncidentEvent
@@ -175,6 +175,15 @@ class Recorder:
             return change
         return replace(change, incident=replace(change.incident, paged_keys=(*change.incident.paged_keys, *paged)))
 
+    def _stepped(self, change: IncidentTransition, config: Config, model: str, *, version: int) -> Step:
+        """``change`` as a batch records it, deciding what :meth:`incident` decides without its
+        write: with the routing keys it newly pages (``model``'s), at ``version``, and its event
+        as stored."""
+        before = change.incident.paged_keys
+        placed = self._with_pages(change, config, model)
+        done = IncidentTransition(replace(placed.incident, version=version), change.event)
+        return Step(done, _as_stored(placed, before), before, model)
+
     def climbs(
         self,
         s: Session,
@@ -196,39 +205,39 @@ class Recorder:
         The chat rows a step writes are never held for business hours, so releasing the held
         ones once, after every row is written, releases what one step at a time would."""
         members = incident_store.alerts_of(s, [incident.id for incident in due if incident.id is not None])
-        planned: list[tuple[IncidentTransition, tuple[str, ...], str]] = []
+        planned: list[Step] = []
         moved: list[tuple[Incident, list[IncidentEvent]]] = []
         for incident in due:
             theirs = members.get(incident.id or 0, [])
             lead_model = theirs[0].model if theirs else ""
             current, stored = incident, []
             while (change := step(current)) is not None:
-                before = change.incident.paged_keys
-                placed = self._with_pages(change, config, lead_model)
-                current = replace(placed.incident, version=current.version + 1)
-                stored.append(_as_stored(placed, before))
-                planned.append((IncidentTransition(current, change.event), before, lead_model))
+                taken = self._stepped(change, config, lead_model, version=current.version + 1)
+                current = taken.done.incident
+                stored.append(taken.stored)
+                planned.append(taken)
             if stored:
                 moved.append((current, stored))
         incident_store.save_moved(s, moved)
         # a step pages now exactly when it added routing keys (Dispatcher.pages, the same routing)
-        paging = [done.incident for done, before, _ in planned if len(done.incident.paged_keys) > len(before)]
+        paging = [t.done.incident for t in planned if len(t.done.incident.paged_keys) > len(t.before)]
         reads = ReadAhead(s, config, members, paging)
         rows: list[Enqueued] = []
-        for done, before, lead_model in planned:
+        for taken in planned:
+            done = taken.done
             said = self._dispatch.incident_rows(
                 done.incident,
                 done.event,
                 config,
-                model=lead_model,
-                paged_before=before,
+                model=taken.model,
+                paged_before=taken.before,
                 by_person=False,
                 members=reads.members(done.incident),
                 reads=reads,
             )
             reads.enqueued(said)
             rows += said
-            _log_incident(done.incident, done.event, before)
+            _log_incident(done.incident, done.event, taken.before)
         enqueue_many(s, rows)
         release_held(s, incident_ids={incident.id or 0 for incident in paging}, now=now)
         return len(planned)
@@ -362,11 +371,10 @@ class Recorder:
                     if current is not None:
                         step = core.alert_closed(current, still_open=left, actor=change.event.actor, now=now)
                 if step is not None:
-                    before = step.incident.paged_keys
-                    placed = self._with_pages(step, config, alert.model)
-                    current = replace(placed.incident, version=(current.version if current else 0) + 1)
-                    done = IncidentTransition(current, step.event)
-                    plan.steps.append(Step(done, _as_stored(placed, before), before, alert.model))
+                    version = (current.version if current else 0) + 1
+                    taken = self._stepped(step, config, alert.model, version=version)
+                    current = taken.done.incident
+                    plan.steps.append(taken)
                 plan.alerts.append((change, current))
             else:
                 plans.append(plan)
