@@ -221,7 +221,6 @@ def _serve_process(
         ConnectionLimits,
         guarded_protocol,
         raise_open_file_limit,
-        refuse_ambiguous_framing,
     )
     from bot.processes import listening_socket
 
@@ -232,8 +231,8 @@ def _serve_process(
     limits = ConnectionLimits(max_connections=settings.http_max_connections).within(raise_open_file_limit())
     logging.getLogger("asyncio").addFilter(AcceptErrorFilter())
     config = uvicorn.Config(
-        refuse_ambiguous_framing(bot.app),
-        http=guarded_protocol(limits),  # idle, slow and excess connections cannot starve the bot
+        bot.app,
+        http=guarded_protocol(limits),  # idle, slow and excess connections cannot starve the bot (httptools)
         timeout_keep_alive=limits.keep_alive,
         host=host if host is not None else settings.host,
         port=port if port is not None else settings.port,

@@ -17,7 +17,6 @@ from bot.http_limits import (
     AcceptErrorFilter,
     ConnectionLimits,
     guarded_protocol,
-    refuse_ambiguous_framing,
 )
 from tests.support.served import serving
 
@@ -77,7 +76,7 @@ DISCONNECTS: list[str] = []
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
     config = uvicorn.Config(
-        refuse_ambiguous_framing(echo_length), host="127.0.0.1", port=0, http=guarded_protocol(LIMITS),
+        echo_length, host="127.0.0.1", port=0, http=guarded_protocol(LIMITS),
         log_config=None, lifespan="off",
     )  # fmt: skip
     with serving(config, name="uvicorn-http-limits") as port:
@@ -141,4 +140,42 @@ def test_over_the_limit_the_oldest_idle_connection_gives_way_to_a_request(server
 def test_content_length_and_transfer_encoding_together_are_refused(server: int) -> None:
     head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n"
     answer = ask(server, head + b"Connection: close\r\n\r\n0\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert answer.startswith(b"HTTP/1.1 400") and b"can't be present with Content-Length" in answer, answer
+    assert "/" not in DISCONNECTS  # the app never saw it
+
+
+def test_a_request_head_over_16_kib_is_refused_with_431(server: int) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: " + b"a" * (17 * 1024) + b"\r\nConnection: close\r\n\r\n"
+    answer = ask(server, head)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+
+
+def test_a_head_just_under_the_limit_is_served(server: int) -> None:
+    head = b"POST / HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: " + b"a" * (15 * 1024)
+    answer = ask(server, head + b"\r\nConnection: close\r\nContent-Length: 2\r\n\r\nab")
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"2"), answer[:100]
+
+
+def test_pipelined_requests_are_answered_in_order_and_the_connection_then_idles_out(server: int) -> None:
+    """Two requests in one write: both answered, then the head clock runs again for the next one."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        one = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
+        two = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
+        sock.sendall(one + two)
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+        assert received.index(b"\r\n\r\n1") < received.index(b"\r\n\r\n3"), received
+        started = time.monotonic()
+        assert closed_within(sock, 5)
+        assert time.monotonic() - started < LIMITS.header_timeout + 1.5
+
+
+def test_a_kept_alive_connection_serves_a_second_request_after_the_first(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        for body in (b"ab", b"abcd"):
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"%d" % len(body)), answer
