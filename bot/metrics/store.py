@@ -260,14 +260,34 @@ def _newest_before(
     return found
 
 
+SeriesKey = tuple[str, str]
+"""A stored series: (model, metric name)."""
+
+
 def series(session: Session, model: str, name: str, *, since: datetime, until: datetime) -> list[Sample]:
-    rows = session.exec(
-        select(MetricSampleRow)
-        .where(MetricSampleRow.model == model, MetricSampleRow.name == name)
-        .where(col(MetricSampleRow.at) >= since, col(MetricSampleRow.at) <= until)
-        .order_by(col(MetricSampleRow.at))
-    ).all()
-    return [Sample(r.value if r.value is not None else (r.text or ""), ensure_utc(r.at)) for r in rows]
+    """One series' samples in ``[since, until]``, oldest first."""
+    return series_of(session, {(model, name): since}, until=until)[(model, name)]
+
+
+def series_of(
+    session: Session, since: Mapping[SeriesKey, datetime], *, until: datetime
+) -> dict[SeriesKey, list[Sample]]:
+    """Several series at once, each from its own ``since`` to ``until`` (both ends included), oldest
+    first: one query per distinct ``since`` (and :func:`~bot.storage.versioned.in_chunks` slice of
+    its keys), read as columns. ``/slo status`` asks for every SLO's metrics; a query apiece cost
+    it 1.5 of its 2 ms at eight series (bench/RESULTS.md)."""
+    found: dict[SeriesKey, list[Sample]] = {key: [] for key in since}
+    starting: dict[datetime, list[SeriesKey]] = {}
+    for key, start in since.items():  # one range per window length: a handful, whatever the keys
+        starting.setdefault(start, []).append(key)
+    table = MetricSampleRow.__table__.c  # type: ignore[attr-defined]
+    columns = core_select(table.model, table.name, table.at, table.value, table.text)
+    for start, keys in starting.items():
+        for chunk in in_chunks(keys):
+            query = columns.where(tuple_(table.model, table.name).in_(chunk), table.at >= start, table.at <= until)
+            for model, name, when, value, text in session.execute(query.order_by(table.at)):
+                found[(model, name)].append(Sample(value if value is not None else (text or ""), ensure_utc(when)))
+    return found
 
 
 WindowRow = tuple[int, str, str, float, float | None]

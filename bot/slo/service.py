@@ -35,6 +35,7 @@ from bot.config.slo_schema import Slo
 from bot.evaluation.evaluate import policy_for
 from bot.metrics import store as metric_store
 from bot.metrics.samples import Sample
+from bot.metrics.store import SeriesKey
 from bot.slo import text
 from bot.slo.burn_rate import DEFAULT_SEVERITIES, BurnFinding, alert_rule, evaluate_burn, evaluate_tiers, tiers_for
 from bot.slo.chart import budget_burndown, chart_title, render_budget_chart
@@ -74,8 +75,13 @@ def load_series(
 ) -> dict[str, list[Sample]]:
     """The samples of ``spec``'s metrics the core needs at ``now``: the window (or ``window``,
     if longer) plus one ``stale_after`` for the sample that still holds into it."""
-    since = now - spec.history_needed(window)
-    return {name: metric_store.series(session, spec.model, name, since=since, until=now) for name in spec.metrics}
+    return _metrics_since(session, spec, now - spec.history_needed(window), now)
+
+
+def _metrics_since(session: Session, spec: SloSpec, since: datetime, now: datetime) -> dict[str, list[Sample]]:
+    """``spec``'s metrics in ``[since, now]``, read in one query."""
+    found = metric_store.series_of(session, {(spec.model, name): since for name in spec.metrics}, until=now)
+    return {name: found[(spec.model, name)] for name in spec.metrics}
 
 
 def alerting_series(session: Session, spec: SloSpec, now: datetime) -> dict[str, list[Sample]]:
@@ -85,8 +91,7 @@ def alerting_series(session: Session, spec: SloSpec, now: datetime) -> dict[str,
     recent = max(t.long for t in tiers_for(spec.window)) + spec.stale_after
     if recent >= spec.history_needed():
         return load_series(session, spec, now)
-    since = now - recent
-    partial = {name: metric_store.series(session, spec.model, name, since=since, until=now) for name in spec.metrics}
+    partial = _metrics_since(session, spec, now - recent, now)
     if evaluate_burn(spec, partial, now) is None:
         return partial
     return load_series(session, spec, now)
@@ -97,14 +102,14 @@ def load_model_series(
 ) -> dict[str, Series]:
     """model → metric → samples for several SLOs, each metric fetched once over the longest
     history any of its SLOs needs (two SLOs on one metric share a query)."""
-    needed: dict[tuple[str, str], timedelta] = {}
+    since: dict[SeriesKey, datetime] = {}
     for spec in specs:
         for name in spec.metrics:
             key = (spec.model, name)
-            needed[key] = max(needed.get(key, timedelta(0)), spec.history_needed(window))
+            since[key] = min(since.get(key, now), now - spec.history_needed(window))
     out: dict[str, dict[str, list[Sample]]] = {}
-    for (model, name), history in needed.items():
-        out.setdefault(model, {})[name] = metric_store.series(session, model, name, since=now - history, until=now)
+    for (model, name), samples in metric_store.series_of(session, since, until=now).items():
+        out.setdefault(model, {})[name] = samples
     return dict(out)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from bot.metrics import store
 from bot.metrics.samples import Sample
 from bot.metrics.store import Point
+from bot.storage import versioned
 from bot.storage.database import session
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -127,6 +129,34 @@ def test_a_series_window_includes_both_bounds_and_nothing_else(engine: Engine) -
     assert [s.value for s in window] == [3.0, 4.0, 5.0, 6.0]
     assert [s.at for s in window] == [T0 + i * MINUTE for i in range(3, 7)]
     assert series(engine, FRAUD, "p99_latency_ms", T0 + 20 * MINUTE, T0 + 30 * MINUTE) == []
+
+
+def test_several_series_are_read_together_each_over_its_own_window(engine: Engine, monkeypatch: Any) -> None:
+    monkeypatch.setattr(versioned, "KEYS_PER_QUERY", 2)  # three keys of one window: two chunks
+    record(engine, *[(FRAUD, "p99_latency_ms", T0 + i * MINUTE, float(i)) for i in range(10)])
+    record(engine, *[(FRAUD, "current_accuracy", T0 + i * MINUTE, 0.9 - i / 100) for i in range(10)])
+    record(engine, (SUPPORT, "p99_latency_ms", T0 + 5 * MINUTE, 1.0), (SUPPORT, "status", T0 + 3 * MINUTE, "degraded"))
+    record(engine, (SUPPORT, "unasked", T0 + 5 * MINUTE, 2.0))
+
+    since = {
+        (FRAUD, "p99_latency_ms"): T0 + 7 * MINUTE,
+        (FRAUD, "current_accuracy"): T0 + 2 * MINUTE,
+        (SUPPORT, "p99_latency_ms"): T0 + 2 * MINUTE,
+        (SUPPORT, "status"): T0 + 2 * MINUTE,
+        (SUPPORT, "never-pushed"): T0,
+    }
+    with session(engine) as s:
+        found = store.series_of(s, since, until=T0 + 8 * MINUTE)
+
+    assert set(found) == set(since)
+    assert [(x.value, x.at) for x in found[(FRAUD, "p99_latency_ms")]] == [
+        (7.0, T0 + 7 * MINUTE),
+        (8.0, T0 + 8 * MINUTE),
+    ]
+    assert [x.at for x in found[(FRAUD, "current_accuracy")]] == [T0 + i * MINUTE for i in range(2, 9)]
+    assert found[(SUPPORT, "p99_latency_ms")] == [Sample(1.0, T0 + 5 * MINUTE)]
+    assert found[(SUPPORT, "status")] == [Sample("degraded", T0 + 3 * MINUTE)]
+    assert found[(SUPPORT, "never-pushed")] == []
 
 
 def test_prune_drops_samples_older_than_the_cut_but_keeps_latest(engine: Engine) -> None:
