@@ -135,7 +135,7 @@ class AlertButtons(Listeners):
         could act by clicking a copy in a channel of his own. No message yet: ``None``, refused."""
         if self._context.config().access.allow != "channel_members":
             return None
-        return await self._after_ack.db(find, subject)
+        return await self._after_ack.read(find, subject)
 
     async def _allowed(
         self, click: Click, find: Callable[[int], str | None], target: int, *, verb: str, what: Subject
@@ -181,7 +181,7 @@ class AlertButtons(Listeners):
         Resolve of a declared incident, with the note optional (its room writes the postmortem)."""
         required = self._context.config().settings.resolution_note_required
         try:
-            incident = await self._after_ack.db(self._context.queries.incident, incident_id)
+            incident = await self._after_ack.read(self._context.queries.incident, incident_id)
         except Exception:
             if not required:  # the resolve goes on, kept for later if the database is away
                 return False

@@ -67,7 +67,7 @@ class Listeners:
         access = self._context.config().access
         if access.allow == "channel_members" and incident_id is not None:
             try:
-                channel = await self._after_ack.db(self._context.queries.incident_channel, incident_id)
+                channel = await self._after_ack.read(self._context.queries.incident_channel, incident_id)
             except Exception:
                 log.exception("finding the channel of incident %s failed", incident_id)
                 return messages.TRY_AGAIN

@@ -112,13 +112,13 @@ class IncidentCommands(Listeners):
         return Reply(messages.declared(done.room, done.id))
 
     async def _in_room(self, request: IncidentRequest, asked: Asked) -> Reply:
-        found = await self._after_ack.db(self._context.queries.incident_by_room, asked.channel_id or "")
+        found = await self._after_ack.read(self._context.queries.incident_by_room, asked.channel_id or "")
         if found is None or found.id is None:
             return Reply(messages.NOT_IN_A_ROOM)
         incident_id = found.id
         if request.verb == "timeline":
             now = self._context.clock.now()
-            entries = await self._after_ack.db(self._context.queries.incident_timeline, incident_id, now)
+            entries = await self._after_ack.read(self._context.queries.incident_timeline, incident_id, now)
             return Reply(messages.timeline_text(entries or []))
         refusal = await self._incident_refusal(asked.user, found.id, request.verb)
         if refusal is not None:

@@ -160,7 +160,7 @@ class RoomButtons(AlertButtons):
         """On a root: that incident. On any other message: a new one, titled from the message."""
         click = Click(DECLARE_SHORTCUT, "", shortcut.user, shortcut.channel, shortcut.trigger_id, shortcut.message_ts)
         try:
-            found = await self._after_ack.db(
+            found = await self._after_ack.read(
                 self._context.queries.incident_by_message, shortcut.channel or "", shortcut.message_ts or ""
             )
         except Exception:

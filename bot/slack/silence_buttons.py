@@ -90,7 +90,7 @@ class SilenceButtons(Listeners):
             await refuse(client, click, refusal)
             return
         try:
-            covering = await after_ack.db(queries.covering_silence, wanted)
+            covering = await after_ack.read(queries.covering_silence, wanted)
             if covering is not None:  # a second click (or a colleague's) adds nothing
                 await refuse(client, click, already_silenced_reply(covering))
                 return

@@ -79,7 +79,7 @@ class SilenceCommand(Listeners):
         try:
             if isinstance(request, ListRequest):
                 now = self._context.clock.now()
-                text = list_reply(await self._after_ack.db(self._context.queries.active_silences, now), now=now)
+                text = list_reply(await self._after_ack.read(self._context.queries.active_silences, now), now=now)
             elif isinstance(request, EndRequest):
                 text = await self._end(current, request, asked)
             else:
@@ -109,7 +109,7 @@ class SilenceCommand(Listeners):
         return silenced_reply(silence, note=target.note)
 
     async def _end(self, current: Config, request: EndRequest, asked: Asked) -> str:
-        active = await self._after_ack.db(self._context.queries.active_silences, self._context.clock.now())
+        active = await self._after_ack.read(self._context.queries.active_silences, self._context.clock.now())
         found = next((s for s in active if s.id == request.silence_id), None)
         if found is None:
             return not_found_reply(request.silence_id)

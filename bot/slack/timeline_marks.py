@@ -57,7 +57,7 @@ class TimelineMarks(Listeners):
     # ------------------------------------------------------------------ after the ack
 
     async def _from_reaction(self, mark: Mark) -> None:
-        incident = await self._after_ack.db(self._context.review.room_incident, mark.channel)
+        incident = await self._after_ack.read(self._context.review.room_incident, mark.channel)
         if incident is None:
             return  # an emoji in an ordinary channel
         found = await self._message(mark)
@@ -68,7 +68,7 @@ class TimelineMarks(Listeners):
         await self._record(replace(mark, text=str(found.get("text") or ""), author=author), incident, answer=False)
 
     async def _from_shortcut(self, mark: Mark) -> None:
-        incident = await self._after_ack.db(self._context.review.room_incident, mark.channel)
+        incident = await self._after_ack.read(self._context.review.room_incident, mark.channel)
         if incident is None:
             await tell(self._after_ack.client, _click(mark), messages.ONLY_IN_A_ROOM)
             return

@@ -56,6 +56,23 @@ def test_jobs_run_on_the_worker_thread_and_a_full_queue_makes_the_ack_wait_its_t
     assert waited[0] >= 0.1
 
 
+def test_a_read_runs_on_the_after_ack_loop_and_a_write_on_a_database_thread(worker: AfterAck) -> None:
+    """Reads skip the hand-off to a thread and back (they never wait on a lock); writes may wait, so
+    they keep a thread of their own."""
+    ran_on: list[str] = []
+    finished = threading.Event()
+
+    async def job() -> None:
+        ran_on.append(await worker.read(lambda: threading.current_thread().name))
+        ran_on.append(await worker.db(lambda: threading.current_thread().name))
+        finished.set()
+
+    asyncio.run(worker.submit(job))
+    assert finished.wait(5)
+    assert ran_on[0] == "slack-after-ack"
+    assert ran_on[1].startswith("slack-after-db")
+
+
 def test_a_failing_job_is_logged_and_the_worker_goes_on(worker: AfterAck, caplog: pytest.LogCaptureFixture) -> None:
     done: list[str] = []
 
