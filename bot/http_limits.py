@@ -184,6 +184,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._mid_message = False
         self._stop_clock()
         super().on_message_complete()
+        if self.cycle.response_complete and not self.transport.is_closing():
+            self._await_request()  # answered before its body was in (a refusal): idle from now on
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

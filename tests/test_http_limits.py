@@ -56,6 +56,10 @@ async def echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reads the whole body and answers its length; records a disconnect seen while reading."""
     if scope["type"] != "http":
         return
+    if scope["path"] == "/early":  # answers before reading the body, as a refusal does
+        await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
     size = 0
     while True:
         message = await receive()
@@ -179,3 +183,15 @@ def test_a_kept_alive_connection_serves_a_second_request_after_the_first(server:
             sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             answer = sock.recv(65536)
             assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"%d" % len(body)), answer
+
+
+def test_a_connection_answered_before_its_body_arrived_idles_out_once_the_body_is_in(server: int) -> None:
+    """An early answer (a refusal) leaves the body to arrive after the response: once it has, the
+    head clock runs for the next request, as after any other response."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")
+        sock.sendall(b"67890")  # the rest of the body, then nothing
+        started = time.monotonic()
+        assert closed_within(sock, 5), "an idle connection after an early answer was never closed"
+        assert time.monotonic() - started < LIMITS.header_timeout + 1.5
