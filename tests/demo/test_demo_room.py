@@ -30,15 +30,22 @@ def room(state: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def postmortem_posted(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The room's postmortem message once its draft file is attached in its thread (the file is
+    uploaded after the message is posted, so the message alone may show first)."""
     found = room(state)
     if found is None:
         return None
-    return next((m for m in found["messages"] if "Postmortem draft" in (m.get("text") or "")), None)
+    summary = next((m for m in found["messages"] if "Postmortem draft" in (m.get("text") or "")), None)
+    return summary if summary is not None and draft_files(summary) else None
+
+
+def draft_files(summary: dict[str, Any]) -> list[str]:
+    return [str(f.get("name")) for r in summary.get("replies", []) for f in r.get("files", [])]
 
 
 def test_the_demo_declares_an_incident_and_leaves_a_postmortem_in_its_room() -> None:
     with running_demo(port=0, sandbox_port=0, speed=8.0) as demo:
-        summary = wait_for_state(demo, postmortem_posted, timeout=90, what="the postmortem draft in the room")
+        summary = wait_for_state(demo, postmortem_posted, timeout=90, what="the postmortem draft and its file")
         state = demo.sandbox.state()
 
     found = room(state)
@@ -46,7 +53,7 @@ def test_the_demo_declares_an_incident_and_leaves_a_postmortem_in_its_room() -> 
     texts = [m.get("text") or "" for m in found["messages"]]
     assert texts[0].startswith("Incident card:"), "the card comes first"
     assert any("Rolling the prompt back from v42 to v41" in t for t in texts), "the scripted /incident update"
-    files = [str(f.get("name")) for r in summary.get("replies", []) for f in r.get("files", [])]
+    files = draft_files(summary)
     assert any(re.fullmatch(r"postmortem-incident-\d+\.md", f) for f in files), files
     llm = next(c for c in state["channels"] if c.get("name") == "llm-alerts")
     root = json.dumps(llm["messages"][0].get("blocks"))
