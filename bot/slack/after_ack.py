@@ -251,7 +251,9 @@ class AfterAck:
         takes a fraction of a millisecond, less than the two thread hand-offs of :meth:`db`: with
         the reads handed off, ``serve`` spent 2.56 ms of CPU per request at saturation, with them
         here 1.97 ms (bench/RESULTS.md). It holds up the other jobs' Web API calls for that long,
-        never an ack. Reads that take long (a chart, the weekly review) and every write go to :meth:`db`."""
+        never an ack; in a database outage, until the call's deadline, when every job's database
+        calls would wait anyway. Reads that take long (a chart, the weekly review) and every
+        write go to :meth:`db`."""
         return fn(*args, **kwargs)
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
