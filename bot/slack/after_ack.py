@@ -13,8 +13,8 @@ in its own thread:
   which Python hands over at least every few milliseconds;
 - Web API and ``response_url`` calls share one pooled aiohttp session: without one, slack_sdk
   opens a new session and a new TCP (and, against Slack, TLS) connection for every call;
-- short database reads run on that loop (:meth:`AfterAck.read`); writes and long reads run on a
-  small executor of its own, so the after-ack work never takes every thread of the serving
+- lookups by key run on that loop (:meth:`AfterAck.read`); writes and the reads that grow with
+  the fleet run on a small executor of its own, so the after-ack work never takes every thread of the serving
   loop's default executor, and the connection pool is not asked for more connections than it
   keeps;
 - the queue is bounded. With ``max_pending`` jobs waiting, a listener waits for room before it
@@ -246,18 +246,19 @@ class AfterAck:
             raise RuntimeError(f"response_url answered {answer.status_code}: {answer.body[:200]}")
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a short database read (one of :class:`bot.queries.Queries`' lookups) here, on the
-        after-ack loop. A read never waits on a lock (SQLite's WAL readers, PostgreSQL's MVCC) and
-        takes a fraction of a millisecond, less than the two thread hand-offs of :meth:`db`: with
-        the reads handed off, ``serve`` spent 2.56 ms of CPU per request at saturation, with them
-        here 1.97 ms (bench/RESULTS.md). It holds up the other jobs' Web API calls for that long,
-        never an ack; in a database outage, until the call's deadline, when every job's database
-        calls would wait anyway. Reads that take long (a chart, the weekly review) and every
-        write go to :meth:`db`."""
+        """Run a short database read here, on the after-ack loop: a lookup by key (the incident a
+        button names, its channel, the room's incident, the active silences), whose size does not
+        grow with the fleet. A read never waits on a lock (SQLite's WAL readers, PostgreSQL's
+        MVCC) and takes a fraction of a millisecond, less than the two thread hand-offs of
+        :meth:`db` (bench/RESULTS.md, *Session 11*). It holds up the other jobs' Web API calls
+        for that long, never an ack; in a database outage, until the call's deadline, when every
+        job's database calls would wait anyway. Reads that grow with the fleet or its history
+        (``/alerts``, ``/slo status``, the Home tab, a chart, the weekly review) and every write
+        go to :meth:`db`, so they never hold up the others."""
         return fn(*args, **kwargs)
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking database call on the after-ack DB executor: a write, which may wait for
-        the lock, or a long read."""
+        the lock, or a read that grows with the fleet."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, functools.partial(fn, *args, **kwargs))

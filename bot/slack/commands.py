@@ -124,7 +124,7 @@ class Commands(Listeners):
 
     async def _alerts(self, response_url: str) -> None:
         async def build() -> Reply:
-            alerts = await self._after_ack.read(self._context.queries.active_alerts)
+            alerts = await self._after_ack.db(self._context.queries.active_alerts)
             return Reply(*alerts_list(alerts, now=self._context.clock.now()))
 
         await self._answer(response_url, "/alerts", build)
@@ -139,9 +139,7 @@ class Commands(Listeners):
     async def _slo(self, current: Config, request: SloRequest, response_url: str) -> None:
         async def build() -> Reply:
             now, queries = self._context.clock.now(), self._context.queries
-            boards = await self._after_ack.read(
-                queries.slo_dashboards, current, now, request.window, model=request.model
-            )
+            boards = await self._after_ack.db(queries.slo_dashboards, current, now, request.window, model=request.model)
             return slo_reply(boards, model=request.model, window=request.window, now=now)
 
         await self._answer(response_url, "/slo status", build)
@@ -149,7 +147,7 @@ class Commands(Listeners):
     async def _changes(self, request: ChangesRequest, response_url: str) -> None:
         async def build() -> Reply:
             now = self._context.clock.now()
-            found = await self._after_ack.read(self._context.queries.changes, request.model, now - request.window, now)
+            found = await self._after_ack.db(self._context.queries.changes, request.model, now - request.window, now)
             text = changes_text(found, now, model=request.model, window=request.window)
             return Reply(escape_mrkdwn(text.splitlines()[0]), sections(code_block(text))[:MAX_SECTIONS])
 

@@ -41,8 +41,8 @@ class AppHome(Listeners):
         try:
             now = self._context.clock.now()
             current = self._context.config()
-            alerts = await after_ack.read(queries.active_alerts)
-            boards = await after_ack.read(queries.slo_dashboards, current, now)
+            alerts = await after_ack.db(queries.active_alerts)
+            boards = await after_ack.db(queries.slo_dashboards, current, now)
             view = home_view(alerts, now=now, slo_lines=render_overview(boards))  # plain text: home_view escapes
             await after_ack.client.views_publish(user_id=user, view=view)
         except Exception:  # the tab keeps its previous content; the next open tries again
