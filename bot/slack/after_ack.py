@@ -14,9 +14,9 @@ in its own thread:
 - Web API and ``response_url`` calls share one pooled aiohttp session: without one, slack_sdk
   opens a new session and a new TCP (and, against Slack, TLS) connection for every call;
 - lookups by key run on that loop (:meth:`AfterAck.read`); writes and the reads that grow with
-  the fleet run on a small executor of its own, so the after-ack work never takes every thread of the serving
-  loop's default executor, and the connection pool is not asked for more connections than it
-  keeps;
+  the fleet run on a small executor of its own, so the after-ack work never takes every thread
+  of the serving loop's default executor, and the connection pool is not asked for more
+  connections than it keeps;
 - the queue is bounded. With ``max_pending`` jobs waiting, a listener waits for room before it
   returns its ack: an overload shows as slower acks (which Slack reports) instead of unbounded
   memory and work that runs after its ``trigger_id`` (valid 3 s) has expired.
@@ -253,8 +253,9 @@ class AfterAck:
         :meth:`db` (bench/RESULTS.md, *Session 11*). It holds up the other jobs' Web API calls
         for that long, never an ack; in a database outage, until the call's deadline, when every
         job's database calls would wait anyway. Reads that grow with the fleet or its history
-        (``/alerts``, ``/slo status``, the Home tab, a chart, the weekly review) and every write
-        go to :meth:`db`, so they never hold up the others."""
+        (``/alerts``, ``/slo status``, the Home tab, an incident's alerts or timeline, which a
+        storm fills with thousands, a chart, the weekly review) and every write go to :meth:`db`,
+        so they never hold up the others."""
         return fn(*args, **kwargs)
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -118,7 +118,7 @@ class IncidentCommands(Listeners):
         incident_id = found.id
         if request.verb == "timeline":
             now = self._context.clock.now()
-            entries = await self._after_ack.read(self._context.queries.incident_timeline, incident_id, now)
+            entries = await self._after_ack.db(self._context.queries.incident_timeline, incident_id, now)
             return Reply(messages.timeline_text(entries or []))
         refusal = await self._incident_refusal(asked.user, found.id, request.verb)
         if refusal is not None:
